@@ -1,0 +1,45 @@
+"""Assemble the serving app folder (Bento build context or Lambda task root).
+
+An app folder holds the entry point rendered from templates (`service.py` or
+`handler.py`), the `mlpack_runtime` package, `runtime.json` and the model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .render import RenderContext, render_group, write_files
+from .resources import runtime_dir
+
+RUNTIME_PACKAGE = "mlpack_runtime"
+
+
+def runtime_json(ctx: RenderContext) -> str:
+    sig = ctx.model.signature
+    config = {
+        "model_file": ctx.model.file,
+        "inputs": [t.model_dump() for t in sig.inputs],
+        "outputs": [t.model_dump() for t in sig.outputs],
+        "session": ctx.target.runtime.model_dump(),
+        "labels": {
+            "model_name": ctx.name,
+            "model_sha256": ctx.model.sha256,
+            "model_variant": ctx.model.variant,
+            "target": ctx.target.name,
+            "mlpack_version": ctx.mlpack_version,
+        },
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def write_app(folder: Path, template_group: str, ctx: RenderContext, model: Path) -> None:
+    """Write a complete, runnable app folder for the given entry-point template group."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_files(folder, render_group(template_group, "", ctx))
+    write_files(folder, {"runtime.json": runtime_json(ctx)})
+    shutil.copytree(
+        runtime_dir(), folder / RUNTIME_PACKAGE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    shutil.copyfile(model, folder / ctx.model.file)

@@ -1,0 +1,171 @@
+"""Package the Lambda function as a zip, and measure its cold start.
+
+Runs external tools: `uv` fetches the target's wheels (manylinux, the function's
+Python), and a fresh interpreter of that Python version runs the packaged handler.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from .errors import MlpackError
+from .model_info import Signature
+from .targets import Target
+
+DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024  # Lambda's limit for a zip uploaded directly
+UNZIPPED_LIMIT = 250 * 1024 * 1024
+
+# Parts of the wheels a handler never imports: tools, training helpers, tests, headers.
+_PRUNE = [
+    "onnxruntime/tools", "onnxruntime/transformers", "onnxruntime/quantization",
+    "onnxruntime/datasets", "onnxruntime/backend", "numpy/_pyinstaller", "numpy/f2py",
+    "numpy/typing/tests", "numpy/_core/include", "numpy/_core/lib/pkgconfig", "bin",
+]
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip entries with a fixed time make the zip reproducible
+
+
+class ColdStart(BaseModel):
+    seconds: float | None
+    peak_rss_mb: float | None
+    runs: int
+    python: str | None
+    note: str
+
+
+def install_wheels(target: Target, packages: list[str], dest: Path) -> None:
+    """Install the target platform's wheels into dest, without running anything built."""
+    cmd = [
+        sys.executable, "-m", "uv", "pip", "install", "--quiet",
+        "--target", str(dest),
+        "--python-platform", target.platform.python_platform,
+        "--python-version", target.platform.python_version,
+        "--only-binary", ":all:",
+        "--no-compile",
+        *packages,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MlpackError(
+            f"cannot fetch the {target.platform.python_platform} wheels for the Lambda zip: {detail}",
+            "check that PyPI (or your index, via UV_INDEX_URL) is reachable",
+        )
+    for relative in _PRUNE:
+        shutil.rmtree(dest / relative, ignore_errors=True)
+    for cache in list(dest.rglob("__pycache__")) + list(dest.rglob("tests")):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def write_zip(zip_path: Path, *folders: Path) -> int:
+    """Zip the folders' contents side by side at the zip's root. Returns the zip's size."""
+    entries: dict[str, Path] = {}
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                entries[path.relative_to(folder).as_posix()] = path
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, _FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, entries[name].read_bytes())
+    size = zip_path.stat().st_size
+    unzipped = sum(p.stat().st_size for p in entries.values())
+    if size > DIRECT_UPLOAD_LIMIT or unzipped > UNZIPPED_LIMIT:
+        raise MlpackError(
+            f"the Lambda zip is {size / 2**20:.1f} MB ({unzipped / 2**20:.0f} MB unzipped), over "
+            "Lambda's 50 MB upload / 250 MB unzipped limits",
+            "deploy the container image instead (container/Dockerfile)",
+        )
+    return size
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of the function's Python version on this machine, if there is one."""
+    candidates = [os.environ.get("MLPACK_LAMBDA_PYTHON"), shutil.which(f"python{version}")]
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        candidates.insert(1, sys.executable)
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}")))
+    for exe in filter(None, candidates):
+        try:
+            out = subprocess.run(
+                [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True, text=True, timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.returncode == 0 and out.stdout.strip() == version:
+            return exe
+    return None
+
+
+def sample_event(signature: Signature) -> dict:
+    """A direct-invoke event the model accepts: zeros, with free axes of size 1."""
+    import numpy as np
+
+    inputs = {}
+    for spec in signature.inputs:
+        shape = [d if isinstance(d, int) else 1 for d in (spec.shape or [1])]
+        inputs[spec.name] = np.zeros(shape, dtype=spec.dtype).tolist()
+    return {"inputs": inputs}
+
+
+# Runs in the fresh interpreter: import the handler (init: imports, session), answer once.
+_PROBE = """
+import json, resource, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import handler
+reply = handler.handler(json.loads(sys.argv[3]), None)
+peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"ok": "outputs" in reply, "reply": str(reply)[:300], "peak_kb": peak_kb}))
+"""
+
+
+def measure_cold_start(
+    app: Path, site: Path, python_version: str, event: dict, runs: int = 3
+) -> ColdStart:
+    """Time fresh processes from exec to first answer; the median of `runs` is reported."""
+    exe = find_python(python_version)
+    if exe is None:
+        return ColdStart(
+            seconds=None, peak_rss_mb=None, runs=0, python=None,
+            note=f"not measured: no Python {python_version} interpreter on this machine "
+            "(set MLPACK_LAMBDA_PYTHON)",
+        )
+    times, peaks = [], []
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": tempfile.gettempdir(), "LANG": "C.UTF-8"}
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [exe, "-I", "-c", _PROBE, str(app), str(site), json.dumps(event)],
+            capture_output=True, text=True, env=env, timeout=300,
+        )
+        elapsed = time.perf_counter() - started
+        result = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+        if not result or not result["ok"]:
+            detail = (proc.stderr.strip().splitlines() or [result["reply"] if result else "no output"])[-1]
+            raise MlpackError(
+                f"the packaged Lambda handler failed its first request: {detail}",
+                "rerun with --debug; check that the model runs in onnxruntime on this platform",
+            )
+        times.append(elapsed)
+        peaks.append(result["peak_kb"] / 1024)
+    return ColdStart(
+        seconds=round(statistics.median(times), 3),
+        peak_rss_mb=round(max(peaks), 1),
+        runs=runs,
+        python=exe,
+        note=f"median of {runs} fresh processes: interpreter start, imports, session, first answer",
+    )

@@ -1,0 +1,69 @@
+"""Report one event per inference to the mlpack agent, if the agent's client is installed.
+
+The client (`mlpack_agent.client`) uses the standard library only and never raises into
+the request path; without it (a bare local run) reporting is a no-op.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+
+class _NoTelemetry:
+    dropped = 0
+
+    def inference(self, **_: Any) -> None:
+        return None
+
+
+def telemetry_client(labels: dict[str, str]) -> Any:
+    try:
+        from mlpack_agent.client import EventClient
+    except ImportError:
+        return _NoTelemetry()
+    return EventClient.from_env(labels)
+
+
+class InferenceReporter:
+    """Turns one request's timings and values into the agent's inference event."""
+
+    def __init__(self, labels: dict[str, str], outputs: list[dict[str, Any]]) -> None:
+        self.client = telemetry_client(labels)
+        # A 1-D integer output is a predicted class; a float matrix output is an embedding.
+        self._label_index = next(
+            (i for i, o in enumerate(outputs)
+             if o["dtype"].startswith("int") and o["shape"] is not None and len(o["shape"]) == 1),
+            None,
+        )
+
+    def success(self, started: float, model_started: float, arrays: dict, values: list) -> None:
+        done = time.perf_counter()
+        first = next(iter(arrays.values()), None)
+        batch = int(first.shape[0]) if first is not None and first.ndim else 1
+        predicted = output_norm = None
+        if self._label_index is not None:
+            predicted = np.asarray(values[self._label_index]).ravel()[:256].tolist()
+        elif values and isinstance(values[0], np.ndarray) and values[0].dtype.kind == "f":
+            output_norm = float(np.linalg.norm(values[0].reshape(batch, -1), axis=1).mean())
+        self.client.inference(
+            model_ms=(done - model_started) * 1e3,
+            total_ms=(done - started) * 1e3,
+            batch_size=batch,
+            input_bytes=sum(a.nbytes for a in arrays.values()),
+            ok=True,
+            predicted=predicted,
+            output_norm=output_norm,
+        )
+
+    def failure(self, started: float, error_kind: str) -> None:
+        self.client.inference(
+            model_ms=0.0,
+            total_ms=(time.perf_counter() - started) * 1e3,
+            batch_size=0,
+            input_bytes=0,
+            ok=False,
+            error_kind=error_kind,
+        )

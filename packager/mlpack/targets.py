@@ -1,0 +1,136 @@
+"""Hardware targets as data: one TOML file per target in `targets/`.
+
+Code asks a target what it has ("builds a Lambda zip?", "which execution providers?")
+and never branches on its name, so adding a target means adding a file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InputError, MlpackError
+from .resources import data_dir
+
+Build = Literal["bento", "lambda-zip"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Platform(_Strict):
+    oci: str = Field(pattern=r"^linux/(amd64|arm64)$", description="OCI platform of the image")
+    arch: Literal["x86_64", "aarch64"]
+    python_platform: str = Field(description="pip/uv platform tag for the target's wheels")
+    python_version: str = Field(pattern=r"^3\.\d+$")
+
+
+class Runtime(_Strict):
+    onnxruntime: Literal["onnxruntime", "onnxruntime-gpu"]
+    execution_providers: list[str] = Field(min_length=1)
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    intra_op_threads: int = Field(0, ge=0, description="0 lets onnxruntime choose")
+    inter_op_threads: int = Field(0, ge=0)
+    enable_cpu_mem_arena: bool = True
+
+
+class Image(_Strict):
+    base: str = Field(description="the public base image a user's machine pulls")
+    python: str = Field(description="the Python interpreter inside the base image")
+    cuda: str | None = Field(None, description="CUDA runtime version of the base, if any")
+    system_packages: list[str] = Field(
+        default_factory=list, description="Debian/Ubuntu packages the base lacks (e.g. Python)"
+    )
+
+
+class Optimize(_Strict):
+    passes: list[str] = Field(default_factory=list)
+    policy: Literal["fastest", "smallest"]
+
+
+class Serving(_Strict):
+    port: int = Field(3000, ge=1, le=65535)
+    health_path: str = "/readyz"
+    workers: int = Field(1, ge=1)
+
+
+class RenderGroup(_Strict):
+    templates: str = Field(description="folder under templates/")
+    into: str = Field(description="folder in the artifact the rendered files go to")
+
+
+class Target(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str
+    role: Literal["server", "edge", "lambda"]
+    builds: list[Build] = Field(min_length=1)
+    iac: list[str] = Field(default_factory=list, description="kinds of infrastructure code")
+    platform: Platform
+    runtime: Runtime
+    image: Image
+    optimize: Optimize
+    serving: Serving = Serving()
+    render: list[RenderGroup] = Field(default_factory=list)
+
+    @field_validator("render")
+    @classmethod
+    def _templates_exist(cls, groups: list[RenderGroup]) -> list[RenderGroup]:
+        root = data_dir("templates")
+        missing = [g.templates for g in groups if not (root / g.templates).is_dir()]
+        if missing:
+            raise ValueError(f"no template folder {', '.join(missing)} under templates/")
+        return groups
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.runtime.onnxruntime == "onnxruntime-gpu"
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        parts.append(f"{key}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def load_target_file(path: Path) -> Target:
+    """Read and validate one target file, reporting every error in it at once."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MlpackError(f"cannot read target file {path}: {exc}") from exc
+    problems: list[str] = []
+    try:
+        target = Target.model_validate(raw)
+    except ValidationError as exc:
+        raise MlpackError(
+            f"invalid target file {path}: {_describe(exc)}", "fix the keys named above"
+        ) from exc
+    if target.name != path.stem:
+        problems.append(f"name: {target.name!r} must match the file name {path.stem!r}")
+    if problems:
+        raise MlpackError(f"invalid target file {path}: {'; '.join(problems)}")
+    return target
+
+
+def target_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(data_dir("targets").glob("*.toml"))}
+
+
+def known_targets() -> list[Target]:
+    return [load_target_file(p) for p in target_files().values()]
+
+
+def load_target(name: str) -> Target:
+    files = target_files()
+    if name not in files:
+        raise InputError(
+            f"unknown target {name!r}",
+            f"choose one of: {', '.join(files)} (see `mlpack targets`)",
+        )
+    return load_target_file(files[name])
