@@ -128,7 +128,7 @@ def inspect_model(path: Path) -> ModelInfo:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise InputError(
-            f"{path} is not an ONNX model (it could not be parsed: {_first_line(exc)})",
+            f"{path} is not an ONNX model, or is truncated (protobuf parsing failed)",
             "export the model to ONNX first, e.g. with torch.onnx.export or skl2onnx",
         ) from exc
     if not model.graph.node and not model.graph.output:
