@@ -1,0 +1,184 @@
+"""The agent process: receive event datagrams, keep OpenTelemetry metrics and logs, export them.
+
+Threads: one drains the Unix socket (only `recv`, so the kernel's short datagram queue
+never fills), one decodes and records, the SDK's reader threads collect and export, and
+the spool sender ships OTLP requests from disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import stat
+import sys
+import threading
+from pathlib import Path
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from prometheus_client import start_http_server
+
+from . import __version__
+from .config import AgentConfig
+from .health import register_health
+from .metrics import InferenceMetrics
+
+log = logging.getLogger("mlpack_agent")
+
+# Datagrams waiting for the recorder; beyond this the agent is overloaded and drops.
+_MAX_QUEUED_DATAGRAMS = 4096
+_RECV_BYTES = 256 * 1024
+
+
+def _copied_to_prometheus_labels(key: str) -> bool:
+    # Resource attributes that also label every Prometheus series, so dashboards can
+    # filter by model and target without joining on target_info.
+    return key in ("service.name", "service.version") or key.startswith("mlpack.")
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.resource = Resource.create(
+            {"service.name": "mlpack-agent", "mlpack.agent.version": __version__, **config.resource}
+        )
+        self.resource_attrs = {k: str(v) for k, v in self.resource.attributes.items()}
+        self.spool = self.sender = None
+        self.logger_provider = None
+        readers = []
+        self.prometheus_server = None
+        if config.prometheus.enabled:
+            readers.append(PrometheusMetricReader(resource_attribute_filter=_copied_to_prometheus_labels))
+        if config.otlp.endpoint:
+            from .exporters import SpoolingMetricExporter
+            from .spool import Sender, Spool
+
+            self.spool = Spool(config.buffer.dir, config.buffer.max_bytes)
+            self.sender = Sender(
+                self.spool, config.otlp.endpoint, config.otlp.headers,
+                timeout_s=config.otlp.timeout_s, max_backoff_s=config.otlp.max_backoff_s,
+            )
+            readers.append(PeriodicExportingMetricReader(
+                SpoolingMetricExporter(self.spool, config.otlp.temporality),
+                export_interval_millis=config.otlp.interval_s * 1000,
+            ))
+        self.meter_provider = MeterProvider(metric_readers=readers, resource=self.resource)
+        meter = self.meter_provider.get_meter("mlpack_agent", __version__)
+        self.metrics = InferenceMetrics(meter, config.max_label_values)
+        self.overloaded_datagrams = meter.create_counter(
+            "mlpack.agent.datagrams.dropped", unit="{datagram}",
+            description="Datagrams dropped because the agent could not keep up",
+        )
+        if config.health.enabled:
+            register_health(meter, config.health.disk_path, config.health.thermal_dir, self.spool)
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._sock: socket.socket | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._setup_logs()
+        if self.config.prometheus.enabled:
+            self.prometheus_server, _ = start_http_server(self.config.prometheus.port, self.config.prometheus.host)
+        if self.sender is not None:
+            self.sender.start()
+        self._sock = self._bind(self.config.socket)
+        threading.Thread(target=self._receive, name="mlpack-agent-recv", daemon=True).start()
+        self._recorder = threading.Thread(target=self._record, name="mlpack-agent-record", daemon=True)
+        self._recorder.start()
+        log.info(
+            "agent ready",
+            extra={"socket": self.config.socket, "prometheus_port": self.prometheus_port,
+                   "otlp_endpoint": self.config.otlp.endpoint or ""},
+        )
+
+    @property
+    def prometheus_port(self) -> int | None:
+        return self.prometheus_server.server_port if self.prometheus_server else None
+
+    def stop(self) -> None:
+        """Flush everything to the exporters (and the disk buffer), then close."""
+        self._stopping.set()
+        if self._sock is not None:
+            self._sock.close()
+            Path(self.config.socket).unlink(missing_ok=True)
+        self._queue.put(None)
+        self._recorder.join(timeout=5)
+        log.info("agent stopping")
+        self.meter_provider.shutdown()
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
+        if self.sender is not None:
+            self.sender.stop()
+            self.sender.join(timeout=self.config.otlp.timeout_s)
+            self.sender.drain(deadline_s=2.0)
+        if self.prometheus_server is not None:
+            self.prometheus_server.shutdown()
+
+    # -- events ------------------------------------------------------------------------
+
+    def _bind(self, path: str) -> socket.socket:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            if not stat.S_ISSOCK(target.lstat().st_mode):
+                raise OSError(f"{path} exists and is not a socket; choose another socket path")
+            target.unlink()  # left behind by an agent that died
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        # Services may run as another user (a sidecar); access is governed by the folder.
+        os.chmod(path, 0o666)
+        return sock
+
+    def _receive(self) -> None:
+        sock, put, q = self._sock, self._queue.put, self._queue
+        while not self._stopping.is_set():
+            try:
+                data = sock.recv(_RECV_BYTES)
+            except OSError:
+                return  # closed by stop()
+            if q.qsize() >= _MAX_QUEUED_DATAGRAMS:
+                self.overloaded_datagrams.add(1)
+                continue
+            put(data)
+
+    def _record(self) -> None:
+        get, record, resource = self._queue.get, self.metrics.record, self.resource_attrs
+        malformed = self.metrics.malformed
+        while True:
+            data = get()
+            if data is None:
+                return
+            try:
+                datagram = json.loads(data)
+                if datagram.get("v") != 1:
+                    raise ValueError("unknown protocol version")
+                record(datagram, resource)
+            except Exception:  # noqa: BLE001 - one bad datagram must not stop the agent
+                malformed.add(1)
+                log.debug("malformed datagram", exc_info=True)
+
+    # -- logs --------------------------------------------------------------------------
+
+    def _setup_logs(self) -> None:
+        logging.basicConfig(
+            level=self.config.log_level.upper(), stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if not (self.config.otlp.endpoint and self.config.otlp.logs):
+            return
+        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        from .exporters import SpoolingLogExporter
+
+        self.logger_provider = LoggerProvider(resource=self.resource)
+        self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(SpoolingLogExporter(self.spool)))
+        # Structured logs: `extra=` fields become OpenTelemetry log attributes.
+        logging.getLogger("mlpack_agent").addHandler(LoggingHandler(logger_provider=self.logger_provider))

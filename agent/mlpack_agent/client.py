@@ -1,0 +1,189 @@
+"""Report inference events to the mlpack agent: standard library only, never raises.
+
+The service calls `EventClient.inference(...)` once per request. The call appends a
+tuple to an in-memory queue; every `batch` events (or every `linger_s` seconds, from a
+background thread) the queue goes out as one non-blocking Unix datagram. If the agent
+is absent or its socket is full, the batch is dropped and counted in `client.dropped`;
+the request path never waits and never sees an exception.
+
+Environment (all optional):
+    MLPACK_AGENT_SOCKET    the agent's socket (default /tmp/mlpack-agent.sock)
+    MLPACK_AGENT_BATCH     events per datagram (default 64; 1 sends every event at once)
+    MLPACK_AGENT_LINGER_S  longest an event waits in the queue (default 0.1 s)
+    MLPACK_AGENT_DISABLED  "1" turns reporting off
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from .protocol import MAX_DATAGRAM_BYTES, VERSION, socket_path
+
+_DEFAULT_BATCH = 64
+_DEFAULT_LINGER_S = 0.1
+# Beyond this many queued events (only if flushing failed to keep up) new events are dropped.
+_MAX_PENDING = 10_000
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for numpy scalars and arrays a service may hand over."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False, default=_plain).encode
+
+
+class EventClient:
+    """Batches inference events into datagrams for the agent. Thread-safe, fork-safe."""
+
+    def __init__(
+        self,
+        labels: dict[str, str] | None = None,
+        socket_path: str | None = None,
+        batch: int = _DEFAULT_BATCH,
+        linger_s: float = _DEFAULT_LINGER_S,
+        enabled: bool = True,
+    ) -> None:
+        self.labels = {str(k): str(v) for k, v in (labels or {}).items()}
+        self.socket_path = socket_path or _default_socket()
+        self.batch = max(1, int(batch))
+        self.linger_s = linger_s
+        self.enabled = enabled
+        self.sent = 0  # events handed to the agent's socket
+        self.dropped = 0  # events lost: agent absent, socket full, or client error
+        self._queue: collections.deque[tuple] = collections.deque()
+        self._flush_lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._set_prefix()
+        self._start_lingerer()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    @classmethod
+    def from_env(cls, labels: dict[str, str] | None = None) -> "EventClient":
+        env = os.environ
+        return cls(
+            labels,
+            socket_path=_default_socket(),
+            batch=_int(env.get("MLPACK_AGENT_BATCH"), _DEFAULT_BATCH),
+            linger_s=_float(env.get("MLPACK_AGENT_LINGER_S"), _DEFAULT_LINGER_S),
+            enabled=env.get("MLPACK_AGENT_DISABLED", "") not in ("1", "true", "yes"),
+        )
+
+    def inference(
+        self,
+        model_ms: float | None,
+        total_ms: float | None,
+        batch_size: int,
+        input_bytes: int,
+        ok: bool,
+        error_kind: str | None = None,
+        predicted: list[int] | None = None,
+        output_norm: float | None = None,
+    ) -> None:
+        """Record one request. Costs about a microsecond; never blocks, never raises."""
+        if not self.enabled:
+            return
+        queue = self._queue
+        if len(queue) >= _MAX_PENDING:
+            self.dropped += 1
+            return
+        queue.append(
+            (model_ms, total_ms, batch_size, input_bytes, ok, error_kind, predicted, output_norm)
+        )
+        if len(queue) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is queued now (e.g. at the end of a Lambda invocation)."""
+        if not self._flush_lock.acquire(blocking=False):
+            return  # another thread is flushing; it will take these events too
+        try:
+            queue = self._queue
+            while queue:
+                n = min(len(queue), self.batch)
+                events = [queue.popleft() for _ in range(n)]
+                self._send(events)
+        except Exception:  # noqa: BLE001 - the request path must never see telemetry errors
+            pass
+        finally:
+            self._flush_lock.release()
+
+    def close(self) -> None:
+        self.flush()
+        self._sock.close()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _send(self, events: list[tuple]) -> None:
+        try:
+            payload = (f"{self._prefix}{self.dropped},\"events\":{_encode(events)}}}").encode()
+        except (TypeError, ValueError):
+            self.dropped += len(events)
+            return
+        if len(payload) > MAX_DATAGRAM_BYTES:
+            if len(events) > 1:
+                half = len(events) // 2
+                self._send(events[:half])
+                self._send(events[half:])
+            else:  # one event with a huge `predicted` list: keep the measurement, not the list
+                self._send([events[0][:6] + (None, events[0][7])])
+            return
+        try:
+            self._sock.sendto(payload, self.socket_path)
+        except OSError:  # ENOENT/ECONNREFUSED: no agent; EAGAIN: agent busy
+            self.dropped += len(events)
+        else:
+            self.sent += len(events)
+
+    def _set_prefix(self) -> None:
+        labels = json.dumps(self.labels, separators=(",", ":"))
+        self._prefix = f'{{"v":{VERSION},"pid":{os.getpid()},"labels":{labels},"dropped":'
+
+    def _start_lingerer(self) -> None:
+        if self.linger_s and self.linger_s > 0:
+            threading.Thread(target=self._linger, name="mlpack-agent-client", daemon=True).start()
+
+    def _linger(self) -> None:
+        while True:
+            time.sleep(self.linger_s)
+            if self._queue:
+                self.flush()
+
+    def _after_fork(self) -> None:
+        # A forked worker inherits the queue but not the background thread.
+        self._queue = collections.deque()
+        self._flush_lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self.sent = self.dropped = 0
+        self._set_prefix()
+        self._start_lingerer()
+
+
+def _default_socket() -> str:
+    return socket_path()
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text else default
+    except ValueError:
+        return default
+
+
+def _float(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text else default
+    except ValueError:
+        return default
