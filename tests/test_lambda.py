@@ -1,0 +1,104 @@
+"""The aws-lambda artifact: a zip under 50 MB whose handler answers real predictions
+through awslambdaric, without importing BentoML, and a measured cold start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlpack.build import BuildRequest, build
+from mlpack.errors import MlpackError
+from mlpack.progress import Progress
+
+from .lambda_emulator import RuntimeAPI
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lambda_artifact(demo_artifact):
+    return demo_artifact("aws-lambda")
+
+
+@pytest.fixture(scope="module")
+def runtime(lambda_artifact):
+    """awslambdaric running the artifact's handler against the local Runtime API."""
+    api = RuntimeAPI()
+    app = lambda_artifact.path / "lambda" / "app"
+    env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": api.address, "PYTHONPATH": str(app),
+           "MLPACK_AGENT_SOCKET": "/nonexistent/agent.sock"}
+    proc = subprocess.Popen([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env)
+    yield api
+    proc.kill()
+    proc.wait()
+    api.close()
+
+
+def demo_rows(n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    from mlpack.demo import demo_model
+
+    _, data = demo_model()
+    with np.load(data) as archive:
+        return archive["pixels"][:n], archive["labels"][:n]
+
+
+def test_the_zip_is_under_the_direct_upload_limit_and_holds_no_bentoml(lambda_artifact) -> None:
+    zip_path = lambda_artifact.path / "lambda" / "function.zip"
+    assert zip_path.stat().st_size < 50 * 2**20
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert "handler.py" in names and "model.onnx" in names and "runtime.json" in names
+    assert any(n.startswith("onnxruntime/") for n in names)
+    assert not any(n.startswith("bentoml/") for n in names)
+
+
+def test_awslambdaric_runs_the_handler_and_it_predicts_the_digits(runtime) -> None:
+    pixels, labels = demo_rows()
+    status, body = runtime.invoke({"inputs": {"pixels": pixels.tolist()}})
+    assert status == "response"
+    assert body["outputs"]["label"] == labels.tolist()
+
+
+def test_a_function_url_event_gets_an_http_reply(runtime) -> None:
+    pixels, labels = demo_rows(2)
+    event = {"body": json.dumps({"inputs": {"pixels": pixels.tolist()}}), "isBase64Encoded": False,
+             "requestContext": {"http": {"method": "POST"}}}
+    status, reply = runtime.invoke(event)
+    assert status == "response" and reply["statusCode"] == 200
+    assert json.loads(reply["body"])["outputs"]["label"] == labels.tolist()
+
+
+def test_a_malformed_request_gets_a_400_naming_the_input(runtime) -> None:
+    event = {"body": json.dumps({"inputs": {"pixels": [[1.0, 2.0]]}})}
+    status, reply = runtime.invoke(event)
+    assert status == "response" and reply["statusCode"] == 400
+    assert json.loads(reply["body"]) == {"error": "input 'pixels' has shape [1, 2]: expected float32 [?, 64]"}
+    status, reply = runtime.invoke({"body": "{not json"})
+    assert reply["statusCode"] == 400 and "not valid JSON" in json.loads(reply["body"])["error"]
+
+
+def test_the_handler_does_not_import_bentoml(lambda_artifact) -> None:
+    app = lambda_artifact.path / "lambda" / "app"
+    probe = "import sys, handler; print('bentoml' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=app, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_cold_start_is_measured_and_recorded(lambda_artifact) -> None:
+    cold = lambda_artifact.manifest["lambda"]["cold_start"]
+    assert cold["runs"] == 3 and cold["python"]
+    assert 0 < cold["seconds"] < 10
+    assert 20 < cold["peak_rss_mb"] < 1024
+
+
+def test_a_cold_start_budget_that_is_exceeded_fails_the_build(tmp_path: Path) -> None:
+    request = BuildRequest(target="aws-lambda", out=tmp_path, max_cold_start=0.001)
+    with pytest.raises(MlpackError, match=r"cold start \d+\.\d+s exceeds --max-cold-start 0.001s"):
+        build(request, Progress(quiet=True))
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,104 @@
+"""A built Bento, served by `bentoml serve`, answers like onnxruntime does."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from mlpack.build import BuildRequest, build
+from mlpack.progress import Progress
+
+from .conftest import free_port
+from .models import linear_model, linear_reference
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("serve")
+    model = linear_model(folder / "linear.onnx", features=4, outputs=3)
+    result = build(BuildRequest(model=model, target="x86-cpu", out=folder / "out"), Progress(quiet=True))
+    port = free_port()
+    env = {**os.environ, "BENTOML_HOME": str(folder / "bentoml-home"), "MLPACK_AGENT_SOCKET": "/nonexistent"}
+    bentoml = Path(sys.executable).with_name("bentoml")
+    proc = subprocess.Popen(
+        [str(bentoml), "serve", str(result.path / "bento"), "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"bentoml serve exited: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("bentoml serve was not ready within 60 s")
+    yield base, model
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_predictions_match_onnxruntime(served) -> None:
+    base, model = served
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    reply = httpx.post(f"{base}/predict", json={"inputs": {"x": x.tolist()}}, timeout=30)
+    assert reply.status_code == 200
+    np.testing.assert_allclose(np.array(reply.json()["outputs"]["y"]), linear_reference(model, x), rtol=1e-6)
+
+
+def test_numpy_uploads_are_accepted(served) -> None:
+    base, model = served
+    x = np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)
+    buffer = io.BytesIO()
+    np.savez(buffer, x=x)
+    reply = httpx.post(f"{base}/predict_npz", files={"file": ("x.npz", buffer.getvalue())}, timeout=30)
+    assert reply.status_code == 200
+    np.testing.assert_allclose(np.array(reply.json()["outputs"]["y"]), linear_reference(model, x), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"inputs": {"x": [[1.0, 2.0]]}}, "input 'x' has shape [1, 2]: expected float32 [?, 4]"),
+        ({"inputs": {"x": [[1, 2, 3, 4], [1, 2]]}}, "input 'x' is not a rectangular array: expected float32 [?, 4]"),
+        ({"inputs": {"x": [["a", "b", "c", "d"]]}}, "input 'x' has values of type str32: expected float32 [?, 4]"),
+        ({"inputs": {}}, "missing input 'x': expected float32 [?, 4]"),
+        ({"inputs": {"x": [[0, 0, 0, 0]], "z": 1}}, "unknown input 'z'; the model's inputs are ['x']"),
+        ({"wrong": 1}, 'missing "inputs": expected {"inputs": {"x": float32 [?, 4]}}'),
+    ],
+)
+def test_a_malformed_request_gets_a_400_naming_the_input(served, body, message) -> None:
+    base, _ = served
+    reply = httpx.post(f"{base}/predict", json=body, timeout=30)
+    assert reply.status_code == 400
+    assert error_message(reply) == message
+
+
+def error_message(reply: httpx.Response) -> str:
+    body = reply.json()
+    # BentoML wraps the error of an API raising InvalidArgument in a list.
+    return (body[0] if isinstance(body, list) else body)["error"]
+
+
+def test_the_server_keeps_serving_after_bad_requests(served) -> None:
+    base, model = served
+    httpx.post(f"{base}/predict", content=b"{broken", headers={"content-type": "application/json"}, timeout=30)
+    x = np.ones((1, 4), dtype=np.float32)
+    reply = httpx.post(f"{base}/predict", json={"inputs": {"x": x.tolist()}}, timeout=30)
+    assert reply.status_code == 200
+    np.testing.assert_allclose(np.array(reply.json()["outputs"]["y"]), linear_reference(model, x), rtol=1e-6)
