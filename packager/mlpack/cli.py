@@ -131,6 +131,24 @@ def build_cmd(
     typer.echo(build_summary(result))
 
 
+@command("verify")
+def verify_cmd(
+    artifact: Annotated[Path, typer.Argument(help="An artifact folder written by `mlpack build`.", show_default=False)],
+) -> None:
+    """Check that an artifact's files match the sha256 sums in its manifest.json."""
+    from .manifest import read_manifest, verify_files
+
+    manifest = read_manifest(artifact)
+    problems = verify_files(artifact, manifest)
+    if problems:
+        raise MlpackError(
+            f"{artifact.name} does not match manifest.json: {', '.join(problems[:5])}"
+            + (f" and {len(problems) - 5} more" if len(problems) > 5 else ""),
+            "rebuild the artifact; never edit it by hand",
+        )
+    typer.echo(f"{artifact.name}: {len(manifest['files'])} files match manifest.json")
+
+
 def main() -> None:
     app(prog_name="mlpack")
 

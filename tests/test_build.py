@@ -1,0 +1,91 @@
+"""`mlpack build`: the artifact folder each target gets, and its manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlpack.cli import app
+from mlpack.manifest import verify_files
+from mlpack.model_info import sha256_file
+
+pytestmark = pytest.mark.slow
+
+TARGETS = ["x86-cpu", "cuda-gpu", "arm-edge", "aws-lambda"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_demo_artifact_manifest_matches_its_files(demo_artifact, target: str) -> None:
+    result = demo_artifact(target)
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert result.path.name == f"digits-demo-{target}"
+    assert manifest["target"] == target
+    assert verify_files(result.path, manifest) == []
+    assert manifest["model"]["sha256"] == sha256_file(result.path / "model" / "model.onnx")
+    assert manifest["model"]["signature"]["inputs"] == [
+        {"name": "pixels", "dtype": "float32", "shape": [None, 64]}
+    ]
+    assert set(manifest["versions"]) >= {"onnxruntime", "numpy", "bentoml", "python"}
+    assert (result.path / "container" / "Dockerfile").is_file()
+    assert (result.path / "report.md").is_file() and (result.path / "report.json").is_file()
+
+
+@pytest.mark.parametrize("target", ["x86-cpu", "cuda-gpu", "arm-edge"])
+def test_server_and_edge_targets_get_a_bento(demo_artifact, target: str) -> None:
+    result = demo_artifact(target)
+    assert (result.path / "bento" / "bento.yaml").is_file()
+    assert (result.path / "bento" / "src" / "model.onnx").read_bytes() == (
+        result.path / "model" / "model.onnx"
+    ).read_bytes()
+    requirements = (result.path / "container" / "requirements.txt").read_text()
+    runtime = "onnxruntime-gpu" if target == "cuda-gpu" else "onnxruntime"
+    assert f"\n{runtime}==" in "\n" + requirements
+
+
+def test_dockerfiles_use_the_targets_platform_and_a_non_root_user(demo_artifact) -> None:
+    for target, platform in (("x86-cpu", "linux/amd64"), ("arm-edge", "linux/arm64")):
+        dockerfile = (demo_artifact(target).path / "container" / "Dockerfile").read_text()
+        assert f"FROM --platform={platform} " in dockerfile
+        assert "USER 10001:10001" in dockerfile
+        assert "HEALTHCHECK" in dockerfile
+        assert "build-essential" not in dockerfile and "gcc" not in dockerfile
+
+
+def test_force_replaces_an_existing_artifact_and_leaves_no_temporary_folders(linear_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    runner = CliRunner()
+    first = runner.invoke(app, ["build", str(linear_onnx), "-t", "x86-cpu", "-o", str(out), "-q"])
+    assert first.exit_code == 0, first.output
+    (out / "linear-x86-cpu" / "stale.txt").write_text("old")
+    second = runner.invoke(app, ["build", str(linear_onnx), "-t", "x86-cpu", "-o", str(out), "-q", "--force"])
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in out.iterdir()) == ["linear-x86-cpu"]
+    assert not (out / "linear-x86-cpu" / "stale.txt").exists()
+
+
+def test_the_build_report_says_what_was_built_and_where(linear_onnx: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["build", str(linear_onnx), "-t", "x86-cpu", "-q", "--name", "lin"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Built lin-x86-cpu (x86-cpu, linux/amd64) in lin-x86-cpu"
+    assert lines[1].lstrip().startswith("model ")
+    assert any(line.lstrip().startswith("bento      lin-x86-cpu:") for line in lines)
+    assert lines[-1].lstrip().startswith("report     lin-x86-cpu/report.md")
+    assert result.stderr == ""  # --quiet
+
+
+def test_verify_names_a_file_that_changed_after_the_build(linear_onnx: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["build", str(linear_onnx), "-t", "x86-cpu", "-o", str(tmp_path), "-q"]).exit_code == 0
+    artifact = tmp_path / "linear-x86-cpu"
+    (artifact / "container" / "Dockerfile").write_text("FROM scratch\n")
+    result = runner.invoke(app, ["verify", str(artifact)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: linear-x86-cpu does not match manifest.json: changed: container/Dockerfile; "
+        "rebuild the artifact; never edit it by hand\n"
+    )
