@@ -1,0 +1,29 @@
+# One command each: `make demo` sets up and builds the demo; `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= out
+
+.PHONY: setup demo test test-fast golden clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml agent/pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip uv
+	$(PY) -m uv pip install --python $(PY) --quiet -e '.[test]' -e ./agent
+	touch $@
+
+demo: setup
+	$(VENV)/bin/mlpack build --target x86-cpu --out $(OUT) --force
+
+test: setup
+	$(PY) -m pytest -ra
+
+test-fast: setup
+	$(PY) -m pytest -ra -m "not slow"
+
+golden: setup
+	MLPACK_UPDATE_GOLDEN=1 $(PY) -m pytest tests/test_golden.py
+
+clean:
+	rm -rf $(OUT) dist build .pytest_cache
