@@ -114,6 +114,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'the config'} must be a JSON object")
     known = {f.name: f for f in fields(cls)}
+    data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" fields
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"unknown field(s) {', '.join(where + k for k in unknown)}; remove them or check the spelling")
