@@ -102,3 +102,28 @@ def test_the_server_keeps_serving_after_bad_requests(served) -> None:
     reply = httpx.post(f"{base}/predict", json={"inputs": {"x": x.tolist()}}, timeout=30)
     assert reply.status_code == 200
     np.testing.assert_allclose(np.array(reply.json()["outputs"]["y"]), linear_reference(model, x), rtol=1e-6)
+
+
+def test_concurrent_rows_are_batched_and_each_request_gets_its_own_rows(served) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, model = served
+    rows = np.random.default_rng(3).standard_normal((24, 4)).astype(np.float32)
+    expected = linear_reference(model, rows)
+
+    def ask(i: int) -> list:
+        reply = httpx.post(f"{base}/predict_batch", json={"x": rows[2 * i : 2 * i + 2].tolist()}, timeout=30)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(ask, range(12)))
+    for i, answer in enumerate(answers):
+        np.testing.assert_allclose(np.array([row["y"] for row in answer]), expected[2 * i : 2 * i + 2], rtol=1e-6)
+
+
+def test_a_batch_request_of_the_wrong_shape_gets_a_400_naming_the_input(served) -> None:
+    base, _ = served
+    reply = httpx.post(f"{base}/predict_batch", json={"x": [[1.0, 2.0, 3.0]]}, timeout=30)
+    assert reply.status_code == 400
+    assert reply.json()["detail"][0]["loc"] == ["x"]

@@ -9,6 +9,8 @@ hand: `yaml`, `hcl`, `json`, `sh`, `label` (Dockerfile).
 from __future__ import annotations
 
 import json
+import keyword
+import re
 import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,7 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
 from . import __version__
-from .model_info import Signature
+from .model_info import Signature, TensorSpec
 from .resources import data_dir
 from .targets import Target
 
@@ -42,6 +44,31 @@ class ModelFacts(BaseModel):
     size_bytes: int
     variant: str = "float"
     signature: Signature
+
+
+    @property
+    def batch_input(self) -> TensorSpec | None:
+        """The input BentoML may batch across requests: the model's only input, with a
+        free first axis and every other axis fixed (so requests concatenate)."""
+        inputs = self.signature.inputs
+        if len(inputs) != 1 or not all(o.is_tensor for o in self.signature.outputs):
+            return None
+        shape = inputs[0].shape
+        if not shape or isinstance(shape[0], int) or not all(isinstance(d, int) for d in shape[1:]):
+            return None
+        return inputs[0]
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """The batch input's shape for BentoML's Shape validator: -1 for the batch axis."""
+        spec = self.batch_input
+        return (-1, *spec.shape[1:]) if spec and spec.shape else ()
+
+    @property
+    def batch_param(self) -> str:
+        """The batch input's name as a Python identifier (BentoML API parameter)."""
+        name = re.sub(r"\W", "_", self.batch_input.name if self.batch_input else "")
+        return name if name.isidentifier() and not keyword.iskeyword(name) else f"input_{name}"
 
 
 class ImageRef(BaseModel):

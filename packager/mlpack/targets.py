@@ -48,14 +48,32 @@ class Image(_Strict):
 
 
 class Optimize(_Strict):
-    passes: list[str] = Field(default_factory=list)
-    policy: Literal["fastest", "smallest"]
+    """How mlpack shrinks the model for this target (docs/optimization.md explains each name)."""
+
+    passes: list[Literal["prune", "graph"]] = Field(
+        default_factory=list, description="float rewrites every variant starts from, in order"
+    )
+    variants: list[Literal["dynamic-int8", "static-int8", "compact-int8", "mixed-int8", "fp16"]] = Field(
+        default_factory=list, description="candidates tried besides float; each must pass the accuracy gate"
+    )
+    policy: Literal["fastest", "smallest"] = Field(description="which passing variant ships")
+    graph_level: Literal["basic", "extended"] = Field(
+        "basic", description="onnxruntime graph optimizations saved offline; both stay portable"
+    )
+    weight_type: Literal["qint8", "quint8"] = Field("qint8", description="int8 weight type")
+    latency_batch: int = Field(32, ge=2, description="the larger batch size timed besides batch 1")
+    tolerance: float = Field(
+        0.1, ge=0, le=1, description="differences smaller than this share count as ties, which go to accuracy"
+    )
 
 
 class Serving(_Strict):
     port: int = Field(3000, ge=1, le=65535)
     health_path: str = "/readyz"
     workers: int = Field(1, ge=1)
+    # Adaptive batching (BentoML) for models with a free batch axis.
+    max_batch_size: int = Field(64, ge=2)
+    max_latency_ms: int = Field(10, ge=1)
 
 
 class RenderGroup(_Strict):

@@ -3,6 +3,8 @@
 
 POST /predict      JSON body {"inputs": {"<input name>": nested lists}}
 POST /predict_npz  multipart upload "file": an .npz archive with one array per input name
+POST /predict_batch JSON body {"pixels": [[...], ...]}: rows answered one by one,
+                   batched across concurrent requests by BentoML (adaptive batching)
 GET  /readyz       ready once the model is loaded (BentoML's built-in probes)
 """
 
@@ -10,11 +12,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument
+from bentoml.validators import DType, Shape
 
 from mlpack_runtime import RequestError, load_runtime
 from mlpack_runtime.telemetry import InferenceReporter
@@ -47,6 +50,24 @@ class MlpackService:
         except Exception:
             raise InvalidArgument("file is not a readable .npz archive of arrays") from None
         return self._run(payload)
+
+    @bentoml.api(
+        route="/predict_batch",
+        batchable=True,
+        max_batch_size=64,
+        max_latency_ms=10,
+    )
+    def predict_batch(
+        self,
+        pixels: Annotated[np.ndarray, Shape((-1, 64)), DType("float32")],
+    ) -> list[dict[str, Any]]:
+        """One output object per input row; BentoML concatenates concurrent requests."""
+        started = time.perf_counter()
+        arrays = {"pixels": pixels}
+        values = self.session.run(None, arrays)
+        self.reporter.success(started, started, arrays, values)
+        columns = RUNTIME.outputs_to_json(values)
+        return [{name: column[i] for name, column in columns.items()} for i in range(len(pixels))]
 
     def _run(self, payload: Any) -> dict[str, Any]:
         started = time.perf_counter()
