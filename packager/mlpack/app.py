@@ -11,9 +11,12 @@ import shutil
 from pathlib import Path
 
 from .render import RenderContext, render_group, write_files
-from .resources import runtime_dir
+from .resources import data_dir, runtime_dir
 
 RUNTIME_PACKAGE = "mlpack_runtime"
+# The agent's event client is standard library only; the service imports just that part,
+# the agent process itself runs from the mlpack-agent distribution.
+AGENT_PACKAGE = "mlpack_agent"
 
 
 def runtime_json(ctx: RenderContext) -> str:
@@ -35,11 +38,15 @@ def runtime_json(ctx: RenderContext) -> str:
 
 
 def write_app(folder: Path, template_group: str, ctx: RenderContext, model: Path) -> None:
-    """Write a complete, runnable app folder for the given entry-point template group."""
+    """Write a complete, runnable app folder for the given entry-point template group.
+
+    Layout: the entry point (service.py or handler.py), runtime.json, the model, and the
+    packages mlpack_runtime and mlpack_agent.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     write_files(folder, render_group(template_group, "", ctx))
     write_files(folder, {"runtime.json": runtime_json(ctx)})
-    shutil.copytree(
-        runtime_dir(), folder / RUNTIME_PACKAGE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(runtime_dir(), folder / RUNTIME_PACKAGE, ignore=skip)
+    shutil.copytree(data_dir("agent") / AGENT_PACKAGE, folder / AGENT_PACKAGE, ignore=skip)
     shutil.copyfile(model, folder / ctx.model.file)
