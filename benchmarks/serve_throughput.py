@@ -1,0 +1,149 @@
+"""Served throughput: the Bento mlpack builds for x86-cpu against a plain BentoML service
+running the float model with default settings. Same model, same load generator, same run.
+
+    python -m benchmarks.serve_throughput [--seconds 20] [--concurrency 8] [--seq 64]
+
+Needs the MiniLM weights package (see benchmarks/minilm_model.py). Prints a Markdown
+table for BENCHMARKS.md; every figure comes from this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks.minilm_model import build_minilm, sentences, tokenize
+
+PLAIN_SERVICE = '''
+import bentoml
+import numpy as np
+import onnxruntime as ort
+
+
+@bentoml.service
+class Plain:
+    def __init__(self) -> None:
+        self.session = ort.InferenceSession("model.onnx")
+
+    @bentoml.api
+    def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+'''
+
+
+def serve(args: list[str], cwd: Path, port: int, home: Path) -> subprocess.Popen:
+    bentoml = Path(sys.executable).with_name("bentoml")
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
+           "MLPACK_AGENT_DISABLED": "1"}
+    proc = subprocess.Popen([str(bentoml), "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise SystemExit(f"server on port {port} did not become ready")
+
+
+def load(url: str, bodies: list[dict], seconds: float, concurrency: int) -> dict[str, float]:
+    """Closed-loop load: `concurrency` clients, each sends its next request when answered."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client(k: int) -> None:
+        with httpx.Client(timeout=60) as http:
+            i = k
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                reply = http.post(url, json=bodies[i % len(bodies)])
+                elapsed = time.perf_counter() - started
+                with lock:
+                    if reply.status_code == 200:
+                        latencies.append(elapsed)
+                    else:
+                        errors[0] += 1
+                i += concurrency
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - began
+    latencies.sort()
+    return {
+        "rps": len(latencies) / wall,
+        "p50_ms": 1e3 * statistics.median(latencies),
+        "p95_ms": 1e3 * latencies[int(0.95 * (len(latencies) - 1))],
+        "errors": errors[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=64)
+    opts = parser.parse_args()
+
+    from mlpack.build import BuildRequest, build
+    from mlpack.progress import Progress
+
+    with tempfile.TemporaryDirectory(prefix="mlpack-serve-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        model = build_minilm(tmp / "minilm.onnx")
+        texts = sentences(400)
+        np.savez(tmp / "calibration.npz", **tokenize(texts[:200], opts.seq))
+        print("building the x86-cpu artifact ...", file=sys.stderr)
+        result = build(BuildRequest(model=model, target="x86-cpu", out=tmp / "out",
+                                    calibration=tmp / "calibration.npz"), Progress(quiet=True))
+        plain = tmp / "plain"
+        plain.mkdir()
+        (plain / "service.py").write_text(PLAIN_SERVICE)
+        (plain / "model.onnx").write_bytes(model.read_bytes())
+
+        requests = tokenize(texts[200:264], opts.seq)
+        rows = [{k: v[i : i + 1].tolist() for k, v in requests.items()} for i in range(64)]
+        runs = {}
+        for label, args, cwd, path, bodies in (
+            ("plain BentoML, float model, defaults", ["service:Plain"], plain, "/predict", rows),
+            (f"mlpack x86-cpu Bento ({result.manifest['model']['variant']})", [str(result.path / "bento")],
+             tmp, "/predict", [{"inputs": r} for r in rows]),
+        ):
+            port = 3950 + len(runs)
+            proc = serve(args, cwd, port, tmp / f"home{len(runs)}")
+            try:
+                load(f"http://127.0.0.1:{port}{path}", bodies, 3, opts.concurrency)  # warm-up
+                runs[label] = load(f"http://127.0.0.1:{port}{path}", bodies, opts.seconds, opts.concurrency)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+        base = next(iter(runs.values()))["rps"]
+        print(f"MiniLM-L6 sentence encoder, batch-1 requests of {opts.seq} tokens, "
+              f"{opts.concurrency} concurrent clients, {opts.seconds:.0f} s each\n")
+        print("| server | requests/s | p50 ms | p95 ms | errors | throughput vs plain |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for label, r in runs.items():
+            print(f"| {label} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['errors']} "
+                  f"| {r['rps'] / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
