@@ -76,6 +76,26 @@ class Serving(_Strict):
     max_latency_ms: int = Field(10, ge=1)
 
 
+class Toleration(_Strict):
+    key: str
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class Kubernetes(_Strict):
+    """How the generated Kubernetes manifests schedule and size the service."""
+
+    min_replicas: int = Field(2, ge=1, description="HPA floor; 2 keeps a replica through a node drain")
+    max_replicas: int = Field(10, ge=1)
+    cpu_target_percent: int = Field(70, ge=1, le=100, description="HPA CPU utilization target")
+    cpu_request: str = Field("500m", pattern=r"^[0-9]+m?$")
+    cpu_limit: str = Field("2", pattern=r"^[0-9]+m?$")
+    gpus: int = Field(0, ge=0, description="nvidia.com/gpu per pod")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+
 class RenderGroup(_Strict):
     templates: str = Field(description="folder under templates/")
     into: str = Field(description="folder in the artifact the rendered files go to")
@@ -92,6 +112,7 @@ class Target(_Strict):
     image: Image
     optimize: Optimize
     serving: Serving = Serving()
+    kubernetes: Kubernetes = Kubernetes()
     render: list[RenderGroup] = Field(default_factory=list)
 
     @field_validator("render")
