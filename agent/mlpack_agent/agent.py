@@ -31,8 +31,8 @@ from .metrics import InferenceMetrics
 log = logging.getLogger("mlpack_agent")
 
 # Datagrams waiting for the recorder; beyond this the agent is overloaded and drops.
-_MAX_QUEUED_DATAGRAMS = 4096
-_RECV_BYTES = 256 * 1024
+_MAX_QUEUED_DATAGRAMS = 256  # ~16k events, ~1 MiB
+_RECV_BYTES = 65536  # > MAX_DATAGRAM_BYTES, and below malloc's mmap threshold
 
 
 def _copied_to_prometheus_labels(key: str) -> bool:

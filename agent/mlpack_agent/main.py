@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 
 from . import __version__
 from .config import ConfigError, load_config
+
+
+def _reexec_without_docstrings(argv: list[str]) -> None:
+    """Run the agent under -OO (docstrings of the OpenTelemetry and protobuf modules are
+    about 1 MiB of the agent's ~35 MiB) and with few malloc arenas. Skipped when already
+    optimized or told not to (MLPACK_AGENT_NO_REEXEC=1)."""
+    if sys.flags.optimize >= 2 or os.environ.get("MLPACK_AGENT_NO_REEXEC"):
+        return
+    os.environ["MLPACK_AGENT_NO_REEXEC"] = "1"
+    # Few malloc arenas: the reader thread allocates datagrams the recorder thread frees,
+    # and one arena per thread would keep that churn resident several times over.
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    try:
+        os.execv(sys.executable, [sys.executable, "-OO", "-m", "mlpack_agent.main", *argv])
+    except OSError:
+        return  # run as we are
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         print("mlpack-agent: configuration is valid")
         return 0
 
+    _reexec_without_docstrings(sys.argv[1:] if argv is None else argv)
+    # The agent reads process health from /proc itself; keep OpenTelemetry's resource
+    # detector from importing psutil (another MiB) when some other package installed it.
+    sys.modules.setdefault("psutil", None)
     # A short GIL switch interval lets the socket reader run promptly while recording.
     sys.setswitchinterval(0.001)
     from .agent import Agent  # OpenTelemetry is imported only once there is work to do

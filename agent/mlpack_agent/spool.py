@@ -137,15 +137,15 @@ class Sender(threading.Thread):
         self.timeout_s = timeout_s
         self.max_backoff_s = max_backoff_s
         self.failures = 0
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.spool.has_data.set()
 
     def run(self) -> None:
         backoff = 0.25
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             item = self.spool.oldest()
             if item is None:
                 self.spool.has_data.wait(1.0)
@@ -154,7 +154,7 @@ class Sender(threading.Thread):
             outcome = self._post(entry.signal, payload)
             if outcome == "retry":
                 self.failures += 1
-                self._stop.wait(backoff)
+                self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             backoff = 0.25
