@@ -142,3 +142,21 @@ def test_cli_check_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "not valid JSON" in result.stderr
+
+
+def test_a_busy_agent_delays_events_without_losing_or_blocking(listener) -> None:
+    path, sock = listener  # bound but not read: the kernel queue fills after ~10 datagrams
+    client = EventClient({}, socket_path=path, batch=1, linger_s=0)
+    started = time.perf_counter()
+    for _ in range(50):
+        client.inference(model_ms=1.0, total_ms=2.0, batch_size=1, input_bytes=8, ok=True)
+    assert time.perf_counter() - started < 0.5
+    assert client.dropped == 0 and 0 < client.sent < 50
+    received = []
+    for _ in range(20):  # the agent catches up
+        received.extend(receive_all(sock))
+        if not client._queue:
+            break
+        client.flush(timeout_s=0.2)
+    received.extend(receive_all(sock))
+    assert sum(len(d["events"]) for d in received) == 50 and client.dropped == 0

@@ -15,6 +15,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -76,7 +77,7 @@ class Agent:
         )
         if config.health.enabled:
             register_health(meter, config.health.disk_path, config.health.thermal_dir, self.spool)
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._sock: socket.socket | None = None
 
@@ -89,7 +90,8 @@ class Agent:
         if self.sender is not None:
             self.sender.start()
         self._sock = self._bind(self.config.socket)
-        threading.Thread(target=self._receive, name="mlpack-agent-recv", daemon=True).start()
+        self._receiver = threading.Thread(target=self._receive, name="mlpack-agent-recv", daemon=True)
+        self._receiver.start()
         self._recorder = threading.Thread(target=self._record, name="mlpack-agent-record", daemon=True)
         self._recorder.start()
         log.info(
@@ -102,24 +104,54 @@ class Agent:
     def prometheus_port(self) -> int | None:
         return self.prometheus_server.server_port if self.prometheus_server else None
 
-    def stop(self) -> None:
-        """Flush everything to the exporters (and the disk buffer), then close."""
+    def flush(self, timeout_s: float = 1.0) -> None:
+        """Record every datagram received so far, then export (OTLP: to the disk buffer)."""
+        self._catch_up(timeout_s)
+        self.meter_provider.force_flush(timeout_millis=int(timeout_s * 1000))
+        if self.logger_provider is not None:
+            self.logger_provider.force_flush(timeout_millis=int(timeout_s * 1000))
+
+    def stop(self, deadline_s: float = 5.0) -> None:
+        """Record what was sent, flush it to the exporters (and the disk buffer), then close.
+
+        Keeps within `deadline_s` (Lambda gives an extension 2 s at SHUTDOWN); OTLP data
+        not delivered by then stays on disk for the next start.
+        """
+        end = time.monotonic() + deadline_s
+        remaining = lambda: max(0.0, end - time.monotonic())  # noqa: E731
         self._stopping.set()
         if self._sock is not None:
+            Path(self.config.socket).unlink(missing_ok=True)  # new sends now fail, and count
+            self._receiver.join(timeout=1.0)
+            self._drain_socket()
             self._sock.close()
-            Path(self.config.socket).unlink(missing_ok=True)
+        self._catch_up(remaining())
         self._queue.put(None)
-        self._recorder.join(timeout=5)
         log.info("agent stopping")
-        self.meter_provider.shutdown()
+        self.meter_provider.shutdown(timeout_millis=remaining() * 1000)
         if self.logger_provider is not None:
             self.logger_provider.shutdown()
         if self.sender is not None:
             self.sender.stop()
-            self.sender.join(timeout=self.config.otlp.timeout_s)
-            self.sender.drain(deadline_s=2.0)
+            self.sender.join(timeout=remaining())
+            if not self.sender.is_alive():  # never two senders on one file
+                self.sender.drain(deadline_s=remaining())
         if self.prometheus_server is not None:
             self.prometheus_server.shutdown()
+
+    def _catch_up(self, timeout_s: float) -> None:
+        """Wait until the recorder has handled everything queued before this call."""
+        marker = threading.Event()
+        self._queue.put(marker)
+        marker.wait(timeout_s)
+
+    def _drain_socket(self) -> None:
+        self._sock.setblocking(False)
+        while True:
+            try:
+                self._queue.put(self._sock.recv(_RECV_BYTES))
+            except OSError:
+                return
 
     # -- events ------------------------------------------------------------------------
 
@@ -138,11 +170,14 @@ class Agent:
 
     def _receive(self) -> None:
         sock, put, q = self._sock, self._queue.put, self._queue
+        sock.settimeout(0.2)  # to notice stop(); stop() drains what is left
         while not self._stopping.is_set():
             try:
                 data = sock.recv(_RECV_BYTES)
+            except TimeoutError:
+                continue
             except OSError:
-                return  # closed by stop()
+                return
             if q.qsize() >= _MAX_QUEUED_DATAGRAMS:
                 self.overloaded_datagrams.add(1)
                 continue
@@ -155,6 +190,9 @@ class Agent:
             data = get()
             if data is None:
                 return
+            if isinstance(data, threading.Event):  # a flush waiting for us to catch up
+                data.set()
+                continue
             try:
                 datagram = json.loads(data)
                 if datagram.get("v") != 1:

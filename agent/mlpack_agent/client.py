@@ -3,8 +3,9 @@
 The service calls `EventClient.inference(...)` once per request. The call appends a
 tuple to an in-memory queue; every `batch` events (or every `linger_s` seconds, from a
 background thread) the queue goes out as one non-blocking Unix datagram. If the agent
-is absent or its socket is full, the batch is dropped and counted in `client.dropped`;
-the request path never waits and never sees an exception.
+is absent, the batch is dropped and counted in `client.dropped`; if its socket is full
+(the agent is a few datagrams behind), events wait in memory (up to 10,000, then new
+ones are dropped and counted). The request path never waits and never sees an exception.
 
 Environment (all optional):
     MLPACK_AGENT_SOCKET    the agent's socket (default /tmp/mlpack-agent.sock)
@@ -27,8 +28,10 @@ from .protocol import MAX_DATAGRAM_BYTES, VERSION, socket_path
 
 _DEFAULT_BATCH = 64
 _DEFAULT_LINGER_S = 0.1
-# Beyond this many queued events (only if flushing failed to keep up) new events are dropped.
+# Events kept while the agent's socket is full; beyond this new events are dropped.
 _MAX_PENDING = 10_000
+# After the socket was full, wait this long before trying again (the lingerer retries too).
+_RETRY_S = 0.005
 
 
 def _plain(value: Any) -> Any:
@@ -63,6 +66,7 @@ class EventClient:
         self.dropped = 0  # events lost: agent absent, socket full, or client error
         self._queue: collections.deque[tuple] = collections.deque()
         self._flush_lock = threading.Lock()
+        self._retry_at = 0.0
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._set_prefix()
@@ -104,47 +108,63 @@ class EventClient:
         if len(queue) >= self.batch:
             self.flush()
 
-    def flush(self) -> None:
-        """Send what is queued now (e.g. at the end of a Lambda invocation)."""
+    def flush(self, timeout_s: float = 0.0) -> None:
+        """Send what is queued now. With `timeout_s`, wait up to that long for a full
+        socket to drain (the end of a Lambda invocation, before the environment freezes)."""
+        self._flush_once()
+        if timeout_s > 0 and self._queue:
+            deadline = time.monotonic() + timeout_s
+            while self._queue and time.monotonic() < deadline:
+                time.sleep(_RETRY_S)
+                self._flush_once()
+
+    def _flush_once(self) -> None:
         if not self._flush_lock.acquire(blocking=False):
             return  # another thread is flushing; it will take these events too
         try:
             queue = self._queue
-            while queue:
+            while queue and time.monotonic() >= self._retry_at:
                 n = min(len(queue), self.batch)
                 events = [queue.popleft() for _ in range(n)]
-                self._send(events)
+                unsent = self._send(events)
+                if unsent:  # the agent's socket is full: keep them, try again shortly
+                    queue.extendleft(reversed(unsent))
+                    self._retry_at = time.monotonic() + _RETRY_S
+                    return
         except Exception:  # noqa: BLE001 - the request path must never see telemetry errors
             pass
         finally:
             self._flush_lock.release()
 
-    def close(self) -> None:
-        self.flush()
+    def close(self, timeout_s: float = 0.0) -> None:
+        self.flush(timeout_s)
         self._sock.close()
 
     # -- internals -------------------------------------------------------------------
 
-    def _send(self, events: list[tuple]) -> None:
+    def _send(self, events: list[tuple]) -> list[tuple]:
+        """Send events; returns those to retry because the agent's socket is full."""
         try:
             payload = (f"{self._prefix}{self.dropped},\"events\":{_encode(events)}}}").encode()
         except (TypeError, ValueError):
             self.dropped += len(events)
-            return
+            return []
         if len(payload) > MAX_DATAGRAM_BYTES:
             if len(events) > 1:
                 half = len(events) // 2
-                self._send(events[:half])
-                self._send(events[half:])
-            else:  # one event with a huge `predicted` list: keep the measurement, not the list
-                self._send([events[0][:6] + (None, events[0][7])])
-            return
+                unsent = self._send(events[:half])
+                return unsent + events[half:] if unsent else self._send(events[half:])
+            # One event with a huge `predicted` list: keep the measurement, not the list.
+            return self._send([events[0][:6] + (None, events[0][7])])
         try:
             self._sock.sendto(payload, self.socket_path)
-        except OSError:  # ENOENT/ECONNREFUSED: no agent; EAGAIN: agent busy
+        except BlockingIOError:  # EAGAIN: the agent is behind by a few datagrams
+            return events
+        except OSError:  # ENOENT/ECONNREFUSED: no agent to send to
             self.dropped += len(events)
         else:
             self.sent += len(events)
+        return []
 
     def _set_prefix(self) -> None:
         labels = json.dumps(self.labels, separators=(",", ":"))
@@ -164,6 +184,7 @@ class EventClient:
         # A forked worker inherits the queue but not the background thread.
         self._queue = collections.deque()
         self._flush_lock = threading.Lock()
+        self._retry_at = 0.0
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self.sent = self.dropped = 0

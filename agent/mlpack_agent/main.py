@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Receive inference events from an mlpack service and export OpenTelemetry metrics and logs.",
     )
     parser.add_argument("--config", help="agent.json (from the artifact's agent/ folder); env vars override it")
+    parser.add_argument(
+        "--lambda-extension", metavar="NAME", nargs="?", const="mlpack-agent",
+        help="run as an AWS Lambda extension called NAME (its file name in /opt/extensions)",
+    )
     parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
     parser.add_argument("--version", action="version", version=f"mlpack-agent {__version__}")
     args = parser.parse_args(argv)
@@ -55,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     from .agent import Agent  # OpenTelemetry is imported only once there is work to do
 
     agent = Agent(config)
+    if args.lambda_extension:
+        from . import lambda_extension
+
+        agent.start()
+        lambda_extension.run(agent, args.lambda_extension)
+        return 0
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

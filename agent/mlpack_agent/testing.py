@@ -49,7 +49,10 @@ def _http_get(url: str, timeout: float = 2.0) -> str | None:
 class AgentProcess:
     """`mlpack-agent --config` in a subprocess, as it runs beside a service."""
 
-    def __init__(self, workdir: Path, **overrides: Any) -> None:
+    def __init__(self, workdir: Path, args: list[str] | None = None, env: dict[str, str] | None = None,
+                 **overrides: Any) -> None:
+        self.args = args or []
+        self.env = env
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.socket = str(self.workdir / "agent.sock")
@@ -75,8 +78,8 @@ class AgentProcess:
     def start(self, timeout_s: float = 20.0) -> "AgentProcess":
         self.log = open(self.workdir / "agent.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlpack_agent.main", "--config", str(self.config_path)],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "mlpack_agent.main", "--config", str(self.config_path), *self.args],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})},
         )
         ready = lambda: os.path.exists(self.socket) and (  # noqa: E731
             not self.config["prometheus"].get("enabled", True) or self.scrape() is not None
