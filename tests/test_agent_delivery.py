@@ -75,6 +75,7 @@ def test_collector_outage_of_30_s_loses_no_data_point(tmp_path: Path) -> None:
         sender._stop_event.set()
         agent.stop()
         receiver.stop()
+    assert agent.proc.returncode == 0, "the agent should stop cleanly on SIGTERM"
     assert client.dropped == 0 and client.sent == total
     assert buffered > 0, "the agent should have buffered on disk during the outage"
     # Delta points: each export counted once. Equal sums mean none lost, none duplicated.

@@ -8,63 +8,11 @@ must reach the OTLP receiver before the agent exits, within Lambda's 2 s budget.
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from mlpack_agent.client import EventClient
-from mlpack_agent.testing import AgentProcess, OtlpReceiver, free_port, wait_for
-
-
-class ExtensionsApi:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.events: queue.Queue[dict] = queue.Queue()
-        self.registered: list[dict] = []
-        self.waiting = threading.Event()  # the extension is blocked in event/next
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                assert self.path == "/2020-01-01/extension/register"
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                api.registered.append({"name": self.headers["Lambda-Extension-Name"], **body})
-                self._json({"functionName": "f", "functionVersion": "$LATEST", "handler": "h"},
-                           {"Lambda-Extension-Identifier": "ext-1"})
-
-            def do_GET(self) -> None:  # noqa: N802
-                assert self.path == "/2020-01-01/extension/event/next"
-                assert self.headers["Lambda-Extension-Identifier"] == "ext-1"
-                api.waiting.set()
-                event = api.events.get()
-                api.waiting.clear()
-                self._json(event, {})
-
-            def _json(self, payload: dict, headers: dict) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(200)
-                for key, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def send(self, event_type: str) -> None:
-        wait_for(self.waiting.is_set, 10, what="the extension to wait for an event")
-        self.events.put({"eventType": event_type, "deadlineMs": int(time.time() * 1000) + 3000})
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from mlpack_agent.testing import AgentProcess, ExtensionsApi, OtlpReceiver, wait_for
 
 
 def _invoke(client: EventClient, n: int) -> None:
