@@ -1,0 +1,121 @@
+"""Stand-in base images for building offline, where Docker Hub cannot be reached.
+
+The Dockerfiles users get name the real public bases (`python:3.11-slim-bookworm`, ...).
+Tests, benchmarks and air-gapped CI pass `--base-image` with one of these instead: a
+Debian bookworm minbase root file system with python3 and python3-venv, made with
+`debootstrap --foreign` (download and unpack only, so no emulation is needed for arm64),
+the remaining .debs unpacked with `dpkg-deb -x`, and committed as a one-layer image.
+
+The root file system is cached as a tarball (default `~/.cache/mlpack-test/`), and the
+image is kept in the builder's local storage, so the slow part runs once per machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ..errors import MlpackError
+
+SUITE = "bookworm"
+MIRROR = os.environ.get("MLPACK_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+PACKAGES = ("python3", "python3-venv")
+REPOSITORY = "localhost/mlpack-standin/python"
+# Debian's names for the OCI architectures.
+DEBIAN_ARCH = {"amd64": "amd64", "arm64": "arm64"}
+# Bump when the recipe changes, so old caches are not reused.
+RECIPE = "1"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MLPACK_TEST_CACHE", Path.home() / ".cache" / "mlpack-test"))
+
+
+def standin_ref(arch: str) -> str:
+    return f"{REPOSITORY}:3.11-{SUITE}-{arch}-r{RECIPE}"
+
+
+def rootfs_tarball(arch: str, cache: Path | None = None) -> Path:
+    """A cached tarball of the stand-in root file system for `arch` (amd64 or arm64)."""
+    if arch not in DEBIAN_ARCH:
+        raise MlpackError(f"no stand-in base for architecture {arch!r}", "use amd64 or arm64")
+    cache = cache or cache_dir()
+    tarball = cache / f"{SUITE}-python3-{arch}-r{RECIPE}.tar"
+    if tarball.is_file():
+        return tarball
+    if shutil.which("debootstrap") is None:
+        raise MlpackError("debootstrap is not installed", "apt-get install debootstrap (see .ci/image-setup.sh)")
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"standin-{arch}-", dir=cache) as tmp:
+        root = Path(tmp) / "rootfs"
+        _debootstrap(root, arch)
+        partial = tarball.with_suffix(".partial")
+        with tarfile.open(partial, "w") as tar:
+            # Numeric owners as they are on disk: everything belongs to root.
+            for entry in sorted(root.iterdir()):
+                tar.add(entry, arcname=entry.name)
+        os.replace(partial, tarball)
+    return tarball
+
+
+def _debootstrap(root: Path, arch: str) -> None:
+    command = [
+        "debootstrap", "--foreign", f"--arch={DEBIAN_ARCH[arch]}", "--variant=minbase",
+        f"--include={','.join(PACKAGES)}", SUITE, str(root), MIRROR,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        raise MlpackError(f"debootstrap failed: {' '.join(tail)}", "check that the Debian mirror is reachable")
+    # The first stage unpacked only the essential packages; unpack the rest without
+    # running maintainer scripts (they would need emulation for a foreign architecture).
+    archives = root / "var" / "cache" / "apt" / "archives"
+    for deb in sorted(archives.glob("*.deb")):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    # What the skipped maintainer scripts would have made: users and groups.
+    for name in ("passwd", "group"):
+        master = root / "usr" / "share" / "base-passwd" / f"{name}.master"
+        if master.is_file():
+            shutil.copyfile(master, root / "etc" / name)
+    shutil.rmtree(root / "debootstrap", ignore_errors=True)
+    for deb in archives.glob("*.deb"):
+        deb.unlink()
+    for folder in (root / "var" / "lib" / "apt" / "lists",):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def ensure_standin(arch: str, cache: Path | None = None) -> str:
+    """The stand-in base for `arch` in buildah's local storage; built from the cache if missing."""
+    ref = standin_ref(arch)
+    if shutil.which("buildah") is None:
+        raise MlpackError("buildah is not installed", "apt-get install buildah (see .ci/image-setup.sh)")
+    if subprocess.run(["buildah", "inspect", "--type", "image", ref], capture_output=True).returncode == 0:
+        return ref
+    tarball = rootfs_tarball(arch, cache)
+    with tempfile.TemporaryDirectory(prefix="standin-ctx-") as ctx:
+        os.link(tarball, Path(ctx) / "rootfs.tar") if _same_fs(tarball, Path(ctx)) else shutil.copyfile(
+            tarball, Path(ctx) / "rootfs.tar")
+        # ADD of a local tarball unpacks it; no RUN step, so no emulation for arm64.
+        (Path(ctx) / "Containerfile").write_text(
+            "FROM scratch\n"
+            "ADD rootfs.tar /\n"
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8\n"
+            'CMD ["python3"]\n'
+        )
+        done = subprocess.run(
+            ["buildah", "build", "--quiet", "--isolation", "chroot", f"--platform=linux/{arch}",
+             "-f", str(Path(ctx) / "Containerfile"), "-t", ref, ctx],
+            capture_output=True, text=True,
+        )
+    if done.returncode != 0:
+        raise MlpackError(f"could not import the stand-in base {ref}: {done.stderr.strip()[-300:]}")
+    return ref
+
+
+def _same_fs(a: Path, b: Path) -> bool:
+    return a.stat().st_dev == b.stat().st_dev
