@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import start_http_server
@@ -68,7 +68,10 @@ class Agent:
                 SpoolingMetricExporter(self.spool, config.otlp.temporality),
                 export_interval_millis=config.otlp.interval_s * 1000,
             ))
-        self.meter_provider = MeterProvider(metric_readers=readers, resource=self.resource)
+        # No exemplars: there are no traces to link them to, and sampling costs per measurement.
+        self.meter_provider = MeterProvider(
+            metric_readers=readers, resource=self.resource, exemplar_filter=AlwaysOffExemplarFilter()
+        )
         meter = self.meter_provider.get_meter("mlpack_agent", __version__)
         self.metrics = InferenceMetrics(meter, config.max_label_values)
         self.overloaded_datagrams = meter.create_counter(

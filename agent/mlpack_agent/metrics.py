@@ -118,7 +118,8 @@ class InferenceMetrics:
     def record(self, datagram: dict[str, Any], resource: dict[str, str]) -> int:
         """Record one decoded datagram; returns the number of events in it."""
         events = datagram["events"]
-        attrs = self._attributes(datagram.get("labels") or {}, resource)
+        # None, not {}: the SDK's fast path when a measurement has no attributes.
+        attrs = self._attributes(datagram.get("labels") or {}, resource) or None
         pid = datagram.get("pid")
         if isinstance(pid, int):
             self.client_dropped[pid] = int(datagram.get("dropped") or 0)
@@ -145,12 +146,10 @@ class InferenceMetrics:
         self.requests.add(n, attrs)
         self.events_received.add(n)
         for kind, count in errors.items():
-            self.errors.add(count, {**attrs, "error.kind": self._bounded("error.kind", kind)})
-            log.warning(
-                "inference errors", extra={"error.kind": kind, "count": count, **attrs}
-            )
+            self.errors.add(count, {**(attrs or {}), "error.kind": self._bounded("error.kind", kind)})
+            log.warning("inference errors", extra={"error.kind": kind, "count": count, **(attrs or {})})
         for cls, count in classes.items():
-            self.predictions.add(count, {**attrs, "class": self._bounded("class", cls)})
+            self.predictions.add(count, {**(attrs or {}), "class": self._bounded("class", cls)})
         return n
 
     def _attributes(self, labels: dict[str, str], resource: dict[str, str]) -> dict[str, str]:
