@@ -149,6 +149,9 @@ def verify_cmd(
     typer.echo(f"{artifact.name}: {len(manifest['files'])} files match manifest.json")
 
 
+from . import cli_iac  # noqa: E402,F401  (registers `mlpack iac`)
+
+
 def main() -> None:
     app(prog_name="mlpack")
 
