@@ -116,6 +116,7 @@ def build_cmd(
         typer.Option(help="aws-lambda: fail the build if the measured cold start exceeds this many seconds."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    image: Annotated[bool, typer.Option("--image", help="Also build the container image (see `mlpack image`).")] = False,
 ) -> None:
     """Build a deployable artifact for one target: optimized model, Bento or Lambda
     package, container context, telemetry agent files and infrastructure code."""
@@ -129,6 +130,11 @@ def build_cmd(
         Progress(quiet=quiet),
     )
     typer.echo(build_summary(result))
+    if image:
+        from .image.build import build_image
+
+        built = build_image(result.path, progress=Progress(quiet=quiet))
+        typer.echo(f"  image      {built.ref}  {built.platform}  {built.id}")
 
 
 @command("verify")
@@ -150,6 +156,7 @@ def verify_cmd(
 
 
 from . import cli_iac  # noqa: E402,F401  (registers `mlpack iac`)
+from . import cli_image  # noqa: E402,F401  (registers `mlpack image` and `mlpack push`)
 
 
 def main() -> None:

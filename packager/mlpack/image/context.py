@@ -46,16 +46,19 @@ def stage_context(artifact: Path, target: Target, dest: Path, prefetch: bool = T
             shutil.copytree(source, dest / part, copy_function=_link_or_copy)
         elif source.is_file():
             _link_or_copy(source, dest / part)
-    requirements = dest / "container" / "requirements.txt"
-    if not requirements.is_file():
+    container = dest / "container"
+    if not (container / "requirements.txt").is_file():
         raise MlpackError(f"{artifact.name} has no container/requirements.txt",
                           "rebuild the artifact with `mlpack build`")
-    wheels = dest / "container" / "wheels"
+    wheels = container / "wheels"
     wheels.mkdir()
-    if _needs_agent(requirements):
+    if any(_needs_agent(path) for path in container.glob("*requirements.txt")):
         build_agent_wheel(wheels)
     if prefetch:
-        install_site_packages(target, requirements, wheels, dest / "container" / "site-packages")
+        # requirements.txt -> site-packages/, agent-requirements.txt -> agent-site-packages/
+        for requirements in sorted(container.glob("*requirements.txt")):
+            prefix = requirements.name.removesuffix("requirements.txt")
+            install_site_packages(target, requirements, wheels, container / f"{prefix}site-packages")
     return dest
 
 
