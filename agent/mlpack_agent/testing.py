@@ -51,9 +51,11 @@ class AgentProcess:
     """`mlpack-agent --config` in a subprocess, as it runs beside a service."""
 
     def __init__(self, workdir: Path, args: list[str] | None = None, env: dict[str, str] | None = None,
-                 **overrides: Any) -> None:
+                 config_file: Path | None = None, **overrides: Any) -> None:
+        """Run with a config made here from `overrides`, or with an artifact's own
+        `config_file`, whose socket, port and buffer are then moved here by env vars."""
         self.args = args or []
-        self.env = env
+        self.env = dict(env or {})
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.socket = str(self.workdir / "agent.sock")
@@ -72,15 +74,24 @@ class AgentProcess:
             else:
                 config[key] = value
         self.config = config
-        self.config_path = self.workdir / "agent.json"
-        self.config_path.write_text(json.dumps(config, indent=2))
+        if config_file is not None:
+            self.config_path = Path(config_file)
+            self.config = {**json.loads(self.config_path.read_text()), "socket": self.socket,
+                           "prometheus": {**config["prometheus"], "enabled": True}}
+            self.env.update({
+                "MLPACK_AGENT_SOCKET": self.socket, "MLPACK_AGENT_PROMETHEUS_HOST": "127.0.0.1",
+                "MLPACK_AGENT_PROMETHEUS_PORT": str(self.port), "MLPACK_AGENT_BUFFER_DIR": config["buffer"]["dir"],
+            })
+        else:
+            self.config_path = self.workdir / "agent.json"
+            self.config_path.write_text(json.dumps(config, indent=2))
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 20.0) -> "AgentProcess":
         self.log = open(self.workdir / "agent.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlpack_agent.main", "--config", str(self.config_path), *self.args],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})},
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
         )
         ready = lambda: os.path.exists(self.socket) and (  # noqa: E731
             not self.config["prometheus"].get("enabled", True) or self.scrape() is not None
