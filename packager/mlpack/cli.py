@@ -155,6 +155,7 @@ def verify_cmd(
     typer.echo(f"{artifact.name}: {len(manifest['files'])} files match manifest.json")
 
 
+from . import cli_deploy  # noqa: E402,F401  (registers `mlpack deploy`)
 from . import cli_iac  # noqa: E402,F401  (registers `mlpack iac`)
 from . import cli_image  # noqa: E402,F401  (registers `mlpack image` and `mlpack push`)
 

@@ -1,0 +1,61 @@
+"""`mlpack deploy ARTIFACT`: an aws-lambda artifact onto AWS Lambda via CloudFormation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import command
+from .errors import InputError
+
+
+def _parameters(values: list[str]) -> dict[str, str]:
+    parsed = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--parameter {item!r} is not NAME=VALUE", "pass e.g. --parameter MemorySize=1024")
+        parsed[key] = value
+    return parsed
+
+
+@command("deploy")
+def deploy_cmd(
+    artifact: Annotated[Path, typer.Argument(help="An aws-lambda artifact folder from `mlpack build`.",
+                                             show_default=False)],
+    region: Annotated[Optional[str], typer.Option(help="AWS region (default: as the AWS CLI resolves it).")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="AWS profile (default: as the AWS CLI resolves it).")] = None,
+    stack_name: Annotated[Optional[str], typer.Option(help="CloudFormation stack (default: mlpack-<artifact>).")] = None,
+    package: Annotated[str, typer.Option(
+        help="zip: upload lambda/function.zip to S3; image: the image `mlpack push` recorded; "
+             "auto: what the template declares.")] = "auto",
+    bucket: Annotated[Optional[str], typer.Option(
+        help="S3 bucket for the zip (default: mlpack-deploy-<account>-<region>, created if missing).")] = None,
+    template: Annotated[Optional[Path], typer.Option(
+        help="Template to deploy instead of the artifact's iac/sam/template.yaml.")] = None,
+    parameter: Annotated[Optional[list[str]], typer.Option(
+        "--parameter", "-p", help="Template parameter NAME=VALUE; repeatable.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change set, then delete it.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Deploy an aws-lambda artifact with CloudFormation and print the function ARN and URL.
+    Re-running with the same artifact changes nothing; a failed update is rolled back."""
+    from .deploy import DeployRequest, deploy
+    from .progress import Progress
+
+    if package not in ("auto", "zip", "image"):
+        raise InputError(f"--package {package!r} is not one of auto, zip, image", "pass --package zip or image")
+    result = deploy(DeployRequest(
+        artifact=artifact, region=region, profile=profile, stack_name=stack_name, package=package,  # type: ignore[arg-type]
+        bucket=bucket, template=template, parameters=_parameters(parameter or []), dry_run=dry_run,
+    ), Progress(quiet=quiet))
+    if result.outcome == "dry-run":
+        typer.echo(f"{result.stack_name}: dry run, change set deleted")
+        for line in result.changes:
+            typer.echo(line)
+        return
+    typer.echo(f"{result.stack_name}: {result.outcome} ({result.region})")
+    typer.echo(f"function: {result.function_arn or '(none found)'}")
+    typer.echo(f"url:      {result.url or '(no function URL)'}")
