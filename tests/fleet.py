@@ -1,0 +1,319 @@
+"""A simulated edge fleet on this machine, for rollout tests.
+
+Each device is a root folder with the layout a real device has (`versions/<version>/`,
+`current` -> `versions/<version>`), its own service port and agent port on 127.0.0.1,
+and two processes: the real mlpack agent (`mlpack_agent.main` with the version's
+agent.json) and a light device runner.
+
+The runner stands in for `bentoml serve <current>/bento`: ten BentoML servers (about
+300 MiB and 3 to 4 s each to start) are too heavy for this 2-core machine. It serves the
+artifact's own model with the artifact's own `mlpack_runtime` (from `bento/src`:
+`load_runtime`, `parse_inputs`, `open_session`) and reports every request to the agent
+through `mlpack_runtime.telemetry` exactly as the Bento's service does, over a small
+standard-library HTTP server with the Bento's routes: GET /readyz, POST /predict
+{"inputs": {...}}, plus GET /version.
+
+systemd is the one other thing simulated: `python tests/fleet.py restart ROOT` stops the
+device's two processes (by the PIDs in ROOT/run/) and starts them again from `current`,
+like `systemctl restart` of the service and agent units. The playbook calls it through
+`mlpack_service_manager: command`.
+
+    python tests/fleet.py serve ROOT      # the device runner (started by restart)
+    python tests/fleet.py restart ROOT    # (re)start the runner and the agent
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+PROCESSES = ("agent", "service")
+
+
+# -- on the device -----------------------------------------------------------------------
+
+
+def serve(root: Path) -> None:
+    """The device runner: the current version's model behind the Bento's HTTP routes."""
+    settings = json.loads((root / "device.json").read_text())
+    version_dir = (root / "current").resolve()  # resolved once, as a service's ExecStart is
+    src = version_dir / "bento" / "src"
+    sys.path.insert(0, str(src))
+    from mlpack_runtime import RequestError, load_runtime
+    from mlpack_runtime.telemetry import InferenceReporter
+
+    runtime = load_runtime(src / "runtime.json")
+    session = runtime.open_session(src)
+    reporter = InferenceReporter(runtime.labels, runtime.outputs)
+    identity = {"version": version_dir.name, "model_sha256": runtime.labels.get("model_sha256", ""),
+                "pid": os.getpid()}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path == "/readyz":
+                self._reply(200, {"ready": True})
+            elif self.path == "/version":
+                self._reply(200, identity)
+            else:
+                self._reply(404, {"error": "not found"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path != "/predict":
+                return self._reply(404, {"error": "not found"})
+            started = time.perf_counter()
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                arrays = runtime.parse_inputs(body.get("inputs") if isinstance(body, dict) else None)
+            except (RequestError, ValueError) as exc:
+                reporter.failure(started, "bad_request")
+                return self._reply(400, {"error": str(exc)})
+            model_started = time.perf_counter()
+            try:
+                values = session.run(None, arrays)
+            except Exception as exc:  # noqa: BLE001 - answered as the Bento would: a 500
+                reporter.failure(started, "model_error")
+                return self._reply(500, {"error": str(exc).splitlines()[0]})
+            reporter.success(started, model_started, arrays, values)
+            self._reply(200, {"outputs": runtime.outputs_to_json(values)})
+
+        def _reply(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", settings["service_port"]), Handler)
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def restart(root: Path) -> None:
+    """Stop the device's agent and runner, then start both from `current` (systemctl restart)."""
+    settings = json.loads((root / "device.json").read_text())
+    run, logs = root / "run", root / "log"
+    run.mkdir(exist_ok=True)
+    logs.mkdir(exist_ok=True)
+    for name in PROCESSES:
+        stop_process(run / f"{name}.pid")
+    env = {
+        **os.environ,
+        "MLPACK_AGENT_SOCKET": str(run / "agent.sock"),
+        "MLPACK_AGENT_PROMETHEUS_HOST": "127.0.0.1",
+        "MLPACK_AGENT_PROMETHEUS_PORT": str(settings["agent_port"]),
+        "MLPACK_AGENT_BUFFER_DIR": str(root / "var" / "agent-buffer"),
+        "MLPACK_AGENT_BATCH": "1",  # a device's probe is reported at once
+    }
+    commands = {
+        "agent": [sys.executable, "-m", "mlpack_agent.main", "--config", str(root / "current" / "agent" / "agent.json")],
+        "service": [sys.executable, str(HERE), "serve", str(root)],
+    }
+    for name in PROCESSES:
+        with open(logs / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(commands[name], env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        (run / f"{name}.pid").write_text(str(proc.pid))
+
+
+def stop_process(pidfile: Path, timeout_s: float = 10.0) -> None:
+    """Stop the process whose PID the device recorded (one we started), then forget it."""
+    try:
+        pid = int(pidfile.read_text())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pidfile.unlink(missing_ok=True)
+        return
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # A child of ours that exited is a zombie until reaped: reap it if it is ours.
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split(") ")[-1].startswith("Z"))
+
+
+# -- on the test's side ------------------------------------------------------------------
+
+
+def http_json(url: str, body: Any = None, timeout: float = 3.0) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+    except OSError:
+        return 0, None
+
+
+@dataclass
+class Device:
+    name: str
+    root: Path
+    service_port: int
+    agent_port: int
+
+    @property
+    def current_version(self) -> str | None:
+        link = self.root / "current"
+        return os.readlink(link).split("/")[-1] if link.is_symlink() else None
+
+    def installed_versions(self) -> list[str]:
+        folder = self.root / "versions"
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+    def pids(self) -> dict[str, int]:
+        found = {}
+        for name in PROCESSES:
+            path = self.root / "run" / f"{name}.pid"
+            if path.exists():
+                found[name] = int(path.read_text())
+        return found
+
+    def served(self) -> dict[str, Any] | None:
+        """What the runner says it serves (None if it does not answer)."""
+        status, body = http_json(f"http://127.0.0.1:{self.service_port}/version")
+        return body if status == 200 else None
+
+    def predict(self, inputs: dict[str, Any]) -> tuple[int, Any]:
+        return http_json(f"http://127.0.0.1:{self.service_port}/predict", {"inputs": inputs})
+
+    def agent_metrics(self) -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.agent_port}/metrics", timeout=3) as response:
+                return response.read().decode()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        for name in PROCESSES:
+            stop_process(self.root / "run" / f"{name}.pid")
+
+
+def free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets, ports = [], []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+        ports.append(sock.getsockname()[1])
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+class SimulatedFleet:
+    """`size` devices under `base`, described by an Ansible inventory (local connection)."""
+
+    def __init__(self, base: Path, size: int = 10, artifact_name: str = "fleet") -> None:
+        from mlpack.rollout.ansible import render_inventory
+
+        self.base = Path(base)
+        ports = free_ports(2 * size)
+        self.devices = [
+            Device(f"device-{i:02d}", self.base / f"device-{i:02d}", ports[2 * i], ports[2 * i + 1])
+            for i in range(size)
+        ]
+        for device in self.devices:
+            device.root.mkdir(parents=True, exist_ok=True)
+            (device.root / "device.json").write_text(json.dumps(
+                {"service_port": device.service_port, "agent_port": device.agent_port}))
+        self.inventory = self.base / "inventory.yaml"
+        self.inventory.write_text(render_inventory(artifact_name, [
+            {"name": d.name, "vars": {
+                # The control node reaches each "device" through Ansible's local connection;
+                # everything device-specific is in these variables.
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "mlpack_root": str(d.root),
+                "mlpack_service_port": d.service_port,
+                "mlpack_agent_port": d.agent_port,
+                "mlpack_service_manager": "command",
+                "mlpack_restart_command": f"{sys.executable} {HERE} restart {d.root}",
+            }} for d in self.devices
+        ]))
+
+    def install(self, artifact: Path, timeout_s: float = 60.0) -> str:
+        """Flash every device with `artifact` (the factory image), start it, wait until ready."""
+        import tarfile
+        import tempfile
+
+        from mlpack.rollout.release import read_release, write_bundle
+
+        release = read_release(artifact)
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = write_bundle(release, Path(tmp) / "bundle.tar.gz")
+            for device in self.devices:
+                target = device.root / "versions" / release.version
+                target.mkdir(parents=True)
+                with tarfile.open(bundle) as tar:
+                    tar.extractall(target, filter="data")
+                os.symlink(f"versions/{release.version}", device.root / "current")
+                restart(device.root)
+        self.wait_serving(release.version, timeout_s)
+        return release.version
+
+    def wait_serving(self, version: str, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = list(self.devices)
+        while pending:
+            pending = [d for d in pending if (d.served() or {}).get("version") != version
+                       or "target_info" not in d.agent_metrics()]
+            if pending and time.monotonic() > deadline:
+                logs = {d.name: (d.root / "log" / "service.log").read_text()[-500:] for d in pending
+                        if (d.root / "log" / "service.log").exists()}
+                raise TimeoutError(f"devices not serving {version}: {[d.name for d in pending]} {logs}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for device in self.devices:
+            device.stop()
+
+
+if __name__ == "__main__":
+    command, root = sys.argv[1], Path(sys.argv[2])
+    {"serve": serve, "restart": restart}[command](root)
