@@ -8,8 +8,8 @@ Measures, on this machine, in one run:
      really sent) against recording the same measurement with the OpenTelemetry SDK
      in-process (the instruments the agent uses), side by side;
   2. agent RSS: idle after start, and peak after the throughput runs;
-  3. events per second through the agent: the most it processes with a sender flat out,
-     and a paced run at the 20,000 events/s goal that must lose nothing;
+  3. events per second through the agent: a service process sending at the 20,000/s goal
+     for 10 s (nothing may be lost), then at twice the goal, with the agent's CPU use;
   4. Lambda: cold-start cost of the agent as an extension process vs the SDK in the
      handler process (import + provider setup), and the per-invoke flush of each.
 """
@@ -54,7 +54,12 @@ def _sink(socket_path: str, ready) -> None:
 
 
 def client_cost_us(workdir: Path) -> tuple[float, int, int]:
-    """Median µs per `inference` call, batching and datagram sends included."""
+    """Median µs per `inference` call, batching and datagram sends included.
+
+    Timed in bursts of 10 datagrams (what the kernel queues for a Unix datagram socket,
+    net.unix.max_dgram_qlen), with an untimed pause after each for the sink to drain: so
+    every send is a real, successful one even when the machine is busy.
+    """
     ctx = multiprocessing.get_context("spawn")
     path = str(workdir / "sink.sock")
     ready = ctx.Event()
@@ -63,16 +68,20 @@ def client_cost_us(workdir: Path) -> tuple[float, int, int]:
     ready.wait(30)
     client = EventClient({"model_name": "bench"}, socket_path=path, linger_s=0)
     inference = client.inference
+    burst = 10 * client.batch
     runs = []
     try:
         for _ in range(REPEATS):
-            started = time.perf_counter()
-            for _ in range(N_EVENTS):
-                inference(**EVENT)
-            client.flush()
-            runs.append((time.perf_counter() - started) / N_EVENTS * 1e6)
+            timed = 0.0
+            for _ in range(N_EVENTS // burst):
+                started = time.perf_counter()
+                for _ in range(burst):
+                    inference(**EVENT)
+                timed += time.perf_counter() - started
+                time.sleep(0.005)
+            runs.append(timed / (N_EVENTS // burst * burst) * 1e6)
     finally:
-        client.close()
+        client.close(timeout_s=1.0)
         sink.terminate()
     return statistics.median(runs), client.sent, client.dropped
 
@@ -164,22 +173,24 @@ def _wait_until_idle(counted) -> None:
         time.sleep(0.5)
 
 
-def throughput(agent: AgentProcess) -> dict[str, float]:
+def paced(agent: AgentProcess, rate: float, seconds: float) -> dict[str, float]:
+    """A service process reporting `rate` events/s: what the agent records, and its CPU."""
     counted = lambda: agent.value("mlpack_agent_events_received_total")  # noqa: E731
-    base = counted()
-    # Flat out: the agent's rate is what it decoded and recorded per second of the run.
-    count, sent, dropped, elapsed = run_sender(agent.socket, 0, 5.0)
-    max_rate = (counted() - base) / elapsed  # recorded while the sender ran
-    _wait_until_idle(counted)  # the backlog it left is not part of the paced run
-    # Paced at the goal: everything sent must be recorded, nothing dropped.
-    base = counted()
-    p_count, p_sent, p_dropped, p_elapsed = run_sender(agent.socket, GOAL_EVENTS_PER_S, 10.0)
-    wait_for(lambda: counted() - base >= p_sent, 10, what="the agent to catch up")
-    return {
-        "max_events_per_s": max_rate, "max_offered_per_s": count / elapsed,
-        "paced_rate": p_count / p_elapsed, "paced_sent": p_sent, "paced_dropped": p_dropped,
-        "paced_recorded": counted() - base,
-    }
+    base, cpu_base = counted(), agent.cpu_seconds()
+    count, sent, dropped, elapsed = run_sender(agent.socket, rate, seconds)
+    try:
+        wait_for(lambda: counted() - base >= sent, 15, interval_s=0.25, what="the agent to catch up")
+    except TimeoutError:
+        pass  # reported as recorded < sent
+    cpu = agent.cpu_seconds() - cpu_base
+    recorded = counted() - base
+    return {"rate": count / elapsed, "sent": sent, "dropped": dropped, "recorded": recorded,
+            "cpu_share": cpu / elapsed, "events_per_cpu_s": recorded / cpu if cpu else float("nan")}
+
+
+def throughput(agent: AgentProcess) -> dict[str, dict[str, float]]:
+    # At the goal for 10 s, then at twice the goal for 5 s to show the headroom.
+    return {"goal": paced(agent, GOAL_EVENTS_PER_S, 10.0), "double": paced(agent, 2 * GOAL_EVENTS_PER_S, 5.0)}
 
 
 # -- 4. Lambda modes -------------------------------------------------------------------------
@@ -200,7 +211,7 @@ def lambda_modes(workdir: Path) -> dict[str, float]:
     try:
         # Extension: started by Lambda beside the handler; init is done when it waits
         # for its first event (a local Extensions API records when that happens).
-        ready, rss = [], 0
+        registered, ready, rss = [], [], 0
         for i in range(3):
             api = ExtensionsApi()
             agent = AgentProcess(workdir / f"ext{i}", args=["--lambda-extension"],
@@ -210,6 +221,7 @@ def lambda_modes(workdir: Path) -> dict[str, float]:
             started = time.perf_counter()
             agent.start()
             wait_for(lambda: api.first_wait_at is not None, 30, what="the extension's init")
+            registered.append(api.registered_at - started)
             ready.append(api.first_wait_at - started)
             rss = agent.rss_bytes()
             api.send("SHUTDOWN")
@@ -243,7 +255,7 @@ def lambda_modes(workdir: Path) -> dict[str, float]:
                                        check=True).stdout)
     finally:
         receiver.stop()
-    return {"ext_ready_s": statistics.median(ready), "ext_rss_mib": rss / 2**20,
+    return {"ext_ready_s": statistics.median(ready), "ext_registered_s": statistics.median(registered), "ext_rss_mib": rss / 2**20,
             "inproc_cold_s": inproc_cold, "inproc_flush_ms": flush_s * 1e3, "client_import_s": client_import,
             "client_invoke_us": client_invoke_us}
 
@@ -251,7 +263,7 @@ def lambda_modes(workdir: Path) -> dict[str, float]:
 # -- report ----------------------------------------------------------------------------------
 
 def measure() -> dict[str, float]:
-    results: dict[str, float] = {"load_before": os.getloadavg()[0]}
+    results: dict = {"load_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         receiver = OtlpReceiver().start()
         agent = AgentProcess(Path(tmp) / "agent", otlp={"endpoint": receiver.endpoint, "interval_s": 5}).start()
@@ -260,16 +272,32 @@ def measure() -> dict[str, float]:
             results["rss_idle_mib"] = agent.rss_bytes() / 2**20
             results["client_us"], results["client_sent"], results["client_dropped"] = client_cost_us(Path(tmp))
             results["sdk_us"] = sdk_cost_us()
-            results.update(throughput(agent))
+            runs = throughput(agent)
             status = Path(f"/proc/{agent.proc.pid}/status").read_text()
             results["rss_peak_mib"] = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
             results["rss_after_mib"] = agent.rss_bytes() / 2**20
+            results["runs"] = runs
         finally:
             agent.stop()
             receiver.stop()
         results.update(lambda_modes(Path(tmp)))
     results["load_after"] = os.getloadavg()[0]
     return results
+
+
+def throughput_rows(runs: dict[str, dict[str, float]]) -> str:
+    rows = []
+    for name, run in runs.items():
+        lossless = run["dropped"] == 0 and run["recorded"] >= run["sent"]
+        goal = (f"≥ {GOAL_EVENTS_PER_S:,}/s with nothing lost: {verdict(lossless and run['rate'] >= GOAL_EVENTS_PER_S * 0.99)}"
+                if name == "goal" else "headroom")
+        rows.append(
+            f"| Sustained events through the agent, a service process sending {run['rate']:,.0f}/s "
+            f"({'10' if name == 'goal' else '5'} s): sent / recorded / dropped | {run['sent']:,.0f} / "
+            f"{run['recorded']:,.0f} / {run['dropped']:,.0f}; the agent used {run['cpu_share']:.0%} of a core "
+            f"({run['events_per_cpu_s']:,.0f} events per CPU-second) | {goal} |"
+        )
+    return "\n".join(rows)
 
 
 def verdict(ok: bool) -> str:
@@ -293,17 +321,16 @@ that one run.
 | Client / SDK | {ratio:.2f} (the client is {1 / ratio:.1f}× cheaper) | ≤ 0.33: {verdict(ratio <= GOAL_RATIO)} |
 | Agent RSS, idle after start (Prometheus endpoint and OTLP push on) | {r['rss_idle_mib']:.1f} MiB | ≤ {GOAL_RSS_MIB:.0f} MiB: {verdict(r['rss_idle_mib'] <= GOAL_RSS_MIB)} |
 | Agent RSS, peak over the throughput runs (VmHWM) | {r['rss_peak_mib']:.1f} MiB | ≤ {GOAL_RSS_MIB:.0f} MiB: {verdict(r['rss_peak_mib'] <= GOAL_RSS_MIB)} |
-| Events/s the agent records, sender flat out ({r['max_offered_per_s']:,.0f}/s offered) | {r['max_events_per_s']:,.0f} /s | ≥ {GOAL_EVENTS_PER_S:,}: {verdict(r['max_events_per_s'] >= GOAL_EVENTS_PER_S)} |
-| Paced run at {GOAL_EVENTS_PER_S:,}/s for 10 s: sent / recorded / dropped | {r['paced_sent']:,.0f} / {r['paced_recorded']:,.0f} / {r['paced_dropped']:,.0f} (at {r['paced_rate']:,.0f}/s) | nothing dropped: {verdict(r['paced_dropped'] == 0 and r['paced_recorded'] >= r['paced_sent'])} |
+{throughput_rows(r['runs'])}
 
 Lambda, the two ways to ship telemetry (cold start: paid once per execution environment):
 
 | Mode | Cold-start cost | Per invocation | Memory |
 |---|---|---|---|
-| Agent as a Lambda extension (`mlpack-agent --lambda-extension`, against a local Extensions API) | {r['ext_ready_s'] * 1e3:.0f} ms from process start to registered and waiting, in parallel with the handler's init; the handler imports the client in {r['client_import_s'] * 1e3:.1f} ms | {r['client_invoke_us']:.1f} µs: one event and a flush (one datagram); export happens in the extension | {r['ext_rss_mib']:.1f} MiB, a process of its own |
+| Agent as a Lambda extension (`mlpack-agent --lambda-extension`, against a local Extensions API) | registered {r['ext_registered_s'] * 1e3:.0f} ms after its process starts, ready (waiting for events) after {r['ext_ready_s'] * 1e3:.0f} ms, while the runtime and handler initialise; the handler imports the client in {r['client_import_s'] * 1e3:.1f} ms | {r['client_invoke_us']:.1f} µs: one event and a flush (one datagram); export happens in the extension | {r['ext_rss_mib']:.1f} MiB, a process of its own |
 | OpenTelemetry SDK + OTLP/HTTP exporter in the handler, flushed at the end of each invocation | {r['inproc_cold_s'] * 1e3:.0f} ms of imports and setup, inside the handler's own init | {r['inproc_flush_ms']:.2f} ms `force_flush` (a POST to a local collector) before every response | inside the handler |
 
-Pick: the extension. {"Its start (" + format(r['ext_ready_s'] * 1e3, ".0f") + " ms) is " + ("shorter than" if r['ext_ready_s'] <= r['inproc_cold_s'] else "longer than") + " the SDK setup it replaces (" + format(r['inproc_cold_s'] * 1e3, ".0f") + " ms), and it runs beside the handler's init rather than inside it"}; each invocation pays microseconds instead of a blocking POST, and the disk buffer in /tmp keeps data across a collector outage.
+Pick: the extension. The Init phase ends when the runtime and every extension wait for events, so a cold start pays the longer of the handler's init and the extension's {r['ext_ready_s'] * 1e3:.0f} ms (it registers first, in {r['ext_registered_s'] * 1e3:.0f} ms, then imports OpenTelemetry); the in-handler SDK adds {r['inproc_cold_s'] * 1e3:.0f} ms to the handler's own init instead. {"So the extension costs less at cold start too" if r['ext_ready_s'] <= r['inproc_cold_s'] else "On cold start alone the in-handler SDK is cheaper here"}; the deciding figure is per invocation: microseconds for a datagram against a blocking {r['inproc_flush_ms']:.1f} ms POST before every response, and the extension's disk buffer in /tmp keeps data across a collector outage.
 Not measured here: a real Lambda (no AWS account or Docker on this machine); the cold-start figures are process start and import times on this machine.
 """
 

@@ -18,11 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from prometheus_client import start_http_server
 
 from . import __version__
 from .config import AgentConfig
@@ -31,7 +29,7 @@ from .metrics import InferenceMetrics
 
 log = logging.getLogger("mlpack_agent")
 
-# Datagrams waiting for the recorder; beyond this the agent is overloaded and drops.
+# Datagrams waiting for the recorder; beyond this the agent stops reading its socket.
 _MAX_QUEUED_DATAGRAMS = 256  # ~16k events, ~1 MiB
 _RECV_BYTES = 65536  # > MAX_DATAGRAM_BYTES, and below malloc's mmap threshold
 
@@ -54,6 +52,8 @@ class Agent:
         readers = []
         self.prometheus_server = None
         if config.prometheus.enabled:
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
             readers.append(PrometheusMetricReader(resource_attribute_filter=_copied_to_prometheus_labels))
         if config.otlp.endpoint:
             from .exporters import SpoolingMetricExporter
@@ -74,10 +74,6 @@ class Agent:
         )
         meter = self.meter_provider.get_meter("mlpack_agent", __version__)
         self.metrics = InferenceMetrics(meter, config.max_label_values)
-        self.overloaded_datagrams = meter.create_counter(
-            "mlpack.agent.datagrams.dropped", unit="{datagram}",
-            description="Datagrams dropped because the agent could not keep up",
-        )
         if config.health.enabled:
             register_health(meter, config.health.disk_path, config.health.thermal_dir, self.spool)
         self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
@@ -89,6 +85,8 @@ class Agent:
     def start(self) -> None:
         self._setup_logs()
         if self.config.prometheus.enabled:
+            from prometheus_client import start_http_server
+
             self.prometheus_server, _ = start_http_server(self.config.prometheus.port, self.config.prometheus.host)
         if self.sender is not None:
             self.sender.start()
@@ -181,10 +179,11 @@ class Agent:
                 continue
             except OSError:
                 return
-            if q.qsize() >= _MAX_QUEUED_DATAGRAMS:
-                self.overloaded_datagrams.add(1)
-                continue
             put(data)
+            # Overloaded: stop reading, so that the socket fills and the clients keep (and
+            # if need be drop and count) events, rather than losing them here unseen.
+            while q.qsize() >= _MAX_QUEUED_DATAGRAMS and not self._stopping.is_set():
+                time.sleep(0.001)
 
     def _record(self) -> None:
         get, record, resource = self._queue.get, self.metrics.record, self.resource_attrs

@@ -19,7 +19,10 @@ import logging
 import os
 import urllib.request
 
-from .agent import Agent
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .agent import Agent
 
 log = logging.getLogger("mlpack_agent.lambda")
 
@@ -28,8 +31,9 @@ _API_VERSION = "2020-01-01"
 SHUTDOWN_DEADLINE_S = 1.5
 
 
-def run(agent: Agent, name: str = "mlpack-agent", runtime_api: str | None = None) -> None:
-    """Register, serve events until SHUTDOWN, then stop the agent."""
+def register(name: str = "mlpack-agent", runtime_api: str | None = None) -> tuple[str, str]:
+    """Register with Lambda (standard library only, before OpenTelemetry is imported, so
+    that the registration step of the Init phase is as short as possible)."""
     base = f"http://{runtime_api or os.environ['AWS_LAMBDA_RUNTIME_API']}/{_API_VERSION}/extension"
     request = urllib.request.Request(
         f"{base}/register", method="POST",
@@ -37,8 +41,12 @@ def run(agent: Agent, name: str = "mlpack-agent", runtime_api: str | None = None
         headers={"Lambda-Extension-Name": name, "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request) as response:
-        extension_id = response.headers["Lambda-Extension-Identifier"]
-    log.info("registered as a Lambda extension", extra={"extension": name})
+        return base, response.headers["Lambda-Extension-Identifier"]
+
+
+def serve(agent: "Agent", base: str, extension_id: str) -> None:
+    """Wait for events until SHUTDOWN, then stop the agent within Lambda's budget."""
+    log.info("serving as a Lambda extension")
     while True:
         request = urllib.request.Request(f"{base}/event/next", headers={"Lambda-Extension-Identifier": extension_id})
         with urllib.request.urlopen(request) as response:  # blocks until the next event

@@ -56,14 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     sys.modules.setdefault("psutil", None)
     # A short GIL switch interval lets the socket reader run promptly while recording.
     sys.setswitchinterval(0.001)
+    if args.lambda_extension:
+        from . import lambda_extension
+
+        registration = lambda_extension.register(args.lambda_extension)
     from .agent import Agent  # OpenTelemetry is imported only once there is work to do
 
     agent = Agent(config)
     if args.lambda_extension:
-        from . import lambda_extension
-
         agent.start()
-        lambda_extension.run(agent, args.lambda_extension)
+        lambda_extension.serve(agent, *registration)
         return 0
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

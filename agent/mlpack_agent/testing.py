@@ -122,6 +122,11 @@ class AgentProcess:
         statm = Path(f"/proc/{self.proc.pid}/statm").read_text().split()
         return int(statm[1]) * os.sysconf("SC_PAGE_SIZE")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the agent process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
@@ -283,6 +288,7 @@ class ExtensionsApi:
         self.port = free_port()
         self.events: queue.Queue[dict] = queue.Queue()
         self.registered: list[dict] = []
+        self.registered_at: float | None = None  # perf_counter of the registration
         self.first_wait_at: float | None = None  # perf_counter when init was done
         self.waiting = threading.Event()  # the extension is blocked in event/next
         api = self
@@ -292,6 +298,7 @@ class ExtensionsApi:
                 assert self.path == "/2020-01-01/extension/register", self.path
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 api.registered.append({"name": self.headers["Lambda-Extension-Name"], **body})
+                api.registered_at = time.perf_counter()
                 self._json({"functionName": "f", "functionVersion": "$LATEST", "handler": "h"},
                            {"Lambda-Extension-Identifier": "ext-1"})
 
