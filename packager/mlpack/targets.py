@@ -53,7 +53,7 @@ class Optimize(_Strict):
     passes: list[Literal["prune", "graph"]] = Field(
         default_factory=list, description="float rewrites every variant starts from, in order"
     )
-    variants: list[Literal["dynamic-int8", "static-int8", "compact-int8", "mixed-int8", "fp16"]] = Field(
+    variants: list[Literal["dynamic-int8", "smooth-int8", "static-int8", "compact-int8", "mixed-int8", "fp16"]] = Field(
         default_factory=list, description="candidates tried besides float; each must pass the accuracy gate"
     )
     policy: Literal["fastest", "smallest"] = Field(description="which passing variant ships")

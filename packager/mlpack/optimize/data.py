@@ -1,0 +1,167 @@
+"""The data the optimizer calibrates and gates on: the user's `.npz`, or synthetic inputs.
+
+A calibration file holds one array per model input (by input name, first axis = rows)
+and optionally `labels`. Everything is checked against the model's signature before
+anything is written, and a mismatch is one line naming the input and the shape expected.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..errors import InputError
+from ..model_info import Signature, TensorSpec
+
+LABELS = "labels"
+SYNTHETIC_ROWS = 64
+SYNTHETIC_SEQUENCE = 16  # length given to symbolic non-batch axes (sequence, tokens...)
+
+
+@dataclass
+class EvalData:
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None
+    source: str  # said in the report: where accuracy was measured
+    synthetic: bool
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def take(self, rows: slice | np.ndarray) -> EvalData:
+        labels = self.labels[rows] if self.labels is not None else None
+        return EvalData({k: v[rows] for k, v in self.inputs.items()}, labels, self.source, self.synthetic)
+
+    def batch(self, size: int) -> dict[str, np.ndarray]:
+        """`size` rows for latency runs, repeating rows when the data has fewer."""
+        index = np.arange(size) % self.rows
+        return {k: v[index] for k, v in self.inputs.items()}
+
+    def split(self, min_rows: int = 32) -> tuple[EvalData, EvalData]:
+        """(calibration, gate): disjoint rows when there are enough, so the gate is held out."""
+        if self.rows < min_rows:
+            return self, self
+        cut = min(128, self.rows // 4)
+        return self.take(slice(0, cut)), self.take(slice(cut, None))
+
+
+def _expected(spec: TensorSpec) -> str:
+    return f"{spec.dtype} {spec.shape_text()}"
+
+
+def load_data(path: Path, signature: Signature) -> EvalData:
+    """Read and check a calibration `.npz` against the model's inputs."""
+    fix = "save one array per model input with np.savez(FILE, **{input_name: array}, labels=...)"
+    if not path.is_file():
+        raise InputError(f"calibration file {path} does not exist", fix)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"calibration file {path} is not a readable .npz ({exc})", fix) from exc
+
+    specs = [s for s in signature.inputs if s.is_tensor]
+    names = {s.name for s in specs}
+    unknown = sorted(set(arrays) - names - {LABELS})
+    if unknown:
+        raise InputError(
+            f"calibration file {path.name} has array {unknown[0]!r}, which is not a model input "
+            f"(inputs: {', '.join(sorted(names))})",
+            fix,
+        )
+    rows: int | None = None
+    for spec in specs:
+        if spec.name not in arrays:
+            raise InputError(
+                f"calibration file {path.name} lacks input {spec.name!r} (expected {_expected(spec)})", fix
+            )
+        array = arrays[spec.name]
+        problem = _shape_problem(array, spec)
+        if problem:
+            raise InputError(
+                f"calibration input {spec.name!r} {problem}; expected {_expected(spec)}", fix
+            )
+        if rows is not None and len(array) != rows:
+            raise InputError(
+                f"calibration input {spec.name!r} has {len(array)} rows but other inputs have {rows}; "
+                f"expected {_expected(spec)} with the same first axis", fix,
+            )
+        rows = len(array)
+    if rows is None:
+        raise InputError("the model has no tensor inputs to calibrate", "nothing to optimize on data")
+    labels = arrays.get(LABELS)
+    if labels is not None and (labels.ndim != 1 or len(labels) != rows):
+        raise InputError(
+            f"calibration labels have shape {list(labels.shape)}; expected [{rows}] (one label per row)", fix
+        )
+    return EvalData({s.name: arrays[s.name] for s in specs}, labels, f"calibration data {path.name} ({rows} rows)", False)
+
+
+def _shape_problem(array: np.ndarray, spec: TensorSpec) -> str | None:
+    if array.dtype.name != spec.dtype:
+        return f"has dtype {array.dtype.name}"
+    if array.ndim == 0 or array.shape[0] == 0:
+        return "is empty"
+    if spec.shape is not None:
+        if array.ndim != len(spec.shape):
+            return f"has shape {list(array.shape)}"
+        # A fixed first axis is still the row axis: rows are fed in batches of that size.
+        for axis, (got, want) in enumerate(zip(array.shape, spec.shape)):
+            if axis > 0 and isinstance(want, int) and got != want:
+                return f"has shape {list(array.shape)}"
+    return None
+
+
+def synthetic_data(model: onnx.ModelProto, signature: Signature, rows: int = SYNTHETIC_ROWS, seed: int = 0) -> EvalData:
+    """Inputs made from the signature when the user gives no data.
+
+    Floats are standard normal; integer inputs that index a table (Gather) stay within
+    the table, others are 0/1 (masks, flags). Accuracy on such data says whether the
+    variant computes the same function, not how well it does on real inputs.
+    """
+    rng = np.random.default_rng(seed)
+    bounds = _index_bounds(model)
+    inputs = {}
+    for spec in signature.inputs:
+        if not spec.is_tensor:
+            raise InputError(
+                f"input {spec.name!r} is a {spec.dtype}, which mlpack cannot make synthetic data for",
+                "pass --calibration FILE.npz with real inputs",
+            )
+        dims = spec.shape if spec.shape is not None else [None, SYNTHETIC_SEQUENCE]
+        shape = [rows] + [d if isinstance(d, int) else SYNTHETIC_SEQUENCE for d in dims[1:]]
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            inputs[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind in "iu":
+            high = bounds.get(spec.name, 2)
+            inputs[spec.name] = rng.integers(0, high, size=shape).astype(dtype)
+        elif dtype.kind == "b":
+            inputs[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise InputError(
+                f"input {spec.name!r} has dtype {spec.dtype}, for which mlpack makes no synthetic data",
+                "pass --calibration FILE.npz with real inputs",
+            )
+    # Mask-like inputs of all ones keep every position attended, as real requests mostly do.
+    for name, array in inputs.items():
+        if "mask" in name.lower():
+            inputs[name] = np.ones_like(array)
+    return EvalData(inputs, None, f"synthetic inputs ({rows} rows made from the signature)", True)
+
+
+def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:
+    """Graph inputs used as Gather indices into an initializer: their valid range."""
+    tables = {t.name: list(t.dims) for t in model.graph.initializer}
+    bounds: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in tables:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            dims = tables[node.input[0]]
+            bounds[node.input[1]] = min(bounds.get(node.input[1], 1 << 62), dims[axis])
+    return bounds

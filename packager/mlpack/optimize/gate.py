@@ -1,0 +1,148 @@
+"""The accuracy gate: does a variant still answer what the float model answers?
+
+Each output is compared with the float model's on the same rows, with a metric that
+fits it: classification outputs by top-1 agreement (and accuracy when labels are
+given), embeddings by cosine similarity, small regression outputs by error relative to
+the output's spread. Defaults are strict; every threshold is a `GateSettings` field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+OutputKind = Literal["labels", "classification", "embedding", "regression"]
+
+
+class GateSettings(BaseModel):
+    """Thresholds a variant must meet against the float model. Defaults are strict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_top1_agreement: float = Field(
+        0.99, ge=0, le=1, description="classification: share of rows whose top class matches float"
+    )
+    max_accuracy_drop: float = Field(
+        0.005, ge=0, le=1, description="classification with labels: accuracy may fall at most this (0.005 = 0.5 points)"
+    )
+    min_cosine_mean: float = Field(
+        0.99, ge=-1, le=1, description="embeddings: mean cosine similarity to the float output"
+    )
+    min_cosine_min: float = Field(
+        0.95, ge=-1, le=1, description="embeddings: worst row's cosine similarity to the float output"
+    )
+    max_relative_error: float = Field(
+        0.05, ge=0, description="regression: max |error| divided by the float output's standard deviation"
+    )
+    task: Literal["auto", "classification", "embedding", "regression"] = Field(
+        "auto", description="how to read float outputs; auto guesses from shape and values"
+    )
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    metrics: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    quality: float = 1.0  # one number to rank passing variants: the worst primary metric
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.failures) if self.failures else "meets every threshold"
+
+
+def output_kind(reference: np.ndarray, name: str, task: str = "auto") -> OutputKind:
+    """Guess what an output is from the float model's values."""
+    if reference.dtype.kind in "iub":
+        return "labels"
+    if task != "auto":
+        return task  # type: ignore[return-value]
+    width = int(np.prod(reference.shape[1:])) if reference.ndim > 1 else 1
+    if reference.ndim == 2 and width >= 2:
+        rows = reference.astype(np.float64)
+        is_probability = (rows >= -1e-6).all() and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3)
+        if is_probability or any(word in name.lower() for word in ("logit", "prob", "score", "class")):
+            return "classification"
+    return "embedding" if width >= 4 else "regression"
+
+
+def compare(
+    reference: list[np.ndarray],
+    candidate: list[np.ndarray],
+    names: list[str],
+    settings: GateSettings,
+    labels: np.ndarray | None = None,
+) -> Verdict:
+    """Compare a variant's outputs with the float model's, output by output."""
+    verdict = Verdict(passed=True)
+    qualities: list[float] = []
+    for name, ref, got in zip(names, reference, candidate):
+        kind = output_kind(ref, name, settings.task)
+        key = f"{name}."
+        if kind == "labels":
+            agreement = float(np.mean(ref.reshape(len(ref), -1) == got.reshape(len(got), -1)))
+            verdict.metrics[key + "agreement"] = agreement
+            _check(verdict, agreement >= settings.min_top1_agreement,
+                   f"{name}: labels agree on {agreement:.2%} of rows (gate {settings.min_top1_agreement:.2%})")
+            qualities.append(agreement)
+            if labels is not None and ref.ndim == 1:
+                _accuracy(verdict, name, ref, got, labels, settings)
+        elif kind == "classification":
+            top_ref, top_got = ref.argmax(axis=1), got.argmax(axis=1)
+            agreement = float(np.mean(top_ref == top_got))
+            verdict.metrics[key + "top1_agreement"] = agreement
+            verdict.metrics[key + "max_abs_error"] = float(np.max(np.abs(ref - got)))
+            _check(verdict, agreement >= settings.min_top1_agreement,
+                   f"{name}: top-1 agrees on {agreement:.2%} of rows (gate {settings.min_top1_agreement:.2%})")
+            qualities.append(agreement)
+            if labels is not None:
+                _accuracy(verdict, name, top_ref, top_got, labels, settings)
+        elif kind == "embedding":
+            a = ref.reshape(len(ref), -1).astype(np.float64)
+            b = got.reshape(len(got), -1).astype(np.float64)
+            norm_a, norm_b = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+            cosine = (a * b).sum(axis=1) / np.maximum(norm_a * norm_b, 1e-30)
+            # Two zero rows agree; a zero row against a non-zero one does not (cosine 0).
+            cosine = np.where((norm_a == 0) & (norm_b == 0), 1.0, cosine)
+            if not np.isfinite(b).all():
+                cosine = np.where(np.isfinite(b).all(axis=1), cosine, -1.0)
+            verdict.metrics[key + "cosine_mean"] = float(cosine.mean())
+            verdict.metrics[key + "cosine_min"] = float(cosine.min())
+            verdict.metrics[key + "max_abs_error"] = float(np.nanmax(np.abs(a - b)))
+            _check(verdict, cosine.mean() >= settings.min_cosine_mean,
+                   f"{name}: mean cosine {cosine.mean():.4f} < {settings.min_cosine_mean}")
+            _check(verdict, cosine.min() >= settings.min_cosine_min,
+                   f"{name}: min cosine {cosine.min():.4f} < {settings.min_cosine_min}")
+            qualities.append(float(cosine.mean()))
+        else:
+            spread = float(np.std(ref)) or 1.0
+            relative = float(np.max(np.abs(ref - got))) / spread
+            verdict.metrics[key + "max_abs_error"] = float(np.max(np.abs(ref - got)))
+            verdict.metrics[key + "relative_error"] = relative
+            _check(verdict, relative <= settings.max_relative_error,
+                   f"{name}: max error is {relative:.3f} of the output's spread (gate {settings.max_relative_error})")
+            qualities.append(1.0 - relative)
+    verdict.quality = min(qualities) if qualities else 1.0
+    return verdict
+
+
+def _accuracy(verdict: Verdict, name: str, ref: np.ndarray, got: np.ndarray, labels: np.ndarray,
+              settings: GateSettings) -> None:
+    if "accuracy" in verdict.metrics:  # one accuracy per model: the first classifier output
+        return
+    float_accuracy = float(np.mean(ref == labels))
+    accuracy = float(np.mean(got == labels))
+    drop = float_accuracy - accuracy
+    verdict.metrics.update(accuracy=accuracy, float_accuracy=float_accuracy, accuracy_drop=drop)
+    _check(verdict, drop <= settings.max_accuracy_drop + 1e-12,
+           f"{name}: accuracy {accuracy:.2%} vs float {float_accuracy:.2%}, "
+           f"a drop of {drop * 100:.2f} points (gate {settings.max_accuracy_drop * 100:.2f})")
+
+
+def _check(verdict: Verdict, ok: bool, failure: str) -> None:
+    if not ok:
+        verdict.passed = False
+        verdict.failures.append(failure)

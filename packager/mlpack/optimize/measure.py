@@ -1,0 +1,91 @@
+"""Run candidates: their outputs on the gate data, and their latency on the target's provider.
+
+Latency is timed round-robin (one run of each candidate in turn, many rounds), so that
+load from anything else on the machine falls on every candidate alike; p50 and p95 are
+taken per candidate. Ratios against float from the same run are what the report trusts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..targets import Target
+from .data import EvalData
+
+
+@dataclass(frozen=True)
+class Latency:
+    batch: int
+    p50_ms: float
+    p95_ms: float
+
+
+def target_providers(target: Target) -> list[str] | None:
+    """The target's execution providers if this host has all it needs to run the first one."""
+    import onnxruntime as ort
+
+    first = target.runtime.execution_providers[0]
+    return list(target.runtime.execution_providers) if first in ort.get_available_providers() else None
+
+
+def session(path: Path, target: Target, providers: list[str] | None = None):
+    """A session configured the way the target serves (threads, arena, graph level)."""
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[target.runtime.graph_optimization_level]
+    options.intra_op_num_threads = target.runtime.intra_op_threads
+    options.inter_op_num_threads = target.runtime.inter_op_threads
+    options.enable_cpu_mem_arena = target.runtime.enable_cpu_mem_arena
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+
+
+def outputs(sess, data: EvalData, batch: int = 64) -> list[np.ndarray]:
+    """All outputs for every row, run in batches (one row at a time for fixed-batch models)."""
+    fixed = any(isinstance(i.shape[0], int) for i in sess.get_inputs() if i.shape)
+    step = 1 if fixed else batch
+    parts: list[list[np.ndarray]] = []
+    for start in range(0, data.rows, step):
+        feed = {k: v[start : start + step] for k, v in data.inputs.items()}
+        parts.append(sess.run(None, feed))
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
+def latencies(
+    sessions: dict[str, object],
+    data: EvalData,
+    batch: int,
+    *,
+    budget_s: float = 20.0,
+    min_rounds: int = 5,
+    max_rounds: int = 50,
+) -> dict[str, Latency]:
+    """p50/p95 per candidate at one batch size, rounds interleaved across candidates."""
+    feed = data.batch(batch)
+    for sess in sessions.values():  # warm up: first runs allocate and pick kernels
+        sess.run(None, feed)
+        sess.run(None, feed)
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    started = time.perf_counter()
+    for round_ in range(max_rounds):
+        for name, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, feed)
+            times[name].append((time.perf_counter() - t0) * 1000)
+        if round_ + 1 >= min_rounds and time.perf_counter() - started > budget_s:
+            break
+    return {
+        name: Latency(batch, float(np.percentile(t, 50)), float(np.percentile(t, 95)))
+        for name, t in times.items()
+    }

@@ -1,0 +1,247 @@
+"""Graph rewrites and quantization recipes, each a function from one .onnx file to another.
+
+Targets name them in `[optimize]` (see targets/*.toml and docs/optimization.md):
+`passes` keep the model in float and run before everything else; `variants` make the
+smaller or faster candidates that the accuracy gate then checks. Each function writes a
+self-contained model (weights inline) and leaves its input untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnx
+
+from .data import EvalData
+
+# The quantizers log every node they skip at INFO; the report says what matters.
+for _name in ("onnxruntime.quantization", "onnxruntime.quantization.matmul_nbits_quantizer"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+# Block-quantized Gather (GatherBlockQuantized + DequantizeLinear with block_size) needs opset 21.
+BLOCKED_QUANT_OPSET = 21
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The quantizers warn on the root logger (e.g. "consider pre-processing"); mlpack's report
+    says what matters, so those lines are held back while a recipe runs."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path))  # inline: one file per candidate, as the artifact ships it
+    return path
+
+
+# ---- float passes ---------------------------------------------------------------
+
+
+def prune(src: Path, dst: Path) -> Path:
+    """Remove what the graph does not need: constant-fold, drop dead nodes and unused
+    initializers, and merge duplicate constants (onnxscript's optimizer and onnx-ir passes)."""
+    import onnx_ir as ir
+    import onnx_ir.passes.common as common
+    import onnxscript.optimizer
+
+    model = ir.serde.deserialize_model(onnx.load(str(src)))
+    # Functions are inlined and constants folded only where inputs are small (the defaults),
+    # so large weights are never duplicated into folded copies.
+    onnxscript.optimizer.optimize(model)
+    for step in (
+        common.LiftConstantsToInitializersPass(size_limit=0),
+        common.DeduplicateHashedInitializersPass(size_limit=1 << 40),
+        common.RemoveUnusedNodesPass(),
+        common.RemoveUnusedOpsetsPass(),
+    ):
+        step(model)
+    return _save(ir.serde.serialize_model(model), dst)
+
+
+def graph_optimize(src: Path, dst: Path, level: str = "basic") -> Path:
+    """onnxruntime's graph optimizations, saved offline.
+
+    Only levels that stay portable are allowed: "basic" keeps standard ONNX ops (any
+    provider, any runtime); "extended" adds onnxruntime fusions that every CPU and CUDA
+    build runs. Layout optimizations ("all") are tied to the machine that ran them, so
+    onnxruntime applies those at load on the target instead.
+    """
+    import onnxruntime as ort
+
+    levels = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[level]
+    options.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    # onnxruntime writes large models' weights beside the file; bring them inline.
+    return _save(onnx.load(str(dst)), dst)
+
+
+# ---- quantized variants ----------------------------------------------------------
+
+
+def _quant_type(weight_type: str):
+    from onnxruntime.quantization import QuantType
+
+    return {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[weight_type]
+
+
+def dynamic_int8(
+    src: Path,
+    dst: Path,
+    *,
+    weight_type: str = "qint8",
+    exclude: Sequence[str] = (),
+    op_types: Sequence[str] | None = None,
+) -> Path:
+    """Weights int8 per output channel, activations quantized at run time (no calibration)."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    with _quiet():
+        quantize_dynamic(
+            str(src), str(dst),
+            per_channel=True,
+            weight_type=_quant_type(weight_type),
+            nodes_to_exclude=list(exclude),
+            op_types_to_quantize=list(op_types) if op_types else None,
+            # Nodes after fused or contrib ops have no inferred type; they are float.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return _save(onnx.load(str(dst)), dst)
+
+
+def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str = "qint8") -> Path:
+    """QDQ int8 with activation ranges calibrated on data: what pays off for convolutions."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._rows = iter(range(calibration.rows))
+
+        def get_next(self):
+            row = next(self._rows, None)
+            if row is None:
+                return None
+            return {k: v[row : row + 1] for k, v in calibration.inputs.items()}
+
+    with _quiet():
+        quantize_static(
+            str(src), str(dst), Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=_quant_type(weight_type),
+            activation_type=QuantType.QUInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return _save(onnx.load(str(dst)), dst)
+
+
+def embedding_tables(model: onnx.ModelProto, min_elements: int = 1 << 16) -> list[str]:
+    """Gather nodes that look up rows of a large constant table (token or item embeddings)."""
+    sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
+    return [
+        n.name for n in model.graph.node
+        if n.op_type == "Gather" and n.input[0] in sizes and sizes[n.input[0]] >= min_elements
+    ]
+
+
+def int8_tables(src: Path, dst: Path, *, block_size: int = 128) -> Path:
+    """Embedding tables to int8 with one scale per block of `block_size` values in a row.
+
+    onnxruntime's dynamic quantization gives a whole table one scale, so rare tokens with
+    small vectors lose most of their bits; scales per row block keep them. The lookup
+    gathers int8 rows and their scales, then dequantizes only the rows it took
+    (standard ONNX ops: Gather, Gather, DequantizeLinear with block_size, opset 21).
+    """
+    from onnx import helper, numpy_helper, version_converter
+
+    model = onnx.load(str(src))
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < BLOCKED_QUANT_OPSET:
+        model = version_converter.convert_version(model, BLOCKED_QUANT_OPSET)
+    inits = {t.name: t for t in model.graph.initializer}
+    targets = set(embedding_tables(model))
+    users: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    nodes = []
+    for node in model.graph.node:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        table = inits.get(node.input[0]) if node.name in targets else None
+        if table is None or axis != 0 or len(table.dims) != 2 or users[node.input[0]] != 1:
+            nodes.append(node)
+            continue
+        weights = numpy_helper.to_array(table).astype(np.float32)
+        rows, cols = weights.shape
+        block = block_size if cols % block_size == 0 else cols
+        blocks = weights.reshape(rows, cols // block, block)
+        scale = np.abs(blocks).max(axis=2) / 127.0
+        scale[scale == 0] = 1.0
+        quantized = np.clip(np.round(blocks / scale[:, :, None]), -127, 127).astype(np.int8).reshape(rows, cols)
+        name = table.name
+        model.graph.initializer.remove(table)
+        model.graph.initializer.extend([
+            numpy_helper.from_array(quantized, f"{name}_int8"),
+            numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale"),
+        ])
+        ids, out = node.input[1], node.output[0]
+        nodes += [
+            helper.make_node("Gather", [f"{name}_int8", ids], [f"{out}_int8"], name=f"{node.name}/int8", axis=0),
+            helper.make_node("Gather", [f"{name}_scale", ids], [f"{out}_scale"], name=f"{node.name}/scale", axis=0),
+            helper.make_node("DequantizeLinear", [f"{out}_int8", f"{out}_scale"], [out],
+                             name=f"{node.name}/dequantize", axis=-1, block_size=block),
+        ]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return _save(model, dst)
+
+
+def int4_tables(src: Path, dst: Path, *, block_size: int = 32) -> Path:
+    """Embedding tables to 4 bits in blocks of `block_size` (GatherBlockQuantized).
+
+    A lookup table costs no compute, only size and memory: 4 bits per weight plus one
+    scale per block. Everything else stays as it is.
+    """
+    from onnx import version_converter
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(src))
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < BLOCKED_QUANT_OPSET:
+        model = version_converter.convert_version(model, BLOCKED_QUANT_OPSET)
+    quantizer = MatMulNBitsQuantizer(
+        model, bits=4, block_size=block_size, is_symmetric=True,
+        op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),),
+    )
+    with _quiet():
+        quantizer.process()
+    return _save(quantizer.model.model, dst)
+
+
+def fp16(src: Path, dst: Path) -> Path:
+    """Weights and arithmetic in float16, inputs and outputs kept float32 for callers."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    import onnx_ir as ir
+    from onnx_ir.passes.common import TopologicalSortPass
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    # The converter appends the input casts after their users; the checker wants them sorted.
+    ir_model = ir.serde.deserialize_model(model)
+    TopologicalSortPass()(ir_model)
+    return _save(ir.serde.serialize_model(ir_model), dst)

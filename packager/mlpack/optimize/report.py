@@ -1,0 +1,174 @@
+"""The optimization report: every candidate with its size, latency, accuracy and verdict.
+
+The same facts go out three ways: `table()` for the terminal, `to_markdown()` as the
+artifact's report.md, `to_json()` as report.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .gate import GateSettings
+from .measure import Latency
+
+
+@dataclass
+class Candidate:
+    name: str
+    path: Path
+    size_bytes: int
+    recipe: str = ""  # how it was made, in words
+    passed: bool = True
+    reason: str = ""  # the gate's verdict in words
+    metrics: dict[str, float] = field(default_factory=dict)
+    quality: float = 1.0
+    latency: dict[int, Latency] = field(default_factory=dict)
+    reference: bool = False  # measured for comparison only (e.g. a plain recipe), never picked
+
+    def accuracy_text(self) -> str:
+        m = self.metrics
+        parts = []
+        for key, value in m.items():
+            if key.endswith(".cosine_mean"):
+                parts.append(f"cos mean {value:.4f} min {m[key.replace('mean', 'min')]:.4f}")
+            elif key.endswith(".top1_agreement") or key.endswith(".agreement"):
+                parts.append(f"top-1 agree {value:.2%}")
+            elif key.endswith(".relative_error"):
+                parts.append(f"max err {value:.3f} of spread")
+        if "accuracy" in m:
+            parts.append(f"acc {m['accuracy']:.2%} ({0.0 - m['accuracy_drop'] * 100:+.2f} pt)")
+        # One agreement figure is enough when several outputs say the same thing.
+        return ", ".join(dict.fromkeys(parts)) or "-"
+
+
+@dataclass
+class OptimizationResult:
+    candidates: list[Candidate]
+    chosen: Candidate
+    data_source: str  # where accuracy was measured
+    why: str
+    target: str = ""
+    policy: str = ""
+    gate: GateSettings = field(default_factory=GateSettings)
+    latency_note: str = ""  # e.g. "not measured on target: ..."; empty when measured there
+    measured_on: str = ""  # the execution provider that timed the candidates
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    sensitive_layers: list[tuple[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def baseline(self) -> Candidate:
+        return self.candidates[0]
+
+    def _ratio(self, c: Candidate, batch: int) -> str:
+        base, mine = self.baseline.latency.get(batch), c.latency.get(batch)
+        if not base or not mine:
+            return "-"
+        return f"{mine.p50_ms / base.p50_ms:.2f}x"
+
+    def _rows(self) -> list[list[str]]:
+        batches = sorted({b for c in self.candidates for b in c.latency})
+        header = ["variant", "size", "vs float"]
+        for b in batches:
+            header += [f"p50 b{b}", f"p95 b{b}", "vs float"]
+        header += ["accuracy vs float", "gate"]
+        rows = [header]
+        for c in self.candidates:
+            row = [c.name + (" *" if c is self.chosen else " (reference)" if c.reference else ""), _size(c.size_bytes),
+                   f"{c.size_bytes / self.baseline.size_bytes:.2f}x"]
+            for b in batches:
+                lat = c.latency.get(b)
+                row += [_ms(lat.p50_ms) if lat else "-", _ms(lat.p95_ms) if lat else "-",
+                        self._ratio(c, b)]
+            row += [c.accuracy_text(), "pass" if c.passed else "FAIL"]
+            rows.append(row)
+        return rows
+
+    def table(self) -> str:
+        """The candidate table as aligned text lines, for the terminal."""
+        rows = self._rows()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.append(f"* chosen: {self.chosen.name} ({self.why})")
+        lines.append(f"accuracy measured on {self.data_source}")
+        if self.latency_note:
+            lines.append(f"latency {self.latency_note}")
+        for c in self.candidates:
+            if not c.passed:
+                lines.append(f"{c.name} failed the gate: {c.reason}")
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        rows = self._rows()
+        md = [
+            f"# Optimization report: {self.target}", "",
+            f"**Chosen: `{self.chosen.name}`** ({_size(self.chosen.size_bytes)}, "
+            f"{self.chosen.size_bytes / self.baseline.size_bytes:.2f}x the float size). {self.why}.", "",
+            f"- Accuracy measured on: {self.data_source}.",
+            f"- Policy: {self.policy} variant that passes the gate.",
+            f"- Latency: {self.latency_note or 'measured with ' + self.measured_on}.",
+            "", "| " + " | ".join(rows[0]) + " |",
+            "|" + "|".join("---" if i in (0, len(rows[0]) - 1, len(rows[0]) - 2) else "---:"
+                           for i in range(len(rows[0]))) + "|",
+        ]
+        md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        md += ["", "## How each variant was made", ""]
+        md += [f"- `{c.name}`: {c.recipe}. Gate: {'pass' if c.passed else 'FAIL'} ({c.reason})."
+               for c in self.candidates]
+        if self.skipped:
+            md += ["", "## Not tried", ""] + [f"- `{name}`: {why}" for name, why in self.skipped]
+        if self.sensitive_layers:
+            md += ["", "## Most error-sensitive layers (int8 error of the layer's output)", ""]
+            md += [f"- `{name}`: {err:.4f}" for name, err in self.sensitive_layers[:8]]
+        md += ["", "## Gate", ""]
+        md += [f"- `{k}`: {v}" for k, v in self.gate.model_dump().items()]
+        if self.notes:
+            md += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
+        return "\n".join(md) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "policy": self.policy,
+            "data_source": self.data_source,
+            "chosen": self.chosen.name,
+            "why": self.why,
+            "latency_measured_on": self.measured_on or None,
+            "latency_note": self.latency_note or None,
+            "gate": self.gate.model_dump(),
+            "candidates": [
+                {
+                    "name": c.name,
+                    "file": c.path.name,
+                    "recipe": c.recipe,
+                    "size_bytes": c.size_bytes,
+                    "size_ratio": round(c.size_bytes / self.baseline.size_bytes, 4),
+                    "passed": c.passed,
+                    "reference": c.reference,
+                    "reason": c.reason,
+                    "metrics": c.metrics,
+                    "latency_ms": {
+                        f"batch_{b}": {"p50": round(lat.p50_ms, 4), "p95": round(lat.p95_ms, 4)}
+                        for b, lat in sorted(c.latency.items())
+                    },
+                }
+                for c in self.candidates
+            ],
+            "skipped": [{"name": n, "why": w} for n, w in self.skipped],
+            "sensitive_layers": [{"node": n, "int8_relative_error": e} for n, e in self.sensitive_layers],
+            "notes": self.notes,
+        }
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

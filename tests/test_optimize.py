@@ -1,0 +1,306 @@
+"""The optimizer: variants are made per target, gated against float on data, and picked
+by the target's policy; float is kept, with a reason, when nothing smaller passes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from mlpack.model_info import inspect_model
+from mlpack.optimize import GateSettings, optimize_model
+from mlpack.optimize.gate import compare
+from mlpack.optimize.measure import Latency
+from mlpack.optimize.report import Candidate
+from mlpack.optimize.select import pick
+from mlpack.targets import load_target
+
+FAST = {"latency_budget_s": 0.2}
+
+
+def _save(nodes, inputs, outputs, inits, path: Path, opset: int = 17) -> Path:
+    graph = helper.make_graph(nodes, path.stem, inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def two_layer_model(path: Path, *, outliers: tuple[str, ...] = (), seed: int = 0) -> Path:
+    """x [batch, 64] -> MatMul "first" -> Relu -> MatMul "second" -> y [batch, 32], an embedding.
+
+    A layer named in `outliers` gets a huge weight in every output column on an input that
+    is always 0 (feature 0 of x; hidden unit 0, whose weights are zero): float ignores it,
+    but int8 per-channel scales follow the outlier and round every real weight in the
+    column to zero. That layer is what breaks quantization; the outlier is too large for
+    activation smoothing to move into range.
+    """
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((64, 256)).astype(np.float32) * 0.1
+    w2 = rng.standard_normal((256, 32)).astype(np.float32) * 0.1
+    w1[:, 0] = 0.0  # hidden unit 0 is always 0
+    if "first" in outliers:
+        w1[0, :] = 1e7
+        w1[1:, 0] = 0.0
+    if "second" in outliers:
+        w2[0, :] = 1e7
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["h"], name="first"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "W2"], ["y"], name="second"),
+    ]
+    return _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 32])], {"W1": w1, "W2": w2}, path)
+
+
+def two_layer_data(path: Path, rows: int = 96) -> Path:
+    """Real-looking inputs whose feature 0 is always 0, so outlier weights never matter in float."""
+    x = np.random.default_rng(1).standard_normal((rows, 64)).astype(np.float32)
+    x[:, 0] = 0.0
+    np.savez(path, x=x)
+    return path
+
+
+def conv_model(path: Path) -> Path:
+    """A tiny CNN: image [batch, 3, 16, 16] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> MatMul -> logits."""
+    rng = np.random.default_rng(2)
+    inits = {
+        "K": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3,
+        "B": rng.standard_normal(8).astype(np.float32) * 0.1,
+        "W": rng.standard_normal((8, 10)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["image", "K", "B"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "W"], ["logits"], name="head"),
+    ]
+    return _save(nodes, [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+                 [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits, path)
+
+
+def embedding_model(path: Path) -> Path:
+    """ids [batch, seq] -> Gather(table 2048 x 64) -> ReduceMean over seq -> MatMul -> y [batch, 32]."""
+    rng = np.random.default_rng(3)
+    inits = {
+        "table": rng.standard_normal((2048, 64)).astype(np.float32),
+        "axes": np.array([1], np.int64),
+        "W": rng.standard_normal((64, 32)).astype(np.float32) * 0.2,
+    }
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["e"], name="embed", axis=0),
+        helper.make_node("ReduceMean", ["e", "axes"], ["m"], name="pool", keepdims=0),
+        helper.make_node("MatMul", ["m", "W"], ["y"], name="proj"),
+    ]
+    return _save(nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 32])], inits, path, opset=18)
+
+
+def names(result) -> list[str]:
+    return [c.name for c in result.candidates]
+
+
+# ---- the pipeline on real models ------------------------------------------------------
+
+
+def test_demo_classifier_keeps_accuracy_within_half_a_point_and_the_report_says_so(tmp_path: Path) -> None:
+    from mlpack.demo import demo_model
+
+    model, data = demo_model()
+    result = optimize_model(inspect_model(model), load_target("aws-lambda"), tmp_path, data_path=data, **FAST)
+    assert result.chosen.name == "dynamic-int8"  # Lambda: the smallest that passes
+    assert result.chosen.size_bytes < 0.35 * result.candidates[0].size_bytes
+    assert result.chosen.metrics["accuracy_drop"] <= 0.005
+    assert "within the gate's 0.5 points" in result.to_markdown()
+    assert "validation.npz" in result.data_source
+    assert result.chosen.path.parent == tmp_path and result.chosen.path.suffix == ".onnx"
+
+
+def test_a_model_that_quantization_breaks_keeps_float_with_a_reason(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx", outliers=("first", "second"))
+    data = two_layer_data(tmp_path / "d.npz")
+
+    result = optimize_model(inspect_model(model), load_target("x86-cpu"), tmp_path / "work", data_path=data, **FAST)
+    assert result.chosen.name in ("float", "float-optimized")
+    dynamic = next(c for c in result.candidates if c.name == "dynamic-int8")
+    assert not dynamic.passed
+    assert "cosine" in dynamic.reason
+    assert "dynamic-int8" in result.why and "failed the accuracy gate" in result.why
+    assert "FAIL" in result.table() and "dynamic-int8 failed the gate" in result.table()
+
+
+def with_variants(name: str, *variants: str):
+    """A target as shipped, with only the given variants: targets are data."""
+    target = load_target(name)
+    return target.model_copy(update={"optimize": target.optimize.model_copy(update={"variants": list(variants)})})
+
+
+def test_mixed_precision_keeps_the_measured_worst_layer_in_float_until_the_gate_passes(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx", outliers=("first",))
+    data = two_layer_data(tmp_path / "d.npz")
+    target = with_variants("x86-cpu", "dynamic-int8", "mixed-int8")
+    result = optimize_model(inspect_model(model), target, tmp_path / "work", data_path=data, **FAST)
+    assert result.sensitive_layers[0][0] == "first"  # found by measurement, not by name
+    assert not next(c for c in result.candidates if c.name == "dynamic-int8").passed
+    mixed = next(c for c in result.candidates if c.name == "mixed-int8")
+    assert mixed.passed and "first" in mixed.recipe
+    assert mixed.size_bytes < result.candidates[0].size_bytes
+    # The layer left in int8 really is quantized in the shipped file.
+    ops = {n.op_type for n in onnx.load(str(mixed.path)).graph.node}
+    assert "MatMulInteger" in ops and "MatMul" in ops
+
+
+def test_smoothing_moves_activation_outliers_into_the_weights_and_is_more_accurate(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    x = np.random.default_rng(1).standard_normal((96, 64)).astype(np.float32)
+    x[:, :4] *= 300.0  # a few loud input channels, as after LayerNorm in transformers
+    np.savez(tmp_path / "d.npz", x=x)
+    target = with_variants("x86-cpu", "dynamic-int8", "smooth-int8")
+    result = optimize_model(inspect_model(model), target, tmp_path / "work", data_path=tmp_path / "d.npz", **FAST)
+    dynamic = next(c for c in result.candidates if c.name == "dynamic-int8")
+    smooth = next(c for c in result.candidates if c.name == "smooth-int8")
+    assert smooth.metrics["y.cosine_mean"] > dynamic.metrics["y.cosine_mean"]
+    assert 1 - smooth.metrics["y.cosine_min"] < 0.5 * (1 - dynamic.metrics["y.cosine_min"])
+    assert abs(smooth.size_bytes - dynamic.size_bytes) < 0.1 * dynamic.size_bytes  # one scale per channel
+    assert "Mul" in {n.op_type for n in onnx.load(str(smooth.path)).graph.node}
+
+
+def test_synthetic_inputs_are_used_and_said_when_no_data_is_given(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    result = optimize_model(inspect_model(model), load_target("arm-edge"), tmp_path / "work", **FAST)
+    assert result.data_source.startswith("synthetic inputs")
+    assert "synthetic inputs" in result.to_markdown() and "--calibration" in result.to_markdown()
+    assert result.chosen.name == "dynamic-int8"
+
+
+def test_static_int8_is_tried_for_convolutions_and_skipped_otherwise(tmp_path: Path) -> None:
+    model = conv_model(tmp_path / "cnn.onnx")
+    images = np.random.default_rng(0).random((64, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", image=images)
+    result = optimize_model(inspect_model(model), load_target("x86-cpu"), tmp_path / "work",
+                            data_path=tmp_path / "d.npz", **FAST)
+    static = next(c for c in result.candidates if c.name == "static-int8")
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(static.path)).graph.node}
+    assert "calibrated on 16 rows" in static.recipe
+
+    plain = optimize_model(inspect_model(two_layer_model(tmp_path / "m.onnx")), load_target("x86-cpu"),
+                           tmp_path / "work2", **FAST)
+    assert "static-int8" not in names(plain)
+    assert any(name == "static-int8" and "no convolutions" in why for name, why in plain.skipped)
+
+
+def test_compact_stores_embedding_tables_in_four_bits(tmp_path: Path) -> None:
+    model = embedding_model(tmp_path / "emb.onnx")
+    ids = np.random.default_rng(0).integers(0, 2048, size=(64, 12)).astype(np.int64)
+    np.savez(tmp_path / "d.npz", ids=ids)
+    result = optimize_model(inspect_model(model), load_target("aws-lambda"), tmp_path / "work",
+                            data_path=tmp_path / "d.npz", **FAST)
+    compact = next(c for c in result.candidates if c.name == "compact-int8")
+    dynamic = next(c for c in result.candidates if c.name == "dynamic-int8")
+    assert compact.passed and compact.size_bytes < 0.7 * dynamic.size_bytes
+    assert "GatherBlockQuantized" in {n.op_type for n in onnx.load(str(compact.path)).graph.node}
+    assert result.chosen.name == "compact-int8"
+
+
+def test_cuda_target_on_a_cpu_host_makes_fp16_and_marks_latency_unmeasured(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this host has CUDA: latency is measured on the target here")
+    model = two_layer_model(tmp_path / "m.onnx")
+    result = optimize_model(inspect_model(model), load_target("cuda-gpu"), tmp_path / "work", **FAST)
+    fp16 = next(c for c in result.candidates if c.name == "fp16")
+    assert not fp16.latency and "not measured on target" in result.latency_note
+    assert "not measured on target" in result.table()
+    signature = inspect_model(fp16.path).signature
+    assert [t.dtype for t in signature.inputs + signature.outputs] == ["float32", "float32"]
+    assert result.chosen.name == "fp16"
+
+
+def test_candidates_are_pruned_and_saved_self_contained(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    proto = onnx.load(str(model))
+    proto.graph.initializer.append(numpy_helper.from_array(np.ones((100, 100), np.float32), "unused"))
+    proto.graph.node.append(helper.make_node("Relu", ["h"], ["dead"], name="dead"))
+    onnx.save(proto, str(model))
+    result = optimize_model(inspect_model(model), load_target("x86-cpu"), tmp_path / "work", **FAST)
+    pruned = onnx.load(str(next(c for c in result.candidates if c.name == "float-optimized").path))
+    assert "unused" not in {t.name for t in pruned.graph.initializer}
+    assert "dead" not in {n.name for n in pruned.graph.node}
+    for c in result.candidates:
+        assert c.path.is_file() and c.size_bytes == c.path.stat().st_size
+        assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.load(str(c.path)).graph.initializer)
+    report = json.loads(json.dumps(result.to_json()))
+    assert report["chosen"] == result.chosen.name and len(report["candidates"]) == len(result.candidates)
+    assert report["candidates"][0]["latency_ms"]["batch_1"]["p50"] > 0
+
+
+# ---- the gate ---------------------------------------------------------------------------
+
+
+def test_gate_passes_identical_embeddings_and_fails_degraded_ones() -> None:
+    ref = np.random.default_rng(0).standard_normal((50, 16)).astype(np.float32)
+    assert compare([ref], [ref.copy()], ["emb"], GateSettings()).passed
+    noisy = ref + np.random.default_rng(1).standard_normal(ref.shape).astype(np.float32) * 0.3
+    verdict = compare([ref], [noisy], ["emb"], GateSettings())
+    assert not verdict.passed and "mean cosine" in verdict.reason
+    one_bad = ref.copy()
+    one_bad[7] = -one_bad[7]  # a single flipped row: the mean may pass, the minimum must not
+    verdict = compare([ref], [one_bad], ["emb"], GateSettings(min_cosine_mean=0.9))
+    assert not verdict.passed and "min cosine" in verdict.reason
+
+
+def test_gate_checks_top1_agreement_and_accuracy_drop_for_classifiers() -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=200).astype(np.float32)
+    labels = probs.argmax(axis=1)
+    flipped = probs.copy()
+    flipped[:4] = np.roll(flipped[:4], 1, axis=1)  # 4 of 200 rows change their top class
+    verdict = compare([probs], [flipped], ["probabilities"], GateSettings(), labels)
+    assert not verdict.passed
+    assert verdict.metrics["probabilities.top1_agreement"] == pytest.approx(0.98)
+    assert verdict.metrics["accuracy_drop"] == pytest.approx(0.02)
+    assert "top-1 agrees on 98.00%" in verdict.reason and "drop of 2.00 points" in verdict.reason
+    loose = GateSettings(min_top1_agreement=0.95, max_accuracy_drop=0.03)
+    assert compare([probs], [flipped], ["probabilities"], loose, labels).passed
+
+
+def test_gate_reads_small_outputs_as_regression() -> None:
+    ref = np.linspace(0, 10, 40, dtype=np.float32).reshape(40, 1)
+    assert compare([ref], [ref + 0.01], ["price"], GateSettings()).passed
+    verdict = compare([ref], [ref + 1.0], ["price"], GateSettings())
+    assert not verdict.passed and "spread" in verdict.reason
+
+
+# ---- the policy -------------------------------------------------------------------------
+
+
+def _cand(name: str, size: int, ms: float, quality: float = 1.0, passed: bool = True) -> Candidate:
+    return Candidate(name, Path(f"{name}.onnx"), size, passed=passed, quality=quality,
+                     latency={1: Latency(1, ms, ms)})
+
+
+def test_fastest_policy_picks_the_fastest_passing_and_ties_go_to_accuracy() -> None:
+    cands = [_cand("float", 100, 10.0), _cand("a", 30, 5.0, 0.990), _cand("b", 25, 5.2, 0.995),
+             _cand("c", 20, 2.0, 0.5, passed=False)]
+    chosen, why = pick(cands, "fastest", 0.1, latency_measured=True)
+    assert chosen.name == "b" and "within 10% of a" in why
+
+
+def test_smallest_policy_and_fallback_when_latency_is_not_measured() -> None:
+    cands = [_cand("float", 100, 10.0), _cand("a", 30, 5.0), _cand("b", 60, 1.0)]
+    assert pick(cands, "smallest", 0.05, latency_measured=True)[0].name == "a"
+    chosen, why = pick(cands, "fastest", 0.05, latency_measured=False)
+    assert chosen.name == "a" and "not measured on the target" in why
+
+
+def test_float_is_kept_when_every_variant_fails() -> None:
+    cands = [_cand("float", 100, 10.0), _cand("a", 30, 5.0, passed=False)]
+    chosen, why = pick(cands, "smallest", 0.05, latency_measured=True)
+    assert chosen.name == "float" and "a failed" in why
