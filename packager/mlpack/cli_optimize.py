@@ -1,7 +1,7 @@
 """`mlpack optimize MODEL --target T`: only the optimization step of a build.
 
 Writes the chosen model and the report (report.md, report.json) to the output folder
-and prints the candidate table. Registered in cli.py.
+and prints the candidate table. cli.py imports this module to register the command.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 
+from .cli import command
 from .errors import InputError
 
 _GATE = "Accuracy gate (defaults: docs/optimization.md)"
 
 
+@command("optimize")
 def optimize(
     model: Annotated[Path, typer.Argument(help="The trained model (.onnx).")],
     target: Annotated[str, typer.Option("--target", "-t", help="Target name (see `mlpack targets`).")],
@@ -29,7 +31,7 @@ def optimize(
                                            "used for static calibration and the accuracy gate."),
     ] = None,
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Output folder [default: ./<model>-<target>-optimized].")
+        Optional[Path], typer.Option("--out", "-o", help="Output folder (default: ./MODEL-TARGET-optimized).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the output folder if it exists.")] = False,
     min_top1_agreement: Annotated[Optional[float], typer.Option(help="Classifiers: share of rows whose top class must match float.", rich_help_panel=_GATE)] = None,

@@ -24,7 +24,7 @@ def pick(candidates: list[Candidate], policy: str, tolerance: float, latency_mea
     baseline = candidates[0]
     passing = [c for c in candidates if c.passed]
     failed = [c.name for c in candidates if not c.passed]
-    if passing == [baseline]:
+    if passing in ([], [baseline]):
         why = "no other variant passed the accuracy gate" if failed else "no other variant was made"
         return baseline, f"kept the float model: {why}" + (f" ({', '.join(failed)} failed)" if failed else "")
     failed_note = f"; {', '.join(failed)} failed the accuracy gate" if failed else ""

@@ -1,0 +1,53 @@
+"""`mlpack optimize MODEL --target T`: writes the chosen model and its report, prints the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from mlpack.cli import app
+
+from .test_optimize import two_layer_data, two_layer_model
+
+
+def test_optimize_writes_the_pick_and_the_report_and_prints_the_table(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    data = two_layer_data(tmp_path / "d.npz")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["optimize", str(model), "--target", "aws-lambda",
+                                      "--calibration", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["target"] == "aws-lambda" and report["chosen"] in result.output
+    assert "variant" in result.output and "gate" in result.output
+    assert (out / "model.onnx").stat().st_size == next(
+        c["size_bytes"] for c in report["candidates"] if c["name"] == report["chosen"])
+    assert (out / "report.md").read_text().startswith("# Optimization report: aws-lambda")
+
+
+def test_gate_options_change_the_thresholds(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["optimize", str(model), "-t", "x86-cpu", "--out", str(out),
+                                      "--min-cosine-mean", "1.0", "--min-cosine-min", "1.0"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["gate"]["min_cosine_min"] == 1.0
+    assert report["chosen"].startswith("float")  # nothing int8 is bit-exact
+    assert "synthetic" in report["data_source"]
+
+
+def test_bad_calibration_and_bad_options_are_one_line_errors_and_write_nothing(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3), np.float32))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["optimize", str(model), "-t", "x86-cpu", "--out", str(out),
+                                      "--calibration", str(tmp_path / "bad.npz")])
+    assert result.exit_code == 2
+    assert "calibration input 'x' has shape [4, 3]; expected float32 [batch, 64]" in result.output
+    assert not out.exists()
+    result = CliRunner().invoke(app, ["optimize", str(model), "-t", "x86-cpu", "--min-cosine-mean", "2"])
+    assert result.exit_code == 2 and "--min-cosine-mean" in result.output
