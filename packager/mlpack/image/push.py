@@ -58,6 +58,7 @@ def push_artifacts(
 ) -> PushResult:
     progress = progress or Progress()
     artifacts = [a.resolve() for a in artifacts]
+    Reference.parse(to, default_tag="latest")  # a bad --to fails before anything else
     manifests = [read_manifest(a) for a in artifacts]
     _check_group(artifacts, manifests)
     dest = Reference.parse(to, default_tag=manifests[0]["image"]["tag"])

@@ -90,11 +90,12 @@ def credentials(registry: str) -> tuple[str, str] | None:
     import docker.auth
 
     config = docker.auth.load_config()
-    found = config.resolve_authconfig(registry) or {}
+    # Entries from "auths" come back with lower-case keys, those from credential helpers capitalised.
+    found = {key.lower(): value for key, value in (config.resolve_authconfig(registry) or {}).items()}
     if found.get("username") and found.get("password"):
         return found["username"], found["password"]
-    if found.get("IdentityToken"):
-        return "<token>", found["IdentityToken"]
+    if found.get("identitytoken"):
+        return "<token>", found["identitytoken"]
     return None
 
 

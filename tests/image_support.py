@@ -1,0 +1,114 @@
+"""Helpers for the image tests: the tools they need, a real registry, running an image.
+
+The registry is Debian's `docker-registry` (the CNCF distribution server) on 127.0.0.1,
+on a free port, with its storage in a temporary folder. Images run from buildah's store:
+amd64 with `buildah run --isolation chroot`; arm64 under qemu-user in a plain chroot of
+the image's root file system without /sys (onnxruntime's cpuinfo segfaults under qemu
+when /sys/devices/system/cpu is visible, and buildah's chroot isolation always binds /sys).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+TOOLS = ("buildah", "docker-registry", "debootstrap")
+QEMU_BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+
+
+def require_image_tools() -> None:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"image tests need {', '.join(missing)} (installed by .ci/image-setup.sh)")
+
+
+def require_arm64_emulation() -> None:
+    if not (QEMU_BINFMT.is_file() and QEMU_BINFMT.read_text().startswith("enabled")):
+        pytest.skip("arm64 images need qemu-user-static with binfmt_misc enabled (.ci/image-setup.sh)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def registry(storage: Path, read_only: bool = False) -> Iterator[str]:
+    """A docker-registry on 127.0.0.1; yields its host:port."""
+    port = free_port()
+    storage.mkdir(parents=True, exist_ok=True)
+    config = storage.parent / f"{storage.name}-{port}.yml"
+    maintenance = "  maintenance:\n    readonly:\n      enabled: true\n" if read_only else ""
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n{maintenance}"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = open(storage.parent / f"{storage.name}-{port}.log", "wb")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    host = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(f"http://{host}/v2/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"docker-registry did not start: {(storage.parent / log.name).read_text()[-500:]}")
+            time.sleep(0.1)
+        yield host
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def buildah(*args: str, store: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """buildah, on the default image store or on a private one (`store`, for fresh pulls)."""
+    where = ["--root", str(store / "root"), "--runroot", str(store / "run")] if store else []
+    done = subprocess.run(["buildah", *where, *args], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(f"buildah {' '.join(args)} failed: {done.stderr[-1500:]}")
+    return done
+
+
+def image_config(ref: str, store: Path | None = None) -> dict:
+    return json.loads(buildah("inspect", "--type", "image", ref, store=store).stdout)
+
+
+def run_python(ref: str, script: str, *args: str, store: Path | None = None, timeout: float = 300) -> str:
+    """Run `python3 -c script args` inside an image as its USER with its ENV; return stdout."""
+    info = image_config(ref, store)
+    config = info["Docker"]["config"]
+    arch = info["OCIv1"]["architecture"]
+    container = buildah("from", "--pull=never", ref, store=store).stdout.strip()
+    where = ["--root", str(store / "root"), "--runroot", str(store / "run")] if store else []
+    try:
+        if arch == "amd64":
+            command = ["buildah", *where, "run", "--isolation", "chroot", container, "--",
+                       "python3", "-c", script, *args]
+        else:
+            root = buildah("mount", container, store=store).stdout.strip()
+            user = config.get("User") or "0:0"
+            command = ["chroot", f"--userspec={user}", root, "/usr/bin/env", "-i", *config.get("Env", []),
+                       "sh", "-c", f'cd "{config.get("WorkingDir") or "/"}" && exec python3 -c "$0" "$@"',
+                       script, *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise AssertionError(f"python in {ref} ({arch}) failed:\n{done.stderr[-2000:]}")
+        return done.stdout
+    finally:
+        buildah("rm", container, store=store, check=False)

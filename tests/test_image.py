@@ -1,0 +1,166 @@
+"""Images for x86-cpu and arm-edge, built with buildah on an offline stand-in base,
+pushed to a real registry, pulled back by digest and run: a correct prediction from inside.
+
+Slow (a few minutes): two image builds, two pushes, an arm64 run under qemu. The stand-in
+bases are cached in ~/.cache/mlpack-test (or $MLPACK_TEST_CACHE) between runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from mlpack.cli import app
+from mlpack.demo import demo_model
+from mlpack.image.standin import ensure_standin
+from mlpack.manifest import read_manifest
+
+from .image_support import (
+    buildah, image_config, registry, require_arm64_emulation, require_image_tools, run_python,
+)
+
+pytestmark = pytest.mark.slow
+
+TARGETS = {"x86-cpu": "amd64", "arm-edge": "arm64"}
+ROWS = 16  # validation rows sent through the model inside each image
+
+# Runs inside the image: the serving stack and the agent import, and the artifact's own
+# runtime (what the Bento service calls) answers for the rows given as JSON.
+PREDICT = """
+import json, sys
+from pathlib import Path
+import bentoml, mlpack_agent.agent
+src = Path("/opt/mlpack/bento/src")
+sys.path.insert(0, str(src))
+from mlpack_runtime import load_runtime
+runtime = load_runtime(src / "runtime.json")
+session = runtime.open_session(src)
+arrays = runtime.parse_inputs({"pixels": json.loads(sys.argv[1])})
+print(json.dumps(runtime.outputs_to_json(session.run(None, arrays))))
+"""
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def bases() -> dict[str, str]:
+    require_image_tools()
+    require_arm64_emulation()
+    return {arch: ensure_standin(arch) for arch in ("amd64", "arm64")}
+
+
+@pytest.fixture(scope="module")
+def artifacts(demo_artifact, bases, tmp_path_factory) -> dict[str, Path]:
+    """Private copies of the demo artifacts (this module writes their manifests), with images built."""
+    out = tmp_path_factory.mktemp("image-artifacts")
+    built = {}
+    for target, arch in TARGETS.items():
+        artifact = shutil.copytree(demo_artifact(target).path, out / demo_artifact(target).path.name)
+        result = cli("image", str(artifact), "--builder", "buildah", "--base-image", bases[arch], "-q")
+        assert result.exit_code == 0, result.output
+        built[target] = artifact
+    return built
+
+
+@pytest.fixture
+def registry_host(tmp_path: Path):
+    with registry(tmp_path / "registry") as host:
+        yield host
+
+
+def test_images_are_non_root_labelled_and_hold_only_what_serving_needs(artifacts) -> None:
+    for target, arch in TARGETS.items():
+        manifest = read_manifest(artifacts[target])
+        image = manifest["image"]
+        info = image_config(image["local"])
+        config = info["Docker"]["config"]
+        assert info["OCIv1"]["architecture"] == arch
+        assert "sha256:" + info["FromImageID"] == image["id"]
+        assert config["User"] == "10001:10001"
+        assert config["Healthcheck"]["Test"][0] == "CMD"
+        labels = config["Labels"]
+        assert labels["dev.mlpack.model.sha256"] == manifest["model"]["sha256"]
+        assert labels["org.opencontainers.image.version"] == image["tag"]
+        assert labels["org.opencontainers.image.source"].startswith("https://")
+        container = buildah("from", "--pull=never", image["local"]).stdout.strip()
+        try:
+            root = Path(buildah("mount", container).stdout.strip())
+            site = root / "opt/mlpack/site-packages"
+            assert (site / "onnxruntime").is_dir() and (site / "bentoml").is_dir()
+            assert (site / "mlpack_agent" / "agent.py").is_file(), "the telemetry agent is installed"
+            assert json.loads((root / "opt/mlpack/agent/agent.json").read_text())["resource"]["mlpack.target"] == target
+            assert (root / "var/lib/mlpack-agent").stat().st_uid == 10001
+            assert not list(site.rglob("__pycache__")) and not (site / "numpy" / "_core" / "tests").exists()
+            assert not (site / "bin").exists(), "no console scripts with the build host's interpreter path"
+            for leftover in ("usr/bin/gcc", "usr/bin/cc", "root/.cache/pip", "opt/mlpack/wheels"):
+                assert not (root / leftover).exists(), leftover
+            assert not list((root / "var/lib/apt/lists").glob("*_Packages*"))
+        finally:
+            buildah("rm", container, check=False)
+
+
+def test_a_refused_push_records_no_digest(artifacts, tmp_path: Path) -> None:
+    """Runs before the successful push below, so no digest was ever recorded for the artifact."""
+    artifact = artifacts["x86-cpu"]
+    before = (artifact / "manifest.json").read_bytes()
+    with registry(tmp_path / "readonly", read_only=True) as host:
+        result = cli("push", str(artifact), "--to", f"{host}/demo/digits:refused", "--builder", "buildah", "-q")
+    assert result.exit_code != 0
+    assert result.stderr.startswith(f"error: push to {host}/demo/digits:refused failed: ")
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
+    assert read_manifest(artifact)["image"]["digest"] is None
+    assert (artifact / "manifest.json").read_bytes() == before
+
+    # Nothing listens there any more: the same clear line, still no digest.
+    result = cli("push", str(artifact), "--to", f"{host}/demo/digits:gone", "--builder", "buildah", "-q")
+    assert result.exit_code != 0
+    assert result.stderr.startswith(f"error: push to {host}/demo/digits:gone failed: ")
+    assert "connection refused" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert read_manifest(artifact)["image"]["digest"] is None
+    assert (artifact / "manifest.json").read_bytes() == before
+
+
+def test_push_both_pull_back_by_digest_and_predict_inside(artifacts, registry_host, tmp_path: Path) -> None:
+    x86, arm = artifacts["x86-cpu"], artifacts["arm-edge"]
+    dest = f"{registry_host}/demo/digits:test"
+    result = cli("push", str(x86), str(arm), "--to", dest, "--builder", "buildah", "-q")
+    assert result.exit_code == 0, result.output
+
+    # The multi-arch index under the tag points at both images, by the digests recorded.
+    index = requests.get(f"http://{registry_host}/v2/demo/digits/manifests/test",
+                         headers={"Accept": "application/vnd.oci.image.index.v1+json"}).json()
+    by_platform = {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
+    recorded = {target: read_manifest(artifacts[target])["image"] for target in TARGETS}
+    assert by_platform == {arch: recorded[target]["digest"] for target, arch in TARGETS.items()}
+    for target in TARGETS:
+        assert recorded[target]["ref"] == f"{registry_host}/demo/digits@{recorded[target]['digest']}"
+        assert recorded[target]["index"]["digest"] in result.stdout
+
+    # Pull each image by digest into an empty image store, run it, compare with the host.
+    model, data = demo_model()
+    with np.load(data) as npz:
+        rows, labels = npz["pixels"][:ROWS], npz["labels"][:ROWS]
+    store = tmp_path / "pulled"
+    for target, arch in TARGETS.items():
+        by_digest = recorded[target]["ref"]
+        buildah("pull", "--tls-verify=false", "--quiet", by_digest, store=store)
+        pulled = image_config(by_digest, store)
+        assert "sha256:" + pulled["FromImageID"] == recorded[target]["id"]
+        answer = json.loads(run_python(by_digest, PREDICT, json.dumps(rows.tolist()), store=store))
+
+        host = ort.InferenceSession(str(artifacts[target] / "model" / "model.onnx"),
+                                    providers=["CPUExecutionProvider"])
+        expected_labels, expected_probs = host.run(["label", "probabilities"], {"pixels": rows})
+        assert answer["label"] == expected_labels.tolist(), target
+        np.testing.assert_allclose(np.array(answer["probabilities"]), expected_probs, atol=1e-3)
+        assert (np.array(answer["label"]) == labels).mean() >= 0.9, f"{target} ({arch}) predicts badly"
