@@ -159,6 +159,7 @@ from . import cli_deploy  # noqa: E402,F401  (registers `mlpack deploy`)
 from . import cli_optimize  # noqa: E402,F401  (registers `mlpack optimize`)
 from . import cli_iac  # noqa: E402,F401  (registers `mlpack iac`)
 from . import cli_image  # noqa: E402,F401  (registers `mlpack image` and `mlpack push`)
+from . import cli_rollout  # noqa: E402,F401  (registers `mlpack rollout`)
 
 
 def main() -> None:

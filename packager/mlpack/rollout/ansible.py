@@ -108,6 +108,8 @@ def prepare(
 
 def inventory_hosts(inventory: str | Path, limit: str | None = None) -> dict[str, dict[str, Any]]:
     """Hosts and their variables as Ansible resolves them (any inventory format or plugin)."""
+    if "," not in str(inventory) and not Path(inventory).exists():  # "a,b," is Ansible's inline host list
+        raise InputError(f"fleet inventory {inventory} does not exist", "pass an Ansible inventory with --fleet")
     command = [tool("ansible-inventory"), "-i", str(inventory), "--list"]
     if limit:
         command += ["--limit", limit]
@@ -134,8 +136,6 @@ def run_rollout(
 ) -> RolloutResult:
     """Run the rollout; returns what happened on every device (never raises on a failed wave)."""
     release = read_release(artifact)
-    if not Path(inventory).exists():
-        raise InputError(f"fleet inventory {inventory} does not exist", "pass an Ansible inventory with --fleet")
     hosts = list(inventory_hosts(inventory, limit))
     if not hosts:
         raise InputError(f"the fleet {inventory} has no hosts{' matching ' + limit if limit else ''}",
@@ -143,7 +143,8 @@ def run_rollout(
     workdir = Path(tempfile.mkdtemp(prefix=f"mlpack-rollout-{release.name}-"))
     try:
         playbook = prepare(release, workdir, waves=waves, health_timeout_s=health_timeout_s)
-        command = [tool("ansible-playbook"), "-i", str(Path(inventory).resolve()), str(playbook)]
+        source = str(Path(inventory).resolve()) if Path(inventory).exists() else str(inventory)
+        command = [tool("ansible-playbook"), "-i", source, str(playbook)]
         if limit:
             command += ["--limit", limit]
         results = workdir / "results.json"

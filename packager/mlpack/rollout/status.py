@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from .release import DEFAULT_AGENT_PORT, DEFAULT_SERVICE_PORT
 
 REQUESTS = "mlpack_inference_requests_total"
@@ -87,6 +88,9 @@ def fleet_status(inventory: str | Path, limit: str | None = None, timeout_s: flo
     from .ansible import inventory_hosts
 
     hosts = inventory_hosts(inventory, limit)
+    if not hosts:
+        raise InputError(f"the fleet {inventory} has no hosts{' matching ' + limit if limit else ''}",
+                         "add devices to the inventory")
     with ThreadPoolExecutor(max_workers=min(32, max(1, len(hosts)))) as pool:
         return list(pool.map(lambda item: device_status(item[0], item[1], timeout_s), hosts.items()))
 

@@ -1,0 +1,130 @@
+"""`mlpack rollout ARTIFACT --fleet FLEET`: an edge artifact onto a fleet of devices.
+
+FLEET is an Ansible inventory (file or folder) for SSH fleets, or `greengrass:GROUP`
+(a thing group name or ARN) for AWS IoT Greengrass v2. `--status` shows, per device,
+the version it runs and its health.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import command
+from .errors import InputError, MlpackError
+
+GREENGRASS_PREFIX = "greengrass:"
+
+
+def _is_greengrass(fleet: str) -> bool:
+    return fleet.startswith(GREENGRASS_PREFIX) or fleet.startswith("arn:aws")
+
+
+@command("rollout")
+def rollout_cmd(
+    artifact: Annotated[Optional[Path], typer.Argument(
+        help="An edge artifact folder from `mlpack build` (not needed with --status).", show_default=False)] = None,
+    fleet: Annotated[str, typer.Option(
+        "--fleet", help="An Ansible inventory, or greengrass:THING_GROUP (name or ARN).")] = ...,
+    status: Annotated[bool, typer.Option("--status", help="Show each device's version and health.")] = False,
+    limit: Annotated[Optional[str], typer.Option(help="Ansible: only these hosts or groups (a --limit pattern).")] = None,
+    waves: Annotated[str, typer.Option(help="Ansible: wave sizes, devices or shares of the fleet.")] = "1,10%,50%,100%",
+    health_timeout: Annotated[float, typer.Option(
+        help="Ansible: seconds a device has to serve and report the new version.")] = 60.0,
+    region: Annotated[Optional[str], typer.Option(help="Greengrass: AWS region (as the AWS CLI resolves it).")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="Greengrass: AWS profile.")] = None,
+    bucket: Annotated[Optional[str], typer.Option(
+        help="Greengrass: S3 bucket for the device bundle attached to the component.")] = None,
+    rate: Annotated[Optional[int], typer.Option(help="Greengrass: devices per minute at first.")] = None,
+    increment_factor: Annotated[Optional[float], typer.Option(help="Greengrass: rate multiplier per step.")] = None,
+    increase_after: Annotated[Optional[int], typer.Option(
+        help="Greengrass: successes before the rate rises.")] = None,
+    max_per_minute: Annotated[Optional[int], typer.Option(help="Greengrass: highest rate.")] = None,
+    abort_percent: Annotated[Optional[float], typer.Option(
+        help="Greengrass: cancel once this share of finished devices failed.")] = None,
+    abort_min_devices: Annotated[Optional[int], typer.Option(
+        help="Greengrass: finished devices before the abort share applies.")] = None,
+    timeout_minutes: Annotated[Optional[int], typer.Option(
+        help="Greengrass: minutes a device may take before it counts as timed out.")] = None,
+    wait: Annotated[float, typer.Option(
+        help="Greengrass: seconds to follow the deployment (0: return once created).")] = 1800.0,
+) -> None:
+    """Roll an edge artifact out to a fleet in waves, stopping and rolling back on failure."""
+    if status:
+        return _status(fleet, limit, region, profile)
+    if artifact is None:
+        raise InputError("no artifact given", "pass the artifact folder: mlpack rollout ARTIFACT --fleet FLEET")
+    if _is_greengrass(fleet):
+        from .rollout.greengrass import RolloutPolicy
+
+        policy = RolloutPolicy(rate, increment_factor, increase_after, max_per_minute, abort_percent,
+                               abort_min_devices, timeout_minutes)
+        return _greengrass(artifact, fleet, region, profile, bucket, policy, wait)
+    _ansible(artifact, fleet, limit, waves, health_timeout)
+
+
+def _ansible(artifact: Path, fleet: str, limit: str | None, waves: str, health_timeout: float) -> None:
+    from .rollout.ansible import parse_waves, run_rollout
+
+    result = run_rollout(artifact, fleet, limit=limit, waves=parse_waves(waves), health_timeout_s=health_timeout)
+    _record(artifact, "ansible", fleet, result.release.version, result.summary())
+    typer.echo(f"\n{result.release.name} {result.release.version}: {result.summary()}")
+    for host in result.hosts:
+        record = result.devices.get(host, {})
+        detail = f" ({record['reason']})" if record.get("reason") else ""
+        typer.echo(f"  {host}: {result.status_of(host)}{detail}")
+    if not result.ok:
+        failed = [h for h in result.hosts if result.status_of(h) not in ("updated", "unchanged", "untouched")]
+        raise MlpackError(
+            f"rollout of {result.release.version} stopped: {', '.join(failed) or 'ansible-playbook failed'}"
+            f" ({result.summary()})",
+            "devices that failed run their previous version again; fix the artifact and roll out again",
+        )
+
+
+def _greengrass(artifact: Path, fleet: str, region: str | None, profile: str | None, bucket: str | None,
+                policy, wait: float) -> None:
+    from .deploy.aws import connect
+    from .rollout import greengrass
+
+    aws = connect(region, profile)
+    with tempfile.TemporaryDirectory(prefix="mlpack-greengrass-") as tmp:
+        outcome = greengrass.rollout(artifact, fleet, aws, bucket=bucket, policy=policy, wait_s=wait,
+                                     workdir=Path(tmp), log=typer.echo)
+    _record(artifact, "greengrass", fleet, outcome.deployment_id, outcome.status)
+    typer.echo(f"deployment {outcome.deployment_id}: {outcome.status}, {outcome.succeeded} succeeded, "
+               f"{outcome.failed} failed, {outcome.pending} pending")
+    if outcome.failed or outcome.status == "CANCELED":
+        raise MlpackError(
+            f"Greengrass deployment {outcome.deployment_id} {outcome.status.lower()} with {outcome.failed} failed devices",
+            "failed devices roll back (failureHandlingPolicy ROLLBACK); see `aws iot list-job-executions-for-job`",
+        )
+
+
+def _status(fleet: str, limit: str | None, region: str | None, profile: str | None) -> None:
+    if _is_greengrass(fleet):
+        from .deploy.aws import connect
+        from .rollout.greengrass import Greengrass
+
+        devices = Greengrass(connect(region, profile)).fleet_status(fleet)
+        width = max([len(d.thing) for d in devices] + [6])
+        typer.echo(f"{'DEVICE':<{width}}  {'VERSION':<20}  HEALTH     COMPONENT")
+        for d in devices:
+            typer.echo(f"{d.thing:<{width}}  {d.version or '-':<20}  {d.health:<9}  {d.lifecycle or 'not installed'}")
+        return
+    from .rollout.status import fleet_status, format_status
+
+    typer.echo(format_status(fleet_status(fleet, limit)))
+
+
+def _record(artifact: Path, engine: str, fleet: str, version: str, outcome: str) -> None:
+    """Keep the last rollouts in the artifact's manifest: where this artifact went, and how."""
+    from .manifest import update_manifest
+
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "engine": engine,
+             "fleet": fleet, "version": version, "outcome": outcome}
+    update_manifest(artifact, lambda m: m.__setitem__("rollouts", (m.get("rollouts") or [])[-19:] + [entry]))

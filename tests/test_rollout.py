@@ -1,0 +1,182 @@
+"""`mlpack rollout`: the generated playbook, the health gate's reading of the agent, the
+probe, and the errors a user can fix. The fleet itself is in test_rollout_fleet.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mlpack.cli import app
+from mlpack.errors import InputError
+from mlpack.manifest import file_entries, write_manifest
+from mlpack.resources import data_dir
+from mlpack.rollout.ansible import DEFAULT_WAVES, parse_waves, prepare, render_inventory, tool
+from mlpack.rollout.release import Release, probe_request, read_release
+
+from .models import linear_model
+
+pytest.importorskip("ansible", reason="ansible-core is not installed (pip install ansible-core)")
+
+
+def _release(tmp_path: Path) -> Release:
+    return Release(artifact=tmp_path, name="sensor-arm-edge", version="0.1.0-0123456789ab",
+                   model_sha256="0123456789ab" + "0" * 52, target="arm-edge",
+                   inputs=[{"name": "x", "dtype": "float32", "shape": [None, 4]}], service_port=3000, agent_port=9464)
+
+
+@pytest.fixture
+def playbook(tmp_path: Path) -> Path:
+    work = tmp_path / "work"
+    work.mkdir()
+    return prepare(_release(tmp_path), work)
+
+
+def _plugin(name: str):
+    """Load one of the rollout's Ansible plugins the way Ansible does: as a file."""
+    import importlib.util
+
+    path = data_dir("templates") / "rollout" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_playbook_rolls_out_in_waves_and_stops_at_the_first_failure(playbook: Path) -> None:
+    [play] = yaml.safe_load(playbook.read_text())
+    assert play["serial"] == [1, "10%", "50%", "100%"] == list(DEFAULT_WAVES)
+    assert play["max_fail_percentage"] == 0
+    assert play["vars"]["mlpack_new_version"] == "0.1.0-0123456789ab"
+    assert play["vars"]["mlpack_probe"] == {"inputs": {"x": [[0.0, 0.0, 0.0, 0.0]]}}
+    [guarded] = [t for t in play["tasks"] if "block" in t]
+    names = [t["name"] for t in guarded["block"]]
+    assert names.index("Unpack the new version") < names.index("Switch to the new version atomically") \
+        < names.index("Restart the service and the agent") < names.index("Check health of the new version")
+    rescue = [t["name"] for t in guarded["rescue"]]
+    assert rescue[1:4] == ["Switch back to the previous version", "Restart the previous version",
+                           "Check health of the previous version"]
+    assert guarded["rescue"][-1]["ansible.builtin.fail"]  # the host fails, so the rollout stops
+    # The bundle, task files and plugins sit beside the playbook.
+    for name in ("restart.yml", "health.yml", "filter_plugins/mlpack_metrics.py",
+                 "callback_plugins/mlpack_results.py", "sensor-arm-edge-0.1.0-0123456789ab.tar.gz"):
+        assert (playbook.parent / name).is_file(), name
+
+
+def test_ansible_accepts_the_generated_playbook(playbook: Path) -> None:
+    done = subprocess.run([tool("ansible-playbook"), "--syntax-check", "-i", "device-1,", str(playbook)],
+                          capture_output=True, text=True, cwd=playbook.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_inventory_template_writes_each_device_and_its_variables(tmp_path: Path) -> None:
+    text = render_inventory("sensor-arm-edge", [
+        {"name": "pi-1", "vars": {"ansible_host": "10.0.0.5", "mlpack_root": "/opt/mlpack/it's here"}},
+        {"name": "pi-2", "vars": {"mlpack_agent_port": 9465}},
+    ])
+    assert yaml.safe_load(text) == {"all": {"hosts": {
+        "pi-1": {"ansible_host": "10.0.0.5", "mlpack_root": "/opt/mlpack/it's here"},
+        "pi-2": {"mlpack_agent_port": 9465},
+    }}}
+
+
+def test_the_gate_counts_successful_inferences_of_one_version_from_the_real_agent(tmp_path: Path) -> None:
+    from mlpack_agent.client import EventClient
+    from mlpack_agent.metrics import PROMETHEUS_NAMES
+    from mlpack_agent.testing import AgentProcess, wait_for
+
+    from mlpack.rollout.status import read_agent
+
+    gate = _plugin("filter_plugins/mlpack_metrics.py")
+    assert (gate.REQUESTS, gate.ERRORS) == (PROMETHEUS_NAMES["requests"], PROMETHEUS_NAMES["errors"])
+    sha = "ab" * 32
+    agent = AgentProcess(tmp_path / "agent", resource={"service.version": "0.1.0-abababababab",
+                                                       "mlpack.model.sha256": sha}).start()
+    try:
+        client = EventClient({"model_sha256": sha}, socket_path=agent.socket, batch=1)
+        for ok in (True, True, False):
+            client.inference(model_ms=1.0, total_ms=2.0, batch_size=1, input_bytes=16, ok=ok,
+                             error_kind=None if ok else "model_error")
+        text = wait_for(lambda: (t := agent.scrape()) and "mlpack_inference_errors_total" in t and t,
+                        10, what="the agent to count the events")
+    finally:
+        agent.stop()
+    assert gate.successful_inferences(text, "0.1.0-abababababab", sha) == 2  # 3 requests, 1 error
+    assert gate.successful_inferences(text, "0.1.0-abababababab") == 2
+    assert gate.successful_inferences(text, "0.1.0-other", "") == 0
+    assert gate.successful_inferences(text, "0.1.0-abababababab", "cd" * 32) == 0
+    assert gate.successful_inferences("", "0.1.0-abababababab") == 0  # agent not up yet
+    assert read_agent(text) == ("0.1.0-abababababab", sha, 3.0, 1.0)
+
+
+def test_the_probe_is_one_row_of_zeros_per_input() -> None:
+    probe = probe_request([
+        {"name": "pixels", "dtype": "float32", "shape": [None, 2, 3]},
+        {"name": "ids", "dtype": "int64", "shape": ["batch", "seq"]},
+        {"name": "flag", "dtype": "bool", "shape": []},
+    ])
+    assert probe == {"inputs": {"pixels": [[[0.0] * 3] * 2], "ids": [[0]], "flag": False}}
+
+
+@pytest.mark.parametrize("text, waves", [("1,10%,50%,100%", [1, "10%", "50%", "100%"]), ("2, 100%", [2, "100%"])])
+def test_waves_are_counts_or_shares(text: str, waves: list) -> None:
+    assert parse_waves(text) == waves
+
+
+@pytest.mark.parametrize("text", ["", "0", "10%,abc", "150%", "-1"])
+def test_bad_waves_are_refused(text: str) -> None:
+    with pytest.raises(InputError, match="wave"):
+        parse_waves(text)
+
+
+def _artifact(tmp_path: Path, bento: bool = True) -> Path:
+    root = tmp_path / "sensor-arm-edge"
+    (root / "model").mkdir(parents=True)
+    linear_model(root / "model" / "model.onnx")
+    manifest = {"artifact": "sensor-arm-edge", "target": "arm-edge", "image": {"tag": "0.1.0-0123456789ab"},
+                "model": {"sha256": "0" * 64, "signature": {"inputs": [{"name": "x", "dtype": "float32",
+                                                                          "shape": [None, 4]}]}}}
+    if bento:
+        manifest["bento"] = {"path": "bento"}
+    write_manifest(root, {**manifest, "files": file_entries(root)})
+    return root
+
+
+def test_an_artifact_is_read_for_a_rollout(tmp_path: Path) -> None:
+    release = read_release(_artifact(tmp_path))
+    assert (release.name, release.version, release.service_port, release.agent_port) == \
+        ("sensor-arm-edge", "0.1.0-0123456789ab", 3000, 9464)
+
+
+def test_a_changed_artifact_is_never_rolled_out(tmp_path: Path) -> None:
+    root = _artifact(tmp_path)
+    (root / "model" / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(InputError, match="does not match its manifest.json.*changed: model/model.onnx"):
+        read_release(root)
+
+
+def test_an_artifact_without_a_bento_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no Bento"):
+        read_release(_artifact(tmp_path, bento=False))
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    artifact = _artifact(tmp_path)
+    cases = [
+        (["rollout", "--fleet", "inventory.ini"], "no artifact given"),
+        (["rollout", str(artifact), "--fleet", str(tmp_path / "missing.ini")], "does not exist"),
+        (["rollout", "--status", "--fleet", str(tmp_path / "missing.ini")], "does not exist"),
+        (["rollout", str(artifact), "--fleet", "host-1,", "--waves", "0"], "invalid wave size"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and message in lines[0], (args, result.output)
