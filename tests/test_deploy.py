@@ -7,6 +7,7 @@ the handler's behaviour is covered by tests/test_lambda.py.
 
 from __future__ import annotations
 
+import json
 import shutil
 import urllib.request
 import zipfile
@@ -403,3 +404,39 @@ def test_a_modified_artifact_is_refused(aws_env: str, artifact: Path) -> None:
         zf.writestr("tampered.txt", "x")
     line = _one_line_error(CliRunner().invoke(app, ["deploy", str(artifact)]))
     assert "changed: lambda/function.zip" in line
+
+
+# ---------------------------------------------------------------- image package
+
+def _push_to_ecr(artifact: Path) -> str:
+    """What `mlpack push` leaves behind: the image in ECR, its digest in the manifest."""
+    repository = read_manifest(artifact)["image"]["repository"]
+    ecr = _client("ecr")
+    ecr.create_repository(repositoryName=repository)
+    image_manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                            "digest": "sha256:" + "1" * 64, "size": 2}, "layers": []})
+    digest = ecr.put_image(repositoryName=repository, imageManifest=image_manifest,
+                           imageTag="v1")["image"]["imageId"]["imageDigest"]
+    update_manifest(artifact, lambda m: m["image"].update(digest=digest))
+    return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}@{digest}"
+
+
+def test_image_package_deploys_the_pushed_digest(aws_env: str, artifact: Path, stack_name: str) -> None:
+    image_uri = _push_to_ecr(artifact)
+    result = _run(artifact, stack_name, package="image")
+    assert result.outcome == "created" and result.code == image_uri
+    # moto's CloudFormation drops PackageType when it creates the function, so check
+    # what CloudFormation was given: the function runs the image, pinned by digest.
+    body = _client("cloudformation").get_template(StackName=stack_name)["TemplateBody"]
+    template = body if isinstance(body, dict) else json.loads(body)
+    function = next(r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function")
+    assert function["Properties"]["PackageType"] == "Image"
+    assert function["Properties"]["Code"] == {"ImageUri": image_uri}
+    assert "Handler" not in function["Properties"] and "Layers" not in function["Properties"]
+
+
+def test_image_package_without_a_push_is_one_line(aws_env: str, artifact: Path) -> None:
+    line = _one_line_error(CliRunner().invoke(app, ["deploy", str(artifact), "--package", "image", "-q"]))
+    assert "has not been pushed" in line and "mlpack push" in line
+    assert _client("ecr").describe_repositories()["repositories"] == [], "nothing is created before the check"

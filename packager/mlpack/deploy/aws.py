@@ -26,6 +26,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ProfileNotFound,
 )
+from botocore.parsers import ResponseParserError
 
 from ..errors import MlpackError
 
@@ -121,3 +122,6 @@ def aws_errors(action: str) -> Iterator[None]:
         raise MlpackError(f"{action}: no AWS region configured", REGION_HINT) from exc
     except BotoCoreError as exc:
         raise MlpackError(f"{action}: {exc}") from exc
+    except ResponseParserError as exc:  # an HTML error page from a proxy or a broken endpoint
+        raise MlpackError(f"{action}: the endpoint answered with something that is not an AWS response",
+                          "check AWS_ENDPOINT_URL, proxies, and the service's health") from exc

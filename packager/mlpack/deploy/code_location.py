@@ -71,9 +71,14 @@ def upload_template(aws: Aws, bucket: str, artifact: str, body: str, sha256: str
     with aws_errors(f"uploading the template to s3://{bucket}"):
         aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(),
                                     ExpectedBucketOwner=aws.account)
-    suffix = aws.session.get_partition_for_region(aws.region)
-    host = "amazonaws.com.cn" if suffix == "aws-cn" else "amazonaws.com"
+    host = "amazonaws.com.cn" if aws.partition == "aws-cn" else "amazonaws.com"
     return f"https://{bucket}.s3.{aws.region}.{host}/{key}"
+
+
+def registry(aws: Aws) -> str:
+    """This account's ECR registry in this region."""
+    host = "amazonaws.com.cn" if aws.partition == "aws-cn" else "amazonaws.com"
+    return f"{aws.account}.dkr.ecr.{aws.region}.{host}"
 
 
 def ensure_repository(aws: Aws, repository: str, log: Callable[[str], None]) -> str:
@@ -102,11 +107,11 @@ def pushed_image(aws: Aws, manifest: dict[str, Any], log: Callable[[str], None])
     repository, digest = image.get("repository"), image.get("digest")
     if not repository:
         raise MlpackError("the manifest names no image repository", "rebuild the artifact")
-    uri = ensure_repository(aws, repository, log)
     if not digest:
         raise MlpackError(f"the image of {manifest.get('artifact')} has not been pushed (no image.digest in "
-                          "manifest.json)", f"run `mlpack image` and `mlpack push` to {uri}, or deploy the zip "
-                          "with --package zip")
+                          "manifest.json)", f"run `mlpack image` and `mlpack push` to {registry(aws)}/{repository}, "
+                          "or deploy the zip with --package zip")
+    uri = ensure_repository(aws, repository, log)
     try:
         with aws_errors(f"looking up {repository}@{digest} in ECR"):
             aws.client("ecr").describe_images(repositoryName=repository, imageIds=[{"imageDigest": digest}])
