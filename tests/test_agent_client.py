@@ -160,3 +160,16 @@ def test_a_busy_agent_delays_events_without_losing_or_blocking(listener) -> None
         client.flush(timeout_s=0.2)
     received.extend(receive_all(sock))
     assert sum(len(d["events"]) for d in received) == 50 and client.dropped == 0
+
+
+def test_agent_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps({"socket": str(tmp_path / "a.sock"), "prometheus": {"enabled": False},
+                                "otlp": {"endpoint": "http://127.0.0.1:9"},
+                                "buffer": {"dir": str(blocker / "buffer")}}))  # under a file
+    result = subprocess.run([sys.executable, "-m", "mlpack_agent.main", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and "Traceback" not in result.stderr

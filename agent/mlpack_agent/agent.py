@@ -97,7 +97,7 @@ class Agent:
         self._recorder.start()
         log.info(
             "agent ready",
-            extra={"socket": self.config.socket, "prometheus_port": self.prometheus_port,
+            extra={"socket": self.config.socket, "prometheus_port": self.prometheus_port or 0,
                    "otlp_endpoint": self.config.otlp.endpoint or ""},
         )
 

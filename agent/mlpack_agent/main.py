@@ -56,25 +56,26 @@ def main(argv: list[str] | None = None) -> int:
     sys.modules.setdefault("psutil", None)
     # A short GIL switch interval lets the socket reader run promptly while recording.
     sys.setswitchinterval(0.001)
-    if args.lambda_extension:
-        from . import lambda_extension
+    try:
+        if args.lambda_extension:
+            from . import lambda_extension
 
-        registration = lambda_extension.register(args.lambda_extension)
-    from .agent import Agent  # OpenTelemetry is imported only once there is work to do
+            # Register first (standard library only): the Init phase waits for it.
+            registration = lambda_extension.register(args.lambda_extension)
+        from .agent import Agent  # OpenTelemetry is imported only once there is work to do
 
-    agent = Agent(config)
-    if args.lambda_extension:
+        agent = Agent(config)
         agent.start()
+    except OSError as exc:  # socket path, buffer folder, port in use, Extensions API
+        print(f"mlpack-agent: error: cannot start: {exc}; check the paths and port in the config",
+              file=sys.stderr)
+        return 1
+    if args.lambda_extension:
         lambda_extension.serve(agent, *registration)
         return 0
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    try:
-        agent.start()
-    except OSError as exc:
-        print(f"mlpack-agent: error: cannot start: {exc}", file=sys.stderr)
-        return 1
     done.wait()
     agent.stop()
     return 0
