@@ -42,6 +42,7 @@ def load_template(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MlpackError(f"no CloudFormation/SAM template at {path}",
                           "build the artifact with IaC (`mlpack iac ARTIFACT`) or pass --template")
+    _require_sam_translator()
     # The AWS CLI's loader: understands the short intrinsic tags (!Ref, !GetAtt, !Sub).
     from samtranslator.yaml_helper import yaml_parse
 
@@ -53,6 +54,14 @@ def load_template(path: Path) -> dict[str, Any]:
     if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
         raise MlpackError(f"{path} has no Resources section", "rebuild the artifact")
     return template
+
+
+def _require_sam_translator() -> None:
+    try:
+        import samtranslator  # noqa: F401
+    except ImportError as exc:
+        raise MlpackError("`mlpack deploy` needs aws-sam-translator, which is not installed",
+                          "pip install aws-sam-translator") from exc
 
 
 def uses_sam(template: dict[str, Any]) -> bool:
