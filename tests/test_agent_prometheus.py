@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import yaml
 
 from mlpack.runtime.telemetry import InferenceReporter
 from mlpack_agent.client import EventClient
+from mlpack_agent.metrics import PROMETHEUS_NAMES
 from mlpack_agent.testing import AgentProcess, OtlpReceiver, PrometheusServer, wait_for
 
 from .test_agent_templates import dashboard_queries, metric_names, render_agent_files
@@ -58,6 +60,8 @@ def live(tmp_path_factory: pytest.TempPathFactory):
     prometheus.start()
     try:
         clients = _send_requests(agent)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as junk:  # the agent must shrug it off
+            junk.sendto(b"not an event batch", agent.socket)
         yield agent, prometheus, files, clients
     finally:
         prometheus.stop()
@@ -141,3 +145,13 @@ def test_alert_rules_load_and_evaluate(live) -> None:
     # The agent is up: the agent-down alert stays silent.
     down = next(r for r in prometheus.api("/api/v1/rules")["groups"][0]["rules"] if r["name"] == "MlpackAgentDown")
     assert down["state"] == "inactive"
+
+
+def test_the_documented_metric_names_are_the_exported_ones(live) -> None:
+    _, prometheus, _, _ = live
+    malformed = f'sum(mlpack_agent_datagrams_malformed_total{{service_name="{ARTIFACT}"}})'
+    wait_for(lambda: _scalar(prometheus, malformed) == 1, 20, interval_s=0.5, what="the junk datagram counted")
+    exported = set(prometheus.api("/api/v1/label/__name__/values"))
+    missing = {key: name for key, name in PROMETHEUS_NAMES.items()
+               if name not in exported and f"{name}_bucket" not in exported}
+    assert missing == {}
