@@ -72,7 +72,10 @@ class Spool:
             while self._entries and self.size_bytes + entry.size > self.max_bytes:
                 self._drop_oldest()
             tmp = self.dir / (entry.name + ".tmp")
-            tmp.write_bytes(payload)
+            with open(tmp, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())  # an edge device may lose power, not just the agent
             os.replace(tmp, self.dir / entry.name)  # readers never see a partial file
             self._entries.append(entry)
             self.size_bytes += entry.size
