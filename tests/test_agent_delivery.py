@@ -134,3 +134,37 @@ def test_killed_agent_costs_only_counted_events(tmp_path: Path) -> None:
         assert agent.value("mlpack_agent_client_dropped_total") == sent_during
     finally:
         agent.stop()
+
+
+@pytest.mark.slow
+def test_a_full_buffer_drops_the_oldest_data_and_counts_it(tmp_path: Path) -> None:
+    receiver = OtlpReceiver()  # the collector is away from the start
+    agent = AgentProcess(
+        tmp_path / "agent", buffer={"max_bytes": 12_000},
+        otlp={"endpoint": receiver.endpoint, "interval_s": 0.5, "temporality": "delta", "max_backoff_s": 0.5},
+    ).start()
+    client = EventClient(LABELS, socket_path=agent.socket)
+    sender = SteadySender(client, rate=200)
+    try:
+        sender.start()
+        wait_for(lambda: agent.value("mlpack_agent_buffer_dropped_total") > 0, 30, interval_s=0.25,
+                 what="the buffer to reach its cap")
+        assert agent.value("mlpack_agent_buffer_size_bytes") <= 12_000
+        receiver.start()
+        total = sender.finish()
+        wait_for(lambda: agent.value("mlpack_agent_buffer_size_bytes") == 0
+                 and receiver.sum_of("mlpack.inference.requests") > 0, 20, interval_s=0.25,
+                 what="the buffer to drain")
+        time.sleep(1.5)  # the last delta export
+        dropped_points = agent.value("mlpack_agent_buffer_dropped_total")
+    finally:
+        sender._stop_event.set()
+        agent.stop()
+        receiver.stop()
+    delivered = receiver.sum_of("mlpack.inference.requests")
+    assert client.dropped == 0
+    # The oldest exports are gone (and counted); everything after them arrived: the delta
+    # points that did arrive form one unbroken run of intervals up to the last export.
+    assert dropped_points > 0 and 0 < delivered < total
+    points = sorted(receiver.points("mlpack.inference.requests"), key=lambda p: p.start_time_unix_nano)
+    assert all(b.start_time_unix_nano == a.time_unix_nano for a, b in zip(points, points[1:]))
