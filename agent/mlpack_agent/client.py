@@ -24,7 +24,8 @@ import threading
 import time
 from typing import Any
 
-from .protocol import MAX_DATAGRAM_BYTES, VERSION, socket_path
+from .protocol import MAX_DATAGRAM_BYTES, VERSION
+from .protocol import socket_path as default_socket_path
 
 _DEFAULT_BATCH = 64
 _DEFAULT_LINGER_S = 0.1
@@ -58,7 +59,7 @@ class EventClient:
         enabled: bool = True,
     ) -> None:
         self.labels = {str(k): str(v) for k, v in (labels or {}).items()}
-        self.socket_path = socket_path or _default_socket()
+        self.socket_path = socket_path or default_socket_path()
         self.batch = max(1, int(batch))
         self.linger_s = linger_s
         self.enabled = enabled
@@ -78,7 +79,7 @@ class EventClient:
         env = os.environ
         return cls(
             labels,
-            socket_path=_default_socket(),
+            socket_path=default_socket_path(),
             batch=_int(env.get("MLPACK_AGENT_BATCH"), _DEFAULT_BATCH),
             linger_s=_float(env.get("MLPACK_AGENT_LINGER_S"), _DEFAULT_LINGER_S),
             enabled=env.get("MLPACK_AGENT_DISABLED", "") not in ("1", "true", "yes"),
@@ -190,10 +191,6 @@ class EventClient:
         self.sent = self.dropped = 0
         self._set_prefix()
         self._start_lingerer()
-
-
-def _default_socket() -> str:
-    return socket_path()
 
 
 def _int(text: str | None, default: int) -> int:
