@@ -72,6 +72,7 @@ def classify_push_error(dest: str, output: str) -> PushFailed:
     lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
     detail = lines[-1] if lines else "no output"
     detail = re.sub(r"^(Error|error):\s*", "", detail)
+    detail = re.sub(r'^pushing image "[^"]*" to "[^"]*":\s*', "", detail)
     registry = dest.split("/", 1)[0]
     if _AUTH.search(output):
         return PushFailed(f"registry {registry} refused the credentials for {dest}: {detail}",

@@ -39,12 +39,14 @@ def standin_ref(arch: str) -> str:
     return f"{REPOSITORY}:3.11-{SUITE}-{arch}-r{RECIPE}"
 
 
-def rootfs_tarball(arch: str, cache: Path | None = None) -> Path:
-    """A cached tarball of the stand-in root file system for `arch` (amd64 or arm64)."""
+def rootfs_tarball(arch: str, cache: Path | None = None, extra: tuple[str, ...] = ()) -> Path:
+    """A cached tarball of the stand-in root file system for `arch` (amd64 or arm64),
+    with `extra` Debian packages on top (the image-size benchmark uses that)."""
     if arch not in DEBIAN_ARCH:
         raise MlpackError(f"no stand-in base for architecture {arch!r}", "use amd64 or arm64")
     cache = cache or cache_dir()
-    tarball = cache / f"{SUITE}-python3-{arch}-r{RECIPE}.tar"
+    label = "-".join(("python3", *extra))
+    tarball = cache / f"{SUITE}-{label}-{arch}-r{RECIPE}.tar"
     if tarball.is_file():
         return tarball
     if shutil.which("debootstrap") is None:
@@ -52,7 +54,7 @@ def rootfs_tarball(arch: str, cache: Path | None = None) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"standin-{arch}-", dir=cache) as tmp:
         root = Path(tmp) / "rootfs"
-        _debootstrap(root, arch)
+        _debootstrap(root, arch, PACKAGES + tuple(extra))
         partial = tarball.with_suffix(".partial")
         with tarfile.open(partial, "w") as tar:
             # Numeric owners as they are on disk: everything belongs to root.
@@ -62,10 +64,10 @@ def rootfs_tarball(arch: str, cache: Path | None = None) -> Path:
     return tarball
 
 
-def _debootstrap(root: Path, arch: str) -> None:
+def _debootstrap(root: Path, arch: str, packages: tuple[str, ...]) -> None:
     command = [
         "debootstrap", "--foreign", f"--arch={DEBIAN_ARCH[arch]}", "--variant=minbase",
-        f"--include={','.join(PACKAGES)}", SUITE, str(root), MIRROR,
+        f"--include={','.join(packages)}", SUITE, str(root), MIRROR,
     ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:

@@ -1,0 +1,281 @@
+"""Image sizes per target against BentoML's default image: writes the "Images" section of BENCHMARKS.md.
+
+    python -m benchmarks.image_sizes            # build, measure, print, update BENCHMARKS.md
+    python -m benchmarks.image_sizes --no-write # print only
+
+mlpack's images are built for real with buildah on the offline stand-in bases (Debian
+bookworm minbase + python3; see mlpack.image.standin) and measured layer by layer as a
+registry stores them: `buildah push` to a `dir:` layout with gzip (compressed) and with
+`--disable-compression` (uncompressed).
+
+BentoML's default image (`bentoml containerize`, the Dockerfile in the artifact's
+bento/env/docker/) cannot be built here: its RUN steps need Docker Hub, apt and PyPI from
+inside the build. Its layers are reproduced on the host instead, each measured as a tar
+stream and gzip (level 6, what containers/image uses) of exactly the files the step adds,
+on the same stand-in base:
+  apt-get install ca-certificates gnupg2 bash build-essential git  -> debootstrap of the base
+      with those packages, minus the files of the base (apt lists left out: an underestimate);
+  pip install uv==<pinned in the Dockerfile>                        -> uv installed for the platform;
+  uv venv + uv pip install -r env/python/requirements.txt (UV_COMPILE_BYTECODE=1) -> the same
+      packages installed for the platform with bytecode compiled;
+  COPY ./env/docker, ./env/python, . (the whole Bento)               -> the Bento folder.
+The method is checked on the base: the tar+gzip of the stand-in root file system is
+compared with the layer buildah wrote for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlpack.build import BuildRequest, build
+from mlpack.image.build import build_image
+from mlpack.image.builder import BuildahBuilder
+from mlpack.image.context import stage_context, uv_binary
+from mlpack.image.standin import ensure_standin, rootfs_tarball
+from mlpack.progress import Progress
+from mlpack.targets import load_target
+
+ARCH = {"x86-cpu": "amd64", "arm-edge": "arm64", "aws-lambda": "amd64", "cuda-gpu": "amd64"}
+BUILT = ("x86-cpu", "arm-edge", "aws-lambda")
+BENTO_APT = ("ca-certificates", "gnupg2", "bash", "build-essential", "git")
+MB = 1e6
+
+
+@dataclass
+class Size:
+    raw: int
+    gz: int
+
+    def __add__(self, other: "Size") -> "Size":
+        return Size(self.raw + other.raw, self.gz + other.gz)
+
+    def __sub__(self, other: "Size") -> "Size":
+        return Size(self.raw - other.raw, self.gz - other.gz)
+
+    def text(self) -> str:
+        return f"{self.gz / MB:.1f} / {self.raw / MB:.1f}"
+
+
+class _Counter:
+    def __init__(self, inner=None) -> None:
+        self.inner, self.count = inner, 0
+
+    def write(self, data: bytes) -> int:
+        self.count += len(data)
+        if self.inner is not None:
+            self.inner.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class LayerMeter:
+    """Measures a tar stream: its length, and its length gzipped at level 6."""
+
+    def __enter__(self) -> tarfile.TarFile:
+        self.gz_count = _Counter()
+        self.gz = gzip.GzipFile(fileobj=self.gz_count, mode="wb", compresslevel=6, mtime=0)
+        self.raw = _Counter(self.gz)
+        self.tar = tarfile.open(fileobj=self.raw, mode="w|", format=tarfile.PAX_FORMAT)
+        return self.tar
+
+    def __exit__(self, *exc: object) -> None:
+        self.tar.close()
+        self.gz.close()
+        self.size = Size(self.raw.count, self.gz_count.count)
+
+
+def measure_dir(folder: Path, arcname: str) -> Size:
+    meter = LayerMeter()
+    with meter as tar:
+        tar.add(folder, arcname=arcname)
+    return meter.size
+
+
+def measure_rootfs_diff(full: Path, base: Path | None) -> Size:
+    """The files of tarball `full` that tarball `base` lacks or holds differently."""
+    known = {}
+    if base is not None:
+        with tarfile.open(base) as tar:
+            known = {m.name: (m.size, m.linkname, m.mode) for m in tar}
+    meter = LayerMeter()
+    with meter as out, tarfile.open(full) as tar:
+        for member in tar:
+            if known.get(member.name) == (member.size, member.linkname, member.mode) and not member.isdir():
+                continue
+            if member.isdir() and member.name in known:
+                continue
+            out.addfile(member, tar.extractfile(member) if member.isfile() else None)
+    return meter.size
+
+
+def image_size(ref: str) -> tuple[Size, list[Size]]:
+    """(whole image, per layer) as a registry stores it: gzip layers, and their uncompressed tars."""
+    layers: dict[str, list[int]] = {"gz": [], "raw": []}
+    for kind, extra in (("gz", []), ("raw", ["--disable-compression"])):
+        with tempfile.TemporaryDirectory(prefix="image-size-") as tmp:
+            subprocess.run(["buildah", "push", "--quiet", *extra, ref, f"dir:{tmp}"], check=True,
+                           capture_output=True)
+            manifest = json.loads((Path(tmp) / "manifest.json").read_text())
+            layers[kind] = [layer["size"] for layer in manifest["layers"]]
+    per_layer = [Size(r, g) for r, g in zip(layers["raw"], layers["gz"])]
+    return Size(sum(layers["raw"]), sum(layers["gz"])), per_layer
+
+
+def _uv_version(dockerfile: Path) -> str:
+    match = re.search(r"uv==([0-9.]+)", dockerfile.read_text())
+    return match.group(1) if match else "0.13.4"
+
+
+def bentoml_default_layers(artifact: Path, arch: str, work: Path) -> dict[str, Size]:
+    """BentoML's default image for the artifact's Bento, layer by layer (see the module doc)."""
+    target = load_target(json.loads((artifact / "manifest.json").read_text())["target"])
+    bento = artifact / "bento"
+    platform = ["--python-platform", target.platform.python_platform, "--python-version",
+                target.platform.python_version, "--only-binary", ":all:"]
+    base_tar = rootfs_tarball(arch)
+    layers = {"base image (stand-in)": image_size(ensure_standin(arch))[0]}
+    layers["apt-get install " + " ".join(BENTO_APT)] = measure_rootfs_diff(rootfs_tarball(arch, extra=BENTO_APT),
+                                                                         base_tar)
+    uv_dir = work / f"uv-{arch}"
+    subprocess.run([uv_binary(), "pip", "install", "--quiet", "--target", str(uv_dir), *platform,
+                    f"uv=={_uv_version(bento / 'env' / 'docker' / 'Dockerfile')}"], check=True)
+    layers["pip install uv"] = measure_dir(uv_dir, "usr/local/lib/python3.11/site-packages")
+    venv = work / f"venv-{arch}"
+    subprocess.run([uv_binary(), "pip", "install", "--quiet", "--target", str(venv), *platform,
+                    "--compile-bytecode", "-r", str(bento / "env" / "python" / "requirements.txt")], check=True)
+    layers["uv venv + uv pip install -r requirements.txt (bytecode compiled)"] = measure_dir(
+        venv, "app/.venv/lib/python3.11/site-packages")
+    layers["COPY env/docker, env/python, the Bento"] = (
+        measure_dir(bento / "env" / "docker", "home/bentoml/bento/env/docker")
+        + measure_dir(bento / "env" / "python", "home/bentoml/bento/env/python")
+        + measure_dir(bento, "home/bentoml/bento")
+    )
+    return layers
+
+
+def measure() -> dict:
+    progress = Progress(quiet=True)
+    builder = BuildahBuilder()
+    results: dict = {"targets": {}, "bentoml": {}}
+    with tempfile.TemporaryDirectory(prefix="image-sizes-") as tmp:
+        work = Path(tmp)
+        bases = {arch: ensure_standin(arch) for arch in ("amd64", "arm64")}
+        base_size = {arch: image_size(ref)[0] for arch, ref in bases.items()}
+        results["method_check"] = {"buildah": base_size["amd64"],
+                                   "tar+gzip": measure_rootfs_diff(rootfs_tarball("amd64"), None)}
+        artifacts = {t: build(BuildRequest(target=t, out=work / "out"), progress).path for t in ARCH}
+        for target in BUILT:
+            arch = ARCH[target]
+            built = build_image(artifacts[target], builder, bases[arch], progress)
+            total, _ = image_size(built.ref)
+            results["targets"][target] = {"total": total, "added": total - base_size[arch]}
+        # cuda-gpu: its base (nvidia/cuda) and its apt step cannot be had offline; measure the
+        # layer mlpack adds (the staged site-packages, pruned like the Dockerfile does) the tar way.
+        context = stage_context(artifacts["cuda-gpu"], load_target("cuda-gpu"), work / "cuda-context")
+        site = context / "container" / "site-packages"
+        subprocess.run(["find", str(site), "-depth", "(", "-name", "tests", "-o", "-name", "__pycache__", ")",
+                        "-type", "d", "-exec", "rm", "-rf", "{}", "+"], check=True)
+        results["targets"]["cuda-gpu"] = {"total": None, "added": measure_dir(site, "opt/mlpack/site-packages")
+                                          + measure_dir(artifacts["cuda-gpu"] / "bento", "opt/mlpack/bento")}
+        for target in ("x86-cpu", "arm-edge"):
+            layers = bentoml_default_layers(artifacts[target], ARCH[target], work)
+            results["bentoml"][target] = {"layers": layers,
+                                          "total": sum(layers.values(), Size(0, 0))}
+    results["base"] = base_size
+    return results
+
+
+def section(r: dict) -> str:
+    lines = [
+        "## Images",
+        "",
+        "Produced by `python -m benchmarks.image_sizes` (buildah, offline). Sizes in MB as "
+        "**compressed (gzip, what a pull downloads) / uncompressed**; every figure comes from that one run.",
+        "All images sit on the same stand-in base (Debian bookworm minbase + python3, "
+        f"{r['base']['amd64'].text()} for amd64, {r['base']['arm64'].text()} for arm64), "
+        "because Docker Hub is not reachable here; the Dockerfiles users get name `python:3.11-slim-bookworm` etc.",
+        "",
+        "| Target | mlpack image | of which mlpack's layers | BentoML default image (same Bento, same base) | mlpack / BentoML |",
+        "|---|---|---|---|---|",
+    ]
+    for target in ("x86-cpu", "arm-edge", "aws-lambda", "cuda-gpu"):
+        ours = r["targets"][target]
+        theirs = r["bentoml"].get(target)
+        total = ours["total"].text() if ours["total"] else "not built (see below)"
+        if theirs:
+            t = theirs["total"]
+            ratio = (f"{ours['total'].gz / t.gz:.2f} / {ours['total'].raw / t.raw:.2f} "
+                     f"(mlpack's layers against BentoML's: {ours['added'].gz / (t - r['base'][ARCH[target]]).gz:.2f} / "
+                     f"{ours['added'].raw / (t - r['base'][ARCH[target]]).raw:.2f})")
+            their_text = t.text()
+        else:
+            their_text, ratio = "n/a", "n/a"
+        if target == "aws-lambda":
+            their_text = "n/a (no Bento: a plain onnxruntime handler)"
+        lines.append(f"| {target} | {total} | {ours['added'].text()} | {their_text} | {ratio} |")
+    x86 = r["targets"]["x86-cpu"]["total"]
+    bento = r["bentoml"]["x86-cpu"]["total"]
+    goal = x86.gz <= bento.gz / 3 and x86.raw <= bento.raw / 3
+    lines += [
+        "",
+        f"Goal: the x86-cpu image at most one third of BentoML's default: {x86.gz / bento.gz:.2f} compressed, "
+        f"{x86.raw / bento.raw:.2f} uncompressed: **{'meets' if goal else 'misses'} the goal**"
+        + ("" if goal else " on this stand-in base, whose size both images share") + ".",
+        "",
+        "BentoML's default image for the x86-cpu Bento, layer by layer (compressed / uncompressed MB):",
+        "",
+        "| Layer | Size |",
+        "|---|---|",
+    ]
+    for name, size in r["bentoml"]["x86-cpu"]["layers"].items():
+        lines.append(f"| {name} | {size.text()} |")
+    check = r["method_check"]
+    lines += [
+        "",
+        "How: mlpack's images are built and pushed to a `dir:` layout; BentoML's default cannot be built "
+        "offline (its RUN steps fetch from Docker Hub, apt and PyPI), so each of its layers is reproduced on the "
+        "host with the same packages and measured as a tar stream and its gzip (apt lists are left out, so its "
+        "figure is an underestimate). The tar+gzip method against buildah on the same base root file system: "
+        f"{check['tar+gzip'].text()} against {check['buildah'].text()}.",
+        "The aws-lambda image is built on the Debian stand-in (with its python3.12 wheels) for size only; on AWS it "
+        "sits on `public.ecr.aws/lambda/python:3.12`. The cuda-gpu image is not built here: its base "
+        "(`nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04`) and its `apt-get install python3` need the network, and "
+        "no GPU is available to run it; the figure is the layer mlpack adds (onnxruntime-gpu and the rest, "
+        "measured as a tar stream), on top of the CUDA runtime base.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str, path: Path = Path("BENCHMARKS.md")) -> None:
+    """Replace (or append) the "## Images" section, keeping every other section."""
+    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## Images\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: text + "\n", current, count=1)
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text
+    path.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args()
+    text = section(measure())
+    print(text)
+    if not args.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()
