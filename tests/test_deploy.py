@@ -409,8 +409,10 @@ def test_a_modified_artifact_is_refused(aws_env: str, artifact: Path) -> None:
 # ---------------------------------------------------------------- image package
 
 def _push_to_ecr(artifact: Path) -> str:
-    """What `mlpack push` leaves behind: the image in ECR, its digest in the manifest."""
+    """What `mlpack push --to <ECR>/<repo>` leaves behind: the image in ECR and, in the
+    manifest, the repository with its registry, the digest and the pinned reference."""
     repository = read_manifest(artifact)["image"]["repository"]
+    registry = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
     ecr = _client("ecr")
     ecr.create_repository(repositoryName=repository)
     image_manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -418,8 +420,10 @@ def _push_to_ecr(artifact: Path) -> str:
                                             "digest": "sha256:" + "1" * 64, "size": 2}, "layers": []})
     digest = ecr.put_image(repositoryName=repository, imageManifest=image_manifest,
                            imageTag="v1")["image"]["imageId"]["imageDigest"]
-    update_manifest(artifact, lambda m: m["image"].update(digest=digest))
-    return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}@{digest}"
+    pinned = f"{registry}/{repository}@{digest}"
+    update_manifest(artifact, lambda m: m["image"].update(
+        repository=f"{registry}/{repository}", tag="v1", digest=digest, ref=pinned))
+    return pinned
 
 
 def test_image_package_deploys_the_pushed_digest(aws_env: str, artifact: Path, stack_name: str) -> None:
@@ -436,7 +440,17 @@ def test_image_package_deploys_the_pushed_digest(aws_env: str, artifact: Path, s
     assert "Handler" not in function["Properties"] and "Layers" not in function["Properties"]
 
 
-def test_image_package_without_a_push_is_one_line(aws_env: str, artifact: Path) -> None:
+def test_image_package_without_a_push_is_one_line_and_readies_the_repository(aws_env: str, artifact: Path) -> None:
     line = _one_line_error(CliRunner().invoke(app, ["deploy", str(artifact), "--package", "image", "-q"]))
-    assert "has not been pushed" in line and "mlpack push" in line
-    assert _client("ecr").describe_repositories()["repositories"] == [], "nothing is created before the check"
+    repository = read_manifest(artifact)["image"]["repository"]
+    assert "has not been pushed" in line
+    assert f"mlpack push ARTIFACT --to {ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}" in line
+    found = _client("ecr").describe_repositories(repositoryNames=[repository])["repositories"][0]
+    assert found["imageTagMutability"] == "IMMUTABLE" and found["imageScanningConfiguration"]["scanOnPush"]
+
+
+def test_image_pushed_elsewhere_is_refused(aws_env: str, artifact: Path) -> None:
+    update_manifest(artifact, lambda m: m["image"].update(
+        digest="sha256:" + "2" * 64, ref="registry.example.com/team/model@sha256:" + "2" * 64))
+    line = _one_line_error(CliRunner().invoke(app, ["deploy", str(artifact), "--package", "image", "-q"]))
+    assert "pushed to registry.example.com" in line and "only from this account's ECR" in line

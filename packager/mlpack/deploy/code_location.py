@@ -101,17 +101,35 @@ def ensure_repository(aws: Aws, repository: str, log: Callable[[str], None]) -> 
     return created["repository"]["repositoryUri"]
 
 
+def _split_registry(reference: str) -> tuple[str | None, str]:
+    """("registry host", "repository[@digest]"); like docker, the first part is a registry
+    only when it has a dot, a port, or is localhost."""
+    first, _, rest = reference.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return None, reference
+
+
 def pushed_image(aws: Aws, manifest: dict[str, Any], log: Callable[[str], None]) -> CodeLocation:
-    """The image `mlpack push` recorded, pinned by digest, checked to be in ECR."""
+    """The image `mlpack push` recorded, pinned by digest, checked to be in this account's ECR.
+
+    Lambda runs images only from ECR in the function's own region; before the first push
+    the repository is created here, so that the push has somewhere to go."""
     image = manifest.get("image") or {}
-    repository, digest = image.get("repository"), image.get("digest")
+    digest = image.get("digest")
+    host, repository = _split_registry((image.get("ref") or image.get("repository") or "").split("@")[0])
     if not repository:
         raise MlpackError("the manifest names no image repository", "rebuild the artifact")
-    if not digest:
-        raise MlpackError(f"the image of {manifest.get('artifact')} has not been pushed (no image.digest in "
-                          "manifest.json)", f"run `mlpack image` and `mlpack push` to {registry(aws)}/{repository}, "
-                          "or deploy the zip with --package zip")
+    ours = registry(aws)
+    if host is not None and host != ours:
+        raise MlpackError(f"the image was pushed to {host}, but Lambda runs images only from this account's "
+                          f"ECR in {aws.region} ({ours})", f"push it with `mlpack push ARTIFACT --to {ours}/{repository}`")
     uri = ensure_repository(aws, repository, log)
+    if not digest:
+        raise MlpackError(
+            f"the image of {manifest.get('artifact')} has not been pushed (no image.digest in manifest.json)",
+            f"`aws ecr get-login-password | buildah login --username AWS --password-stdin {ours}`, then "
+            f"`mlpack push ARTIFACT --to {uri}`; or deploy the zip with --package zip")
     try:
         with aws_errors(f"looking up {repository}@{digest} in ECR"):
             aws.client("ecr").describe_images(repositoryName=repository, imageIds=[{"imageDigest": digest}])
@@ -119,5 +137,5 @@ def pushed_image(aws: Aws, manifest: dict[str, Any], log: Callable[[str], None])
         if exc.code != "ImageNotFoundException":
             raise
         raise MlpackError(f"image {digest} is not in ECR repository {uri}",
-                          f"push the artifact's image to {uri} with `mlpack push`") from exc
+                          f"push the artifact's image with `mlpack push ARTIFACT --to {uri}`") from exc
     return CodeLocation(image_uri=f"{uri}@{digest}")
