@@ -118,8 +118,7 @@ def restart(root: Path) -> None:
     run, logs = root / "run", root / "log"
     run.mkdir(exist_ok=True)
     logs.mkdir(exist_ok=True)
-    for name in PROCESSES:
-        stop_process(run / f"{name}.pid")
+    stop_processes([run / f"{name}.pid" for name in PROCESSES])
     env = {
         **os.environ,
         "MLPACK_AGENT_SOCKET": str(run / "agent.sock"),
@@ -139,23 +138,24 @@ def restart(root: Path) -> None:
         (run / f"{name}.pid").write_text(str(proc.pid))
 
 
-def stop_process(pidfile: Path, timeout_s: float = 10.0) -> None:
-    """Stop the process whose PID the device recorded (one we started), then forget it."""
-    try:
-        pid = int(pidfile.read_text())
-    except (OSError, ValueError):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+def stop_processes(pidfiles: list[Path], timeout_s: float = 10.0) -> None:
+    """Stop the processes whose PIDs the devices recorded (ones we started), all at once,
+    then forget them: SIGTERM, and SIGKILL for any still running after timeout_s."""
+    pids = []
+    for pidfile in pidfiles:
+        try:
+            pid = int(pidfile.read_text())
+            os.kill(pid, signal.SIGTERM)
+            pids.append(pid)
+        except (OSError, ValueError):
+            pass
         pidfile.unlink(missing_ok=True)
-        return
     deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-    pidfile.unlink(missing_ok=True)
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
@@ -228,8 +228,7 @@ class Device:
             return ""
 
     def stop(self) -> None:
-        for name in PROCESSES:
-            stop_process(self.root / "run" / f"{name}.pid")
+        stop_processes([self.root / "run" / f"{name}.pid" for name in PROCESSES])
 
 
 def free_ports(count: int) -> list[int]:
@@ -310,8 +309,7 @@ class SimulatedFleet:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        for device in self.devices:
-            device.stop()
+        stop_processes([d.root / "run" / f"{name}.pid" for d in self.devices for name in PROCESSES])
 
 
 if __name__ == "__main__":

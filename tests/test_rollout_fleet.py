@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from mlpack.build import BuildRequest, build
-from mlpack.manifest import file_entries, update_manifest, verify_files
+from mlpack.cli import app
+from mlpack.manifest import file_entries, read_manifest, update_manifest, verify_files
 from mlpack.model_info import sha256_file
 from mlpack.progress import Progress
 from mlpack.rollout.ansible import run_rollout
@@ -113,13 +115,16 @@ def _rollout(artifact: Path, fleet: SimulatedFleet, log: Path):
     return result
 
 
-def test_a_good_artifact_reaches_every_device(fleet: SimulatedFleet, artifacts: dict[str, Path], tmp_path: Path) -> None:
+def test_a_good_artifact_reaches_every_device(fleet: SimulatedFleet, artifacts: dict[str, Path]) -> None:
     v1, v2 = read_release(artifacts["v1"]).version, read_release(artifacts["v2"]).version
+    runner = CliRunner()
 
-    result = _rollout(artifacts["v2"], fleet, tmp_path / "ansible.log")
+    done = runner.invoke(app, ["rollout", str(artifacts["v2"]), "--fleet", str(fleet.inventory),
+                               "--health-timeout", "30"])
 
-    assert result.returncode == 0 and result.ok, result.devices
-    assert {result.status_of(d.name) for d in fleet.devices} == {"updated"}
+    assert done.exit_code == 0, done.output
+    assert f"{NAME}-arm-edge {v2}: {FLEET_SIZE} updated" in done.output
+    assert read_manifest(artifacts["v2"])["rollouts"][-1]["outcome"] == f"{FLEET_SIZE} updated"
     x = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
     expected = linear_reference(artifacts["v2_model"], x)
     for device in fleet.devices:
@@ -134,6 +139,10 @@ def test_a_good_artifact_reaches_every_device(fleet: SimulatedFleet, artifacts: 
     assert [s.host for s in statuses] == [d.name for d in fleet.devices]
     assert {(s.version, s.health) for s in statuses} == {(v2, "ok")}
     assert all(s.requests >= 1 for s in statuses)  # the probe, counted by the agent
+    shown = runner.invoke(app, ["rollout", "--status", "--fleet", str(fleet.inventory)])
+    assert shown.exit_code == 0, shown.output
+    assert f"{FLEET_SIZE} devices: {FLEET_SIZE} on {v2}" in shown.output
+    assert all(f"{d.name}  {v2}  ok" in shown.output for d in fleet.devices)
 
 
 def test_a_failing_artifact_stops_in_the_first_wave_and_rolls_back(
