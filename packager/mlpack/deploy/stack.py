@@ -137,26 +137,28 @@ class Stack:
     def execute(self, change_set: ChangeSet) -> dict[str, Any]:
         """Run the change set and follow the stack events until it settles.
 
-        Returns the settled stack; raises with the failing resource's reason."""
+        Returns the settled stack; raises with the failing resource's reason. A settled
+        status counts only once its own stack event, newer than the execution, has been
+        read: right after ExecuteChangeSet the stack may still show its previous status."""
         started = datetime.now(timezone.utc)
-        seen: set[str] = set(e["EventId"] for e in self._events(change_set.stack_id))
+        seen = {e["EventId"] for e in self._events_since(change_set.stack_id, set(), pages=1)}
         with aws_errors(f"executing the change set on stack {self.name}"):
             self.cfn.execute_change_set(ChangeSetName=change_set.arn, StackName=self.name)
         deadline = time.monotonic() + self.timeout_seconds
         events: list[dict[str, Any]] = []
         while True:
-            fresh = [e for e in reversed(self._events(change_set.stack_id)) if e["EventId"] not in seen]
-            for event in fresh:
+            stack = self.describe_id(change_set.stack_id)  # before the events, so its event is among them
+            status = stack["StackStatus"]
+            for event in self._events_since(change_set.stack_id, seen):
                 seen.add(event["EventId"])
                 events.append(event)
                 self.log(_event_line(event, started))
-            stack = self.describe_id(change_set.stack_id)
-            status = stack["StackStatus"]
-            if status in SETTLED_OK:
+            settled = any(e.get("PhysicalResourceId") == change_set.stack_id and e.get("ResourceStatus") == status
+                          for e in events)
+            if settled and status in SETTLED_OK:
                 return stack
-            if status in SETTLED_FAILED:
-                raise self._failure(status, events + [e for e in reversed(self._events(change_set.stack_id))
-                                                      if e["EventId"] not in seen])
+            if settled and status in SETTLED_FAILED:
+                raise failure_error(self.name, status, events)
             if time.monotonic() > deadline:
                 raise MlpackError(f"stack {self.name} was still {status} after {self.timeout_seconds:.0f}s",
                                   "follow it with `aws cloudformation describe-stack-events`")
@@ -166,31 +168,40 @@ class Stack:
         with aws_errors(f"describing stack {self.name}"):
             return self.cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
 
-    def _events(self, stack_id: str) -> list[dict[str, Any]]:
-        """The stack's events, newest first, as CloudFormation returns them."""
+    def _events_since(self, stack_id: str, seen: set[str], pages: int | None = None) -> list[dict[str, Any]]:
+        """Events not seen yet, oldest first. CloudFormation lists newest first, so reading
+        stops at the first known event instead of paging through the stack's history."""
+        fresh: list[dict[str, Any]] = []
         with aws_errors(f"reading the events of stack {self.name}"):
-            pages = self.cfn.get_paginator("describe_stack_events").paginate(StackName=stack_id)
-            return [event for page in pages for event in page["StackEvents"]]
+            for number, page in enumerate(self.cfn.get_paginator("describe_stack_events").paginate(StackName=stack_id)):
+                for event in page["StackEvents"]:
+                    if event["EventId"] in seen:
+                        return fresh[::-1]
+                    fresh.append(event)
+                if pages is not None and number + 1 >= pages:
+                    break
+        return fresh[::-1]
 
-    def _failure(self, status: str, events: list[dict[str, Any]]) -> MlpackError:
-        """The root cause: the first resource that failed, not the ones cancelled after it."""
-        failed = [e for e in events if e.get("ResourceStatus", "").endswith("_FAILED")]
-        causes = [e for e in failed if not any(c in (e.get("ResourceStatusReason") or "").lower()
-                                              for c in _CANCELLED)]
-        resource_causes = [e for e in causes if e.get("ResourceType") != "AWS::CloudFormation::Stack"]
-        cause = (resource_causes or causes or failed or [None])[0]
-        if cause is None:
-            what = "no resource reported a failure"
-        else:
-            what = (f"{cause['LogicalResourceId']} ({cause.get('ResourceType', '?')}) "
-                    f"{cause['ResourceStatus']}: {cause.get('ResourceStatusReason') or 'no reason given'}")
-        if status == "UPDATE_ROLLBACK_COMPLETE":
-            outcome = "CloudFormation rolled the stack back; the previous version still serves"
-        elif status == "ROLLBACK_COMPLETE":
-            outcome = "CloudFormation rolled the new stack back; the next deploy replaces it"
-        else:
-            outcome = f"the stack is {status}; inspect it with `aws cloudformation describe-stack-events`"
-        return MlpackError(f"deploy to stack {self.name} failed: {what}", f"{outcome} ({status})")
+
+def failure_error(stack_name: str, status: str, events: list[dict[str, Any]]) -> MlpackError:
+    """The root cause of a failed deploy: the first resource that failed, not the ones
+    CloudFormation cancelled after it, nor the stack's own summary."""
+    failed = [e for e in events if e.get("ResourceStatus", "").endswith("_FAILED")]
+    causes = [e for e in failed if not any(c in (e.get("ResourceStatusReason") or "").lower() for c in _CANCELLED)]
+    resource_causes = [e for e in causes if e.get("ResourceType") != "AWS::CloudFormation::Stack"]
+    cause = (resource_causes or causes or failed or [None])[0]
+    if cause is None:
+        what = "no resource reported a failure"
+    else:
+        what = (f"{cause['LogicalResourceId']} ({cause.get('ResourceType', '?')}) "
+                f"{cause['ResourceStatus']}: {cause.get('ResourceStatusReason') or 'no reason given'}")
+    if status == "UPDATE_ROLLBACK_COMPLETE":
+        outcome = "CloudFormation rolled the stack back; the previous version still serves"
+    elif status == "ROLLBACK_COMPLETE":
+        outcome = "CloudFormation rolled the new stack back; the next deploy replaces it"
+    else:
+        outcome = f"the stack is {status}; inspect it with `aws cloudformation describe-stack-events`"
+    return MlpackError(f"deploy to stack {stack_name} failed: {what}", f"{outcome} ({status})")
 
 
 def _event_line(event: dict[str, Any], started: datetime) -> str:
