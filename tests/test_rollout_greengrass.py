@@ -80,6 +80,12 @@ def _component_response(recipe: dict[str, Any], state: str) -> dict[str, Any]:
             "creationTimestamp": "2026-01-01T00:00:00Z", "status": {"componentState": state}}
 
 
+def _not_found(aws: StubbedAws, recipe: dict[str, Any]) -> None:
+    aws.stub.add_client_error("get_component", service_error_code="ResourceNotFoundException",
+                              service_message="not found", http_status_code=404,
+                              expected_params={"arn": _component_response(recipe, "")["arn"], "recipeOutputFormat": "JSON"})
+
+
 def test_publishes_both_components_and_deploys_to_the_thing_group_with_rollout_abort_and_timeouts(
     aws: StubbedAws, artifact: Path, tmp_path: Path
 ) -> None:
@@ -90,12 +96,14 @@ def test_publishes_both_components_and_deploys_to_the_thing_group_with_rollout_a
     aws.session.client("iot").create_job(jobId=job_id, targets=[group_arn], document="{}")
     stub = aws.stub
     # The agent first (the model component depends on it); the first one takes a poll.
+    _not_found(aws, agent)
     stub.add_response("create_component_version", _component_response(agent, "REQUESTED"),
                       {"inlineRecipe": ANY, "tags": ANY})
     stub.add_response("describe_component", {"status": {"componentState": "INITIATED"}},
                       {"arn": _component_response(agent, "")["arn"]})
     stub.add_response("describe_component", {"status": {"componentState": "DEPLOYABLE"}},
                       {"arn": _component_response(agent, "")["arn"]})
+    _not_found(aws, model)
     stub.add_response("create_component_version", _component_response(model, "REQUESTED"),
                       {"inlineRecipe": ANY, "tags": ANY})
     stub.add_response("describe_component", {"status": {"componentState": "DEPLOYABLE"}},
@@ -150,17 +158,36 @@ def test_publishes_both_components_and_deploys_to_the_thing_group_with_rollout_a
     assert any("CANCELED" in line for line in lines)
 
 
-def test_an_existing_identical_component_version_is_reused(aws: StubbedAws, artifact: Path) -> None:
+def test_an_existing_component_version_from_the_same_recipe_is_reused_without_upload(
+    aws: StubbedAws, artifact: Path
+) -> None:
     model = _recipe(artifact, "recipe.yaml")
-    aws.stub.add_client_error("create_component_version", service_error_code="ConflictException",
-                              service_message="version exists", http_status_code=409)
+    stored = json.loads(json.dumps(model))  # as Greengrass keeps it: digests and defaults added
+    stored["ComponentType"] = "aws.greengrass.generic"
+    for manifest in stored["Manifests"]:
+        manifest["Artifacts"] = [{**a, "Algorithm": "SHA-256", "Digest": "abc="} for a in manifest["Artifacts"]]
+    aws.stub.add_response("get_component", {"recipeOutputFormat": "JSON", "recipe": json.dumps(stored).encode()},
+                          {"arn": _component_response(model, "")["arn"], "recipeOutputFormat": "JSON"})
+    uploads: list[dict] = []
     with aws.stub:
-        component = Greengrass(aws).publish(model)
+        component = Greengrass(aws).publish(model, before_create=uploads.append)
+        aws.stub.assert_no_pending_responses()  # nothing created
     assert component.arn == _component_response(model, "")["arn"]
+    assert uploads == []  # an existing version's S3 object is never overwritten
+
+
+def test_an_existing_component_version_with_another_recipe_is_refused(aws: StubbedAws, artifact: Path) -> None:
+    model = _recipe(artifact, "recipe.yaml")
+    other = json.loads(json.dumps(model))
+    other["Manifests"][0]["Lifecycle"]["Run"]["Script"] = "exec something-else"
+    aws.stub.add_response("get_component", {"recipeOutputFormat": "JSON", "recipe": json.dumps(other).encode()})
+    with aws.stub, pytest.raises(MlpackError, match="already exists with a different recipe"):
+        Greengrass(aws).publish(model)
 
 
 def test_a_rejected_component_is_one_clear_error(aws: StubbedAws, artifact: Path) -> None:
     model = _recipe(artifact, "recipe.yaml")
+    _not_found(aws, model)
     aws.stub.add_response("create_component_version", _component_response(model, "REQUESTED"))
     aws.stub.add_response("describe_component", {"status": {
         "componentState": "FAILED", "message": "artifact not accessible", "errors": {"s3://x/y": "AccessDenied"}}})

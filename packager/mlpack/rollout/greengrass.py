@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import yaml
 
-from ..deploy.aws import Aws, aws_errors
+from ..deploy.aws import Aws, AwsError, aws_errors
 from ..errors import InputError, MlpackError
 from .release import BUNDLE_PARTS, Release, read_release
 
@@ -129,6 +129,12 @@ def write_zip_bundle(release: Release, dest: Path) -> Path:
     return dest
 
 
+def _runs(recipe: dict[str, Any]) -> list[Any]:
+    """What a component version does on a device: its lifecycles and container images
+    (Greengrass adds digests and defaults to a stored recipe, so whole recipes differ)."""
+    return [(m.get("Platform"), m.get("Lifecycle")) for m in recipe.get("Manifests", [])] + image_uris(recipe)
+
+
 def image_uris(recipe: dict[str, Any]) -> list[str]:
     return [a["URI"] for m in recipe.get("Manifests", []) for a in m.get("Artifacts", [])
             if str(a.get("URI", "")).startswith("docker:")]
@@ -166,17 +172,27 @@ class Greengrass:
         self.log(f"  uploaded {bundle.stat().st_size / 1024:.0f} KB to {uri}")
         return uri
 
-    def publish(self, recipe: dict[str, Any], timeout_s: float = 300.0) -> Component:
-        """Create the component version (or reuse an identical existing one); wait until deployable."""
+    def publish(self, recipe: dict[str, Any], before_create: Callable[[dict[str, Any]], Any] | None = None,
+                timeout_s: float = 300.0) -> Component:
+        """Create the component version, or reuse an existing one made from the same recipe;
+        wait until it is deployable. `before_create` runs only when a version is created
+        (it uploads the bundle: an existing version's S3 object is never overwritten)."""
         name, version = recipe["ComponentName"], recipe["ComponentVersion"]
+        existing = self._existing_recipe(name, version)
+        if existing is not None:
+            if _runs(existing) != _runs(recipe):
+                raise MlpackError(
+                    f"component {name} {version} already exists with a different recipe",
+                    "the version comes from the model's sha256: delete that component version or rebuild "
+                    "with the current mlpack, then roll out again",
+                )
+            self.log(f"  {name} {version} exists already; reusing it")
+            return Component(name, version, self._component_version_arn(name, version))
+        if before_create is not None:
+            before_create(recipe)
         with aws_errors(f"creating component {name} {version}"):
-            try:
-                created = self.greengrass.create_component_version(
-                    inlineRecipe=json.dumps(recipe).encode(), tags={"mlpack:artifact": name})
-            except self.greengrass.exceptions.ConflictException:
-                arn = self._component_version_arn(name, version)
-                self.log(f"  {name} {version} exists already; reusing it")
-                return Component(name, version, arn)
+            created = self.greengrass.create_component_version(
+                inlineRecipe=json.dumps(recipe).encode(), tags={"mlpack:artifact": name})
         arn = created["arn"]
         deadline = time.monotonic() + timeout_s
         while True:
@@ -194,6 +210,17 @@ class Greengrass:
                 raise MlpackError(f"component {name} {version} is still {state} after {timeout_s:.0f} s",
                                   "check it with `aws greengrassv2 describe-component`, then run the rollout again")
             self.sleep(2.0)
+
+    def _existing_recipe(self, name: str, version: str) -> dict[str, Any] | None:
+        arn = self._component_version_arn(name, version)
+        try:
+            with aws_errors(f"looking up component {name} {version}"):
+                found = self.greengrass.get_component(arn=arn, recipeOutputFormat="JSON")
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":
+                return None
+            raise
+        return json.loads(found["recipe"])
 
     def _component_version_arn(self, name: str, version: str) -> str:
         return f"arn:{self.aws.partition}:greengrass:{self.aws.region}:{self.aws.account}:components:{name}:versions:{version}"
@@ -281,11 +308,12 @@ def rollout(
         for uri in image_uris(recipe):
             if "@sha256:" not in uri:
                 log(f"  note: {uri} names the image by tag; `mlpack push` then `mlpack iac` pin it by digest")
-    if bucket:
-        gg.upload_bundle(release, recipes[-1], bucket, prefix, workdir)
     log(f"Publishing {len(recipes)} Greengrass components")
     for recipe in recipes:
-        gg.publish(recipe)
+        upload = None
+        if bucket and recipe is recipes[-1]:  # the model component carries the device bundle
+            upload = lambda r: gg.upload_bundle(release, r, bucket, prefix, workdir)  # noqa: E731
+        gg.publish(recipe, upload)
     deployment_id, job_id = gg.deploy(target, document)
     log(f"Deployment {deployment_id} to {target} (IoT job {job_id or 'pending'})")
     if wait_s <= 0:
