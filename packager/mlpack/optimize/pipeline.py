@@ -201,17 +201,28 @@ def _static(run: _Run, base: Path) -> None:
 
 
 def _smooth(run: _Run, base: Path) -> None:
-    plan = smooth.plan(base, run.calibration)
-    if not plan:
-        run.skipped.append(("smooth-int8", "no activation gained from smoothing in the measured int8 error"))
-        return
-    smoothed = smooth.apply(base, run.work / "smoothed.onnx", plan)
     weight = run.target.optimize.weight_type
-    path = passes.dynamic_int8(smoothed, run.work / "smooth-int8.onnx", weight_type=weight)
-    gain = sum(p.error_before for p in plan) / max(sum(p.error_after for p in plan), 1e-12)
+    calibration_reference = outputs(session(base, run.target), run.calibration)
+    trials = []
+    for strength in smooth.STRENGTHS:
+        plan = smooth.plan(base, run.calibration, strength)
+        if not plan:
+            run.skipped.append(("smooth-int8", "no MatMul reads an activation with constant weights"))
+            return
+        smoothed = smooth.apply(base, run.work / f"smoothed-{strength}.onnx", plan)
+        path = passes.dynamic_int8(smoothed, run.work / f"smooth-int8-{strength}.onnx", weight_type=weight)
+        got = outputs(session(path, run.target), run.calibration)
+        quality = compare(calibration_reference, got, run.output_names, run.gate).quality
+        run.log(f"smooth-int8 at strength {strength}: quality {quality:.4f} on the calibration rows")
+        trials.append((quality, strength, smoothed, path, len(plan)))
+    quality, strength, smoothed, path, tensors = max(trials, key=lambda t: t[0])
+    for _, _, other_smoothed, other_path, _ in trials:
+        if other_path != path:
+            other_smoothed.unlink()
+            other_path.unlink()
     run.add("smooth-int8", path, f"as dynamic-int8, after moving activation range into the weights on "
-                                 f"{len(plan)} tensors (strength per tensor chosen by measured int8 error, "
-                                 f"{gain:.1f}x lower on those layers)")
+                                 f"{tensors} tensors (SmoothQuant-style, strength {strength} chosen from "
+                                 f"{', '.join(map(str, smooth.STRENGTHS))} on the calibration rows)")
     run.smoothed = smoothed
 
 

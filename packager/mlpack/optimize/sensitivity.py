@@ -80,6 +80,17 @@ def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData) -
     return {name: v.astype(np.float32).reshape(-1, v.shape[-1]) for name, v in zip(dict.fromkeys(tensors), values)}
 
 
+def channel_absmax(model: onnx.ModelProto, tensors: list[str], data: EvalData) -> dict[str, np.ndarray]:
+    """Per-channel max |value| of intermediate tensors over every row of `data` (in chunks)."""
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, data.rows, MAX_ROWS):
+        chunk = capture_inputs(model, tensors, data.take(slice(start, start + MAX_ROWS)))
+        for name, value in chunk.items():
+            m = np.abs(value).max(axis=0)
+            out[name] = np.maximum(out[name], m) if name in out else m
+    return out
+
+
 def int8_error(x: np.ndarray, w: np.ndarray) -> float:
     """Relative error of x @ w when both are rounded as dynamic int8 quantization does."""
     exact = x @ w

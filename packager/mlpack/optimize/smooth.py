@@ -6,10 +6,11 @@ few of the 256 levels. Dividing input channel k by s_k and multiplying row k of 
 weight that reads it by s_k computes the same function in float, and moves part of the
 range from activations (per tensor) into weights (per channel, cheap to quantize).
 
-s_k = max|x_k|^a / max|w_k|^(1-a). The strength `a` is chosen per activation tensor from
-a small grid by measuring the simulated int8 error of the layers that read it on
-calibration rows; a = 0 (no smoothing) is in the grid, so a tensor is only changed
-where that measurably helps. Each smoothed tensor costs one element-wise Mul.
+s_k = max|x_k|^a / max|w_k|^(1-a). The strength `a` is chosen from a small grid by
+quantizing the whole model at each strength and comparing its outputs with float's on
+the calibration rows (not the gate's rows): the per-layer error alone misleads, since
+padding positions and later layers decide what matters. Each smoothed tensor costs one
+element-wise Mul, inserted on the MatMuls' side so other readers see the tensor as it was.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .data import EvalData
-from .sensitivity import capture_inputs, int8_error
+from .sensitivity import capture_inputs, channel_absmax, int8_error
 
-STRENGTHS = (0.0, 0.5, 0.65, 0.8)
+STRENGTHS = (0.5, 0.65, 0.8)
 
 
 @dataclass(frozen=True)
@@ -39,53 +40,44 @@ class Smoothing:
 def _groups(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
     """Activation tensors whose every reader is a MatMul with its own 2-D constant weight."""
     weights = {t.name: t for t in model.graph.initializer}
-    readers: dict[str, list[onnx.NodeProto]] = {}
     uses: dict[str, int] = {}
     for node in model.graph.node:
-        for i, name in enumerate(node.input):
+        for name in node.input:
             uses[name] = uses.get(name, 0) + 1
-            readers.setdefault(name, []).append(node) if i == 0 else None
-    graph_outputs = {o.name for o in model.graph.output}
-    groups = {}
-    for tensor, nodes in readers.items():
-        if tensor in weights or tensor in graph_outputs:
-            continue
-        ok = all(
-            n.op_type == "MatMul" and n.input[0] == tensor and n.input[1] in weights
-            and len(weights[n.input[1]].dims) == 2 and uses[n.input[1]] == 1
-            and weights[n.input[1]].data_type == onnx.TensorProto.FLOAT
-            for n in nodes
-        )
-        # Other readers (a residual Add, say) must keep seeing the unscaled tensor.
-        if ok and uses[tensor] == len(nodes):
-            groups[tensor] = nodes
+    groups: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        if (n.op_type == "MatMul" and n.input[0] not in weights and n.input[1] in weights
+                and len(weights[n.input[1]].dims) == 2 and uses[n.input[1]] == 1
+                and weights[n.input[1]].data_type == onnx.TensorProto.FLOAT):
+            groups.setdefault(n.input[0], []).append(n)
+    # Other readers of a tensor (a residual Add, say) keep reading it unscaled: the Mul is
+    # inserted on the MatMuls' edge only.
     return groups
 
 
-def plan(model_path: Path, data: EvalData) -> list[Smoothing]:
-    """Choose a smoothing strength per activation tensor by measured int8 error."""
+def plan(model_path: Path, data: EvalData, strength: float) -> list[Smoothing]:
+    """Per-channel scales for every activation tensor read by weight MatMuls, at one strength."""
     model = onnx.load(str(model_path))
     groups = _groups(model)
     if not groups:
         return []
     weights = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in model.graph.initializer}
     captured = capture_inputs(model, list(groups), data)
+    absmax = channel_absmax(model, list(groups), data)
     chosen = []
     for tensor, nodes in groups.items():
         x = captured[tensor]
         ws = [weights[n.input[1]] for n in nodes]
-        x_max = np.maximum(np.abs(x).max(axis=0), 1e-5)
+        x_max = np.maximum(absmax[tensor], 1e-5)
         w_max = np.maximum(np.max([np.abs(w).max(axis=1) for w in ws], axis=0), 1e-5)
-        best = None
-        for a in STRENGTHS:
-            s = np.clip(x_max**a / w_max ** (1 - a), 1e-3, 1e3).astype(np.float32)
-            error = float(np.mean([int8_error(x / s, w * s[:, None]) for w in ws]))
-            if best is None or error < best[1]:
-                best = (a, error, s)
-            if a == 0.0:
-                before = error
-        if best[0] > 0:
-            chosen.append(Smoothing(tensor, best[0], before, best[1], best[2]))
+        raw = x_max**strength / w_max ** (1 - strength)
+        # Only attenuate channels louder than the typical one (s >= 1): a channel that was
+        # quiet in calibration must never be amplified, or one unseen value would blow up
+        # the tensor's int8 scale at serving time.
+        s = np.clip(raw / np.median(raw), 1.0, 1e3).astype(np.float32)
+        before = float(np.mean([int8_error(x, w) for w in ws]))
+        after = float(np.mean([int8_error(x / s, w * s[:, None]) for w in ws]))
+        chosen.append(Smoothing(tensor, strength, before, after, s))
     return chosen
 
 
