@@ -218,6 +218,18 @@ def test_dry_run_shows_the_change_set_and_leaves_nothing(aws_env: str, artifact:
     assert _pending_change_sets(stack_name) == []
 
 
+def test_a_template_over_the_inline_limit_goes_through_s3(
+    aws_env: str, artifact: Path, stack_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlpack.deploy import lambda_deploy
+
+    monkeypatch.setattr(lambda_deploy, "TEMPLATE_BODY_LIMIT", 100)
+    assert _run(artifact, stack_name).outcome == "created"
+    keys = [o["Key"] for o in _client("s3").list_objects_v2(Bucket=f"mlpack-deploy-{ACCOUNT}-{REGION}")["Contents"]]
+    assert any(k.startswith(f"mlpack/{artifact.name}/template-") for k in keys)
+    assert _run(artifact, stack_name).outcome == "unchanged"
+
+
 def test_function_url_is_printed_when_the_function_has_one(aws_env: str, artifact: Path, stack_name: str) -> None:
     first = _run(artifact, stack_name)
     # moto's CloudFormation has no AWS::Lambda::Url; make the URL through the Lambda API.

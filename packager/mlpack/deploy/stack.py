@@ -75,6 +75,13 @@ class Stack:
             self.log(f"  stack {self.name} is {status} and holds no resources; deleting it first")
             self.delete()
             return "CREATE"
+        if status == "UPDATE_ROLLBACK_FAILED":
+            raise MlpackError(f"stack {self.name} is UPDATE_ROLLBACK_FAILED: its rollback did not finish",
+                              f"fix the resource named in its events, run `aws cloudformation "
+                              f"continue-update-rollback --stack-name {self.name}`, then rerun")
+        if status == "DELETE_FAILED":
+            raise MlpackError(f"stack {self.name} is DELETE_FAILED",
+                              "delete it in the CloudFormation console (retaining what it cannot delete) and rerun")
         if status.endswith("_IN_PROGRESS"):
             raise MlpackError(f"stack {self.name} is busy ({status})",
                               "wait until it settles (`aws cloudformation describe-stacks`) and rerun")
@@ -144,6 +151,14 @@ class Stack:
         seen = {e["EventId"] for e in self._events_since(change_set.stack_id, set(), pages=1)}
         with aws_errors(f"executing the change set on stack {self.name}"):
             self.cfn.execute_change_set(ChangeSetName=change_set.arn, StackName=self.name)
+        try:
+            return self._follow(change_set, seen, started)
+        except KeyboardInterrupt:
+            raise MlpackError(f"stopped watching stack {self.name}; CloudFormation carries on with the change",
+                              f"follow it with `aws cloudformation describe-stack-events --stack-name {self.name}`"
+                              ) from None
+
+    def _follow(self, change_set: ChangeSet, seen: set[str], started: datetime) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout_seconds
         events: list[dict[str, Any]] = []
         while True:
