@@ -304,3 +304,16 @@ def test_float_is_kept_when_every_variant_fails() -> None:
     cands = [_cand("float", 100, 10.0), _cand("a", 30, 5.0, passed=False)]
     chosen, why = pick(cands, "smallest", 0.05, latency_measured=True)
     assert chosen.name == "float" and "a failed" in why
+
+
+def test_without_data_for_a_model_mlpack_cannot_feed_the_float_model_ships_with_a_reason(tmp_path: Path) -> None:
+    seq = helper.make_tensor_sequence_value_info("xs", TensorProto.FLOAT, ["batch", 4])
+    nodes = [helper.make_node("SequenceAt", ["xs", "zero"], ["y"], name="first")]
+    graph = helper.make_graph(nodes, "seq", [seq], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+                              [numpy_helper.from_array(np.array(0, np.int64), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "seq.onnx"))
+    result = optimize_model(inspect_model(tmp_path / "seq.onnx"), load_target("x86-cpu"), tmp_path / "work", **FAST)
+    assert names(result) == ["float"] and result.chosen.path.is_file()
+    assert "kept the float model" in result.why and "--calibration" in result.to_markdown()

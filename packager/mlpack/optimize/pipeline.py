@@ -7,12 +7,12 @@ is timed last, for all candidates together, so they share the machine's noise.
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 from typing import Callable
 
 import onnx
 
+from ..errors import InputError
 from ..model_info import ModelInfo
 from ..targets import Target
 from . import passes, smooth
@@ -84,16 +84,29 @@ def optimize_model(
     """
     gate = gate or GateSettings()
     model = onnx.load(str(info.path))  # external data, if any, is loaded and saved inline below
-    data = load_data(data_path, info.signature) if data_path else synthetic_data(model, info.signature)
+    unusable = ""
+    if data_path:
+        data = load_data(data_path, info.signature)
+    else:
+        try:
+            data = synthetic_data(model, info.signature)
+        except InputError as exc:  # no data given and none can be made: ship float, say why
+            unusable, data = exc.message, None
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(info, target, work_dir, data, gate, log)
     float_path = work_dir / "float.onnx"
     onnx.save(model, str(float_path))
     del model
-    float_session = session(float_path, target)
-    run.output_names = [o.name for o in float_session.get_outputs()]
-    run.reference = outputs(float_session, run.held_out)
+    if data is not None:
+        run = _Run(info, target, work_dir, data, gate, log)
+        float_session = session(float_path, target)
+        run.output_names = [o.name for o in float_session.get_outputs()]
+        try:
+            run.reference = outputs(float_session, run.held_out)
+        except Exception as exc:  # e.g. ZipMap outputs (lists of dicts) cannot be compared
+            unusable = f"the model's outputs cannot be compared ({_first_line(exc)})"
+    if unusable:
+        return _float_only(float_path, target, gate, unusable, data_path)
     baseline = run.add("float", float_path, "the model as given, weights inline")
     baseline.passed, baseline.reason = True, "the reference the others are compared with"
 
@@ -108,7 +121,6 @@ def optimize_model(
         except Exception as exc:  # a recipe that breaks on this model is skipped, not fatal
             run.skipped.append((variant, f"the recipe failed on this model: {_first_line(exc)}"))
             log(f"{variant}: skipped, the recipe failed: {_first_line(exc)}")
-            log(traceback.format_exc(limit=3))
 
     for name, (path, recipe) in (references or {}).items():
         run.add(name, path, recipe).reference = True
@@ -131,6 +143,20 @@ def optimize_model(
         target=target.name, policy=target.optimize.policy, gate=gate,
         latency_note=latency_note, measured_on=measured_on, skipped=run.skipped,
         sensitive_layers=[(e.node, e.relative_error) for e in layers], notes=run.notes,
+    )
+
+
+def _float_only(float_path: Path, target: Target, gate: GateSettings, problem: str,
+                data_path: Path | None) -> OptimizationResult:
+    baseline = Candidate("float", float_path, float_path.stat().st_size, "the model as given, weights inline",
+                         reason="the reference")
+    return OptimizationResult(
+        candidates=[baseline], chosen=baseline, data_source=str(data_path or "no data"),
+        why=f"kept the float model: no variant can be checked, since {problem}",
+        target=target.name, policy=target.optimize.policy, gate=gate,
+        latency_note="not measured: nothing to compare", notes=[
+            f"No variant was made: {problem}. Pass --calibration FILE.npz with real inputs to enable "
+            "the optimizer's accuracy gate."],
     )
 
 
@@ -308,7 +334,7 @@ def _explain(run: _Run, chosen: Candidate, data: EvalData) -> None:
                             "real data: it shows the variant computes the same function, not how it does on "
                             "your data. Pass --calibration FILE.npz to gate on real inputs.")
     m = chosen.metrics
-    if "accuracy" in m:
+    if "accuracy" in m and chosen is not run.candidates[0]:
         within = m["accuracy_drop"] <= run.gate.max_accuracy_drop + 1e-12
         run.notes.insert(0, f"{chosen.name} keeps accuracy {m['accuracy']:.2%} against float's "
                             f"{m['float_accuracy']:.2%} on {run.held_out.rows} held-out labelled rows: "
