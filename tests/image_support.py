@@ -112,3 +112,46 @@ def run_python(ref: str, script: str, *args: str, store: Path | None = None, tim
         return done.stdout
     finally:
         buildah("rm", container, store=store, check=False)
+
+
+@contextmanager
+def serving(ref: str, command: list[str], env: dict[str, str], store: Path | None = None) -> Iterator[str]:
+    """Run `command` in a working container of `ref` (buildah run, chroot isolation, the host's
+    network) until the block ends; yields the container's name, for more commands beside it."""
+    where = ["--root", str(store / "root"), "--runroot", str(store / "run")] if store else []
+    container = buildah("from", "--pull=never", ref, store=store).stdout.strip()
+    procs: list[subprocess.Popen] = []
+
+    def start(cmd: list[str], extra_env: dict[str, str]) -> subprocess.Popen:
+        flags = [item for key, value in {**env, **extra_env}.items() for item in ("--env", f"{key}={value}")]
+        proc = subprocess.Popen(["buildah", *where, "run", "--isolation", "chroot", *flags, container, "--", *cmd],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    start(command, {})
+    try:
+        yield container, start  # type: ignore[misc]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        buildah("rm", container, store=store, check=False)
+
+
+def wait_for(url: str, seconds: float = 60) -> requests.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            response = requests.get(url, timeout=2)
+            if response.status_code == 200:
+                return response
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer within {seconds}s")
+        time.sleep(0.5)

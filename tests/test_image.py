@@ -8,7 +8,9 @@ bases are cached in ~/.cache/mlpack-test (or $MLPACK_TEST_CACHE) between runs.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,8 @@ from mlpack.image.standin import ensure_standin
 from mlpack.manifest import read_manifest
 
 from .image_support import (
-    buildah, image_config, registry, require_arm64_emulation, require_image_tools, run_python,
+    buildah, free_port, image_config, registry, require_arm64_emulation, require_image_tools, run_python, serving,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -165,3 +168,38 @@ def test_push_both_pull_back_by_digest_and_predict_inside(artifacts, registry_ho
         assert answer["label"] == expected_labels.tolist(), target
         np.testing.assert_allclose(np.array(answer["probabilities"]), expected_probs, atol=1e-3)
         assert (np.array(answer["label"]) == labels).mean() >= 0.9, f"{target} ({arch}) predicts badly"
+
+
+def test_the_x86_image_serves_predictions_and_its_agent_counts_them(artifacts) -> None:
+    """The image's own CMD (BentoML) and the agent sidecar command, in one container (shared /tmp)."""
+    image = read_manifest(artifacts["x86-cpu"])["image"]
+    config = image_config(image["local"])["Docker"]["config"]
+    port, metrics_port = free_port(), free_port()
+    command = list(config["Cmd"])
+    command[command.index("--port") + 1] = str(port)
+    command[command.index("--host") + 1] = "127.0.0.1"
+    _, data = demo_model()
+    with np.load(data) as npz:
+        rows = npz["pixels"][:4]
+    with serving(image["local"], command, {}) as (_, start):
+        start(["python3", "-m", "mlpack_agent.main", "--config", "/opt/mlpack/agent/agent.json"],
+              {"MLPACK_AGENT_PROMETHEUS_PORT": str(metrics_port), "MLPACK_AGENT_PROMETHEUS_HOST": "127.0.0.1"})
+        wait_for(f"http://127.0.0.1:{metrics_port}/metrics")
+        wait_for(f"http://127.0.0.1:{port}/readyz")
+        answer = requests.post(f"http://127.0.0.1:{port}/predict", json={"inputs": {"pixels": rows.tolist()}},
+                               timeout=30)
+        assert answer.status_code == 200, answer.text
+        host = ort.InferenceSession(str(artifacts["x86-cpu"] / "model" / "model.onnx"),
+                                    providers=["CPUExecutionProvider"])
+        assert answer.json()["outputs"]["label"] == host.run(["label"], {"pixels": rows})[0].tolist()
+        bad = requests.post(f"http://127.0.0.1:{port}/predict", json={"inputs": {"pixels": [[1, 2]]}}, timeout=30)
+        assert bad.status_code == 400
+
+        deadline = time.monotonic() + 20
+        while True:
+            metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
+            counted = re.search(r'^mlpack_inference_requests_total\{[^}]*\} ([0-9.e+]+)$', metrics, re.M)
+            if counted and float(counted.group(1)) >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert counted and float(counted.group(1)) >= 1, "the agent in the image counted the request"

@@ -6,6 +6,10 @@ Debian bookworm minbase root file system with python3 and python3-venv, made wit
 `debootstrap --foreign` (download and unpack only, so no emulation is needed for arm64),
 the remaining .debs unpacked with `dpkg-deb -x`, and committed as a one-layer image.
 
+Like the `debian:bookworm-slim` images that `python:3.11-slim-bookworm` builds on, the
+image leaves out documentation, manual pages and translations (dpkg's path-exclude
+list there), keeping the copyright files.
+
 The root file system is cached as a tarball (default `~/.cache/mlpack-test/`), and the
 image is kept in the builder's local storage, so the slow part runs once per machine.
 """
@@ -27,8 +31,13 @@ PACKAGES = ("python3", "python3-venv")
 REPOSITORY = "localhost/mlpack-standin/python"
 # Debian's names for the OCI architectures.
 DEBIAN_ARCH = {"amd64": "amd64", "arm64": "arm64"}
-# Bump when the recipe changes, so old caches are not reused.
+# Bump when the recipe changes, so old caches are not reused: RECIPE for the debootstrap
+# tarball, IMAGE_RECIPE for the image made from it.
 RECIPE = "1"
+IMAGE_RECIPE = "2"
+# What debian:*-slim images exclude (/etc/dpkg/dpkg.cfg.d/docker there).
+SLIM_EXCLUDES = ("usr/share/doc/", "usr/share/man/", "usr/share/groff/", "usr/share/info/",
+                 "usr/share/lintian/", "usr/share/linda/", "usr/share/locale/")
 
 
 def cache_dir() -> Path:
@@ -36,7 +45,23 @@ def cache_dir() -> Path:
 
 
 def standin_ref(arch: str) -> str:
-    return f"{REPOSITORY}:3.11-{SUITE}-{arch}-r{RECIPE}"
+    return f"{REPOSITORY}:3.11-{SUITE}-{arch}-r{RECIPE}.{IMAGE_RECIPE}"
+
+
+def in_slim_image(name: str) -> bool:
+    """Whether a path (relative, as in a tarball) is kept in a slim image."""
+    name = name.removeprefix("./")
+    if name.startswith("usr/share/doc/") and name.endswith("/copyright"):
+        return True
+    return not any(name.startswith(prefix) for prefix in SLIM_EXCLUDES)
+
+
+def slim_tarball(source: Path, dest: Path) -> None:
+    """Copy a root file system tarball without what slim images leave out."""
+    with tarfile.open(source) as tar, tarfile.open(dest, "w") as out:
+        for member in tar:
+            if in_slim_image(member.name):
+                out.addfile(member, tar.extractfile(member) if member.isfile() else None)
 
 
 def rootfs_tarball(arch: str, cache: Path | None = None, extra: tuple[str, ...] = ()) -> Path:
@@ -100,8 +125,7 @@ def ensure_standin(arch: str, cache: Path | None = None) -> str:
         return ref
     tarball = rootfs_tarball(arch, cache)
     with tempfile.TemporaryDirectory(prefix="standin-ctx-") as ctx:
-        os.link(tarball, Path(ctx) / "rootfs.tar") if _same_fs(tarball, Path(ctx)) else shutil.copyfile(
-            tarball, Path(ctx) / "rootfs.tar")
+        slim_tarball(tarball, Path(ctx) / "rootfs.tar")
         # ADD of a local tarball unpacks it; no RUN step, so no emulation for arm64.
         (Path(ctx) / "Containerfile").write_text(
             "FROM scratch\n"
@@ -118,6 +142,3 @@ def ensure_standin(arch: str, cache: Path | None = None) -> str:
         raise MlpackError(f"could not import the stand-in base {ref}: {done.stderr.strip()[-300:]}")
     return ref
 
-
-def _same_fs(a: Path, b: Path) -> bool:
-    return a.stat().st_dev == b.stat().st_dev
