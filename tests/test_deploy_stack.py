@@ -131,3 +131,14 @@ def test_without_a_resource_failure_the_stack_reason_is_given() -> None:
     line = failure_error(STACK, "UPDATE_ROLLBACK_FAILED", events).one_line()
     assert "mlpack-demo (AWS::CloudFormation::Stack) UPDATE_ROLLBACK_FAILED: Role is in use" in line
     assert "describe-stack-events" in line
+
+
+def test_an_expired_sso_login_is_one_line_with_the_fix() -> None:
+    from botocore.exceptions import UnauthorizedSSOTokenError
+
+    from mlpack.deploy.aws import aws_errors
+
+    with pytest.raises(MlpackError) as failed, aws_errors("checking the AWS credentials"):
+        raise UnauthorizedSSOTokenError()
+    line = failed.value.one_line()
+    assert "\n" not in line and "SSO session" in line and "aws sso login" in line

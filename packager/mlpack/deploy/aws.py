@@ -20,11 +20,14 @@ import boto3
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
     ProfileNotFound,
+    SSOError,
+    TokenRetrievalError,
 )
 from botocore.parsers import ResponseParserError
 
@@ -116,7 +119,8 @@ def aws_errors(action: str) -> Iterator[None]:
     except EndpointConnectionError as exc:
         raise MlpackError(f"{action}: cannot reach {exc.kwargs.get('endpoint_url', 'the AWS endpoint')}",
                           "check the network and --region, or AWS_ENDPOINT_URL if you set one") from exc
-    except (NoCredentialsError, PartialCredentialsError) as exc:
+    except (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, SSOError,
+            TokenRetrievalError) as exc:  # credentials that load lazily: SSO, credential_process
         raise MlpackError(f"{action}: {exc}", CREDENTIALS_HINT) from exc
     except NoRegionError as exc:
         raise MlpackError(f"{action}: no AWS region configured", REGION_HINT) from exc
