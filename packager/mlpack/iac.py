@@ -33,15 +33,20 @@ def iac_groups(target: Target) -> list[tuple[str, str]]:
 
 def context_from_manifest(manifest: dict[str, Any]) -> RenderContext:
     """The render context of a built artifact, from what its manifest recorded."""
-    from .build import check_name
+    from .build import NAME_PATTERN, NAME_RULE
 
+    name = manifest.get("name")
+    # The name is written unquoted in comments, unit files and paths: it must stay a DNS label.
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InputError(f"manifest.json names the model {name!r}, which is not {NAME_RULE}",
+                         "rebuild the artifact with `mlpack build --name <plain-name>`")
     try:
         target = load_target(manifest["target"])
         model = manifest["model"]
         image = manifest["image"]
         versions = {k: str(v) for k, v in manifest["versions"].items() if k != "build_python"}
         return RenderContext(
-            name=check_name(manifest["name"]),
+            name=name,
             target=target,
             model=ModelFacts(
                 sha256=model["sha256"], source_sha256=model["source"]["sha256"],

@@ -160,12 +160,13 @@ resource "aws_lambda_function" "model" {
   timeout                        = var.timeout
   reserved_concurrent_executions = var.reserved_concurrency
   kms_key_arn                    = aws_kms_key.function.arn
-  layers                         = var.agent_layer_arn == "" ? [] : [var.agent_layer_arn]
+  # Image functions take no layers: there the agent's extension is part of the image.
+  layers = local.use_image || var.agent_layer_arn == "" ? [] : [var.agent_layer_arn]
 
   environment {
     variables = {
-      # Without the agent's extension layer the service does not try to report to it.
-      MLPACK_AGENT_DISABLED = var.agent_layer_arn == "" ? "1" : "0"
+      # A zip without the agent's extension layer does not try to report to it.
+      MLPACK_AGENT_DISABLED = local.use_image || var.agent_layer_arn != "" ? "0" : "1"
       # Each event goes to the extension at once: none waits while the environment is frozen.
       MLPACK_AGENT_BATCH = "1"
     }

@@ -47,7 +47,7 @@ variable "log_retention_days" {
 }
 
 variable "agent_layer_arn" {
-  description = "ARN of the mlpack-agent Lambda extension layer; empty: the function runs without the agent."
+  description = "Zip only: ARN of the mlpack-agent Lambda extension layer; empty: the function runs without the agent."
   type        = string
   default     = ""
 }
