@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import __version__
 from ..errors import InputError, MlpackError
 from ..resources import data_dir
 from .release import Release, read_release, write_bundle
@@ -100,7 +101,7 @@ def prepare(
         "playbook.yml.j2",
         artifact=release.name, version=release.version, model_sha256=release.model_sha256,
         hosts=hosts, waves=list(waves), bundle=str(bundle),
-        probe=release.probe, health_timeout_s=health_timeout_s,
+        probe=release.probe, health_timeout_s=health_timeout_s, mlpack_version=__version__,
         service_port=release.service_port, agent_port=release.agent_port,
     ), encoding="utf-8")
     return playbook
