@@ -160,8 +160,11 @@ def _one_line_error(result: Any) -> str:
 # ---------------------------------------------------------------- deploys
 
 def test_first_deploy_creates_the_stack_and_prints_function_arn(aws_env: str, artifact: Path, stack_name: str) -> None:
-    result = CliRunner().invoke(app, ["deploy", str(artifact), "--stack-name", stack_name, "--quiet"])
+    result = CliRunner().invoke(app, ["deploy", str(artifact), "--stack-name", stack_name])
     assert result.exit_code == 0, result.output
+    # Progress: the upload, the change set, then the stack's events until it settles.
+    assert "uploading function.zip" in result.output and "Creating a change set (CREATE)" in result.output
+    assert f"CREATE_COMPLETE              {stack_name} (AWS::CloudFormation::Stack)" in result.output
     stack = _stack(stack_name)
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     recorded = read_manifest(artifact)["deploy"]
@@ -450,6 +453,14 @@ def test_image_package_deploys_the_pushed_digest(aws_env: str, artifact: Path, s
     assert function["Properties"]["PackageType"] == "Image"
     assert function["Properties"]["Code"] == {"ImageUri": image_uri}
     assert "Handler" not in function["Properties"] and "Layers" not in function["Properties"]
+
+
+def test_after_push_and_iac_the_image_template_deploys_by_digest(aws_env: str, artifact: Path, stack_name: str) -> None:
+    image_uri = _push_to_ecr(artifact)
+    regenerated = CliRunner().invoke(app, ["iac", str(artifact)])
+    assert regenerated.exit_code == 0, regenerated.output
+    result = _run(artifact, stack_name)  # --package auto: the template now declares an image
+    assert result.outcome == "created" and result.code == image_uri
 
 
 def test_image_package_without_a_push_is_one_line_and_readies_the_repository(aws_env: str, artifact: Path) -> None:
