@@ -293,6 +293,12 @@ def test_fastest_policy_picks_the_fastest_passing_and_ties_go_to_accuracy() -> N
     assert chosen.name == "b" and "within 10% of a" in why
 
 
+def test_latency_differences_no_request_could_notice_are_ties() -> None:
+    cands = [_cand("float", 200, 0.010), _cand("int8", 60, 0.012, 1.0), _cand("other", 50, 0.011, 0.99)]
+    chosen, why = pick(cands, "fastest", 0.1, latency_measured=True)
+    assert chosen.name == "int8"  # as accurate as float, and smaller
+
+
 def test_smallest_policy_and_fallback_when_latency_is_not_measured() -> None:
     cands = [_cand("float", 100, 10.0), _cand("a", 30, 5.0), _cand("b", 60, 1.0)]
     assert pick(cands, "smallest", 0.05, latency_measured=True)[0].name == "a"

@@ -3,7 +3,8 @@
 "fastest" (servers) ranks by latency relative to float, averaged over the measured batch
 sizes; "smallest" (Lambda, edge) ranks by file size. Differences within the target's
 tolerance are noise on a shared machine, not a win: such candidates tie, and the tie goes
-to the more accurate, then to the smaller (or faster) one.
+to the more accurate, then to the smaller (or faster) one. Latencies within 0.05 ms of
+the fastest also tie: for tiny models that is overhead, not speed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ def _speed(c: Candidate, baseline: Candidate) -> float:
     """Geometric mean of p50 latency ratios to float over the batch sizes both have."""
     ratios = [c.latency[b].p50_ms / baseline.latency[b].p50_ms for b in c.latency if b in baseline.latency]
     return math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else 1.0
+
+
+NOTICEABLE_MS = 0.05  # below this, a latency difference drowns in any request's overhead
+
+
+def _unnoticeable(c: Candidate, leader: Candidate) -> bool:
+    """Every measured p50 within NOTICEABLE_MS of the leader's (tiny models: all overhead)."""
+    shared = [b for b in c.latency if b in leader.latency]
+    return bool(shared) and all(c.latency[b].p50_ms - leader.latency[b].p50_ms <= NOTICEABLE_MS for b in shared)
 
 
 def pick(candidates: list[Candidate], policy: str, tolerance: float, latency_measured: bool) -> tuple[Candidate, str]:
@@ -37,7 +47,10 @@ def pick(candidates: list[Candidate], policy: str, tolerance: float, latency_mea
     speed = {c.name: _speed(c, baseline) for c in passing}
     primary, secondary = (speed, size) if policy == "fastest" else (size, speed)
     best = min(primary.values())
-    tied = [c for c in passing if primary[c.name] <= best * (1 + tolerance)]
+    leader = next(c for c in passing if primary[c.name] == best)
+    tied = [c for c in passing
+            if primary[c.name] <= best * (1 + tolerance)
+            or (policy == "fastest" and _unnoticeable(c, leader))]
     chosen = min(tied, key=lambda c: (-round(c.quality, 4), secondary[c.name]))
     what = "fastest" if policy == "fastest" else "smallest"
     why = (f"{what} variant that passes the gate{fallback}: {size[chosen.name]:.2f}x the float size"
