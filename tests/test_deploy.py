@@ -31,6 +31,12 @@ from .conftest import free_port
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install 'moto[server]')")
 
+# moto's own notices about what its CloudFormation skips (see docs/deploy.md).
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Tried to parse AWS..Lambda..Url:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Unable to delete Broken:UserWarning"),
+]
+
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's account
 
