@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..errors import MlpackError
 
 SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
@@ -43,17 +45,27 @@ def load_template(path: Path) -> dict[str, Any]:
         raise MlpackError(f"no CloudFormation/SAM template at {path}",
                           "build the artifact with IaC (`mlpack iac ARTIFACT`) or pass --template")
     _require_sam_translator()
-    # The AWS CLI's loader: understands the short intrinsic tags (!Ref, !GetAtt, !Sub).
-    from samtranslator.yaml_helper import yaml_parse
-
     try:
-        template = yaml_parse(path.read_text(encoding="utf-8"))
+        template = yaml.load(path.read_text(encoding="utf-8"), Loader=_template_loader())  # noqa: S506 (safe)
     except Exception as exc:  # yaml.YAMLError and friends; the message names the line
         raise MlpackError(f"{path} is not a valid template: {' '.join(str(exc).split())}",
                           "rebuild the artifact") from exc
     if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
         raise MlpackError(f"{path} has no Resources section", "rebuild the artifact")
     return template
+
+
+def _template_loader() -> type[yaml.SafeLoader]:
+    """A SafeLoader that reads the short intrinsics (!Ref, !GetAtt, !Sub) as the AWS CLI
+    does, with the AWS CLI's own constructor; on a subclass, so that yaml.safe_load
+    elsewhere in the process is left as it was."""
+    from samtranslator.yaml_helper import intrinsics_multi_constructor
+
+    class CloudFormationLoader(yaml.SafeLoader):
+        pass
+
+    CloudFormationLoader.add_multi_constructor("!", intrinsics_multi_constructor)
+    return CloudFormationLoader
 
 
 def _require_sam_translator() -> None:
