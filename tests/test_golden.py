@@ -44,7 +44,7 @@ def fixed_context(target_name: str) -> RenderContext:
             ),
         ),
         image=ImageRef(repository="registry.example.com/ml/golden-model", tag="0.0.0-aaaaaaaaaaaa"),
-        versions={"onnxruntime": "1.32.0", "numpy": "2.4.6", "bentoml": "1.4.40", "onnx": "1.23.2",
+        versions={"onnxruntime": target.runtime.version or "1.32.0", "numpy": "2.4.6", "bentoml": "1.4.40", "onnx": "1.23.2",
                   "python": target.platform.python_version},
         memory_mb=768,
     )

@@ -68,9 +68,10 @@ def check_name(name: str) -> str:
 
 
 def host_versions(target: Target) -> dict[str, str]:
-    """The versions the model was measured with; images and zips pin the same ones."""
+    """The versions the model was measured with; images and zips pin the same ones, except
+    where the target pins its own onnxruntime release (onnxruntime-gpu trails the CPU one)."""
     return {
-        "onnxruntime": metadata.version("onnxruntime"),
+        "onnxruntime": target.runtime.version or metadata.version("onnxruntime"),
         "numpy": metadata.version("numpy"),
         "bentoml": metadata.version("bentoml"),
         "onnx": metadata.version("onnx"),
@@ -150,6 +151,7 @@ def _build_into(
         "report.json": _json(optimization.to_json()),
     })
     versions = host_versions(target)
+    runtime_packages = [f"{target.runtime.onnxruntime}=={versions['onnxruntime']}", f"numpy=={versions['numpy']}"]
     shipped_sha = sha256_file(shipped)
     ctx = RenderContext(
         name=name,
@@ -169,13 +171,13 @@ def _build_into(
             extra["bento"] = {"tag": build_bento(
                 work / "bento-src",
                 name=ctx.artifact, version=ctx.image.tag,
-                packages=[f"{target.runtime.onnxruntime}=={versions['onnxruntime']}", f"numpy=={versions['numpy']}"],
+                packages=runtime_packages,
                 python_version=target.platform.python_version,
                 labels={"mlpack.target": target.name, "mlpack.model_sha256": shipped_sha},
                 dest=root / "bento",
             ), "path": "bento"}
     if "lambda-zip" in target.builds:
-        cold = _build_lambda(root, work, ctx, shipped, versions, progress)
+        cold = _build_lambda(root, work, ctx, shipped, runtime_packages, progress)
         if request.max_cold_start is not None:
             _enforce_cold_start(cold, request.max_cold_start)
         extra["lambda"] = {"zip": "lambda/function.zip", "cold_start": cold.model_dump()}
@@ -189,13 +191,13 @@ def _build_into(
 
 
 def _build_lambda(
-    root: Path, work: Path, ctx: RenderContext, model: Path, versions: dict[str, str], progress: Progress
+    root: Path, work: Path, ctx: RenderContext, model: Path, packages: list[str], progress: Progress
 ) -> ColdStart:
     target = ctx.target
     app, site = root / "lambda" / "app", work / "lambda-site"
     with progress.step(f"Packaging the Lambda zip (python{target.platform.python_version}, {target.platform.python_platform})"):
         write_app(app, "lambda", ctx, model)
-        install_wheels(target, [f"{target.runtime.onnxruntime}=={versions['onnxruntime']}", f"numpy=={versions['numpy']}"], site)
+        install_wheels(target, packages, site)
         size = write_zip(root / "lambda" / "function.zip", app, site)
         progress.info(f"  function.zip: {size / 2**20:.1f} MB (limit 50 MB)")
     with progress.step("Measuring the function's cold start (fresh processes)"):

@@ -31,6 +31,11 @@ class Platform(_Strict):
 
 class Runtime(_Strict):
     onnxruntime: Literal["onnxruntime", "onnxruntime-gpu"]
+    version: str | None = Field(
+        None,
+        pattern=r"^\d+\.\d+(\.\d+)?$",
+        description="release the artifact pins; default: the onnxruntime mlpack measured with",
+    )
     execution_providers: list[str] = Field(min_length=1)
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     intra_op_threads: int = Field(0, ge=0, description="0 lets onnxruntime choose")
