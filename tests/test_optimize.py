@@ -323,3 +323,17 @@ def test_without_data_for_a_model_mlpack_cannot_feed_the_float_model_ships_with_
     result = optimize_model(inspect_model(tmp_path / "seq.onnx"), load_target("x86-cpu"), tmp_path / "work", **FAST)
     assert names(result) == ["float"] and result.chosen.path.is_file()
     assert "kept the float model" in result.why and "--calibration" in result.to_markdown()
+
+
+def test_without_passes_the_shipped_float_file_is_the_model_as_given(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    proto = onnx.load(str(model))
+    for node in proto.graph.node:
+        node.name = ""  # quantizers need names; mlpack must add them to a copy only
+    onnx.save(proto, str(model))
+    target = load_target("x86-cpu")
+    target = target.model_copy(update={"optimize": target.optimize.model_copy(update={"passes": []})})
+    result = optimize_model(inspect_model(model), target, tmp_path / "work", **FAST)
+    assert "float-optimized" not in names(result)
+    assert result.candidates[0].path.read_bytes() == onnx.load(str(model)).SerializeToString()
+    assert next(c for c in result.candidates if c.name == "dynamic-int8").passed

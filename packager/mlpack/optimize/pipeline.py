@@ -7,6 +7,7 @@ is timed last, for all candidates together, so they share the machine's noise.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -174,6 +175,8 @@ def _float_passes(run: _Run, float_path: Path) -> Path:
             done.append("pruned (constant folding, dead nodes, unused and duplicate initializers)")
         except Exception as exc:
             run.skipped.append(("prune", f"the pass failed on this model: {_first_line(exc)}"))
+    if base == float_path:  # never touch the shipped float file: name nodes in a copy
+        base = Path(shutil.copyfile(float_path, run.work / "base.onnx"))
     _name_nodes(base)
     final = base
     if "graph" in opt.passes:
@@ -182,7 +185,7 @@ def _float_passes(run: _Run, float_path: Path) -> Path:
             done.append(f"onnxruntime graph optimizations at the portable '{opt.graph_level}' level, saved offline")
         except Exception as exc:
             run.skipped.append(("graph", f"the pass failed on this model: {_first_line(exc)}"))
-    if final != float_path:
+    if done:
         if final == base:  # prune only: keep the pruned file under the candidate's name
             final = Path(passes._save(onnx.load(str(base)), run.work / "float-optimized.onnx"))
         run.add("float-optimized", final, "; ".join(done))
