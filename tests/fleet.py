@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,6 +120,8 @@ def restart(root: Path) -> None:
     run.mkdir(exist_ok=True)
     logs.mkdir(exist_ok=True)
     stop_processes([run / f"{name}.pid" for name in PROCESSES])
+    # How this restart reached the device: sshd sets SSH_CONNECTION for the commands it runs.
+    (run / "last-restart.json").write_text(json.dumps({"ssh_connection": os.environ.get("SSH_CONNECTION")}))
     env = {
         **os.environ,
         "MLPACK_AGENT_SOCKET": str(run / "agent.sock"),
@@ -227,6 +230,9 @@ class Device:
         except OSError:
             return ""
 
+    def restarted_over_ssh(self) -> bool:
+        return bool(json.loads((self.root / "run" / "last-restart.json").read_text())["ssh_connection"])
+
     def stop(self) -> None:
         stop_processes([self.root / "run" / f"{name}.pid" for name in PROCESSES])
 
@@ -245,10 +251,72 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-class SimulatedFleet:
-    """`size` devices under `base`, described by an Ansible inventory (local connection)."""
+SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
 
-    def __init__(self, base: Path, size: int = 10, artifact_name: str = "fleet") -> None:
+
+class SshServer:
+    """OpenSSH's sshd on 127.0.0.1 with its own host key, client key and config: a real
+    SSH transport to some of the simulated devices, started and stopped by the test."""
+
+    def __init__(self, workdir: Path) -> None:
+        if SSHD is None:
+            raise FileNotFoundError("sshd is not installed (apt-get install openssh-server)")
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_ports(1)[0]
+        self.key = self.dir / "client_ed25519"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 15.0) -> "SshServer":
+        import getpass
+        import socket
+
+        for name in ("host_ed25519", "client_ed25519"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.dir / name)], check=True)
+        (self.dir / "authorized_keys").write_text((self.dir / "client_ed25519.pub").read_text())
+        config = self.dir / "sshd_config"
+        config.write_text("\n".join([
+            "ListenAddress 127.0.0.1", f"Port {self.port}", f"HostKey {self.dir / 'host_ed25519'}",
+            f"PidFile {self.dir / 'sshd.pid'}", f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
+            "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password", "UsePAM no", "StrictModes no",
+            "Subsystem sftp internal-sftp", "MaxStartups 50", "MaxSessions 50", "",
+        ]))
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation directory
+        self.log = open(self.dir / "sshd.log", "ab")
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.user = getpass.getuser()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"sshd did not start: {(self.dir / 'sshd.log').read_text()[-1000:]}")
+                time.sleep(0.05)
+
+    def host_vars(self) -> dict[str, Any]:
+        return {
+            "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": self.port,
+            "ansible_user": self.user, "ansible_ssh_private_key_file": str(self.key),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        }
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+class SimulatedFleet:
+    """`size` devices under `base`, described by an Ansible inventory: most reached through
+    Ansible's local connection, the devices at `ssh_devices` over SSH when `ssh` is given."""
+
+    def __init__(self, base: Path, size: int = 10, artifact_name: str = "fleet",
+                 ssh: SshServer | None = None, ssh_devices: tuple[int, ...] = (0, 9)) -> None:
         from mlpack.rollout.ansible import render_inventory
 
         self.base = Path(base)
@@ -261,12 +329,13 @@ class SimulatedFleet:
             device.root.mkdir(parents=True, exist_ok=True)
             (device.root / "device.json").write_text(json.dumps(
                 {"service_port": device.service_port, "agent_port": device.agent_port}))
+        self.over_ssh = [d.name for i, d in enumerate(self.devices) if ssh is not None and i in ssh_devices]
         self.inventory = self.base / "inventory.yaml"
         self.inventory.write_text(render_inventory(artifact_name, [
             {"name": d.name, "vars": {
-                # The control node reaches each "device" through Ansible's local connection;
-                # everything device-specific is in these variables.
-                "ansible_connection": "local",
+                # The control node reaches each "device" over SSH or through Ansible's local
+                # connection; everything device-specific is in these variables.
+                **(ssh.host_vars() if d.name in self.over_ssh else {"ansible_connection": "local"}),
                 "ansible_python_interpreter": sys.executable,
                 "mlpack_root": str(d.root),
                 "mlpack_service_port": d.service_port,

@@ -23,7 +23,7 @@ from mlpack.rollout.ansible import run_rollout
 from mlpack.rollout.release import read_release
 from mlpack.rollout.status import fleet_status
 
-from .fleet import SimulatedFleet
+from .fleet import SSHD, SimulatedFleet, SshServer
 from .models import linear_model, linear_reference
 
 pytest.importorskip("ansible", reason="ansible-core is not installed (pip install ansible-core)")
@@ -99,9 +99,22 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"v1": v1, "v2": v2, "bad": bad, "v2_model": base / "v2.onnx"}
 
 
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory):
+    """Real SSH to the first and last device when OpenSSH's server is installed."""
+    if SSHD is None:
+        yield None
+        return
+    server = SshServer(tmp_path_factory.mktemp("sshd")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def fleet(tmp_path: Path, artifacts: dict[str, Path]):
-    fleet = SimulatedFleet(tmp_path / "devices", FLEET_SIZE, f"{NAME}-arm-edge")
+def fleet(tmp_path: Path, artifacts: dict[str, Path], sshd: SshServer | None):
+    fleet = SimulatedFleet(tmp_path / "devices", FLEET_SIZE, f"{NAME}-arm-edge", ssh=sshd)
     try:
         fleet.install(artifacts["v1"])
         yield fleet
@@ -115,7 +128,21 @@ def _rollout(artifact: Path, fleet: SimulatedFleet, log: Path):
     return result
 
 
-def test_a_good_artifact_reaches_every_device(fleet: SimulatedFleet, artifacts: dict[str, Path]) -> None:
+def test_the_canary_and_the_last_device_are_reached_over_real_ssh(sshd: SshServer | None) -> None:
+    if sshd is None:
+        pytest.skip("OpenSSH server not installed (apt-get install openssh-server): every simulated "
+                    "device is reached through Ansible's local connection instead")
+    import subprocess
+
+    done = subprocess.run(["ssh", "-i", str(sshd.key), "-p", str(sshd.port), "-o", "StrictHostKeyChecking=no",
+                           "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+                           f"{sshd.user}@127.0.0.1", "echo", "reached"], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "reached", done.stderr
+
+
+def test_a_good_artifact_reaches_every_device(
+    fleet: SimulatedFleet, artifacts: dict[str, Path], sshd: SshServer | None
+) -> None:
     v1, v2 = read_release(artifacts["v1"]).version, read_release(artifacts["v2"]).version
     runner = CliRunner()
 
@@ -143,6 +170,15 @@ def test_a_good_artifact_reaches_every_device(fleet: SimulatedFleet, artifacts: 
     assert shown.exit_code == 0, shown.output
     assert f"{FLEET_SIZE} devices: {FLEET_SIZE} on {v2}" in shown.output
     assert all(f"{d.name}  {v2}  ok" in shown.output for d in fleet.devices)
+    # The rollout restarted the first and last device over SSH (when sshd is installed).
+    assert fleet.over_ssh == ([] if sshd is None else ["device-00", "device-09"])
+    assert [d.name for d in fleet.devices if d.restarted_over_ssh()] == fleet.over_ssh
+    # Rolling the same artifact out again changes nothing (two devices, to keep it short).
+    pids = {d.name: d.pids() for d in fleet.devices[:2]}
+    again = run_rollout(artifacts["v2"], fleet.inventory, limit="device-00,device-01", health_timeout_s=30)
+    assert again.ok and again.hosts == ["device-00", "device-01"]
+    assert {again.status_of(h) for h in again.hosts} == {"unchanged"}
+    assert {d.name: d.pids() for d in fleet.devices[:2]} == pids
 
 
 def test_a_failing_artifact_stops_in_the_first_wave_and_rolls_back(
@@ -160,6 +196,7 @@ def test_a_failing_artifact_stops_in_the_first_wave_and_rolls_back(
     assert "probe" in record["reason"]
     # The canary is back on the old version and serving it.
     assert canary.current_version == v1
+    assert canary.restarted_over_ssh() == (canary.name in fleet.over_ssh)
     assert canary.served()["version"] == v1
     assert canary.predict({"x": np.zeros((1, 64)).tolist()})[0] == 200
     # Nobody else was touched: same processes, same single version, nothing unpacked.
