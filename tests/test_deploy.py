@@ -166,8 +166,10 @@ def _one_line_error(result: Any) -> str:
 # ---------------------------------------------------------------- deploys
 
 def test_first_deploy_creates_the_stack_and_prints_function_arn(aws_env: str, artifact: Path, stack_name: str) -> None:
-    result = CliRunner().invoke(app, ["deploy", str(artifact), "--stack-name", stack_name])
+    service_role = f"arn:aws:iam::{ACCOUNT}:role/cloudformation-deployer"
+    result = CliRunner().invoke(app, ["deploy", str(artifact), "--stack-name", stack_name, "--role-arn", service_role])
     assert result.exit_code == 0, result.output
+    assert _stack(stack_name)["RoleARN"] == service_role
     # Progress: the upload, the change set, then the stack's events until it settles.
     assert "uploading function.zip" in result.output and "Creating a change set (CREATE)" in result.output
     assert f"CREATE_COMPLETE              {stack_name} (AWS::CloudFormation::Stack)" in result.output

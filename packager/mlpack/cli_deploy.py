@@ -37,6 +37,8 @@ def deploy_cmd(
         help="Template to deploy instead of the artifact's iac/sam/template.yaml.")] = None,
     parameter: Annotated[Optional[list[str]], typer.Option(
         "--parameter", "-p", help="Template parameter NAME=VALUE; repeatable.")] = None,
+    role_arn: Annotated[Optional[str], typer.Option(
+        help="CloudFormation service role to create the resources with (default: the caller's permissions).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change set, then delete it.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -49,7 +51,8 @@ def deploy_cmd(
         raise InputError(f"--package {package!r} is not one of auto, zip, image", "pass --package zip or image")
     result = deploy(DeployRequest(
         artifact=artifact, region=region, profile=profile, stack_name=stack_name, package=package,  # type: ignore[arg-type]
-        bucket=bucket, template=template, parameters=_parameters(parameter or []), dry_run=dry_run,
+        bucket=bucket, template=template, parameters=_parameters(parameter or []), role_arn=role_arn,
+        dry_run=dry_run,
     ), Progress(quiet=quiet))
     if result.outcome == "dry-run":
         typer.echo(f"{result.stack_name}: dry run, change set deleted")

@@ -38,6 +38,7 @@ class DeployRequest:
     bucket: str | None = None
     template: Path | None = None  # default: the artifact's iac/sam/template.yaml
     parameters: dict[str, str] = field(default_factory=dict)
+    role_arn: str | None = None  # CloudFormation service role
     dry_run: bool = False
     poll_seconds: float = 2.0
     timeout_seconds: float = 1800.0
@@ -101,6 +102,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
             kind, body, url, request.parameters,
             tags={"mlpack:artifact": manifest["artifact"], "mlpack:model-sha256": manifest["model"]["sha256"]},
             description=f"mlpack {manifest['artifact']}, model sha256 {manifest['model']['sha256'][:12]}",
+            role_arn=request.role_arn,
         )
     changes = change_set.lines()
     result = DeployResult("unchanged", stack_name, change_set.stack_id, aws.region, code.describe(),

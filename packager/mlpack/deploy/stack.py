@@ -98,9 +98,12 @@ class Stack:
             time.sleep(self.poll_seconds)
 
     def create_change_set(self, kind: str, body: str | None, url: str | None,
-                          parameters: dict[str, str], tags: dict[str, str], description: str) -> ChangeSet:
+                          parameters: dict[str, str], tags: dict[str, str], description: str,
+                          role_arn: str | None = None) -> ChangeSet:
         name = "mlpack-" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
-        source = {"TemplateURL": url} if url else {"TemplateBody": body}
+        source: dict[str, str] = {"TemplateURL": url} if url else {"TemplateBody": body or ""}
+        if role_arn:  # CloudFormation acts as this service role instead of the caller
+            source["RoleARN"] = role_arn
         with aws_errors(f"creating a change set for stack {self.name}"):
             created = self.cfn.create_change_set(
                 StackName=self.name, ChangeSetName=name, ChangeSetType=kind, **source,
