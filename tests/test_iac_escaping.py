@@ -127,3 +127,26 @@ def test_mlpack_iac_rejects_a_manifest_whose_name_is_not_a_dns_label(name: str) 
     manifest = {"name": name, "target": "x86-cpu"}
     with pytest.raises(InputError, match="manifest.json names the model .* which is not 1 to 40 lowercase"):
         context_from_manifest(manifest)
+
+
+VALID_IMAGE = {"repository": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/model", "tag": "0.1.0-abc",
+               "digest": "sha256:" + "0" * 64}
+
+
+@pytest.mark.parametrize("key, value", [
+    ("repository", REPOSITORY), ("repository", "repo name"), ("repository", "Repo/Upper"),
+    ("tag", HOSTILE), ("tag", "-starts-with-dash"), ("tag", "x" * 129),
+    ("digest", DIGEST), ("digest", "sha256:abc"), ("digest", "md5:" + "0" * 64),
+])
+def test_mlpack_iac_rejects_a_manifest_whose_image_reference_is_malformed(key: str, value: str) -> None:
+    manifest = {"name": "model", "target": "x86-cpu", "image": {**VALID_IMAGE, key: value}}
+    with pytest.raises(InputError, match=f"invalid image {key}"):
+        context_from_manifest(manifest)
+
+
+def test_a_well_formed_image_reference_passes_the_check() -> None:
+    for image in (VALID_IMAGE, {**VALID_IMAGE, "digest": None}, {"repository": "localhost:5000/m", "tag": "t"},
+                  {"repository": "mlpack/digits-demo-x86-cpu", "tag": "0.1.0-0b1494b64470"}):
+        # Past the image check, the incomplete manifest fails on its next missing key.
+        with pytest.raises(InputError, match="manifest.json lacks 'model'"):
+            context_from_manifest({"name": "model", "target": "x86-cpu", "image": image})

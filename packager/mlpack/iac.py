@@ -9,6 +9,7 @@ one in a single rename, and the manifest's file list is updated to match.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,6 +26,12 @@ from .targets import Target, load_target
 IAC_DIR = "iac"
 IAC_TEMPLATES = "iac/"
 
+# The OCI distribution reference grammar, simplified: [host[:port]/]path, tag, digest.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPOSITORY = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
 
 def iac_groups(target: Target) -> list[tuple[str, str]]:
     """(templates, into) of the target's render groups that write infrastructure code."""
@@ -40,6 +47,7 @@ def context_from_manifest(manifest: dict[str, Any]) -> RenderContext:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise InputError(f"manifest.json names the model {name!r}, which is not {NAME_RULE}",
                          "rebuild the artifact with `mlpack build --name <plain-name>`")
+    _check_image(manifest.get("image"))
     try:
         target = load_target(manifest["target"])
         model = manifest["model"]
@@ -64,6 +72,21 @@ def context_from_manifest(manifest: dict[str, Any]) -> RenderContext:
         where = ".".join(str(p) for p in problem["loc"])
         raise InputError(f"manifest.json has an invalid value at {where}: {problem['msg']}",
                          "rebuild the artifact with `mlpack build`") from exc
+
+
+def _check_image(image: Any) -> None:
+    """The image reference reaches shell scripts and unit files as well as YAML and HCL:
+    besides escaping it there, refuse anything that is not an image reference."""
+    fix = "record it again with `mlpack image` and `mlpack push`"
+    if not isinstance(image, dict):
+        raise InputError("manifest.json has no image entry", "rebuild the artifact with `mlpack build`")
+    checks = (("repository", REPOSITORY, True), ("tag", TAG, True), ("digest", DIGEST, False))
+    for key, pattern, required in checks:
+        value = image.get(key)
+        if value is None and not required:
+            continue
+        if not isinstance(value, str) or not pattern.match(value):
+            raise InputError(f"manifest.json has an invalid image {key}: {value!r}", fix)
 
 
 def render_iac(ctx: RenderContext) -> dict[str, str]:
