@@ -3,10 +3,7 @@ probe, and the errors a user can fix. The fleet itself is in test_rollout_fleet.
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
