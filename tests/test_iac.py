@@ -339,11 +339,7 @@ def test_greengrass_rejects_a_malformed_deployment() -> None:
 def test_systemd_units_verify_and_are_hardened(demo_artifact, target: str) -> None:
     units = sorted((iac_dir(demo_artifact, target) / "systemd").glob("*.service"))
     assert [u.name for u in units] == ["mlpack-agent.service", "mlpack-model.service"]
-    run = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True)
-    # The venv exists only on the device: its executables are the one thing allowed to be missing.
-    problems = [line for line in (run.stdout + run.stderr).splitlines()
-                if line.strip() and "is not executable: No such file or directory" not in line]
-    assert problems == []
+    assert _systemd_verify(units) == []
     for unit in units:
         security = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(unit)],
                                   capture_output=True, text=True)
@@ -353,3 +349,43 @@ def test_systemd_units_verify_and_are_hardened(demo_artifact, target: str) -> No
         text = unit.read_text()
         for setting in ("NoNewPrivileges=yes", "ProtectSystem=strict", "DynamicUser=yes", "CapabilityBoundingSet=\n"):
             assert setting in text, f"{unit.name} lacks {setting.strip()}"
+
+
+def _systemd_verify(units: list[Path]) -> list[str]:
+    run = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True)
+    # The venv exists only on the device: its executables are the one thing allowed to be missing.
+    return [line for line in (run.stdout + run.stderr).splitlines()
+            if line.strip() and "is not executable: No such file or directory" not in line]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (Debian package systemd)")
+@pytest.mark.parametrize("target", _targets_with("systemd"))
+def test_systemd_units_verify_for_the_longest_model_name(target: str, tmp_path: Path) -> None:
+    from mlpack.iac import render_iac
+    from mlpack.render import write_files
+
+    from .test_golden import fixed_context
+
+    ctx = fixed_context(target).model_copy(update={"name": "m" * 40})
+    write_files(tmp_path, {p: t for p, t in render_iac(ctx).items() if p.endswith(".service")})
+    assert _systemd_verify(sorted(tmp_path.rglob("*.service"))) == []
+
+
+@pytest.mark.parametrize("target", _targets_with("kubernetes") + _targets_with("k3s"))
+def test_kubernetes_names_fit_dns_labels_for_the_longest_model_name(target: str) -> None:
+    from mlpack.iac import render_iac
+
+    from .test_golden import fixed_context
+
+    ctx = fixed_context(target).model_copy(update={"name": "m" * 40})
+    label = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    for path, text in render_iac(ctx).items():
+        if not path.endswith(".yaml") or "/greengrass/" in path:
+            continue
+        for doc in yaml.safe_load_all(text):
+            if not isinstance(doc, dict):
+                continue
+            names = [doc.get("namespace"), *(doc.get("metadata") or {}).get("name", "").split()[:1],
+                     (doc.get("metadata") or {}).get("namespace")]
+            for name in filter(None, names):
+                assert label.match(name), f"{path}: {name!r} is not a DNS label (63 characters at most)"
