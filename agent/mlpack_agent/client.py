@@ -22,8 +22,6 @@ import os
 import socket
 import threading
 import time
-from typing import Any
-
 from .protocol import MAX_DATAGRAM_BYTES, VERSION
 from .protocol import socket_path as default_socket_path
 
@@ -35,7 +33,7 @@ _MAX_PENDING = 10_000
 _RETRY_S = 0.005
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """JSON fallback for numpy scalars and arrays a service may hand over."""
     if hasattr(value, "tolist"):
         return value.tolist()
