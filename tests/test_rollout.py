@@ -179,22 +179,22 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         assert len(lines) == 1 and message in lines[0], (args, result.output)
 
 
-@pytest.mark.parametrize("version, ready, requests, errors, health", [
-    ("v", True, 5, 0, "ok"), ("v", True, 5, 1, "degraded"), ("v", True, 2, 2, "failing"),
-    ("v", False, 0, 0, "service down"), (None, True, 0, 0, "no agent"), (None, False, 0, 0, "down"),
+@pytest.mark.parametrize("version, installed, ready, requests, errors, health", [
+    ("v", "v", True, 5, 0, "ok"), ("v", None, True, 5, 1, "degraded"), ("v", "v", True, 2, 2, "failing"),
+    ("v", "v", False, 0, 0, "service down"), (None, "v", True, 0, 0, "no agent"), (None, None, False, 0, 0, "down"),
+    ("v", "w", True, 1, 0, "restart pending"),
 ])
-def test_device_health_from_agent_and_service(version, ready, requests, errors, health) -> None:
+def test_device_health_from_agent_and_service(version, installed, ready, requests, errors, health) -> None:
     from mlpack.rollout.status import DeviceStatus
 
-    assert DeviceStatus("d", "127.0.0.1", version, None, ready, requests, errors).health == health
+    status = DeviceStatus("d", version=version, installed=installed, ready=ready, requests=requests, errors=errors)
+    assert status.health == health
 
 
-def test_a_device_that_answers_nothing_is_down() -> None:
+def test_a_device_the_status_playbook_did_not_reach_is_unreachable() -> None:
     from mlpack.rollout.status import device_status
 
-    from .conftest import free_port
-
-    port = free_port()
-    status = device_status("edge-1", {"ansible_connection": "local", "mlpack_agent_port": port,
-                                      "mlpack_service_port": port}, timeout_s=1)
-    assert (status.address, status.version, status.health) == ("127.0.0.1", None, "down")
+    assert device_status("edge-1", None).health == "unreachable"
+    assert device_status("edge-1", {"status": {}, "summary": {"unreachable": 1}}).health == "unreachable"
+    down = device_status("edge-1", {"status": {"installed": "v", "metrics": "", "ready": False}})
+    assert (down.installed, down.version, down.health) == ("v", None, "down")

@@ -23,7 +23,7 @@ from mlpack.rollout.ansible import run_rollout
 from mlpack.rollout.release import read_release
 from mlpack.rollout.status import fleet_status
 
-from .fleet import SSHD, SimulatedFleet, SshServer
+from .fleet import SSHD, SimulatedFleet, SshServer, stop_processes
 from .models import linear_model, linear_reference
 
 pytest.importorskip("ansible", reason="ansible-core is not installed (pip install ansible-core)")
@@ -161,15 +161,13 @@ def test_a_good_artifact_reaches_every_device(
         status, body = device.predict({"x": x.tolist()})
         assert status == 200
         np.testing.assert_allclose(np.array(body["outputs"]["y"]), expected, rtol=1e-5, atol=1e-5)
-    # --status reads the same from every device's agent.
-    statuses = fleet_status(fleet.inventory)
-    assert [s.host for s in statuses] == [d.name for d in fleet.devices]
-    assert {(s.version, s.health) for s in statuses} == {(v2, "ok")}
-    assert all(s.requests >= 1 for s in statuses)  # the probe, counted by the agent
+    # --status reads the same from every device's agent (the probe is its one request).
     shown = runner.invoke(app, ["rollout", "--status", "--fleet", str(fleet.inventory)])
     assert shown.exit_code == 0, shown.output
     assert f"{FLEET_SIZE} devices: {FLEET_SIZE} on {v2}" in shown.output
-    assert all(f"{d.name}  {v2}  ok" in shown.output for d in fleet.devices)
+    rows = [line.split() for line in shown.output.splitlines() if line.startswith("device-")]
+    assert [row[0] for row in rows] == [d.name for d in fleet.devices]
+    assert all(row[1:4] == [v2, "ok", v2] and int(row[4]) >= 1 and row[5] == "0" for row in rows), rows
     # The rollout restarted the first and last device over SSH (when sshd is installed).
     assert fleet.over_ssh == ([] if sshd is None else ["device-00", "device-09"])
     assert [d.name for d in fleet.devices if d.restarted_over_ssh()] == fleet.over_ssh
@@ -205,6 +203,9 @@ def test_a_failing_artifact_stops_in_the_first_wave_and_rolls_back(
         assert device.current_version == v1
         assert device.installed_versions() == [v1]
         assert device.pids() == pids_before[device.name]
+    # --status: everyone on the old version; a device whose service died shows it.
+    stop_processes([fleet.devices[-1].root / "run" / "service.pid"])
     statuses = {s.host: s for s in fleet_status(fleet.inventory)}
     assert {s.version for s in statuses.values()} == {v1}
-    assert statuses[canary.name].health == "ok"
+    assert statuses[canary.name].health == "ok" and statuses[canary.name].installed == v1
+    assert statuses[fleet.devices[-1].name].health == "service down"

@@ -27,7 +27,7 @@ def _is_greengrass(fleet: str) -> bool:
 @command("rollout")
 def rollout_cmd(
     artifact: Annotated[Optional[Path], typer.Argument(
-        help="An edge artifact folder from `mlpack build` (not needed with --status).", show_default=False)] = None,
+        help="An edge artifact folder from `mlpack build` (optional with --status).", show_default=False)] = None,
     fleet: Annotated[str, typer.Option(
         "--fleet", help="An Ansible inventory, or greengrass:THING_GROUP (name or ARN).")] = ...,
     status: Annotated[bool, typer.Option("--status", help="Show each device's version and health.")] = False,
@@ -55,7 +55,7 @@ def rollout_cmd(
 ) -> None:
     """Roll an edge artifact out to a fleet in waves, stopping and rolling back on failure."""
     if status:
-        return _status(fleet, limit, region, profile)
+        return _status(fleet, limit, region, profile, artifact)
     if artifact is None:
         raise InputError("no artifact given", "pass the artifact folder: mlpack rollout ARTIFACT --fleet FLEET")
     if _is_greengrass(fleet):
@@ -105,7 +105,8 @@ def _greengrass(artifact: Path, fleet: str, region: str | None, profile: str | N
         )
 
 
-def _status(fleet: str, limit: str | None, region: str | None, profile: str | None) -> None:
+def _status(fleet: str, limit: str | None, region: str | None, profile: str | None,
+            artifact: Path | None) -> None:
     if _is_greengrass(fleet):
         from .deploy.aws import connect
         from .rollout.greengrass import Greengrass
@@ -118,7 +119,12 @@ def _status(fleet: str, limit: str | None, region: str | None, profile: str | No
         return
     from .rollout.status import fleet_status, format_status
 
-    typer.echo(format_status(fleet_status(fleet, limit)))
+    name = None
+    if artifact is not None:  # its name gives the devices' default install folder
+        from .rollout.release import read_release
+
+        name = read_release(artifact).name
+    typer.echo(format_status(fleet_status(fleet, limit, name)))
 
 
 def _record(artifact: Path, engine: str, fleet: str, version: str, outcome: str) -> None:

@@ -89,12 +89,7 @@ def prepare(
 ) -> Path:
     """Write the playbook, its task files, filter plugin and the bundle; return the playbook."""
     _check_waves(waves)
-    source = data_dir("templates") / TEMPLATE_GROUP
-    for path in source.rglob("*"):
-        if path.is_file() and path.suffix != ".j2" and "__pycache__" not in path.parts:
-            dest = workdir / path.relative_to(source)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest)
+    copy_static_files(workdir)
     bundle = write_bundle(release, workdir / f"{release.name}-{release.version}.tar.gz")
     playbook = workdir / "playbook.yml"
     playbook.write_text(render_template(
@@ -105,6 +100,39 @@ def prepare(
         service_port=release.service_port, agent_port=release.agent_port,
     ), encoding="utf-8")
     return playbook
+
+
+def copy_static_files(workdir: Path) -> None:
+    """The task files, status playbook and plugins that sit beside a rendered playbook."""
+    source = data_dir("templates") / TEMPLATE_GROUP
+    for path in source.rglob("*"):
+        if path.is_file() and path.suffix != ".j2" and "__pycache__" not in path.parts:
+            dest = workdir / path.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+
+
+def run_playbook(
+    playbook: Path, inventory: str | Path, limit: str | None = None, log: Path | None = None,
+    extra_vars: dict[str, Any] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Run ansible-playbook; returns its exit code and, per host, what the results callback wrote."""
+    source = str(Path(inventory).resolve()) if Path(inventory).exists() else str(inventory)
+    command = [tool("ansible-playbook"), "-i", source, str(playbook)]
+    if limit:
+        command += ["--limit", limit]
+    if extra_vars:
+        command += ["--extra-vars", json.dumps(extra_vars)]
+    results = playbook.parent / "results.json"
+    env = {**_ansible_env(), "MLPACK_ROLLOUT_RESULTS": str(results)}
+    if log is None:
+        returncode = subprocess.run(command, env=env, cwd=playbook.parent).returncode
+    else:
+        with open(log, "ab") as out:
+            returncode = subprocess.run(command, env=env, cwd=playbook.parent,
+                                        stdout=out, stderr=subprocess.STDOUT).returncode
+    hosts = json.loads(results.read_text(encoding="utf-8"))["hosts"] if results.is_file() else {}
+    return returncode, hosts
 
 
 def inventory_hosts(inventory: str | Path, limit: str | None = None) -> dict[str, dict[str, Any]]:
@@ -144,31 +172,18 @@ def run_rollout(
     workdir = Path(tempfile.mkdtemp(prefix=f"mlpack-rollout-{release.name}-"))
     try:
         playbook = prepare(release, workdir, waves=waves, health_timeout_s=health_timeout_s)
-        source = str(Path(inventory).resolve()) if Path(inventory).exists() else str(inventory)
-        command = [tool("ansible-playbook"), "-i", source, str(playbook)]
-        if limit:
-            command += ["--limit", limit]
-        results = workdir / "results.json"
-        env = {**_ansible_env(), "MLPACK_ROLLOUT_RESULTS": str(results)}
-        if log is None:
-            returncode = subprocess.run(command, env=env, cwd=workdir).returncode
-        else:
-            with open(log, "ab") as out:
-                returncode = subprocess.run(command, env=env, cwd=workdir,
-                                            stdout=out, stderr=subprocess.STDOUT).returncode
-        devices = _read_results(results)
+        returncode, per_host = run_playbook(playbook, inventory, limit, log)
+        devices = _device_records(per_host)
         return RolloutResult(release, returncode, hosts, devices, workdir if keep_workdir else None)
     finally:
         if not keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _read_results(path: Path) -> dict[str, dict[str, Any]]:
+def _device_records(per_host: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per host: the playbook's record, or what Ansible's counts say when there is none."""
-    if not path.is_file():
-        return {}
     devices = {}
-    for host, data in json.loads(path.read_text(encoding="utf-8"))["hosts"].items():
+    for host, data in per_host.items():
         record, summary = data["record"], data["summary"]
         if not record:
             if summary.get("unreachable"):

@@ -1,22 +1,21 @@
 """`mlpack rollout --status`: per device, the version it runs and its health, from the agent.
 
-The control node asks each device's mlpack agent (Prometheus endpoint, port 9464 unless
-the inventory says `mlpack_agent_port`) and service (`/readyz`, `mlpack_service_port`)
-directly over HTTP, all devices at once. The version is the agent's `service_version`
-(`target_info`), which it takes from the running version's agent.json.
+A read-only playbook (templates/rollout/status.yml) runs on every device at once: it
+reads the installed version (`current`), the agent's Prometheus metrics and the service's
+`/readyz`, all on the device's own 127.0.0.1, where the generated units listen. The
+control node turns the metrics into a version (the agent's `service_version`) and
+request and error counts since the agent started.
 """
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from .release import DEFAULT_AGENT_PORT, DEFAULT_SERVICE_PORT
+from ..errors import InputError, MlpackError
 
 REQUESTS = "mlpack_inference_requests_total"
 ERRORS = "mlpack_inference_errors_total"
@@ -25,30 +24,29 @@ ERRORS = "mlpack_inference_errors_total"
 @dataclass
 class DeviceStatus:
     host: str
-    address: str
-    version: str | None = None  # None: the agent did not answer
+    version: str | None = None  # what the agent reports running; None: no agent answered
+    installed: str | None = None  # where `current` points
     model_sha256: str | None = None
     ready: bool = False
     requests: float = 0.0  # since the agent (re)started
     errors: float = 0.0
+    reachable: bool = True
 
     @property
     def health(self) -> str:
+        if not self.reachable:
+            return "unreachable"
         if self.version is None and not self.ready:
             return "down"
         if self.version is None:
             return "no agent"
         if not self.ready:
             return "service down"
+        if self.installed and self.installed != self.version:
+            return "restart pending"  # `current` moved, the processes still run the old one
         if self.errors and self.errors >= self.requests:
             return "failing"
         return "degraded" if self.errors else "ok"
-
-
-def device_address(host: str, hostvars: dict[str, Any]) -> str:
-    if hostvars.get("ansible_connection") == "local":
-        return "127.0.0.1"
-    return str(hostvars.get("ansible_host") or host)
 
 
 def read_agent(text: str) -> tuple[str | None, str | None, float, float]:
@@ -72,33 +70,44 @@ def read_agent(text: str) -> tuple[str | None, str | None, float, float]:
     return version, sha, requests, errors
 
 
-def device_status(host: str, hostvars: dict[str, Any], timeout_s: float = 3.0) -> DeviceStatus:
-    address = device_address(host, hostvars)
-    status = DeviceStatus(host, address)
-    agent_port = int(hostvars.get("mlpack_agent_port", DEFAULT_AGENT_PORT))
-    service_port = int(hostvars.get("mlpack_service_port", DEFAULT_SERVICE_PORT))
-    text = _get(f"http://{address}:{agent_port}/metrics", timeout_s)
-    if text is not None:
-        status.version, status.model_sha256, status.requests, status.errors = read_agent(text)
-    status.ready = _get(f"http://{address}:{service_port}/readyz", timeout_s) is not None
+def device_status(host: str, data: dict[str, Any] | None) -> DeviceStatus:
+    """A device's status from what the status playbook reported for it (None: not reached)."""
+    report = (data or {}).get("status") or {}
+    if not report:
+        return DeviceStatus(host, reachable=False)
+    status = DeviceStatus(host, installed=report.get("installed") or None,
+                          ready=str(report.get("ready")).lower() == "true")
+    if report.get("metrics"):
+        status.version, status.model_sha256, status.requests, status.errors = read_agent(report["metrics"])
     return status
 
 
-def fleet_status(inventory: str | Path, limit: str | None = None, timeout_s: float = 3.0) -> list[DeviceStatus]:
-    from .ansible import inventory_hosts
+def fleet_status(inventory: str | Path, limit: str | None = None, artifact: str | None = None) -> list[DeviceStatus]:
+    from .ansible import copy_static_files, inventory_hosts, run_playbook
 
     hosts = inventory_hosts(inventory, limit)
     if not hosts:
         raise InputError(f"the fleet {inventory} has no hosts{' matching ' + limit if limit else ''}",
                          "add devices to the inventory")
-    with ThreadPoolExecutor(max_workers=min(32, max(1, len(hosts)))) as pool:
-        return list(pool.map(lambda item: device_status(item[0], item[1], timeout_s), hosts.items()))
+    work = Path(tempfile.mkdtemp(prefix="mlpack-status-"))
+    try:
+        copy_static_files(work)
+        log = work / "ansible.log"
+        returncode, per_host = run_playbook(work / "status.yml", inventory, limit, log,
+                                            {"mlpack_artifact": artifact} if artifact else None)
+        if returncode not in (0, 2, 4) or not per_host:  # 2: a host failed, 4: unreachable
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise MlpackError(f"reading the fleet's status failed: {tail[0]}", "run with the same inventory "
+                              "through ansible-playbook to see why")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [device_status(host, per_host.get(host)) for host in hosts]
 
 
 def format_status(devices: list[DeviceStatus]) -> str:
-    rows = [("DEVICE", "VERSION", "HEALTH", "REQUESTS", "ERRORS")]
+    rows = [("DEVICE", "VERSION", "HEALTH", "INSTALLED", "REQUESTS", "ERRORS")]
     for d in devices:
-        rows.append((d.host, d.version or "-", d.health, f"{d.requests:.0f}", f"{d.errors:.0f}"))
+        rows.append((d.host, d.version or "-", d.health, d.installed or "-", f"{d.requests:.0f}", f"{d.errors:.0f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     versions: dict[str, int] = {}
@@ -106,11 +115,3 @@ def format_status(devices: list[DeviceStatus]) -> str:
         versions[d.version or "unknown"] = versions.get(d.version or "unknown", 0) + 1
     lines.append(f"{len(devices)} devices: " + ", ".join(f"{n} on {v}" for v, n in sorted(versions.items())))
     return "\n".join(lines)
-
-
-def _get(url: str, timeout_s: float) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return response.read().decode()
-    except (urllib.error.URLError, OSError, ValueError):
-        return None

@@ -1,8 +1,9 @@
 """Ansible callback for `mlpack rollout`: write each device's outcome to a JSON file.
 
-The playbook records what happened on a device with `set_stats` (`mlpack_device`); at
-the end of the run this writes those records, with Ansible's own per-host counts, to the
-file named by MLPACK_ROLLOUT_RESULTS, so mlpack never parses Ansible's screen output.
+The playbooks record what they found on a device with `set_stats` (`mlpack_device` for
+a rollout, `mlpack_status` for --status); at the end of the run this writes those
+records, with Ansible's own per-host counts, to the file named by MLPACK_ROLLOUT_RESULTS,
+so mlpack never parses Ansible's screen output.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ class CallbackModule(CallbackBase):
         hosts = {}
         for host in sorted(stats.processed):
             summary = stats.summarize(host)
-            record = dict(stats.custom.get(host, {}).get("mlpack_device") or {})
-            hosts[host] = {"record": record, "summary": {k: int(v) for k, v in summary.items()}}
+            custom = stats.custom.get(host, {})
+            hosts[host] = {
+                "record": dict(custom.get("mlpack_device") or {}),  # the rollout's outcome
+                "status": dict(custom.get("mlpack_status") or {}),  # what --status read
+                "summary": {k: int(v) for k, v in summary.items()},
+            }
         with open(path, "w", encoding="utf-8") as fh:
             json.dump({"hosts": hosts}, fh, indent=2, default=str)
