@@ -122,8 +122,8 @@ def fleet(tmp_path: Path, artifacts: dict[str, Path], sshd: SshServer | None):
         fleet.stop()
 
 
-def _rollout(artifact: Path, fleet: SimulatedFleet, log: Path):
-    result = run_rollout(artifact, fleet.inventory, health_timeout_s=30, log=log)
+def _rollout(artifact: Path, fleet: SimulatedFleet, log: Path, inventory: Path | None = None):
+    result = run_rollout(artifact, inventory or fleet.inventory, health_timeout_s=30, log=log)
     print(log.read_text()[-6000:], file=sys.stderr)  # shown by pytest when a test fails
     return result
 
@@ -209,3 +209,26 @@ def test_a_failing_artifact_stops_in_the_first_wave_and_rolls_back(
     assert {s.version for s in statuses.values()} == {v1}
     assert statuses[canary.name].health == "ok" and statuses[canary.name].installed == v1
     assert statuses[fleet.devices[-1].name].health == "service down"
+
+
+def test_an_unreachable_canary_stops_the_rollout(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    import yaml
+
+    from .fleet import free_ports
+
+    fleet = SimulatedFleet(tmp_path / "devices", 3, f"{NAME}-arm-edge")
+    try:
+        v1 = fleet.install(artifacts["v1"])
+        inventory = yaml.safe_load(fleet.inventory.read_text())
+        inventory["all"]["hosts"]["device-00"].update({  # SSH to a port nobody listens on
+            "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": free_ports(1)[0],
+            "ansible_ssh_common_args": "-o BatchMode=yes -o ConnectTimeout=5"})
+        (tmp_path / "inventory.yaml").write_text(yaml.safe_dump(inventory))
+
+        result = _rollout(artifacts["v2"], fleet, tmp_path / "ansible.log", tmp_path / "inventory.yaml")
+
+        assert not result.ok
+        assert [result.status_of(h) for h in result.hosts] == ["unreachable", "untouched", "untouched"]
+        assert all(d.current_version == v1 and d.installed_versions() == [v1] for d in fleet.devices)
+    finally:
+        fleet.stop()
