@@ -101,12 +101,15 @@ def run_python(ref: str, script: str, *args: str, store: Path | None = None, tim
             command = ["buildah", *where, "run", "--isolation", "chroot", container, "--",
                        "python3", "-c", script, *args]
         else:
-            root = buildah("mount", container, store=store).stdout.strip()
-            user = config.get("User") or "0:0"
-            command = ["chroot", f"--userspec={user}", root, "/usr/bin/env", "-i", *config.get("Env", []),
-                       "sh", "-c", f'cd "{config.get("WorkingDir") or "/"}" && exec python3 -c "$0" "$@"',
-                       script, *args]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+            # The image has no shell or env(1): chroot straight into its python3, with its ENV.
+            root = Path(buildah("mount", container, store=store).stdout.strip())
+            env = dict(item.split("=", 1) for item in config.get("Env", []))
+            python = next(f"{d}/python3" for d in env.get("PATH", "/usr/bin").split(":")
+                          if (root / d.lstrip("/") / "python3").is_symlink() or (root / d.lstrip("/") / "python3").exists())
+            chroot = shutil.which("chroot") or "/usr/sbin/chroot"  # found before PATH becomes the image's
+            command = [chroot, f"--userspec={config.get('User') or '0:0'}", str(root), python, "-c", script, *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              env=env if arch != "amd64" else None)
         if done.returncode != 0:
             raise AssertionError(f"python in {ref} ({arch}) failed:\n{done.stderr[-2000:]}")
         return done.stdout

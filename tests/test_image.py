@@ -105,7 +105,9 @@ def test_images_are_non_root_labelled_and_hold_only_what_serving_needs(artifacts
             assert not list(site.rglob("__pycache__")) and not (site / "numpy" / "_core" / "tests").exists()
             assert not (site / "bin").exists(), "no console scripts with the build host's interpreter path"
             assert not list((site / "onnxruntime" / "capi").glob("libonnxruntime.so*")), "C API library unused"
-            for leftover in ("usr/bin/gcc", "usr/bin/cc", "root/.cache/pip", "opt/mlpack/wheels"):
+            # No shell, no package manager, no compiler: the base's Python and the libraries it links.
+            for leftover in ("bin/sh", "usr/bin/bash", "usr/bin/apt-get", "usr/bin/dpkg", "usr/bin/gcc",
+                             "root/.cache/pip", "opt/mlpack/wheels", "usr/lib/python3.11/test"):
                 assert not (root / leftover).exists(), leftover
             assert not list((root / "var/lib/apt/lists").glob("*_Packages*"))
         finally:
