@@ -18,6 +18,9 @@ class _NoTelemetry:
     def inference(self, **_: Any) -> None:
         return None
 
+    def flush(self, timeout_s: float = 0.0) -> None:
+        return None
+
 
 def telemetry_client(labels: dict[str, str]) -> Any:
     try:
@@ -57,6 +60,13 @@ class InferenceReporter:
             predicted=predicted,
             output_norm=output_norm,
         )
+
+    def flush(self, timeout_s: float) -> None:
+        """Send queued events now: a Lambda environment may freeze right after a reply."""
+        try:
+            self.client.flush(timeout_s=timeout_s)
+        except Exception:  # telemetry never fails a request
+            pass
 
     def failure(self, started: float, error_kind: str) -> None:
         self.client.inference(

@@ -23,6 +23,15 @@ REPORTER = InferenceReporter(RUNTIME.labels, RUNTIME.outputs)
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
+    try:
+        return _handle(event)
+    finally:
+        # The environment may freeze once the reply is out: hand the events to the
+        # agent extension now (bounded wait if its socket is momentarily full).
+        REPORTER.flush(timeout_s=0.05)
+
+
+def _handle(event: Any) -> dict[str, Any]:
     started = time.perf_counter()
     is_http = isinstance(event, dict) and "body" in event
     try:
