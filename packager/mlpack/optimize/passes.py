@@ -22,6 +22,7 @@ from .data import EvalData
 for _name in ("onnxruntime.quantization", "onnxruntime.quantization.matmul_nbits_quantizer"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
+PER_CHANNEL_QDQ_OPSET = 13
 # Block-quantized Gather (GatherBlockQuantized + DequantizeLinear with block_size) needs opset 21.
 BLOCKED_QUANT_OPSET = 21
 
@@ -143,15 +144,25 @@ def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str
                 return None
             return {k: v[row : row + 1] for k, v in calibration.inputs.items()}
 
+    model = onnx.load(str(src))
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    converted = None
+    if opset < PER_CHANNEL_QDQ_OPSET:  # per-channel DequantizeLinear (axis) needs opset 13
+        from onnx import version_converter
+
+        converted = _save(version_converter.convert_version(model, PER_CHANNEL_QDQ_OPSET),
+                          dst.with_name(dst.stem + "-opset13.onnx"))
     with _quiet():
         quantize_static(
-            str(src), str(dst), Reader(),
+            str(converted or src), str(dst), Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             weight_type=_quant_type(weight_type),
             activation_type=QuantType.QUInt8,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
+    if converted:
+        converted.unlink()
     return _save(onnx.load(str(dst)), dst)
 
 

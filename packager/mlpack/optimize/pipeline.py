@@ -321,7 +321,12 @@ _VARIANTS: dict[str, Callable[[_Run, Path], None]] = {
 
 
 def _time_all(run: _Run, providers: list[str], budget_s: float) -> None:
-    sessions = {c.name: session(c.path, run.target, providers) for c in run.candidates}
+    sessions = {}
+    for c in run.candidates:
+        try:
+            sessions[c.name] = session(c.path, run.target, providers)
+        except Exception as exc:  # already failed the gate for the same reason; not timed
+            run.log(f"{c.name}: not timed, it does not load ({_first_line(exc)})")
     batches = [1]
     if run.info.signature.dynamic_batch:
         batches.append(run.target.optimize.latency_batch)
