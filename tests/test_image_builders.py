@@ -102,3 +102,32 @@ def test_asking_for_docker_without_a_daemon_says_so(monkeypatch: pytest.MonkeyPa
         select_builder("docker")
     assert failed.value.one_line().startswith("no Docker daemon answers: ")
     assert failed.value.one_line().endswith("; start Docker, set DOCKER_HOST, or use --builder buildah")
+
+
+def test_image_of_a_folder_that_is_not_an_artifact_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlpack.cli import app
+
+    result = CliRunner().invoke(app, ["image", str(tmp_path), "--builder", "buildah"])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {tmp_path} is not an mlpack artifact (no manifest.json); "
+                             "pass a folder written by `mlpack build`\n")
+
+
+def test_push_before_image_says_what_to_run(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mlpack.cli import app
+
+    artifact = tmp_path / "digits-x86-cpu"
+    artifact.mkdir()
+    (artifact / "manifest.json").write_text(json.dumps(
+        {"name": "digits", "image": {"repository": "mlpack/digits-x86-cpu", "tag": "1", "digest": None}}))
+    result = CliRunner().invoke(app, ["push", str(artifact), "--to", "127.0.0.1:5000/digits"])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: digits-x86-cpu has no built image; run `mlpack image {artifact.resolve()}` "
+                             "first\n")
+    assert json.loads((artifact / "manifest.json").read_text())["image"]["digest"] is None
