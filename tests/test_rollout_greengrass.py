@@ -225,3 +225,37 @@ def test_the_stubbed_client_rejects_requests_the_real_api_would(aws: StubbedAws)
     with aws.stub, pytest.raises(ParamValidationError, match="thresholdPercentage"):
         aws.gg.create_deployment(targetArn="arn:aws:iot:us-east-1:1:thinggroup/g",
                                  iotJobConfiguration={"abortConfig": {"criteriaList": [{"failureType": "FAILED"}]}})
+
+
+def test_the_cli_deploys_and_shows_status(aws: StubbedAws, artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from mlpack.cli import app
+    from mlpack.manifest import read_manifest
+
+    monkeypatch.setattr("mlpack.deploy.aws.connect", lambda region=None, profile=None: aws)
+    group_arn = aws.session.client("iot").describe_thing_group(thingGroupName=GROUP)["thingGroupArn"]
+    for recipe in (_recipe(artifact, "agent-recipe.yaml"), _recipe(artifact, "recipe.yaml")):
+        _not_found(aws, recipe)
+        aws.stub.add_response("create_component_version", _component_response(recipe, "DEPLOYABLE"))
+        aws.stub.add_response("describe_component", {"status": {"componentState": "DEPLOYABLE"}})
+    aws.stub.add_response("create_deployment", {"deploymentId": "d-2", "iotJobId": "job-2"})
+    aws.stub.add_response("list_core_devices", {"coreDevices": [{"coreDeviceThingName": "pi-1", "status": "HEALTHY"}]},
+                          {"thingGroupArn": group_arn})
+    version = _recipe(artifact, "recipe.yaml")["ComponentVersion"]
+    aws.stub.add_response("list_installed_components", {"installedComponents": [
+        {"componentName": _recipe(artifact, "recipe.yaml")["ComponentName"], "componentVersion": version,
+         "lifecycleState": "RUNNING"}]})
+    runner = CliRunner()
+    with aws.stub:
+        deployed = runner.invoke(app, ["rollout", str(artifact), "--fleet", f"greengrass:{GROUP}", "--wait", "0",
+                                       "--abort-percent", "20"])
+        shown = runner.invoke(app, ["rollout", "--status", "--fleet", f"greengrass:{GROUP}"])
+        aws.stub.assert_no_pending_responses()
+    assert deployed.exit_code == 0, deployed.output
+    assert "deployment d-2: IN_PROGRESS" in deployed.output
+    sent = dict(aws.sent)["CreateDeployment"]
+    assert {c["thresholdPercentage"] for c in sent["iotJobConfiguration"]["abortConfig"]["criteriaList"]} == {20.0}
+    assert read_manifest(artifact)["rollouts"][-1]["engine"] == "greengrass"
+    assert shown.exit_code == 0, shown.output
+    assert f"pi-1    {version}" in shown.output and "HEALTHY" in shown.output and "RUNNING" in shown.output

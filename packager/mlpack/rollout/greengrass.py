@@ -192,7 +192,7 @@ class Greengrass:
             before_create(recipe)
         with aws_errors(f"creating component {name} {version}"):
             created = self.greengrass.create_component_version(
-                inlineRecipe=json.dumps(recipe).encode(), tags={"mlpack:artifact": name})
+                inlineRecipe=json.dumps(recipe).encode(), tags={"mlpack:component": name})
         arn = created["arn"]
         deadline = time.monotonic() + timeout_s
         while True:
