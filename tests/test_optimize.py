@@ -85,6 +85,28 @@ def conv_model(path: Path) -> Path:
                  [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits, path)
 
 
+def two_conv_model(path: Path) -> Path:
+    """image [batch, 3, 16, 16] -> Conv "conv1" -> Relu -> Conv "conv2" -> GlobalAveragePool -> features [batch, 16].
+
+    conv1 has a huge weight on input channel 0, which the data keeps at 0: float ignores
+    it, int8 per-channel scales follow it and zero every real weight of conv1.
+    """
+    rng = np.random.default_rng(4)
+    k1 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.3
+    k1[:, 0, 1, 1] = 1e7
+    inits = {"K1": k1, "K2": rng.standard_normal((16, 16, 3, 3)).astype(np.float32) * 0.2,
+             "shape": np.array([0, 16], np.int64)}
+    nodes = [
+        helper.make_node("Conv", ["image", "K1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "K2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="pool"),
+        helper.make_node("Reshape", ["p", "shape"], ["features"], name="flatten"),
+    ]
+    return _save(nodes, [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+                 [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 16])], inits, path)
+
+
 def embedding_model(path: Path) -> Path:
     """ids [batch, seq] -> Gather(table 2048 x 64) -> ReduceMean over seq -> MatMul -> y [batch, 32]."""
     rng = np.random.default_rng(3)
@@ -169,6 +191,20 @@ def test_smoothing_moves_activation_outliers_into_the_weights_and_is_more_accura
     assert 1 - smooth.metrics["y.cosine_min"] < 0.5 * (1 - dynamic.metrics["y.cosine_min"])
     assert abs(smooth.size_bytes - dynamic.size_bytes) < 0.1 * dynamic.size_bytes  # one scale per channel
     assert "Mul" in {n.op_type for n in onnx.load(str(smooth.path)).graph.node}
+
+
+def test_mixed_precision_on_a_convolutional_model_keeps_the_broken_conv_in_float(tmp_path: Path) -> None:
+    model = two_conv_model(tmp_path / "cnn.onnx")
+    images = np.random.default_rng(0).random((64, 3, 16, 16)).astype(np.float32)
+    images[:, 0] = 0.0
+    np.savez(tmp_path / "d.npz", image=images)
+    target = with_variants("arm-edge", "static-int8", "mixed-int8")
+    result = optimize_model(inspect_model(model), target, tmp_path / "work", data_path=tmp_path / "d.npz", **FAST)
+    assert not next(c for c in result.candidates if c.name == "static-int8").passed
+    assert result.sensitive_layers[0][0] == "conv1"
+    mixed = next(c for c in result.candidates if c.name == "mixed-int8")
+    assert mixed.passed and "as static-int8" in mixed.recipe and "conv1" in mixed.recipe
+    assert result.chosen is mixed
 
 
 def test_synthetic_inputs_are_used_and_said_when_no_data_is_given(tmp_path: Path) -> None:

@@ -130,7 +130,8 @@ def dynamic_int8(
     return _save(onnx.load(str(dst)), dst)
 
 
-def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str = "qint8") -> Path:
+def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str = "qint8",
+                exclude: Sequence[str] = ()) -> Path:
     """QDQ int8 with activation ranges calibrated on data: what pays off for convolutions."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -159,6 +160,7 @@ def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str
             per_channel=True,
             weight_type=_quant_type(weight_type),
             activation_type=QuantType.QUInt8,
+            nodes_to_exclude=list(exclude),
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     if converted:

@@ -271,24 +271,36 @@ def _compact(run: _Run, base: Path) -> None:
 
 def _mixed(run: _Run, base: Path) -> list[LayerError]:
     """Keep the layers whose int8 error is largest in float, as few as the gate allows:
-    the worst one, then two, four, ... until the variant passes the gate."""
-    int8 = [c for c in run.candidates if c.name in ("dynamic-int8", "smooth-int8", "compact-int8")]
-    start = run.smoothed if run.smoothed else base
-    layers = measure_layers(start, run.calibration)
-    if not layers:
-        run.skipped.append(("mixed-int8", "no MatMul/Gemm layers with constant weights"))
-        return layers
-    passing = [c.name for c in int8 if c.passed]
+    the worst one, then two, four, ... until the variant passes the gate. It reuses the
+    int8 recipe that suits the model: static for convolutions, else smoothed or dynamic."""
+    int8 = {c.name: c for c in run.candidates if c.name in ("dynamic-int8", "smooth-int8", "static-int8", "compact-int8")}
+    passing = [name for name, c in int8.items() if c.passed]
     if passing:
         run.skipped.append(("mixed-int8", f"{passing[0]} passes the gate as is; no layer needs to stay float"))
-        return layers
+        return measure_layers(run.smoothed or base, run.calibration)
     weight = run.target.optimize.weight_type
+    if "static-int8" in int8:
+        recipe, start = "static-int8", base
+        build = lambda kept, path: passes.static_int8(start, path, run.calibration, weight_type=weight, exclude=kept)
+    elif "smooth-int8" in int8 and run.smoothed:
+        recipe, start = "smooth-int8", run.smoothed
+        build = lambda kept, path: passes.dynamic_int8(start, path, weight_type=weight, exclude=kept)
+    elif "dynamic-int8" in int8:
+        recipe, start = "dynamic-int8", base
+        build = lambda kept, path: passes.dynamic_int8(start, path, weight_type=weight, exclude=kept)
+    else:
+        run.skipped.append(("mixed-int8", "needs an int8 variant (dynamic, smooth or static) to start from"))
+        return []
+    layers = measure_layers(start, run.calibration)
+    if not layers:
+        run.skipped.append(("mixed-int8", "no MatMul, Gemm or Conv layers with constant weights"))
+        return layers
     keep = 1
     while True:
         kept = [e.node for e in layers[:keep]]
-        path = passes.dynamic_int8(start, run.work / "mixed-int8.onnx", weight_type=weight, exclude=kept)
+        path = build(kept, run.work / "mixed-int8.onnx")
         candidate = run.evaluate(Candidate("mixed-int8", path, path.stat().st_size))
-        run.log(f"mixed-int8 with {keep} of {len(layers)} layers in float: gate "
+        run.log(f"mixed-int8 ({recipe}) with {keep} of {len(layers)} layers in float: gate "
                 f"{'pass' if candidate.passed else 'FAIL'}")
         if candidate.passed or keep >= len(layers):
             break
@@ -298,9 +310,8 @@ def _mixed(run: _Run, base: Path) -> list[LayerError]:
         run.skipped.append(("mixed-int8", f"the gate failed until all {len(layers)} layers were float, "
                                           "which is the float model"))
         return layers
-    candidate.recipe = (f"as {'smooth-int8' if start != base else 'dynamic-int8'}, but the {keep} layer(s) of "
-                        f"{len(layers)} with the largest measured int8 error kept float: "
-                        f"{', '.join(kept[:4])}{', ...' if keep > 4 else ''}")
+    candidate.recipe = (f"as {recipe}, but the {keep} layer(s) of {len(layers)} with the largest measured "
+                        f"int8 error kept float: {', '.join(kept[:4])}{', ...' if keep > 4 else ''}")
     run.candidates.append(candidate)
     run.log(f"mixed-int8: {candidate.size_bytes:,} bytes, gate pass")
     return layers

@@ -1,10 +1,10 @@
 """Measure how much error int8 quantization adds at each weight layer of a model.
 
-For every MatMul/Gemm with constant weights, the float model is run once on data to
-capture the layer's real input; the layer is then computed again with the input and the
-weights rounded to int8 the way dynamic quantization does it (activations uint8 per
-tensor, weights int8 symmetric per output channel). The relative error of the layer's
-output ranks the layers: mixed precision keeps the worst ones in float.
+For every MatMul, Gemm and Conv with constant weights, the float model is run once on
+data to capture the layer's real input; the layer alone is then run again in
+onnxruntime with its input and weights rounded to int8 (activations uint8 per tensor
+over the captured range, weights int8 symmetric per output channel). The relative error
+of the layer's output ranks the layers: mixed precision keeps the worst ones in float.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from onnx import helper, numpy_helper
 from .data import EvalData
 
 MAX_ROWS = 16  # a few rows rank layers reliably; more only costs memory
+MAX_CAPTURE_BYTES = 1 << 30  # fewer rows for models with large activations (images)
+WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
 
 
 @dataclass(frozen=True)
@@ -36,33 +38,41 @@ def _fake_quant_activation(x: np.ndarray) -> np.ndarray:
     return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
 
 
-def _fake_quant_weight(w: np.ndarray) -> np.ndarray:
-    """int8 symmetric per output channel (the last axis of a MatMul weight)."""
-    scale = np.abs(w).max(axis=0, keepdims=True) / 127.0
+def _fake_quant_weight(w: np.ndarray, axis: int = -1) -> np.ndarray:
+    """int8 symmetric per output channel (`axis`: the last axis of a MatMul weight)."""
+    reduce = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
+    scale = np.abs(w).max(axis=reduce, keepdims=True) / 127.0
     scale[scale == 0] = 1.0
     return np.clip(np.round(w / scale), -127, 127) * scale
 
 
+def _output_axis(node: onnx.NodeProto) -> int:
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "Gemm":
+        return 0 if attrs.get("transB", 0) else 1
+    return -1
+
+
 def _weight_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndarray]]:
+    """(node, weight as stored) for MatMul/Gemm/Conv nodes with a constant float weight."""
     weights = {t.name: t for t in model.graph.initializer}
     layers = []
     for node in model.graph.node:
-        if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2 or node.input[1] not in weights:
+        if node.op_type not in WEIGHT_OPS or len(node.input) < 2 or node.input[1] not in weights:
+            continue
+        if node.input[0] in weights or weights[node.input[1]].data_type != onnx.TensorProto.FLOAT:
             continue
         w = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
-        if w.ndim != 2 or node.input[0] in weights:
+        if (node.op_type != "Conv" and w.ndim != 2) or (node.op_type == "Conv" and w.ndim < 3):
             continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "Gemm" and attrs.get("transB", 0):
-            w = w.T
-        if node.op_type == "Gemm" and attrs.get("transA", 0):
-            continue  # rare; not worth simulating
         layers.append((node, w))
     return layers
 
 
 def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData) -> dict[str, np.ndarray]:
-    """Run the float model on a few rows and return the named intermediate tensors."""
+    """Run the float model on a few rows and return the named intermediate tensors, as they are."""
     import onnxruntime as ort
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -75,9 +85,12 @@ def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData) -
     # No fusions: every captured tensor must exist exactly as named in the graph.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    rows = data.take(slice(0, MAX_ROWS))
-    values = session.run(list(dict.fromkeys(tensors)), rows.inputs)
-    return {name: v.astype(np.float32).reshape(-1, v.shape[-1]) for name, v in zip(dict.fromkeys(tensors), values)}
+    names = list(dict.fromkeys(tensors))
+    first = session.run(names, data.take(slice(0, 1)).inputs)
+    per_row = sum(v.nbytes for v in first) or 1
+    rows = data.take(slice(0, max(1, min(MAX_ROWS, MAX_CAPTURE_BYTES // per_row))))
+    values = session.run(names, rows.inputs)
+    return {name: v.astype(np.float32) for name, v in zip(names, values)}
 
 
 def channel_absmax(model: onnx.ModelProto, tensors: list[str], data: EvalData) -> dict[str, np.ndarray]:
@@ -86,7 +99,7 @@ def channel_absmax(model: onnx.ModelProto, tensors: list[str], data: EvalData) -
     for start in range(0, data.rows, MAX_ROWS):
         chunk = capture_inputs(model, tensors, data.take(slice(start, start + MAX_ROWS)))
         for name, value in chunk.items():
-            m = np.abs(value).max(axis=0)
+            m = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
             out[name] = np.maximum(out[name], m) if name in out else m
     return out
 
@@ -98,8 +111,24 @@ def int8_error(x: np.ndarray, w: np.ndarray) -> float:
     return float(np.linalg.norm(approx - exact)) / (float(np.linalg.norm(exact)) or 1.0)
 
 
-def weight_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndarray]]:
-    return _weight_layers(model)
+def _layer_error(node: onnx.NodeProto, x: np.ndarray, w: np.ndarray, extras: dict[str, np.ndarray]) -> float:
+    """Run the node alone on (x, w) and on their int8-rounded copies; relative output error."""
+    import onnxruntime as ort
+
+    inputs = [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(x.shape)),
+              helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, list(w.shape))]
+    inits = [numpy_helper.from_array(v, name) for name, v in extras.items()]
+    rest = [name for name in node.input[2:]]
+    single = helper.make_node(node.op_type, ["x", "w", *rest], ["y"], **{
+        a.name: helper.get_attribute_value(a) for a in node.attribute})
+    graph = helper.make_graph([single], "layer", inputs, [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    exact = session.run(None, {"x": x, "w": w})[0]
+    approx = session.run(None, {"x": _fake_quant_activation(x).astype(np.float32),
+                                "w": _fake_quant_weight(w, _output_axis(node)).astype(np.float32)})[0]
+    return float(np.linalg.norm(approx - exact)) / (float(np.linalg.norm(exact)) or 1.0)
 
 
 def measure_layers(model_path: Path, data: EvalData) -> list[LayerError]:
@@ -109,8 +138,11 @@ def measure_layers(model_path: Path, data: EvalData) -> list[LayerError]:
     if not layers:
         return []
     captured = capture_inputs(model, [node.input[0] for node, _ in layers], data)
-    errors = [
-        LayerError(node.name, node.op_type, int8_error(captured[node.input[0]], w), w.size)
-        for node, w in layers
-    ]
+    inits = {t.name: t for t in model.graph.initializer}
+    errors = []
+    for node, w in layers:
+        extras = {name: numpy_helper.to_array(inits[name]) for name in node.input[2:] if name in inits}
+        if len(extras) != len([n for n in node.input[2:] if n]):
+            continue  # a bias computed at run time: rare, skip
+        errors.append(LayerError(node.name, node.op_type, _layer_error(node, captured[node.input[0]], w, extras), w.size))
     return sorted(errors, key=lambda e: e.relative_error, reverse=True)

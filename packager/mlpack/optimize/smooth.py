@@ -66,7 +66,7 @@ def plan(model_path: Path, data: EvalData, strength: float) -> list[Smoothing]:
     absmax = channel_absmax(model, list(groups), data)
     chosen = []
     for tensor, nodes in groups.items():
-        x = captured[tensor]
+        x = captured[tensor].reshape(-1, captured[tensor].shape[-1])
         ws = [weights[n.input[1]] for n in nodes]
         x_max = np.maximum(absmax[tensor], 1e-5)
         w_max = np.maximum(np.max([np.abs(w).max(axis=1) for w in ws], axis=0), 1e-5)
