@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Tools for the container image tests (tests/test_image*.py, tests/test_push*.py):
-# daemonless builds with buildah, a local OCI registry, qemu for arm64 images, and
+# daemonless builds with buildah, podman (its Docker API stands in for a Docker daemon in
+# tests/test_image_docker.py), a local OCI registry, qemu for arm64 images, and
 # debootstrap for the offline stand-in base images. Idempotent; run as root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 apt-get install -y -qq --no-install-recommends \
-  buildah runc skopeo docker-registry qemu-user-static binfmt-support debootstrap \
+  buildah podman runc skopeo docker-registry qemu-user-static binfmt-support debootstrap \
   ca-certificates >/dev/null
 
 # docker-registry's own service is not needed: the tests start their registry on a free port.

@@ -193,8 +193,11 @@ class DockerBuilder:
         for chunk in self.client.api.push(repository, tag=tag, stream=True, decode=True):
             if "error" in chunk:
                 errors.append(chunk["error"])
-            elif chunk.get("status") and chunk.get("id"):
-                log(f"  {chunk['id']}: {chunk['status']}")
+            elif chunk.get("status"):
+                log(f"  {chunk['id']}: {chunk['status']}" if chunk.get("id") else f"  {chunk['status']}")
+                # Docker sends the digest in "aux" too; podman's Docker API only in "TAG: digest: ... size: N".
+                found = re.search(r"digest: (sha256:[0-9a-f]{64})", chunk["status"])
+                digest = found.group(1) if found else digest
             digest = (chunk.get("aux") or {}).get("Digest", digest)
         if errors or not digest:
             raise classify_push_error(dest, "\n".join(errors) or "the daemon reported no digest")

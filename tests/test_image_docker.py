@@ -1,0 +1,70 @@
+"""The docker SDK builder for real: the same context built and pushed through a Docker API.
+
+There is no Docker daemon here; `podman system service` serves the same API (the test
+starts it on a private socket, with a registries.conf that lets it push to the test
+registry over plain HTTP, as docker does for 127.0.0.0/8).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from mlpack.cli import app
+from mlpack.image.standin import ensure_standin
+from mlpack.manifest import read_manifest
+
+from .image_support import image_config, registry, require_image_tools
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def docker_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    require_image_tools()
+    if shutil.which("podman") is None:
+        pytest.skip("the Docker API test needs a Docker daemon or podman (apt-get install podman)")
+    with registry(tmp_path / "registry") as host:
+        conf = tmp_path / "registries.conf"
+        conf.write_text(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n')
+        socket = tmp_path / "docker.sock"
+        proc = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{socket}"],
+                                env={**os.environ, "CONTAINERS_REGISTRIES_CONF": str(conf)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while not socket.exists():
+                assert proc.poll() is None and time.monotonic() < deadline, "podman system service did not start"
+                time.sleep(0.1)
+            monkeypatch.setenv("DOCKER_HOST", f"unix://{socket}")
+            yield host
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def test_the_docker_builder_builds_and_pushes_the_same_context(demo_artifact, docker_api, tmp_path: Path) -> None:
+    artifact = shutil.copytree(demo_artifact("x86-cpu").path, tmp_path / "digits-demo-x86-cpu")
+    base = ensure_standin("amd64")  # podman shares buildah's image store
+    built = CliRunner().invoke(app, ["image", str(artifact), "--builder", "docker", "--base-image", base, "-q"])
+    assert built.exit_code == 0, built.output
+    image = read_manifest(artifact)["image"]
+    assert "sha256:" + image_config(image["local"])["FromImageID"] == image["id"]
+    assert image_config(image["local"])["Docker"]["config"]["User"] == "10001:10001"
+
+    dest = f"{docker_api}/demo/viadocker:1"
+    pushed = CliRunner().invoke(app, ["push", str(artifact), "--to", dest, "--builder", "docker", "-q"])
+    assert pushed.exit_code == 0, pushed.output
+    recorded = read_manifest(artifact)["image"]
+    answer = requests.get(f"http://{docker_api}/v2/demo/viadocker/manifests/1",
+                          headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    assert answer.headers["Docker-Content-Digest"] == recorded["digest"]
+    assert answer.json()["config"]["digest"] == image["id"]
+    assert recorded["ref"] == f"{docker_api}/demo/viadocker@{recorded['digest']}"
