@@ -105,7 +105,7 @@ def run_python(ref: str, script: str, *args: str, store: Path | None = None, tim
             root = Path(buildah("mount", container, store=store).stdout.strip())
             env = dict(item.split("=", 1) for item in config.get("Env", []))
             python = next(f"{d}/python3" for d in env.get("PATH", "/usr/bin").split(":")
-                          if (root / d.lstrip("/") / "python3").is_symlink() or (root / d.lstrip("/") / "python3").exists())
+                          if (root / d.lstrip("/") / "python3").is_symlink())
             chroot = shutil.which("chroot") or "/usr/sbin/chroot"  # found before PATH becomes the image's
             command = [chroot, f"--userspec={config.get('User') or '0:0'}", str(root), python, "-c", script, *args]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,

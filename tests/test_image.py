@@ -17,15 +17,21 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import requests
-from typer.testing import CliRunner
-
 from mlpack.cli import app
 from mlpack.demo import demo_model
 from mlpack.image.standin import ensure_standin
 from mlpack.manifest import read_manifest
+from typer.testing import CliRunner
 
 from .image_support import (
-    buildah, free_port, image_config, registry, require_arm64_emulation, require_image_tools, run_python, serving,
+    buildah,
+    free_port,
+    image_config,
+    registry,
+    require_arm64_emulation,
+    require_image_tools,
+    run_python,
+    serving,
     wait_for,
 )
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from mlpack.errors import InputError, MlpackError
 from mlpack.image import builder as builders
 from mlpack.image.builder import DockerBuilder, PushFailed, select_builder
@@ -105,9 +104,8 @@ def test_asking_for_docker_without_a_daemon_says_so(monkeypatch: pytest.MonkeyPa
 
 
 def test_image_of_a_folder_that_is_not_an_artifact_is_one_line(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
     from mlpack.cli import app
+    from typer.testing import CliRunner
 
     result = CliRunner().invoke(app, ["image", str(tmp_path), "--builder", "buildah"])
     assert result.exit_code == 2
@@ -118,9 +116,8 @@ def test_image_of_a_folder_that_is_not_an_artifact_is_one_line(tmp_path: Path) -
 def test_push_before_image_says_what_to_run(tmp_path: Path) -> None:
     import json
 
-    from typer.testing import CliRunner
-
     from mlpack.cli import app
+    from typer.testing import CliRunner
 
     artifact = tmp_path / "digits-x86-cpu"
     artifact.mkdir()

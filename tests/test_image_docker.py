@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from typer.testing import CliRunner
-
 from mlpack.cli import app
 from mlpack.image.standin import ensure_standin
 from mlpack.manifest import read_manifest
+from typer.testing import CliRunner
 
 from .image_support import image_config, registry, require_image_tools
 

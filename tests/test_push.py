@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from typer.testing import CliRunner
-
 from mlpack.cli import app
 from mlpack.errors import InputError, MlpackError
 from mlpack.image.builder import PushedImage, PushFailed, classify_push_error
 from mlpack.image.push import _push_with_retries
 from mlpack.image.registry import Reference, RegistryClient, credentials, digest_of, image_index
 from mlpack.progress import Progress
+from typer.testing import CliRunner
 
 from .image_support import registry, require_image_tools
 
@@ -76,7 +75,8 @@ def test_credentials_come_from_the_docker_config(tmp_path: Path, monkeypatch: py
 def test_credential_helpers_are_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     helper = tmp_path / "bin" / "docker-credential-fake"
     helper.parent.mkdir()
-    helper.write_text('#!/bin/sh\nread host\necho "{\\"Username\\": \\"helper-user\\", \\"Secret\\": \\"from-$host\\"}"\n')
+    helper.write_text('#!/bin/sh\nread host\n'
+                      'echo "{\\"Username\\": \\"helper-user\\", \\"Secret\\": \\"from-$host\\"}"\n')
     helper.chmod(0o755)
     (tmp_path / "config.json").write_text(json.dumps({"credHelpers": {"registry.example.com": "fake"}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
@@ -85,7 +85,8 @@ def test_credential_helpers_are_asked(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_push_errors_are_classified() -> None:
-    flaky = classify_push_error("r.example.com/a:1", "Error: writing blob: received unexpected HTTP status: 503 Service Unavailable")
+    flaky = classify_push_error("r.example.com/a:1",
+                                "Error: writing blob: received unexpected HTTP status: 503 Service Unavailable")
     assert flaky.transient and flaky.one_line().startswith("push to r.example.com/a:1 failed: writing blob")
     auth = classify_push_error("r.example.com/a:1", "Error: ... 401 Unauthorized")
     assert not auth.transient and "docker login r.example.com" in auth.one_line()
