@@ -182,6 +182,7 @@ def measure() -> dict:
             arch = ARCH[target]
             built = build_image(artifacts[target], builder, bases[arch], progress)
             total, _ = image_size(built.ref)
+            subprocess.run(["buildah", "rmi", "-f", built.id], capture_output=True)  # measured: leave no image
             results["targets"][target] = {"total": total, "added": total - base_size[arch]}
         # cuda-gpu: its base (nvidia/cuda) and its apt step cannot be had offline; measure the
         # layer mlpack adds (the staged site-packages, pruned like the Dockerfile does) the tar way.

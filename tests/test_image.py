@@ -12,6 +12,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -68,7 +69,7 @@ def bases() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def artifacts(demo_artifact, bases, tmp_path_factory) -> dict[str, Path]:
+def artifacts(demo_artifact, bases, tmp_path_factory) -> Iterator[dict[str, Path]]:
     """Private copies of the demo artifacts (this module writes their manifests), with images built."""
     out = tmp_path_factory.mktemp("image-artifacts")
     built = {}
@@ -77,7 +78,10 @@ def artifacts(demo_artifact, bases, tmp_path_factory) -> dict[str, Path]:
         result = cli("image", str(artifact), "--builder", "buildah", "--base-image", bases[arch], "-q")
         assert result.exit_code == 0, result.output
         built[target] = artifact
-    return built
+    yield built
+    # Leave no images behind in the machine's store (the stand-in bases stay: they are the cache).
+    for artifact in built.values():
+        buildah("rmi", "-f", read_manifest(artifact)["image"]["id"], check=False)
 
 
 @pytest.fixture

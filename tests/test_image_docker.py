@@ -20,7 +20,7 @@ from mlpack.image.standin import ensure_standin
 from mlpack.manifest import read_manifest
 from typer.testing import CliRunner
 
-from .image_support import image_config, registry, require_image_tools
+from .image_support import buildah, image_config, registry, require_image_tools
 
 pytestmark = pytest.mark.slow
 
@@ -67,3 +67,4 @@ def test_the_docker_builder_builds_and_pushes_the_same_context(demo_artifact, do
     assert answer.headers["Docker-Content-Digest"] == recorded["digest"]
     assert answer.json()["config"]["digest"] == image["id"]
     assert recorded["ref"] == f"{docker_api}/demo/viadocker@{recorded['digest']}"
+    buildah("rmi", "-f", image["id"], check=False)
