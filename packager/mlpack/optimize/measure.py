@@ -69,17 +69,24 @@ def latencies(
     *,
     budget_s: float = 20.0,
     min_rounds: int = 5,
-    max_rounds: int = 50,
+    max_rounds: int = 1000,
 ) -> dict[str, Latency]:
-    """p50/p95 per candidate at one batch size, rounds interleaved across candidates."""
+    """p50/p95 per candidate at one batch size, rounds interleaved across candidates.
+
+    Each round runs every candidate once, in a shuffled order, so neither drift nor a
+    periodic disturbance favours a position; rounds go on until the time budget is spent.
+    """
     feed = data.batch(batch)
     for sess in sessions.values():  # warm up: first runs allocate and pick kernels
         sess.run(None, feed)
         sess.run(None, feed)
     times: dict[str, list[float]] = {name: [] for name in sessions}
+    order = list(sessions.items())
+    shuffle = np.random.default_rng(0).shuffle
     started = time.perf_counter()
     for round_ in range(max_rounds):
-        for name, sess in sessions.items():
+        shuffle(order)
+        for name, sess in order:
             t0 = time.perf_counter()
             sess.run(None, feed)
             times[name].append((time.perf_counter() - t0) * 1000)
