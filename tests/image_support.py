@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -42,17 +43,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def bcrypt_hash(password: str) -> str:
+    """docker-registry's htpasswd takes bcrypt only; libcrypt makes it (Python's crypt module)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt
+        except ImportError:
+            pytest.skip("making a bcrypt htpasswd entry needs Python's crypt module (Python < 3.13)")
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+
+
 @contextmanager
-def registry(storage: Path, read_only: bool = False) -> Iterator[str]:
-    """A docker-registry on 127.0.0.1; yields its host:port."""
+def registry(storage: Path, read_only: bool = False, user: tuple[str, str] | None = None) -> Iterator[str]:
+    """A docker-registry on 127.0.0.1 (read-only, or with one htpasswd user); yields its host:port."""
     port = free_port()
     storage.mkdir(parents=True, exist_ok=True)
     config = storage.parent / f"{storage.name}-{port}.yml"
     maintenance = "  maintenance:\n    readonly:\n      enabled: true\n" if read_only else ""
+    auth = ""
+    if user is not None:
+        htpasswd = storage.parent / f"{storage.name}-{port}.htpasswd"
+        htpasswd.write_text(f"{user[0]}:{bcrypt_hash(user[1])}\n")
+        auth = f"auth:\n  htpasswd:\n    realm: mlpack-test\n    path: {htpasswd}\n"
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: warn\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n{maintenance}"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n{maintenance}{auth}"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
     log = open(storage.parent / f"{storage.name}-{port}.log", "wb")
@@ -62,7 +79,7 @@ def registry(storage: Path, read_only: bool = False) -> Iterator[str]:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if requests.get(f"http://{host}/v2/", timeout=1).status_code == 200:
+                if requests.get(f"http://{host}/v2/", timeout=1).status_code in (200, 401):
                     break
             except requests.ConnectionError:
                 pass

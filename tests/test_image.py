@@ -7,6 +7,7 @@ bases are cached in ~/.cache/mlpack-test (or $MLPACK_TEST_CACHE) between runs.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -144,6 +145,30 @@ def test_a_refused_push_records_no_digest(artifacts, tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
     assert read_manifest(artifact)["image"]["digest"] is None
     assert (artifact / "manifest.json").read_bytes() == before
+
+
+def test_credentials_come_from_the_docker_config(artifacts, tmp_path: Path, monkeypatch) -> None:
+    """A registry with a password: wrong ones are one clear line; right ones (docker config) push."""
+    artifact = shutil.copytree(artifacts["x86-cpu"], tmp_path / "digits-demo-x86-cpu")
+    with registry(tmp_path / "private", user=("robot", "s3cret")) as host:
+        for password in ("wrong", "s3cret"):
+            auth = base64.b64encode(f"robot:{password}".encode()).decode()
+            config = tmp_path / password
+            config.mkdir()
+            (config / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+            monkeypatch.setenv("DOCKER_CONFIG", str(config))
+            result = cli("push", str(artifact), "--to", f"{host}/team/digits:1", "--builder", "buildah", "-q")
+            if password == "wrong":
+                assert result.exit_code != 0
+                assert result.stderr.startswith(f"error: registry {host} refused the credentials for ")
+                assert result.stderr.rstrip().endswith(
+                    f"log in first (docker login {host}) or check the credential helper")
+                assert result.stderr.count("\n") == 1
+                assert read_manifest(artifact)["image"]["digest"] is None
+            else:
+                assert result.exit_code == 0, result.output
+                recorded = read_manifest(artifact)["image"]
+                assert recorded["ref"] == f"{host}/team/digits@{recorded['digest']}"
 
 
 def test_push_both_pull_back_by_digest_and_predict_inside(artifacts, registry_host, tmp_path: Path) -> None:
