@@ -240,3 +240,13 @@ def test_the_x86_image_serves_predictions_and_its_agent_counts_them(artifacts) -
                 break
             time.sleep(0.5)
         assert counted and float(counted.group(1)) >= 1, "the agent in the image counted the request"
+
+
+def test_build_with_image_builds_the_artifact_and_its_image(linear_onnx: Path, bases, tmp_path: Path) -> None:
+    result = cli("build", str(linear_onnx), "-t", "x86-cpu", "-o", str(tmp_path), "-q",
+                 "--image", "--base-image", bases["amd64"])
+    assert result.exit_code == 0, result.output
+    image = read_manifest(tmp_path / "linear-x86-cpu")["image"]
+    assert f"image      {image['local']}  linux/amd64  {image['id']}" in result.stdout
+    assert "sha256:" + image_config(image["local"])["FromImageID"] == image["id"]
+    buildah("rmi", "-f", image["id"], check=False)

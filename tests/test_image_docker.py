@@ -68,3 +68,4 @@ def test_the_docker_builder_builds_and_pushes_the_same_context(demo_artifact, do
     assert answer.json()["config"]["digest"] == image["id"]
     assert recorded["ref"] == f"{docker_api}/demo/viadocker@{recorded['digest']}"
     buildah("rmi", "-f", image["id"], check=False)
+

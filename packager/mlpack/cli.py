@@ -118,6 +118,9 @@ def build_cmd(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     image: Annotated[bool, typer.Option("--image", help="Also build the container image (see `mlpack image`).")] = False,
+    base_image: Annotated[
+        Optional[str], typer.Option("--base-image", help="With --image: build on this base (e.g. a mirror).")
+    ] = None,
 ) -> None:
     """Build a deployable artifact for one target: optimized model, Bento or Lambda
     package, container context, telemetry agent files and infrastructure code."""
@@ -134,7 +137,7 @@ def build_cmd(
     if image:
         from .image.build import build_image
 
-        built = build_image(result.path, progress=Progress(quiet=quiet))
+        built = build_image(result.path, base_image=base_image, progress=Progress(quiet=quiet))
         typer.echo(f"  image      {built.ref}  {built.platform}  {built.id}")
 
 
