@@ -9,6 +9,7 @@ when /sys/devices/system/cpu is visible, and buildah's chroot isolation always b
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import socket
@@ -175,3 +176,43 @@ def wait_for(url: str, seconds: float = 60) -> requests.Response:
         if time.monotonic() > deadline:
             raise AssertionError(f"{url} did not answer within {seconds}s")
         time.sleep(0.5)
+
+
+class Flaky503Proxy(http.server.ThreadingHTTPServer):
+    """Forwards to a registry, answering 503 to the first `failures` requests."""
+
+    def __init__(self, upstream: str, failures: int) -> None:
+        self.upstream, self.failures, self.seen = upstream, failures, 0
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    server: Flaky503Proxy
+
+    def _forward(self) -> None:
+        self.server.seen += 1
+        if self.server.seen <= self.server.failures:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        upstream = requests.request(self.command, f"http://{self.server.upstream}{self.path}", data=body,
+                                    headers=headers, allow_redirects=False)
+        self.send_response(upstream.status_code)
+        for key, value in upstream.headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(upstream.content)))
+        self.end_headers()
+        self.wfile.write(upstream.content)
+
+    do_GET = do_PUT = do_HEAD = do_POST = do_PATCH = _forward
+
+    def log_message(self, *args: object) -> None:
+        pass

@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +27,7 @@ from mlpack.manifest import read_manifest
 from typer.testing import CliRunner
 
 from .image_support import (
+    Flaky503Proxy,
     buildah,
     free_port,
     image_config,
@@ -250,3 +252,21 @@ def test_build_with_image_builds_the_artifact_and_its_image(linear_onnx: Path, b
     assert f"image      {image['local']}  linux/amd64  {image['id']}" in result.stdout
     assert "sha256:" + image_config(image["local"])["FromImageID"] == image["id"]
     buildah("rmi", "-f", image["id"], check=False)
+
+
+def test_a_registry_answering_503_is_retried_until_the_push_lands(artifacts, registry_host, tmp_path: Path) -> None:
+    """A load balancer in front of the registry says 503 to the first requests: buildah's push
+    fails, mlpack waits and pushes again, and the digest it records is the registry's."""
+    artifact = shutil.copytree(artifacts["x86-cpu"], tmp_path / "digits-demo-x86-cpu")
+    proxy = Flaky503Proxy(registry_host, failures=1)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        result = cli("push", str(artifact), "--to", f"{proxy.host}/demo/flaky:1", "--builder", "buildah")
+    finally:
+        proxy.shutdown()
+    assert result.exit_code == 0, result.output
+    assert "503" in result.stderr and "retrying in 1s (attempt 2 of 4)" in result.stderr
+    recorded = read_manifest(artifact)["image"]
+    stored = requests.get(f"http://{registry_host}/v2/demo/flaky/manifests/1",
+                          headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    assert stored.headers["Docker-Content-Digest"] == recorded["digest"]

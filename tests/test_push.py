@@ -7,13 +7,11 @@ answers 503 to the first requests, as a registry behind a busy load balancer doe
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import threading
 from pathlib import Path
 
 import pytest
-import requests
 from mlpack.cli import app
 from mlpack.errors import InputError, MlpackError
 from mlpack.image.builder import PushedImage, PushFailed, classify_push_error
@@ -22,7 +20,7 @@ from mlpack.image.registry import Reference, RegistryClient, credentials, digest
 from mlpack.progress import Progress
 from typer.testing import CliRunner
 
-from .image_support import registry, require_image_tools
+from .image_support import Flaky503Proxy, registry, require_image_tools
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -130,46 +128,6 @@ def test_transient_failures_give_up_after_four_attempts() -> None:
     with pytest.raises(PushFailed, match="502 Bad Gateway"):
         _push_with_retries(builder, "a:1", "r/a:1", False, Progress(quiet=True), None, lambda _: None)
     assert builder.calls == 4
-
-
-class Flaky503Proxy(http.server.ThreadingHTTPServer):
-    """Forwards to a registry, answering 503 to the first `failures` requests."""
-
-    def __init__(self, upstream: str, failures: int) -> None:
-        self.upstream, self.failures, self.seen = upstream, failures, 0
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.server_address[1]}"
-
-
-class _ProxyHandler(http.server.BaseHTTPRequestHandler):
-    server: Flaky503Proxy
-
-    def _forward(self) -> None:
-        self.server.seen += 1
-        if self.server.seen <= self.server.failures:
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        upstream = requests.request(self.command, f"http://{self.server.upstream}{self.path}", data=body,
-                                    headers=headers, allow_redirects=False)
-        self.send_response(upstream.status_code)
-        for key, value in upstream.headers.items():
-            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(upstream.content)))
-        self.end_headers()
-        self.wfile.write(upstream.content)
-
-    do_GET = do_PUT = do_HEAD = do_POST = do_PATCH = _forward
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def test_the_registry_client_retries_503_and_checks_what_it_reads(tmp_path: Path) -> None:
