@@ -69,7 +69,7 @@ def test_the_playbook_rolls_out_in_waves_and_stops_at_the_first_failure(playbook
 @pytest.mark.parametrize("name", ["playbook.yml", "status.yml"])
 def test_ansible_accepts_the_generated_playbooks(playbook: Path, name: str) -> None:
     done = subprocess.run([tool("ansible-playbook"), "--syntax-check", "-i", "device-1,", name],
-                          capture_output=True, text=True, cwd=playbook.parent)
+                          capture_output=True, text=True, cwd=playbook.parent, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

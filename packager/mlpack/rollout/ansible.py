@@ -126,10 +126,10 @@ def run_playbook(
     results = playbook.parent / "results.json"
     env = {**_ansible_env(), "MLPACK_ROLLOUT_RESULTS": str(results)}
     if log is None:
-        returncode = subprocess.run(command, env=env, cwd=playbook.parent).returncode
+        returncode = subprocess.run(command, env=env, cwd=playbook.parent, stdin=subprocess.DEVNULL).returncode
     else:
         with open(log, "ab") as out:
-            returncode = subprocess.run(command, env=env, cwd=playbook.parent,
+            returncode = subprocess.run(command, env=env, cwd=playbook.parent, stdin=subprocess.DEVNULL,
                                         stdout=out, stderr=subprocess.STDOUT).returncode
     hosts = json.loads(results.read_text(encoding="utf-8"))["hosts"] if results.is_file() else {}
     return returncode, hosts
@@ -142,7 +142,7 @@ def inventory_hosts(inventory: str | Path, limit: str | None = None) -> dict[str
     command = [tool("ansible-inventory"), "-i", str(inventory), "--list"]
     if limit:
         command += ["--limit", limit]
-    done = subprocess.run(command, capture_output=True, text=True, env=_ansible_env())
+    done = subprocess.run(command, capture_output=True, text=True, env=_ansible_env(), stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise InputError(f"cannot read the fleet inventory {inventory}: {detail}",
