@@ -9,6 +9,7 @@ existing artifact.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -141,7 +142,9 @@ def _build_into(
 ) -> tuple[dict[str, Any], OptimizationResult]:
     work = root / ".work"
     with progress.step(f"Optimizing for {target.name} (passes: {', '.join(target.optimize.passes) or 'none'})"):
-        optimization = optimize_model(info, target, work / "optimize", data_path=data_path, log=progress.info)
+        optimization = optimize_model(
+            info, target, work / "optimize", data_path=data_path, log=lambda line: progress.info(f"  {line}")
+        )
     chosen = optimization.chosen
     (root / "model").mkdir()
     shipped = root / "model" / "model.onnx"
@@ -245,8 +248,6 @@ def _manifest(
 
 
 def _json(data: Any) -> str:
-    import json
-
     return json.dumps(data, indent=2) + "\n"
 
 
