@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -143,8 +145,12 @@ def serving(ref: str, command: list[str], env: dict[str, str], store: Path | Non
     container = buildah("from", "--pull=never", ref, store=store).stdout.strip()
     procs: list[subprocess.Popen] = []
 
+    # Every process started here carries this mark in its environment (see the cleanup).
+    mark = f"MLPACK_TEST_CONTAINER={container}"
+
     def start(cmd: list[str], extra_env: dict[str, str]) -> subprocess.Popen:
         flags = [item for key, value in {**env, **extra_env}.items() for item in ("--env", f"{key}={value}")]
+        flags += ["--env", mark]
         proc = subprocess.Popen(["buildah", *where, "run", "--isolation", "chroot", *flags, container, "--", *cmd],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         procs.append(proc)
@@ -161,7 +167,23 @@ def serving(ref: str, command: list[str], env: dict[str, str], store: Path | Non
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+        # BentoML's workers start sessions of their own and outlive `buildah run`: stop
+        # every process that carries this container's mark.
+        _kill_marked(mark)
         buildah("rm", container, store=store, check=False)
+
+
+def _kill_marked(mark: str) -> None:
+    needle = mark.encode() + b"\0"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:  # gone already, or not ours to read
+            continue
 
 
 def wait_for(url: str, seconds: float = 60) -> requests.Response:
