@@ -32,6 +32,8 @@ from pathlib import Path
 from mlpack_agent.client import EventClient
 from mlpack_agent.testing import AgentProcess, ExtensionsApi, OtlpReceiver, wait_for
 
+from benchmarks.markdown import write_section
+
 GOAL_EVENT_US = 2.0
 GOAL_RATIO = 1 / 3
 GOAL_RSS_MIB = 35.0
@@ -339,20 +341,10 @@ Lambda, the two ways to ship telemetry (cold start: paid once per execution envi
 | Agent as a Lambda extension (`mlpack-agent --lambda-extension`, against a local Extensions API) | registered {r['ext_registered_s'] * 1e3:.0f} ms after its process starts, ready (waiting for events) after {r['ext_ready_s'] * 1e3:.0f} ms, while the runtime and handler initialise; importing the client adds {r['client_import_s'] * 1e3:.1f} ms to the handler (beyond json, socket, threading) | {r['client_invoke_us']:.1f} µs: one event and a flush (one datagram); export happens in the extension | {r['ext_rss_mib']:.1f} MiB, a process of its own |
 | OpenTelemetry SDK + OTLP/HTTP exporter in the handler, flushed at the end of each invocation | {r['inproc_cold_s'] * 1e3:.0f} ms of imports and setup, inside the handler's own init | {r['inproc_flush_ms']:.2f} ms `force_flush` (a POST to a local collector) before every response | inside the handler |
 
-Pick: the extension. The Init phase ends when the runtime and every extension wait for events, so a cold start pays the longer of the handler's init and the extension's {r['ext_ready_s'] * 1e3:.0f} ms (it registers first, in {r['ext_registered_s'] * 1e3:.0f} ms, then imports OpenTelemetry); the in-handler SDK adds {r['inproc_cold_s'] * 1e3:.0f} ms to the handler's own init instead. {"So the extension costs less at cold start too" if r['ext_ready_s'] <= r['inproc_cold_s'] else "On cold start alone the in-handler SDK is cheaper here"}; the deciding figure is per invocation: microseconds for a datagram against a blocking {r['inproc_flush_ms']:.1f} ms POST before every response, and the extension's disk buffer in /tmp keeps data across a collector outage.
+Pick: the extension. The Init phase ends when the runtime and every extension wait for events, so a cold start pays the longer of the handler's init and the extension's {r['ext_ready_s'] * 1e3:.0f} ms (it registers first, in {r['ext_registered_s'] * 1e3:.0f} ms, then imports OpenTelemetry); the in-handler SDK adds {r['inproc_cold_s'] * 1e3:.0f} ms to the handler's own init instead. {"So the extension costs less at cold start too" if ext_better else "On cold start alone the in-handler SDK is cheaper here"}; the deciding figure is per invocation: microseconds for a datagram against a blocking {r['inproc_flush_ms']:.1f} ms POST before every response, and the extension's disk buffer in /tmp keeps data across a collector outage.
 Not measured here: a real Lambda (no AWS account or Docker on this machine); the cold-start figures are process start and import times on this machine.
 """
 
-
-def write_section(text: str, path: Path = Path("BENCHMARKS.md")) -> None:
-    """Replace (or append) the "## Telemetry agent" section, keeping every other section."""
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Telemetry agent\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -363,7 +355,7 @@ def main() -> None:
     text = section(results)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("Telemetry agent", text)
 
 
 if __name__ == "__main__":

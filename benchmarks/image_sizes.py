@@ -44,6 +44,8 @@ from mlpack.image.standin import ensure_standin, in_slim_image, rootfs_tarball
 from mlpack.progress import Progress
 from mlpack.targets import load_target
 
+from benchmarks.markdown import write_section
+
 ARCH = {"x86-cpu": "amd64", "arm-edge": "arm64", "aws-lambda": "amd64", "cuda-gpu": "amd64"}
 BUILT = ("x86-cpu", "arm-edge", "aws-lambda")
 BENTO_APT = ("ca-certificates", "gnupg2", "bash", "build-essential", "git")
@@ -270,16 +272,6 @@ def section(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = Path("BENCHMARKS.md")) -> None:
-    """Replace (or append) the "## Images" section, keeping every other section."""
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Images\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -288,7 +280,7 @@ def main() -> None:
     text = section(measure())
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("Images", text)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from mlpack.cli import app
 from mlpack.manifest import read_manifest, update_manifest, verify_files
 
-from .iac_support import iac_tool, iac_tools, requires_iac_venv
+from .iac_support import iac_tools, requires_iac_venv
 from .test_iac import _cfn_lint_errors, _checkov
 
 DIGEST = "sha256:" + "4f" * 32
