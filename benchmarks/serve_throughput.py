@@ -1,10 +1,11 @@
 """Served throughput: the Bento mlpack builds for x86-cpu against a plain BentoML service
 running the float model with default settings. Same model, same load generator, same run.
 
-    python -m benchmarks.serve_throughput [--seconds 20] [--concurrency 8] [--seq 64]
+    python -m benchmarks.serve_throughput [--seconds 20] [--concurrency 8] [--seq 64] [--no-write]
 
-Needs the MiniLM weights package (see benchmarks/minilm_model.py). Prints a Markdown
-table for BENCHMARKS.md; every figure comes from this run.
+Needs the MiniLM weights package (see benchmarks/minilm_model.py). Prints the
+"Serving throughput" section and writes it into BENCHMARKS.md; every figure comes from
+this run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.markdown import write_section
 from benchmarks.minilm_model import build_minilm, sentences, tokenize
 
 PLAIN_SERVICE = '''
@@ -100,7 +102,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seq", type=int, default=64)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     opts = parser.parse_args()
+    load_before = os.getloadavg()[0]
 
     from mlpack.build import BuildRequest, build
     from mlpack.progress import Progress
@@ -135,14 +139,27 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=30)
 
-        base = next(iter(runs.values()))["rps"]
-        print(f"MiniLM-L6 sentence encoder, batch-1 requests of {opts.seq} tokens, "
-              f"{opts.concurrency} concurrent clients, {opts.seconds:.0f} s each\n")
-        print("| server | requests/s | p50 ms | p95 ms | errors | throughput vs plain |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for label, r in runs.items():
-            print(f"| {label} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['errors']} "
-                  f"| {r['rps'] / base:.2f}x |")
+    base = next(iter(runs.values()))["rps"]
+    lines = [
+        "## Serving throughput", "",
+        f"Produced by `python -m benchmarks.serve_throughput --seconds {opts.seconds:g} --concurrency "
+        f"{opts.concurrency} --seq {opts.seq}` on {os.cpu_count()} cores (load average {load_before:.1f} "
+        "before the run; the load generator runs on the same cores). The MiniLM-L6 sentence encoder "
+        "(real weights, see Model optimization), batch-1 requests of "
+        f"{opts.seq} tokens from {opts.concurrency} concurrent clients, {opts.seconds:g} s per server after "
+        "a 3 s warm-up, one server at a time. The plain service is what a user writes first: "
+        "`onnxruntime.InferenceSession(model)` in a `@bentoml.service` with default settings, on the float model.",
+        "",
+        "| server | requests/s | p50 ms | p95 ms | errors | throughput vs plain |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, r in runs.items():
+        lines.append(f"| {label} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['errors']} "
+                     f"| {r['rps'] / base:.2f}x |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not opts.no_write:
+        write_section("Serving throughput", text)
 
 
 if __name__ == "__main__":
