@@ -136,7 +136,9 @@ def test_demo_classifier_keeps_accuracy_within_half_a_point_and_the_report_says_
 
     model, data = demo_model()
     result = optimize_model(inspect_model(model), load_target("aws-lambda"), tmp_path, data_path=data, **FAST)
-    assert result.chosen.name == "dynamic-int8"  # Lambda: the smallest that passes
+    # Lambda: the smallest that passes; int8 variants within 10% of each other tie, and the
+    # tie goes to the more accurate one.
+    assert result.chosen.name in ("dynamic-int8", "smooth-int8")
     assert result.chosen.size_bytes < 0.35 * result.candidates[0].size_bytes
     assert result.chosen.metrics["accuracy_drop"] <= 0.005
     assert "within the gate's 0.5 points" in result.to_markdown()
