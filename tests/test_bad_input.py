@@ -136,3 +136,18 @@ def test_a_failing_build_step_leaves_nothing_behind(linear_onnx: Path, out: Path
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == "error: bentoml build failed: simulated"
     assert leftovers(out) == []  # the partial folder was removed
+
+
+def test_a_gate_override_with_an_unknown_key_names_the_known_ones(linear_onnx: Path, out: Path) -> None:
+    result = run("build", str(linear_onnx), "-t", "x86-cpu", "-o", str(out), "--gate", "min_cosin=0.9")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --gate min_cosin: Extra inputs are not permitted; gate keys are ")
+    assert "min_cosine_mean" in result.stderr
+    assert leftovers(out) == []
+
+
+def test_a_gate_override_out_of_range_is_refused(linear_onnx: Path, out: Path) -> None:
+    result = run("build", str(linear_onnx), "-t", "x86-cpu", "-o", str(out), "--gate", "min_cosine_mean=2")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --gate min_cosine_mean: Input should be less than or equal to 1;")
+    assert leftovers(out) == []

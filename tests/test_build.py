@@ -89,3 +89,13 @@ def test_verify_names_a_file_that_changed_after_the_build(linear_onnx: Path, tmp
         "error: linear-x86-cpu does not match manifest.json: changed: container/Dockerfile; "
         "rebuild the artifact; never edit it by hand\n"
     )
+
+
+def test_gate_overrides_reach_the_optimizer_and_its_report(linear_onnx: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["build", str(linear_onnx), "-t", "x86-cpu", "-o", str(tmp_path), "-q",
+                                      "--gate", "max_relative_error=0", "--gate", "task=regression"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "linear-x86-cpu" / "report.json").read_text())
+    assert report["gate"]["max_relative_error"] == 0 and report["gate"]["task"] == "regression"
+    # No quantized variant reproduces float exactly: a zero-error gate ships float.
+    assert report["chosen"] in ("float", "float-optimized")

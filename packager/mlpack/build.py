@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from . import __version__
 from .app import write_app
@@ -31,7 +31,7 @@ from .errors import InputError, MlpackError
 from .lambda_package import ColdStart, install_wheels, measure_cold_start, sample_event, write_zip
 from .manifest import file_entries, write_manifest
 from .model_info import ModelInfo, inspect_model, sha256_file
-from .optimize import OptimizationResult, optimize_model
+from .optimize import GateSettings, OptimizationResult, optimize_model
 from .progress import Progress
 from .render import ImageRef, ModelFacts, RenderContext, render_artifact, write_files
 from .targets import Target, load_target
@@ -48,6 +48,7 @@ class BuildRequest(BaseModel):
     force: bool = False
     calibration: Path | None = None
     max_cold_start: float | None = None
+    gate: dict[str, str] = {}  # accuracy-gate overrides, GateSettings field -> value
 
 
 @dataclass
@@ -86,6 +87,17 @@ def memory_mb(model_bytes: int, peak_rss_mb: float | None = None) -> int:
     return int(math.ceil(need / 64) * 64)
 
 
+def gate_settings(overrides: dict[str, str]) -> GateSettings:
+    """The accuracy gate: strict defaults, with the user's `--gate KEY=VALUE` overrides."""
+    try:
+        return GateSettings(**overrides)
+    except ValidationError as exc:
+        item = exc.errors()[0]
+        key = ".".join(str(p) for p in item["loc"])
+        known = ", ".join(GateSettings.model_fields)
+        raise InputError(f"--gate {key}: {item['msg']}", f"gate keys are {known}") from exc
+
+
 def _prepare_out(out: Path, dest: Path, force: bool) -> None:
     fix = "choose a writable folder with --out"
     try:
@@ -115,6 +127,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         raise InputError(f"calibration file {request.calibration} does not exist", "pass an existing .npz file")
     if request.name is not None:
         check_name(request.name)
+    gate = gate_settings(request.gate)
     out = request.out.expanduser().resolve()
     if request.model is not None:
         # Fail on a bad model before anything is written.
@@ -128,7 +141,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=out))
     try:
-        result = _build_into(tmp, name, target, info, data_path, request, progress)
+        result = _build_into(tmp, name, target, info, data_path, gate, request, progress)
         _move_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -138,12 +151,13 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
 
 def _build_into(
     root: Path, name: str, target: Target, info: ModelInfo, data_path: Path | None,
-    request: BuildRequest, progress: Progress,
+    gate: GateSettings, request: BuildRequest, progress: Progress,
 ) -> tuple[dict[str, Any], OptimizationResult]:
     work = root / ".work"
     with progress.step(f"Optimizing for {target.name} (passes: {', '.join(target.optimize.passes) or 'none'})"):
         optimization = optimize_model(
-            info, target, work / "optimize", data_path=data_path, log=lambda line: progress.info(f"  {line}")
+            info, target, work / "optimize", data_path=data_path, gate=gate,
+            log=lambda line: progress.info(f"  {line}"),
         )
     chosen = optimization.chosen
     (root / "model").mkdir()

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from . import __version__
-from .errors import MlpackError
+from .errors import InputError, MlpackError
 
 app = typer.Typer(
     name="mlpack",
@@ -116,6 +116,15 @@ def build_cmd(
         Optional[float],
         typer.Option(help="aws-lambda: fail the build if the measured cold start exceeds this many seconds."),
     ] = None,
+    gate: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--gate",
+            metavar="KEY=VALUE",
+            help="Change an accuracy-gate threshold, e.g. --gate min_cosine_mean=0.98 (repeatable; "
+            "keys and strict defaults: `mlpack optimize --help`, docs/optimization.md).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     image: Annotated[bool, typer.Option("--image", help="Also build the container image (see `mlpack image`).")] = False,
     base_image: Annotated[
@@ -128,9 +137,15 @@ def build_cmd(
     from .progress import Progress
     from .summary import build_summary
 
+    overrides = {}
+    for item in gate or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise InputError(f"--gate {item!r} is not KEY=VALUE", "e.g. --gate min_cosine_mean=0.98")
+        overrides[key.strip()] = value.strip()
     result = build(
         BuildRequest(model=model, target=target, out=out, name=name, force=force,
-                     calibration=calibration, max_cold_start=max_cold_start),
+                     calibration=calibration, max_cold_start=max_cold_start, gate=overrides),
         Progress(quiet=quiet),
     )
     typer.echo(build_summary(result))
