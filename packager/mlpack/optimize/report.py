@@ -106,7 +106,8 @@ class OptimizationResult:
         md = [
             f"# Optimization report: {self.target}", "",
             f"**Chosen: `{self.chosen.name}`** ({_size(self.chosen.size_bytes)}, "
-            f"{self.chosen.size_bytes / self.baseline.size_bytes:.2f}x the float size). {self.why}.", "",
+            f"{self.chosen.size_bytes / self.baseline.size_bytes:.2f}x the float size). "
+            f"{self.why[:1].upper() + self.why[1:]}.", "",
             f"- Accuracy measured on: {self.data_source}.",
             f"- Policy: {self.policy} variant that passes the gate.",
             f"- Latency: {self.latency_note or 'measured with ' + self.measured_on}.",
