@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -25,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.markdown import write_section
 from mlpack.model_info import inspect_model
 from mlpack.optimize import OptimizationResult, optimize_model
 from mlpack.targets import load_target
 
 ROOT = Path(__file__).resolve().parent.parent
-START, END = "<!-- optimize_bench:start -->", "<!-- optimize_bench:end -->"
+HEADING = "Model optimization"
 COMMAND = "python -m benchmarks.optimize_bench --write"
 NOISE_NOTE = ('`dynamic-int8` and `plain-dynamic-pc` are the same recipe (quantize_dynamic per channel, on the prun'
               "ed and on the original graph): the gap between their latencies is this machine's timing noise, the yardstick for the ratios below.")
@@ -182,7 +182,7 @@ def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[Opt
              ocr: tuple[OptimizationResult, list[str]] | None = None) -> str:
     import onnxruntime
 
-    out = [START, "## Model optimization", "",
+    out = [f"## {HEADING}", "",
            f"Made by `{COMMAND}` on {platform.machine()} Linux, {_cores()} cores shared with other work, "
            f"onnxruntime {onnxruntime.__version__}, {time.strftime('%Y-%m-%d')}. Latency: p50/p95 in ms, "
            "candidates timed round-robin in one process; ratios are against float in the same run. "
@@ -209,7 +209,7 @@ def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[Opt
     out += ["### cuda-gpu", "",
             "No NVIDIA GPU on this machine: the cuda-gpu build gates fp16 on the CPU provider and its report "
             "marks latency as not measured on the target. The fp16/fp32 ratio on the CUDA provider is not "
-            "measured yet.", "", END]
+            "measured yet.", ""]
     return "\n".join(out)
 
 
@@ -224,17 +224,6 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0))
-
-
-def write_section(text: str) -> Path:
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in current and END in current:
-        current = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: text, current, flags=re.S)
-    else:
-        current = current.rstrip() + "\n\n" + text + "\n"
-    path.write_text(current)
-    return path
 
 
 def main() -> None:
@@ -253,7 +242,8 @@ def main() -> None:
         text = markdown(minilm, demo, ocr)
     print(text)
     if args.write:
-        print(f"wrote {write_section(text)}", file=sys.stderr)
+        write_section(HEADING, text, ROOT / "BENCHMARKS.md")
+        print(f"wrote the {HEADING!r} section of {ROOT / 'BENCHMARKS.md'}", file=sys.stderr)
 
 
 if __name__ == "__main__":
