@@ -53,12 +53,16 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     proc.wait(timeout=30)
 
 
+def assert_answers_like_onnxruntime(reply: httpx.Response, model: Path, x: np.ndarray) -> None:
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(np.array(reply.json()["outputs"]["y"]), linear_reference(model, x), rtol=1e-6)
+
+
 def test_predictions_match_onnxruntime(served) -> None:
     base, model = served
     x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
     reply = httpx.post(f"{base}/predict", json={"inputs": {"x": x.tolist()}}, timeout=30)
-    assert reply.status_code == 200
-    np.testing.assert_allclose(np.array(reply.json()["outputs"]["y"]), linear_reference(model, x), rtol=1e-6)
+    assert_answers_like_onnxruntime(reply, model, x)
 
 
 def test_numpy_uploads_are_accepted(served) -> None:
@@ -67,8 +71,7 @@ def test_numpy_uploads_are_accepted(served) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, x=x)
     reply = httpx.post(f"{base}/predict_npz", files={"file": ("x.npz", buffer.getvalue())}, timeout=30)
-    assert reply.status_code == 200
-    np.testing.assert_allclose(np.array(reply.json()["outputs"]["y"]), linear_reference(model, x), rtol=1e-6)
+    assert_answers_like_onnxruntime(reply, model, x)
 
 
 @pytest.mark.parametrize(
@@ -100,8 +103,7 @@ def test_the_server_keeps_serving_after_bad_requests(served) -> None:
     httpx.post(f"{base}/predict", content=b"{broken", headers={"content-type": "application/json"}, timeout=30)
     x = np.ones((1, 4), dtype=np.float32)
     reply = httpx.post(f"{base}/predict", json={"inputs": {"x": x.tolist()}}, timeout=30)
-    assert reply.status_code == 200
-    np.testing.assert_allclose(np.array(reply.json()["outputs"]["y"]), linear_reference(model, x), rtol=1e-6)
+    assert_answers_like_onnxruntime(reply, model, x)
 
 
 def test_concurrent_rows_are_batched_and_each_request_gets_its_own_rows(served) -> None:
