@@ -39,7 +39,8 @@ from mlpack.build import BuildRequest, build
 from mlpack.errors import MlpackError
 from mlpack.image.build import build_image
 from mlpack.image.builder import BuildahBuilder
-from mlpack.image.context import stage_context, uv_binary
+from mlpack.image.context import stage_context
+from mlpack.uv import uv_binary
 from mlpack.image.standin import ensure_standin, in_slim_image, rootfs_tarball
 from mlpack.progress import Progress
 from mlpack.targets import load_target

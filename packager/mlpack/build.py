@@ -28,6 +28,9 @@ from .app import write_app
 from .bento import build_bento
 from .demo import DEMO_NAME, demo_model
 from .errors import InputError, MlpackError
+from .fsutil import staged_folder
+from .limits import LAMBDA_ZIP_LIMIT_TEXT
+from .sizes import format_size
 from .lambda_package import ColdStart, install_wheels, measure_cold_start, sample_event, write_zip
 from .manifest import file_entries, write_manifest
 from .model_info import ModelInfo, inspect_model, sha256_file
@@ -139,13 +142,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     info = info_first if request.model is not None else inspect_model(model_path)
     progress.info(f"Building {dest.name} from {model_path.name} for {target.name} ({target.platform.oci})")
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=out))
-    try:
+    with staged_folder(dest) as tmp:
         result = _build_into(tmp, name, target, info, data_path, gate, request, progress)
-        _move_into_place(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return BuildResult(path=dest, manifest=result[0], optimization=result[1])
 
 
@@ -216,7 +214,7 @@ def _build_lambda(
         write_app(app, "lambda", ctx, model)
         install_wheels(target, packages, site)
         size = write_zip(root / "lambda" / "function.zip", app, site)
-        progress.info(f"  function.zip: {size / 2**20:.1f} MB (limit 50 MB)")
+        progress.info(f"  function.zip: {format_size(size)} (limit {LAMBDA_ZIP_LIMIT_TEXT})")
     with progress.step("Measuring the function's cold start (fresh processes)"):
         cold = measure_cold_start(app, site, target.platform.python_version, sample_event(ctx.model.signature))
         progress.info(f"  cold start: {cold.seconds}s, peak memory {cold.peak_rss_mb} MB" if cold.seconds else f"  {cold.note}")
@@ -263,19 +261,3 @@ def _manifest(
 
 def _json(data: Any) -> str:
     return json.dumps(data, indent=2) + "\n"
-
-
-def _move_into_place(tmp: Path, dest: Path) -> None:
-    """Rename the finished folder over the destination; an old artifact goes only after."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.rename(dest, old)
-    try:
-        os.rename(tmp, dest)
-    except OSError:
-        if old is not None:
-            os.rename(old, dest)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

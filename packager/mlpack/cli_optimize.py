@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from .cli import command
 from .errors import InputError
+from .fsutil import staged_folder
 
 _GATE = "Accuracy gate (defaults: docs/optimization.md)"
 
@@ -65,17 +66,12 @@ def optimize(
     if out.exists() and any(out.iterdir()) and not force:
         raise InputError(f"output folder {out} already exists", "pass --force to replace it, or --out DIR")
 
-    with tempfile.TemporaryDirectory(prefix="mlpack-optimize-") as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mlpack-optimize-") as tmp, staged_folder(out) as staged:
         result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=gate,
                                 log=lambda line: typer.echo(f"  {line}", err=True))
-        staged = Path(tmp) / "out"
-        staged.mkdir()
         shutil.copyfile(result.chosen.path, staged / "model.onnx")
         (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")
         (staged / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staged), str(out))
     typer.echo(result.table())
     typer.echo(f"wrote {out / 'model.onnx'} ({result.chosen.name}) and its report")

@@ -10,14 +10,13 @@ one in a single rename, and the manifest's file list is updated to match.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from .errors import InputError, MlpackError
+from .fsutil import staged_folder
 from .manifest import file_entries, read_manifest, update_manifest
 from .model_info import Signature
 from .render import ImageRef, ModelFacts, RenderContext, render_group, write_files
@@ -108,17 +107,8 @@ def regenerate_iac(root: Path) -> list[str]:
         raise MlpackError("an IaC render group writes outside iac/", "fix the target's [[render]] entries")
 
     # Render beside the old folder, then swap: readers see the old or the new iac/, never a mix.
-    staging = Path(tempfile.mkdtemp(prefix=".iac.", dir=root))
-    old = root / f".{IAC_DIR}.old"
-    try:
-        write_files(staging, files)
-        shutil.rmtree(old, ignore_errors=True)
-        if (root / IAC_DIR).exists():
-            (root / IAC_DIR).rename(old)
-        (staging / IAC_DIR).rename(root / IAC_DIR)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+    with staged_folder(root / IAC_DIR) as staging:
+        write_files(staging, {path.removeprefix(f"{IAC_DIR}/"): text for path, text in files.items()})
 
     entries = {f"{IAC_DIR}/{path}": entry for path, entry in file_entries(root / IAC_DIR).items()}
 

@@ -21,11 +21,12 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .errors import MlpackError
+from .limits import LAMBDA_UNZIPPED_LIMIT, LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_ZIP_LIMIT, LAMBDA_ZIP_LIMIT_TEXT
+from .sizes import format_size
 from .model_info import Signature
 from .targets import Target
+from .uv import install_for_platform
 
-DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024  # Lambda's limit for a zip uploaded directly
-UNZIPPED_LIMIT = 250 * 1024 * 1024
 
 # Parts of the wheels a handler never imports: tools, training helpers, tests, headers.
 _PRUNE = [
@@ -46,22 +47,10 @@ class ColdStart(BaseModel):
 
 def install_wheels(target: Target, packages: list[str], dest: Path) -> None:
     """Install the target platform's wheels into dest, without running anything built."""
-    cmd = [
-        sys.executable, "-m", "uv", "pip", "install", "--quiet",
-        "--target", str(dest),
-        "--python-platform", target.platform.python_platform,
-        "--python-version", target.platform.python_version,
-        "--only-binary", ":all:",
-        "--no-compile",
-        *packages,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MlpackError(
-            f"cannot fetch the {target.platform.python_platform} wheels for the Lambda zip: {detail}",
-            "check that PyPI (or your index, via UV_INDEX_URL) is reachable",
-        )
+    install_for_platform(
+        dest, python_platform=target.platform.python_platform, python_version=target.platform.python_version,
+        packages=packages, what="fetching the Lambda zip's wheels",
+    )
     for relative in _PRUNE:
         shutil.rmtree(dest / relative, ignore_errors=True)
     for cache in list(dest.rglob("__pycache__")) + list(dest.rglob("tests")):
@@ -83,10 +72,10 @@ def write_zip(zip_path: Path, *folders: Path) -> int:
             zf.writestr(info, entries[name].read_bytes())
     size = zip_path.stat().st_size
     unzipped = sum(p.stat().st_size for p in entries.values())
-    if size > DIRECT_UPLOAD_LIMIT or unzipped > UNZIPPED_LIMIT:
+    if size > LAMBDA_ZIP_LIMIT or unzipped > LAMBDA_UNZIPPED_LIMIT:
         raise MlpackError(
-            f"the Lambda zip is {size / 2**20:.1f} MB ({unzipped / 2**20:.0f} MB unzipped), over "
-            "Lambda's 50 MB upload / 250 MB unzipped limits",
+            f"the Lambda zip is {format_size(size)} ({format_size(unzipped)} unzipped), over Lambda's "
+            f"{LAMBDA_ZIP_LIMIT_TEXT} upload / {LAMBDA_UNZIPPED_LIMIT_TEXT} unzipped limits",
             "deploy the container image instead (container/Dockerfile)",
         )
     return size

@@ -7,12 +7,11 @@ rename) by the commands that add to it, such as `mlpack push` recording a digest
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import InputError
+from .fsutil import atomic_write
 from .model_info import sha256_file
 
 MANIFEST = "manifest.json"
@@ -29,10 +28,7 @@ def file_entries(root: Path) -> dict[str, dict[str, Any]]:
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    with tempfile.NamedTemporaryFile("w", dir=root, prefix=".manifest.", delete=False) as fh:
-        fh.write(text)
-    os.replace(fh.name, root / MANIFEST)
+    atomic_write(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
 
 
 def read_manifest(root: Path) -> dict[str, Any]:

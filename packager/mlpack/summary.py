@@ -6,19 +6,11 @@ import os
 from pathlib import Path
 
 from .build import BuildResult
+from .limits import LAMBDA_ZIP_LIMIT_TEXT
+from .sizes import format_size
 
 
-def _size(n: float) -> str:
-    if n < 1024:
-        return f"{n:.0f} B"
-    for unit in ("KB", "MB", "GB"):
-        n /= 1024
-        if n < 1024 or unit == "GB":
-            break
-    return f"{n:.1f} {unit}"
-
-
-def _folder_size(manifest: dict, prefix: str) -> int:
+def _folderformat_size(manifest: dict, prefix: str) -> int:
     return sum(e["size"] for p, e in manifest["files"].items() if p.startswith(prefix + "/"))
 
 
@@ -28,14 +20,14 @@ def build_summary(result: BuildResult) -> str:
     source, model = m["model"]["source"], m["model"]
     lines = [
         f"Built {m['artifact']} ({m['target']}, {m['platform']}) in {where}",
-        f"  model      {_size(model['size_bytes'])} ({model['variant']}; source {_size(source['size_bytes'])})",
+        f"  model      {format_size(model['size_bytes'])} ({model['variant']}; source {format_size(source['size_bytes'])})",
     ]
     if "bento" in m:
-        lines.append(f"  bento      {m['bento']['tag']} ({_size(_folder_size(m, 'bento'))})")
+        lines.append(f"  bento      {m['bento']['tag']} ({format_size(_folderformat_size(m, 'bento'))})")
     if "lambda" in m:
         cold = m["lambda"]["cold_start"]
         zip_size = m["files"][m["lambda"]["zip"]]["size"]
-        lines.append(f"  lambda     {m['lambda']['zip']} ({_size(zip_size)} of 50 MB)")
+        lines.append(f"  lambda     {m['lambda']['zip']} ({format_size(zip_size)} of {LAMBDA_ZIP_LIMIT_TEXT})")
         if cold["seconds"] is not None:
             lines.append(f"  cold start {cold['seconds']:.2f} s, peak memory {cold['peak_rss_mb']:.0f} MB")
         else:

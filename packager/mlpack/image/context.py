@@ -13,28 +13,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from ..errors import MlpackError
 from ..resources import data_dir
 from ..targets import Target
+from ..uv import build_wheel, install_for_platform
 
 # Copied into the context; the rest of the artifact (reports, lambda zip, iac) is not needed.
 CONTEXT_PARTS = ("container", "model", "bento", "agent", "lambda/app", "manifest.json")
-
-
-def uv_binary() -> str:
-    try:
-        from uv import find_uv_bin
-
-        return find_uv_bin()
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if not found:
-            raise MlpackError("uv is not installed", "pip install uv") from None
-        return found
 
 
 def stage_context(artifact: Path, target: Target, dest: Path, prefetch: bool = True) -> Path:
@@ -80,32 +68,16 @@ def build_agent_wheel(out: Path) -> Path:
         # A private copy: the installed source may be read-only, and builds write beside it.
         src = Path(tmp) / "agent"
         shutil.copytree(source, src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "dist", "build"))
-        done = subprocess.run([uv_binary(), "build", "--wheel", "--quiet", "--out-dir", str(out), str(src)],
-                              capture_output=True, text=True)
+        build_wheel(src, out, "building the mlpack-agent wheel")
     wheels = sorted(out.glob("mlpack_agent-*.whl"))
-    if done.returncode != 0 or not wheels:
-        raise MlpackError(f"could not build the mlpack-agent wheel: {_tail(done.stderr)}",
-                          "check that PyPI (for hatchling) is reachable or cached by uv")
+    if not wheels:
+        raise MlpackError("building the mlpack-agent wheel made no wheel", "rerun with --debug")
     return wheels[-1]
 
 
 def install_site_packages(target: Target, requirements: Path, wheels: Path, site: Path) -> None:
     """Install the image's Python packages for the target's platform, on the host."""
-    command = [
-        uv_binary(), "pip", "install", "--quiet", "--target", str(site),
-        "--python-platform", target.platform.python_platform,
-        "--python-version", target.platform.python_version,
-        "--only-binary", ":all:", "--no-compile", "--link-mode", "copy",
-        "--find-links", str(wheels), "-r", str(requirements),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise MlpackError(
-            f"could not install the image's wheels for {target.platform.python_platform}: {_tail(done.stderr)}",
-            "check that PyPI is reachable (or its wheels are in uv's cache)",
-        )
-
-
-def _tail(text: str) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return " ".join(lines[-2:])[:300] or "no output"
+    install_for_platform(
+        site, python_platform=target.platform.python_platform, python_version=target.platform.python_version,
+        requirements=requirements, find_links=wheels, what="installing the image's wheels",
+    )

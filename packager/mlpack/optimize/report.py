@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..sizes import format_size
 from .gate import GateSettings
 from .measure import Latency
 
@@ -76,7 +77,7 @@ class OptimizationResult:
         header += ["accuracy vs float", "gate"]
         rows = [header]
         for c in self.candidates:
-            row = [c.name + (" *" if c is self.chosen else " (reference)" if c.reference else ""), _size(c.size_bytes),
+            row = [c.name + (" *" if c is self.chosen else " (reference)" if c.reference else ""), format_size(c.size_bytes),
                    f"{c.size_bytes / self.baseline.size_bytes:.2f}x"]
             for b in batches:
                 lat = c.latency.get(b)
@@ -105,7 +106,7 @@ class OptimizationResult:
         rows = self._rows()
         md = [
             f"# Optimization report: {self.target}", "",
-            f"**Chosen: `{self.chosen.name}`** ({_size(self.chosen.size_bytes)}, "
+            f"**Chosen: `{self.chosen.name}`** ({format_size(self.chosen.size_bytes)}, "
             f"{self.chosen.size_bytes / self.baseline.size_bytes:.2f}x the float size). "
             f"{self.why[:1].upper() + self.why[1:]}.", "",
             f"- Accuracy measured on: {self.data_source}.",
@@ -166,10 +167,3 @@ class OptimizationResult:
 
 def _ms(value: float) -> str:
     return f"{value:.3g} ms" if value < 100 else f"{value:.0f} ms"
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
