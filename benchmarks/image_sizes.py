@@ -37,13 +37,13 @@ from pathlib import Path
 
 from mlpack.build import BuildRequest, build
 from mlpack.errors import MlpackError
+from mlpack.artifact import Artifact
 from mlpack.image.build import build_image
 from mlpack.image.builder import BuildahBuilder
 from mlpack.image.context import stage_context
 from mlpack.uv import uv_binary
 from mlpack.image.standin import ensure_standin, in_slim_image, rootfs_tarball
 from mlpack.progress import Progress
-from mlpack.targets import load_target
 
 from benchmarks.markdown import write_section
 
@@ -144,7 +144,7 @@ def _uv_version(dockerfile: Path) -> str:
 
 def bentoml_default_layers(artifact: Path, arch: str, work: Path) -> dict[str, Size]:
     """BentoML's default image for the artifact's Bento, layer by layer (see the module doc)."""
-    target = load_target(json.loads((artifact / "manifest.json").read_text())["target"])
+    target = Artifact.open(artifact).manifest.target
     bento = artifact / "bento"
     platform = ["--python-platform", target.platform.python_platform, "--python-version",
                 target.platform.python_version, "--only-binary", ":all:"]
@@ -183,14 +183,15 @@ def measure() -> dict:
         artifacts = {t: build(BuildRequest(target=t, out=work / "out"), progress).path for t in ARCH}
         for target in BUILT:
             arch = ARCH[target]
-            built = build_image(artifacts[target], builder, bases[arch], progress)
+            built = build_image(Artifact.open(artifacts[target]), builder, bases[arch], progress)
             total, _ = image_size(built.ref)
             subprocess.run(["buildah", "rmi", "-f", built.id], capture_output=True)  # measured: leave no image
             results["targets"][target] = {"total": total, "added": total - base_size[arch]}
         # cuda-gpu: its base (nvidia/cuda) and its apt step cannot be had offline; measure the
         # layer mlpack adds (the staged site-packages, pruned like the Dockerfile does) the tar way.
         try:
-            context = stage_context(artifacts["cuda-gpu"], load_target("cuda-gpu"), work / "cuda-context")
+            context = stage_context(artifacts["cuda-gpu"], Artifact.open(artifacts["cuda-gpu"]).manifest.target,
+                                    work / "cuda-context")
             site = context / "container" / "site-packages"
             subprocess.run(["find", str(site), "-depth", "(", "-name", "tests", "-o", "-name", "__pycache__", ")",
                             "-type", "d", "-exec", "rm", "-rf", "{}", "+"], check=True)

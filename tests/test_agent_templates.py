@@ -18,28 +18,21 @@ import pytest
 import yaml
 
 from mlpack.model_info import Signature, TensorSpec
-from mlpack.render import ImageRef, ModelFacts, RenderContext, render_artifact, render_group
-from mlpack.targets import load_target, target_files
+from mlpack.render import RenderContext, render_artifact, render_group
+from mlpack.targets import target_files
 from mlpack_agent.config import load_config
+
+from .manifests import render_context
 
 TARGETS = sorted(target_files())
 
 
 def agent_context(target_name: str, name: str = "digits") -> RenderContext:
-    target = load_target(target_name)
-    return RenderContext(
-        name=name,
-        target=target,
-        model=ModelFacts(
-            sha256="c" * 64, source_sha256="d" * 64, size_bytes=200_000, variant="float",
-            signature=Signature(
-                inputs=[TensorSpec(name="pixels", dtype="float32", shape=["batch", 64])],
-                outputs=[TensorSpec(name="label", dtype="int64", shape=["batch"])],
-            ),
-        ),
-        image=ImageRef(repository=f"mlpack/{name}-{target_name}", tag="0.1.0-cccccccccccc"),
-        versions={"onnxruntime": "1.32.0", "numpy": "2.4.6", "bentoml": "1.4.40", "onnx": "1.23.2", "python": "3.11"},
-        memory_mb=512,
+    return render_context(
+        target_name, name, model_sha256="c" * 64, source_sha256="d" * 64, size_bytes=200_000, memory_mb=512,
+        signature=Signature(inputs=[TensorSpec(name="pixels", dtype="float32", shape=["batch", 64])],
+                            outputs=[TensorSpec(name="label", dtype="int64", shape=["batch"])]),
+        tag="0.1.0-cccccccccccc",
     )
 
 

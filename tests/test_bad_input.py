@@ -126,12 +126,13 @@ def test_an_invalid_name_is_refused_before_anything_is_written(linear_onnx: Path
 
 
 def test_a_failing_build_step_leaves_nothing_behind(linear_onnx: Path, out: Path, monkeypatch) -> None:
-    import mlpack.build
+    import mlpack.steps.bento
+    from mlpack.errors import MlpackError
 
     def broken(*args, **kwargs):
-        raise mlpack.build.MlpackError("bentoml build failed: simulated")
+        raise MlpackError("bentoml build failed: simulated")
 
-    monkeypatch.setattr(mlpack.build, "build_bento", broken)
+    monkeypatch.setattr(mlpack.steps.bento, "build_bento", broken)
     result = run("build", str(linear_onnx), "-t", "x86-cpu", "-o", str(out))
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == "error: bentoml build failed: simulated"

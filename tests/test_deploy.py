@@ -24,10 +24,10 @@ from mlpack.build import BuildResult
 from mlpack.cli import app
 from mlpack.deploy import DeployRequest, deploy
 from mlpack.errors import MlpackError
-from mlpack.manifest import file_entries, read_manifest, update_manifest
 from mlpack.progress import Progress
 
 from .conftest import free_port
+from .manifests import edit_json, read_json
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install 'moto[server]')")
 
@@ -123,7 +123,7 @@ def _write_template(root: Path, text: str) -> None:
 
 def _refresh_manifest(root: Path) -> None:
     """What a rebuild does to the file list, so that deploy's integrity check passes."""
-    update_manifest(root, lambda m: m.update(files=file_entries(root)))
+    edit_json(root, lambda m: None, rehash=True)
 
 
 def _new_code(root: Path) -> None:
@@ -175,13 +175,13 @@ def test_first_deploy_creates_the_stack_and_prints_function_arn(aws_env: str, ar
     assert f"CREATE_COMPLETE              {stack_name} (AWS::CloudFormation::Stack)" in result.output
     stack = _stack(stack_name)
     assert stack["StackStatus"] == "CREATE_COMPLETE"
-    recorded = read_manifest(artifact)["deploy"]
+    recorded = read_json(artifact)["deploys"][-1]
     assert recorded["stack"] == stack_name and recorded["region"] == REGION
     arn = recorded["function_arn"]
     assert arn.startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:")
     assert f"function: {arn}" in result.output
     # Lambda runs exactly the artifact's zip, taken from S3 at its content address.
-    zip_sha = read_manifest(artifact)["files"]["lambda/function.zip"]["sha256"]
+    zip_sha = read_json(artifact)["files"]["lambda/function.zip"]["sha256"]
     assert recorded["code"].endswith(f"/function-{zip_sha}.zip")
     function = _client("lambda").get_function(FunctionName=arn.rsplit(":", 1)[1])["Configuration"]
     assert function["CodeSize"] == (artifact / "lambda/function.zip").stat().st_size
@@ -216,7 +216,7 @@ def test_dry_run_shows_the_change_set_and_leaves_nothing(aws_env: str, artifact:
     assert "dry run" in result.output and "AWS::Lambda::Function" in result.output and "Add" in result.output
     stacks = _client("cloudformation").list_stacks()["StackSummaries"]
     assert all(s["StackName"] != stack_name or s["StackStatus"] == "DELETE_COMPLETE" for s in stacks)
-    assert "deploy" not in read_manifest(artifact)
+    assert read_json(artifact)["deploys"] == []
 
     created = _run(artifact, stack_name)
     deployed_sha = _code_sha(created.function_arn)
@@ -416,10 +416,11 @@ def test_an_endpoint_that_refuses_is_one_line(aws_env: str, artifact: Path, monk
     assert "cannot reach http://127.0.0.1:" in line
 
 
-def test_only_aws_lambda_artifacts_deploy(aws_env: str, artifact: Path) -> None:
-    update_manifest(artifact, lambda m: m.pop("lambda"))
+def test_only_artifacts_with_a_lambda_package_deploy(aws_env: str, artifact: Path) -> None:
+    edit_json(artifact, lambda m: m.update({"lambda": None}))
     line = _one_line_error(CliRunner().invoke(app, ["deploy", str(artifact)]))
-    assert "`mlpack deploy` deploys aws-lambda artifacts" in line
+    assert line == ("error: digits-demo-aws-lambda has no Lambda package (target aws-lambda); `mlpack deploy` "
+                    "deploys artifacts built for a Lambda target; build one with `mlpack build --target aws-lambda`")
 
 
 def test_a_modified_artifact_is_refused(aws_env: str, artifact: Path) -> None:
@@ -434,7 +435,7 @@ def test_a_modified_artifact_is_refused(aws_env: str, artifact: Path) -> None:
 def _push_to_ecr(artifact: Path) -> str:
     """What `mlpack push --to <ECR>/<repo>` leaves behind: the image in ECR and, in the
     manifest, the repository with its registry, the digest and the pinned reference."""
-    repository = read_manifest(artifact)["image"]["repository"]
+    repository = read_json(artifact)["image"]["repository"]
     registry = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
     ecr = _client("ecr")
     ecr.create_repository(repositoryName=repository)
@@ -444,7 +445,7 @@ def _push_to_ecr(artifact: Path) -> str:
     digest = ecr.put_image(repositoryName=repository, imageManifest=image_manifest,
                            imageTag="v1")["image"]["imageId"]["imageDigest"]
     pinned = f"{registry}/{repository}@{digest}"
-    update_manifest(artifact, lambda m: m["image"].update(
+    edit_json(artifact, lambda m: m["image"].update(
         repository=f"{registry}/{repository}", tag="v1", digest=digest, ref=pinned))
     return pinned
 
@@ -473,7 +474,7 @@ def test_after_push_and_iac_the_image_template_deploys_by_digest(aws_env: str, a
 
 def test_image_package_without_a_push_is_one_line_and_readies_the_repository(aws_env: str, artifact: Path) -> None:
     line = _one_line_error(CliRunner().invoke(app, ["deploy", str(artifact), "--package", "image", "-q"]))
-    repository = read_manifest(artifact)["image"]["repository"]
+    repository = read_json(artifact)["image"]["repository"]
     assert "has not been pushed" in line
     assert f"mlpack push ARTIFACT --to {ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}" in line
     found = _client("ecr").describe_repositories(repositoryNames=[repository])["repositories"][0]
@@ -481,7 +482,7 @@ def test_image_package_without_a_push_is_one_line_and_readies_the_repository(aws
 
 
 def test_image_pushed_elsewhere_is_refused(aws_env: str, artifact: Path) -> None:
-    update_manifest(artifact, lambda m: m["image"].update(
+    edit_json(artifact, lambda m: m["image"].update(
         digest="sha256:" + "2" * 64, ref="registry.example.com/team/model@sha256:" + "2" * 64))
     line = _one_line_error(CliRunner().invoke(app, ["deploy", str(artifact), "--package", "image", "-q"]))
     assert "pushed to registry.example.com" in line and "only from this account's ECR" in line

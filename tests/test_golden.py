@@ -16,44 +16,27 @@ from pathlib import Path
 import pytest
 
 from mlpack.app import runtime_json
-from mlpack.model_info import Signature, TensorSpec
-from mlpack.render import ImageRef, ModelFacts, RenderContext, render_artifact, render_group
-from mlpack.targets import target_files, load_target
+from mlpack.render import RenderContext, render_artifact, render_group
+from mlpack.targets import target_files
+
+from .manifests import render_context
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("MLPACK_UPDATE_GOLDEN") == "1"
 
 
 def fixed_context(target_name: str) -> RenderContext:
-    target = load_target(target_name)
-    return RenderContext(
-        mlpack_version="0.0.0-golden",
-        name="golden-model",
-        target=target,
-        model=ModelFacts(
-            sha256="a" * 64,
-            source_sha256="b" * 64,
-            size_bytes=123_456,
-            variant="dynamic-int8",
-            signature=Signature(
-                inputs=[TensorSpec(name="pixels", dtype="float32", shape=["batch", 64])],
-                outputs=[
-                    TensorSpec(name="label", dtype="int64", shape=["batch"]),
-                    TensorSpec(name="probabilities", dtype="float32", shape=["batch", 10]),
-                ],
-            ),
-        ),
-        image=ImageRef(repository="registry.example.com/ml/golden-model", tag="0.0.0-aaaaaaaaaaaa"),
-        versions={"onnxruntime": target.runtime.version or "1.32.0", "numpy": "2.4.6", "bentoml": "1.4.40", "onnx": "1.23.2",
-                  "python": target.platform.python_version},
-        memory_mb=768,
+    return render_context(
+        target_name, "golden-model", mlpack_version="0.0.0-golden", variant="dynamic-int8",
+        repository="registry.example.com/ml/golden-model", tag="0.0.0-aaaaaaaaaaaa",
     )
 
 
 def rendered(target_name: str) -> dict[str, str]:
+    """Every rendered file: the artifact's, and the app entry point's under <group>-app/."""
     ctx = fixed_context(target_name)
     files = render_artifact(ctx)
-    entry = "lambda" if "lambda-zip" in ctx.target.builds else "bento"
+    entry = ctx.target.app_group.templates
     for path, text in render_group(entry, f"{entry}-app", ctx).items():
         files[path] = text
     files[f"{entry}-app/runtime.json"] = runtime_json(ctx)

@@ -115,7 +115,7 @@ def test_sam_function_is_least_privilege_and_bounded(demo_artifact, target: str,
     by_type = {r["Type"]: r["Properties"] for r in resources.values()}
     function = by_type["AWS::Lambda::Function"]
     built = demo_artifact(target).manifest
-    assert function["MemorySize"] == built["memory_mb"]
+    assert function["MemorySize"] == built.memory_mb
     assert function["TracingConfig"] == {"Mode": "Active"}
     assert "ReservedConcurrentExecutions" in function and "DeadLetterConfig" in function
     assert by_type["AWS::Lambda::Url"]["AuthType"] == "AWS_IAM"
@@ -195,7 +195,7 @@ def test_pods_are_locked_down_with_the_agent_sidecar(demo_artifact, target: str)
     assert spec["nodeSelector"]["kubernetes.io/arch"] == t.platform.oci.split("/")[1]
     model, agent = spec["containers"]
     built = demo_artifact(target).manifest
-    assert model["image"] == agent["image"] == f"{built['image']['repository']}:{built['image']['tag']}"
+    assert model["image"] == agent["image"] == f"{built.image.repository}:{built.image.tag}"
     assert agent["command"][:3] == ["python3", "-m", "mlpack_agent.main"]
     for container in (model, agent):
         sc = container["securityContext"]
@@ -203,7 +203,7 @@ def test_pods_are_locked_down_with_the_agent_sidecar(demo_artifact, target: str)
         assert container["resources"]["limits"] and container["resources"]["requests"]
     for probe in ("readinessProbe", "livenessProbe"):
         assert model[probe]["httpGet"]["path"] == t.serving.health_path
-    assert model["resources"]["limits"]["memory"] == f"{built['memory_mb']}Mi"
+    assert model["resources"]["limits"]["memory"] == f"{built.memory_mb}Mi"
     if t.kubernetes.gpus:
         assert model["resources"]["limits"]["nvidia.com/gpu"] == t.kubernetes.gpus
         assert {x["key"] for x in spec["tolerations"]} == {x.key for x in t.kubernetes.tolerations}
@@ -240,7 +240,7 @@ def test_python_hcl2_parses_every_terraform_file(demo_artifact, target: str) -> 
             assert _block(main, "resource", "aws_lambda_function_url")["authorization_type"] == "AWS_IAM"
             assert _block(main, "resource", "aws_cloudwatch_log_group")["retention_in_days"] == "${var.log_retention_days}"
             variables = {k: v for item in parsed["variables.tf"]["variable"] for k, v in item.items()}
-            assert variables["memory_size"]["default"] == demo_artifact(target).manifest["memory_mb"]
+            assert variables["memory_size"]["default"] == demo_artifact(target).manifest.memory_mb
             assert variables["image_uri"]["default"] == "", "before `mlpack push` the function ships as the zip"
 
 

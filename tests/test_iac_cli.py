@@ -12,10 +12,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from mlpack.artifact import Artifact
 from mlpack.cli import app
-from mlpack.manifest import read_manifest, update_manifest, verify_files
 
 from .iac_support import iac_tools, requires_iac_venv
+from .manifests import edit_json, read
 from .test_iac import _cfn_lint_errors, _checkov
 
 DIGEST = "sha256:" + "4f" * 32
@@ -27,7 +28,7 @@ def pushed_copy(demo_artifact, target: str, tmp_path: Path) -> Path:
     root = tmp_path / demo_artifact(target).path.name
     shutil.copytree(demo_artifact(target).path, root)
     repository = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{root.name}"
-    update_manifest(root, lambda m: m["image"].update({"repository": repository, "digest": DIGEST}))
+    edit_json(root, lambda m: m["image"].update({"repository": repository, "digest": DIGEST}))
     return root
 
 
@@ -38,18 +39,18 @@ def mlpack_iac(root: Path):
 @pytest.mark.parametrize("target", ["x86-cpu", "arm-edge"])
 def test_iac_pins_every_workload_by_digest_after_push(demo_artifact, target: str, tmp_path: Path) -> None:
     root = pushed_copy(demo_artifact, target, tmp_path)
-    before = read_manifest(root)["files"]
+    before = read(root).files
     (root / "iac" / "stale.yaml").write_text("left over\n")
     result = mlpack_iac(root)
     assert result.exit_code == 0, result.output
     assert f"@{DIGEST}" in result.output
-    manifest = read_manifest(root)
-    assert verify_files(root, manifest) == []
+    manifest = read(root)
+    assert Artifact.open(root).problems() == []
     assert not (root / "iac" / "stale.yaml").exists()
     # Only iac/ changed.
-    assert {p: e for p, e in manifest["files"].items() if not p.startswith("iac/")} == \
+    assert {p: e for p, e in manifest.files.items() if not p.startswith("iac/")} == \
            {p: e for p, e in before.items() if not p.startswith("iac/")}
-    pinned = f"{manifest['image']['repository']}@{DIGEST}"
+    pinned = f"{manifest.image.repository}@{DIGEST}"
     images = []
     for path in (root / "iac").rglob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -64,7 +65,7 @@ def test_iac_pins_every_workload_by_digest_after_push(demo_artifact, target: str
 def test_iac_deploys_the_lambda_image_by_digest_after_push(demo_artifact, tmp_path: Path) -> None:
     root = pushed_copy(demo_artifact, "aws-lambda", tmp_path)
     assert mlpack_iac(root).exit_code == 0
-    pinned = f"{read_manifest(root)['image']['repository']}@{DIGEST}"
+    pinned = f"{read(root).image.repository}@{DIGEST}"
     sam = (root / "iac" / "sam" / "template.yaml").read_text()
     assert "PackageType: Image" in sam and f"ImageUri: {json.dumps(pinned)}" in sam and "CodeUri" not in sam
     variables = (root / "iac" / "terraform-lambda" / "variables.tf").read_text()
@@ -95,8 +96,32 @@ def test_iac_on_a_folder_that_is_not_an_artifact_is_one_line(tmp_path: Path) -> 
 
 def test_iac_rejects_a_tampered_name_without_writing(demo_artifact, tmp_path: Path) -> None:
     root = pushed_copy(demo_artifact, "x86-cpu", tmp_path)
-    update_manifest(root, lambda m: m.update({"name": 'x"; rm -rf /'}))
+    edit_json(root, lambda m: m.update({"name": 'x"; rm -rf /'}))
     before = sorted(p.relative_to(root) for p in (root / "iac").rglob("*"))
     result = mlpack_iac(root)
     assert result.exit_code == 2 and "not 1 to 40 lowercase" in result.output
     assert sorted(p.relative_to(root) for p in (root / "iac").rglob("*")) == before
+
+
+def test_iac_renders_the_target_the_artifact_was_built_for_after_targets_change(
+    demo_artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlpack import targets
+    from mlpack.resources import data_dir
+
+    root = tmp_path / "artifact"
+    shutil.copytree(demo_artifact("x86-cpu").path, root)
+    # The installed target file changes after the build: the service moves to port 8080.
+    installed = tmp_path / "targets"
+    shutil.copytree(data_dir("targets"), installed)
+    toml = installed / "x86-cpu.toml"
+    toml.write_text(toml.read_text().replace("port = 3000", "port = 8080"))
+    monkeypatch.setattr(targets, "data_dir", lambda name: installed if name == "targets" else data_dir(name))
+    assert targets.load_target("x86-cpu").serving.port == 8080
+
+    assert mlpack_iac(root).exit_code == 0
+    deployment = yaml.safe_load((root / "iac" / "kubernetes" / "base" / "deployment.yaml").read_text())
+    model = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "model")
+    assert model["ports"][0]["containerPort"] == 3000, "the artifact's own target, not the installed file"
+    assert read(root).target.serving.port == 3000
+    assert runner.invoke(app, ["verify", str(root)]).exit_code == 0

@@ -23,9 +23,9 @@ import requests
 from mlpack.cli import app
 from mlpack.demo import demo_model
 from mlpack.image.standin import ensure_standin
-from mlpack.manifest import read_manifest
 from typer.testing import CliRunner
 
+from .manifests import read_json
 from .image_support import (
     Flaky503Proxy,
     buildah,
@@ -84,7 +84,7 @@ def artifacts(demo_artifact, bases, tmp_path_factory) -> Iterator[dict[str, Path
     yield built
     # Leave no images behind in the machine's store (the stand-in bases stay: they are the cache).
     for artifact in built.values():
-        buildah("rmi", "-f", read_manifest(artifact)["image"]["id"], check=False)
+        buildah("rmi", "-f", read_json(artifact)["image"]["id"], check=False)
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def registry_host(tmp_path: Path):
 
 def test_images_are_non_root_labelled_and_hold_only_what_serving_needs(artifacts) -> None:
     for target, arch in TARGETS.items():
-        manifest = read_manifest(artifacts[target])
+        manifest = read_json(artifacts[target])
         image = manifest["image"]
         info = image_config(image["local"])
         config = info["Docker"]["config"]
@@ -136,7 +136,7 @@ def test_a_refused_push_records_no_digest(artifacts, tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert result.stderr.startswith(f"error: push to {host}/demo/digits:refused failed: ")
     assert result.stderr.count("\n") == 1 and result.stdout == ""
-    assert read_manifest(artifact)["image"]["digest"] is None
+    assert read_json(artifact)["image"]["digest"] is None
     assert (artifact / "manifest.json").read_bytes() == before
 
     # Nothing listens there any more: the same clear line, still no digest.
@@ -145,7 +145,7 @@ def test_a_refused_push_records_no_digest(artifacts, tmp_path: Path) -> None:
     assert result.stderr.startswith(f"error: push to {host}/demo/digits:gone failed: ")
     assert "connection refused" in result.stderr
     assert result.stderr.count("\n") == 1
-    assert read_manifest(artifact)["image"]["digest"] is None
+    assert read_json(artifact)["image"]["digest"] is None
     assert (artifact / "manifest.json").read_bytes() == before
 
 
@@ -166,10 +166,10 @@ def test_credentials_come_from_the_docker_config(artifacts, tmp_path: Path, monk
                 assert result.stderr.rstrip().endswith(
                     f"log in first (docker login {host}) or check the credential helper")
                 assert result.stderr.count("\n") == 1
-                assert read_manifest(artifact)["image"]["digest"] is None
+                assert read_json(artifact)["image"]["digest"] is None
             else:
                 assert result.exit_code == 0, result.output
-                recorded = read_manifest(artifact)["image"]
+                recorded = read_json(artifact)["image"]
                 assert recorded["ref"] == f"{host}/team/digits@{recorded['digest']}"
 
 
@@ -183,7 +183,7 @@ def test_push_both_pull_back_by_digest_and_predict_inside(artifacts, registry_ho
     index = requests.get(f"http://{registry_host}/v2/demo/digits/manifests/test",
                          headers={"Accept": "application/vnd.oci.image.index.v1+json"}).json()
     by_platform = {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
-    recorded = {target: read_manifest(artifacts[target])["image"] for target in TARGETS}
+    recorded = {target: read_json(artifacts[target])["image"] for target in TARGETS}
     assert by_platform == {arch: recorded[target]["digest"] for target, arch in TARGETS.items()}
     for target in TARGETS:
         assert recorded[target]["ref"] == f"{registry_host}/demo/digits@{recorded[target]['digest']}"
@@ -211,7 +211,7 @@ def test_push_both_pull_back_by_digest_and_predict_inside(artifacts, registry_ho
 
 def test_the_x86_image_serves_predictions_and_its_agent_counts_them(artifacts) -> None:
     """The image's own CMD (BentoML) and the agent sidecar command, in one container (shared /tmp)."""
-    image = read_manifest(artifacts["x86-cpu"])["image"]
+    image = read_json(artifacts["x86-cpu"])["image"]
     config = image_config(image["local"])["Docker"]["config"]
     port, metrics_port = free_port(), free_port()
     command = list(config["Cmd"])
@@ -248,7 +248,7 @@ def test_build_with_image_builds_the_artifact_and_its_image(linear_onnx: Path, b
     result = cli("build", str(linear_onnx), "-t", "x86-cpu", "-o", str(tmp_path), "-q",
                  "--image", "--base-image", bases["amd64"])
     assert result.exit_code == 0, result.output
-    image = read_manifest(tmp_path / "linear-x86-cpu")["image"]
+    image = read_json(tmp_path / "linear-x86-cpu")["image"]
     assert f"image      {image['local']}  linux/amd64  {image['id']}" in result.stdout
     assert "sha256:" + image_config(image["local"])["FromImageID"] == image["id"]
     buildah("rmi", "-f", image["id"], check=False)
@@ -266,7 +266,7 @@ def test_a_registry_answering_503_is_retried_until_the_push_lands(artifacts, reg
         proxy.shutdown()
     assert result.exit_code == 0, result.output
     assert "503" in result.stderr and "retrying in 1s (attempt 2 of 4)" in result.stderr
-    recorded = read_manifest(artifact)["image"]
+    recorded = read_json(artifact)["image"]
     stored = requests.get(f"http://{registry_host}/v2/demo/flaky/manifests/1",
                           headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
     assert stored.headers["Docker-Content-Digest"] == recorded["digest"]

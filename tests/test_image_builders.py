@@ -119,10 +119,11 @@ def test_push_before_image_says_what_to_run(tmp_path: Path) -> None:
     from mlpack.cli import app
     from typer.testing import CliRunner
 
+    from .manifests import make_manifest, write_artifact
+
     artifact = tmp_path / "digits-x86-cpu"
     artifact.mkdir()
-    (artifact / "manifest.json").write_text(json.dumps(
-        {"name": "digits", "image": {"repository": "mlpack/digits-x86-cpu", "tag": "1", "digest": None}}))
+    write_artifact(artifact, make_manifest("x86-cpu", "digits"))
     result = CliRunner().invoke(app, ["push", str(artifact), "--to", "127.0.0.1:5000/digits"])
     assert result.exit_code == 2
     assert result.stderr == (f"error: digits-x86-cpu has no built image; run `mlpack image {artifact.resolve()}` "

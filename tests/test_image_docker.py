@@ -17,10 +17,10 @@ import pytest
 import requests
 from mlpack.cli import app
 from mlpack.image.standin import ensure_standin
-from mlpack.manifest import read_manifest
 from typer.testing import CliRunner
 
 from .image_support import buildah, image_config, registry, require_image_tools
+from .manifests import read_json
 
 pytestmark = pytest.mark.slow
 
@@ -55,14 +55,14 @@ def test_the_docker_builder_builds_and_pushes_the_same_context(demo_artifact, do
     base = ensure_standin("amd64")  # podman shares buildah's image store
     built = CliRunner().invoke(app, ["image", str(artifact), "--builder", "docker", "--base-image", base, "-q"])
     assert built.exit_code == 0, built.output
-    image = read_manifest(artifact)["image"]
+    image = read_json(artifact)["image"]
     assert "sha256:" + image_config(image["local"])["FromImageID"] == image["id"]
     assert image_config(image["local"])["Docker"]["config"]["User"] == "10001:10001"
 
     dest = f"{docker_api}/demo/viadocker:1"
     pushed = CliRunner().invoke(app, ["push", str(artifact), "--to", dest, "--builder", "docker", "-q"])
     assert pushed.exit_code == 0, pushed.output
-    recorded = read_manifest(artifact)["image"]
+    recorded = read_json(artifact)["image"]
     answer = requests.get(f"http://{docker_api}/v2/demo/viadocker/manifests/1",
                           headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
     assert answer.headers["Docker-Content-Digest"] == recorded["digest"]

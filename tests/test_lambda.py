@@ -94,10 +94,10 @@ def test_the_handler_imports_neither_bentoml_nor_opentelemetry(lambda_artifact) 
 
 
 def test_the_cold_start_is_measured_and_recorded(lambda_artifact) -> None:
-    cold = lambda_artifact.manifest["lambda"]["cold_start"]
-    assert cold["runs"] == 3 and cold["python"]
-    assert 0 < cold["seconds"] < 10
-    assert 20 < cold["peak_rss_mb"] < 1024
+    cold = lambda_artifact.manifest.lambda_.cold_start
+    assert cold.runs == 3 and cold.python
+    assert 0 < cold.seconds < 10
+    assert 20 < cold.peak_rss_mb < 1024
 
 
 def test_a_cold_start_budget_that_is_exceeded_fails_the_build(tmp_path: Path) -> None:

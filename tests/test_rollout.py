@@ -12,11 +12,13 @@ from typer.testing import CliRunner
 
 from mlpack.cli import app
 from mlpack.errors import InputError
-from mlpack.manifest import file_entries, write_manifest
+from mlpack.manifest import BentoSection
+from mlpack.model_info import Signature, TensorSpec
 from mlpack.resources import data_dir
 from mlpack.rollout.ansible import DEFAULT_WAVES, parse_waves, prepare, render_inventory, tool
 from mlpack.rollout.release import Release, probe_request, read_release
 
+from .manifests import make_manifest, write_artifact
 from .models import linear_model
 
 pytest.importorskip("ansible", reason="ansible-core is not installed (pip install ansible-core)")
@@ -137,12 +139,11 @@ def _artifact(tmp_path: Path, bento: bool = True) -> Path:
     root = tmp_path / "sensor-arm-edge"
     (root / "model").mkdir(parents=True)
     linear_model(root / "model" / "model.onnx")
-    manifest = {"artifact": "sensor-arm-edge", "target": "arm-edge", "image": {"tag": "0.1.0-0123456789ab"},
-                "model": {"sha256": "0" * 64, "signature": {"inputs": [{"name": "x", "dtype": "float32",
-                                                                          "shape": [None, 4]}]}}}
-    if bento:
-        manifest["bento"] = {"path": "bento"}
-    write_manifest(root, {**manifest, "files": file_entries(root)})
+    signature = Signature(inputs=[TensorSpec(name="x", dtype="float32", shape=[None, 4])],
+                          outputs=[TensorSpec(name="y", dtype="float32", shape=[None, 2])])
+    manifest = make_manifest("arm-edge", "sensor", signature=signature, tag="0.1.0-0123456789ab",
+                             bento=BentoSection(tag="sensor-arm-edge:0.1.0-0123456789ab") if bento else None)
+    write_artifact(root, manifest)
     return root
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mlpack.build import BuildRequest, build
 from mlpack.cli import app
-from mlpack.manifest import file_entries, read_manifest, update_manifest, verify_files
+from mlpack.artifact import Artifact
 from mlpack.model_info import sha256_file
 from mlpack.progress import Progress
 from mlpack.rollout.ansible import run_rollout
@@ -24,6 +24,7 @@ from mlpack.rollout.release import read_release
 from mlpack.rollout.status import fleet_status
 
 from .fleet import SSHD, SimulatedFleet, SshServer, stop_processes
+from .manifests import edit_json, read_json
 from .models import linear_model, linear_reference
 
 pytest.importorskip("ansible", reason="ansible-core is not installed (pip install ansible-core)")
@@ -83,10 +84,9 @@ def with_swapped_model(good: Path, model: Path, dest: Path) -> Path:
         agent_config["resource"]["service.version"] = manifest["image"]["tag"]
         agent_config["resource"]["mlpack.model.sha256"] = sha
         agent.write_text(json.dumps(agent_config, indent=2))
-        manifest["files"] = file_entries(dest)
 
-    manifest = update_manifest(dest, reseal)
-    assert not verify_files(dest, manifest)
+    edit_json(dest, reseal, rehash=True)
+    assert not Artifact.open(dest).problems()
     return dest
 
 
@@ -151,7 +151,7 @@ def test_a_good_artifact_reaches_every_device(
 
     assert done.exit_code == 0, done.output
     assert f"{NAME}-arm-edge {v2}: {FLEET_SIZE} updated" in done.output
-    assert read_manifest(artifacts["v2"])["rollouts"][-1]["outcome"] == f"{FLEET_SIZE} updated"
+    assert read_json(artifacts["v2"])["rollouts"][-1]["outcome"] == f"{FLEET_SIZE} updated"
     x = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
     expected = linear_reference(artifacts["v2_model"], x)
     for device in fleet.devices:

@@ -37,14 +37,14 @@ def runtime_json(ctx: RenderContext) -> str:
     return json.dumps(config, indent=2) + "\n"
 
 
-def write_app(folder: Path, template_group: str, ctx: RenderContext, model: Path) -> None:
-    """Write a complete, runnable app folder for the given entry-point template group.
+def write_app(folder: Path, ctx: RenderContext, model: Path) -> None:
+    """Write a complete, runnable app folder from the target's entry-point templates.
 
     Layout: the entry point (service.py or handler.py), runtime.json, the model, and the
     packages mlpack_runtime and mlpack_agent.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    write_files(folder, render_group(template_group, "", ctx))
+    write_files(folder, render_group(ctx.target.app_group.templates, "", ctx))
     write_files(folder, {"runtime.json": runtime_json(ctx)})
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(runtime_dir(), folder / RUNTIME_PACKAGE, ignore=skip)

@@ -1,65 +1,220 @@
-"""manifest.json: what an artifact is and holds. Every command after `build` reads it.
+"""manifest.json: what an artifact is and holds, as a typed, versioned schema.
 
-It is written last, after every other file, and rewritten atomically (temp file +
-rename) by the commands that add to it, such as `mlpack push` recording a digest.
+The manifest is the one contract between `mlpack build` and every command after it. It
+records the *resolved target* the build used (the whole `Target`, not its name), so an
+artifact means the same thing after the installed `targets/` files change: nothing after
+`build` reads a target file. This module is pure (no I/O); `artifact.py` reads and
+writes manifests.
+
+Schema versions: `SCHEMA_VERSION` rises whenever a manifest written by this mlpack could
+not be read by an older one, or the other way round. docs/architecture.md lists them.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, Callable
+import re
+from datetime import datetime
+from typing import Literal
 
-from .errors import InputError
-from .fsutil import atomic_write
-from .model_info import sha256_file
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from . import __version__
+from .model_info import Signature, TensorSpec
+from .targets import Target
 
 MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+HISTORY_KEPT = 20  # deploys and rollouts remembered per artifact
+
+# The artifact's model name is written unquoted in comments, unit files and paths: it
+# must stay a DNS label.
+NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+NAME_RULE = "1 to 40 lowercase letters, digits and '-', starting and ending with a letter or digit"
+
+# The OCI distribution reference grammar, simplified: [host[:port]/]path, tag, digest.
+# Image references reach shell scripts and unit files as well as YAML and HCL: besides
+# being escaped there, anything that is not an image reference is refused here.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPOSITORY_PATTERN = rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*$"
+TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
-def file_entries(root: Path) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file in the artifact but the manifest itself."""
-    entries = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root).as_posix()
-        if relative != MANIFEST:
-            entries[relative] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-    return entries
+class Section(BaseModel):
+    """A part of the manifest: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
-def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    atomic_write(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+class FileEntry(Section):
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    size: int = Field(ge=0)
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST
-    if not path.is_file():
-        raise InputError(
-            f"{root} is not an mlpack artifact (no {MANIFEST})",
-            "pass a folder written by `mlpack build`",
-        )
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON: {exc.msg}", "rebuild the artifact") from exc
+class SourceModel(Section):
+    """The model as the user gave it."""
+
+    name: str
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    size_bytes: int = Field(ge=0)
+    opset: int
+    producer: str
 
 
-def update_manifest(root: Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Read, change and atomically rewrite the manifest."""
-    manifest = read_manifest(root)
-    change(manifest)
-    write_manifest(root, manifest)
-    return manifest
+class ModelSection(Section):
+    """The model the artifact ships, and the signature it serves."""
+
+    file: str = Field("model/model.onnx", description="path in the artifact")
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    size_bytes: int = Field(ge=0)
+    variant: str = Field(description="the optimizer's variant that ships (report.md says why)")
+    source: SourceModel
+    signature: Signature
 
 
-def verify_files(root: Path, manifest: dict[str, Any]) -> list[str]:
-    """Problems between the manifest's file list and the folder, empty when they agree."""
-    recorded = manifest.get("files", {})
-    actual = file_entries(root)
-    problems = [f"missing: {p}" for p in sorted(set(recorded) - set(actual))]
-    problems += [f"not in manifest: {p}" for p in sorted(set(actual) - set(recorded))]
-    problems += [
-        f"changed: {p}" for p in sorted(set(recorded) & set(actual))
-        if recorded[p]["sha256"] != actual[p]["sha256"]
-    ]
-    return problems
+class OptimizationSection(Section):
+    chosen: str
+    why: str
+    data_source: str = Field(description="where the accuracy gate measured (real or synthetic data)")
+
+
+class ImageIndex(Section):
+    """The multi-arch index `mlpack push` made for artifacts of one model."""
+
+    tag: str = Field(pattern=TAG_PATTERN)
+    digest: str = Field(pattern=DIGEST_PATTERN)
+    ref: str
+    platforms: list[str]
+
+
+class ImageSection(Section):
+    """The artifact's container image: named at build, built by `mlpack image`, pinned by `mlpack push`."""
+
+    repository: str = Field(pattern=REPOSITORY_PATTERN)
+    tag: str = Field(pattern=TAG_PATTERN)
+    digest: str | None = Field(None, pattern=DIGEST_PATTERN, description="set by `mlpack push`")
+    local: str | None = Field(None, description="local name:tag of the built image")
+    id: str | None = Field(None, pattern=DIGEST_PATTERN, description="config digest of the built image")
+    platform: str | None = None
+    base: str | None = Field(None, description="the base image it was built on")
+    ref: str | None = Field(None, description="registry/repository@digest, set by `mlpack push`")
+    index: ImageIndex | None = None
+
+    @property
+    def local_ref(self) -> str:
+        """The local name:tag (the repository points at a registry once pushed)."""
+        return self.local or f"{self.repository}:{self.tag}"
+
+    @property
+    def pinned(self) -> str:
+        """The reference deployments use: by digest when known, else by tag."""
+        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
+
+
+class BentoSection(Section):
+    tag: str
+    path: str = "bento"
+
+
+class ColdStart(Section):
+    """A Lambda cold start as measured at build: fresh processes, first answer."""
+
+    seconds: float | None
+    peak_rss_mb: float | None
+    runs: int
+    python: str | None
+    note: str
+
+
+class LambdaSection(Section):
+    zip: str = "lambda/function.zip"
+    cold_start: ColdStart
+
+
+class Requirements(Section):
+    """The Python packages that ship, pinned once at build (images, Bento, Lambda zip)."""
+
+    runtime: list[str] = Field(description="what the model's session needs (onnxruntime, numpy): the Lambda "
+                               "zip's and the Bento's packages (BentoML adds itself to a Bento)")
+    server: list[str] = Field(description="the server image's packages: runtime plus bentoml")
+
+
+class Versions(Section):
+    """The versions the model was measured with; what ships pins the same ones."""
+
+    onnxruntime: str
+    numpy: str
+    bentoml: str
+    onnx: str
+    python: str = Field(description="the target's Python")
+    build_python: str | None = Field(None, description="the Python that ran the build")
+
+
+class DeployRecord(Section):
+    at: datetime
+    stack: str
+    stack_id: str | None
+    region: str
+    code: str
+    function_arn: str | None
+    url: str | None
+
+
+class RolloutRecord(Section):
+    at: datetime
+    engine: Literal["ansible", "greengrass"]
+    fleet: str
+    version: str
+    outcome: str
+
+
+class Manifest(Section):
+    """Everything a command after `build` needs to know about an artifact."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    mlpack_version: str = __version__
+    name: str = Field(description="the model's name; the artifact is <name>-<target>")
+    target: Target = Field(description="the target as resolved at build time")
+    model: ModelSection
+    optimization: OptimizationSection
+    image: ImageSection
+    memory_mb: int = Field(gt=0, description="memory to ask for: Kubernetes requests, Lambda memory size")
+    requirements: Requirements
+    bento: BentoSection | None = None
+    lambda_: LambdaSection | None = Field(None, alias="lambda")
+    versions: Versions
+    deploys: list[DeployRecord] = Field(default_factory=list)
+    rollouts: list[RolloutRecord] = Field(default_factory=list)
+    files: dict[str, FileEntry] = Field(default_factory=dict, description="every other file: sha256 and size")
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, name: str) -> str:
+        if not NAME_PATTERN.match(name):
+            raise ValueError(f"{name!r} is not {NAME_RULE}")
+        return name
+
+    @property
+    def artifact(self) -> str:
+        return f"{self.name}-{self.target.name}"
+
+    @property
+    def platform(self) -> str:
+        return self.target.platform.oci
+
+    def record_deploy(self, record: DeployRecord) -> None:
+        self.deploys = [*self.deploys, record][-HISTORY_KEPT:]
+
+    def record_rollout(self, record: RolloutRecord) -> None:
+        self.rollouts = [*self.rollouts, record][-HISTORY_KEPT:]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, by_alias=True) + "\n"
+
+
+__all__ = [
+    "MANIFEST", "SCHEMA_VERSION", "NAME_PATTERN", "NAME_RULE", "BentoSection", "ColdStart", "DeployRecord",
+    "FileEntry", "ImageIndex", "ImageSection", "LambdaSection", "Manifest", "ModelSection", "OptimizationSection",
+    "Requirements", "RolloutRecord", "Signature", "SourceModel", "TensorSpec", "Versions",
+]

@@ -5,7 +5,15 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
+
+
+@dataclass
+class Elapsed:
+    """How long a progress step took, filled in when it ends."""
+
+    seconds: float = 0.0
 
 
 class Progress:
@@ -17,8 +25,10 @@ class Progress:
             print(message, file=sys.stderr, flush=True)
 
     @contextmanager
-    def step(self, message: str) -> Iterator[None]:
+    def step(self, message: str) -> Iterator[Elapsed]:
+        elapsed = Elapsed()
         started = time.perf_counter()
         self.info(f"• {message} ...")
-        yield
-        self.info(f"  done in {time.perf_counter() - started:.1f}s")
+        yield elapsed
+        elapsed.seconds = time.perf_counter() - started
+        self.info(f"  done in {elapsed.seconds:.1f}s")

@@ -20,9 +20,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
 from . import __version__
+from .manifest import ImageSection, Manifest, Requirements, Versions
 from .model_info import Signature, TensorSpec
 from .resources import data_dir
-from .targets import Target
+from .targets import RenderGroup, Target
 
 TEMPLATE_SUFFIX = ".j2"
 
@@ -71,25 +72,32 @@ class ModelFacts(BaseModel):
         return name if name.isidentifier() and not keyword.iskeyword(name) else f"input_{name}"
 
 
-class ImageRef(BaseModel):
-    repository: str
-    tag: str
-    digest: str | None = None  # sha256:..., once `mlpack push` has recorded one
-
-    @property
-    def pinned(self) -> str:
-        """The reference deployments use: by digest when known, else by tag."""
-        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
-
-
 class RenderContext(BaseModel):
+    """Everything a template may know. Built from the artifact's manifest, so `build` and
+    every later command (e.g. `mlpack iac`) render from the same facts."""
+
     mlpack_version: str = __version__
     name: str  # the artifact's model name: a lowercase DNS label, safe in every format
     target: Target
     model: ModelFacts
-    image: ImageRef
-    versions: dict[str, str]  # onnxruntime, numpy, bentoml, python: pinned in the images
-    memory_mb: int  # sized from the model: requests, Lambda memory
+    image: ImageSection
+    versions: Versions  # onnxruntime, numpy, bentoml, python: pinned in the images
+    requirements: Requirements  # the pinned packages, as the build resolved them
+    memory_mb: int  # sized from the model (and a Lambda's measured peak): requests, Lambda memory
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> RenderContext:
+        model = manifest.model
+        return cls(
+            name=manifest.name,
+            target=manifest.target,
+            model=ModelFacts(sha256=model.sha256, source_sha256=model.source.sha256, size_bytes=model.size_bytes,
+                             variant=model.variant, signature=model.signature),
+            image=manifest.image,
+            versions=manifest.versions,
+            requirements=manifest.requirements,
+            memory_mb=manifest.memory_mb,
+        )
 
     @property
     def artifact(self) -> str:
@@ -143,17 +151,23 @@ def header(path: str, ctx: RenderContext) -> str:
     )
 
 
+def _templates(group: str, into: str) -> list[tuple[str, str]]:
+    """(template name, artifact path) for every template under templates/<group>/."""
+    root = data_dir("templates") / group
+    pairs = []
+    for template in sorted(root.rglob(f"*{TEMPLATE_SUFFIX}")):
+        relative = template.relative_to(root).as_posix()
+        path = relative.removesuffix(TEMPLATE_SUFFIX)
+        pairs.append((f"{group}/{relative}", f"{into}/{path}" if into else path))
+    return pairs
+
+
 def render_group(group: str, into: str, ctx: RenderContext) -> dict[str, str]:
     """Render every template under templates/<group>/ into artifact paths under `into`."""
     env = _environment()
-    root = data_dir("templates") / group
     files: dict[str, str] = {}
-    for template in sorted(root.rglob(f"*{TEMPLATE_SUFFIX}")):
-        relative = template.relative_to(root).as_posix().removesuffix(TEMPLATE_SUFFIX)
-        path = f"{into}/{relative}" if into else relative
-        text = env.get_template(f"{group}/{template.relative_to(root).as_posix()}").render(
-            ctx=ctx, target=ctx.target, model=ctx.model, image=ctx.image
-        )
+    for name, path in _templates(group, into):
+        text = env.get_template(name).render(ctx=ctx, target=ctx.target, model=ctx.model, image=ctx.image)
         files[path] = _with_header(path, text, ctx)
     return files
 
@@ -169,12 +183,18 @@ def _with_header(path: str, text: str, ctx: RenderContext) -> str:
     return head + text
 
 
-def render_artifact(ctx: RenderContext) -> dict[str, str]:
-    """Every text file the target's render groups produce, keyed by artifact path."""
+def render_artifact(ctx: RenderContext, groups: list[RenderGroup] | None = None) -> dict[str, str]:
+    """Every text file the target's artifact render groups produce (or just `groups`),
+    keyed by artifact path. App entry-point groups render into app folders instead."""
     files: dict[str, str] = {}
-    for group in ctx.target.render:
+    for group in ctx.target.artifact_groups if groups is None else groups:
         files.update(render_group(group.templates, group.into, ctx))
     return files
+
+
+def template_paths(group: RenderGroup) -> list[str]:
+    """The artifact paths a render group writes, without rendering it (for the build plan)."""
+    return [path for _, path in _templates(group.templates, group.into)]
 
 
 def write_files(root: Path, files: dict[str, str]) -> None:

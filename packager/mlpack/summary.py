@@ -7,34 +7,35 @@ from pathlib import Path
 
 from .build import BuildResult
 from .limits import LAMBDA_ZIP_LIMIT_TEXT
+from .manifest import Manifest
 from .sizes import format_size
 
 
-def _folderformat_size(manifest: dict, prefix: str) -> int:
-    return sum(e["size"] for p, e in manifest["files"].items() if p.startswith(prefix + "/"))
+def _folder_size(manifest: Manifest, prefix: str) -> int:
+    return sum(e.size for p, e in manifest.files.items() if p.startswith(prefix + "/"))
 
 
 def build_summary(result: BuildResult) -> str:
     m = result.manifest
     where = os.path.relpath(result.path) if Path.cwd() in result.path.parents else str(result.path)
-    source, model = m["model"]["source"], m["model"]
+    source, model = m.model.source, m.model
     lines = [
-        f"Built {m['artifact']} ({m['target']}, {m['platform']}) in {where}",
-        f"  model      {format_size(model['size_bytes'])} ({model['variant']}; source {format_size(source['size_bytes'])})",
+        f"Built {m.artifact} ({m.target.name}, {m.platform}) in {where}",
+        f"  model      {format_size(model.size_bytes)} ({model.variant}; source {format_size(source.size_bytes)})",
     ]
-    if "bento" in m:
-        lines.append(f"  bento      {m['bento']['tag']} ({format_size(_folderformat_size(m, 'bento'))})")
-    if "lambda" in m:
-        cold = m["lambda"]["cold_start"]
-        zip_size = m["files"][m["lambda"]["zip"]]["size"]
-        lines.append(f"  lambda     {m['lambda']['zip']} ({format_size(zip_size)} of {LAMBDA_ZIP_LIMIT_TEXT})")
-        if cold["seconds"] is not None:
-            lines.append(f"  cold start {cold['seconds']:.2f} s, peak memory {cold['peak_rss_mb']:.0f} MB")
+    if m.bento is not None:
+        lines.append(f"  bento      {m.bento.tag} ({format_size(_folder_size(m, m.bento.path))})")
+    if m.lambda_ is not None:
+        cold = m.lambda_.cold_start
+        zip_size = m.files[m.lambda_.zip].size
+        lines.append(f"  lambda     {m.lambda_.zip} ({format_size(zip_size)} of {LAMBDA_ZIP_LIMIT_TEXT})")
+        if cold.seconds is not None:
+            lines.append(f"  cold start {cold.seconds:.2f} s, peak memory {cold.peak_rss_mb:.0f} MB")
         else:
-            lines.append(f"  cold start {cold['note']}")
+            lines.append(f"  cold start {cold.note}")
     for folder in ("container", "agent", "iac"):
-        count = sum(1 for p in m["files"] if p.startswith(folder + "/"))
+        count = sum(1 for p in m.files if p.startswith(folder + "/"))
         if count:
             lines.append(f"  {folder:<10} {count} files")
-    lines.append(f"  report     {os.path.join(where, 'report.md')}  (chosen: {m['optimization']['chosen']})")
+    lines.append(f"  report     {os.path.join(where, 'report.md')}  (chosen: {m.optimization.chosen})")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .errors import InputError, MlpackError
 from .resources import data_dir
@@ -103,7 +103,12 @@ class Kubernetes(_Strict):
 
 class RenderGroup(_Strict):
     templates: str = Field(description="folder under templates/")
-    into: str = Field(description="folder in the artifact the rendered files go to")
+    into: str = Field("", description="folder in the artifact the rendered files go to")
+    app: bool = Field(
+        False,
+        description="the serving app's entry point (service.py, handler.py): rendered into the app folder "
+        "that a build step packages, not into the artifact",
+    )
 
 
 class Target(_Strict):
@@ -122,12 +127,27 @@ class Target(_Strict):
 
     @field_validator("render")
     @classmethod
-    def _templates_exist(cls, groups: list[RenderGroup]) -> list[RenderGroup]:
+    def _templates_exist(cls, groups: list[RenderGroup], info: ValidationInfo) -> list[RenderGroup]:
+        if (info.context or {}).get("snapshot"):
+            return groups  # a manifest's copy: checked as data, not against this installation
         root = data_dir("templates")
         missing = [g.templates for g in groups if not (root / g.templates).is_dir()]
         if missing:
             raise ValueError(f"no template folder {', '.join(missing)} under templates/")
+        apps = [g.templates for g in groups if g.app]
+        if len(apps) != 1:
+            raise ValueError(f"exactly one group must be the app's entry point (app = true), found {len(apps)}")
         return groups
+
+    @property
+    def app_group(self) -> RenderGroup:
+        """The templates of the serving app's entry point (Bento service or Lambda handler)."""
+        return next(g for g in self.render if g.app)
+
+    @property
+    def artifact_groups(self) -> list[RenderGroup]:
+        """The render groups that write into the artifact folder itself."""
+        return [g for g in self.render if not g.app]
 
     @property
     def is_gpu(self) -> bool:

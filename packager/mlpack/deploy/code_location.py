@@ -9,9 +9,10 @@ by the digest that `mlpack push` recorded, in an ECR repository that deploy ensu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ..errors import MlpackError
+from ..manifest import Manifest
 from ..model_info import sha256_file
 from .aws import Aws, AwsError, aws_errors
 from .template import CodeLocation
@@ -110,14 +111,14 @@ def _split_registry(reference: str) -> tuple[str | None, str]:
     return None, reference
 
 
-def pushed_image(aws: Aws, manifest: dict[str, Any], log: Callable[[str], None]) -> CodeLocation:
+def pushed_image(aws: Aws, manifest: Manifest, log: Callable[[str], None]) -> CodeLocation:
     """The image `mlpack push` recorded, pinned by digest, checked to be in this account's ECR.
 
     Lambda runs images only from ECR in the function's own region; before the first push
     the repository is created here, so that the push has somewhere to go."""
-    image = manifest.get("image") or {}
-    digest = image.get("digest")
-    host, repository = _split_registry((image.get("ref") or image.get("repository") or "").split("@")[0])
+    image = manifest.image
+    digest = image.digest
+    host, repository = _split_registry((image.ref or image.repository).split("@")[0])
     if not repository:
         raise MlpackError("the manifest names no image repository", "rebuild the artifact")
     ours = registry(aws)
@@ -127,7 +128,7 @@ def pushed_image(aws: Aws, manifest: dict[str, Any], log: Callable[[str], None])
     uri = ensure_repository(aws, repository, log)
     if not digest:
         raise MlpackError(
-            f"the image of {manifest.get('artifact')} has not been pushed (no image.digest in manifest.json)",
+            f"the image of {manifest.artifact} has not been pushed (no image.digest in manifest.json)",
             f"`aws ecr get-login-password | buildah login --username AWS --password-stdin {ours}`, then "
             f"`mlpack push ARTIFACT --to {uri}`; or deploy the zip with --package zip")
     try:

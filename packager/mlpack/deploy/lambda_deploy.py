@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from ..artifact import Artifact
 from ..errors import InputError, MlpackError
-from ..manifest import read_manifest, update_manifest, verify_files
+from ..manifest import DeployRecord, Manifest
 from ..progress import Progress
 from . import code_location
 from .aws import Aws, AwsError, aws_errors, connect
@@ -56,33 +57,29 @@ class DeployResult:
     changes: list[str] = field(default_factory=list)
 
 
-def default_stack_name(manifest: dict[str, Any]) -> str:
-    return f"mlpack-{manifest['artifact']}"
+def default_stack_name(manifest: Manifest) -> str:
+    return f"mlpack-{manifest.artifact}"
 
 
-def check_artifact(root: Path) -> dict[str, Any]:
-    manifest = read_manifest(root)
-    if "lambda" not in manifest:
-        raise InputError(f"{root.name} is a {manifest.get('target', 'unknown')} artifact; "
-                         "`mlpack deploy` deploys aws-lambda artifacts",
+def check_artifact(root: Path) -> Artifact:
+    artifact = Artifact.open(root)
+    if artifact.manifest.lambda_ is None:
+        raise InputError(f"{artifact.name} has no Lambda package (target {artifact.manifest.target.name}); "
+                         "`mlpack deploy` deploys artifacts built for a Lambda target",
                          "build one with `mlpack build --target aws-lambda`")
-    problems = verify_files(root, manifest)
-    if problems:
-        raise InputError(f"{root.name} does not match its manifest.json ({', '.join(problems[:3])})",
-                         "rebuild the artifact; never edit it by hand")
-    return manifest
+    return artifact.require_intact("deployed")
 
 
 def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployResult:
     progress = progress or Progress()
-    root = request.artifact.expanduser().resolve()
-    manifest = check_artifact(root)
+    artifact = check_artifact(request.artifact)
+    root, manifest = artifact.root, artifact.manifest
     template = load_template(request.template or root / SAM_TEMPLATE)
     package = request.package if request.package != "auto" else ("image" if wants_image(template) else "zip")
     stack_name = request.stack_name or default_stack_name(manifest)
 
     aws = connect(request.region, request.profile)
-    progress.info(f"Deploying {manifest['artifact']} to stack {stack_name} in {aws.region} "
+    progress.info(f"Deploying {manifest.artifact} to stack {stack_name} in {aws.region} "
                   f"(account {aws.account}, {package} package)")
     bucket = request.bucket or code_location.default_bucket(aws)
     with progress.step("Putting the code where Lambda reads it"):
@@ -90,7 +87,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
             code = code_location.pushed_image(aws, manifest, progress.info)
         else:
             code_location.ensure_bucket(aws, bucket, progress.info)
-            code = code_location.upload_zip(aws, bucket, manifest["artifact"], root / manifest["lambda"]["zip"],
+            code = code_location.upload_zip(aws, bucket, manifest.artifact, root / manifest.lambda_.zip,
                                             progress.info)
 
     body, url = _template(aws, template, code, request, manifest, bucket, package)
@@ -100,8 +97,8 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
     with progress.step(f"Creating a change set ({kind})"):
         change_set = stack.create_change_set(
             kind, body, url, request.parameters,
-            tags={"mlpack:artifact": manifest["artifact"], "mlpack:model-sha256": manifest["model"]["sha256"]},
-            description=f"mlpack {manifest['artifact']}, model sha256 {manifest['model']['sha256'][:12]}",
+            tags={"mlpack:artifact": manifest.artifact, "mlpack:model-sha256": manifest.model.sha256},
+            description=f"mlpack {manifest.artifact}, model sha256 {manifest.model.sha256[:12]}",
             role_arn=request.role_arn,
         )
     changes = change_set.lines()
@@ -121,13 +118,13 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
         result.outcome = "created" if kind == "CREATE" else "updated"
     result.function_arn, result.url = _function_endpoints(aws, stack_name)
     if result.outcome != "unchanged":
-        _record(root, result)
+        _record(artifact, result)
     return result
 
 
 def _template(
     aws: Aws, template: dict[str, Any], code: CodeLocation, request: DeployRequest,
-    manifest: dict[str, Any], bucket: str, package: str,
+    manifest: Manifest, bucket: str, package: str,
 ) -> tuple[str, str | None]:
     """The CloudFormation body, or an S3 URL when the body is over CloudFormation's limit."""
     located = set_code_location(template, code)
@@ -141,7 +138,7 @@ def _template(
     if package == "image":
         code_location.ensure_bucket(aws, bucket, lambda _line: None)
     digest = hashlib.sha256(body.encode()).hexdigest()
-    return body, code_location.upload_template(aws, bucket, manifest["artifact"], body, digest)
+    return body, code_location.upload_template(aws, bucket, manifest.artifact, body, digest)
 
 
 def _stack_kind(stack: Stack, dry_run: bool) -> str:
@@ -186,12 +183,10 @@ def _function_url(lam: Any, name: str) -> str | None:
     return None
 
 
-def _record(root: Path, result: DeployResult) -> None:
-    def change(manifest: dict[str, Any]) -> None:
-        manifest["deploy"] = {
-            "stack": result.stack_name, "stack_id": result.stack_id, "region": result.region,
-            "code": result.code, "function_arn": result.function_arn, "url": result.url,
-            "deployed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-
-    update_manifest(root, change)
+def _record(artifact: Artifact, result: DeployResult) -> None:
+    """Remember where this artifact went: the last deploys, newest last."""
+    record = DeployRecord(
+        at=datetime.now(timezone.utc).replace(microsecond=0), stack=result.stack_name, stack_id=result.stack_id,
+        region=result.region, code=result.code, function_arn=result.function_arn, url=result.url,
+    )
+    artifact.update(lambda m: m.record_deploy(record))

@@ -15,10 +15,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
+from ..artifact import Artifact
 from ..errors import InputError, MlpackError
-from ..manifest import read_manifest, update_manifest
+from ..manifest import ImageIndex, Manifest
 from ..progress import Progress
 from .builder import ImageBuilder, PushedImage, PushFailed, select_builder
 from .registry import Reference, RegistryClient, authfile_json, image_index
@@ -29,7 +30,7 @@ FIRST_DELAY_S = 1.0
 
 @dataclass
 class Pushed:
-    artifact: Path
+    artifact: Artifact
     ref: str  # registry/repo:tag
     digest: str
     platform: str
@@ -48,36 +49,29 @@ class PushResult:
         return self.dest.at(self.index_digest or self.images[0].digest)
 
 
-def local_ref(image: dict[str, Any]) -> str:
-    return image.get("local") or f"{image['repository']}:{image['tag']}"
-
-
 def push_artifacts(
-    artifacts: list[Path], to: str, builder: ImageBuilder | None = None, progress: Progress | None = None,
+    artifacts: list[Artifact], to: str, builder: ImageBuilder | None = None, progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PushResult:
     progress = progress or Progress()
-    artifacts = [a.resolve() for a in artifacts]
-    Reference.parse(to, default_tag="latest")  # a bad --to fails before anything else
-    manifests = [read_manifest(a) for a in artifacts]
-    _check_group(artifacts, manifests)
-    dest = Reference.parse(to, default_tag=manifests[0]["image"]["tag"])
+    _check_group(artifacts)
+    dest = Reference.parse(to, default_tag=artifacts[0].manifest.image.tag)
     builder = builder or select_builder()
-    for artifact, manifest in zip(artifacts, manifests):
-        _check_built(builder, artifact, manifest)
+    for artifact in artifacts:
+        _check_built(builder, artifact)
 
     client = RegistryClient(dest)
     multi = len(artifacts) > 1
     pushed: list[Pushed] = []
     with _authfile(dest.registry) as authfile:
-        for artifact, manifest in zip(artifacts, manifests):
-            image = manifest["image"]
-            arch = image["platform"].split("/", 1)[1]
+        for artifact in artifacts:
+            image = artifact.manifest.image
+            arch = image.platform.split("/", 1)[1]
             target = dest.with_tag(f"{dest.tag}-{arch}") if multi else dest
-            with progress.step(f"Pushing {local_ref(image)} ({image['platform']}) to {target}"):
-                result = _push_with_retries(builder, local_ref(image), str(target), dest.insecure, progress,
+            with progress.step(f"Pushing {image.local_ref} ({image.platform}) to {target}"):
+                result = _push_with_retries(builder, image.local_ref, str(target), dest.insecure, progress,
                                             authfile, sleep)
-            pushed.append(_verify(client, target, result, image["id"], artifact, image["platform"], progress))
+            pushed.append(_verify(client, target, result, image.id, artifact, image.platform, progress))
     index_digest = None
     if multi:
         with progress.step(f"Pushing the multi-arch index {dest} ({', '.join(p.platform for p in pushed)})"):
@@ -93,26 +87,27 @@ def push_artifacts(
     return result
 
 
-def _check_group(artifacts: list[Path], manifests: list[dict[str, Any]]) -> None:
-    if len({m["name"] for m in manifests}) > 1:
-        raise InputError("a multi-arch push needs artifacts of one model, got "
-                         + ", ".join(sorted({m["name"] for m in manifests})), "push them one at a time")
-    for artifact, manifest in zip(artifacts, manifests):
-        if not manifest.get("image", {}).get("id"):
-            raise InputError(f"{artifact.name} has no built image", f"run `mlpack image {artifact}` first")
-    platforms = [m["image"]["platform"] for m in manifests]
+def _check_group(artifacts: list[Artifact]) -> None:
+    names = {a.manifest.name for a in artifacts}
+    if len(names) > 1:
+        raise InputError("a multi-arch push needs artifacts of one model, got " + ", ".join(sorted(names)),
+                         "push them one at a time")
+    for artifact in artifacts:
+        if not artifact.manifest.image.id:
+            raise InputError(f"{artifact.name} has no built image", f"run `mlpack image {artifact.root}` first")
+    platforms = [a.manifest.image.platform for a in artifacts]
     if len(set(platforms)) != len(platforms):
         raise InputError(f"more than one artifact for the same platform ({', '.join(platforms)})",
                          "pass at most one artifact per platform")
 
 
-def _check_built(builder: ImageBuilder, artifact: Path, manifest: dict[str, Any]) -> None:
-    image = manifest["image"]
-    found = builder.image_id(local_ref(image))
-    if found != image["id"]:
+def _check_built(builder: ImageBuilder, artifact: Artifact) -> None:
+    image = artifact.manifest.image
+    found = builder.image_id(image.local_ref)
+    if found != image.id:
         state = "is not in the local image store" if found is None else f"is now {found[:19]}"
-        raise InputError(f"image {local_ref(image)} built for {artifact.name} {state} "
-                         f"(manifest.json records {image['id'][:19]})", f"run `mlpack image {artifact}` again")
+        raise InputError(f"image {image.local_ref} built for {artifact.name} {state} "
+                         f"(manifest.json records {image.id[:19]})", f"run `mlpack image {artifact.root}` again")
 
 
 def _push_with_retries(
@@ -132,7 +127,7 @@ def _push_with_retries(
     raise AssertionError("unreachable")
 
 
-def _verify(client: RegistryClient, target: Reference, result: PushedImage, image_id: str, artifact: Path,
+def _verify(client: RegistryClient, target: Reference, result: PushedImage, image_id: str, artifact: Artifact,
             platform: str, progress: Progress) -> Pushed:
     """Read the pushed manifest back and check it is the image that was built."""
     digest, media_type, body = client.get_manifest(target.tag)
@@ -148,23 +143,18 @@ def _verify(client: RegistryClient, target: Reference, result: PushedImage, imag
 
 
 def _record(item: Pushed, result: PushResult) -> None:
-    def change(manifest: dict[str, Any]) -> None:
-        image = manifest["image"]
-        image.setdefault("local", local_ref(image))
-        image.update({
-            "repository": result.dest.name,
-            "tag": item.ref.rsplit(":", 1)[1],
-            "digest": item.digest,
-            "ref": result.dest.at(item.digest),
-        })
+    def change(manifest: Manifest) -> None:
+        image = manifest.image
+        index = None
         if result.index_digest:
-            image["index"] = {"tag": result.dest.tag, "digest": result.index_digest,
-                              "ref": result.dest.at(result.index_digest),
-                              "platforms": [p.platform for p in result.images]}
-        else:
-            image.pop("index", None)
+            index = ImageIndex(tag=result.dest.tag, digest=result.index_digest,
+                               ref=result.dest.at(result.index_digest), platforms=[p.platform for p in result.images])
+        manifest.image = image.model_copy(update={
+            "local": image.local_ref, "repository": result.dest.name, "tag": item.ref.rsplit(":", 1)[1],
+            "digest": item.digest, "ref": result.dest.at(item.digest), "index": index,
+        })
 
-    update_manifest(item.artifact, change)
+    item.artifact.update(change)
 
 
 class _authfile:

@@ -6,15 +6,16 @@ import json
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Literal
 
+from ..artifact import Artifact
 from ..errors import InputError
-from ..manifest import read_manifest, verify_files
+from ..manifest import RolloutRecord
 
 # The parts of an artifact a device runs; container/, reports and IaC stay behind.
 BUNDLE_PARTS = ("manifest.json", "model", "bento", "agent")
 DEFAULT_AGENT_PORT = 9464
-DEFAULT_SERVICE_PORT = 3000
 
 
 @dataclass(frozen=True)
@@ -33,30 +34,25 @@ class Release:
         return probe_request(self.inputs)
 
 
-def read_release(artifact: Path) -> Release:
-    """Read and check an artifact for a rollout: it must be complete and hold a Bento."""
-    artifact = Path(artifact).resolve()
-    manifest = read_manifest(artifact)
-    problems = verify_files(artifact, manifest)
-    if problems:
+def read_release(path: Path) -> Release:
+    """Read and check an artifact for a rollout: it must hold a Bento and be intact."""
+    artifact = Artifact.open(path)
+    manifest = artifact.manifest
+    if manifest.bento is None:
         raise InputError(
-            f"{artifact.name} does not match its manifest.json ({problems[0]}); a changed artifact is never rolled out",
-            "rebuild it with `mlpack build`",
-        )
-    if "bento" not in manifest:
-        raise InputError(
-            f"{artifact.name} has no Bento to run on devices (target {manifest.get('target')})",
+            f"{artifact.name} has no Bento to run on devices (target {manifest.target.name})",
             "build it for an edge or server target, e.g. `mlpack build --target arm-edge`",
         )
+    artifact.require_intact("rolled out")
     return Release(
-        artifact=artifact,
-        name=manifest["artifact"],
-        version=manifest["image"]["tag"],
-        model_sha256=manifest["model"]["sha256"],
-        target=manifest["target"],
-        inputs=manifest["model"]["signature"]["inputs"],
-        service_port=_service_port(manifest["target"]),
-        agent_port=_agent_port(artifact),
+        artifact=artifact.root,
+        name=manifest.artifact,
+        version=manifest.image.tag,
+        model_sha256=manifest.model.sha256,
+        target=manifest.target.name,
+        inputs=[spec.model_dump() for spec in manifest.model.signature.inputs],
+        service_port=manifest.target.serving.port,  # as built, never the installed target file
+        agent_port=_agent_port(artifact.root),
     )
 
 
@@ -86,18 +82,17 @@ def write_bundle(release: Release, dest: Path) -> Path:
     return dest
 
 
-def _service_port(target_name: str) -> int:
-    from ..targets import load_target
-
-    try:
-        return int(load_target(target_name).serving.port)
-    except Exception:  # noqa: BLE001 - an artifact from a target this mlpack no longer knows
-        return DEFAULT_SERVICE_PORT
-
-
 def _agent_port(artifact: Path) -> int:
     try:
         config = json.loads((artifact / "agent" / "agent.json").read_text(encoding="utf-8"))
         return int(config["prometheus"]["port"])
     except (OSError, ValueError, KeyError, TypeError):
         return DEFAULT_AGENT_PORT
+
+
+def record_rollout(path: Path, engine: Literal["ansible", "greengrass"], fleet: str, version: str,
+                   outcome: str) -> None:
+    """Remember in the artifact's manifest where it went, and how: the last rollouts, newest last."""
+    record = RolloutRecord(at=datetime.now(timezone.utc).replace(microsecond=0), engine=engine, fleet=fleet,
+                           version=version, outcome=outcome)
+    Artifact.open(path).update(lambda m: m.record_rollout(record))

@@ -1,7 +1,7 @@
-"""Package the Lambda function as a zip, and measure its cold start.
+"""The `lambda-zip` step (runs uv and interpreters): the function's zip, and its cold start.
 
-Runs external tools: `uv` fetches the target's wheels (manylinux, the function's
-Python), and a fresh interpreter of that Python version runs the packaged handler.
+`uv` fetches the target's wheels (manylinux, the function's Python), and fresh
+interpreters of that Python version run the packaged handler to time its cold start.
 """
 
 from __future__ import annotations
@@ -18,14 +18,19 @@ import time
 import zipfile
 from pathlib import Path
 
-from pydantic import BaseModel
+from ..app import write_app
+from ..errors import MlpackError
+from ..limits import LAMBDA_UNZIPPED_LIMIT, LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_ZIP_LIMIT, LAMBDA_ZIP_LIMIT_TEXT
+from ..manifest import ColdStart, LambdaSection, Manifest
+from ..model_info import Signature
+from ..render import RenderContext
+from ..sizes import format_size
+from ..targets import Target
+from ..uv import install_for_platform
+from . import StepContext
 
-from .errors import MlpackError
-from .limits import LAMBDA_UNZIPPED_LIMIT, LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_ZIP_LIMIT, LAMBDA_ZIP_LIMIT_TEXT
-from .sizes import format_size
-from .model_info import Signature
-from .targets import Target
-from .uv import install_for_platform
+ZIP = "lambda/function.zip"
+APP = "lambda/app"
 
 
 # Parts of the wheels a handler never imports: tools, training helpers, tests, headers.
@@ -37,12 +42,38 @@ _PRUNE = [
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip entries with a fixed time make the zip reproducible
 
 
-class ColdStart(BaseModel):
-    seconds: float | None
-    peak_rss_mb: float | None
-    runs: int
-    python: str | None
-    note: str
+class LambdaZipStep:
+    name = "lambda-zip"
+    section = "lambda_"
+    writes = (f"{APP}/", ZIP)
+
+    def describe(self, manifest: Manifest) -> str:
+        platform = manifest.target.platform
+        return (f"Packaging the Lambda zip (python{platform.python_version}, {platform.python_platform}) "
+                "and measuring its cold start")
+
+    def run(self, ctx: StepContext) -> LambdaSection:
+        m = ctx.manifest
+        app, site = ctx.root / APP, ctx.work / "lambda-site"
+        write_app(app, RenderContext.from_manifest(m), ctx.model)
+        install_wheels(m.target, m.requirements.runtime, site)
+        size = write_zip(ctx.root / ZIP, app, site)
+        ctx.log(f"function.zip: {format_size(size)} (limit {LAMBDA_ZIP_LIMIT_TEXT})")
+        cold = measure_cold_start(app, site, m.target.platform.python_version, sample_event(m.model.signature))
+        ctx.log(f"cold start: {cold.seconds}s, peak memory {cold.peak_rss_mb} MB" if cold.seconds else cold.note)
+        if ctx.options.max_cold_start is not None:
+            enforce_cold_start(cold, ctx.options.max_cold_start)
+        return LambdaSection(zip=ZIP, cold_start=cold)
+
+
+def enforce_cold_start(cold: ColdStart, budget: float) -> None:
+    if cold.seconds is None:
+        raise MlpackError(f"--max-cold-start {budget}s cannot be checked: {cold.note}")
+    if cold.seconds > budget:
+        raise MlpackError(
+            f"cold start {cold.seconds:.3f}s exceeds --max-cold-start {budget}s",
+            "choose a smaller variant or raise the budget",
+        )
 
 
 def install_wheels(target: Target, packages: list[str], dest: Path) -> None:

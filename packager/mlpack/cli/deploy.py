@@ -1,4 +1,4 @@
-"""`mlpack deploy ARTIFACT`: an aws-lambda artifact onto AWS Lambda via CloudFormation."""
+"""`mlpack deploy ARTIFACT`: an artifact with a Lambda package onto AWS Lambda via CloudFormation."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import command
-from .errors import InputError
+from ..errors import InputError
+from .application import Application, command
+from .options import QuietOption
 
 
 def _parameters(values: list[str]) -> dict[str, str]:
@@ -21,8 +22,8 @@ def _parameters(values: list[str]) -> dict[str, str]:
     return parsed
 
 
-@command("deploy")
-def deploy_cmd(
+def deploy(
+    app: Application,
     artifact: Annotated[Path, typer.Argument(help="An aws-lambda artifact folder from `mlpack build`.",
                                              show_default=False)],
     region: Annotated[Optional[str], typer.Option(help="AWS region (default: as the AWS CLI resolves it).")] = None,
@@ -40,25 +41,28 @@ def deploy_cmd(
     role_arn: Annotated[Optional[str], typer.Option(
         help="CloudFormation service role to create the resources with (default: the caller's permissions).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change set, then delete it.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Deploy an aws-lambda artifact with CloudFormation and print the function ARN and URL.
     Re-running with the same artifact changes nothing; a failed update is rolled back."""
-    from .deploy import DeployRequest, deploy
-    from .progress import Progress
+    from ..deploy import DeployRequest, deploy as run_deploy
 
     if package not in ("auto", "zip", "image"):
         raise InputError(f"--package {package!r} is not one of auto, zip, image", "pass --package zip or image")
-    result = deploy(DeployRequest(
+    result = run_deploy(DeployRequest(
         artifact=artifact, region=region, profile=profile, stack_name=stack_name, package=package,  # type: ignore[arg-type]
         bucket=bucket, template=template, parameters=_parameters(parameter or []), role_arn=role_arn,
         dry_run=dry_run,
-    ), Progress(quiet=quiet))
+    ), app.progress(quiet))
     if result.outcome == "dry-run":
-        typer.echo(f"{result.stack_name}: dry run, change set deleted")
+        app.echo(f"{result.stack_name}: dry run, change set deleted")
         for line in result.changes:
-            typer.echo(line)
+            app.echo(line)
         return
-    typer.echo(f"{result.stack_name}: {result.outcome} ({result.region})")
-    typer.echo(f"function: {result.function_arn or '(none found)'}")
-    typer.echo(f"url:      {result.url or '(no function URL)'}")
+    app.echo(f"{result.stack_name}: {result.outcome} ({result.region})")
+    app.echo(f"function: {result.function_arn or '(none found)'}")
+    app.echo(f"url:      {result.url or '(no function URL)'}")
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command("deploy")(command(deploy))

@@ -1,8 +1,8 @@
-"""Build the Bento with BentoML's Python API, offline, in a private BentoML home.
+"""The `bento` step (runs BentoML): the Bento, built offline in a private BentoML home.
 
 BentoML reads BENTOML_HOME when it is imported, so the build runs in a child process
-(`python -m mlpack.bento SPEC.json`): the user's own bento store is never touched, and
-the finished Bento folder is copied into the artifact.
+(`python -m mlpack.steps.bento SPEC.json`): the user's own bento store is never touched,
+and the finished Bento folder is copied into the artifact.
 """
 
 from __future__ import annotations
@@ -15,7 +15,32 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import MlpackError
+from ..app import write_app
+from ..errors import MlpackError
+from ..manifest import BentoSection, Manifest
+from ..render import RenderContext
+from . import StepContext
+
+
+class BentoStep:
+    name = "bento"
+    section = "bento"
+    writes = ("bento/",)
+
+    def describe(self, manifest: Manifest) -> str:
+        return "Building the Bento (BentoML, offline)"
+
+    def run(self, ctx: StepContext) -> BentoSection:
+        m = ctx.manifest
+        source = ctx.work / "bento-src"
+        write_app(source, RenderContext.from_manifest(m), ctx.model)
+        tag = build_bento(
+            source, name=m.artifact, version=m.image.tag, packages=m.requirements.runtime,
+            python_version=m.target.platform.python_version,
+            labels={"mlpack.target": m.target.name, "mlpack.model_sha256": m.model.sha256},
+            dest=ctx.root / "bento",
+        )
+        return BentoSection(tag=tag, path="bento")
 
 
 def build_bento(
@@ -42,7 +67,7 @@ def build_bento(
         spec_file = Path(home) / "spec.json"
         spec_file.write_text(json.dumps(spec))
         proc = subprocess.run(
-            [sys.executable, "-m", "mlpack.bento", str(spec_file)],
+            [sys.executable, "-m", "mlpack.steps.bento", str(spec_file)],
             env=env, capture_output=True, text=True, cwd=context_dir,
         )
         if proc.returncode != 0:

@@ -8,14 +8,13 @@ the version it runs and its health.
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .cli import command
-from .errors import InputError, MlpackError
+from ..errors import InputError, MlpackError
+from .application import Application, command
 
 GREENGRASS_PREFIX = "greengrass:"
 
@@ -24,8 +23,8 @@ def _is_greengrass(fleet: str) -> bool:
     return fleet.startswith(GREENGRASS_PREFIX) or fleet.startswith("arn:aws")
 
 
-@command("rollout")
-def rollout_cmd(
+def rollout(
+    app: Application,
     artifact: Annotated[Optional[Path], typer.Argument(
         help="An edge artifact folder from `mlpack build` (optional with --status).", show_default=False)] = None,
     fleet: Annotated[str, typer.Option(
@@ -55,28 +54,29 @@ def rollout_cmd(
 ) -> None:
     """Roll an edge artifact out to a fleet in waves, stopping and rolling back on failure."""
     if status:
-        return _status(fleet, limit, region, profile, artifact)
+        return _status(app, fleet, limit, region, profile, artifact)
     if artifact is None:
         raise InputError("no artifact given", "pass the artifact folder: mlpack rollout ARTIFACT --fleet FLEET")
     if _is_greengrass(fleet):
-        from .rollout.greengrass import RolloutPolicy
+        from ..rollout.greengrass import RolloutPolicy
 
         policy = RolloutPolicy(rate, increment_factor, increase_after, max_per_minute, abort_percent,
                                abort_min_devices, timeout_minutes)
-        return _greengrass(artifact, fleet, region, profile, bucket, policy, wait)
-    _ansible(artifact, fleet, limit, waves, health_timeout)
+        return _greengrass(app, artifact, fleet, region, profile, bucket, policy, wait)
+    _ansible(app, artifact, fleet, limit, waves, health_timeout)
 
 
-def _ansible(artifact: Path, fleet: str, limit: str | None, waves: str, health_timeout: float) -> None:
-    from .rollout.ansible import parse_waves, run_rollout
+def _ansible(app: Application, artifact: Path, fleet: str, limit: str | None, waves: str, health_timeout: float) -> None:
+    from ..rollout.ansible import parse_waves, run_rollout
+    from ..rollout.release import record_rollout
 
     result = run_rollout(artifact, fleet, limit=limit, waves=parse_waves(waves), health_timeout_s=health_timeout)
-    _record(artifact, "ansible", fleet, result.release.version, result.summary())
-    typer.echo(f"\n{result.release.name} {result.release.version}: {result.summary()}")
+    record_rollout(artifact, "ansible", fleet, result.release.version, result.summary())
+    app.echo(f"\n{result.release.name} {result.release.version}: {result.summary()}")
     for host in result.hosts:
         record = result.devices.get(host, {})
         detail = f" ({record['reason']})" if record.get("reason") else ""
-        typer.echo(f"  {host}: {result.status_of(host)}{detail}")
+        app.echo(f"  {host}: {result.status_of(host)}{detail}")
     if not result.ok:
         failed = [h for h in result.hosts if result.status_of(h) not in ("updated", "unchanged", "untouched")]
         raise MlpackError(
@@ -86,17 +86,18 @@ def _ansible(artifact: Path, fleet: str, limit: str | None, waves: str, health_t
         )
 
 
-def _greengrass(artifact: Path, fleet: str, region: str | None, profile: str | None, bucket: str | None,
+def _greengrass(app: Application, artifact: Path, fleet: str, region: str | None, profile: str | None, bucket: str | None,
                 policy, wait: float) -> None:
-    from .deploy.aws import connect
-    from .rollout import greengrass
+    from ..deploy.aws import connect
+    from ..rollout import greengrass
+    from ..rollout.release import record_rollout
 
     aws = connect(region, profile)
     with tempfile.TemporaryDirectory(prefix="mlpack-greengrass-") as tmp:
         outcome = greengrass.rollout(artifact, fleet, aws, bucket=bucket, policy=policy, wait_s=wait,
-                                     workdir=Path(tmp), log=typer.echo)
-    _record(artifact, "greengrass", fleet, outcome.deployment_id, outcome.status)
-    typer.echo(f"deployment {outcome.deployment_id}: {outcome.status}, {outcome.succeeded} succeeded, "
+                                     workdir=Path(tmp), log=app.echo)
+    record_rollout(artifact, "greengrass", fleet, outcome.deployment_id, outcome.status)
+    app.echo(f"deployment {outcome.deployment_id}: {outcome.status}, {outcome.succeeded} succeeded, "
                f"{outcome.failed} failed, {outcome.pending} pending")
     if outcome.failed or outcome.status == "CANCELED":
         raise MlpackError(
@@ -105,32 +106,27 @@ def _greengrass(artifact: Path, fleet: str, region: str | None, profile: str | N
         )
 
 
-def _status(fleet: str, limit: str | None, region: str | None, profile: str | None,
+def _status(app: Application, fleet: str, limit: str | None, region: str | None, profile: str | None,
             artifact: Path | None) -> None:
     if _is_greengrass(fleet):
-        from .deploy.aws import connect
-        from .rollout.greengrass import Greengrass
+        from ..deploy.aws import connect
+        from ..rollout.greengrass import Greengrass
 
         devices = Greengrass(connect(region, profile)).fleet_status(fleet)
         width = max([len(d.thing) for d in devices] + [6])
-        typer.echo(f"{'DEVICE':<{width}}  {'VERSION':<20}  HEALTH     COMPONENT")
+        app.echo(f"{'DEVICE':<{width}}  {'VERSION':<20}  HEALTH     COMPONENT")
         for d in devices:
-            typer.echo(f"{d.thing:<{width}}  {d.version or '-':<20}  {d.health:<9}  {d.lifecycle or 'not installed'}")
+            app.echo(f"{d.thing:<{width}}  {d.version or '-':<20}  {d.health:<9}  {d.lifecycle or 'not installed'}")
         return
-    from .rollout.status import fleet_status, format_status
+    from ..rollout.status import fleet_status, format_status
 
     name = None
     if artifact is not None:  # its name gives the devices' default install folder
-        from .rollout.release import read_release
+        from ..rollout.release import read_release
 
         name = read_release(artifact).name
-    typer.echo(format_status(fleet_status(fleet, limit, name)))
+    app.echo(format_status(fleet_status(fleet, limit, name)))
 
 
-def _record(artifact: Path, engine: str, fleet: str, version: str, outcome: str) -> None:
-    """Keep the last rollouts in the artifact's manifest: where this artifact went, and how."""
-    from .manifest import update_manifest
-
-    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "engine": engine,
-             "fleet": fleet, "version": version, "outcome": outcome}
-    update_manifest(artifact, lambda m: m.__setitem__("rollouts", (m.get("rollouts") or [])[-19:] + [entry]))
+def register(cli: typer.Typer) -> None:
+    cli.command("rollout")(command(rollout))

@@ -1,0 +1,149 @@
+"""`mlpack build`: from an ONNX model to a complete artifact folder for one target.
+
+validate the request -> plan (pure) -> optimize -> draft manifest -> run the steps
+(the tools: bentoml, uv, interpreters) -> size memory from what they measured -> render
+the target's files from the manifest -> write the manifest last -> move the finished
+folder into place. Everything is written to a temporary folder beside the destination,
+so a failed build leaves nothing behind and never half-replaces an existing artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..artifact import Artifact
+from ..demo import DEMO_NAME, demo_model
+from ..errors import InputError
+from ..fsutil import staged_folder
+from ..manifest import ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
+from ..model_info import ModelInfo, inspect_model, sha256_file
+from ..optimize import OptimizationResult, optimize_model
+from ..progress import Progress
+from ..render import RenderContext, render_artifact, write_files
+from ..steps import StepContext, StepOptions, StepTiming, run_steps
+from ..targets import load_target
+from .plan import MODEL_FILE, BuildPlan, host_versions, memory_mb, plan_build
+from .request import BuildRequest, check_name, default_name
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    manifest: Manifest
+    optimization: OptimizationResult
+    plan: BuildPlan
+    timings: list[StepTiming] = field(default_factory=list)
+
+
+def build(request: BuildRequest, progress: Progress | None = None) -> BuildResult:
+    progress = progress or Progress()
+    target = load_target(request.target)
+    if request.calibration is not None and not request.calibration.is_file():
+        raise InputError(f"calibration file {request.calibration} does not exist", "pass an existing .npz file")
+    if request.name is not None:
+        check_name(request.name)
+    out = request.out.expanduser().resolve()
+    if request.model is not None:
+        # Fail on a bad model before anything is written.
+        info_first = inspect_model(request.model)
+    model_path, data_path, fallback_name = _resolve_model(request, progress)
+    name = request.name or fallback_name
+    plan = plan_build(name, target, host_versions(target))
+    dest = out / plan.artifact
+    _prepare_out(out, dest, request.force)
+    info = info_first if request.model is not None else inspect_model(model_path)
+    progress.info(f"Building {dest.name} from {model_path.name} for {target.name} ({target.platform.oci})")
+
+    with staged_folder(dest) as root:
+        manifest, optimization, timings = _build_into(root, plan, name, info, data_path, request, progress)
+    return BuildResult(path=dest, manifest=manifest, optimization=optimization, plan=plan, timings=timings)
+
+
+def _build_into(
+    root: Path, plan: BuildPlan, name: str, info: ModelInfo, data_path: Path | None,
+    request: BuildRequest, progress: Progress,
+) -> tuple[Manifest, OptimizationResult, list[StepTiming]]:
+    target = plan.target
+    work = root / ".work"
+    log = lambda line: progress.info(f"  {line}")  # noqa: E731
+    with progress.step(f"Optimizing for {target.name} (passes: {', '.join(target.optimize.passes) or 'none'})"):
+        optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log)
+    shipped = root / MODEL_FILE
+    shipped.parent.mkdir()
+    shutil.copyfile(optimization.chosen.path, shipped)
+
+    draft = draft_manifest(plan, name, info, optimization, sha256_file(shipped), shipped.stat().st_size)
+    context = StepContext(root=root, work=work, manifest=draft, model=shipped,
+                          options=StepOptions(max_cold_start=request.max_cold_start), log=log)
+    results, timings = run_steps([s.name for s in plan.steps], context, progress)
+    manifest = finish_manifest(draft, results)
+
+    with progress.step("Rendering container context, telemetry and infrastructure files"):
+        write_files(root, render_artifact(RenderContext.from_manifest(manifest), plan.render))
+    write_files(root, {
+        "report.md": optimization.to_markdown(),
+        "report.json": _json({**optimization.to_json(), "build_steps": [asdict(t) for t in timings]}),
+    })
+    shutil.rmtree(work)
+    return Artifact.create(root, manifest).manifest, optimization, timings
+
+
+def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: OptimizationResult,
+                   model_sha256: str, model_bytes: int) -> Manifest:
+    """The manifest as far as it is known before the steps run: everything but their sections."""
+    return Manifest(
+        name=name,
+        target=plan.target,
+        model=ModelSection(
+            file=MODEL_FILE, sha256=model_sha256, size_bytes=model_bytes, variant=optimization.chosen.name,
+            source=SourceModel(name=info.path.name, sha256=info.sha256, size_bytes=info.size_bytes,
+                               opset=info.opset, producer=info.producer),
+            signature=info.signature,
+        ),
+        optimization=OptimizationSection(chosen=optimization.chosen.name, why=optimization.why,
+                                         data_source=optimization.data_source),
+        image=ImageSection(repository=f"mlpack/{plan.artifact}", tag=f"{__version__}-{model_sha256[:12]}"),
+        memory_mb=memory_mb(model_bytes),
+        requirements=plan.requirements,
+        versions=plan.versions,
+    )
+
+
+def finish_manifest(draft: Manifest, results: dict[str, Any]) -> Manifest:
+    """The steps' sections added, and memory sized again from a measured peak, if any."""
+    manifest = draft.model_copy(update=results)
+    if manifest.lambda_ is not None and manifest.lambda_.cold_start.peak_rss_mb is not None:
+        manifest.memory_mb = memory_mb(manifest.model.size_bytes, manifest.lambda_.cold_start.peak_rss_mb)
+    return manifest
+
+
+def _prepare_out(out: Path, dest: Path, force: bool) -> None:
+    fix = "choose a writable folder with --out"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {out}: {exc.strerror or exc}", fix) from exc
+    if not out.is_dir():
+        raise InputError(f"output path {out} is not a folder", fix)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {out} is not writable", fix)
+    if dest.exists() and not force:
+        raise InputError(f"{dest} already exists", "pass --force to replace it, or choose another --out or --name")
+
+
+def _resolve_model(request: BuildRequest, progress: Progress) -> tuple[Path, Path | None, str]:
+    if request.model is not None:
+        return request.model, request.calibration, default_name(request.model)
+    with progress.step("Preparing the embedded demo model (scikit-learn digits classifier)"):
+        model, validation = demo_model()
+    return model, request.calibration or validation, DEMO_NAME
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2) + "\n"

@@ -1,0 +1,73 @@
+"""The application object every command receives, and the one error wrapper.
+
+`mlpack [--debug] [--quiet] COMMAND ...`: the global options live on one `Application`
+(click's context object), not in module state. Every command function takes it as its
+first parameter; `command()` wraps the function so that a problem the user can fix is
+one line on stderr and an exit code, and anything else keeps its traceback for --debug.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import click
+import typer
+
+from ..errors import MlpackError
+from ..progress import Progress
+
+
+@dataclass
+class Application:
+    debug: bool = False
+    quiet: bool = False
+
+    def progress(self, quiet: bool = False) -> Progress:
+        """Progress lines on stderr, unless --quiet was given globally or to the command."""
+        return Progress(quiet=self.quiet or quiet)
+
+    def echo(self, text: str = "") -> None:
+        typer.echo(text)
+
+    def fail(self, message: str, code: int = 1) -> None:
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(code)
+
+
+def current() -> Application:
+    context = click.get_current_context(silent=True)
+    found = context.find_object(Application) if context is not None else None
+    return found or Application()
+
+
+def command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A command function `f(app, **options)` as typer sees it (`f(**options)`), wrapped in
+    mlpack's error handling."""
+
+    @functools.wraps(func)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        app = current()
+        try:
+            return func(app, *args, **kwargs)
+        except MlpackError as exc:
+            if app.debug:
+                raise
+            app.fail(exc.one_line(), exc.exit_code)
+        except KeyboardInterrupt:
+            app.fail("interrupted; nothing was left half-written", 130)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit):
+            raise
+        except Exception as exc:
+            if app.debug:
+                raise
+            text = str(exc).strip()
+            detail = text.splitlines()[0] if text else ""
+            app.fail(f"unexpected {type(exc).__name__}: {detail}; rerun with --debug for the traceback")
+
+    # Typer reads the options from the signature: the application is not one of them.
+    signature = inspect.signature(func, eval_str=True)
+    wrapped.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
+    return wrapped

@@ -1,0 +1,57 @@
+"""`mlpack build`: a deployable artifact for one target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .application import Application, command
+from .options import CalibrationOption, GateOption, QuietOption, gate_settings
+
+
+def build(
+    app: Application,
+    model: Annotated[
+        Optional[Path],
+        typer.Argument(help="ONNX model to package. Omit it to build the embedded demo model.", show_default=False),
+    ] = None,
+    target: Annotated[str, typer.Option("--target", "-t", help="Hardware target; see `mlpack targets`.")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the artifact `NAME-TARGET/` into.")] = Path("."),
+    name: Annotated[Optional[str], typer.Option(help="Artifact name (default: the model file's name).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing artifact folder.")] = False,
+    calibration: CalibrationOption = None,
+    max_cold_start: Annotated[
+        Optional[float],
+        typer.Option(help="Lambda targets: fail the build if the measured cold start exceeds this many seconds."),
+    ] = None,
+    gate: GateOption = None,
+    quiet: QuietOption = False,
+    image: Annotated[bool, typer.Option("--image", help="Also build the container image (see `mlpack image`).")] = False,
+    base_image: Annotated[
+        Optional[str], typer.Option("--base-image", help="With --image: build on this base (e.g. a mirror).")
+    ] = None,
+) -> None:
+    """Build a deployable artifact for one target: optimized model, Bento or Lambda
+    package, container context, telemetry agent files and infrastructure code."""
+    from ..artifact import Artifact
+    from ..build import BuildRequest, build as run_build
+    from ..summary import build_summary
+
+    progress = app.progress(quiet)
+    result = run_build(
+        BuildRequest(model=model, target=target, out=out, name=name, force=force, calibration=calibration,
+                     max_cold_start=max_cold_start, gate=gate_settings(gate)),
+        progress,
+    )
+    app.echo(build_summary(result))
+    if image:
+        from ..image.build import build_image
+
+        built = build_image(Artifact.open(result.path), base_image=base_image, progress=progress)
+        app.echo(f"  image      {built.ref}  {built.platform}  {built.id}")
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command("build")(command(build))

@@ -1,0 +1,59 @@
+"""`mlpack optimize MODEL --target T`: only the optimization step of a build.
+
+Writes the chosen model and the report (report.md, report.json) to the output folder
+and prints the candidate table.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import InputError
+from .application import Application, command
+from .options import CalibrationOption, GateOption, gate_settings
+
+
+def optimize(
+    app: Application,
+    model: Annotated[Path, typer.Argument(help="The trained model (.onnx).", show_default=False)],
+    target: Annotated[str, typer.Option("--target", "-t", help="Target name (see `mlpack targets`).")],
+    calibration: CalibrationOption = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Output folder (default: ./MODEL-TARGET-optimized).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output folder if it exists.")] = False,
+    gate: GateOption = None,
+) -> None:
+    """Make smaller or faster variants of MODEL for a target, check each against the float
+    model on data, and keep the one the target's policy picks."""
+    from ..fsutil import staged_folder
+    from ..model_info import inspect_model
+    from ..optimize import optimize_model
+    from ..targets import load_target
+
+    settings = gate_settings(gate)
+    spec = load_target(target)
+    info = inspect_model(model)
+    out = out or Path.cwd() / f"{model.stem}-{spec.name}-optimized"
+    if out.exists() and any(out.iterdir()) and not force:
+        raise InputError(f"output folder {out} already exists", "pass --force to replace it, or --out DIR")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mlpack-optimize-") as tmp, staged_folder(out) as staged:
+        result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=settings,
+                                log=lambda line: typer.echo(f"  {line}", err=True))
+        shutil.copyfile(result.chosen.path, staged / "model.onnx")
+        (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")
+        (staged / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    app.echo(result.table())
+    app.echo(f"wrote {out / 'model.onnx'} ({result.chosen.name}) and its report")
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command("optimize")(command(optimize))
