@@ -20,6 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
 from . import __version__
+from .facts import template_facts
 from .model_info import Signature, TensorSpec
 from .resources import data_dir
 from .targets import Target
@@ -152,7 +153,7 @@ def render_group(group: str, into: str, ctx: RenderContext) -> dict[str, str]:
         relative = template.relative_to(root).as_posix().removesuffix(TEMPLATE_SUFFIX)
         path = f"{into}/{relative}" if into else relative
         text = env.get_template(f"{group}/{template.relative_to(root).as_posix()}").render(
-            ctx=ctx, target=ctx.target, model=ctx.model, image=ctx.image
+            ctx=ctx, target=ctx.target, model=ctx.model, image=ctx.image, facts=template_facts(ctx)
         )
         files[path] = _with_header(path, text, ctx)
     return files
