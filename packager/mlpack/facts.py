@@ -227,7 +227,6 @@ def monitoring_facts(ctx: RenderContext) -> MonitoringFacts:
 
 
 def ecr_facts(ctx: RenderContext) -> EcrFacts:
-    # Tagged images stay: deployments pin digests of tagged images.
     return EcrFacts(repository_name=ctx.artifact, untagged_image_days=14)
 
 
