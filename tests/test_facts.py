@@ -212,6 +212,7 @@ def test_components_and_containers_are_named_after_the_artifact() -> None:
     assert (facts.component, facts.agent_component) == ("dev.mlpack.golden-model-arm-edge", "dev.mlpack.golden-model-arm-edge.agent")
     assert (facts.container, facts.agent_container) == ("mlpack-golden-model-arm-edge", "mlpack-golden-model-arm-edge-agent")
     assert facts.run_dir.startswith(facts.state_dir + "/") and facts.agent_buffer_dir.startswith(facts.state_dir + "/")
+    assert facts.socket.startswith(facts.socket_dir + "/")  # the run_dir both containers mount
 
 
 def test_greengrass_platform_follows_the_target_architecture() -> None:

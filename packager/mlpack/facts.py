@@ -155,6 +155,7 @@ class GreengrassFacts:
     container: str
     agent_container: str
     socket_dir: str  # run_dir as mounted in both containers
+    socket: str
     docker_hardening: tuple[str, ...]
     dependencies: tuple[ComponentDependency, ...]  # of the model component
     agent_dependencies: tuple[ComponentDependency, ...]
@@ -316,6 +317,7 @@ def greengrass_facts(ctx: RenderContext) -> GreengrassFacts:
         container=container,
         agent_container=f"{container}-agent",
         socket_dir="/run/mlpack",
+        socket="/run/mlpack/agent.sock",
         docker_hardening=(
             "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--user", SERVICE_USER,
             "--pids-limit", "256", "--tmpfs", "/tmp:rw,nosuid,nodev,size=256m",
