@@ -235,3 +235,20 @@ def test_facts_are_computed_for_every_target_and_frozen(target: str) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         facts.agent.port = 1  # type: ignore[misc]
     assert facts.short_sha == "a" * 12
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_shared_values_have_one_definition(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Change a shared value in mlpack.facts and no rendered file keeps the old one."""
+    import mlpack.facts
+
+    old = {"AGENT_PORT": "9464", "SERVICE_UID": "10001", "AGENT_SOCKET": "/tmp/mlpack-agent.sock",
+           "AGENT_STATE_DIR": "/var/lib/mlpack-agent"}
+    monkeypatch.setattr(mlpack.facts, "AGENT_PORT", 12121)
+    monkeypatch.setattr(mlpack.facts, "SERVICE_UID", 20002)
+    monkeypatch.setattr(mlpack.facts, "SERVICE_USER", "20002:20002")
+    monkeypatch.setattr(mlpack.facts, "AGENT_SOCKET", "/tmp/other.sock")
+    monkeypatch.setattr(mlpack.facts, "AGENT_STATE_DIR", "/var/lib/other-agent")
+    for path, text in render_artifact(context(target)).items():
+        for name, value in old.items():
+            assert value not in text, f"{path} still writes {name} = {value}"
