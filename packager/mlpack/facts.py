@@ -302,6 +302,7 @@ def greengrass_facts(ctx: RenderContext) -> GreengrassFacts:
     version = f"{release}-m{short_sha(ctx.model.sha256)}"
     state_dir = f"/var/lib/mlpack/{ctx.artifact}"
     container = f"mlpack-{ctx.artifact}"
+    socket_dir = "/run/mlpack"
     # aws.greengrass.DockerApplicationManager pulls the image; TokenExchangeService lends
     # the ECR credentials.
     shared = tuple(ComponentDependency(name, ">=2.0.0 <3.0.0", "HARD") for name in (
@@ -310,20 +311,21 @@ def greengrass_facts(ctx: RenderContext) -> GreengrassFacts:
         component=component,
         agent_component=agent_component,
         version=version,
+        # Greengrass's names for the platforms (Lambda's are arm64/x86_64, Kubernetes' the OCI ones).
         architecture="aarch64" if ctx.target.platform.arch == "aarch64" else "amd64",
         state_dir=state_dir,
         run_dir=f"{state_dir}/run",
         agent_buffer_dir=f"{state_dir}/agent-buffer",
         container=container,
         agent_container=f"{container}-agent",
-        socket_dir="/run/mlpack",
-        socket="/run/mlpack/agent.sock",
+        socket_dir=socket_dir,
+        socket=f"{socket_dir}/agent.sock",
         docker_hardening=(
             "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--user", SERVICE_USER,
             "--pids-limit", "256", "--tmpfs", "/tmp:rw,nosuid,nodev,size=256m",
         ),
-        # The model component runs with or without its agent (SOFT), but only with the agent
-        # of its own version.
+        # The agent of the same build (=version); SOFT: the model service keeps running when
+        # its agent restarts.
         dependencies=(*shared, ComponentDependency(agent_component, f"={version}", "SOFT")),
         agent_dependencies=shared,
         agent_memory_mb=128,
