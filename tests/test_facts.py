@@ -13,7 +13,6 @@ from mlpack_agent.config import BufferConfig, OtlpConfig, PrometheusConfig
 from mlpack_agent.protocol import DEFAULT_SOCKET
 
 from mlpack.facts import (
-    AGENT_PORT,
     agent_facts,
     container_facts,
     greengrass_facts,
