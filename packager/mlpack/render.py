@@ -20,6 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
 from . import __version__
+from .facts import template_facts
 from .manifest import ImageSection, Manifest, Requirements, Versions
 from .model_info import Signature, TensorSpec
 from .resources import data_dir
@@ -166,8 +167,10 @@ def render_group(group: str, into: str, ctx: RenderContext) -> dict[str, str]:
     """Render every template under templates/<group>/ into artifact paths under `into`."""
     env = _environment()
     files: dict[str, str] = {}
+    facts = template_facts(ctx)
     for name, path in _templates(group, into):
-        text = env.get_template(name).render(ctx=ctx, target=ctx.target, model=ctx.model, image=ctx.image)
+        text = env.get_template(name).render(ctx=ctx, target=ctx.target, model=ctx.model, image=ctx.image,
+                                             facts=facts)
         files[path] = _with_header(path, text, ctx)
     return files
 

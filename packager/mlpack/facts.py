@@ -1,0 +1,347 @@
+"""What the generated files say about an artifact, decided once, in Python.
+
+Templates only format. Every value that is derived rather than copied from the target or
+the model (distroless or not, ports, paths, names, which package a Lambda function ships,
+which checks do not apply) is computed here from a `RenderContext` and handed to every
+template as `facts` (see `render.render_group`). A template may loop over a list built
+here, test a boolean computed here, and escape with its format's filter; it decides
+nothing. Every function is pure and every fact object frozen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .render import RenderContext
+
+# The telemetry agent's Prometheus endpoint: agent.json, the Kubernetes pod and service,
+# the Greengrass and systemd units all name this one port.
+AGENT_PORT = 9464
+# The unprivileged user (and group) every image and container runs as: the images' passwd
+# file, the Kubernetes security contexts and the Greengrass containers all use it.
+SERVICE_UID = 10001
+SERVICE_USER = f"{SERVICE_UID}:{SERVICE_UID}"  # USER, docker --user
+# The agent's Unix datagram socket where the service and the agent share /tmp.
+AGENT_SOCKET = "/tmp/mlpack-agent.sock"
+# Where the agent keeps its state (the OTLP disk buffer) on servers and devices.
+AGENT_STATE_DIR = "/var/lib/mlpack-agent"
+# Model digests are shown shortened, like the image tag mlpack builds (`<version>-<sha[:12]>`).
+SHORT_SHA_LENGTH = 12
+# Grafana dashboard uids have at most 40 characters.
+GRAFANA_UID_LENGTH = 40
+# systemd's strict rule for user names: at most 31 characters.
+SYSTEMD_USER_LENGTH = 31
+
+
+@dataclass(frozen=True)
+class CheckovSkip:
+    """A checkov check that does not apply here, with the reason written next to the skip."""
+
+    check: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """The serving image (container/server) and the function image (container/lambda)."""
+
+    # A shell-less image: the base's Python, the libraries it links (found with ldd) and the
+    # packages, copied onto an empty image.
+    distroless: bool
+    # Remove onnxruntime/capi/libonnxruntime.so from the installed packages.
+    strip_onnxruntime_c_api: bool
+    uid: int
+    gid: int
+    user: str  # "uid:gid"
+    # The server image's agent configuration and the command that runs the agent from it
+    # (a sidecar in Kubernetes, a second container on Greengrass).
+    agent_config: str
+    agent_command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AgentFacts:
+    """The telemetry agent's configuration (agent/agent.json) and where it listens."""
+
+    port: int
+    socket: str
+    prometheus_enabled: bool
+    otlp_interval_s: int
+    state_dir: str
+    buffer_dir: str
+    buffer_max_bytes: int
+
+
+@dataclass(frozen=True)
+class MonitoringFacts:
+    """The Prometheus alert rules and the Grafana dashboard of the artifact."""
+
+    # PromQL label matchers: the agent copies service_name from its resource onto every
+    # series; the dashboard also filters on its $instance variable (one agent per device).
+    selector: str
+    dashboard_selector: str
+    dashboard_uid: str
+    p95_limit_s: float
+
+
+@dataclass(frozen=True)
+class EcrFacts:
+    """The ECR repository the IaC creates (terraform-ecr, terraform-lambda, SAM)."""
+
+    repository_name: str
+    untagged_image_days: int
+
+
+@dataclass(frozen=True)
+class LambdaFacts:
+    """The Lambda function (SAM and terraform-lambda)."""
+
+    use_image: bool
+    image_uri: str  # the image by digest when use_image, else ""
+    runtime: str
+    architecture: str
+    handler: str
+    description: str
+    timeout_s: int
+    reserved_concurrency: int
+    log_retention_days: int
+    log_group: str
+    checkov_skips: tuple[CheckovSkip, ...]
+
+
+@dataclass(frozen=True)
+class KubernetesFacts:
+    """The Kubernetes and k3s manifests."""
+
+    arch: str  # the kubernetes.io/arch node label
+    min_replicas: int
+    max_replicas: int
+    checkov_skips: tuple[CheckovSkip, ...]  # annotations of the Deployment or DaemonSet
+
+
+@dataclass(frozen=True)
+class SystemdFacts:
+    """The model and agent units of a device without containers."""
+
+    home: str
+    app: str
+    venv: str
+    user: str
+    run_dir: str
+    agent_state_dir: str
+    agent_memory_mb: int
+
+
+@dataclass(frozen=True)
+class ComponentDependency:
+    name: str
+    version_requirement: str
+    dependency_type: str
+
+
+@dataclass(frozen=True)
+class GreengrassFacts:
+    """The Greengrass v2 components (model and agent) and their deployment."""
+
+    component: str
+    agent_component: str
+    version: str
+    architecture: str  # the recipe's Platform.architecture
+    state_dir: str
+    run_dir: str
+    agent_buffer_dir: str
+    container: str
+    agent_container: str
+    socket_dir: str  # run_dir as mounted in both containers
+    socket: str
+    docker_hardening: tuple[str, ...]
+    dependencies: tuple[ComponentDependency, ...]  # of the model component
+    agent_dependencies: tuple[ComponentDependency, ...]
+    agent_memory_mb: int
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything `facts` holds in a template."""
+
+    short_sha: str  # the model's sha256, shortened
+    container: ContainerFacts
+    agent: AgentFacts
+    monitoring: MonitoringFacts
+    ecr: EcrFacts
+    aws_lambda: LambdaFacts
+    kubernetes: KubernetesFacts
+    systemd: SystemdFacts
+    greengrass: GreengrassFacts
+
+
+def short_sha(sha256: str) -> str:
+    return sha256[:SHORT_SHA_LENGTH]
+
+
+def container_facts(ctx: RenderContext) -> ContainerFacts:
+    config = "/opt/mlpack/agent/agent.json"
+    return ContainerFacts(
+        # GPU images keep their CUDA base: cuDNN loads most of its libraries at run time
+        # (dlopen), which the ldd-based copy cannot see.
+        distroless="CUDAExecutionProvider" not in ctx.target.runtime.execution_providers,
+        # The Python binding holds onnxruntime itself; libonnxruntime.so is the C API for
+        # other languages. Only the CPU package is stripped (tests/test_image.py checks it).
+        strip_onnxruntime_c_api=ctx.target.runtime.onnxruntime == "onnxruntime",
+        uid=SERVICE_UID,
+        gid=SERVICE_UID,
+        user=SERVICE_USER,
+        agent_config=config,
+        agent_command=("python3", "-m", "mlpack_agent.main", "--config", config),
+    )
+
+
+def agent_facts(ctx: RenderContext) -> AgentFacts:
+    on_lambda = ctx.target.role == "lambda"
+    # Nothing can scrape a Lambda execution environment: its metrics leave by OTLP only
+    # (the extension exports at each invoke and flushes at shutdown). Only /tmp is
+    # writable there, and the function shares it (512 MB by default): a small buffer.
+    state_dir = "/tmp/mlpack-agent" if on_lambda else AGENT_STATE_DIR
+    return AgentFacts(
+        port=AGENT_PORT,
+        socket=AGENT_SOCKET,
+        prometheus_enabled=not on_lambda,
+        otlp_interval_s=10 if on_lambda else 15,
+        state_dir=state_dir,
+        buffer_dir=f"{state_dir}/buffer",
+        buffer_max_bytes=(16 if on_lambda else 64) * 1024 * 1024,
+    )
+
+
+def monitoring_facts(ctx: RenderContext) -> MonitoringFacts:
+    selector = f'service_name="{ctx.artifact}"'
+    return MonitoringFacts(
+        selector=selector,
+        dashboard_selector=f'{selector}, instance=~"$instance"',
+        dashboard_uid=f"mlpack-{ctx.artifact}"[:GRAFANA_UID_LENGTH],
+        # Servers are sized for latency; edge boards and Lambda functions (one vCPU per
+        # 1,769 MB, cold starts) get a looser starting point.
+        p95_limit_s=0.25 if ctx.target.role == "server" else 1.0,
+    )
+
+
+def ecr_facts(ctx: RenderContext) -> EcrFacts:
+    return EcrFacts(repository_name=ctx.artifact, untagged_image_days=14)
+
+
+def lambda_facts(ctx: RenderContext) -> LambdaFacts:
+    # Lambda pulls images only from ECR, and only a pushed image has a digest: until then
+    # the function ships as the artifact's zip.
+    use_image = ctx.image.digest is not None and ".dkr.ecr." in ctx.image.repository
+    code_signing = (
+        "Integrity is pinned by the image digest; code signing (AWS Signer) applies to zip packages only"
+        if use_image else
+        "The zip's sha256 is recorded in manifest.json and checked by `mlpack verify`; "
+        "add a CodeSigningConfig if your organization signs with AWS Signer"
+    )
+    return LambdaFacts(
+        use_image=use_image,
+        image_uri=ctx.image.pinned if use_image else "",
+        runtime=f"python{ctx.target.platform.python_version}",
+        architecture="arm64" if ctx.target.platform.arch == "aarch64" else "x86_64",
+        handler="handler.handler",  # handler() in handler.py of the app folder (templates/lambda)
+        description=f"mlpack model {ctx.name} (sha256 {short_sha(ctx.model.sha256)})",
+        timeout_s=30,
+        reserved_concurrency=10,
+        log_retention_days=365,
+        log_group=f"/aws/lambda/{ctx.artifact}",
+        checkov_skips=(
+            CheckovSkip("CKV_AWS_117", "The function reaches no private network resource; attaching a VPC adds "
+                        "ENI setup and NAT cost for nothing. Add VpcConfig if your OTLP collector is private"),
+            CheckovSkip("CKV_AWS_272", code_signing),
+        ),
+    )
+
+
+def kubernetes_facts(ctx: RenderContext) -> KubernetesFacts:
+    k8s = ctx.target.kubernetes
+    skips = () if ctx.image.digest else (CheckovSkip(
+        "CKV_K8S_43", "The image is pinned by tag until `mlpack push` records its digest; "
+        "run `mlpack iac` after pushing to pin it by digest"),)
+    return KubernetesFacts(
+        arch=ctx.target.platform.oci.split("/")[1],
+        min_replicas=k8s.min_replicas,
+        # The autoscaler rejects a ceiling below its floor.
+        max_replicas=max(k8s.max_replicas, k8s.min_replicas),
+        checkov_skips=skips,
+    )
+
+
+def systemd_facts(ctx: RenderContext) -> SystemdFacts:
+    home = f"/opt/mlpack/{ctx.artifact}"
+    run_dir = f"mlpack-{ctx.artifact}"
+    return SystemdFacts(
+        home=home,
+        # `mlpack rollout` installs each version under versions/ and switches the `current`
+        # link, so the units run whatever `current` points to; the venv is shared by versions.
+        app=f"{home}/current",
+        venv=f"{home}/venv",
+        # Both units run as the same dynamic user, so the service reaches the agent's socket
+        # in their shared runtime directory. Models whose names share their first 24
+        # characters share the user on one device.
+        user=f"mlpack-{ctx.name}"[:SYSTEMD_USER_LENGTH].rstrip("-"),
+        run_dir=run_dir,
+        agent_state_dir=f"{run_dir}-agent",
+        agent_memory_mb=256,
+    )
+
+
+def greengrass_facts(ctx: RenderContext) -> GreengrassFacts:
+    component = f"dev.mlpack.{ctx.artifact}"
+    agent_component = f"{component}.agent"
+    # Component versions are semantic versions: the mlpack release plus the model's sha256
+    # as a prerelease tag (prefixed so that it is never a number).
+    release = ctx.mlpack_version.split("-")[0].split("+")[0]
+    version = f"{release}-m{short_sha(ctx.model.sha256)}"
+    state_dir = f"/var/lib/mlpack/{ctx.artifact}"
+    container = f"mlpack-{ctx.artifact}"
+    socket_dir = "/run/mlpack"
+    # aws.greengrass.DockerApplicationManager pulls the image; TokenExchangeService lends
+    # the ECR credentials.
+    shared = tuple(ComponentDependency(name, ">=2.0.0 <3.0.0", "HARD") for name in (
+        "aws.greengrass.DockerApplicationManager", "aws.greengrass.TokenExchangeService"))
+    return GreengrassFacts(
+        component=component,
+        agent_component=agent_component,
+        version=version,
+        # Greengrass's names for the platforms (Lambda's are arm64/x86_64, Kubernetes' the OCI ones).
+        architecture="aarch64" if ctx.target.platform.arch == "aarch64" else "amd64",
+        state_dir=state_dir,
+        run_dir=f"{state_dir}/run",
+        agent_buffer_dir=f"{state_dir}/agent-buffer",
+        container=container,
+        agent_container=f"{container}-agent",
+        socket_dir=socket_dir,
+        socket=f"{socket_dir}/agent.sock",
+        docker_hardening=(
+            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--user", SERVICE_USER,
+            "--pids-limit", "256", "--tmpfs", "/tmp:rw,nosuid,nodev,size=256m",
+        ),
+        # The agent of the same build (=version); SOFT: the model service keeps running when
+        # its agent restarts.
+        dependencies=(*shared, ComponentDependency(agent_component, f"={version}", "SOFT")),
+        agent_dependencies=shared,
+        agent_memory_mb=128,
+    )
+
+
+def template_facts(ctx: RenderContext) -> Facts:
+    """Every fact the templates of any render group may use."""
+    return Facts(
+        short_sha=short_sha(ctx.model.sha256),
+        container=container_facts(ctx),
+        agent=agent_facts(ctx),
+        monitoring=monitoring_facts(ctx),
+        ecr=ecr_facts(ctx),
+        aws_lambda=lambda_facts(ctx),
+        kubernetes=kubernetes_facts(ctx),
+        systemd=systemd_facts(ctx),
+        greengrass=greengrass_facts(ctx),
+    )
