@@ -20,6 +20,7 @@ from .. import __version__
 from ..artifact import Artifact
 from ..demo import DEMO_NAME, demo_model
 from ..errors import InputError
+from ..facts import short_sha
 from ..fsutil import staged_folder
 from ..manifest import ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
 from ..model_info import ModelInfo, inspect_model, sha256_file
@@ -108,7 +109,7 @@ def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: Op
         ),
         optimization=OptimizationSection(chosen=optimization.chosen.name, why=optimization.why,
                                          data_source=optimization.data_source),
-        image=ImageSection(repository=f"mlpack/{plan.artifact}", tag=f"{__version__}-{model_sha256[:12]}"),
+        image=ImageSection(repository=f"mlpack/{plan.artifact}", tag=f"{__version__}-{short_sha(model_sha256)}"),
         memory_mb=memory_mb(model_bytes),
         requirements=plan.requirements,
         versions=plan.versions,

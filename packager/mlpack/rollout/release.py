@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 from ..artifact import Artifact
 from ..errors import InputError
+from ..facts import AGENT_PORT
 from ..manifest import RolloutRecord
 
 # The parts of an artifact a device runs; container/, reports and IaC stay behind.
 BUNDLE_PARTS = ("manifest.json", "model", "bento", "agent")
-DEFAULT_AGENT_PORT = 9464
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _agent_port(artifact: Path) -> int:
         config = json.loads((artifact / "agent" / "agent.json").read_text(encoding="utf-8"))
         return int(config["prometheus"]["port"])
     except (OSError, ValueError, KeyError, TypeError):
-        return DEFAULT_AGENT_PORT
+        return AGENT_PORT
 
 
 def record_rollout(path: Path, engine: Literal["ansible", "greengrass"], fleet: str, version: str,
