@@ -1,0 +1,85 @@
+"""plan_build: what a build will write and run, decided before anything runs. Pure.
+
+The plan pins the requirements once (the Bento, the Lambda zip and the images all use
+these), names the steps that run tools, in order, and lists the artifact paths the build
+will produce: the rendered files by name, and what each step writes.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import metadata
+
+from pydantic import BaseModel
+
+from ..manifest import MANIFEST, Requirements, Versions
+from ..render import template_paths
+from ..steps import step_class
+from ..targets import RenderGroup, Target
+
+MODEL_FILE = "model/model.onnx"
+REPORT_FILES = ("report.md", "report.json")
+
+
+class PlannedStep(BaseModel):
+    name: str
+    writes: list[str]  # artifact paths: files, or folders ending in "/" whose contents the tool decides
+
+
+class BuildPlan(BaseModel):
+    artifact: str
+    target: Target
+    versions: Versions  # measured with here, pinned in what ships
+    requirements: Requirements
+    steps: list[PlannedStep]  # run in this order, before rendering (memory sizing needs their measurements)
+    app: RenderGroup  # the serving app's entry point, rendered into the app folder the steps package
+    render: list[RenderGroup]  # rendered into the artifact after the steps
+    files: list[str]  # every file path known before the build runs, sorted
+
+    def expected(self, path: str) -> bool:
+        """Whether an artifact path is one this plan produces."""
+        return path in self.files or any(
+            path == w or (w.endswith("/") and path.startswith(w)) for s in self.steps for w in s.writes
+        )
+
+
+def host_versions(target: Target) -> Versions:
+    """The versions the model is measured with; what ships pins the same ones, except where
+    the target pins its own onnxruntime release (onnxruntime-gpu trails the CPU one)."""
+    import platform
+
+    return Versions(
+        onnxruntime=target.runtime.version or metadata.version("onnxruntime"),
+        numpy=metadata.version("numpy"),
+        bentoml=metadata.version("bentoml"),
+        onnx=metadata.version("onnx"),
+        python=target.platform.python_version,
+        build_python=platform.python_version(),
+    )
+
+
+def pin_requirements(target: Target, versions: Versions) -> Requirements:
+    runtime = [f"{target.runtime.onnxruntime}=={versions.onnxruntime}", f"numpy=={versions.numpy}"]
+    return Requirements(runtime=runtime, server=[*runtime, f"bentoml=={versions.bentoml}"])
+
+
+def plan_build(name: str, target: Target, versions: Versions) -> BuildPlan:
+    steps = [PlannedStep(name=step, writes=list(step_class(step).writes)) for step in target.builds]
+    rendered = [path for group in target.artifact_groups for path in template_paths(group)]
+    return BuildPlan(
+        artifact=f"{name}-{target.name}",
+        target=target,
+        versions=versions,
+        requirements=pin_requirements(target, versions),
+        steps=steps,
+        app=target.app_group,
+        render=target.artifact_groups,
+        files=sorted({MANIFEST, MODEL_FILE, *REPORT_FILES, *rendered}),
+    )
+
+
+def memory_mb(model_bytes: int, peak_rss_mb: float | None = None) -> int:
+    """Memory to ask for: room for the model and onnxruntime's working set (or 1.5 times a
+    measured peak, when there is one), at least 512 MB, in 64 MB steps."""
+    need = max(3 * model_bytes / 2**20 + 256, 1.5 * (peak_rss_mb or 0), 512)
+    return int(math.ceil(need / 64) * 64)

@@ -1,0 +1,34 @@
+"""What the user asks `mlpack build` for, checked before anything is written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from ..errors import InputError
+from ..manifest import NAME_PATTERN, NAME_RULE
+from ..optimize import GateSettings
+
+
+class BuildRequest(BaseModel):
+    model: Path | None = None  # None builds the embedded demo
+    target: str
+    out: Path = Path(".")
+    name: str | None = None
+    force: bool = False
+    calibration: Path | None = None
+    max_cold_start: float | None = None
+    gate: GateSettings = GateSettings()  # the accuracy gate, with the user's overrides
+
+
+def default_name(model: Path) -> str:
+    name = re.sub(r"[^a-z0-9]+", "-", model.stem.lower()).strip("-")[:40].strip("-")
+    return name or "model"
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise InputError(f"invalid --name {name!r}: use {NAME_RULE}", "pass a plain name, e.g. --name my-model")
+    return name
