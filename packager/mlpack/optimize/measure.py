@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..runtime.config import open_session
 from ..targets import Target
 from .data import EvalData
 
@@ -32,23 +34,15 @@ def target_providers(target: Target) -> list[str] | None:
     return list(target.runtime.execution_providers) if first in ort.get_available_providers() else None
 
 
-def session(path: Path, target: Target, providers: list[str] | None = None):
-    """A session configured the way the target serves (threads, arena, graph level)."""
-    import onnxruntime as ort
+def serving_settings(target: Target) -> dict[str, Any]:
+    """The `session` settings the target's runtime.json carries (what app.runtime_json writes)."""
+    return target.runtime.model_dump(exclude={"version"})
 
-    levels = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[target.runtime.graph_optimization_level]
-    options.intra_op_num_threads = target.runtime.intra_op_threads
-    options.inter_op_num_threads = target.runtime.inter_op_threads
-    options.enable_cpu_mem_arena = target.runtime.enable_cpu_mem_arena
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+
+def session(path: Path, target: Target, providers: list[str] | None = None):
+    """A session made by the serving runtime's own `open_session`, with the target's settings
+    (threads, arena, graph level), on `providers`: by default this host's CPU, where the gate runs."""
+    return open_session(path, serving_settings(target), providers or ["CPUExecutionProvider"])
 
 
 def outputs(sess, data: EvalData, batch: int = 64) -> list[np.ndarray]:

@@ -22,6 +22,7 @@ from .data import EvalData
 for _name in ("onnxruntime.quantization", "onnxruntime.quantization.matmul_nbits_quantizer"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
+PORTABLE_GRAPH_LEVELS = ("basic", "extended")
 PER_CHANNEL_QDQ_OPSET = 13
 # Block-quantized Gather (GatherBlockQuantized + DequantizeLinear with block_size) needs opset 21.
 BLOCKED_QUANT_OPSET = 21
@@ -79,12 +80,11 @@ def graph_optimize(src: Path, dst: Path, level: str = "basic") -> Path:
     """
     import onnxruntime as ort
 
-    levels = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    }
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[level]
+    from ..runtime.config import session_options
+
+    if level not in PORTABLE_GRAPH_LEVELS:
+        raise ValueError(f"graph level {level!r} is not portable; use one of {', '.join(PORTABLE_GRAPH_LEVELS)}")
+    options = session_options({"graph_optimization_level": level})
     options.optimized_model_filepath = str(dst)
     ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
     # onnxruntime writes large models' weights beside the file; bring them inline.

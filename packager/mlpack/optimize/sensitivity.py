@@ -16,8 +16,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..runtime.config import open_session
 from .data import EvalData
 
+CPU = ["CPUExecutionProvider"]
 MAX_ROWS = 16  # a few rows rank layers reliably; more only costs memory
 MAX_CAPTURE_BYTES = 1 << 30  # fewer rows for models with large activations (images)
 WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
@@ -73,18 +75,14 @@ def _weight_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndar
 
 def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData) -> dict[str, np.ndarray]:
     """Run the float model on a few rows and return the named intermediate tensors, as they are."""
-    import onnxruntime as ort
-
     model = onnx.ModelProto.FromString(model.SerializeToString())
     existing = {o.name for o in model.graph.output}
     for name in tensors:
         if name not in existing:
             model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
             existing.add(name)
-    options = ort.SessionOptions()
     # No fusions: every captured tensor must exist exactly as named in the graph.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = open_session(model.SerializeToString(), {"graph_optimization_level": "disable"}, CPU)
     names = list(dict.fromkeys(tensors))
     first = session.run(names, data.take(slice(0, 1)).inputs)
     per_row = sum(v.nbytes for v in first) or 1
@@ -113,8 +111,6 @@ def int8_error(x: np.ndarray, w: np.ndarray) -> float:
 
 def _layer_error(node: onnx.NodeProto, x: np.ndarray, w: np.ndarray, extras: dict[str, np.ndarray]) -> float:
     """Run the node alone on (x, w) and on their int8-rounded copies; relative output error."""
-    import onnxruntime as ort
-
     inputs = [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(x.shape)),
               helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, list(w.shape))]
     inits = [numpy_helper.from_array(v, name) for name, v in extras.items()]
@@ -124,7 +120,7 @@ def _layer_error(node: onnx.NodeProto, x: np.ndarray, w: np.ndarray, extras: dic
     graph = helper.make_graph([single], "layer", inputs, [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = open_session(model.SerializeToString(), {}, CPU)
     exact = session.run(None, {"x": x, "w": w})[0]
     approx = session.run(None, {"x": _fake_quant_activation(x).astype(np.float32),
                                 "w": _fake_quant_weight(w, _output_axis(node)).astype(np.float32)})[0]
