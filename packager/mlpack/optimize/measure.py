@@ -45,14 +45,27 @@ def session(path: Path, target: Target, providers: list[str] | None = None):
     return open_session(path, serving_settings(target), providers or ["CPUExecutionProvider"])
 
 
-def outputs(sess, data: EvalData, batch: int = 64) -> list[np.ndarray]:
-    """All outputs for every row, run in batches (one row at a time for fixed-batch models)."""
-    fixed = any(isinstance(i.shape[0], int) for i in sess.get_inputs() if i.shape)
-    step = 1 if fixed else batch
-    parts: list[list[np.ndarray]] = []
-    for start in range(0, data.rows, step):
-        feed = {k: v[start : start + step] for k, v in data.inputs.items()}
-        parts.append(sess.run(None, feed))
+def fixed_batch(sess) -> int | None:
+    """The batch size a session's inputs fix on their first axis (say 1), or None when it is free."""
+    return next((i.shape[0] for i in sess.get_inputs() if i.shape and isinstance(i.shape[0], int)), None)
+
+
+def timing_batches(sess, larger: int) -> list[int]:
+    """The batch sizes to time: the model's fixed batch; else 1, and `larger` when every
+    input's first axis is free (requests can be batched together)."""
+    fixed = fixed_batch(sess)
+    if fixed:
+        return [fixed]
+    free = all(i.shape and not isinstance(i.shape[0], int) for i in sess.get_inputs())
+    return [1, larger] if free else [1]
+
+
+def outputs(sess, data: EvalData, names: list[str] | None = None, batch: int = 64) -> list[np.ndarray]:
+    """The outputs (all, or `names`) for every row, run in batches the session accepts: `batch`
+    rows at a time, or exactly the model's fixed batch size."""
+    fixed = fixed_batch(sess)
+    parts = [[value[:real] for value in sess.run(names, feed)]
+             for feed, real in data.feeds(fixed or batch, exact=fixed is not None)]
     return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
@@ -70,6 +83,9 @@ def latencies(
     Each round runs every candidate once, in a shuffled order, so neither drift nor a
     periodic disturbance favours a position; rounds go on until the time budget is spent.
     """
+    for name, sess in sessions.items():
+        if fixed_batch(sess) not in (None, batch):
+            raise ValueError(f"{name} takes batches of {fixed_batch(sess)} rows only, not {batch}")
     feed = data.batch(batch)
     for sess in sessions.values():  # warm up: first runs allocate and pick kernels
         sess.run(None, feed)

@@ -131,19 +131,18 @@ def dynamic_int8(
 
 
 def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str = "qint8",
-                exclude: Sequence[str] = ()) -> Path:
-    """QDQ int8 with activation ranges calibrated on data: what pays off for convolutions."""
+                exclude: Sequence[str] = (), fixed_batch: int | None = None) -> Path:
+    """QDQ int8 with activation ranges calibrated on data: what pays off for convolutions.
+
+    Calibration rows go one at a time, or `fixed_batch` at a time for a model that fixes its batch size."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._rows = iter(range(calibration.rows))
+            self._feeds = calibration.feeds(fixed_batch or 1, exact=fixed_batch is not None)
 
         def get_next(self):
-            row = next(self._rows, None)
-            if row is None:
-                return None
-            return {k: v[row : row + 1] for k, v in calibration.inputs.items()}
+            return next(self._feeds, (None, 0))[0]
 
     model = onnx.load(str(src))
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))

@@ -19,7 +19,7 @@ from ..targets import Target
 from . import passes, smooth
 from .data import EvalData, load_data, synthetic_data
 from .gate import GateSettings, compare
-from .measure import latencies, outputs, session, target_providers
+from .measure import fixed_batch, latencies, outputs, session, target_providers, timing_batches
 from .report import Candidate, OptimizationResult
 from .select import pick
 from .sensitivity import LayerError, measure_layers
@@ -40,6 +40,7 @@ class _Run:
         self.reference: list = []
         self.output_names: list[str] = []
         self.smoothed: Path | None = None  # the smoothed float graph, when smooth-int8 ran
+        self.fixed_batch: int | None = None  # the batch size the model's inputs fix, if any
 
     def evaluate(self, candidate: Candidate) -> Candidate:
         """Gate a candidate against float on the held-out rows (on this host's CPU)."""
@@ -102,6 +103,7 @@ def optimize_model(
         run = _Run(info, target, work_dir, data, gate, log)
         float_session = session(float_path, target)
         run.output_names = [o.name for o in float_session.get_outputs()]
+        run.fixed_batch = fixed_batch(float_session)
         try:
             run.reference = outputs(float_session, run.held_out)
         except Exception as exc:  # e.g. ZipMap outputs (lists of dicts) cannot be compared
@@ -224,7 +226,8 @@ def _static(run: _Run, base: Path) -> None:
         run.notes.append("static-int8 was calibrated on synthetic inputs; real data (--calibration) gives "
                          "activation ranges that fit real requests")
     weight = run.target.optimize.weight_type
-    path = passes.static_int8(base, run.work / "static-int8.onnx", run.calibration, weight_type=weight)
+    path = passes.static_int8(base, run.work / "static-int8.onnx", run.calibration, weight_type=weight,
+                              fixed_batch=run.fixed_batch)
     run.add("static-int8", path, f"QDQ int8 ({weight} weights per channel), activation ranges calibrated on "
                                  f"{run.calibration.rows} rows")
 
@@ -281,7 +284,8 @@ def _mixed(run: _Run, base: Path) -> list[LayerError]:
     weight = run.target.optimize.weight_type
     if "static-int8" in int8:
         recipe, start = "static-int8", base
-        build = lambda kept, path: passes.static_int8(start, path, run.calibration, weight_type=weight, exclude=kept)
+        build = lambda kept, path: passes.static_int8(start, path, run.calibration, weight_type=weight, exclude=kept,
+                                                      fixed_batch=run.fixed_batch)
     elif "smooth-int8" in int8 and run.smoothed:
         recipe, start = "smooth-int8", run.smoothed
         build = lambda kept, path: passes.dynamic_int8(start, path, weight_type=weight, exclude=kept)
@@ -338,9 +342,8 @@ def _time_all(run: _Run, providers: list[str], budget_s: float) -> None:
             sessions[c.name] = session(c.path, run.target, providers)
         except Exception as exc:  # already failed the gate for the same reason; not timed
             run.log(f"{c.name}: not timed, it does not load ({_first_line(exc)})")
-    batches = [1]
-    if run.info.signature.dynamic_batch:
-        batches.append(run.target.optimize.latency_batch)
+    # Only batch sizes the model accepts: its fixed batch, if it has one.
+    batches = timing_batches(sessions["float"], run.target.optimize.latency_batch)
     for batch in batches:
         run.log(f"timing {len(sessions)} candidates at batch {batch} on {providers[0]}")
         for name, lat in latencies(sessions, run.held_out, batch, budget_s=budget_s / len(batches)).items():

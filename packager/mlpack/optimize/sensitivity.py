@@ -18,6 +18,7 @@ from onnx import helper, numpy_helper
 
 from ..runtime.config import open_session
 from .data import EvalData
+from .measure import outputs
 
 CPU = ["CPUExecutionProvider"]
 MAX_ROWS = 16  # a few rows rank layers reliably; more only costs memory
@@ -84,10 +85,11 @@ def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData) -
     # No fusions: every captured tensor must exist exactly as named in the graph.
     session = open_session(model.SerializeToString(), {"graph_optimization_level": "disable"}, CPU)
     names = list(dict.fromkeys(tensors))
-    first = session.run(names, data.take(slice(0, 1)).inputs)
+    # Rows go in batches the model accepts (a model may fix its batch size, e.g. to 1).
+    first = outputs(session, data.take(slice(0, 1)), names)
     per_row = sum(v.nbytes for v in first) or 1
     rows = data.take(slice(0, max(1, min(MAX_ROWS, MAX_CAPTURE_BYTES // per_row))))
-    values = session.run(names, rows.inputs)
+    values = outputs(session, rows, names)
     return {name: v.astype(np.float32) for name, v in zip(names, values)}
 
 
