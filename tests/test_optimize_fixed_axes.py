@@ -10,14 +10,13 @@ import onnx
 import pytest
 
 from mlpack.model_info import inspect_model
-from mlpack.optimize import optimize_model
 from mlpack.optimize.data import EvalData
 from mlpack.optimize.measure import latencies, outputs, session, timing_batches
 from mlpack.optimize.sensitivity import measure_layers
 from mlpack.targets import load_target
 
 from .models import fixed_batch_cnn, fixed_batch_images, linear_model
-from .test_optimize import two_layer_model
+from .test_optimize import optimize, two_layer_model
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -26,8 +25,7 @@ def test_every_variant_runs_on_a_cnn_with_a_fixed_batch(tmp_path: Path, batch: i
     # 64 rows: 16 calibrate and 48 gate; with a batch of 3 the 16 calibration rows end in a short batch.
     data = fixed_batch_images(tmp_path / "d.npz")
     # arm-edge lists the whole int8 family, and its "smallest" policy makes the pick independent of timing.
-    result = optimize_model(inspect_model(model), load_target("arm-edge"), tmp_path / "work", data_path=data,
-                            latency_budget_s=0.2)
+    result = optimize(inspect_model(model), load_target("arm-edge"), tmp_path / "work", data_path=data)
 
     assert not [why for _, why in result.skipped if "invalid dimensions" in why or "failed" in why]
     static = next(c for c in result.candidates if c.name == "static-int8")

@@ -58,7 +58,7 @@ def _output_axis(node: onnx.NodeProto) -> int:
     return -1
 
 
-def _weight_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndarray]]:
+def weight_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndarray]]:
     """(node, weight as stored) for MatMul/Gemm/Conv nodes with a constant float weight."""
     weights = {t.name: t for t in model.graph.initializer}
     layers = []
@@ -132,7 +132,7 @@ def _layer_error(node: onnx.NodeProto, x: np.ndarray, w: np.ndarray, extras: dic
 def measure_layers(model_path: Path, data: EvalData) -> list[LayerError]:
     """Each weight layer's int8 error on `data`, worst first."""
     model = onnx.load(str(model_path))
-    layers = _weight_layers(model)
+    layers = weight_layers(model)
     if not layers:
         return []
     captured = capture_inputs(model, [node.input[0] for node, _ in layers], data)
