@@ -336,9 +336,11 @@ def test_fastest_policy_picks_the_fastest_passing_and_ties_go_to_accuracy() -> N
 
 
 def test_latency_differences_no_request_could_notice_are_ties() -> None:
-    cands = [_cand("float", 200, 0.010), _cand("int8", 60, 0.012, 1.0), _cand("other", 50, 0.011, 0.99)]
+    # "other" is 3x faster than float and int8 1.5x: far apart in ratio, but 0.01 ms apart.
+    cands = [_cand("float", 200, 0.030), _cand("int8", 60, 0.020, 1.0), _cand("other", 50, 0.010, 0.99)]
     chosen, why = pick(cands, "fastest", 0.1, latency_measured=True)
     assert chosen.name == "int8"  # as accurate as float, and smaller
+    assert "for float, int8, within 0.05 ms of it" in why and "as accurate as float, more than other, and smaller" in why
 
 
 def test_smallest_policy_and_fallback_when_latency_is_not_measured() -> None:
