@@ -173,3 +173,15 @@ def test_a_variant_sees_only_the_outcomes_it_declares(tmp_path: Path) -> None:
     run.make_variants([_Nosy(VariantConfig())])
     assert dict(run.skipped)["nosy"] == ("the recipe failed on this model: nosy reads dynamic-int8's outcome "
                                          "without declaring it in `reads`")
+
+
+def test_a_manifests_snapshot_of_its_target_is_read_as_data_not_against_this_installation(tmp_path: Path) -> None:
+    import tomllib
+
+    from mlpack.targets import Target
+
+    raw = tomllib.loads(target_file(tmp_path, '"int3", "mixed-int8"', extra='[optimize.config.int3]\nbits = 3\n')
+                        .read_text())
+    assert Target.model_validate(raw, context={"snapshot": True}).optimize.variants == ["int3", "mixed-int8"]
+    with pytest.raises(ValueError, match="unknown variant 'int3'"):
+        Target.model_validate(raw)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import onnx
 import pytest
@@ -16,7 +17,6 @@ from onnx import TensorProto, helper
 from mlpack.app import runtime_json
 from mlpack.model_info import Signature, TensorSpec
 from mlpack.optimize.measure import session
-from mlpack.render import ImageRef, ModelFacts, RenderContext
 from mlpack.runtime.config import RuntimeConfig
 from mlpack.targets import load_target
 
@@ -24,14 +24,12 @@ from .models import linear_model
 
 
 def served_settings(target_name: str) -> dict:
-    """The `session` settings of the runtime.json a build writes for the target."""
-    ctx = RenderContext(
-        name="m", target=load_target(target_name), image=ImageRef(repository="mlpack/m", tag="t"),
-        versions={"onnxruntime": "1", "numpy": "1", "bentoml": "1", "python": "3.11"}, memory_mb=256,
-        model=ModelFacts(sha256="a" * 64, source_sha256="b" * 64, size_bytes=1, signature=Signature(
-            inputs=[TensorSpec(name="x", dtype="float32", shape=["batch", 4])],
-            outputs=[TensorSpec(name="y", dtype="float32", shape=["batch", 3])])),
-    )
+    """The `session` settings of the runtime.json a build writes for the target (app.runtime_json
+    reads only these attributes of its render context)."""
+    model = SimpleNamespace(file="model.onnx", sha256="a" * 64, variant="float", signature=Signature(
+        inputs=[TensorSpec(name="x", dtype="float32", shape=["batch", 4])],
+        outputs=[TensorSpec(name="y", dtype="float32", shape=["batch", 3])]))
+    ctx = SimpleNamespace(name="m", target=load_target(target_name), model=model, mlpack_version="0")
     return json.loads(runtime_json(ctx))["session"]
 
 

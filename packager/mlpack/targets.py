@@ -79,12 +79,14 @@ class Optimize(_Strict):
 
     # The variants' declarations live with the variants (mlpack.optimize.variants), which are
     # imported here, when a file is checked, not when this module loads: they need this module.
+    # A manifest's snapshot is checked as data, not against the variants this installation has.
     @field_validator("variants")
     @classmethod
-    def _variants_known_and_in_order(cls, names: list[str]) -> list[str]:
+    def _variants_known_and_in_order(cls, names: list[str], info: ValidationInfo) -> list[str]:
         from .optimize.variants import order_problems
 
-        _raise_all(order_problems(names))
+        if not (info.context or {}).get("snapshot"):
+            _raise_all(order_problems(names))
         return names
 
     @field_validator("config")
@@ -92,6 +94,8 @@ class Optimize(_Strict):
     def _config_fits_each_variant(cls, tables: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, dict[str, Any]]:
         from .optimize.variants import config_problems
 
+        if (info.context or {}).get("snapshot"):
+            return tables
         shared = {key: info.data[key] for key in _SHARED_BY_VARIANTS if key in info.data}
         _raise_all(config_problems(tables, info.data.get("variants"), shared))
         return tables
