@@ -340,7 +340,8 @@ def test_latency_differences_no_request_could_notice_are_ties() -> None:
     cands = [_cand("float", 200, 0.030), _cand("int8", 60, 0.020, 1.0), _cand("other", 50, 0.010, 0.99)]
     chosen, why = pick(cands, "fastest", 0.1, latency_measured=True)
     assert chosen.name == "int8"  # as accurate as float, and smaller
-    assert "for float, int8, within 0.05 ms of it" in why and "as accurate as float, more than other, and smaller" in why
+    assert "for float, int8, within 0.05 ms of it" in why
+    assert "as accurate as float, more than other, and smaller" in why
 
 
 def test_smallest_policy_and_fallback_when_latency_is_not_measured() -> None:

@@ -59,7 +59,8 @@ def test_feeds_fill_a_short_last_batch_only_for_a_fixed_batch() -> None:
 def test_layer_sensitivity_runs_on_a_fixed_batch(tmp_path: Path) -> None:
     images = np.random.default_rng(0).random((20, 3, 16, 16)).astype(np.float32)
     images[:, 0] = 0.0
-    layers = measure_layers(fixed_batch_cnn(tmp_path / "cnn.onnx", batch=1), EvalData({"image": images}, None, "t", False))
+    model = fixed_batch_cnn(tmp_path / "cnn.onnx", batch=1)
+    layers = measure_layers(model, EvalData({"image": images}, None, "t", False))
     assert [e.node for e in layers][:1] == ["conv1"] and {e.node for e in layers} == {"conv1", "conv2"}
 
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from .errors import InputError, MlpackError
 from .resources import data_dir
+
+if TYPE_CHECKING:
+    from .optimize.variants import VariantConfig
 
 Build = Literal["bento", "lambda-zip"]
 
@@ -85,22 +88,22 @@ class Optimize(_Strict):
     def _variants_known_and_in_order(cls, names: list[str], info: ValidationInfo) -> list[str]:
         from .optimize.variants import order_problems
 
-        if not (info.context or {}).get("snapshot"):
+        if not _snapshot(info):
             _raise_all(order_problems(names))
         return names
 
     @field_validator("config")
     @classmethod
-    def _config_fits_each_variant(cls, tables: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, dict[str, Any]]:
+    def _config_fits_each_variant(cls, tables: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, Any]:
         from .optimize.variants import config_problems
 
-        if (info.context or {}).get("snapshot"):
+        if _snapshot(info):
             return tables
         shared = {key: info.data[key] for key in _SHARED_BY_VARIANTS if key in info.data}
         _raise_all(config_problems(tables, info.data.get("variants"), shared))
         return tables
 
-    def variant_config(self, name: str):
+    def variant_config(self, name: str) -> VariantConfig:
         """The typed config of a listed variant: its defaults, this target's weight_type, its table."""
         from .optimize.variants import variant_config
 
@@ -109,6 +112,10 @@ class Optimize(_Strict):
 
 
 _SHARED_BY_VARIANTS = ("weight_type",)  # [optimize] keys every variant whose config has them starts from
+
+
+def _snapshot(info: ValidationInfo) -> bool:
+    return bool((info.context or {}).get("snapshot"))
 
 
 def _raise_all(problems: list[str]) -> None:

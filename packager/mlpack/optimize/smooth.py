@@ -8,8 +8,9 @@ range from activations (per tensor) into weights (per channel, cheap to quantize
 
 s_k = max|x_k|^a / max|w_k|^(1-a). The strength `a` is chosen from a small grid (the
 smooth-int8 variant's config, variants/smooth_int8.py) by quantizing the whole model at
-each strength and comparing its outputs with float's on the calibration rows (not the gate's rows): the per-layer error alone misleads, since
-padding positions and later layers decide what matters. Each smoothed tensor costs one
+each strength and comparing its outputs with float's on the calibration rows (not the
+gate's rows): the per-layer error alone misleads, since padding positions and later
+layers decide what matters. Each smoothed tensor costs one
 element-wise Mul, inserted on the MatMuls' side so other readers see the tensor as it was.
 """
 
