@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks.markdown import write_section
 from mlpack.model_info import inspect_model
-from mlpack.optimize import OptimizationResult, optimize_model
+from mlpack.optimize import OptimizationResult, make_candidates, time_and_pick
 from mlpack.targets import load_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,18 @@ def plain_recipes(model: Path, folder: Path, names: tuple[str, ...] = ("plain-dy
     return out
 
 
+def optimize_beside(model: Path, target: str, work: Path, data: Path, budget_s: float,
+                    references: dict[str, tuple[Path, str]] | None = None) -> OptimizationResult:
+    """What `optimize_model` does, with the plain `references` gated and timed beside mlpack's
+    candidates (in the same round-robin, so ratios share the machine's load; never picked), and
+    `budget_s` seconds of timing."""
+    run = make_candidates(inspect_model(model), load_target(target), work, data_path=data,
+                          log=lambda line: print("  " + line, file=sys.stderr))
+    for name, (path, recipe) in (references or {}).items():
+        run.add_reference(name, path, recipe)
+    return time_and_pick(run, budget_s=budget_s)
+
+
 def run_minilm(folder: Path, budget: float) -> tuple[OptimizationResult, list[str]]:
     from benchmarks.minilm_model import build_minilm, sentences, tokenize
 
@@ -66,10 +78,7 @@ def run_minilm(folder: Path, budget: float) -> tuple[OptimizationResult, list[st
     model = build_minilm(folder / "all-MiniLM-L6-v2.onnx")
     data = folder / "sentences.npz"
     np.savez(data, **tokenize(sentences(SENTENCES)))
-    references = plain_recipes(model, folder)
-    result = optimize_model(inspect_model(model), load_target("x86-cpu"), folder / "work", data_path=data,
-                            log=lambda line: print("  " + line, file=sys.stderr), latency_budget_s=budget,
-                            references=references)
+    result = optimize_beside(model, "x86-cpu", folder / "work", data, budget, plain_recipes(model, folder))
     lines = verdict(result, "plain-dynamic-pc")
     if result.chosen.name != "compact-int8" and any(c.name == "compact-int8" for c in result.candidates):
         lines += ["", "The candidate the `smallest` policy (aws-lambda, arm-edge) ranks first, against the same "
@@ -160,9 +169,7 @@ def run_ocr(folder: Path, budget: float) -> tuple[OptimizationResult, list[str]]
     data = folder / "pages.npz"
     np.savez(data, x=ocr_images(96))
     references = plain_recipes(model, folder, ("plain-dynamic-pc",))
-    result = optimize_model(inspect_model(model), load_target("x86-cpu"), folder / "work", data_path=data,
-                            log=lambda line: print("  " + line, file=sys.stderr), latency_budget_s=budget,
-                            references=references)
+    result = optimize_beside(model, "x86-cpu", folder / "work", data, budget, references)
     return result, verdict(result, "plain-dynamic-pc")
 
 
@@ -170,12 +177,7 @@ def run_demo(folder: Path, budget: float) -> list[OptimizationResult]:
     from mlpack.demo import demo_model
 
     model, data = demo_model()
-    info = inspect_model(model)
-    return [
-        optimize_model(info, load_target(t), folder / t, data_path=data,
-                       log=lambda line: print("  " + line, file=sys.stderr), latency_budget_s=budget)
-        for t in ("x86-cpu", "aws-lambda")
-    ]
+    return [optimize_beside(model, t, folder / t, data, budget) for t in ("x86-cpu", "aws-lambda")]
 
 
 def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[OptimizationResult],

@@ -37,3 +37,45 @@ def linear_reference(path: Path, x: np.ndarray) -> np.ndarray:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {"x": x.astype(np.float32)})[0]
+
+
+def fixed_batch_cnn(path: Path, batch: int = 1) -> Path:
+    """A CNN whose input fixes its batch size, as many exported vision models do:
+    image [batch, 3, 16, 16] -> Conv "conv1" -> Relu -> Conv "conv2" -> GlobalAveragePool
+    -> Reshape to [batch, 16] ("features"), with `batch` a number (1 by default) in the graph.
+
+    conv1 has a huge weight on input channel 0, which `fixed_batch_images` keeps at 0: float
+    ignores it, but int8 per-channel scales follow it and zero every real weight of conv1, so
+    int8 fails the gate until mixed precision keeps conv1 in float.
+    """
+    rng = np.random.default_rng(5)
+    k1 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.3
+    k1[:, 0, 1, 1] = 1e7
+    k2 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32) * 0.2
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["image", "K1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+            helper.make_node("Conv", ["r1", "K2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+            helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="pool"),
+            helper.make_node("Reshape", ["p", "shape"], ["features"], name="flatten"),
+        ],
+        "fixed_batch_cnn",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 16, 16])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, 16])],
+        initializer=[numpy_helper.from_array(k1, "K1"), numpy_helper.from_array(k2, "K2"),
+                     numpy_helper.from_array(np.array([batch, 16], np.int64), "shape")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def fixed_batch_images(path: Path, rows: int = 64) -> Path:
+    """Calibration data for `fixed_batch_cnn`: rows of images whose channel 0 is always 0."""
+    images = np.random.default_rng(0).random((rows, 3, 16, 16)).astype(np.float32)
+    images[:, 0] = 0.0
+    np.savez(path, image=images)
+    return path

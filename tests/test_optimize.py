@@ -12,14 +12,18 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from mlpack.model_info import inspect_model
-from mlpack.optimize import GateSettings, optimize_model
+from mlpack.optimize import GateSettings, OptimizationResult, make_candidates, time_and_pick
 from mlpack.optimize.gate import compare
 from mlpack.optimize.measure import Latency
 from mlpack.optimize.report import Candidate
 from mlpack.optimize.select import pick
 from mlpack.targets import load_target
 
-FAST = {"latency_budget_s": 0.2}
+
+def optimize(info, target, work_dir: Path, **options) -> OptimizationResult:
+    """optimize_model with a short timing budget: these tests check what is made, gated and picked."""
+    return time_and_pick(make_candidates(info, target, work_dir, **options), budget_s=0.2)
+
 
 
 def _save(nodes, inputs, outputs, inits, path: Path, opset: int = 17) -> Path:
@@ -135,7 +139,7 @@ def test_demo_classifier_keeps_accuracy_within_half_a_point_and_the_report_says_
     from mlpack.demo import demo_model
 
     model, data = demo_model()
-    result = optimize_model(inspect_model(model), load_target("aws-lambda"), tmp_path, data_path=data, **FAST)
+    result = optimize(inspect_model(model), load_target("aws-lambda"), tmp_path, data_path=data)
     # Lambda: the smallest that passes; int8 variants within 10% of each other tie, and the
     # tie goes to the more accurate one.
     assert result.chosen.name in ("dynamic-int8", "smooth-int8")
@@ -150,7 +154,7 @@ def test_a_model_that_quantization_breaks_keeps_float_with_a_reason(tmp_path: Pa
     model = two_layer_model(tmp_path / "m.onnx", outliers=("first", "second"))
     data = two_layer_data(tmp_path / "d.npz")
 
-    result = optimize_model(inspect_model(model), load_target("x86-cpu"), tmp_path / "work", data_path=data, **FAST)
+    result = optimize(inspect_model(model), load_target("x86-cpu"), tmp_path / "work", data_path=data)
     assert result.chosen.name in ("float", "float-optimized")
     dynamic = next(c for c in result.candidates if c.name == "dynamic-int8")
     assert not dynamic.passed
@@ -169,7 +173,7 @@ def test_mixed_precision_keeps_the_measured_worst_layer_in_float_until_the_gate_
     model = two_layer_model(tmp_path / "m.onnx", outliers=("first",))
     data = two_layer_data(tmp_path / "d.npz")
     target = with_variants("x86-cpu", "dynamic-int8", "mixed-int8")
-    result = optimize_model(inspect_model(model), target, tmp_path / "work", data_path=data, **FAST)
+    result = optimize(inspect_model(model), target, tmp_path / "work", data_path=data)
     assert result.sensitive_layers[0][0] == "first"  # found by measurement, not by name
     assert not next(c for c in result.candidates if c.name == "dynamic-int8").passed
     mixed = next(c for c in result.candidates if c.name == "mixed-int8")
@@ -186,7 +190,7 @@ def test_smoothing_moves_activation_outliers_into_the_weights_and_is_more_accura
     x[:, :4] *= 300.0  # a few loud input channels, as after LayerNorm in transformers
     np.savez(tmp_path / "d.npz", x=x)
     target = with_variants("x86-cpu", "dynamic-int8", "smooth-int8")
-    result = optimize_model(inspect_model(model), target, tmp_path / "work", data_path=tmp_path / "d.npz", **FAST)
+    result = optimize(inspect_model(model), target, tmp_path / "work", data_path=tmp_path / "d.npz")
     dynamic = next(c for c in result.candidates if c.name == "dynamic-int8")
     smooth = next(c for c in result.candidates if c.name == "smooth-int8")
     assert smooth.metrics["y.cosine_mean"] > dynamic.metrics["y.cosine_mean"]
@@ -201,7 +205,7 @@ def test_mixed_precision_on_a_convolutional_model_keeps_the_broken_conv_in_float
     images[:, 0] = 0.0
     np.savez(tmp_path / "d.npz", image=images)
     target = with_variants("arm-edge", "static-int8", "mixed-int8")
-    result = optimize_model(inspect_model(model), target, tmp_path / "work", data_path=tmp_path / "d.npz", **FAST)
+    result = optimize(inspect_model(model), target, tmp_path / "work", data_path=tmp_path / "d.npz")
     assert not next(c for c in result.candidates if c.name == "static-int8").passed
     assert result.sensitive_layers[0][0] == "conv1"
     mixed = next(c for c in result.candidates if c.name == "mixed-int8")
@@ -211,7 +215,7 @@ def test_mixed_precision_on_a_convolutional_model_keeps_the_broken_conv_in_float
 
 def test_synthetic_inputs_are_used_and_said_when_no_data_is_given(tmp_path: Path) -> None:
     model = two_layer_model(tmp_path / "m.onnx")
-    result = optimize_model(inspect_model(model), load_target("arm-edge"), tmp_path / "work", **FAST)
+    result = optimize(inspect_model(model), load_target("arm-edge"), tmp_path / "work")
     assert result.data_source.startswith("synthetic inputs")
     assert "synthetic inputs" in result.to_markdown() and "--calibration" in result.to_markdown()
     assert result.chosen.name == "dynamic-int8"
@@ -221,14 +225,14 @@ def test_static_int8_is_tried_for_convolutions_and_skipped_otherwise(tmp_path: P
     model = conv_model(tmp_path / "cnn.onnx")
     images = np.random.default_rng(0).random((64, 3, 16, 16)).astype(np.float32)
     np.savez(tmp_path / "d.npz", image=images)
-    result = optimize_model(inspect_model(model), load_target("x86-cpu"), tmp_path / "work",
-                            data_path=tmp_path / "d.npz", **FAST)
+    result = optimize(inspect_model(model), load_target("x86-cpu"), tmp_path / "work",
+                            data_path=tmp_path / "d.npz")
     static = next(c for c in result.candidates if c.name == "static-int8")
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(static.path)).graph.node}
     assert "calibrated on 16 rows" in static.recipe
 
-    plain = optimize_model(inspect_model(two_layer_model(tmp_path / "m.onnx")), load_target("x86-cpu"),
-                           tmp_path / "work2", **FAST)
+    plain = optimize(inspect_model(two_layer_model(tmp_path / "m.onnx")), load_target("x86-cpu"),
+                           tmp_path / "work2")
     assert "static-int8" not in names(plain)
     assert any(name == "static-int8" and "no convolutions" in why for name, why in plain.skipped)
 
@@ -237,8 +241,8 @@ def test_compact_stores_embedding_tables_in_four_bits(tmp_path: Path) -> None:
     model = embedding_model(tmp_path / "emb.onnx")
     ids = np.random.default_rng(0).integers(0, 2048, size=(64, 12)).astype(np.int64)
     np.savez(tmp_path / "d.npz", ids=ids)
-    result = optimize_model(inspect_model(model), load_target("aws-lambda"), tmp_path / "work",
-                            data_path=tmp_path / "d.npz", **FAST)
+    result = optimize(inspect_model(model), load_target("aws-lambda"), tmp_path / "work",
+                            data_path=tmp_path / "d.npz")
     compact = next(c for c in result.candidates if c.name == "compact-int8")
     dynamic = next(c for c in result.candidates if c.name == "dynamic-int8")
     assert compact.passed and compact.size_bytes < 0.7 * dynamic.size_bytes
@@ -252,7 +256,7 @@ def test_cuda_target_on_a_cpu_host_makes_fp16_and_marks_latency_unmeasured(tmp_p
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this host has CUDA: latency is measured on the target here")
     model = two_layer_model(tmp_path / "m.onnx")
-    result = optimize_model(inspect_model(model), load_target("cuda-gpu"), tmp_path / "work", **FAST)
+    result = optimize(inspect_model(model), load_target("cuda-gpu"), tmp_path / "work")
     fp16 = next(c for c in result.candidates if c.name == "fp16")
     assert not fp16.latency and "not measured on target" in result.latency_note
     assert "not measured on target" in result.table()
@@ -267,7 +271,7 @@ def test_candidates_are_pruned_and_saved_self_contained(tmp_path: Path) -> None:
     proto.graph.initializer.append(numpy_helper.from_array(np.ones((100, 100), np.float32), "unused"))
     proto.graph.node.append(helper.make_node("Relu", ["h"], ["dead"], name="dead"))
     onnx.save(proto, str(model))
-    result = optimize_model(inspect_model(model), load_target("x86-cpu"), tmp_path / "work", **FAST)
+    result = optimize(inspect_model(model), load_target("x86-cpu"), tmp_path / "work")
     pruned = onnx.load(str(next(c for c in result.candidates if c.name == "float-optimized").path))
     assert "unused" not in {t.name for t in pruned.graph.initializer}
     assert "dead" not in {n.name for n in pruned.graph.node}
@@ -332,9 +336,12 @@ def test_fastest_policy_picks_the_fastest_passing_and_ties_go_to_accuracy() -> N
 
 
 def test_latency_differences_no_request_could_notice_are_ties() -> None:
-    cands = [_cand("float", 200, 0.010), _cand("int8", 60, 0.012, 1.0), _cand("other", 50, 0.011, 0.99)]
+    # "other" is 3x faster than float and int8 1.5x: far apart in ratio, but 0.01 ms apart.
+    cands = [_cand("float", 200, 0.030), _cand("int8", 60, 0.020, 1.0), _cand("other", 50, 0.010, 0.99)]
     chosen, why = pick(cands, "fastest", 0.1, latency_measured=True)
     assert chosen.name == "int8"  # as accurate as float, and smaller
+    assert "for float, int8, within 0.05 ms of it" in why
+    assert "as accurate as float, more than other, and smaller" in why
 
 
 def test_smallest_policy_and_fallback_when_latency_is_not_measured() -> None:
@@ -358,7 +365,7 @@ def test_without_data_for_a_model_mlpack_cannot_feed_the_float_model_ships_with_
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "seq.onnx"))
-    result = optimize_model(inspect_model(tmp_path / "seq.onnx"), load_target("x86-cpu"), tmp_path / "work", **FAST)
+    result = optimize(inspect_model(tmp_path / "seq.onnx"), load_target("x86-cpu"), tmp_path / "work")
     assert names(result) == ["float"] and result.chosen.path.is_file()
     assert "kept the float model" in result.why and "--calibration" in result.to_markdown()
 
@@ -371,7 +378,20 @@ def test_without_passes_the_shipped_float_file_is_the_model_as_given(tmp_path: P
     onnx.save(proto, str(model))
     target = load_target("x86-cpu")
     target = target.model_copy(update={"optimize": target.optimize.model_copy(update={"passes": []})})
-    result = optimize_model(inspect_model(model), target, tmp_path / "work", **FAST)
+    result = optimize(inspect_model(model), target, tmp_path / "work")
     assert "float-optimized" not in names(result)
     assert result.candidates[0].path.read_bytes() == onnx.load(str(model)).SerializeToString()
     assert next(c for c in result.candidates if c.name == "dynamic-int8").passed
+
+
+def test_a_benchmark_gates_and_times_its_own_models_beside_the_candidates(tmp_path: Path) -> None:
+    """What benchmarks/optimize_bench.py composes: make_candidates, add_reference, time_and_pick."""
+    import shutil
+
+    model = two_layer_model(tmp_path / "m.onnx")
+    run = make_candidates(inspect_model(model), with_variants("x86-cpu", "dynamic-int8"), tmp_path / "work")
+    plain = run.add_reference("plain", Path(shutil.copyfile(model, tmp_path / "plain.onnx")), "the model, copied")
+    result = time_and_pick(run, budget_s=0.1)
+    assert plain in result.candidates and plain.reference and result.chosen is not plain
+    assert plain.passed and plain.metrics["y.cosine_min"] > 0.9999 and set(plain.latency) == {1, 32}
+    assert next(c for c in result.to_json()["candidates"] if c["name"] == "plain")["reference"]

@@ -163,8 +163,10 @@ def inspect_model(path: Path) -> ModelInfo:
 def _check_loads(path: Path) -> None:
     import onnxruntime as ort
 
-    try:
-        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from .runtime.config import open_session
+
+    try:  # the serving runtime's session, with its defaults, on the CPU every host has
+        open_session(path, {}, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise InputError(
             f"onnxruntime cannot load {path.name}: {_first_line(exc)}",

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import InputError, MlpackError
 from .resources import data_dir
+
+if TYPE_CHECKING:
+    from .optimize.variants import VariantConfig
 
 Build = Literal["bento", "lambda-zip"]
 
@@ -58,8 +62,10 @@ class Optimize(_Strict):
     passes: list[Literal["prune", "graph"]] = Field(
         default_factory=list, description="float rewrites every variant starts from, in order"
     )
-    variants: list[Literal["dynamic-int8", "smooth-int8", "static-int8", "compact-int8", "mixed-int8", "fp16"]] = Field(
-        default_factory=list, description="candidates tried besides float; each must pass the accuracy gate"
+    variants: list[str] = Field(
+        default_factory=list,
+        description="candidates tried besides float, in order (names from mlpack.optimize.variants); each "
+                    "must pass the accuracy gate",
     )
     policy: Literal["fastest", "smallest"] = Field(description="which passing variant ships")
     graph_level: Literal["basic", "extended"] = Field(
@@ -70,6 +76,52 @@ class Optimize(_Strict):
     tolerance: float = Field(
         0.1, ge=0, le=1, description="differences smaller than this share count as ties, which go to accuracy"
     )
+    config: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="[optimize.config.NAME]: settings of a listed variant, by its config's keys"
+    )
+
+    # The variants' declarations live with the variants (mlpack.optimize.variants), which are
+    # imported here, when a file is checked, not when this module loads: they need this module.
+    # A manifest's snapshot is checked as data, not against the variants this installation has.
+    @field_validator("variants")
+    @classmethod
+    def _variants_known_and_in_order(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        from .optimize.variants import order_problems
+
+        if not _snapshot(info):
+            _raise_all(order_problems(names))
+        return names
+
+    @field_validator("config")
+    @classmethod
+    def _config_fits_each_variant(cls, tables: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, Any]:
+        from .optimize.variants import config_problems
+
+        if _snapshot(info):
+            return tables
+        shared = {key: info.data[key] for key in _SHARED_BY_VARIANTS if key in info.data}
+        _raise_all(config_problems(tables, info.data.get("variants"), shared))
+        return tables
+
+    def variant_config(self, name: str) -> VariantConfig:
+        """The typed config of a listed variant: its defaults, this target's weight_type, its table."""
+        from .optimize.variants import variant_config
+
+        shared = {key: getattr(self, key) for key in _SHARED_BY_VARIANTS}
+        return variant_config(name, self.config.get(name, {}), shared)
+
+
+_SHARED_BY_VARIANTS = ("weight_type",)  # [optimize] keys every variant whose config has them starts from
+
+
+def _snapshot(info: ValidationInfo) -> bool:
+    return bool((info.context or {}).get("snapshot"))
+
+
+def _raise_all(problems: list[str]) -> None:
+    """One error for a key, stating each of its problems (pydantic adds the key)."""
+    if problems:
+        raise PydanticCustomError("mlpack_target", "{problems}", {"problems": "; ".join(problems)})
 
 
 class Serving(_Strict):

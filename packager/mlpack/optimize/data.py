@@ -10,6 +10,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import onnx
@@ -41,6 +42,20 @@ class EvalData:
         """`size` rows for latency runs, repeating rows when the data has fewer."""
         index = np.arange(size) % self.rows
         return {k: v[index] for k, v in self.inputs.items()}
+
+    def feeds(self, size: int, *, exact: bool = False) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+        """Every row in batches of `size`, each with the number of its rows that are real.
+
+        With `exact` (for a model whose inputs fix the batch size) a short last batch is
+        filled up with rows from the start, whose outputs the caller drops.
+        """
+        for start in range(0, self.rows, size):
+            real = min(size, self.rows - start)
+            if real == size or not exact:
+                yield {k: v[start : start + real] for k, v in self.inputs.items()}, real
+            else:
+                index = np.arange(start, start + size) % self.rows
+                yield {k: v[index] for k, v in self.inputs.items()}, real
 
     def split(self, min_rows: int = 32) -> tuple[EvalData, EvalData]:
         """(calibration, gate): disjoint rows when there are enough, so the gate is held out."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..runtime.config import open_session
 from ..targets import Target
 from .data import EvalData
 
@@ -32,33 +34,38 @@ def target_providers(target: Target) -> list[str] | None:
     return list(target.runtime.execution_providers) if first in ort.get_available_providers() else None
 
 
+def serving_settings(target: Target) -> dict[str, Any]:
+    """The `session` settings the target's runtime.json carries (what app.runtime_json writes)."""
+    return target.runtime.model_dump(exclude={"version"})
+
+
 def session(path: Path, target: Target, providers: list[str] | None = None):
-    """A session configured the way the target serves (threads, arena, graph level)."""
-    import onnxruntime as ort
-
-    levels = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[target.runtime.graph_optimization_level]
-    options.intra_op_num_threads = target.runtime.intra_op_threads
-    options.inter_op_num_threads = target.runtime.inter_op_threads
-    options.enable_cpu_mem_arena = target.runtime.enable_cpu_mem_arena
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+    """A session made by the serving runtime's own `open_session`, with the target's settings
+    (threads, arena, graph level), on `providers`: by default this host's CPU, where the gate runs."""
+    return open_session(path, serving_settings(target), providers or ["CPUExecutionProvider"])
 
 
-def outputs(sess, data: EvalData, batch: int = 64) -> list[np.ndarray]:
-    """All outputs for every row, run in batches (one row at a time for fixed-batch models)."""
-    fixed = any(isinstance(i.shape[0], int) for i in sess.get_inputs() if i.shape)
-    step = 1 if fixed else batch
-    parts: list[list[np.ndarray]] = []
-    for start in range(0, data.rows, step):
-        feed = {k: v[start : start + step] for k, v in data.inputs.items()}
-        parts.append(sess.run(None, feed))
+def fixed_batch(sess) -> int | None:
+    """The batch size a session's inputs fix on their first axis (say 1), or None when it is free."""
+    return next((i.shape[0] for i in sess.get_inputs() if i.shape and isinstance(i.shape[0], int)), None)
+
+
+def timing_batches(sess, larger: int) -> list[int]:
+    """The batch sizes to time: the model's fixed batch; else 1, and `larger` when every
+    input's first axis is free (requests can be batched together)."""
+    fixed = fixed_batch(sess)
+    if fixed:
+        return [fixed]
+    free = all(i.shape and not isinstance(i.shape[0], int) for i in sess.get_inputs())
+    return [1, larger] if free else [1]
+
+
+def outputs(sess, data: EvalData, names: list[str] | None = None, batch: int = 64) -> list[np.ndarray]:
+    """The outputs (all, or `names`) for every row, run in batches the session accepts: `batch`
+    rows at a time, or exactly the model's fixed batch size."""
+    fixed = fixed_batch(sess)
+    parts = [[value[:real] for value in sess.run(names, feed)]
+             for feed, real in data.feeds(fixed or batch, exact=fixed is not None)]
     return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
@@ -76,6 +83,9 @@ def latencies(
     Each round runs every candidate once, in a shuffled order, so neither drift nor a
     periodic disturbance favours a position; rounds go on until the time budget is spent.
     """
+    for name, sess in sessions.items():
+        if fixed_batch(sess) not in (None, batch):
+            raise ValueError(f"{name} takes batches of {fixed_batch(sess)} rows only, not {batch}")
     feed = data.batch(batch)
     for sess in sessions.values():  # warm up: first runs allocate and pick kernels
         sess.run(None, feed)

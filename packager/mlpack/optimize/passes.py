@@ -22,6 +22,7 @@ from .data import EvalData
 for _name in ("onnxruntime.quantization", "onnxruntime.quantization.matmul_nbits_quantizer"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
+PORTABLE_GRAPH_LEVELS = ("basic", "extended")
 PER_CHANNEL_QDQ_OPSET = 13
 # Block-quantized Gather (GatherBlockQuantized + DequantizeLinear with block_size) needs opset 21.
 BLOCKED_QUANT_OPSET = 21
@@ -79,12 +80,11 @@ def graph_optimize(src: Path, dst: Path, level: str = "basic") -> Path:
     """
     import onnxruntime as ort
 
-    levels = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    }
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[level]
+    from ..runtime.config import session_options
+
+    if level not in PORTABLE_GRAPH_LEVELS:
+        raise ValueError(f"graph level {level!r} is not portable; use one of {', '.join(PORTABLE_GRAPH_LEVELS)}")
+    options = session_options({"graph_optimization_level": level})
     options.optimized_model_filepath = str(dst)
     ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
     # onnxruntime writes large models' weights beside the file; bring them inline.
@@ -131,19 +131,18 @@ def dynamic_int8(
 
 
 def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str = "qint8",
-                exclude: Sequence[str] = ()) -> Path:
-    """QDQ int8 with activation ranges calibrated on data: what pays off for convolutions."""
+                exclude: Sequence[str] = (), fixed_batch: int | None = None) -> Path:
+    """QDQ int8 with activation ranges calibrated on data: what pays off for convolutions.
+
+    Calibration rows go one at a time, or `fixed_batch` at a time for a model that fixes its batch size."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._rows = iter(range(calibration.rows))
+            self._feeds = calibration.feeds(fixed_batch or 1, exact=fixed_batch is not None)
 
         def get_next(self):
-            row = next(self._rows, None)
-            if row is None:
-                return None
-            return {k: v[row : row + 1] for k, v in calibration.inputs.items()}
+            return next(self._feeds, (None, 0))[0]
 
     model = onnx.load(str(src))
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))

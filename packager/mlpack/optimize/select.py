@@ -1,17 +1,23 @@
 """Pick the variant to ship by the target's policy, among those that passed the gate.
 
-"fastest" (servers) ranks by latency relative to float, averaged over the measured batch
-sizes; "smallest" (Lambda, edge) ranks by file size. Differences within the target's
-tolerance are noise on a shared machine, not a win: such candidates tie, and the tie goes
-to the more accurate, then to the smaller (or faster) one. Latencies within 0.05 ms of
-the fastest also tie: for tiny models that is overhead, not speed.
+"fastest" (servers) ranks by latency relative to float: the geometric mean of p50 ratios
+over the measured batch sizes. A variant slower than float by that measure never ships
+under it, however accurate or small. "smallest" (Lambda, edge) ranks by file size.
+Differences within the target's tolerance are noise on a shared machine, not a win: such
+candidates tie, and the tie goes to the more accurate, then to the smaller (or faster)
+one. Latencies within 0.05 ms of the fastest also tie: for tiny models that is overhead,
+not speed. The reason returned names the rule that decided.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
+from ..sizes import format_size
 from .report import Candidate
+
+NOTICEABLE_MS = 0.05  # below this, a latency difference drowns in any request's overhead
 
 
 def _speed(c: Candidate, baseline: Candidate) -> float:
@@ -20,16 +26,18 @@ def _speed(c: Candidate, baseline: Candidate) -> float:
     return math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else 1.0
 
 
-NOTICEABLE_MS = 0.05  # below this, a latency difference drowns in any request's overhead
-
-
 def _unnoticeable(c: Candidate, leader: Candidate) -> bool:
     """Every measured p50 within NOTICEABLE_MS of the leader's (tiny models: all overhead)."""
     shared = [b for b in c.latency if b in leader.latency]
     return bool(shared) and all(c.latency[b].p50_ms - leader.latency[b].p50_ms <= NOTICEABLE_MS for b in shared)
 
 
+def _names(candidates: Iterable[Candidate]) -> str:
+    return ", ".join(c.name for c in candidates)
+
+
 def pick(candidates: list[Candidate], policy: str, tolerance: float, latency_measured: bool) -> tuple[Candidate, str]:
+    """The candidate to ship, and why, in words that name the measure and the rule that decided."""
     candidates = [c for c in candidates if not c.reference]
     baseline = candidates[0]
     passing = [c for c in candidates if c.passed]
@@ -37,25 +45,59 @@ def pick(candidates: list[Candidate], policy: str, tolerance: float, latency_mea
     if passing in ([], [baseline]):
         why = "no other variant passed the accuracy gate" if failed else "no other variant was made"
         return baseline, f"kept the float model: {why}" + (f" ({', '.join(failed)} failed)" if failed else "")
-    failed_note = f"; {', '.join(failed)} failed the accuracy gate" if failed else ""
 
     fallback = ""
     if policy == "fastest" and not latency_measured:
         policy = "smallest"
         fallback = " (latency was not measured on the target, so the smallest stands in for the fastest)"
+    fastest = policy == "fastest"
     size = {c.name: c.size_bytes / baseline.size_bytes for c in passing}
     speed = {c.name: _speed(c, baseline) for c in passing}
-    primary, secondary = (speed, size) if policy == "fastest" else (size, speed)
-    best = min(primary.values())
-    leader = next(c for c in passing if primary[c.name] == best)
-    tied = [c for c in passing
-            if primary[c.name] <= best * (1 + tolerance)
-            or (policy == "fastest" and _unnoticeable(c, leader))]
-    chosen = min(tied, key=lambda c: (-round(c.quality, 4), secondary[c.name]))
-    what = "fastest" if policy == "fastest" else "smallest"
-    why = (f"{what} variant that passes the gate{fallback}: {size[chosen.name]:.2f}x the float size"
-           + (f", {speed[chosen.name]:.2f}x the float latency" if latency_measured else ""))
-    if len(tied) > 1:
-        others = ", ".join(c.name for c in tied if c is not chosen)
-        why += f"; within {tolerance:.0%} of {others}, and more accurate or smaller"
-    return chosen, why + failed_note
+    # Float is the yardstick: under "fastest", shipping something slower than it gains nothing.
+    slower = [c for c in passing if fastest and c is not baseline and speed[c.name] > 1.0]
+    eligible = [c for c in passing if c not in slower]
+    primary, secondary = (speed, size) if fastest else (size, speed)
+    best = min(primary[c.name] for c in eligible)
+    leader = next(c for c in eligible if primary[c.name] == best)
+    in_band = [c for c in eligible if primary[c.name] <= best * (1 + tolerance)]
+    by_ms = [c for c in eligible if c not in in_band and fastest and _unnoticeable(c, leader)]
+    tied = [c for c in eligible if c in in_band or c in by_ms]
+    accuracy = {c.name: round(c.quality, 4) for c in tied}
+    most_accurate = [c for c in tied if accuracy[c.name] == max(accuracy.values())]
+    chosen = min(most_accurate, key=lambda c: secondary[c.name])
+
+    what = "fastest" if fastest else "smallest"
+    measure, other_measure = ("latency", "size") if fastest else ("size", "latency")
+    why = "kept the float model" + fallback if chosen is baseline else (
+        f"{what} variant that passes the gate{fallback}: {size[chosen.name]:.2f}x the float size"
+        + (f", {speed[chosen.name]:.2f}x the float latency (p50, geometric mean over batch "
+           f"{', '.join(map(str, sorted(chosen.latency)))})" if latency_measured else ""))
+    others = [c for c in tied if c is not chosen]
+    rivals = [c for c in most_accurate if c is not chosen]
+    if not others:
+        if len(eligible) > 1:
+            why += f"; no other candidate came within {tolerance:.0%} of its {measure}"
+    else:
+        why += (f"; tied on {measure} with {_names(others)} (within {tolerance:.0%} of {leader.name}, the {what}"
+                + (f", or, for {_names(by_ms)}, within {NOTICEABLE_MS} ms of it at every batch size, which no "
+                   "request notices" if by_ms else "") + ")")
+        if not rivals:
+            why += (f", and the more accurate (its worst gate metric {accuracy[chosen.name]:.4f} against "
+                    f"{max(accuracy[c.name] for c in others):.4f})")
+        else:
+            less = [c for c in others if c not in rivals]
+            why += f", as accurate as {_names(rivals)}" + (f", more than {_names(less)}," if less else "")
+            why += _second_rule(chosen, rivals, fastest, speed) if secondary[chosen.name] < min(
+                secondary[c.name] for c in rivals) else f" and equal on {other_measure}: the first listed ships"
+    if slower:
+        ratios = ", ".join(f"{c.name} {speed[c.name]:.2f}x" for c in slower)
+        why += f"; {ratios} the float latency: passed, but slower than float, which never ships as fastest"
+    return chosen, why + (f"; {', '.join(failed)} failed the accuracy gate" if failed else "")
+
+
+def _second_rule(chosen: Candidate, rivals: list[Candidate], fastest: bool, speed: dict[str, float]) -> str:
+    """How the chosen one beat the candidates as accurate as it: smaller (fastest) or faster (smallest)."""
+    if fastest:
+        smallest = min(c.size_bytes for c in rivals)
+        return f" and smaller ({format_size(chosen.size_bytes)} against {format_size(smallest)})"
+    return f" and faster ({speed[chosen.name]:.2f}x against {min(speed[c.name] for c in rivals):.2f}x float's latency)"

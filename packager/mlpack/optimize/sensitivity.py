@@ -16,8 +16,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..runtime.config import open_session
 from .data import EvalData
+from .measure import outputs
 
+CPU = ["CPUExecutionProvider"]
 MAX_ROWS = 16  # a few rows rank layers reliably; more only costs memory
 MAX_CAPTURE_BYTES = 1 << 30  # fewer rows for models with large activations (images)
 WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
@@ -55,7 +58,7 @@ def _output_axis(node: onnx.NodeProto) -> int:
     return -1
 
 
-def _weight_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndarray]]:
+def weight_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndarray]]:
     """(node, weight as stored) for MatMul/Gemm/Conv nodes with a constant float weight."""
     weights = {t.name: t for t in model.graph.initializer}
     layers = []
@@ -73,23 +76,20 @@ def _weight_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndar
 
 def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData) -> dict[str, np.ndarray]:
     """Run the float model on a few rows and return the named intermediate tensors, as they are."""
-    import onnxruntime as ort
-
     model = onnx.ModelProto.FromString(model.SerializeToString())
     existing = {o.name for o in model.graph.output}
     for name in tensors:
         if name not in existing:
             model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
             existing.add(name)
-    options = ort.SessionOptions()
     # No fusions: every captured tensor must exist exactly as named in the graph.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = open_session(model.SerializeToString(), {"graph_optimization_level": "disable"}, CPU)
     names = list(dict.fromkeys(tensors))
-    first = session.run(names, data.take(slice(0, 1)).inputs)
+    # Rows go in batches the model accepts (a model may fix its batch size, e.g. to 1).
+    first = outputs(session, data.take(slice(0, 1)), names)
     per_row = sum(v.nbytes for v in first) or 1
     rows = data.take(slice(0, max(1, min(MAX_ROWS, MAX_CAPTURE_BYTES // per_row))))
-    values = session.run(names, rows.inputs)
+    values = outputs(session, rows, names)
     return {name: v.astype(np.float32) for name, v in zip(names, values)}
 
 
@@ -113,8 +113,6 @@ def int8_error(x: np.ndarray, w: np.ndarray) -> float:
 
 def _layer_error(node: onnx.NodeProto, x: np.ndarray, w: np.ndarray, extras: dict[str, np.ndarray]) -> float:
     """Run the node alone on (x, w) and on their int8-rounded copies; relative output error."""
-    import onnxruntime as ort
-
     inputs = [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(x.shape)),
               helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, list(w.shape))]
     inits = [numpy_helper.from_array(v, name) for name, v in extras.items()]
@@ -124,7 +122,7 @@ def _layer_error(node: onnx.NodeProto, x: np.ndarray, w: np.ndarray, extras: dic
     graph = helper.make_graph([single], "layer", inputs, [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = open_session(model.SerializeToString(), {}, CPU)
     exact = session.run(None, {"x": x, "w": w})[0]
     approx = session.run(None, {"x": _fake_quant_activation(x).astype(np.float32),
                                 "w": _fake_quant_weight(w, _output_axis(node)).astype(np.float32)})[0]
@@ -134,7 +132,7 @@ def _layer_error(node: onnx.NodeProto, x: np.ndarray, w: np.ndarray, extras: dic
 def measure_layers(model_path: Path, data: EvalData) -> list[LayerError]:
     """Each weight layer's int8 error on `data`, worst first."""
     model = onnx.load(str(model_path))
-    layers = _weight_layers(model)
+    layers = weight_layers(model)
     if not layers:
         return []
     captured = capture_inputs(model, [node.input[0] for node, _ in layers], data)

@@ -6,10 +6,11 @@ few of the 256 levels. Dividing input channel k by s_k and multiplying row k of 
 weight that reads it by s_k computes the same function in float, and moves part of the
 range from activations (per tensor) into weights (per channel, cheap to quantize).
 
-s_k = max|x_k|^a / max|w_k|^(1-a). The strength `a` is chosen from a small grid by
-quantizing the whole model at each strength and comparing its outputs with float's on
-the calibration rows (not the gate's rows): the per-layer error alone misleads, since
-padding positions and later layers decide what matters. Each smoothed tensor costs one
+s_k = max|x_k|^a / max|w_k|^(1-a). The strength `a` is chosen from a small grid (the
+smooth-int8 variant's config, variants/smooth_int8.py) by quantizing the whole model at
+each strength and comparing its outputs with float's on the calibration rows (not the
+gate's rows): the per-layer error alone misleads, since padding positions and later
+layers decide what matters. Each smoothed tensor costs one
 element-wise Mul, inserted on the MatMuls' side so other readers see the tensor as it was.
 """
 
@@ -25,8 +26,6 @@ from onnx import helper, numpy_helper
 from .data import EvalData
 from .sensitivity import capture_inputs, channel_absmax, int8_error
 
-STRENGTHS = (0.5, 0.65, 0.8)
-
 
 @dataclass(frozen=True)
 class Smoothing:
@@ -37,7 +36,7 @@ class Smoothing:
     scales: np.ndarray  # s_k per input channel
 
 
-def _groups(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+def activation_groups(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
     """Activation tensors whose every reader is a MatMul with its own 2-D constant weight."""
     weights = {t.name: t for t in model.graph.initializer}
     uses: dict[str, int] = {}
@@ -58,7 +57,7 @@ def _groups(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
 def plan(model_path: Path, data: EvalData, strength: float) -> list[Smoothing]:
     """Per-channel scales for every activation tensor read by weight MatMuls, at one strength."""
     model = onnx.load(str(model_path))
-    groups = _groups(model)
+    groups = activation_groups(model)
     if not groups:
         return []
     weights = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in model.graph.initializer}

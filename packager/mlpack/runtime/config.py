@@ -1,11 +1,16 @@
-"""runtime.json: the model's signature and the target's onnxruntime settings."""
+"""runtime.json: the model's signature and the target's onnxruntime settings.
+
+`open_session` is the one place a session is configured: serving calls it through
+`RuntimeConfig.open_session`, and mlpack's optimizer calls it with the same settings to
+gate and time each variant, so what was measured is what is served.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from .validation import outputs_to_json, parse_inputs
 
@@ -15,6 +20,48 @@ _GRAPH_LEVELS = {
     "extended": "ORT_ENABLE_EXTENDED",
     "all": "ORT_ENABLE_ALL",
 }
+# onnxruntime prints its own coloured, multi-line log on stderr, errors included (a load
+# failure is logged at ERROR, then raised). The exception carries the message, so only
+# FATAL is left to the native log.
+_NATIVE_LOG_SEVERITY = 4
+
+
+def session_options(settings: Mapping[str, Any]):
+    """onnxruntime SessionOptions from runtime.json's `session` settings: graph level,
+    threads (0 lets onnxruntime choose), CPU memory arena; missing keys take defaults."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(_NATIVE_LOG_SEVERITY)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, _GRAPH_LEVELS[settings.get("graph_optimization_level", "all")]
+    )
+    options.intra_op_num_threads = int(settings.get("intra_op_threads", 0))
+    options.inter_op_num_threads = int(settings.get("inter_op_threads", 0))
+    options.enable_cpu_mem_arena = bool(settings.get("enable_cpu_mem_arena", True))
+    options.log_severity_level = _NATIVE_LOG_SEVERITY
+    return options
+
+
+def serving_providers(settings: Mapping[str, Any]) -> list[str]:
+    """The settings' execution providers that this host has, in order; CPU when none is."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    # A provider the host lacks (CUDA on a CPU box) is skipped, never fatal: CPU is last.
+    return [p for p in settings.get("execution_providers", []) if p in available] or ["CPUExecutionProvider"]
+
+
+def open_session(model: str | Path | bytes, settings: Mapping[str, Any], providers: Sequence[str] | None = None):
+    """An onnxruntime session for a model file (or serialized model) with these settings.
+
+    `providers` defaults to `serving_providers(settings)`; the optimizer passes its own
+    (the CPU provider to gate, the target's providers to time)."""
+    import onnxruntime as ort
+
+    source = model if isinstance(model, bytes) else str(model)
+    chosen = list(providers) if providers else serving_providers(settings)
+    return ort.InferenceSession(source, sess_options=session_options(settings), providers=chosen)
 
 
 @dataclass(frozen=True)
@@ -33,24 +80,7 @@ class RuntimeConfig:
 
     def open_session(self, folder: Path):
         """Create the onnxruntime session with the target's providers and options."""
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        cfg = self.session
-        options.graph_optimization_level = getattr(
-            ort.GraphOptimizationLevel, _GRAPH_LEVELS[cfg.get("graph_optimization_level", "all")]
-        )
-        options.intra_op_num_threads = int(cfg.get("intra_op_threads", 0))
-        options.inter_op_num_threads = int(cfg.get("inter_op_threads", 0))
-        options.enable_cpu_mem_arena = bool(cfg.get("enable_cpu_mem_arena", True))
-        available = set(ort.get_available_providers())
-        # A provider the host lacks (CUDA on a CPU box) is skipped, never fatal: CPU is last.
-        providers = [p for p in cfg.get("execution_providers", []) if p in available]
-        return ort.InferenceSession(
-            str(Path(folder) / self.model_file),
-            sess_options=options,
-            providers=providers or ["CPUExecutionProvider"],
-        )
+        return open_session(Path(folder) / self.model_file, self.session)
 
 
 def load_runtime(path: Path | str) -> RuntimeConfig:

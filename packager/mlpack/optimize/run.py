@@ -1,0 +1,139 @@
+"""One optimization's shared state: the data split, float's reference outputs, the candidates
+made so far, what each variant left for the ones after it, and the report's notes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import onnx
+
+from ..errors import MlpackError
+from ..model_info import ModelInfo
+from ..targets import Target
+from .data import EvalData
+from .gate import GateSettings, Verdict, compare
+from .measure import fixed_batch, outputs, session
+from .report import Candidate
+from .variants import Outcome, Variant
+
+Log = Callable[[str], None]
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:240]
+
+
+class Run:
+    """Made by `pipeline.make_candidates`; variants read and add to it while they run."""
+
+    def __init__(self, info: ModelInfo, target: Target, work: Path, float_path: Path, gate: GateSettings,
+                 log: Log, data_source: str) -> None:
+        self.info, self.target, self.work, self.gate, self.log = info, target, work, gate, log
+        self.float_path = float_path
+        self.quant_base = float_path  # the float graph the quantizers start from (after the float passes)
+        self.data_source = data_source
+        self.problem = ""  # why no variant can be checked against float; then float ships alone
+        self.data: EvalData | None = None
+        self.candidates: list[Candidate] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.notes: list[str] = []
+        self.outcomes: dict[str, Outcome] = {}
+        self.fixed_batch: int | None = None  # the batch size the model's inputs fix, if any
+        self.output_names: list[str] = []
+        self.reference: list[np.ndarray] = []
+        self._running: Variant | None = None
+
+    def use_data(self, data: EvalData) -> None:
+        """Split the data and run float on the gate's rows: the reference every candidate is compared with.
+        Raises when float's outputs cannot be read (e.g. ZipMap's lists of dicts)."""
+        self.data = data
+        self.calibration, self.held_out = data.split()
+        float_session = session(self.float_path, self.target)
+        self.fixed_batch = fixed_batch(float_session)
+        self.output_names = [o.name for o in float_session.get_outputs()]
+        self.reference = outputs(float_session, self.held_out)
+        self.data_source = data.source
+
+    # ---- what variants use -----------------------------------------------------------
+
+    def outputs(self, path: Path, data: EvalData) -> list[np.ndarray]:
+        """A model's outputs on `data`, from a session made as the target serves (on this host's CPU)."""
+        return outputs(session(path, self.target), data)
+
+    def compare(self, reference: list[np.ndarray], got: list[np.ndarray], labels: np.ndarray | None = None) -> Verdict:
+        return compare(reference, got, self.output_names, self.gate, labels)
+
+    def gated(self, name: str, path: Path, recipe: str = "") -> Candidate:
+        """A candidate for `path`, gated against float on the held-out rows; not kept yet."""
+        candidate = Candidate(name, path, path.stat().st_size, recipe)
+        try:
+            got = self.outputs(path, self.held_out)
+        except Exception as exc:  # e.g. an operator this host's onnxruntime lacks a kernel for
+            candidate.passed = False
+            candidate.reason = f"could not run on this host's CPU, so accuracy is unmeasured ({first_line(exc)})"
+            return candidate
+        verdict = self.compare(self.reference, got, self.held_out.labels)
+        candidate.passed, candidate.reason = verdict.passed, verdict.reason
+        candidate.metrics, candidate.quality = verdict.metrics, verdict.quality
+        return candidate
+
+    def keep(self, candidate: Candidate) -> Candidate:
+        self.candidates.append(candidate)
+        self.log(f"{candidate.name}: {candidate.size_bytes:,} bytes, gate {'pass' if candidate.passed else 'FAIL'}"
+                 + ("" if candidate.passed else f" ({candidate.reason})"))
+        return candidate
+
+    def add(self, name: str, path: Path, recipe: str) -> Candidate:
+        return self.keep(self.gated(name, path, recipe))
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def earlier(self, name: str) -> Outcome | None:
+        """The outcome of variant `name` (None when it was not listed before the running variant,
+        which must declare `name` in its `reads`)."""
+        running = self._running
+        if running is None or name not in running.reads:
+            raise LookupError(f"{running.name if running else 'no variant'} reads {name}'s outcome "
+                              "without declaring it in `reads`")
+        return self.outcomes.get(name)
+
+    # ---- what the pipeline uses ----------------------------------------------------------
+
+    def make_variants(self, variants: Sequence[Variant]) -> None:
+        """Run each variant in order; one that does not apply, or whose recipe breaks on this
+        model, is skipped with the reason, never fatal."""
+        base = onnx.load(str(self.quant_base))
+        for variant in variants:
+            self._running = variant
+            try:
+                reason = variant.not_applicable(base)
+                outcome = Outcome(skipped=reason) if reason else variant.make(self)
+            except Exception as exc:
+                outcome = Outcome(skipped=f"the recipe failed on this model: {first_line(exc)}")
+            finally:
+                self._running = None
+            self.outcomes[variant.name] = outcome
+            if outcome.skipped:
+                self.skipped.append((variant.name, outcome.skipped))
+                self.log(f"{variant.name}: skipped, {outcome.skipped}")
+
+    def add_reference(self, name: str, path: Path, recipe: str) -> Candidate:
+        """Gate a model made elsewhere beside the candidates: timed with them, never picked (benchmarks)."""
+        if self.problem:
+            raise MlpackError(f"cannot compare {name} with float: {self.problem}")
+        candidate = self.add(name, path, recipe)
+        candidate.reference = True
+        return candidate
+
+    def find(self, name: str) -> Candidate | None:
+        return next((c for c in self.candidates if c.name == name), None)
+
+    @property
+    def sensitive_layers(self) -> list[tuple[str, float]]:
+        """The measured int8 error per layer, worst first, from the variant that measured it."""
+        layers = next((o.layers for o in self.outcomes.values() if o.layers), [])
+        return [(e.node, e.relative_error) for e in layers]

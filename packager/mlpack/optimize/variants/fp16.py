@@ -1,0 +1,22 @@
+"""fp16: weights and arithmetic in float16, float32 inputs and outputs (for GPUs)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import Outcome, Variant
+from .registry import register
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+@register
+class Fp16(Variant):
+    name = "fp16"
+
+    def make(self, run: Run) -> Outcome:
+        from ..passes import fp16
+
+        path = fp16(run.quant_base, run.work / "fp16.onnx")
+        return Outcome(run.add(self.name, path, "weights and arithmetic in float16, float32 inputs and outputs"))

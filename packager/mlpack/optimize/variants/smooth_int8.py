@@ -1,0 +1,68 @@
+"""smooth-int8: activation smoothing (SmoothQuant-style, see ../smooth.py), then dynamic-int8.
+
+The strength is chosen by quantizing at each strength of the config's grid and comparing
+with float on the calibration rows, never on the gate's rows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+from .base import Int8Config, Outcome, Variant
+from .registry import register
+
+if TYPE_CHECKING:
+    import onnx
+
+    from ..run import Run
+
+
+class SmoothInt8Config(Int8Config):
+    strengths: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = Field(
+        (0.5, 0.65, 0.8), min_length=1,
+        description="smoothing strengths tried (share of the range moved into the weights); the best on "
+                    "the calibration rows is kept",
+    )
+
+
+@register
+class SmoothInt8(Variant):
+    name = "smooth-int8"
+    Config = SmoothInt8Config
+    config: SmoothInt8Config
+
+    def not_applicable(self, model: onnx.ModelProto) -> str | None:
+        from ..smooth import activation_groups
+
+        return None if activation_groups(model) else "no MatMul reads an activation with constant weights"
+
+    def make(self, run: Run) -> Outcome:
+        from .. import smooth
+        from ..passes import dynamic_int8
+
+        base, weight = run.quant_base, self.config.weight_type
+        calibration_reference = run.outputs(base, run.calibration)
+        trials = []
+        for strength in self.config.strengths:
+            plan = smooth.plan(base, run.calibration, strength)
+            smoothed = smooth.apply(base, run.work / f"smoothed-{strength}.onnx", plan)
+            path = dynamic_int8(smoothed, run.work / f"smooth-int8-{strength}.onnx", weight_type=weight)
+            quality = run.compare(calibration_reference, run.outputs(path, run.calibration)).quality
+            run.log(f"smooth-int8 at strength {strength}: quality {quality:.4f} on the calibration rows")
+            trials.append((quality, strength, smoothed, path, len(plan)))
+        quality, strength, smoothed, path, tensors = max(trials, key=lambda t: t[0])
+        for _, _, other_smoothed, other_path, _ in trials:
+            if other_path != path:
+                other_smoothed.unlink()
+                other_path.unlink()
+        candidate = run.add(self.name, path, (
+            f"as dynamic-int8, after moving activation range into the weights on {tensors} tensors "
+            f"(SmoothQuant-style, strength {strength} chosen from {', '.join(map(str, self.config.strengths))} "
+            "on the calibration rows)"))
+
+        def requantize(kept, dst):
+            return dynamic_int8(smoothed, dst, weight_type=weight, exclude=kept)
+
+        return Outcome(candidate, float_graph=smoothed, requantize=requantize)

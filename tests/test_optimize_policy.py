@@ -1,0 +1,78 @@
+"""The policy, on made-up candidates: "fastest" never ships a variant slower than float, and
+the reason recorded says which measure and which rule decided."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlpack.optimize.measure import Latency
+from mlpack.optimize.report import Candidate
+from mlpack.optimize.select import pick
+
+
+def cand(name: str, size_kb: float, p50_ms: dict[int, float], quality: float = 1.0, passed: bool = True) -> Candidate:
+    return Candidate(name, Path(f"{name}.onnx"), round(size_kb * 1024), passed=passed, quality=quality,
+                     latency={b: Latency(b, ms, ms) for b, ms in p50_ms.items()})
+
+
+def demo_x86() -> list[Candidate]:
+    """The demo classifier as measured for x86-cpu in BENCHMARKS.md, where "fastest" shipped
+    smooth-int8 at 1.08x float's latency: as accurate as float, smaller, and within 10%."""
+    return [
+        cand("float", 204.7, {1: 0.00847, 32: 0.0234}),
+        cand("float-optimized", 205.6, {1: 0.00822, 32: 0.0231}),
+        cand("dynamic-int8", 57.9, {1: 0.00985, 32: 0.0187}, quality=0.997),
+        cand("smooth-int8", 60.5, {1: 0.0106, 32: 0.0217}),
+    ]
+
+
+def test_fastest_never_ships_a_variant_slower_than_float_however_accurate_and_small() -> None:
+    chosen, why = pick(demo_x86(), "fastest", 0.1, latency_measured=True)
+    assert chosen.name != "smooth-int8"
+    assert chosen.name == "float"  # tied with float-optimized and dynamic-int8; as accurate, and smaller
+    assert why.startswith("kept the float model; tied on latency with float-optimized, dynamic-int8 "
+                          "(within 10% of dynamic-int8, the fastest), as accurate as float-optimized, "
+                          "more than dynamic-int8, and smaller (204.7 KB against 205.6 KB)")
+    assert "smooth-int8 1.08x the float latency: passed, but slower than float, which never ships as fastest" in why
+
+
+def test_a_slower_variant_is_not_shipped_even_when_the_difference_is_too_small_to_notice() -> None:
+    cands = [cand("float", 200, {1: 0.010}), cand("int8", 60, {1: 0.012})]
+    chosen, why = pick(cands, "fastest", 0.1, latency_measured=True)
+    assert chosen.name == "float"
+    assert "int8 1.20x the float latency: passed, but slower than float" in why
+
+
+def test_the_smallest_policy_may_ship_a_variant_slower_than_float() -> None:
+    chosen, why = pick(demo_x86(), "smallest", 0.1, latency_measured=True)
+    assert chosen.name == "smooth-int8"  # within 10% of dynamic-int8's size, and more accurate
+    assert why.startswith("smallest variant that passes the gate: 0.30x the float size, 1.08x the float latency")
+    assert "tied on size with dynamic-int8 (within 10% of dynamic-int8, the smallest), and the more accurate " \
+           "(its worst gate metric 1.0000 against 0.9970)" in why
+    assert "slower than float" not in why
+
+
+def test_the_reason_names_a_clear_winner_as_such() -> None:
+    cands = [cand("float", 100, {1: 10.0}), cand("int8", 30, {1: 5.0}, quality=0.99),
+             cand("fp16", 50, {1: 8.0}), cand("broken", 20, {1: 1.0}, passed=False)]
+    chosen, why = pick(cands, "fastest", 0.1, latency_measured=True)
+    assert chosen.name == "int8"
+    assert why == ("fastest variant that passes the gate: 0.30x the float size, 0.50x the float latency (p50, "
+                   "geometric mean over batch 1); no other candidate came within 10% of its latency; "
+                   "broken failed the accuracy gate")
+
+
+def test_ties_go_to_accuracy_then_to_the_other_measure_and_the_reason_says_which() -> None:
+    by_accuracy = [cand("float", 100, {1: 10.0}), cand("a", 30, {1: 5.0}, 0.990), cand("b", 40, {1: 5.2}, 0.995)]
+    chosen, why = pick(by_accuracy, "fastest", 0.1, latency_measured=True)
+    assert chosen.name == "b" and "and the more accurate (its worst gate metric 0.9950 against 0.9900)" in why
+    by_size = [cand("float", 100, {1: 10.0}), cand("a", 30, {1: 5.0}), cand("b", 25, {1: 5.2})]
+    chosen, why = pick(by_size, "fastest", 0.1, latency_measured=True)
+    assert chosen.name == "b" and "as accurate as a and smaller (25.0 KB against 30.0 KB)" in why
+
+
+def test_a_reference_is_never_picked_however_good() -> None:
+    cands = [cand("float", 100, {1: 10.0}), cand("int8", 30, {1: 5.0}), cand("plain", 10, {1: 1.0})]
+    cands[2].reference = True
+    assert pick(cands, "fastest", 0.1, latency_measured=True)[0].name == "int8"
+    assert pick(cands, "smallest", 0.1, latency_measured=True)[0].name == "int8"

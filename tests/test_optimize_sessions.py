@@ -1,0 +1,94 @@
+"""The optimizer gates and times each variant in a session made by the serving runtime's own
+code (mlpack_runtime.config.open_session) with the settings runtime.json carries, and
+onnxruntime's native log never reaches the terminal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from mlpack.app import runtime_json
+from mlpack.model_info import Signature, TensorSpec
+from mlpack.optimize.measure import session
+from mlpack.runtime.config import RuntimeConfig
+from mlpack.targets import load_target
+
+from .models import linear_model
+
+
+def served_settings(target_name: str) -> dict:
+    """The `session` settings of the runtime.json a build writes for the target (app.runtime_json
+    reads only these attributes of its render context)."""
+    model = SimpleNamespace(file="model.onnx", sha256="a" * 64, variant="float", signature=Signature(
+        inputs=[TensorSpec(name="x", dtype="float32", shape=["batch", 4])],
+        outputs=[TensorSpec(name="y", dtype="float32", shape=["batch", 3])]))
+    ctx = SimpleNamespace(name="m", target=load_target(target_name), model=model, mlpack_version="0")
+    return json.loads(runtime_json(ctx))["session"]
+
+
+def _options(sess) -> dict:
+    o = sess.get_session_options()
+    return {"graph": o.graph_optimization_level, "intra": o.intra_op_num_threads, "inter": o.inter_op_num_threads,
+            "arena": o.enable_cpu_mem_arena, "log": o.log_severity_level}
+
+
+@pytest.mark.parametrize("target_name", ["x86-cpu", "aws-lambda", "arm-edge", "cuda-gpu"])
+def test_the_gate_and_the_timer_use_the_session_serving_opens(tmp_path: Path, target_name: str) -> None:
+    model = linear_model(tmp_path / "model.onnx")
+    served = RuntimeConfig("model.onnx", [], [], served_settings(target_name), {}).open_session(tmp_path)
+    gated = session(model, load_target(target_name))
+    assert _options(gated) == _options(served)
+    assert gated.get_providers() == ["CPUExecutionProvider"]  # the gate runs on this host's CPU
+
+
+def test_the_target_settings_reach_the_session() -> None:
+    from mlpack.runtime.config import session_options
+
+    lambda_like = session_options({"graph_optimization_level": "extended", "intra_op_threads": 1,
+                                   "inter_op_threads": 1, "enable_cpu_mem_arena": False})
+    assert (lambda_like.intra_op_num_threads, lambda_like.inter_op_num_threads) == (1, 1)
+    assert not lambda_like.enable_cpu_mem_arena
+    assert str(lambda_like.graph_optimization_level).endswith("ORT_ENABLE_EXTENDED")
+    assert str(session_options({}).graph_optimization_level).endswith("ORT_ENABLE_ALL")
+
+
+UNLOADABLE = """
+import sys
+from pathlib import Path
+from mlpack.errors import MlpackError
+from mlpack.model_info import inspect_model
+from mlpack.runtime.config import RuntimeConfig
+path = Path(sys.argv[1])
+try:
+    inspect_model(path)
+except MlpackError as exc:
+    print(exc.one_line())
+try:
+    RuntimeConfig(path.name, [], [], {"execution_providers": ["CPUExecutionProvider"]}, {}).open_session(path.parent)
+except Exception as exc:
+    print("serving:", str(exc).splitlines()[0][:60])
+"""
+
+
+def test_a_model_onnxruntime_cannot_load_is_one_line_without_onnxruntimes_own_log(tmp_path: Path) -> None:
+    # StringNormalizer builds its locale at load; one that does not exist fails there, after
+    # onnxruntime logged the failure natively (coloured, on stderr) unless its severity is raised.
+    node = helper.make_node("StringNormalizer", ["x"], ["y"], case_change_action="LOWER", locale="xx_YY.UTF-8")
+    graph = helper.make_graph([node], "text", [helper.make_tensor_value_info("x", TensorProto.STRING, [None])],
+                              [helper.make_tensor_value_info("y", TensorProto.STRING, [None])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "text.onnx"))
+    done = subprocess.run([sys.executable, "-c", UNLOADABLE, str(tmp_path / "text.onnx")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("onnxruntime cannot load text.onnx: [ONNXRuntimeError]")
+    assert "serving: [ONNXRuntimeError]" in done.stdout
+    assert "onnxruntime" not in done.stderr and "\x1b[" not in done.stderr
