@@ -25,7 +25,7 @@ def runtime_json(ctx: RenderContext) -> str:
         "model_file": ctx.model.file,
         "inputs": [t.model_dump() for t in sig.inputs],
         "outputs": [t.model_dump() for t in sig.outputs],
-        "session": ctx.target.runtime.model_dump(exclude={"version"}),
+        "session": ctx.target.runtime.session_settings(),
         "labels": {
             "model_name": ctx.name,
             "model_sha256": ctx.model.sha256,

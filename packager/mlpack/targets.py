@@ -46,6 +46,10 @@ class Runtime(_Strict):
     inter_op_threads: int = Field(0, ge=0)
     enable_cpu_mem_arena: bool = True
 
+    def session_settings(self) -> dict[str, Any]:
+        """The `session` settings of runtime.json: what serving, the gate and the timer open sessions with."""
+        return self.model_dump(exclude={"version"})
+
 
 class Image(_Strict):
     base: str = Field(description="the public base image a user's machine pulls")

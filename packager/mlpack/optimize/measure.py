@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -34,15 +33,10 @@ def target_providers(target: Target) -> list[str] | None:
     return list(target.runtime.execution_providers) if first in ort.get_available_providers() else None
 
 
-def serving_settings(target: Target) -> dict[str, Any]:
-    """The `session` settings the target's runtime.json carries (what app.runtime_json writes)."""
-    return target.runtime.model_dump(exclude={"version"})
-
-
 def session(path: Path, target: Target, providers: list[str] | None = None):
     """A session made by the serving runtime's own `open_session`, with the target's settings
     (threads, arena, graph level), on `providers`: by default this host's CPU, where the gate runs."""
-    return open_session(path, serving_settings(target), providers or ["CPUExecutionProvider"])
+    return open_session(path, target.runtime.session_settings(), providers or ["CPUExecutionProvider"])
 
 
 def fixed_batch(sess) -> int | None:
