@@ -134,7 +134,10 @@ class Serving(_Strict):
     workers: int = Field(1, ge=1)
     # Adaptive batching (BentoML) for models with a free batch axis.
     max_batch_size: int = Field(64, ge=2)
-    max_latency_ms: int = Field(10, ge=1)
+    # A ceiling, not a batching window (BentoML adapts the window): its dispatcher refuses
+    # with HTTP 503 any request it expects to finish later than this, so a tight value
+    # turns ordinary load into errors.
+    max_latency_ms: int = Field(1000, ge=1)
 
 
 class Toleration(_Strict):

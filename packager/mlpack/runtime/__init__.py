@@ -5,6 +5,7 @@ the standard library, numpy and onnxruntime only, and imports nothing from mlpac
 """
 
 from .config import RuntimeConfig, load_runtime
+from .served import ServedModel
 from .validation import RequestError, outputs_to_json, parse_inputs
 
-__all__ = ["RequestError", "RuntimeConfig", "load_runtime", "outputs_to_json", "parse_inputs"]
+__all__ = ["RequestError", "RuntimeConfig", "ServedModel", "load_runtime", "outputs_to_json", "parse_inputs"]

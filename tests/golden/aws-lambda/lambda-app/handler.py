@@ -13,13 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlpack_runtime import RequestError, load_runtime
-from mlpack_runtime.telemetry import InferenceReporter
+from mlpack_runtime import RequestError, ServedModel
 
-HERE = Path(__file__).resolve().parent
-RUNTIME = load_runtime(HERE / "runtime.json")
-SESSION = RUNTIME.open_session(HERE)
-REPORTER = InferenceReporter(RUNTIME.labels, RUNTIME.outputs)
+# Created at init, so the session counts once, in the cold start.
+MODEL = ServedModel(Path(__file__).resolve().parent)
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
@@ -28,7 +25,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     finally:
         # The environment may freeze once the reply is out: hand the events to the
         # agent extension now (bounded wait if its socket is momentarily full).
-        REPORTER.flush(timeout_s=0.05)
+        MODEL.flush(timeout_s=0.05)
 
 
 def _handle(event: Any) -> dict[str, Any]:
@@ -36,14 +33,14 @@ def _handle(event: Any) -> dict[str, Any]:
     is_http = isinstance(event, dict) and "body" in event
     try:
         request = _request(event, is_http)
-        arrays = RUNTIME.parse_inputs(request.get("inputs"))
     except RequestError as exc:
-        REPORTER.failure(started, "bad_request")
+        MODEL.rejected(started)
         return _reply(is_http, 400, {"error": str(exc)})
-    model_started = time.perf_counter()
-    values = SESSION.run(None, arrays)
-    REPORTER.success(started, model_started, arrays, values)
-    return _reply(is_http, 200, {"outputs": RUNTIME.outputs_to_json(values)})
+    try:
+        outputs = MODEL.predict(request.get("inputs"), started)
+    except RequestError as exc:
+        return _reply(is_http, 400, {"error": str(exc)})
+    return _reply(is_http, 200, {"outputs": outputs})
 
 
 def _request(event: Any, is_http: bool) -> dict[str, Any]:

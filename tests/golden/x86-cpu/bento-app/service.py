@@ -10,7 +10,6 @@ GET  /readyz       ready once the model is loaded (BentoML's built-in probes)
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,11 +18,9 @@ import numpy as np
 from bentoml.exceptions import InvalidArgument
 from bentoml.validators import DType, Shape
 
-from mlpack_runtime import RequestError, load_runtime
-from mlpack_runtime.telemetry import InferenceReporter
+from mlpack_runtime import RequestError, ServedModel
 
 HERE = Path(__file__).resolve().parent
-RUNTIME = load_runtime(HERE / "runtime.json")
 
 
 @bentoml.service(
@@ -33,8 +30,7 @@ RUNTIME = load_runtime(HERE / "runtime.json")
 )
 class MlpackService:
     def __init__(self) -> None:
-        self.session = RUNTIME.open_session(HERE)
-        self.reporter = InferenceReporter(RUNTIME.labels, RUNTIME.outputs)
+        self.model = ServedModel(HERE)  # the session, request checks and telemetry, as the Lambda handler has them
 
     @bentoml.api(route="/predict")
     def predict(self, inputs: Any = None) -> dict[str, Any]:
@@ -55,32 +51,19 @@ class MlpackService:
         route="/predict_batch",
         batchable=True,
         max_batch_size=64,
-        max_latency_ms=10,
+        max_latency_ms=1000,
     )
     def predict_batch(
         self,
         pixels: Annotated[np.ndarray, Shape((-1, 64)), DType("float32")],
     ) -> list[dict[str, Any]]:
         """One output object per input row; BentoML concatenates concurrent requests."""
-        started = time.perf_counter()
-        arrays = {"pixels": pixels}
-        values = self.session.run(None, arrays)
-        self.reporter.success(started, started, arrays, values)
-        columns = RUNTIME.outputs_to_json(values)
+        values = self.model.run({"pixels": pixels})
+        columns = self.model.config.outputs_to_json(values)
         return [{name: column[i] for name, column in columns.items()} for i in range(len(pixels))]
 
     def _run(self, payload: Any) -> dict[str, Any]:
-        started = time.perf_counter()
         try:
-            arrays = RUNTIME.parse_inputs(payload)
+            return {"outputs": self.model.predict(payload)}
         except RequestError as exc:
-            self.reporter.failure(started, "bad_request")
             raise InvalidArgument(str(exc)) from None
-        model_started = time.perf_counter()
-        try:
-            values = self.session.run(None, arrays)
-        except Exception:
-            self.reporter.failure(started, "model_error")
-            raise
-        self.reporter.success(started, model_started, arrays, values)
-        return {"outputs": RUNTIME.outputs_to_json(values)}
