@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Callable
 
@@ -42,8 +41,3 @@ def demo_artifact(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], B
 
     return get
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

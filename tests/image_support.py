@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import warnings
@@ -24,6 +23,8 @@ from typing import Iterator
 
 import pytest
 import requests
+
+from .agent_harness import free_port
 
 TOOLS = ("buildah", "docker-registry", "debootstrap")
 QEMU_BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
@@ -38,12 +39,6 @@ def require_image_tools() -> None:
 def require_arm64_emulation() -> None:
     if not (QEMU_BINFMT.is_file() and QEMU_BINFMT.read_text().startswith("enabled")):
         pytest.skip("arm64 images need qemu-user-static with binfmt_misc enabled (.ci/image-setup.sh)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bcrypt_hash(password: str) -> str:

@@ -17,8 +17,8 @@ import pytest
 
 from mlpack.build import BuildRequest, build
 from mlpack.progress import Progress
-from mlpack_agent.testing import AgentProcess, PrometheusServer, free_port, wait_for
 
+from .agent_harness import AgentProcess, PrometheusServer, free_port, wait_for
 from .models import linear_model
 
 pytestmark = pytest.mark.slow

@@ -26,7 +26,7 @@ from mlpack.deploy import DeployRequest, deploy
 from mlpack.errors import MlpackError
 from mlpack.progress import Progress
 
-from .conftest import free_port
+from .agent_harness import free_port
 from .manifests import edit_json, read_json
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install 'moto[server]')")

@@ -22,7 +22,6 @@ import pytest
 import requests
 from mlpack.cli import app
 from mlpack.demo import demo_model
-from mlpack.image.standin import ensure_standin
 from typer.testing import CliRunner
 
 from .manifests import read_json
@@ -38,6 +37,7 @@ from .image_support import (
     serving,
     wait_for,
 )
+from .standin import ensure_standin
 
 pytestmark = pytest.mark.slow
 

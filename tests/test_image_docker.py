@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 from mlpack.cli import app
-from mlpack.image.standin import ensure_standin
 from typer.testing import CliRunner
 
 from .image_support import buildah, image_config, registry, require_image_tools
 from .manifests import read_json
+from .standin import ensure_standin
 
 pytestmark = pytest.mark.slow
 
