@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -11,6 +13,12 @@ from mlpack.build import BuildRequest, BuildResult, build
 from mlpack.progress import Progress
 
 from .models import linear_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def uv(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "uv", *args], check=True, capture_output=True, text=True, **kwargs)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,3 +49,12 @@ def demo_artifact(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], B
 
     return get
 
+
+@pytest.fixture(scope="session")
+def mlpack_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mlpack wheel built from this repository, once per test session."""
+    dist = tmp_path_factory.mktemp("wheel-dist")
+    uv("build", "--wheel", "--out-dir", str(dist), str(REPO))
+    wheels = list(dist.glob("mlpack-*.whl"))
+    assert len(wheels) == 1
+    return wheels[0]
