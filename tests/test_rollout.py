@@ -21,7 +21,7 @@ from mlpack.rollout.release import Release, probe_request, read_release
 from .manifests import make_manifest, write_artifact
 from .models import linear_model
 
-pytest.importorskip("ansible", reason="ansible-core is not installed (pip install ansible-core)")
+pytestmark = pytest.mark.requires_tool("ansible", module=True, hint="ansible-core, in mlpack's edge extra (make setup)")
 
 
 def _release(tmp_path: Path) -> Release:
