@@ -45,6 +45,6 @@ CONF
 
 # arm64 images run under qemu through binfmt_misc (the F flag lets chroots use it).
 if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
-  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || echo "image-setup: cannot mount binfmt_misc; arm64 image tests will skip" >&2
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || echo "image-setup: cannot mount binfmt_misc; arm64 image tests will skip (fail with CI=true)" >&2
 fi
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true

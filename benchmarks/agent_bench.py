@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from mlpack_agent.client import EventClient
-from mlpack_agent.testing import AgentProcess, ExtensionsApi, OtlpReceiver, wait_for
+from tests.agent_harness import AgentProcess, ExtensionsApi, OtlpReceiver, wait_for
 
 from benchmarks.markdown import write_section
 

@@ -4,7 +4,7 @@
     python -m benchmarks.image_sizes --no-write # print only
 
 mlpack's images are built for real with buildah on the offline stand-in bases (Debian
-bookworm minbase + python3; see mlpack.image.standin) and measured layer by layer as a
+bookworm minbase + python3; see tests/standin.py) and measured layer by layer as a
 registry stores them: `buildah push` to a `dir:` layout with gzip (compressed) and with
 `--disable-compression` (uncompressed).
 
@@ -42,7 +42,7 @@ from mlpack.image.build import build_image
 from mlpack.image.builder import BuildahBuilder
 from mlpack.image.context import stage_context
 from mlpack.uv import uv_binary
-from mlpack.image.standin import ensure_standin, in_slim_image, rootfs_tarball
+from tests.standin import ensure_standin, in_slim_image, rootfs_tarball
 from mlpack.progress import Progress
 
 from benchmarks.markdown import write_section

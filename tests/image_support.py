@@ -14,10 +14,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -25,36 +23,32 @@ from typing import Iterator
 import pytest
 import requests
 
-TOOLS = ("buildah", "docker-registry", "debootstrap")
+from .agent_harness import free_port
+
 QEMU_BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 
-
-def require_image_tools() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"image tests need {', '.join(missing)} (installed by .ci/image-setup.sh)")
-
-
-def require_arm64_emulation() -> None:
-    if not (QEMU_BINFMT.is_file() and QEMU_BINFMT.read_text().startswith("enabled")):
-        pytest.skip("arm64 images need qemu-user-static with binfmt_misc enabled (.ci/image-setup.sh)")
+requires_image_tools = pytest.mark.requires_tool(
+    "buildah", "docker-registry", "debootstrap",
+    hint="apt-get install buildah docker-registry debootstrap (bash .ci/image-setup.sh)",
+)
+requires_podman = pytest.mark.requires_tool("podman", hint="apt-get install podman (bash .ci/image-setup.sh)")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def arm64_emulation() -> bool:
+    return QEMU_BINFMT.is_file() and QEMU_BINFMT.read_text().startswith("enabled")
+
+
+requires_arm64_emulation = pytest.mark.requires_tool(
+    "qemu-aarch64 (binfmt_misc)", present=arm64_emulation,
+    hint="apt-get install qemu-user-static binfmt-support, binfmt_misc mounted (bash .ci/image-setup.sh)",
+)
 
 
 def bcrypt_hash(password: str) -> str:
-    """docker-registry's htpasswd takes bcrypt only; libcrypt makes it (Python's crypt module)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            import crypt
-        except ImportError:
-            pytest.skip("making a bcrypt htpasswd entry needs Python's crypt module (Python < 3.13)")
-    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    """docker-registry's htpasswd takes bcrypt only (the bcrypt package, a test dependency)."""
+    import bcrypt
+
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
 
 
 @contextmanager

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from mlpack_agent.client import EventClient
-from mlpack_agent.testing import AgentProcess, OtlpReceiver, wait_for
+
+from .agent_harness import AgentProcess, OtlpReceiver, wait_for
 
 LABELS = {"model_name": "test-model", "target": "x86-cpu"}
 

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from mlpack_agent.client import EventClient
-from mlpack_agent.testing import AgentProcess, ExtensionsApi, OtlpReceiver, wait_for
+
+from .agent_harness import AgentProcess, ExtensionsApi, OtlpReceiver, wait_for
 
 
 def _invoke(client: EventClient, n: int) -> None:

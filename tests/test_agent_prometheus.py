@@ -22,11 +22,11 @@ import yaml
 from mlpack.runtime.telemetry import InferenceReporter
 from mlpack_agent.client import EventClient
 from mlpack_agent.metrics import PROMETHEUS_NAMES
-from mlpack_agent.testing import AgentProcess, OtlpReceiver, PrometheusServer, wait_for
 
+from .agent_harness import AgentProcess, OtlpReceiver, PrometheusServer, wait_for
 from .test_agent_templates import dashboard_queries, metric_names, render_agent_files
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.requires_tool("prometheus", hint="apt-get install prometheus")]
 
 ARTIFACT = "digits-x86-cpu"
 N_REQUESTS = 137

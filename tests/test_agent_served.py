@@ -17,8 +17,8 @@ import pytest
 
 from mlpack.build import BuildRequest, build
 from mlpack.progress import Progress
-from mlpack_agent.testing import AgentProcess, PrometheusServer, free_port, wait_for
 
+from .agent_harness import AgentProcess, PrometheusServer, free_port, wait_for
 from .models import linear_model
 
 pytestmark = pytest.mark.slow
@@ -50,6 +50,7 @@ def _serve(bento: Path, home: Path, socket_path: str) -> tuple[subprocess.Popen,
     return proc, base
 
 
+@pytest.mark.requires_tool("prometheus", hint="apt-get install prometheus")
 def test_prometheus_counts_every_request_the_served_model_answers(tmp_path: Path) -> None:
     model = linear_model(tmp_path / "linear.onnx", features=4, outputs=3)
     artifact = build(BuildRequest(model=model, target="x86-cpu", out=tmp_path / "out"), Progress(quiet=True)).path

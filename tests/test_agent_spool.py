@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlpack_agent.spool import Sender, Spool
-from mlpack_agent.testing import OtlpReceiver, wait_for
+
+from .agent_harness import OtlpReceiver, wait_for
 
 
 def test_full_buffer_drops_the_oldest_and_counts_their_points(tmp_path: Path) -> None:

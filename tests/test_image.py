@@ -22,7 +22,6 @@ import pytest
 import requests
 from mlpack.cli import app
 from mlpack.demo import demo_model
-from mlpack.image.standin import ensure_standin
 from typer.testing import CliRunner
 
 from .manifests import read_json
@@ -32,14 +31,15 @@ from .image_support import (
     free_port,
     image_config,
     registry,
-    require_arm64_emulation,
-    require_image_tools,
+    requires_arm64_emulation,
+    requires_image_tools,
     run_python,
     serving,
     wait_for,
 )
+from .standin import ensure_standin
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, requires_image_tools, requires_arm64_emulation]
 
 TARGETS = {"x86-cpu": "amd64", "arm-edge": "arm64"}
 ROWS = 16  # validation rows sent through the model inside each image
@@ -66,8 +66,6 @@ def cli(*args: str):
 
 @pytest.fixture(scope="module")
 def bases() -> dict[str, str]:
-    require_image_tools()
-    require_arm64_emulation()
     return {arch: ensure_standin(arch) for arch in ("amd64", "arm64")}
 
 

@@ -16,20 +16,17 @@ from pathlib import Path
 import pytest
 import requests
 from mlpack.cli import app
-from mlpack.image.standin import ensure_standin
 from typer.testing import CliRunner
 
-from .image_support import buildah, image_config, registry, require_image_tools
+from .image_support import buildah, image_config, registry, requires_image_tools, requires_podman
 from .manifests import read_json
+from .standin import ensure_standin
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, requires_image_tools, requires_podman]
 
 
 @pytest.fixture
 def docker_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    require_image_tools()
-    if shutil.which("podman") is None:
-        pytest.skip("the Docker API test needs a Docker daemon or podman (apt-get install podman)")
     with registry(tmp_path / "registry") as host:
         conf = tmp_path / "registries.conf"
         conf.write_text(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n')

@@ -20,7 +20,7 @@ from mlpack.image.registry import Reference, RegistryClient, credentials, digest
 from mlpack.progress import Progress
 from typer.testing import CliRunner
 
-from .image_support import Flaky503Proxy, registry, require_image_tools
+from .image_support import Flaky503Proxy, registry, requires_image_tools
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -130,8 +130,8 @@ def test_transient_failures_give_up_after_four_attempts() -> None:
     assert builder.calls == 4
 
 
+@requires_image_tools
 def test_the_registry_client_retries_503_and_checks_what_it_reads(tmp_path: Path) -> None:
-    require_image_tools()
     with registry(tmp_path / "registry") as upstream:
         proxy = Flaky503Proxy(upstream, failures=2)
         threading.Thread(target=proxy.serve_forever, daemon=True).start()

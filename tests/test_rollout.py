@@ -21,7 +21,7 @@ from mlpack.rollout.release import Release, probe_request, read_release
 from .manifests import make_manifest, write_artifact
 from .models import linear_model
 
-pytest.importorskip("ansible", reason="ansible-core is not installed (pip install ansible-core)")
+pytestmark = pytest.mark.requires_tool("ansible", module=True, hint="ansible-core, in mlpack's edge extra (make setup)")
 
 
 def _release(tmp_path: Path) -> Release:
@@ -89,9 +89,9 @@ def test_the_inventory_template_writes_each_device_and_its_variables(tmp_path: P
 def test_the_gate_counts_successful_inferences_of_one_version_from_the_real_agent(tmp_path: Path) -> None:
     from mlpack_agent.client import EventClient
     from mlpack_agent.metrics import PROMETHEUS_NAMES
-    from mlpack_agent.testing import AgentProcess, wait_for
-
     from mlpack.rollout.status import read_agent
+
+    from .agent_harness import AgentProcess, wait_for
 
     gate = _plugin("filter_plugins/mlpack_metrics.py")
     assert (gate.REQUESTS, gate.ERRORS) == (PROMETHEUS_NAMES["requests"], PROMETHEUS_NAMES["errors"])

@@ -27,7 +27,7 @@ from .fleet import SSHD, SimulatedFleet, SshServer, stop_processes
 from .manifests import edit_json, read_json
 from .models import linear_model, linear_reference
 
-pytest.importorskip("ansible", reason="ansible-core is not installed (pip install ansible-core)")
+pytestmark = pytest.mark.requires_tool("ansible", module=True, hint="ansible-core, in mlpack's edge extra (make setup)")
 
 FLEET_SIZE = 10
 NAME = "fleet-model"
@@ -128,11 +128,12 @@ def _rollout(artifact: Path, fleet: SimulatedFleet, log: Path, inventory: Path |
     return result
 
 
+# Without sshd every simulated device is reached through Ansible's local connection instead.
+@pytest.mark.requires_tool("sshd", hint="apt-get install openssh-server")
 def test_the_canary_and_the_last_device_are_reached_over_real_ssh(sshd: SshServer | None) -> None:
-    if sshd is None:
-        pytest.skip("OpenSSH server not installed (apt-get install openssh-server): every simulated "
-                    "device is reached through Ansible's local connection instead")
     import subprocess
+
+    assert sshd is not None, "sshd is installed, but tests/fleet.py did not find it"
 
     done = subprocess.run(["ssh", "-i", str(sshd.key), "-p", str(sshd.port), "-o", "StrictHostKeyChecking=no",
                            "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",

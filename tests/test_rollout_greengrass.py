@@ -20,7 +20,7 @@ from mlpack.errors import MlpackError
 from mlpack.rollout import greengrass
 from mlpack.rollout.greengrass import Greengrass, RolloutPolicy
 
-moto = pytest.importorskip("moto")
+pytestmark = pytest.mark.requires_tool("moto", module=True, hint="moto, a test dependency (make setup)")
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 GROUP, BUCKET = "edge-fleet", "mlpack-artifacts"
@@ -50,6 +50,8 @@ def aws(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    import moto
+
     with moto.mock_aws():
         session = boto3.Session(region_name=REGION)
         session.client("s3").create_bucket(Bucket=BUCKET)

@@ -16,7 +16,7 @@ import pytest
 from mlpack.build import BuildRequest, build
 from mlpack.progress import Progress
 
-from .conftest import free_port
+from .agent_harness import free_port
 from .models import linear_model, linear_reference
 
 pytestmark = pytest.mark.slow

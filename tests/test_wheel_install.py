@@ -10,24 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import uv
+
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
-
-
-def uv(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "uv", *args], check=True, capture_output=True, text=True, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installed(mlpack_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with mlpack installed from its wheel (not editable)."""
-    folder = tmp_path_factory.mktemp("wheel")
-    uv("build", "--wheel", "--out-dir", str(folder / "dist"), str(REPO))
-    wheels = list((folder / "dist").glob("mlpack-*.whl"))
-    assert len(wheels) == 1
-    venv = folder / "venv"
+    venv = tmp_path_factory.mktemp("wheel") / "venv"
     uv("venv", "--python", sys.executable, str(venv))
-    uv("pip", "install", "--python", str(venv / "bin" / "python"), str(wheels[0]))
+    uv("pip", "install", "--python", str(venv / "bin" / "python"), str(mlpack_wheel))
     return venv
 
 

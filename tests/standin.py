@@ -12,6 +12,8 @@ list there), keeping the copyright files.
 
 The root file system is cached as a tarball (default `~/.cache/mlpack-test/`), and the
 image is kept in the builder's local storage, so the slow part runs once per machine.
+Test code: it lives in tests/, so that no artifact or wheel ships it (benchmarks import
+it as `tests.standin`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..errors import MlpackError
+from mlpack.errors import MlpackError
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("MLPACK_DEBIAN_MIRROR", "http://deb.debian.org/debian")

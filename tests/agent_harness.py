@@ -1,5 +1,7 @@
 """Real components for tests and benchmarks: the agent as a process, an OTLP/HTTP
-receiver that decodes opentelemetry-proto, and a Prometheus server. All on 127.0.0.1.
+receiver that decodes opentelemetry-proto, a Prometheus server and the Lambda Extensions
+API. All on 127.0.0.1. Test code: it lives here, not in `mlpack_agent`, so that no
+artifact or wheel ships it (benchmarks import it as `tests.agent_harness`).
 """
 
 from __future__ import annotations
