@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from ..errors import InputError
 from ..manifest import NAME_PATTERN, NAME_RULE
 from ..optimize import GateSettings
+from ..processing.request import ProcessingRequest
 
 
 class BuildRequest(BaseModel):
@@ -21,6 +22,7 @@ class BuildRequest(BaseModel):
     calibration: Path | None = None
     max_cold_start: float | None = None
     gate: GateSettings = GateSettings()  # the accuracy gate, with the user's overrides
+    processing: ProcessingRequest = ProcessingRequest()  # --tokenizer, --labels, --image-preprocess, --processing
 
 
 def default_name(model: Path) -> str:

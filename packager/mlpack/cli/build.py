@@ -8,7 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from .application import Application, command
-from .options import CalibrationOption, GateOption, QuietOption, gate_settings
+from .options import (
+    CalibrationOption, GateOption, ImagePreprocessOption, LabelsOption, ProcessingOption, QuietOption,
+    TokenizerOption, TopKOption, gate_settings, processing_request,
+)
 
 
 def build(
@@ -27,6 +30,11 @@ def build(
         typer.Option(help="Lambda targets: fail the build if the measured cold start exceeds this many seconds."),
     ] = None,
     gate: GateOption = None,
+    tokenizer: TokenizerOption = None,
+    labels: LabelsOption = None,
+    top_k: TopKOption = 5,
+    image_preprocess: ImagePreprocessOption = None,
+    processing: ProcessingOption = None,
     quiet: QuietOption = False,
     image: Annotated[bool, typer.Option("--image", help="Also build the container image (see `mlpack image`).")] = False,
     base_image: Annotated[
@@ -42,7 +50,8 @@ def build(
     progress = app.progress(quiet)
     result = run_build(
         BuildRequest(model=model, target=target, out=out, name=name, force=force, calibration=calibration,
-                     max_cold_start=max_cold_start, gate=gate_settings(gate)),
+                     max_cold_start=max_cold_start, gate=gate_settings(gate),
+                     processing=processing_request(tokenizer, labels, top_k, image_preprocess, processing)),
         progress,
     )
     app.echo(build_summary(result))

@@ -71,6 +71,7 @@ class RuntimeConfig:
     outputs: list[dict[str, Any]]
     session: dict[str, Any]
     labels: dict[str, str]
+    processing: dict[str, Any] | None = None  # see processing/: the served signature and its steps
 
     def parse_inputs(self, payload: Any) -> dict:
         return parse_inputs(payload, self.inputs)
@@ -91,4 +92,5 @@ def load_runtime(path: Path | str) -> RuntimeConfig:
         outputs=raw["outputs"],
         session=raw["session"],
         labels=raw.get("labels", {}),
+        processing=raw.get("processing"),
     )
