@@ -215,3 +215,28 @@ def reference_pixels(image_bytes: bytes) -> np.ndarray:
 def hook_module(path: Path, body: str) -> Path:
     path.write_text(textwrap.dedent(body), encoding="utf-8")
     return path
+
+
+def served_app(folder: Path, model: Path, request=None, target: str = "x86-cpu"):
+    """The app folder a build writes for `model` with this processing (mlpack's own resolve,
+    ship and write_app), and the ServedModel both entry points run on it. No optimizer, no
+    Bento: the model ships as given."""
+    from mlpack.app import write_app
+    from mlpack.model_info import inspect_model, sha256_file
+    from mlpack.processing import ProcessingRequest, resolve_processing, ship_processing
+    from mlpack.render import RenderContext
+    from mlpack.runtime import ServedModel
+
+    from .manifests import make_manifest
+
+    info = inspect_model(model)
+    manifest = make_manifest(target, signature=info.signature, model_sha256=sha256_file(model))
+    settings = manifest.target.runtime.session_settings()
+    resolved = resolve_processing(request or ProcessingRequest(), info, settings)
+    root = folder / "artifact"
+    root.mkdir(parents=True, exist_ok=True)
+    if resolved is not None:
+        manifest.processing = ship_processing(resolved, root, model, info.signature, settings)
+    app = folder / "app"
+    write_app(app, RenderContext.from_manifest(manifest), model, root)
+    return ServedModel(app), manifest

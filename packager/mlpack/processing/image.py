@@ -63,7 +63,7 @@ def fit_to_model(spec: ImageSpec, feed: TensorSpec) -> tuple[ImageSpec, list[str
         return spec, [f"an image input is a 4-D tensor (NCHW or NHWC), not {feed.dtype} {feed.shape_text()}"]
     shape = feed.shape
     problems: list[str] = []
-    layout = spec.layout or _layout_from(shape, spec.channel_count)
+    layout = spec.layout or _layout_from(shape)
     if layout is None:
         problems.append("layout: the input's shape does not show where the channels are: say NCHW or NHWC")
         return spec, problems
@@ -95,8 +95,9 @@ def fit_to_model(spec: ImageSpec, feed: TensorSpec) -> tuple[ImageSpec, list[str
     return ImageSpec.model_validate(resolved.model_dump(exclude_unset=False)), []
 
 
-def _layout_from(shape: list, count: int) -> str | None:
-    first, last = shape[1] == count, shape[3] == count
+def _layout_from(shape: list) -> str | None:
+    """NCHW or NHWC, when only one of the two axes can be the channels (1 or 3 of them)."""
+    first, last = shape[1] in (1, 3), shape[3] in (1, 3)
     if first != last:
         return "NCHW" if first else "NHWC"
     return None
