@@ -115,7 +115,7 @@ def test_calibration_sentences_are_tokenized_as_the_service_tokenizes(encoder, t
     model, _ = encoder
     (tmp_path / "sentences.txt").write_text("\n".join(SENTENCES[:4]) + "\n\n   \n" + SENTENCES[4] + "\n")
     resolved = resolve_processing(ProcessingRequest(), inspect_model(model), SETTINGS)
-    path = sentence_calibration(tmp_path / "sentences.txt", resolved, tmp_path / "calibration.npz")
+    path = sentence_calibration(tmp_path / "sentences.txt", resolved, tmp_path / "calibration")
     served, _ = served_app(tmp_path / "served", model)
     expected = served.processing.preprocess({"text": np.array(SENTENCES[:5], dtype=object)})
     with np.load(path) as data:

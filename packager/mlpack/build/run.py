@@ -81,7 +81,7 @@ def _build_into(
     work = root / ".work"
     log = lambda line: progress.info(f"  {line}")  # noqa: E731
     if data_path is not None and is_sentences(data_path):
-        data_path = sentence_calibration(data_path, processing, work / "calibration.npz")
+        data_path = sentence_calibration(data_path, processing, work / "calibration")
         log(f"calibration: the sentences of {request.calibration.name}, tokenized as the service does")
     with progress.step(f"Optimizing for {target.name} (passes: {', '.join(target.optimize.passes) or 'none'})"):
         optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log)

@@ -5,7 +5,7 @@
         the sample request is run through the processing and the source model
     ship_processing(resolved, root, model, ...)   the files into the artifact's processing/,
         and the sample through the processing and the *shipped* model
-    sentence_calibration(path, resolved, dest)    --calibration FILE.txt: sentences -> .npz
+    sentence_calibration(path, resolved, folder)  --calibration FILE.txt: sentences -> .npz
 
 Preprocessing is one of: a tokenizer (text), an image spec, the user's hook; post-
 processing one of: class labels, the user's hook. The serving side is
@@ -198,9 +198,10 @@ def tokenizer_for_sentences(path: Path, resolved: ResolvedProcessing | None) -> 
     return text
 
 
-def sentence_calibration(path: Path, resolved: ResolvedProcessing | None, dest: Path) -> Path:
+def sentence_calibration(path: Path, resolved: ResolvedProcessing | None, folder: Path) -> Path:
     """--calibration FILE.txt: the sentences tokenized as the service tokenizes them, saved as
-    the .npz of model inputs the optimizer reads (rows padded to the longest one)."""
+    the .npz of model inputs the optimizer reads (rows padded to the longest one), FILE.txt.npz
+    in `folder` (the report names it)."""
     text = tokenizer_for_sentences(path, resolved)
     from ..runtime.processing.text import TextPreprocess as Tokenize
 
@@ -209,6 +210,7 @@ def sentence_calibration(path: Path, resolved: ResolvedProcessing | None, dest: 
         copy_files({text.tokenizer.path: resolved.sources[text.tokenizer.path]}, Path(scratch))
         model_inputs = [s.model_dump() for s in resolved.model.inputs]
         arrays = Tokenize(text.model_dump(), Path(scratch), model_inputs).encode(sentences)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / f"{path.name}.npz"
     np.savez(dest, **arrays)
     return dest

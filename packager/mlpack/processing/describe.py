@@ -47,6 +47,17 @@ def signature_lines(signature: Signature) -> list[str]:
             for spec in specs]
 
 
+def processing_summary(manifest: Manifest) -> list[str]:
+    """The build summary's lines for the processing and what the service then takes ([] without)."""
+    section = manifest.processing
+    if section is None:
+        return []
+    lines = [f"  processing {line}" for line in section_lines(section)]
+    inputs = ", ".join(spec_text(s) for s in section.signature.inputs)
+    outputs = ", ".join(spec_text(s) for s in section.signature.outputs)
+    return [*lines, f"  serves     {inputs} -> {outputs}"]
+
+
 def processing_markdown(manifest: Manifest) -> str:
     """report.md's Processing section ("" without processing)."""
     section = manifest.processing
