@@ -376,3 +376,16 @@ def test_runtime_json_and_the_manifest_record_the_processing(encoder, tmp_path: 
     again = Manifest.model_validate_json(manifest.to_json())
     assert again.processing == manifest.processing
     assert again.served_signature.inputs[0].name == "text" and again.model.signature.inputs[0].name == "input_ids"
+
+
+def test_the_hook_docs_processing_md_shows_works_as_documented(tmp_path: Path) -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "processing.md").read_text()
+    example = docs.split("```python\n", 1)[1].split("```", 1)[0]
+    model = linear_model(tmp_path / "linear.onnx")
+    served, manifest = served_app(tmp_path / "served", model,
+                                  ProcessingRequest(hook=hook_module(tmp_path / "my_processing.py", example)))
+    fahrenheit = [[50.0, 60.0, 70.0, 80.0]]
+    assert manifest.processing.sample == {"fahrenheit": fahrenheit}  # the module's EXAMPLE
+    assert served.signature.output_names() == ["best"]
+    y = run(model, {"x": (np.array(fahrenheit, np.float32) - 32.0) / 1.8})[0]
+    assert served.predict({"fahrenheit": fahrenheit})["best"] == y.argmax(axis=1).tolist()
