@@ -21,16 +21,12 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-from typing import Callable
-
-import httpx
+from typing import Callable, Sequence
 
 from benchmarks.markdown import write_section
 from benchmarks.minilm_model import build_minilm, package_dir, sentences
-from benchmarks.serve_throughput import serve
+from benchmarks.serve_throughput import load, serve
 
 HEADING = "Text processing throughput"
 
@@ -54,44 +50,22 @@ def client_tokenizer(step: dict, folder: Path):
     return tokenizer
 
 
-def load(url: str, make_body: Callable[[int], dict], seconds: float, concurrency: int) -> dict[str, float]:
-    """Closed loop: `concurrency` clients, each makes its next body and sends it when answered;
-    making the body (the client's tokenizing) counts in the latency."""
-    latencies: list[float] = []
-    sizes: list[int] = []
-    errors = [0]
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
+class Requests(Sequence[dict]):
+    """Request bodies made when the load generator takes them (`serve_throughput.load` reads
+    `bodies[i]` inside its timed region): a client that tokenizes pays for it per request."""
 
-    def client(k: int) -> None:
-        with httpx.Client(timeout=60) as http:
-            i = k
-            while time.monotonic() < stop:
-                started = time.perf_counter()
-                content = json.dumps(make_body(i)).encode()
-                reply = http.post(url, content=content, headers={"content-type": "application/json"})
-                elapsed = time.perf_counter() - started
-                with lock:
-                    if reply.status_code == 200:
-                        latencies.append(elapsed)
-                        sizes.append(len(content))
-                    else:
-                        errors[0] += 1
-                i += concurrency
+    def __init__(self, make: Callable[[int], dict], count: int) -> None:
+        self.make, self.count = make, count
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
-    began = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - began
-    if not latencies:
-        raise SystemExit(f"no request to {url} succeeded ({errors[0]} errors)")
-    latencies.sort()
-    return {"rps": len(latencies) / wall, "p50_ms": 1e3 * statistics.median(latencies),
-            "p95_ms": 1e3 * latencies[int(0.95 * (len(latencies) - 1))], "errors": errors[0],
-            "body_bytes": statistics.mean(sizes)}
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.make(index)
+
+
+def body_bytes(bodies: Requests) -> float:
+    return statistics.mean(len(json.dumps(bodies[i])) for i in range(len(bodies)))
 
 
 def main() -> None:
@@ -123,16 +97,19 @@ def main() -> None:
         tokenizer = client_tokenizer(step, app)
         feeds = list(step["feeds"])
 
-        def raw_text(batch: int) -> Callable[[int], dict]:
-            return lambda i: {"inputs": {"text": [probes[(i * batch + j) % len(probes)] for j in range(batch)]}}
+        def rows(i: int, batch: int) -> list[str]:
+            return [probes[(i * batch + j) % len(probes)] for j in range(batch)]
 
-        def client_tokenized(batch: int) -> Callable[[int], dict]:
+        def raw_text(batch: int) -> Requests:
+            return Requests(lambda i: {"inputs": {"text": rows(i, batch)}}, len(probes))
+
+        def client_tokenized(batch: int) -> Requests:
             def body(i: int) -> dict:
-                encoded = tokenizer.encode_batch([probes[(i * batch + j) % len(probes)] for j in range(batch)])
+                encoded = tokenizer.encode_batch(rows(i, batch))
                 columns = {"input_ids": [e.ids for e in encoded], "attention_mask": [e.attention_mask for e in encoded],
                            "token_type_ids": [e.type_ids for e in encoded]}
                 return {"inputs": {name: columns[name] for name in feeds}}
-            return body
+            return Requests(body, len(probes))
 
         runs: dict[tuple[str, int], dict] = {}
         servers = (("client tokenizes, sends token ids", ["service:MlpackService"], plain, client_tokenized),
@@ -144,7 +121,8 @@ def main() -> None:
                 for batch in opts.batch:
                     url = f"http://127.0.0.1:{port}/predict"
                     load(url, make(batch), 3, opts.concurrency)  # warm-up
-                    runs[(label, batch)] = load(url, make(batch), opts.seconds, opts.concurrency)
+                    runs[(label, batch)] = {**load(url, make(batch), opts.seconds, opts.concurrency),
+                                            "body_bytes": body_bytes(make(batch))}
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -154,8 +132,8 @@ def main() -> None:
         f"Produced by `python -m benchmarks.text_processing --seconds {opts.seconds:g} --concurrency "
         f"{opts.concurrency} --batch {' '.join(map(str, opts.batch))} --calibration-sentences "
         f"{opts.calibration_sentences}` on {os.cpu_count()} cores (load average {load_before:.1f} before the run; "
-        "the load generator runs on the same cores). The MiniLM-L6 sentence encoder built for x86-cpu with its "
-        f"tokenizer.json (variant `{result.manifest.model.variant}`), served by its Bento; the baseline is the same "
+        "the load generator of benchmarks/serve_throughput.py runs on the same cores). The MiniLM-L6 sentence "
+        f"encoder built for x86-cpu with its tokenizer.json (variant `{result.manifest.model.variant}`), served by its Bento; the baseline is the same "
         "Bento app with the processing removed from runtime.json, whose client tokenizes each request (same "
         "tokenizer, same truncation and padding) inside the timed loop. Sentences from the standard library's "
         f"docstrings, {opts.concurrency} concurrent clients, {opts.seconds:g} s per row after a 3 s warm-up.",
