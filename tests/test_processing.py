@@ -389,3 +389,21 @@ def test_the_hook_docs_processing_md_shows_works_as_documented(tmp_path: Path) -
     assert served.signature.output_names() == ["best"]
     y = run(model, {"x": (np.array(fahrenheit, np.float32) - 32.0) / 1.8})[0]
     assert served.predict({"fahrenheit": fahrenheit})["best"] == y.argmax(axis=1).tolist()
+
+
+def test_every_package_of_an_artifact_with_processing_lists_its_libraries(tmp_path: Path) -> None:
+    from mlpack.build.plan import pin_requirements
+    from mlpack.render import RenderContext, render_artifact
+
+    from .manifests import make_manifest
+
+    model = image_classifier(tmp_path / "image.onnx")
+    (tmp_path / "spec.toml").write_text(IMAGE_SPEC)
+    resolved = resolve_processing(ProcessingRequest(image_preprocess=tmp_path / "spec.toml"), inspect_model(model),
+                                  SETTINGS)
+    assert [p.split("==")[0] for p in resolved.packages] == ["pillow"]
+    for target in ("x86-cpu", "aws-lambda"):
+        manifest = make_manifest(target, processing=resolved.section)
+        manifest.requirements = pin_requirements(manifest.target, manifest.versions, resolved.packages)
+        requirements = render_artifact(RenderContext.from_manifest(manifest))["container/requirements.txt"]
+        assert resolved.packages[0] in requirements.splitlines(), target
