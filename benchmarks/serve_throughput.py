@@ -60,8 +60,10 @@ def serve(args: list[str], cwd: Path, port: int, home: Path) -> subprocess.Popen
     raise SystemExit(f"server on port {port} did not become ready")
 
 
-def load(url: str, bodies: list[dict], seconds: float, concurrency: int) -> dict[str, float]:
-    """Closed-loop load: `concurrency` clients, each sends its next request when answered."""
+def load(url: str, bodies: list, seconds: float, concurrency: int) -> dict[str, float]:
+    """Closed-loop load: `concurrency` clients, each sends its next request when answered.
+
+    A body is a JSON value, or (bytes, headers) for a body sent as it is."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -71,8 +73,10 @@ def load(url: str, bodies: list[dict], seconds: float, concurrency: int) -> dict
         with httpx.Client(timeout=60) as http:
             i = k
             while time.monotonic() < stop:
+                body = bodies[i % len(bodies)]
+                sent = {"content": body[0], "headers": body[1]} if isinstance(body, tuple) else {"json": body}
                 started = time.perf_counter()
-                reply = http.post(url, json=bodies[i % len(bodies)])
+                reply = http.post(url, **sent)
                 elapsed = time.perf_counter() - started
                 with lock:
                     if reply.status_code == 200:
