@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 
 from benchmarks.markdown import write_section
-from benchmarks.serve_throughput import load, serve
+from benchmarks.serve_throughput import load, serve, table_rows
 
 PORT = 3990
 
@@ -110,7 +110,6 @@ def main() -> None:
             proc.wait(timeout=30)
         variant = result.manifest.model.variant
 
-    baseline = next(iter(runs.values()))["rps"]
     lines = [
         "## Serving protocols", "",
         f"Produced by `python -m benchmarks.serve_protocols --seconds {opts.seconds:g} --concurrency "
@@ -123,9 +122,7 @@ def main() -> None:
         "| route | requests/s | p50 ms | p95 ms | errors | throughput vs /predict |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, r in runs.items():
-        lines.append(f"| {label} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['errors']} "
-                     f"| {r['rps'] / baseline:.2f}x |")
+    lines += table_rows(runs)
     text = "\n".join(lines) + "\n"
     print(text)
     if not opts.no_write:

@@ -101,6 +101,13 @@ def load(url: str, bodies: list, seconds: float, concurrency: int) -> dict[str, 
     }
 
 
+def table_rows(runs: dict[str, dict[str, float]]) -> list[str]:
+    """One Markdown table row per run, throughput as a ratio to the first run's."""
+    base = next(iter(runs.values()))["rps"]
+    return [f"| {label} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['errors']} "
+            f"| {r['rps'] / base:.2f}x |" for label, r in runs.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
@@ -143,7 +150,6 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=30)
 
-    base = next(iter(runs.values()))["rps"]
     lines = [
         "## Serving throughput", "",
         f"Produced by `python -m benchmarks.serve_throughput --seconds {opts.seconds:g} --concurrency "
@@ -157,9 +163,7 @@ def main() -> None:
         "| server | requests/s | p50 ms | p95 ms | errors | throughput vs plain |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, r in runs.items():
-        lines.append(f"| {label} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['errors']} "
-                     f"| {r['rps'] / base:.2f}x |")
+    lines += table_rows(runs)
     text = "\n".join(lines) + "\n"
     print(text)
     if not opts.no_write:

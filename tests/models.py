@@ -9,20 +9,24 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def linear_model(path: Path, features: int = 4, outputs: int = 3, seed: int = 0) -> Path:
-    """y = x @ W + b with a dynamic batch axis: input "x" [batch, features] float32."""
+def _linear(features: int, outputs: int, seed: int) -> tuple[list, list]:
+    """The nodes and weights of y = x @ W + b (random W and b from `seed`)."""
     rng = np.random.default_rng(seed)
     weight = rng.standard_normal((features, outputs)).astype(np.float32)
     bias = rng.standard_normal(outputs).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])]
+    return nodes, [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")]
+
+
+def linear_model(path: Path, features: int = 4, outputs: int = 3, seed: int = 0) -> Path:
+    """y = x @ W + b with a dynamic batch axis: input "x" [batch, features] float32."""
+    nodes, initializer = _linear(features, outputs, seed)
     graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "W"], ["xw"]),
-            helper.make_node("Add", ["xw", "b"], ["y"]),
-        ],
+        nodes,
         "linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", outputs])],
-        initializer=[numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")],
+        initializer=initializer,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -91,13 +95,10 @@ def text_and_numbers_model(path: Path, features: int = 4, outputs: int = 3, seed
     text "BYTES" [batch] -> code: LabelEncoder of WORDS (-1 for any other), int64 [batch]
                          -> echo: the strings as given, string [batch]
     """
-    rng = np.random.default_rng(seed)
-    weight = rng.standard_normal((features, outputs)).astype(np.float32)
-    bias = rng.standard_normal(outputs).astype(np.float32)
+    nodes, initializer = _linear(features, outputs, seed)
     graph = helper.make_graph(
         [
-            helper.make_node("MatMul", ["x", "W"], ["xw"]),
-            helper.make_node("Add", ["xw", "b"], ["y"]),
+            *nodes,
             helper.make_node("LabelEncoder", ["text"], ["code"], domain="ai.onnx.ml", keys_strings=WORDS,
                              values_int64s=list(range(len(WORDS))), default_int64=-1),
             helper.make_node("Identity", ["text"], ["echo"]),
@@ -108,7 +109,7 @@ def text_and_numbers_model(path: Path, features: int = 4, outputs: int = 3, seed
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", outputs]),
          helper.make_tensor_value_info("code", TensorProto.INT64, ["batch"]),
          helper.make_tensor_value_info("echo", TensorProto.STRING, ["batch"])],
-        initializer=[numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")],
+        initializer=initializer,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
     model.ir_version = 8
