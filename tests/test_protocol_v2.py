@@ -231,11 +231,6 @@ def test_a_sequence_of_maps_is_served_as_bytes_holding_json() -> None:
                          "data": ['{"0": 0.25, "1": 0.75}', '{"0": 1.0, "1": 0.0}']}
 
 
-def test_paths_outside_v2_are_not_the_protocols() -> None:
-    assert protocol_v2.is_v2_path("/v2") and protocol_v2.is_v2_path("/v2/health/live")
-    assert not protocol_v2.is_v2_path("/predict") and not protocol_v2.is_v2_path("/v2x")
-
-
 def test_the_runtime_needs_nothing_but_the_standard_library_and_numpy() -> None:
     import ast
 

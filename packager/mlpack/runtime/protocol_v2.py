@@ -81,10 +81,6 @@ class _Refusal(Exception):
         self.reply = reply
 
 
-def is_v2_path(path: str) -> bool:
-    return path == "/v2" or path.startswith("/v2/")
-
-
 def handle(model: ServedModel, method: str, path: str, headers: Mapping[str, str] | None = None,
            body: bytes = b"") -> Reply:
     """Answer one protocol request. `headers` may have any case; `body` is the raw body."""

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlpack_runtime import RequestError, ServedModel, protocol_v2
+from mlpack_runtime import RequestError, ServedModel
 
 # Created at init, so the session counts once, in the cold start.
 MODEL = ServedModel(Path(__file__).resolve().parent)
@@ -41,7 +41,7 @@ def _handle(event: Any) -> dict[str, Any]:
         if too_large is not None:
             MODEL.rejected(started)
             return _reply(True, 413, {"error": str(too_large)})
-        if protocol_v2.is_v2_path(_path(event)):
+        if _path(event) == "/v2" or _path(event).startswith("/v2/"):
             return _open_inference_protocol(event)
     try:
         request = _request(event, is_http)
@@ -78,6 +78,8 @@ def _body_bytes(event: dict[str, Any]) -> bytes:
 
 
 def _open_inference_protocol(event: dict[str, Any]) -> dict[str, Any]:
+    from mlpack_runtime import protocol_v2  # on the first /v2 request: not part of every cold start
+
     reply = protocol_v2.handle(MODEL, _method(event), _path(event), event.get("headers") or {}, _body_bytes(event))
     binary = reply.headers.get("content-type") != protocol_v2.JSON_TYPE
     return {

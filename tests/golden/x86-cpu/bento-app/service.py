@@ -24,6 +24,7 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument
 from bentoml.validators import DType, Shape
+from pydantic import AfterValidator
 
 from mlpack_runtime import RequestError, ServedModel, load_runtime, protocol_v2
 from mlpack_runtime.limits import BodyLimitMiddleware
@@ -34,7 +35,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 HERE = Path(__file__).resolve().parent
-LIMITS = load_runtime(HERE / "runtime.json").limits
+RUNTIME = load_runtime(HERE / "runtime.json")
+LIMITS = RUNTIME.limits
 
 
 async def open_inference_protocol(request: Request) -> Response:
@@ -85,7 +87,10 @@ class MlpackService:
     )
     def predict_batch(
         self,
-        pixels: Annotated[np.ndarray, Shape((-1, 64)), DType("float32")],
+        pixels: Annotated[
+            np.ndarray, Shape((-1, 64)), DType("float32"),
+            AfterValidator(LIMITS.input_checker("pixels", RUNTIME.inputs)),  # rows, NaN
+        ],
     ) -> list[dict[str, Any]]:
         """One output object per input row; BentoML concatenates concurrent requests."""
         values = self.model.run({"pixels": pixels})
