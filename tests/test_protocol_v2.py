@@ -101,6 +101,7 @@ def test_metadata_lists_the_served_signature_with_minus_one_for_free_axes(mixed:
 def test_server_metadata_and_health(mixed: ServedModel) -> None:
     assert json.loads(protocol_v2.handle(mixed, "GET", "/v2").body) == {
         "name": "mlpack", "version": mixed.config.labels["mlpack_version"], "extensions": ["binary_tensor_data"]}
+    assert protocol_v2.handle(mixed, "HEAD", "/v2/health/ready").status == 200
     for path, body in [("/v2/health/live", {"live": True}), ("/v2/health/ready", {"ready": True}),
                        ("/v2/models/mixed/ready", {"name": "mixed", "ready": True})]:
         reply = protocol_v2.handle(mixed, "GET", path)

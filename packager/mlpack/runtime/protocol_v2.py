@@ -87,7 +87,9 @@ def handle(model: ServedModel, method: str, path: str, headers: Mapping[str, str
     started = time.perf_counter()
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     try:
-        return _route(model, method.upper(), path, headers, body, started)
+        method = method.upper()
+        # HEAD is GET without the body (the server drops it): health checks use either.
+        return _route(model, "GET" if method == "HEAD" else method, path, headers, body, started)
     except _Refusal as refusal:
         return refusal.reply
     except BodyTooLarge as exc:
