@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -64,6 +65,17 @@ def build_lambda_app(model: Path, folder: Path, name: str = "model", **serving: 
     return folder
 
 
+def start(command: list[str], **kwargs: Any) -> subprocess.Popen:
+    """A server process whose output goes to a temporary file (a pipe nobody reads would
+    fill up and stall it); `last_words` reads it back."""
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=tempfile.TemporaryFile(), **kwargs)
+
+
+def last_words(proc: subprocess.Popen) -> str:
+    proc.stderr.seek(0)
+    return proc.stderr.read().decode(errors="replace")[-2000:]
+
+
 def wait_until_ready(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -73,9 +85,9 @@ def wait_until_ready(url: str, proc: subprocess.Popen, what: str, timeout_s: flo
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            raise RuntimeError(f"{what} exited: {last_words(proc)}")
         time.sleep(0.3)
-    raise RuntimeError(f"{what} was not ready within {timeout_s:.0f} s")
+    raise RuntimeError(f"{what} was not ready within {timeout_s:.0f} s: {last_words(proc)}")
 
 
 class BentoServer:
@@ -86,9 +98,9 @@ class BentoServer:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "BENTOML_HOME": str(home), **NO_AGENT}
         bentoml = Path(sys.executable).with_name("bentoml")
-        self.proc = subprocess.Popen(
+        self.proc = start(
             [str(bentoml), "serve", str(Path(bento).resolve()), "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env,
         )
         try:
             wait_until_ready(f"{self.url}/readyz", self.proc, "bentoml serve")
@@ -111,8 +123,7 @@ class FunctionURL:
     def __init__(self, app: Path) -> None:
         self.api = RuntimeAPI()
         env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": self.api.address, "PYTHONPATH": str(app), **NO_AGENT}
-        self.proc = subprocess.Popen([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = start([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _front(self.api))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         Thread(target=self.server.serve_forever, daemon=True).start()
