@@ -6,8 +6,8 @@ artifact means the same thing after the installed `targets/` files change: nothi
 `build` reads a target file. This module is pure (no I/O); `artifact.py` reads and
 writes manifests.
 
-Schema versions: `SCHEMA_VERSION` rises whenever a manifest written by this mlpack could
-not be read by an older one, or the other way round. docs/architecture.md lists them.
+Schema versions: `SCHEMA_VERSION` rises whenever a manifest written by a released mlpack
+could not be read by a later one, or the other way round.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .model_info import Signature, TensorSpec
 from .targets import Target
 
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 1  # the first versioned schema: manifests before it had no schema_version
 HISTORY_KEPT = 20  # deploys and rollouts remembered per artifact
 
 # The artifact's model name is written unquoted in comments, unit files and paths: it
@@ -172,7 +172,7 @@ class RolloutRecord(Section):
 class Manifest(Section):
     """Everything a command after `build` needs to know about an artifact."""
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[1] = SCHEMA_VERSION
     mlpack_version: str = __version__
     name: str = Field(description="the model's name; the artifact is <name>-<target>")
     target: Target = Field(description="the target as resolved at build time")
