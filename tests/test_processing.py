@@ -219,7 +219,8 @@ def image_app(tmp_path: Path):
 
 def test_an_uploaded_png_is_answered_as_the_model_answers_the_preprocessed_array(image_app, tmp_path: Path) -> None:
     served, manifest, model = image_app
-    assert served.signature.inputs == [{"name": "image", "dtype": "object", "shape": ["batch"]}]
+    # "content": "file": the Open Inference Protocol keeps this input's BYTES as bytes.
+    assert served.signature.inputs == [{"name": "image", "dtype": "object", "shape": ["batch"], "content": "file"}]
     assert manifest.processing.preprocess.feed == "pixels"
     png = photo_png(tmp_path / "photo.png")
     expected = run(model, {"pixels": reference_pixels(png)})[0]
@@ -407,3 +408,42 @@ def test_every_package_of_an_artifact_with_processing_lists_its_libraries(tmp_pa
         manifest.requirements = pin_requirements(manifest.target, manifest.versions, resolved.packages)
         requirements = render_artifact(RenderContext.from_manifest(manifest))["container/requirements.txt"]
         assert resolved.packages[0] in requirements.splitlines(), target
+
+
+# ---- the Open Inference Protocol serves the processed signature ----------------------------
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_the_v2_protocol_lists_and_answers_text_as_bytes(encoder, tmp_path: Path, binary: bool) -> None:
+    import tritonclient.http as triton
+
+    from mlpack.runtime import protocol_v2
+
+    from .test_protocol_v2 import infer, result, tensor
+
+    model, tokenizer = encoder
+    served, _ = served_app(tmp_path / "served", model)
+    metadata = json.loads(protocol_v2.handle(served, "GET", f"/v2/models/{served.name}", {}, b"").body)
+    assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert metadata["outputs"] == [{"name": "embedding", "datatype": "FP32", "shape": [-1, 16]}]
+    texts = np.array(SENTENCES[:3], dtype=object)
+    answer = result(infer(served, [tensor("text", texts, "BYTES", binary)],
+                          [triton.InferRequestedOutput("embedding", binary_data=binary)]))
+    np.testing.assert_allclose(answer.as_numpy("embedding"), text_reference(model, tokenizer, SENTENCES[:3]),
+                               atol=1e-6)
+
+
+def test_the_v2_protocol_takes_image_bytes_and_answers_class_names(tmp_path: Path) -> None:
+    from .test_protocol_v2 import infer, result, tensor
+
+    model = image_classifier(tmp_path / "image.onnx")
+    (tmp_path / "spec.toml").write_text(IMAGE_SPEC)
+    request = ProcessingRequest(image_preprocess=tmp_path / "spec.toml", top_k=2,
+                                labels=str(write_labels(tmp_path / "labels.txt", IMAGE_CLASSES)))
+    served, _ = served_app(tmp_path / "served", model, request)
+    png = photo_png(tmp_path / "photo.png")
+    answer = result(infer(served, [tensor("image", np.array([png], dtype=object), "BYTES", True)]))
+    probabilities = run(model, {"pixels": reference_pixels(png)})[0][0]
+    best = [IMAGE_CLASSES[i].encode() for i in np.argsort(-probabilities)[:2]]
+    assert answer.as_numpy("top_labels").tolist() == [best]
+    np.testing.assert_allclose(answer.as_numpy("top_probabilities")[0], np.sort(probabilities)[::-1][:2], rtol=1e-5)

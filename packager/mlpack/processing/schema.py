@@ -152,9 +152,13 @@ class ProcessingSection(_Section):
         return list(found.values())
 
     def runtime_config(self) -> dict[str, Any]:
-        """runtime.json's `processing`: the served signature and each step's settings."""
+        """runtime.json's `processing`: the served signature and each step's settings. An input
+        that takes files (encoded images) says so (`"content": "file"`): the Open Inference
+        Protocol keeps its BYTES as bytes rather than text."""
+        files = {self.preprocess.input} if isinstance(self.preprocess, ImagePreprocess) else set()
         return {
-            "inputs": [t.model_dump() for t in self.signature.inputs],
+            "inputs": [{**t.model_dump(), **({"content": "file"} if t.name in files else {})}
+                       for t in self.signature.inputs],
             "outputs": [t.model_dump() for t in self.signature.outputs],
             "preprocess": self.preprocess.model_dump() if self.preprocess else None,
             "postprocess": self.postprocess.model_dump() if self.postprocess else None,
