@@ -447,3 +447,41 @@ def test_the_v2_protocol_takes_image_bytes_and_answers_class_names(tmp_path: Pat
     best = [IMAGE_CLASSES[i].encode() for i in np.argsort(-probabilities)[:2]]
     assert answer.as_numpy("top_labels").tolist() == [best]
     np.testing.assert_allclose(answer.as_numpy("top_probabilities")[0], np.sort(probabilities)[::-1][:2], rtol=1e-5)
+
+
+# ---- the command line ------------------------------------------------------------------------
+
+
+def test_inspect_shows_the_processing_and_the_served_signature(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlpack.cli import app
+
+    model = image_classifier(tmp_path / "image.onnx")
+    (tmp_path / "spec.toml").write_text(IMAGE_SPEC)
+    labels = write_labels(tmp_path / "labels.txt", IMAGE_CLASSES)
+    result = CliRunner().invoke(app, ["inspect", str(model), "--image-preprocess", str(tmp_path / "spec.toml"),
+                                      "--labels", str(labels), "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[lines.index("processing") + 1].startswith("  image: PNG/JPEG -> shorter side to 40, centre 32x32")
+    assert lines[lines.index("processing") + 2] == (
+        "  labels: 4 classes from --labels labels.txt; top 3 of probabilities (probabilities)")
+    assert lines[lines.index("served (after processing)") + 1:] == [
+        "  input   image: object [batch]", "  output  label: object [batch]",
+        "  output  top_labels: object [batch, 3]", "  output  top_probabilities: float32 [batch, 3]"]
+
+
+def test_a_bad_processing_option_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlpack.cli import app
+
+    model = image_classifier(tmp_path / "image.onnx")
+    (tmp_path / "spec.toml").write_text('size = [32, 32]\nlayout = "NWHC"\n')
+    result = CliRunner().invoke(app, ["build", str(model), "-t", "x86-cpu", "-o", str(tmp_path / "out"),
+                                      "--image-preprocess", str(tmp_path / "spec.toml")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: invalid image preprocessing spec spec.toml: layout: Input should be ")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
