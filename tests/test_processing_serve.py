@@ -200,3 +200,39 @@ def test_the_lambda_handler_answers_an_image_body_and_json_text(lambda_builds) -
         proc.kill()
         proc.wait()
         api.close()
+
+
+def _function_python() -> bool:
+    from mlpack.steps.lambda_zip import find_python
+
+    return find_python("3.12") is not None
+
+
+@pytest.mark.requires_tool("python3.12", present=_function_python,
+                           hint="the function's Python (3.12); set MLPACK_LAMBDA_PYTHON or install python3.12")
+def test_the_zips_own_pillow_decodes_png_and_jpeg_after_pruning(lambda_builds, tmp_path: Path) -> None:
+    """The zip leaves out the parts of Pillow PNG and JPEG decoding never load; its handler,
+    run from the unzipped zip by the function's Python, still answers both."""
+    import io
+
+    from PIL import Image
+
+    from mlpack.steps.lambda_zip import find_python
+
+    image, model, folder = lambda_builds["image"]
+    names = zipfile.ZipFile(image.path / "lambda" / "function.zip").namelist()
+    assert not any(n.startswith(("PIL/_avif", "PIL/_webp", "pillow.libs/libavif")) for n in names)
+    task = tmp_path / "task"
+    zipfile.ZipFile(image.path / "lambda" / "function.zip").extractall(task)
+    png = photo_png(folder / "photo.png")
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(png)).save(buffer, format="JPEG", quality=90)
+    event = {"inputs": {"image": [base64.b64encode(data).decode() for data in (png, buffer.getvalue())]}}
+    probe = ("import json, sys; sys.path.insert(0, '.'); import handler; "
+             "print(json.dumps(handler.handler(json.loads(sys.stdin.read()))))")
+    done = subprocess.run([find_python("3.12"), "-I", "-c", probe], cwd=task, input=json.dumps(event), text=True,
+                          capture_output=True, env={"PATH": os.environ["PATH"], "MLPACK_AGENT_SOCKET": "/nonexistent"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.splitlines()[-1])["outputs"]
+    for row, data in enumerate((png, buffer.getvalue())):
+        assert answer["top_labels"][row] == expected_classes(model, data)[0]

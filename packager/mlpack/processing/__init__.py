@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from .files import Source, copy_files
 from .hook import HookModule, first_line
 from .image import resolve_image
 from .labels import resolve_labels, scores_kind
+from .packages import pinned
 from .request import MODEL_LABELS, NO_TOKENIZER, ProcessingRequest
 from .sample import image_sample, tensor_sample, text_sample
 from .schema import PROCESSING_DIR, ProcessingSection, TextPreprocess
@@ -40,10 +40,6 @@ from .text import find_tokenizer, is_sentences, read_sentences, resolve_text
 __all__ = ["MODEL_LABELS", "NO_TOKENIZER", "PROCESSING_DIR", "ProcessingRequest", "ProcessingSection",
            "ResolvedProcessing", "is_sentences", "resolve_processing", "sentence_calibration", "ship_processing",
            "tokenizer_for_sentences"]
-
-# The distributions each kind of step needs at serving, pinned at the versions checked here.
-PACKAGES = {"text": "tokenizers", "image": "pillow"}
-
 
 @dataclass
 class ResolvedProcessing:
@@ -55,8 +51,7 @@ class ResolvedProcessing:
     def packages(self) -> list[str]:
         """What the processing imports at serving, pinned: installed into the artifact without
         their own dependencies (tokenizers needs huggingface-hub only to download)."""
-        kinds = sorted({PACKAGES[s.kind] for s in self.section.steps if s.kind in PACKAGES})
-        return [f"{name}=={metadata.version(name)}" for name in kinds]
+        return pinned({step.kind for step in self.section.steps})
 
     @property
     def text(self) -> TextPreprocess | None:

@@ -24,6 +24,7 @@ from ..errors import MlpackError
 from ..limits import LAMBDA_UNZIPPED_LIMIT, LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_ZIP_LIMIT, LAMBDA_ZIP_LIMIT_TEXT
 from ..manifest import ColdStart, LambdaSection, Manifest
 from ..model_info import Signature
+from ..processing.packages import prune_for_lambda
 from ..render import RenderContext
 from ..sizes import format_size
 from ..targets import Target
@@ -90,6 +91,7 @@ def install_wheels(target: Target, packages: list[str], dest: Path, no_deps: Seq
             dest, python_platform=target.platform.python_platform, python_version=target.platform.python_version,
             packages=no_deps, no_deps=True, what="fetching the processing's wheels",
         )
+        prune_for_lambda(dest, list(no_deps))
     for relative in _PRUNE:
         shutil.rmtree(dest / relative, ignore_errors=True)
     for cache in list(dest.rglob("__pycache__")) + list(dest.rglob("tests")):

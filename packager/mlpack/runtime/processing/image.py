@@ -28,9 +28,12 @@ MAX_PIXELS = 40_000_000
 
 class ImagePreprocess:
     def __init__(self, step: Mapping[str, Any]) -> None:
+        from PIL import Image
+
         self.input = step["input"]
         self.feed = step["feed"]
         self.spec = dict(step["spec"])
+        Image.preinit()  # the PNG and JPEG decoders, loaded now: in the cold start, not the first request
 
     def __call__(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         values = np.asarray(arrays[self.input], dtype=object).ravel().tolist()
