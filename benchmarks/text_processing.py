@@ -8,7 +8,7 @@ x86-cpu with its tokenizer.json beside it, so the Bento takes a `text` input. Th
 baseline is the same Bento app (same model bytes, same service code, same session) with
 the processing taken out of its runtime.json, so that it takes `input_ids` and
 `attention_mask`: its client tokenizes each request itself, with the same tokenizer and
-settings, inside the timed loop. Same load generator, same run, one server at a time.
+settings, before sending it (in requests/s; the latencies are the HTTP round trips). Same load generator, same run, one server at a time.
 Prints the "Text processing throughput" section and writes it into BENCHMARKS.md.
 """
 
@@ -51,8 +51,9 @@ def client_tokenizer(step: dict, folder: Path):
 
 
 class Requests(Sequence[dict]):
-    """Request bodies made when the load generator takes them (`serve_throughput.load` reads
-    `bodies[i]` inside its timed region): a client that tokenizes pays for it per request."""
+    """Request bodies made when the load generator takes one (`serve_throughput.load` reads
+    `bodies[i]` just before it sends it): a client that tokenizes pays for it per request,
+    in requests/s (its closed loop waits for it), not in the round trip's latency."""
 
     def __init__(self, make: Callable[[int], dict], count: int) -> None:
         self.make, self.count = make, count
@@ -135,7 +136,8 @@ def main() -> None:
         "the load generator of benchmarks/serve_throughput.py runs on the same cores). The MiniLM-L6 sentence "
         f"encoder built for x86-cpu with its tokenizer.json (variant `{result.manifest.model.variant}`), served by its Bento; the baseline is the same "
         "Bento app with the processing removed from runtime.json, whose client tokenizes each request (same "
-        "tokenizer, same truncation and padding) inside the timed loop. Sentences from the standard library's "
+        "tokenizer, same truncation and padding) before sending it: that counts in requests/s, while p50 and "
+        "p95 are the HTTP round trips. Sentences from the standard library's "
         f"docstrings, {opts.concurrency} concurrent clients, {opts.seconds:g} s per row after a 3 s warm-up.",
         "",
         "| client sends | sentences/request | requests/s | sentences/s | p50 ms | p95 ms | body bytes | errors "
