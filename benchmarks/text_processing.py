@@ -8,7 +8,8 @@ x86-cpu with its tokenizer.json beside it, so the Bento takes a `text` input. Th
 baseline is the same Bento app (same model bytes, same service code, same session) with
 the processing taken out of its runtime.json, so that it takes `input_ids` and
 `attention_mask`: its client tokenizes each request itself, with the same tokenizer and
-settings, before sending it (in requests/s; the latencies are the HTTP round trips). Same load generator, same run, one server at a time.
+settings, before sending it (in requests/s; the latencies are the HTTP round trips).
+Same load generator (benchmarks/serve_throughput.py), same run, one server at a time.
 Prints the "Text processing throughput" section and writes it into BENCHMARKS.md.
 """
 
