@@ -23,6 +23,7 @@ from .model_info import Signature, TensorSpec
 from .targets import Target
 
 MANIFEST = "manifest.json"
+SIGNATURE = "signature.sig"  # written by `mlpack sign` over the other files; never listed in `files`
 SCHEMA_VERSION = 1
 HISTORY_KEPT = 20  # deploys and rollouts remembered per artifact
 
@@ -214,7 +215,7 @@ class Manifest(Section):
 
 
 __all__ = [
-    "MANIFEST", "SCHEMA_VERSION", "NAME_PATTERN", "NAME_RULE", "BentoSection", "ColdStart", "DeployRecord",
+    "MANIFEST", "SCHEMA_VERSION", "SIGNATURE", "NAME_PATTERN", "NAME_RULE", "BentoSection", "ColdStart", "DeployRecord",
     "FileEntry", "ImageIndex", "ImageSection", "LambdaSection", "Manifest", "ModelSection", "OptimizationSection",
     "Requirements", "RolloutRecord", "Signature", "SourceModel", "TensorSpec", "Versions",
 ]
