@@ -12,7 +12,10 @@ artifact except two:
   folder after the signature passed.
 - `signature.sig` itself.
 
-Both are recorded as ignored paths inside the signed statement, so the PyPI
+And `image.cdx.json`, the image's SBOM that `mlpack image` writes beside the manifest
+after signing (the image itself is named by its digest).
+
+These are recorded as ignored paths inside the signed statement, so the PyPI
 `model_signing verify key` command checks an artifact on its own, without options.
 
 Keys are read from a file or from an environment variable holding a path or the PEM
@@ -32,9 +35,9 @@ from typing import Iterator, Literal
 
 from .artifact import Artifact
 from .errors import InputError, MlpackError
-from .manifest import MANIFEST, SIGNATURE
+from .manifest import IMAGE_SBOM, MANIFEST, SIGNATURE
 
-UNSIGNED = (MANIFEST, SIGNATURE)
+UNSIGNED = (MANIFEST, SIGNATURE, IMAGE_SBOM)
 SIGNING_KEY_ENV = "MLPACK_SIGNING_KEY"  # the private key: a path, or the PEM text
 SIGNING_PASSWORD_ENV = "MLPACK_SIGNING_KEY_PASSWORD"  # for an encrypted private key
 VERIFY_KEY_ENV = "MLPACK_VERIFY_KEY"  # the public key or CA certificate: a path, or the PEM text
@@ -238,18 +241,13 @@ def verify_artifact(artifact: Artifact, action: str, key: Key | None) -> Signatu
     """Everything a command checks before it ships an artifact.
 
     The files must match manifest.json. With a key, the artifact must be signed and the
-    signature must verify; the manifest's file list and model hash must then agree with
-    the signed files. Without a key a signature is left unchecked (and said so).
+    signature must verify; the manifest's file list (checked against the folder) and its
+    model hash then agree with the signed files. Without a key a signature is left
+    unchecked (and said so).
     """
     if key is not None:
         require_verifying_key(key)
     artifact.require_intact(action)
-    model = artifact.manifest.model
-    recorded = artifact.manifest.files.get(model.file)
-    if recorded is None or recorded.sha256 != model.sha256:
-        raise MlpackError(f"{artifact.name}: manifest.json names model sha256 {model.sha256[:12]}, but "
-                          f"{model.file} is {recorded.sha256[:12] if recorded else 'not listed'}; "
-                          f"a changed artifact is never {action}", "rebuild it with `mlpack build`")
     signed = artifact.path(SIGNATURE).is_file()
     if key is None:
         return SignatureCheck(signed=signed, verified=False, key=None)
@@ -258,9 +256,35 @@ def verify_artifact(artifact: Artifact, action: str, key: Key | None) -> Signatu
                          f"{action} when a key is given or configured",
                          f"sign it first: mlpack sign {artifact.root} --key PRIVATE.pem")
     verify_signature(artifact, key)
+    # manifest.json is not signed: what it says about the model must be what the signature covers.
+    model = artifact.manifest.model
+    recorded = artifact.manifest.files.get(model.file)
+    if recorded is None or recorded.sha256 != model.sha256:
+        raise MlpackError(f"{artifact.name}: manifest.json names model sha256 {model.sha256[:12]}, but the signed "
+                          f"{model.file} is {recorded.sha256[:12] if recorded else 'not listed'}; "
+                          f"a changed artifact is never {action}", "rebuild it with `mlpack build`")
     return SignatureCheck(signed=True, verified=True, key=f"{key.origin} ({key.fingerprint})")
 
 
+def trust_artifact(artifact: Artifact, action: str, key: Path | None = None) -> SignatureCheck:
+    """`verify_artifact` with the key a command was given (`--key`), else the configured one
+    ($MLPACK_VERIFY_KEY): what deploy, rollout and push call before they ship anything."""
+    return verify_artifact(artifact, action, key_from(key, VERIFY_KEY_ENV))
+
+
 def _reason(exc: BaseException) -> str:
+    """The library's reason in a line; its file-by-file mismatch report, by file name."""
+    import re
+
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if text.startswith("Signature mismatch"):
+        text = text.replace("\\", "")  # the library's list of messages, as repr() escaped it
+        changed = re.findall(r"Hash mismatch for '([^']+)'", text)
+        added = re.findall(r"Extra files found in model '[^']*': ([^\]\"]+)", text)
+        removed = re.findall(r"Missing files in model '[^']*': ([^\]\"]+)", text)
+        parts = ([f"changed since signing: {', '.join(changed)}"] if changed else []) + \
+                [f"added since signing: {a.strip(chr(39) + ' ')}" for a in added] + \
+                [f"missing since signing: {r.strip(chr(39) + ' ')}" for r in removed]
+        if parts:
+            return "; ".join(parts)[:300]
     return text[:300]
