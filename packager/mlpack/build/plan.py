@@ -12,13 +12,12 @@ from importlib import metadata
 
 from pydantic import BaseModel
 
-from ..manifest import MANIFEST, Requirements, Versions
+from ..manifest import MANIFEST, REPORT_FILES, Requirements, Versions
 from ..render import template_paths
 from ..steps import step_class
 from ..targets import RenderGroup, Target
 
 MODEL_FILE = "model/model.onnx"
-REPORT_FILES = ("report.md", "report.json")
 
 
 class PlannedStep(BaseModel):
@@ -63,8 +62,13 @@ def pin_requirements(target: Target, versions: Versions) -> Requirements:
     return Requirements(runtime=runtime, server=[*runtime, f"bentoml=={versions.bentoml}"])
 
 
+# Run for every target, after the target's own steps: it lists what they packaged.
+EVERY_TARGET_STEPS = ("sbom",)
+
+
 def plan_build(name: str, target: Target, versions: Versions) -> BuildPlan:
-    steps = [PlannedStep(name=step, writes=list(step_class(step).writes)) for step in target.builds]
+    steps = [PlannedStep(name=step, writes=list(step_class(step).writes))
+             for step in [*target.builds, *EVERY_TARGET_STEPS]]
     rendered = [path for group in target.artifact_groups for path in template_paths(group)]
     return BuildPlan(
         artifact=f"{name}-{target.name}",
