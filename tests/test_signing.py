@@ -161,10 +161,11 @@ def test_certificate_mode_verifies_against_the_root_ca(artifact, tmp_path: Path)
     assert done.exit_code == 1 and "signature does not verify" in done.output
 
 
-def test_verify_artifact_checks_the_manifest_model_hash_against_its_file(artifact, keys) -> None:
+def test_the_unsigned_manifest_cannot_name_another_model_than_the_signed_file(artifact, keys) -> None:
+    sign_artifact(artifact, key_from(keys.private, "UNUSED"))
     edit_json(artifact.root, lambda m: m["model"].update(sha256="d" * 64))
-    with pytest.raises(MlpackError, match="names model sha256 dddddddddddd"):
-        verify_artifact(Artifact.open(artifact.root), "deployed", None)
+    with pytest.raises(MlpackError, match="names model sha256 dddddddddddd, but the signed model/model.onnx"):
+        verify_artifact(Artifact.open(artifact.root), "deployed", key_from(keys.public, "UNUSED"))
 
 
 def test_a_key_file_that_does_not_exist_is_named(artifact, tmp_path: Path) -> None:

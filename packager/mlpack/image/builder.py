@@ -42,7 +42,8 @@ class ImageBuilder(Protocol):
     name: str
 
     def build(self, context: Path, dockerfile: Path, ref: str, platform: str,
-              build_args: dict[str, str], log: Log) -> BuiltImage: ...
+              build_args: dict[str, str], log: Log, timestamp: int | None = None) -> BuiltImage:
+        """Build and tag an image; `timestamp` (seconds since 1970) replaces the clock in it."""
 
     def image_id(self, ref: str) -> str | None:
         """The config digest of a local image, None when it is not there."""
@@ -111,12 +112,15 @@ class BuildahBuilder:
         return [self.executable, *args]
 
     def build(self, context: Path, dockerfile: Path, ref: str, platform: str,
-              build_args: dict[str, str], log: Log) -> BuiltImage:
+              build_args: dict[str, str], log: Log, timestamp: int | None = None) -> BuiltImage:
         with tempfile.TemporaryDirectory(prefix="mlpack-iid-") as tmp:
             iidfile = Path(tmp) / "iid"
+            # --timestamp sets the image's and its history's created time and every file's
+            # mtime in the layers: the same context on the same base gives the same image id.
+            reproducible = ["--timestamp", str(timestamp)] if timestamp is not None else []
             command = self._cmd(
                 "build", "--isolation", "chroot", "--platform", platform, "--layers=false", "--format", "docker",
-                "--iidfile", str(iidfile), "-f", str(dockerfile), "-t", ref,
+                *reproducible, "--iidfile", str(iidfile), "-f", str(dockerfile), "-t", ref,
                 *[item for key, value in build_args.items() for item in ("--build-arg", f"{key}={value}")],
                 str(context),
             )
@@ -159,8 +163,10 @@ class DockerBuilder:
                               "start Docker, set DOCKER_HOST, or use --builder buildah") from exc
 
     def build(self, context: Path, dockerfile: Path, ref: str, platform: str,
-              build_args: dict[str, str], log: Log) -> BuiltImage:
+              build_args: dict[str, str], log: Log, timestamp: int | None = None) -> BuiltImage:
         image_id = None
+        if timestamp is not None:  # BuildKit reads it for the image's times (layers too with buildx's
+            build_args = {**build_args, "SOURCE_DATE_EPOCH": str(timestamp)}  # rewrite-timestamp)
         stream = self.client.api.build(
             path=str(context), dockerfile=str(dockerfile.relative_to(context)), tag=ref, platform=platform,
             buildargs=build_args, rm=True, forcerm=True, decode=True, pull=False,

@@ -22,7 +22,7 @@ from ..targets import Target
 from ..uv import build_wheel, install_for_platform
 
 # Copied into the context; the rest of the artifact (reports, lambda zip, iac) is not needed.
-CONTEXT_PARTS = ("container", "model", "bento", "agent", "lambda/app", "manifest.json")
+CONTEXT_PARTS = ("container", "model", "bento", "agent", "lambda/app", "manifest.json", "sbom.cdx.json")
 
 
 def stage_context(artifact: Path, target: Target, dest: Path, prefetch: bool = True) -> Path:
