@@ -12,6 +12,7 @@ from ..manifest import Manifest, SbomSection
 from ..model_info import sha256_file
 from ..sbom import SBOM, Contents, document, installed_packages, pinned_packages, with_wheel_hashes
 from . import StepContext
+from .lambda_zip import ZIP
 
 
 class SbomStep:
@@ -25,7 +26,8 @@ class SbomStep:
     def run(self, ctx: StepContext) -> SbomSection:
         m = ctx.manifest
         platform = m.target.platform
-        zipped = ctx.root / m.lambda_.zip if m.lambda_ is not None else None
+        # The draft manifest has no step sections yet: ask the target what was built.
+        zipped = ctx.root / ZIP if "lambda-zip" in m.target.builds else None
         if zipped is not None and zipped.is_file():
             packages = installed_packages(zipped)
         else:
