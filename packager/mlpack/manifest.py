@@ -248,8 +248,8 @@ class Manifest(Section):
 
 
 __all__ = [
-    "IMAGE_SBOM", "MANIFEST", "REPORT_FILES", "SCHEMA_VERSION", "SIGNATURE", "NAME_PATTERN", "NAME_RULE", "BentoSection",
-    "BuildInputs", "ColdStart", "DeployRecord",
+    "IMAGE_SBOM", "MANIFEST", "REPORT_FILES", "SCHEMA_VERSION", "SIGNATURE", "NAME_PATTERN", "NAME_RULE",
+    "BentoSection", "BuildInputs", "ColdStart", "DeployRecord",
     "FileEntry", "ImageIndex", "ImageSection", "LambdaSection", "Manifest", "ModelSection", "OptimizationSection",
     "Requirements", "RolloutRecord", "SbomSection", "Signature", "SourceModel", "TensorSpec", "Versions",
 ]
