@@ -53,11 +53,21 @@ def images(demo_artifact, tmp_path_factory, keys):
     buildah("rmi", "-f", read_json(built[0])["image"]["id"], check=False)
 
 
-def test_the_same_artifact_on_the_same_base_gives_the_same_image(images) -> None:
+def test_the_same_artifact_on_the_same_base_gives_the_same_image_and_digest(images, tmp_path: Path) -> None:
     first, second = (read_json(a)["image"] for a in images)
     assert first["id"] == second["id"]
-    created = image_config(first["local"])["OCIv1"]["created"]
-    assert created.startswith("19"), "the image's time is the build's, not the clock's"
+    config = image_config(first["local"])
+    assert config["OCIv1"]["created"].startswith("19"), "the image's time is the build's, not the clock's"
+    assert config["Docker"]["config"]["Healthcheck"]["Test"][0] == "CMD"  # still a Docker-format image
+    # Pushed twice (under two tags), the registry holds one manifest: the same digest.
+    with registry(tmp_path / "registry") as host:
+        digests = []
+        for tag in ("a", "b"):
+            pushed = buildah("push", "--tls-verify=false", "--digestfile", str(tmp_path / tag), first["local"],
+                             f"docker://{host}/demo/same:{tag}")
+            assert pushed.returncode == 0
+            digests.append((tmp_path / tag).read_text().strip())
+        assert digests[0] == digests[1]
 
 
 def test_the_image_carries_its_sbom_and_the_artifact_keeps_a_copy(images) -> None:
