@@ -21,7 +21,7 @@ def sign(
     cert: Annotated[Optional[Path], typer.Option(
         "--cert", help="Certificate mode: the signing certificate of the key (PEM).", show_default=False)] = None,
     chain: Annotated[Optional[list[Path]], typer.Option(
-        "--chain", help="Certificate mode: intermediate and root certificates (repeatable).",
+        "--chain", metavar="PEM", help="Certificate mode: intermediate and root certificates (repeatable).",
         show_default=False)] = None,
 ) -> None:
     """Sign an artifact folder in the OpenSSF model-signing format, offline: writes
