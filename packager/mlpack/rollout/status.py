@@ -115,3 +115,15 @@ def format_status(devices: list[DeviceStatus]) -> str:
         versions[d.version or "unknown"] = versions.get(d.version or "unknown", 0) + 1
     lines.append(f"{len(devices)} devices: " + ", ".join(f"{n} on {v}" for v, n in sorted(versions.items())))
     return "\n".join(lines)
+
+
+def format_last_rollout(state) -> str:
+    """The fleet's last rollout from its state file: how far it got, and who it left behind."""
+    line = (f"last rollout: {state.version}, {state.status} ({state.finished_waves} of {len(state.waves)} waves"
+            f"{', ' + state.reason if state.reason else ''}), updated {state.updated_at:%Y-%m-%d %H:%M} UTC")
+    unreachable = [h for h, record in state.devices.items() if record.get("status") == "unreachable"]
+    if unreachable:
+        line += f"\n  unreachable in that rollout: {', '.join(unreachable)}"
+    if state.status in ("stopped", "interrupted"):
+        line += f"\n  continue with: mlpack rollout --resume --fleet {state.fleet}"
+    return line
