@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,8 +70,16 @@ def record_fault(fault_id: str, test: str, injected: str, user_sees: str, lost: 
         raise KeyError(f"unknown fault {fault_id!r}: add it to tests/faults.py FAULTS")
     folder = results_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    result = FaultResult(fault_id, test, injected, " ".join(user_sees.split()), lost, detail, time.time())
+    result = FaultResult(fault_id, test, _short(injected), _short(user_sees), lost, _short(detail), time.time())
     (folder / f"{fault_id}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+
+
+_TMP = re.compile(r"/tmp/pytest-of-[^/]+/pytest-\d+/[^/\s]+")
+
+
+def _short(text: str) -> str:
+    """One line, with the test's temporary folders shortened to TMP."""
+    return _TMP.sub("TMP", " ".join(text.split()))
 
 
 def read_results(folder: Path | None = None) -> dict[str, FaultResult]:
@@ -86,3 +95,27 @@ def read_results(folder: Path | None = None) -> dict[str, FaultResult]:
 def nodeid() -> str:
     """The running test's node id (pytest sets PYTEST_CURRENT_TEST)."""
     return os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+
+
+# -- injection helpers shared by the fault tests -----------------------------------------
+
+
+def can_mount_tmpfs() -> bool:
+    """Root can mount a small tmpfs: a disk that is full after a few KiB or MiB."""
+    return os.geteuid() == 0 and "tmpfs" in Path("/proc/filesystems").read_text()
+
+
+NEEDS_TMPFS = {"present": can_mount_tmpfs,
+               "hint": "run the tests as root (CI does): the test mounts a small tmpfs as a full disk"}
+
+
+def mount_tmpfs(path: Path, size_bytes: int) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)], check=True)
+
+
+def unmount(path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(path)], check=False)

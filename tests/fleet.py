@@ -516,8 +516,12 @@ class SimulatedFleet:
         return release.version
 
     def wait_serving(self, version: str, timeout_s: float = 60.0) -> None:
+        self.wait_serving_on(self.devices, version, timeout_s)
+
+    def wait_serving_on(self, devices: list[Device], version: str, timeout_s: float = 60.0) -> None:
+        """Until each of `devices` serves `version` and its agent reports."""
         deadline = time.monotonic() + timeout_s
-        pending = list(self.devices)
+        pending = list(devices)
         while pending:
             pending = [d for d in pending if (d.served() or {}).get("version") != version
                        or "target_info" not in d.agent_metrics()]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from mlpack_agent.client import EventClient
 
 from .agent_harness import AgentProcess, OtlpReceiver, wait_for
-from .faults import nodeid, record_fault
+from .faults import NEEDS_TMPFS, mount_tmpfs, nodeid, record_fault, unmount
 
 LABELS = {"model_name": "test-model", "target": "x86-cpu"}
 
@@ -225,27 +224,20 @@ def test_a_full_buffer_drops_the_oldest_data_and_counts_it(tmp_path: Path) -> No
                         "(the oldest) and counted")
 
 
-def can_mount_tmpfs() -> bool:
-    import os
-
-    return os.geteuid() == 0 and Path("/proc/filesystems").read_text().find("tmpfs") >= 0
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 160 KiB tmpfs: a disk that fills up in seconds."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], check=True)
+    mount_tmpfs(mount, 160 * 1024)
     try:
         yield mount
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        unmount(mount)
 
 
 @pytest.mark.slow
-@pytest.mark.requires_tool("tmpfs", present=can_mount_tmpfs, hint="run the tests as root (CI does): "
-                           "the test mounts a small tmpfs as the agent's disk")
+@pytest.mark.requires_tool("tmpfs", **NEEDS_TMPFS)
 def test_a_full_disk_drops_the_oldest_data_counts_it_and_the_agent_keeps_running(
     tmp_path: Path, small_disk: Path
 ) -> None:

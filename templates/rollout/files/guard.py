@@ -110,8 +110,19 @@ class Device:
         self.save(state)
         return True
 
+    def watcher_running(self, state: dict) -> bool:
+        """A watcher for this switch is alive (a restart within the deadline starts none)."""
+        try:
+            pid = int((self.dir / "watcher.pid").read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        return b"watch" in cmdline and state["id"].encode() in cmdline
+
     def spawn_watcher(self, state: dict) -> None:
         """Start `watch` detached from this session (and from Ansible's SSH connection)."""
+        if self.watcher_running(state):
+            return
         argv = [sys.executable, os.path.abspath(__file__), "watch", str(self.root), state["id"]]
         if Path("/run/systemd/system").is_dir() and shutil.which("systemd-run"):
             # A transient unit: outside the login session, so logging out cannot end it.
@@ -190,13 +201,14 @@ def cmd_revert(device: Device, args: argparse.Namespace) -> dict:
 
 
 def cmd_watch(device: Device, args: argparse.Namespace) -> dict:
+    end = time.monotonic() + remaining_s(device.switch_state())  # immune to the clock being set meanwhile
     while True:
         state = device.switch_state()
         if state.get("id") != args.id or state.get("state") != "pending":
             return {"watching": False}  # confirmed, reverted, or replaced by a newer switch
-        if remaining_s(state) <= 0:
+        if time.monotonic() >= end:
             break
-        time.sleep(min(WATCH_POLL_S, max(0.05, remaining_s(state))))
+        time.sleep(min(WATCH_POLL_S, max(0.05, end - time.monotonic())))
     with device.locked():
         state = device.switch_state()
         if state.get("id") != args.id or not device.revert_pending(
@@ -216,6 +228,8 @@ def cmd_boot(device: Device, args: argparse.Namespace) -> dict:
         if remaining_s(state) <= 0:
             device.revert_pending(state, "not confirmed before the deadline (found at start)")
             return {"reverted": True}
+        state["deadline"] = time.time() + remaining_s(state)  # on this boot's clock
+        device.save(state)
         device.log(f"start during a pending switch to {state.get('to')}: watching it again "
                    f"({remaining_s(state):.0f} s left)")
         device.spawn_watcher(state)
