@@ -209,80 +209,88 @@ def run_rollout(
 ) -> RolloutResult:
     """Run the rollout wave by wave; returns what happened on every device (never raises on a
     failed wave). With `resume`, continue the fleet's last unfinished rollout from its first
-    unfinished wave (`artifact` may then be None: the state names it)."""
+    unfinished wave, with its waves and options (`artifact` may then be None: the state names it)."""
     say = echo or (lambda _: None)
     folder = fleet_dir(inventory)
-    previous = RolloutState.load(folder)
     if resume:
-        state = _resumable(previous, inventory, artifact)
-        artifact = Path(state.artifact)
+        artifact = Path(_resumable(RolloutState.load(folder), inventory, artifact).artifact)
     elif artifact is None:
         raise InputError("no artifact given", "pass the artifact folder: mlpack rollout ARTIFACT --fleet FLEET")
     release = read_release(artifact)
     with FleetLock(inventory, str(release.artifact)) as lock:
-        if resume:
-            previous = RolloutState.load(folder)  # as the last holder left it
-            state = _resumable(previous, inventory, artifact)
+        if resume:  # read again: the last holder may have changed it meanwhile
+            state = _resumable(RolloutState.load(folder), inventory, artifact)
             if state.version != release.version:
                 raise InputError(f"the artifact is {release.version}, the rollout to resume is {state.version}",
                                  f"resume without an artifact, or roll {release.version} out anew")
             state.status, state.reason, state.pid = "running", "", os.getpid()
-            options = state.options
-            health_timeout_s, confirm_timeout_s = options["health_timeout_s"], options["confirm_timeout_s"]
-            max_unreachable = UnreachableBudget.parse(options["max_unreachable"])
             say(f"resuming the rollout of {state.version} at wave {state.finished_waves + 1} of {len(state.waves)}")
         else:
-            check_waves(waves)
-            hosts = list(inventory_hosts(inventory, limit))
-            if not hosts:
-                raise InputError(f"the fleet {inventory} has no hosts{' matching ' + limit if limit else ''}",
-                                 "add devices to the inventory")
-            if previous is not None and previous.status != "finished":
-                say(f"note: the unfinished rollout of {previous.version} to this fleet "
-                    f"({previous.status}: {previous.reason or 'no reason recorded'}) is replaced by this one")
-            confirm_timeout_s = confirm_timeout_s or default_confirm_timeout(health_timeout_s)
-            state = RolloutState(
-                fleet=fleet_id(inventory), artifact=str(release.artifact), version=release.version,
-                waves=plan_waves(hosts, waves),
-                options={"health_timeout_s": health_timeout_s, "confirm_timeout_s": confirm_timeout_s,
-                         "max_unreachable": str(max_unreachable), "limit": limit, "waves": [str(w) for w in waves]},
-            )
-        state.save(folder)
-        workdir = Path(tempfile.mkdtemp(prefix=f"mlpack-rollout-{release.name}-"))
-        result = RolloutResult(release, 0, state.hosts, state.devices, workdir if keep_workdir else None,
-                               state.waves, state.finished_waves, state_dir=folder)
-        try:
-            playbook = prepare(release, workdir, health_timeout_s=health_timeout_s,
-                               confirm_timeout_s=confirm_timeout_s)
-            for number in range(state.finished_waves, len(state.waves)):
-                wave = state.waves[number]
-                say(f"wave {number + 1} of {len(state.waves)}: {len(wave)} device{'s' * (len(wave) != 1)}")
-                result.returncode, per_host = run_playbook(playbook, inventory, wave, log, pass_fds=[lock.fd])
-                if result.returncode not in (0, 2, 4) and not per_host:
-                    raise MlpackError(f"ansible-playbook failed in wave {number + 1} (exit {result.returncode})"
-                                      f"{_log_tail(log)}", "run it again with the same inventory to see why")
-                records = _device_records(per_host)
-                for host in wave:  # a device of this wave with no record was not reached at all
-                    state.devices[host] = records.get(host) or {"host": host, "status": "unreachable"}
-                stop = _stop_reason(state, wave, max_unreachable)
-                if stop:
-                    state.status, state.reason = "stopped", f"wave {number + 1} of {len(state.waves)}: {stop}"
-                    break
-                state.finished_waves = number + 1
-                state.save(folder)
-            else:
-                state.status = "finished"
-        except KeyboardInterrupt:
-            state.status = "interrupted"
-            state.reason = f"interrupted in wave {state.finished_waves + 1} of {len(state.waves)}"
-            raise
-        finally:
-            if state.status == "running":  # an error: resumable like an interruption
-                state.status, state.reason = "interrupted", f"stopped by an error in wave {state.finished_waves + 1}"
+            state = _plan(release, inventory, limit, waves, say, {
+                "health_timeout_s": health_timeout_s,
+                "confirm_timeout_s": confirm_timeout_s or default_confirm_timeout(health_timeout_s),
+                "max_unreachable": str(max_unreachable), "limit": limit, "waves": [str(w) for w in waves]})
+        return _run_waves(state, folder, release, inventory, lock.fd, log, keep_workdir, say)
+
+
+def _plan(release: Release, inventory: str | Path, limit: str | None, waves: Sequence[int | str],
+          say: Callable[[str], None], options: dict[str, Any]) -> RolloutState:
+    """A new rollout's state: the fleet's hosts in waves, and the options it runs with."""
+    check_waves(waves)
+    hosts = list(inventory_hosts(inventory, limit))
+    if not hosts:
+        raise InputError(f"the fleet {inventory} has no hosts{' matching ' + limit if limit else ''}",
+                         "add devices to the inventory")
+    previous = RolloutState.load(fleet_dir(inventory))
+    if previous is not None and previous.status != "finished":
+        say(f"note: the unfinished rollout of {previous.version} to this fleet "
+            f"({previous.status}: {previous.reason or 'no reason recorded'}) is replaced by this one")
+    return RolloutState(fleet=fleet_id(inventory), artifact=str(release.artifact), version=release.version,
+                        waves=plan_waves(hosts, waves), options=options)
+
+
+def _run_waves(state: RolloutState, folder: Path, release: Release, inventory: str | Path, lock_fd: int,
+               log: Path | None, keep_workdir: bool, say: Callable[[str], None]) -> RolloutResult:
+    """The waves from the first unfinished one; the state is saved before and after each."""
+    options = state.options
+    budget = UnreachableBudget.parse(options["max_unreachable"])
+    state.save(folder)
+    workdir = Path(tempfile.mkdtemp(prefix=f"mlpack-rollout-{release.name}-"))
+    result = RolloutResult(release, 0, state.hosts, state.devices, workdir if keep_workdir else None,
+                           state.waves, state.finished_waves, state_dir=folder)
+    try:
+        playbook = prepare(release, workdir, health_timeout_s=options["health_timeout_s"],
+                           confirm_timeout_s=options["confirm_timeout_s"])
+        for number in range(state.finished_waves, len(state.waves)):
+            wave = state.waves[number]
+            say(f"wave {number + 1} of {len(state.waves)}: {len(wave)} device{'s' * (len(wave) != 1)}")
+            # The fleet lock goes to ansible-playbook too: a wave outliving mlpack keeps it.
+            result.returncode, per_host = run_playbook(playbook, inventory, wave, log, pass_fds=[lock_fd])
+            if result.returncode not in (0, 2, 4) and not per_host:
+                raise MlpackError(f"ansible-playbook failed in wave {number + 1} (exit {result.returncode})"
+                                  f"{_log_tail(log)}", "run it again with the same inventory to see why")
+            records = _device_records(per_host)
+            for host in wave:  # a device of this wave with no record was not reached at all
+                state.devices[host] = records.get(host) or {"host": host, "status": "unreachable"}
+            stop = _stop_reason(state, wave, budget)
+            if stop:
+                state.status, state.reason = "stopped", f"wave {number + 1} of {len(state.waves)}: {stop}"
+                break
+            state.finished_waves = number + 1
             state.save(folder)
-            result.finished_waves, result.reason, result.devices = state.finished_waves, state.reason, state.devices
-            if not keep_workdir:
-                shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            state.status = "finished"
+    except KeyboardInterrupt:
+        state.status = "interrupted"
+        state.reason = f"interrupted in wave {state.finished_waves + 1} of {len(state.waves)}"
+        raise
+    finally:
+        if state.status == "running":  # an error: resumable like an interruption
+            state.status, state.reason = "interrupted", f"stopped by an error in wave {state.finished_waves + 1}"
+        state.save(folder)
+        result.finished_waves, result.reason, result.devices = state.finished_waves, state.reason, state.devices
+        if not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 

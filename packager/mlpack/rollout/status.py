@@ -13,9 +13,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, MlpackError
+
+if TYPE_CHECKING:
+    from .state import RolloutState
 
 REQUESTS = "mlpack_inference_requests_total"
 ERRORS = "mlpack_inference_errors_total"
@@ -117,7 +120,7 @@ def format_status(devices: list[DeviceStatus]) -> str:
     return "\n".join(lines)
 
 
-def format_last_rollout(state) -> str:
+def format_last_rollout(state: "RolloutState") -> str:
     """The fleet's last rollout from its state file: how far it got, and who it left behind."""
     line = (f"last rollout: {state.version}, {state.status} ({state.finished_waves} of {len(state.waves)} waves"
             f"{', ' + state.reason if state.reason else ''}), updated {state.updated_at:%Y-%m-%d %H:%M} UTC")
