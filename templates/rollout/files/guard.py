@@ -127,9 +127,12 @@ class Device:
         if Path("/run/systemd/system").is_dir() and shutil.which("systemd-run"):
             # A transient unit: outside the login session, so logging out cannot end it.
             unit = f"mlpack-guard-{state['id'][:12]}"
-            subprocess.run(["systemd-run", "--quiet", "--collect", f"--unit={unit}", *argv], check=False,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            return
+            done = subprocess.run(["systemd-run", "--quiet", "--collect", f"--unit={unit}", *argv],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if done.returncode == 0:
+                return
+            self.log(f"systemd-run failed ({done.stderr.decode(errors='replace').strip()[-200:]}); "
+                     "watching from a detached process instead")
         log = open(self.dir / "guard.log", "a")
         watcher = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                    close_fds=True, cwd="/")
