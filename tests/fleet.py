@@ -487,6 +487,7 @@ class SimulatedFleet:
                 **(ssh.host_vars(self.links[d.name].port if d.name in self.links else None)
                    if d.name in self.over_ssh else {"ansible_connection": "local"}),
                 "ansible_python_interpreter": sys.executable,
+                "mlpack_device_python": sys.executable,  # the device's venv: it has model-signing
                 "mlpack_root": str(d.root),
                 "mlpack_service_port": d.service_port,
                 "mlpack_agent_port": d.agent_port,

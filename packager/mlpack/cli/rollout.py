@@ -16,6 +16,7 @@ import typer
 
 from ..errors import InputError, MlpackError
 from .application import Application, command
+from .options import VerifyKeyOption
 
 GREENGRASS_PREFIX = "greengrass:"
 
@@ -65,6 +66,7 @@ def rollout(
         help="Greengrass: minutes a device may take before it counts as timed out.")] = None,
     wait: Annotated[float, typer.Option(
         help="Greengrass: seconds to follow the deployment (0: return once created).")] = 1800.0,
+    key: VerifyKeyOption = None,
 ) -> None:
     """Roll an edge artifact out to a fleet in waves, stopping and rolling back on failure."""
     if status:
@@ -78,12 +80,13 @@ def rollout(
                                abort_min_devices, timeout_minutes)
         if resume:
             raise InputError("--resume is for Ansible fleets", "a Greengrass deployment continues by itself")
-        return _greengrass(app, artifact, fleet, region, profile, bucket, policy, wait)
-    _ansible(app, artifact, fleet, limit, waves, health_timeout, max_unreachable, confirm_timeout, resume)
+        return _greengrass(app, artifact, fleet, region, profile, bucket, policy, wait, key)
+    _ansible(app, artifact, fleet, limit, waves, health_timeout, max_unreachable, confirm_timeout, resume, key)
 
 
 def _ansible(app: Application, artifact: Path | None, fleet: str, limit: str | None, waves: str,
-             health_timeout: float, max_unreachable: str, confirm_timeout: float | None, resume: bool) -> None:
+             health_timeout: float, max_unreachable: str, confirm_timeout: float | None, resume: bool,
+             key: Path | None = None) -> None:
     from ..rollout.ansible import parse_waves, run_rollout
     from ..rollout.release import record_rollout
     from ..rollout.waves import UnreachableBudget
@@ -91,7 +94,8 @@ def _ansible(app: Application, artifact: Path | None, fleet: str, limit: str | N
     budget, wave_sizes = UnreachableBudget.parse(max_unreachable), parse_waves(waves)
     try:
         result = run_rollout(artifact, fleet, limit=limit, waves=wave_sizes, health_timeout_s=health_timeout,
-                             confirm_timeout_s=confirm_timeout, max_unreachable=budget, resume=resume, echo=app.echo)
+                             confirm_timeout_s=confirm_timeout, max_unreachable=budget, resume=resume, echo=app.echo,
+                             key=key)
     except KeyboardInterrupt:
         raise RolloutInterrupted("rollout interrupted; devices cut off mid-update revert themselves once their "
                                  "confirmation time passes",
@@ -119,7 +123,7 @@ def _ansible(app: Application, artifact: Path | None, fleet: str, limit: str | N
 
 
 def _greengrass(app: Application, artifact: Path, fleet: str, region: str | None, profile: str | None, bucket: str | None,
-                policy, wait: float) -> None:
+                policy, wait: float, key: Path | None = None) -> None:
     from ..deploy.aws import connect
     from ..rollout import greengrass
     from ..rollout.release import record_rollout
@@ -127,7 +131,7 @@ def _greengrass(app: Application, artifact: Path, fleet: str, region: str | None
     aws = connect(region, profile)
     with tempfile.TemporaryDirectory(prefix="mlpack-greengrass-") as tmp:
         outcome = greengrass.rollout(artifact, fleet, aws, bucket=bucket, policy=policy, wait_s=wait,
-                                     workdir=Path(tmp), log=app.echo)
+                                     workdir=Path(tmp), log=app.echo, key=key)
     record_rollout(artifact, "greengrass", fleet, outcome.deployment_id, outcome.status)
     app.echo(f"deployment {outcome.deployment_id}: {outcome.status}, {outcome.succeeded} succeeded, "
                f"{outcome.failed} failed, {outcome.pending} pending")

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 from .. import __version__
 from ..errors import InputError, MlpackError
 from ..resources import data_dir
+from ..signing import VERIFY_KEY_ENV, Key, key_from
 from .release import Release, read_release, unpacked_size, write_bundle
 from .state import FleetLock, RolloutState, fleet_dir, fleet_id
 from .waves import DEFAULT_WAVES, UnreachableBudget, check_waves, parse_waves, plan_waves
@@ -118,10 +119,18 @@ def prepare(
     hosts: str = "all",
     health_timeout_s: float = 60.0,
     confirm_timeout_s: float | None = None,
+    verify_key: Key | None = None,
 ) -> Path:
-    """Write the playbook, its task files, plugins, the device guard and the bundle; return the playbook."""
+    """Write the playbook, its task files, plugins, the device guard and the bundle; return the playbook.
+
+    With `verify_key`, every device checks the new version's signature with it before
+    switching to it (templates/rollout/verify.yml)."""
     copy_static_files(workdir)
     bundle = write_bundle(release, workdir / f"{release.name}-{release.version}.tar.gz")
+    key_file = ""
+    if verify_key is not None:
+        key_file = str(workdir / "verify-key.pem")
+        Path(key_file).write_bytes(verify_key.read())
     playbook = workdir / "playbook.yml"
     playbook.write_text(render_template(
         "playbook.yml.j2",
@@ -130,8 +139,16 @@ def prepare(
         probe=release.probe, health_timeout_s=health_timeout_s,
         confirm_timeout_s=confirm_timeout_s or default_confirm_timeout(health_timeout_s),
         mlpack_version=__version__, service_port=release.service_port, agent_port=release.agent_port,
+        verify_key=key_file, verify_mode=_verify_mode(verify_key),
     ), encoding="utf-8")
     return playbook
+
+
+def _verify_mode(key: Key | None) -> str:
+    """How model_signing checks on the device: `key` (a public key) or `certificate` (a CA)."""
+    if key is None:
+        return ""
+    return "certificate" if key.kind == "certificate" else "key"
 
 
 def copy_static_files(workdir: Path) -> None:
@@ -206,17 +223,24 @@ def run_rollout(
     log: Path | None = None,
     keep_workdir: bool = False,
     echo: Callable[[str], None] | None = None,
+    key: Path | None = None,
 ) -> RolloutResult:
     """Run the rollout wave by wave; returns what happened on every device (never raises on a
     failed wave). With `resume`, continue the fleet's last unfinished rollout from its first
-    unfinished wave, with its waves and options (`artifact` may then be None: the state names it)."""
+    unfinished wave, with its waves and options (`artifact` may then be None: the state names it).
+
+    With `key` (or $MLPACK_VERIFY_KEY) the artifact's signature must verify here, and
+    again on every device before it switches (a resume reuses the key file it was given)."""
     say = echo or (lambda _: None)
     folder = fleet_dir(inventory)
     if resume:
-        artifact = Path(_resumable(RolloutState.load(folder), inventory, artifact).artifact)
+        earlier = _resumable(RolloutState.load(folder), inventory, artifact)
+        artifact = Path(earlier.artifact)
+        key = key or (Path(earlier.options["key"]) if earlier.options.get("key") else None)
     elif artifact is None:
         raise InputError("no artifact given", "pass the artifact folder: mlpack rollout ARTIFACT --fleet FLEET")
-    release = read_release(artifact)
+    verify_key = key_from(key, VERIFY_KEY_ENV)
+    release = read_release(artifact, key)
     with FleetLock(inventory, str(release.artifact)) as lock:
         if resume:  # read again: the last holder may have changed it meanwhile
             state = _resumable(RolloutState.load(folder), inventory, artifact)
@@ -229,8 +253,9 @@ def run_rollout(
             state = _plan(release, inventory, limit, waves, say, {
                 "health_timeout_s": health_timeout_s,
                 "confirm_timeout_s": confirm_timeout_s or default_confirm_timeout(health_timeout_s),
-                "max_unreachable": str(max_unreachable), "limit": limit, "waves": [str(w) for w in waves]})
-        return _run_waves(state, folder, release, inventory, lock.fd, log, keep_workdir, say)
+                "max_unreachable": str(max_unreachable), "limit": limit, "waves": [str(w) for w in waves],
+                "key": str(verify_key.path) if verify_key is not None and verify_key.path else None})
+        return _run_waves(state, folder, release, verify_key, inventory, lock.fd, log, keep_workdir, say)
 
 
 def _plan(release: Release, inventory: str | Path, limit: str | None, waves: Sequence[int | str],
@@ -249,8 +274,9 @@ def _plan(release: Release, inventory: str | Path, limit: str | None, waves: Seq
                         waves=plan_waves(hosts, waves), options=options)
 
 
-def _run_waves(state: RolloutState, folder: Path, release: Release, inventory: str | Path, lock_fd: int,
-               log: Path | None, keep_workdir: bool, say: Callable[[str], None]) -> RolloutResult:
+def _run_waves(state: RolloutState, folder: Path, release: Release, verify_key: Key | None,
+               inventory: str | Path, lock_fd: int, log: Path | None, keep_workdir: bool,
+               say: Callable[[str], None]) -> RolloutResult:
     """The waves from the first unfinished one; the state is saved before and after each."""
     options = state.options
     budget = UnreachableBudget.parse(options["max_unreachable"])
@@ -260,7 +286,7 @@ def _run_waves(state: RolloutState, folder: Path, release: Release, inventory: s
                            state.waves, state.finished_waves, state_dir=folder)
     try:
         playbook = prepare(release, workdir, health_timeout_s=options["health_timeout_s"],
-                           confirm_timeout_s=options["confirm_timeout_s"])
+                           confirm_timeout_s=options["confirm_timeout_s"], verify_key=verify_key)
         for number in range(state.finished_waves, len(state.waves)):
             wave = state.waves[number]
             say(f"wave {number + 1} of {len(state.waves)}: {len(wave)} device{'s' * (len(wave) != 1)}")
