@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..model_files import save_model, stored_external
 from .data import EvalData
 from .sensitivity import capture_inputs, channel_absmax, int8_error
 
@@ -104,5 +105,4 @@ def apply(src: Path, dst: Path, smoothing: list[Smoothing]) -> Path:
         new_nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
-    onnx.save(model, str(dst))
-    return dst
+    return save_model(model, dst, external=stored_external(src))
