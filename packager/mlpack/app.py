@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+from .model_files import copy_model
 from .render import RenderContext, render_group, write_files
 from .resources import data_dir, runtime_dir
 
@@ -23,8 +24,9 @@ def runtime_json(ctx: RenderContext) -> str:
     sig = ctx.model.signature
     config = {
         "model_file": ctx.model.file,
-        "inputs": [t.model_dump() for t in sig.inputs],
-        "outputs": [t.model_dump() for t in sig.outputs],
+        # `optional` only where true: a request may leave that input out.
+        "inputs": [t.model_dump(exclude_defaults=True) for t in sig.inputs],
+        "outputs": [t.model_dump(exclude_defaults=True) for t in sig.outputs],
         "session": ctx.target.runtime.session_settings(),
         "labels": {
             "model_name": ctx.name,
@@ -49,4 +51,4 @@ def write_app(folder: Path, ctx: RenderContext, model: Path) -> None:
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(runtime_dir(), folder / RUNTIME_PACKAGE, ignore=skip)
     shutil.copytree(data_dir("agent") / AGENT_PACKAGE, folder / AGENT_PACKAGE, ignore=skip)
-    shutil.copyfile(model, folder / ctx.model.file)
+    copy_model(model, folder / ctx.model.file)  # and its external data file, if it has one

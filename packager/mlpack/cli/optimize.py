@@ -7,7 +7,6 @@ and prints the candidate table.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
@@ -33,6 +32,7 @@ def optimize(
     """Make smaller or faster variants of MODEL for a target, check each against the float
     model on data, and keep the one the target's policy picks."""
     from ..fsutil import staged_folder
+    from ..model_files import copy_model
     from ..model_info import inspect_model
     from ..optimize import optimize_model
     from ..targets import load_target
@@ -48,7 +48,7 @@ def optimize(
     with tempfile.TemporaryDirectory(prefix="mlpack-optimize-") as tmp, staged_folder(out) as staged:
         result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=settings,
                                 log=lambda line: typer.echo(f"  {line}", err=True))
-        shutil.copyfile(result.chosen.path, staged / "model.onnx")
+        copy_model(result.chosen.path, staged / "model.onnx")  # with model.onnx.data for external weights
         (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")
         (staged / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     app.echo(result.table())

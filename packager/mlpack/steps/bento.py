@@ -87,7 +87,7 @@ def _build_in_this_process(spec: dict) -> None:
         version=spec["version"],
         labels=spec["labels"],
         build_ctx=spec["context"],
-        include=["*.py", "*.json", "*.onnx", "mlpack_runtime/*.py", "mlpack_agent/*.py"],
+        include=["*.py", "*.json", "*.onnx", "*.onnx.data", "mlpack_runtime/*.py", "mlpack_agent/*.py"],
         python={
             "packages": spec["packages"],
             # Locking resolves against an index; builds must work offline.
