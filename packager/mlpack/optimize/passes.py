@@ -28,6 +28,7 @@ PORTABLE_GRAPH_LEVELS = ("basic", "extended")
 PER_CHANNEL_QDQ_OPSET = 13
 # Block-quantized Gather (GatherBlockQuantized + DequantizeLinear with block_size) needs opset 21.
 BLOCKED_QUANT_OPSET = 21
+INT4_IR_VERSION = 10  # the first IR version with 4-bit tensor types
 
 
 @contextlib.contextmanager
@@ -47,6 +48,23 @@ def _save(model: onnx.ModelProto, path: Path, like: Path) -> Path:
     """Save a candidate stored as its source `like` is: inline, or external (path.name + ".data")
     when the source kept its weights external or the model is over protobuf's 2 GB."""
     return save_model(model, path, external=stored_external(like))
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _load_at_opset(src: Path, opset: int) -> onnx.ModelProto:
+    """The model, converted to `opset` when it is older. onnx's converter serializes what it
+    converts, so an external model's graph goes through it alone and its weights are read
+    in after (past 2 GB, the whole model fits in no one protobuf message)."""
+    from onnx import version_converter
+
+    model = onnx.load(str(src), load_external_data=False)
+    if _opset(model) < opset:
+        model = version_converter.convert_version(model, opset)
+    onnx.load_external_data_for_model(model, str(src.parent))
+    return model
 
 
 # ---- float passes ---------------------------------------------------------------
@@ -176,14 +194,11 @@ def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str
         def get_next(self):
             return next(self._feeds, (None, 0))[0]
 
-    model = onnx.load(str(src))
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     converted = None
-    if opset < PER_CHANNEL_QDQ_OPSET:  # per-channel DequantizeLinear (axis) needs opset 13
-        from onnx import version_converter
-
-        converted = _save(version_converter.convert_version(model, PER_CHANNEL_QDQ_OPSET),
-                          dst.with_name(dst.stem + "-opset13.onnx"), like=src)
+    if _opset(onnx.load(str(src), load_external_data=False)) < PER_CHANNEL_QDQ_OPSET:
+        # per-channel DequantizeLinear (axis) needs opset 13
+        converted = _save(_load_at_opset(src, PER_CHANNEL_QDQ_OPSET), dst.with_name(dst.stem + "-opset13.onnx"),
+                          like=src)
     with _quiet():
         quantize_static(
             str(converted or src), str(dst), Reader(),
@@ -218,12 +233,9 @@ def int8_tables(src: Path, dst: Path, *, block_size: int = 128) -> Path:
     gathers int8 rows and their scales, then dequantizes only the rows it took
     (standard ONNX ops: Gather, Gather, DequantizeLinear with block_size, opset 21).
     """
-    from onnx import helper, numpy_helper, version_converter
+    from onnx import helper, numpy_helper
 
-    model = onnx.load(str(src))
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    if opset < BLOCKED_QUANT_OPSET:
-        model = version_converter.convert_version(model, BLOCKED_QUANT_OPSET)
+    model = _load_at_opset(src, BLOCKED_QUANT_OPSET)
     inits = {t.name: t for t in model.graph.initializer}
     targets = set(embedding_tables(model))
     users: dict[str, int] = {}
@@ -270,13 +282,10 @@ def int4_tables(src: Path, dst: Path, *, block_size: int = 32) -> Path:
     A lookup table costs no compute, only size and memory: 4 bits per weight plus one
     scale per block. Everything else stays as it is.
     """
-    from onnx import version_converter
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    model = onnx.load(str(src))
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    if opset < BLOCKED_QUANT_OPSET:
-        model = version_converter.convert_version(model, BLOCKED_QUANT_OPSET)
+    model = _load_at_opset(src, BLOCKED_QUANT_OPSET)
+    model.ir_version = max(model.ir_version, INT4_IR_VERSION)  # as the quantizer would, without its warning
     quantizer = MatMulNBitsQuantizer(
         model, bits=4, block_size=block_size, is_symmetric=True,
         op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),),

@@ -62,8 +62,8 @@ def plan(model_path: Path, data: EvalData, strength: float) -> list[Smoothing]:
     if not groups:
         return []
     weights = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in model.graph.initializer}
-    captured = capture_inputs(model, list(groups), data)
-    absmax = channel_absmax(model, list(groups), data)
+    captured = capture_inputs(model, list(groups), data, source=model_path)
+    absmax = channel_absmax(model, list(groups), data, source=model_path)
     chosen = []
     for tensor, nodes in groups.items():
         x = captured[tensor].reshape(-1, captured[tensor].shape[-1])
