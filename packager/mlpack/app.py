@@ -24,9 +24,8 @@ def runtime_json(ctx: RenderContext) -> str:
     sig = ctx.model.signature
     config = {
         "model_file": ctx.model.file,
-        # `optional` only where true: a request may leave that input out.
-        "inputs": [t.model_dump(exclude_defaults=True) for t in sig.inputs],
-        "outputs": [t.model_dump(exclude_defaults=True) for t in sig.outputs],
+        "inputs": [t.model_dump() for t in sig.inputs],
+        "outputs": [t.model_dump() for t in sig.outputs],
         "session": ctx.target.runtime.session_settings(),
         "labels": {
             "model_name": ctx.name,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from pydantic import BaseModel
+from pydantic import BaseModel, model_serializer
 
 from .errors import InputError
 from .locale_ops import LocaleNode, locale_nodes, make_portable
@@ -26,6 +26,15 @@ class TensorSpec(BaseModel):
     dtype: str  # numpy dtype name ("float32"; "object" for strings), or the ONNX type for non-tensors ("seq(map(int64,tensor(float)))")
     shape: list[Dim] | None  # None when the rank itself is unknown
     optional: bool = False  # the request may leave it out: an ONNX optional input, or one with a default
+
+    @model_serializer(mode="wrap")
+    def _optional_only_when_true(self, handler):
+        # Written only where it says something: manifests and runtime.json of models
+        # without optional inputs read as before.
+        data = handler(self)
+        if not self.optional:
+            data.pop("optional", None)
+        return data
 
     @property
     def is_tensor(self) -> bool:
