@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .application import Application, command
+from .options import (
+    ImagePreprocessOption, LabelsOption, ProcessingOption, TokenizerOption, TopKOption, processing_request,
+)
 
 if TYPE_CHECKING:
     from ..model_info import ModelInfo
@@ -26,14 +29,22 @@ def targets(app: Application) -> None:
 def inspect(
     app: Application,
     model: Annotated[Path, typer.Argument(help="Path to an ONNX model.", show_default=False)],
+    tokenizer: TokenizerOption = None,
+    labels: LabelsOption = None,
+    top_k: TopKOption = 5,
+    image_preprocess: ImagePreprocessOption = None,
+    processing: ProcessingOption = None,
 ) -> None:
     """Check a model and print what mlpack sees: inputs (strings, optional ones and their
     defaults), outputs (maps of class probabilities too), external data files, and the
-    operators that need a locale, each with what a build does about it."""
+    operators that need a locale, each with what a build does about it; with processing
+    (given, or a tokenizer.json beside the model), what a build would serve."""
     from ..model_info import inspect_model
 
-    for line in describe_model(inspect_model(model)):
+    info = inspect_model(model)
+    for line in describe_model(info):
         app.echo(line)
+    _inspect_processing(app, info, processing_request(tokenizer, labels, top_k, image_preprocess, processing))
 
 
 def describe_model(info: ModelInfo) -> list[str]:
@@ -78,6 +89,22 @@ def describe_model(info: ModelInfo) -> list[str]:
     for node in info.locale_nodes:
         lines.append(f"  locale  {node.op_type} {node.node!r} needs a C library locale: {node.action()}")
     return lines
+
+
+def _inspect_processing(app: Application, info, request) -> None:
+    """The processing a build would bundle, checked on the model, and the signature it serves."""
+    from ..processing import resolve_processing
+    from ..processing.describe import section_lines, signature_lines
+
+    resolved = resolve_processing(request, info, {})
+    if resolved is None:
+        return
+    app.echo("processing")
+    for line in section_lines(resolved.section):
+        app.echo(f"  {line}")
+    app.echo("served (after processing)")
+    for line in signature_lines(resolved.section.signature):
+        app.echo(f"  {line}")
 
 
 def register(cli: typer.Typer) -> None:
