@@ -258,6 +258,12 @@ def test_a_string_input_takes_json_strings_and_npz_bytes() -> None:
     assert parsed.dtype == object and parsed.tolist() == [["a cat"], ["ÜBER"]]
     from_npz = parse_inputs({"text": np.array([[b"caf\xc3\xa9"]])}, [TEXT])["text"]
     assert from_npz.dtype == object and from_npz.tolist() == [["café"]]
+    # onnxruntime would read bytes objects as their repr ("b'...'"): they arrive decoded.
+    v2_bytes = parse_inputs({"text": np.array([[b"caf\xc3\xa9"], ["plain"]], dtype=object)}, [TEXT])["text"]
+    assert v2_bytes.tolist() == [["café"], ["plain"]]
+    # An input of files (encoded images for the artifact's processing) keeps its bytes.
+    image = {"name": "image", "dtype": "object", "shape": [None], "content": "file"}
+    assert parse_inputs({"image": np.array([b"\x89PNG"], dtype=object)}, [image])["image"].tolist() == [b"\x89PNG"]
 
 
 @pytest.mark.parametrize("value, message", [
