@@ -174,3 +174,18 @@ def test_external_weights_ship_beside_the_model_and_serve(target: str, fast_timi
     assert status == 200, body
     expected = shapes.run_onnx(shipped, {"x": x})[0]
     np.testing.assert_allclose(np.array(body["outputs"]["logits"]), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["x86-cpu", "aws-lambda"])
+def test_several_inputs_one_optional_are_served_with_and_without_it(target: str, fast_timing, tmp_path: Path) -> None:
+    model = shapes.optional_model(tmp_path / "optional.onnx")
+    result = build(BuildRequest(model=model, target=target, out=tmp_path / "out"), Progress(quiet=True))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    bias = np.full((2, 3), 0.5, np.float32)
+    with served(result, tmp_path / "bentoml-home") as (predict, _):
+        without = predict({"inputs": {"x": x.tolist()}})
+        with_bias = predict({"inputs": {"x": x.tolist(), "bias": bias.tolist()}})
+        wrong = predict({"inputs": {"x": x.tolist(), "bias": [[1.0]]}})
+    assert without == (200, {"outputs": {"y": x.tolist()}})
+    assert with_bias == (200, {"outputs": {"y": (x + bias).tolist()}})
+    assert wrong[0] == 400 and "input 'bias' has shape [1, 1]: expected float32 [?, 3]" in json.dumps(wrong[1])

@@ -28,7 +28,8 @@ def served_settings(target_name: str) -> dict:
     model = SimpleNamespace(file="model.onnx", sha256="a" * 64, variant="float", signature=Signature(
         inputs=[TensorSpec(name="x", dtype="float32", shape=["batch", 4])],
         outputs=[TensorSpec(name="y", dtype="float32", shape=["batch", 3])]))
-    ctx = SimpleNamespace(name="m", target=load_target(target_name), model=model, mlpack_version="0")
+    ctx = SimpleNamespace(name="m", target=load_target(target_name), model=model, mlpack_version="0",
+                          processing=None)
     return json.loads(runtime_json(ctx))["session"]
 
 
