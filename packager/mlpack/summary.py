@@ -28,12 +28,12 @@ def build_summary(result: BuildResult) -> str:
     if m.bento is not None:
         lines.append(f"  bento      {m.bento.tag} ({format_size(_folder_size(m, m.bento.path))})")
     if m.lambda_ is not None:
-        cold = m.lambda_.cold_start
+        cold = result.cold_start
         zip_size = m.files[m.lambda_.zip].size
         lines.append(f"  lambda     {m.lambda_.zip} ({format_size(zip_size)} of {LAMBDA_ZIP_LIMIT_TEXT})")
-        if cold.seconds is not None:
+        if cold is not None and cold.seconds is not None:
             lines.append(f"  cold start {cold.seconds:.2f} s, peak memory {cold.peak_rss_mb:.0f} MB")
-        else:
+        elif cold is not None:
             lines.append(f"  cold start {cold.note}")
     for folder in ("container", "agent", "iac"):
         count = sum(1 for p in m.files if p.startswith(folder + "/"))

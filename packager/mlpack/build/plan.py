@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from pydantic import BaseModel
 
-from ..manifest import MANIFEST, Requirements, Versions
+from ..manifest import MANIFEST, REPORT_FILES, Requirements, Versions
 from ..render import template_paths
 from ..steps import step_class
 from ..targets import RenderGroup, Target
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from ..processing import ResolvedProcessing
 
 MODEL_FILE = "model/model.onnx"
-REPORT_FILES = ("report.md", "report.json")
 
 
 class PlannedStep(BaseModel):
@@ -69,8 +68,13 @@ def pin_requirements(target: Target, versions: Versions, processing: Sequence[st
                         processing=list(processing))
 
 
+# Run for every target, after the target's own steps: it lists what they packaged.
+EVERY_TARGET_STEPS = ("sbom",)
+
+
 def plan_build(name: str, target: Target, versions: Versions, processing: ResolvedProcessing | None = None) -> BuildPlan:
-    steps = [PlannedStep(name=step, writes=list(step_class(step).writes)) for step in target.builds]
+    steps = [PlannedStep(name=step, writes=list(step_class(step).writes))
+             for step in [*target.builds, *EVERY_TARGET_STEPS]]
     rendered = [path for group in target.artifact_groups for path in template_paths(group)]
     return BuildPlan(
         artifact=f"{name}-{target.name}",

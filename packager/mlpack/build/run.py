@@ -22,12 +22,13 @@ from ..demo import DEMO_NAME, demo_model
 from ..errors import InputError
 from ..facts import short_sha
 from ..fsutil import staged_folder
-from ..manifest import ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
+from ..manifest import BuildInputs, ColdStart, ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
 from ..model_files import copy_model, model_bytes
 from ..model_info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
 from ..progress import Progress
 from ..render import RenderContext, render_artifact, write_files
+from ..reproducible import build_inputs
 from ..steps import StepContext, StepOptions, StepTiming, run_steps
 from ..processing import (
     ResolvedProcessing, is_sentences, resolve_processing, sentence_calibration, ship_processing, tokenizer_for_sentences,
@@ -45,6 +46,7 @@ class BuildResult:
     optimization: OptimizationResult
     plan: BuildPlan
     timings: list[StepTiming] = field(default_factory=list)
+    cold_start: ColdStart | None = None  # measured by the lambda-zip step; in report.json, not the manifest
 
 
 def build(request: BuildRequest, progress: Progress | None = None) -> BuildResult:
@@ -66,18 +68,25 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     plan = plan_build(name, target, host_versions(target), processing)
     dest = out / plan.artifact
     _prepare_out(out, dest, request.force)
+    inputs = build_inputs(
+        source_model_sha256=info.sha256, calibration_sha256=sha256_file(data_path) if data_path else None,
+        target=target, versions=plan.versions, options={"name": name, "gate": request.gate.model_dump()},
+        mlpack_version=__version__,
+    )
     progress.info(f"Building {dest.name} from {model_path.name} for {target.name} ({target.platform.oci})")
 
     with staged_folder(dest) as root:
-        manifest, optimization, timings = _build_into(root, plan, name, info, data_path, request, progress,
-                                                      processing)
-    return BuildResult(path=dest, manifest=manifest, optimization=optimization, plan=plan, timings=timings)
+        manifest, optimization, timings, cold = _build_into(root, plan, name, info, data_path, request, progress,
+                                                            inputs, processing)
+    return BuildResult(path=dest, manifest=manifest, optimization=optimization, plan=plan, timings=timings,
+                       cold_start=cold)
 
 
 def _build_into(
     root: Path, plan: BuildPlan, name: str, info: ModelInfo, data_path: Path | None,
-    request: BuildRequest, progress: Progress, processing: ResolvedProcessing | None = None,
-) -> tuple[Manifest, OptimizationResult, list[StepTiming]]:
+    request: BuildRequest, progress: Progress, inputs: BuildInputs | None = None,
+    processing: ResolvedProcessing | None = None,
+) -> tuple[Manifest, OptimizationResult, list[StepTiming], ColdStart | None]:
     target = plan.target
     work = root / ".work"
     log = lambda line: progress.info(f"  {line}")  # noqa: E731
@@ -94,19 +103,22 @@ def _build_into(
     if processing is not None:  # the sample through the processing and the shipped variant
         draft.processing = ship_processing(processing, root, shipped, info.signature,
                                            target.runtime.session_settings())
+    draft.build = inputs
     context = StepContext(root=root, work=work, manifest=draft, model=shipped,
-                          options=StepOptions(max_cold_start=request.max_cold_start), log=log)
+                          options=StepOptions(max_cold_start=request.max_cold_start), log=log,
+                          gate=gate_verdict(optimization))
     results, timings = run_steps([s.name for s in plan.steps], context, progress)
-    manifest = finish_manifest(draft, results)
+    cold = getattr(results.get("lambda_"), "cold_start", None)
+    manifest, measured = finish_manifest(draft, results), measurements(results)
 
     with progress.step("Rendering container context, telemetry and infrastructure files"):
         write_files(root, render_artifact(RenderContext.from_manifest(manifest), plan.render))
     write_files(root, {
         "report.md": optimization.to_markdown() + processing_markdown(manifest),
-        "report.json": _json({**optimization.to_json(), "build_steps": [asdict(t) for t in timings]}),
+        "report.json": _json({**optimization.to_json(), **measured, "build_steps": [asdict(t) for t in timings]}),
     })
     shutil.rmtree(work)
-    return Artifact.create(root, manifest).manifest, optimization, timings
+    return Artifact.create(root, manifest).manifest, optimization, timings, cold
 
 
 def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: OptimizationResult,
@@ -121,7 +133,7 @@ def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: Op
                                opset=info.opset, producer=info.producer),
             signature=info.signature,
         ),
-        optimization=OptimizationSection(chosen=optimization.chosen.name, why=optimization.why,
+        optimization=OptimizationSection(chosen=optimization.chosen.name, why=reason_without_figures(optimization),
                                          data_source=optimization.data_source),
         image=ImageSection(repository=f"mlpack/{plan.artifact}", tag=f"{__version__}-{short_sha(model_sha256)}"),
         memory_mb=memory_mb(model_bytes),
@@ -131,10 +143,17 @@ def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: Op
 
 
 def finish_manifest(draft: Manifest, results: dict[str, Any]) -> Manifest:
-    """The steps' sections added, and memory sized again from a measured peak, if any."""
+    """The steps' sections added, and memory sized again from a measured peak, if any.
+
+    Timings stay out of the manifest (they go to report.json, see `measurements`), so the
+    same inputs give the same manifest; memory is sized in 64 MB steps from the peak.
+    """
     manifest = draft.model_copy(update=results)
-    if manifest.lambda_ is not None and manifest.lambda_.cold_start.peak_rss_mb is not None:
-        manifest.memory_mb = memory_mb(manifest.model.size_bytes, manifest.lambda_.cold_start.peak_rss_mb)
+    if manifest.lambda_ is not None and manifest.lambda_.cold_start is not None:
+        cold = manifest.lambda_.cold_start
+        if cold.peak_rss_mb is not None:
+            manifest.memory_mb = memory_mb(manifest.model.size_bytes, cold.peak_rss_mb)
+        manifest.lambda_ = manifest.lambda_.model_copy(update={"cold_start": None})
     return manifest
 
 
@@ -145,6 +164,30 @@ def _resolve_processing(request: BuildRequest, info: ModelInfo, target: Target) 
     if request.calibration is not None and is_sentences(request.calibration):
         tokenizer_for_sentences(request.calibration, processing)
     return processing
+
+
+def measurements(results: dict[str, Any]) -> dict[str, Any]:
+    """What the steps measured, for report.json: the Lambda cold start."""
+    section = results.get("lambda_")
+    cold = getattr(section, "cold_start", None)
+    return {"cold_start": cold.model_dump()} if cold is not None else {}
+
+
+def gate_verdict(optimization: OptimizationResult) -> dict[str, Any]:
+    """The accuracy gate's verdict on the shipped model, for the SBOM's model card."""
+    chosen = optimization.chosen
+    return {"passed": chosen.passed, "reason": chosen.reason, "metrics": dict(chosen.metrics),
+            "data_source": optimization.data_source}
+
+
+def reason_without_figures(optimization: OptimizationResult) -> str:
+    """The manifest's reason for the pick: the rule and the gate's verdicts, no timings (report.md has them)."""
+    passed = [c.name for c in optimization.candidates if c.passed and not c.reference]
+    failed = [c.name for c in optimization.candidates if not c.passed and not c.reference]
+    text = f"{optimization.chosen.name} ships; passed the accuracy gate: {', '.join(passed) or 'none'}"
+    if failed:
+        text += f"; failed it: {', '.join(failed)}"
+    return text + "; report.md says why, with the measurements"
 
 
 def _prepare_out(out: Path, dest: Path, force: bool) -> None:
@@ -170,4 +213,4 @@ def _resolve_model(request: BuildRequest, progress: Progress) -> tuple[Path, Pat
 
 
 def _json(data: Any) -> str:
-    return json.dumps(data, indent=2) + "\n"
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"

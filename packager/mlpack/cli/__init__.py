@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import build, deploy, iac, image, models, optimize, rollout, verify
+from . import build, deploy, iac, image, models, optimize, rollout, sign, verify
 from .application import Application
 
 app = typer.Typer(
@@ -41,7 +41,7 @@ def main_options(
     ctx.obj = Application(debug=debug, quiet=quiet)
 
 
-for _module in (models, build, optimize, verify, image, iac, deploy, rollout):
+for _module in (models, build, optimize, verify, sign, image, iac, deploy, rollout):
     _module.register(app)
 
 

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import InputError
 from .application import Application, command
-from .options import QuietOption
+from .options import QuietOption, VerifyKeyOption
 
 
 def _parameters(values: list[str]) -> dict[str, str]:
@@ -41,6 +41,7 @@ def deploy(
     role_arn: Annotated[Optional[str], typer.Option(
         help="CloudFormation service role to create the resources with (default: the caller's permissions).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change set, then delete it.")] = False,
+    key: VerifyKeyOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Deploy an aws-lambda artifact with CloudFormation and print the function ARN and URL.
@@ -52,7 +53,7 @@ def deploy(
     result = run_deploy(DeployRequest(
         artifact=artifact, region=region, profile=profile, stack_name=stack_name, package=package,  # type: ignore[arg-type]
         bucket=bucket, template=template, parameters=_parameters(parameter or []), role_arn=role_arn,
-        dry_run=dry_run,
+        dry_run=dry_run, key=key,
     ), app.progress(quiet))
     if result.outcome == "dry-run":
         app.echo(f"{result.stack_name}: dry run, change set deleted")

@@ -27,6 +27,15 @@ BuilderOption = Annotated[
     Optional[str],
     typer.Option("--builder", help="docker (a reachable Docker daemon) or buildah (daemonless); default: detect."),
 ]
+VerifyKeyOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--key",
+        help="Public key (PEM) or CA certificate that the artifact's signature must verify with; an unsigned "
+             "artifact is then refused. Default: $MLPACK_VERIFY_KEY (a path or the PEM text).",
+        show_default=False,
+    ),
+]
 CalibrationOption = Annotated[
     Optional[Path],
     typer.Option(help=".npz of inputs by name (and optional `labels`) for calibration and the accuracy gate; "

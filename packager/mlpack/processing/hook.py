@@ -13,7 +13,6 @@ ships it as processing/<file name>, recorded with its sha256.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
