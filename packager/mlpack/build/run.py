@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..facts import short_sha
 from ..fsutil import staged_folder
 from ..manifest import BuildInputs, ColdStart, ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
+from ..model_files import copy_model, model_bytes
 from ..model_info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
 from ..progress import Progress
@@ -96,9 +97,9 @@ def _build_into(
         optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log)
     shipped = root / MODEL_FILE
     shipped.parent.mkdir()
-    shutil.copyfile(optimization.chosen.path, shipped)
+    copy_model(optimization.chosen.path, shipped)  # with model.onnx.data when the weights are external
 
-    draft = draft_manifest(plan, name, info, optimization, sha256_file(shipped), shipped.stat().st_size)
+    draft = draft_manifest(plan, name, info, optimization, sha256_file(shipped), model_bytes(shipped))
     if processing is not None:  # the sample through the processing and the shipped variant
         draft.processing = ship_processing(processing, root, shipped, info.signature,
                                            target.runtime.session_settings())

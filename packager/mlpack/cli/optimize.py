@@ -7,7 +7,6 @@ and prints the candidate table.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
@@ -35,6 +34,7 @@ def optimize(
     model on data, and keep the one the target's policy picks. Calibration sentences (.txt)
     are tokenized with the model's tokenizer (--tokenizer, or tokenizer.json beside it)."""
     from ..fsutil import staged_folder
+    from ..model_files import copy_model
     from ..model_info import inspect_model
     from ..optimize import optimize_model
     from ..processing import (
@@ -59,7 +59,7 @@ def optimize(
             calibration = sentence_calibration(calibration, text, Path(tmp) / "calibration")
         result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=settings,
                                 log=lambda line: typer.echo(f"  {line}", err=True))
-        shutil.copyfile(result.chosen.path, staged / "model.onnx")
+        copy_model(result.chosen.path, staged / "model.onnx")  # with model.onnx.data for external weights
         (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")
         (staged / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     app.echo(result.table())

@@ -25,6 +25,8 @@ _GRAPH_LEVELS = {
 # failure is logged at ERROR, then raised). The exception carries the message, so only
 # FATAL is left to the native log.
 _NATIVE_LOG_SEVERITY = 4
+# Where a model given as bytes finds its external data files (a file finds them beside it).
+_EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"
 
 
 def session_options(settings: Mapping[str, Any]):
@@ -53,16 +55,21 @@ def serving_providers(settings: Mapping[str, Any]) -> list[str]:
     return [p for p in settings.get("execution_providers", []) if p in available] or ["CPUExecutionProvider"]
 
 
-def open_session(model: str | Path | bytes, settings: Mapping[str, Any], providers: Sequence[str] | None = None):
+def open_session(model: str | Path | bytes, settings: Mapping[str, Any], providers: Sequence[str] | None = None,
+                 external_data_folder: str | Path | None = None):
     """An onnxruntime session for a model file (or serialized model) with these settings.
 
     `providers` defaults to `serving_providers(settings)`; the optimizer passes its own
-    (the CPU provider to gate, the target's providers to time)."""
+    (the CPU provider to gate, the target's providers to time). A serialized model whose
+    weights are external data reads them from `external_data_folder`."""
     import onnxruntime as ort
 
     source = model if isinstance(model, bytes) else str(model)
     chosen = list(providers) if providers else serving_providers(settings)
-    return ort.InferenceSession(source, sess_options=session_options(settings), providers=chosen)
+    options = session_options(settings)
+    if external_data_folder is not None and isinstance(model, bytes):
+        options.add_session_config_entry(_EXTERNAL_DATA_FOLDER, str(external_data_folder))
+    return ort.InferenceSession(source, sess_options=options, providers=chosen)
 
 
 @dataclass(frozen=True)

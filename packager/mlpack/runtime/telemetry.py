@@ -35,17 +35,18 @@ class InferenceReporter:
 
     def __init__(self, labels: dict[str, str], outputs: list[dict[str, Any]]) -> None:
         self.client = telemetry_client(labels)
-        # A 1-D integer output is a predicted class; a float matrix output is an embedding.
+        # A 1-D integer or string output is a predicted class; a float matrix output is an embedding.
         self._label_index = next(
             (i for i, o in enumerate(outputs)
-             if o["dtype"].startswith("int") and o["shape"] is not None and len(o["shape"]) == 1),
+             if (o["dtype"].startswith("int") or o["dtype"] == "object")
+             and o["shape"] is not None and len(o["shape"]) == 1),
             None,
         )
 
     def success(self, started: float, model_started: float, arrays: dict, values: list) -> None:
         done = time.perf_counter()
         first = next(iter(arrays.values()), None)
-        batch = int(first.shape[0]) if first is not None and first.ndim else 1
+        batch = int(first.shape[0]) if isinstance(first, np.ndarray) and first.ndim else 1
         predicted = output_norm = None
         if self._label_index is not None:
             predicted = np.asarray(values[self._label_index]).ravel()[:256].tolist()
@@ -55,7 +56,7 @@ class InferenceReporter:
             model_ms=(done - model_started) * 1e3,
             total_ms=(done - started) * 1e3,
             batch_size=batch,
-            input_bytes=sum(a.nbytes for a in arrays.values()),
+            input_bytes=sum(getattr(a, "nbytes", 0) for a in arrays.values()),  # maps and sequences: 0
             ok=True,
             predicted=predicted,
             output_norm=output_norm,

@@ -23,7 +23,7 @@ from ..app import write_app
 from ..errors import MlpackError
 from ..limits import LAMBDA_UNZIPPED_LIMIT, LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_ZIP_LIMIT, LAMBDA_ZIP_LIMIT_TEXT
 from ..manifest import ColdStart, LambdaSection, Manifest
-from ..model_info import Signature
+from ..model_info import Signature, sample_inputs
 from ..processing.packages import prune_for_lambda
 from ..render import RenderContext
 from ..sizes import format_size
@@ -142,14 +142,8 @@ def find_python(version: str) -> str | None:
 
 
 def sample_event(signature: Signature) -> dict:
-    """A direct-invoke event the model accepts: zeros, with free axes of size 1."""
-    import numpy as np
-
-    inputs = {}
-    for spec in signature.inputs:
-        shape = [d if isinstance(d, int) else 1 for d in (spec.shape or [1])]
-        inputs[spec.name] = np.zeros(shape, dtype=spec.dtype).tolist()
-    return {"inputs": inputs}
+    """A direct-invoke event the model accepts: zeros (empty strings), with free axes of size 1."""
+    return {"inputs": sample_inputs(signature)}
 
 
 # Runs in the fresh interpreter: import the handler (init: imports, session), answer once.
