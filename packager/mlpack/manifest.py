@@ -117,19 +117,45 @@ class BentoSection(Section):
     path: str = "bento"
 
 
-class ColdStart(Section):
-    """A Lambda cold start as measured at build: fresh processes, first answer."""
+class ImportCost(Section):
+    """One package's share of a cold start's imports (`python -X importtime`)."""
 
-    seconds: float | None
-    peak_rss_mb: float | None
+    package: str
+    seconds: float = Field(description="its modules' own import time, summed")
+    modules: int
+
+
+class ColdStart(Section):
+    """A Lambda cold start as measured at build, on the shipped zip: fresh processes
+    under awslambdaric and a local Runtime API, from exec to the first answer."""
+
+    seconds: float | None = Field(description="median of init + first invoke")
+    peak_rss_mb: float | None = Field(description="the highest peak RSS of the measured processes")
     runs: int
     python: str | None
     note: str
+    p90_seconds: float | None = None
+    init_seconds: float | None = Field(None, description="median: process start to the runtime's first request")
+    invoke_seconds: float | None = Field(None, description="median: the first event handed out to its answer")
+    emulated: bool = Field(False, description="measured under qemu, not on the target's CPU")
+    imports: list[ImportCost] = Field(default_factory=list, description="the most expensive imports, costliest first")
+
+
+class PrunedFiles(Section):
+    """Files left out of the Lambda package, by kind (`lambda_prune.py` says why)."""
+
+    kind: str
+    files: int
+    bytes: int
 
 
 class LambdaSection(Section):
     zip: str = "lambda/function.zip"
     cold_start: ColdStart
+    unzipped_bytes: int | None = None
+    bytecode: str | None = Field(None, description="the .pyc files' cache tag and invalidation mode; None: none")
+    pruned: list[PrunedFiles] = Field(default_factory=list)
+    snapstart: bool = Field(False, description="the IaC turns on SnapStart (published versions, an alias)")
 
 
 class Requirements(Section):
@@ -215,6 +241,7 @@ class Manifest(Section):
 
 __all__ = [
     "MANIFEST", "SCHEMA_VERSION", "NAME_PATTERN", "NAME_RULE", "BentoSection", "ColdStart", "DeployRecord",
-    "FileEntry", "ImageIndex", "ImageSection", "LambdaSection", "Manifest", "ModelSection", "OptimizationSection",
-    "Requirements", "RolloutRecord", "Signature", "SourceModel", "TensorSpec", "Versions",
+    "FileEntry", "ImageIndex", "ImageSection", "ImportCost", "LambdaSection", "Manifest", "ModelSection",
+    "OptimizationSection", "PrunedFiles", "Requirements", "RolloutRecord", "Signature", "SourceModel", "TensorSpec",
+    "Versions",
 ]

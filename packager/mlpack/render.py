@@ -85,6 +85,7 @@ class RenderContext(BaseModel):
     versions: Versions  # onnxruntime, numpy, bentoml, python: pinned in the images
     requirements: Requirements  # the pinned packages, as the build resolved them
     memory_mb: int  # sized from the model (and a Lambda's measured peak): requests, Lambda memory
+    snapstart: bool = False  # Lambda: SnapStart was asked for at build (manifest lambda.snapstart)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> RenderContext:
@@ -98,6 +99,7 @@ class RenderContext(BaseModel):
             versions=manifest.versions,
             requirements=manifest.requirements,
             memory_mb=manifest.memory_mb,
+            snapstart=manifest.lambda_ is not None and manifest.lambda_.snapstart,
         )
 
     @property

@@ -30,7 +30,7 @@ from ..render import RenderContext, render_artifact, write_files
 from ..steps import StepContext, StepOptions, StepTiming, run_steps
 from ..targets import load_target
 from .plan import MODEL_FILE, BuildPlan, host_versions, memory_mb, plan_build
-from .request import BuildRequest, check_name, default_name
+from .request import BuildRequest, check_name, check_snapstart, default_name
 
 
 @dataclass
@@ -49,6 +49,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         raise InputError(f"calibration file {request.calibration} does not exist", "pass an existing .npz file")
     if request.name is not None:
         check_name(request.name)
+    if request.snapstart:
+        check_snapstart(target)
     out = request.out.expanduser().resolve()
     if request.model is not None:
         # Fail on a bad model before anything is written.
@@ -81,14 +83,15 @@ def _build_into(
 
     draft = draft_manifest(plan, name, info, optimization, sha256_file(shipped), shipped.stat().st_size)
     context = StepContext(root=root, work=work, manifest=draft, model=shipped,
-                          options=StepOptions(max_cold_start=request.max_cold_start), log=log)
+                          options=StepOptions(max_cold_start=request.max_cold_start, snapstart=request.snapstart),
+                          log=log)
     results, timings = run_steps([s.name for s in plan.steps], context, progress)
     manifest = finish_manifest(draft, results)
 
     with progress.step("Rendering container context, telemetry and infrastructure files"):
         write_files(root, render_artifact(RenderContext.from_manifest(manifest), plan.render))
     write_files(root, {
-        "report.md": optimization.to_markdown(),
+        "report.md": optimization.to_markdown() + _lambda_report(root, manifest),
         "report.json": _json({**optimization.to_json(), "build_steps": [asdict(t) for t in timings]}),
     })
     shutil.rmtree(work)
@@ -122,6 +125,14 @@ def finish_manifest(draft: Manifest, results: dict[str, Any]) -> Manifest:
     if manifest.lambda_ is not None and manifest.lambda_.cold_start.peak_rss_mb is not None:
         manifest.memory_mb = memory_mb(manifest.model.size_bytes, manifest.lambda_.cold_start.peak_rss_mb)
     return manifest
+
+
+def _lambda_report(root: Path, manifest: Manifest) -> str:
+    if manifest.lambda_ is None:
+        return ""
+    from ..lambda_report import lambda_markdown
+
+    return lambda_markdown(manifest, (root / manifest.lambda_.zip).stat().st_size)
 
 
 def _prepare_out(out: Path, dest: Path, force: bool) -> None:

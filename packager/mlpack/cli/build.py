@@ -26,6 +26,12 @@ def build(
         Optional[float],
         typer.Option(help="Lambda targets: fail the build if the measured cold start exceeds this many seconds."),
     ] = None,
+    snapstart: Annotated[
+        bool,
+        typer.Option("--snapstart", help="Lambda targets (Python 3.12+): turn on SnapStart in the IaC: published "
+                     "versions are snapshotted after init, invocations go through the alias 'live'. "
+                     "See docs/deploy.md for its cost."),
+    ] = False,
     gate: GateOption = None,
     quiet: QuietOption = False,
     image: Annotated[bool, typer.Option("--image", help="Also build the container image (see `mlpack image`).")] = False,
@@ -42,7 +48,7 @@ def build(
     progress = app.progress(quiet)
     result = run_build(
         BuildRequest(model=model, target=target, out=out, name=name, force=force, calibration=calibration,
-                     max_cold_start=max_cold_start, gate=gate_settings(gate)),
+                     max_cold_start=max_cold_start, snapstart=snapstart, gate=gate_settings(gate)),
         progress,
     )
     app.echo(build_summary(result))

@@ -34,6 +34,7 @@ class InferenceReporter:
     """Turns one request's timings and values into the agent's inference event."""
 
     def __init__(self, labels: dict[str, str], outputs: list[dict[str, Any]]) -> None:
+        self.labels = labels
         self.client = telemetry_client(labels)
         # A 1-D integer output is a predicted class; a float matrix output is an embedding.
         self._label_index = next(
@@ -67,6 +68,17 @@ class InferenceReporter:
             self.client.flush(timeout_s=timeout_s)
         except Exception:  # telemetry never fails a request
             pass
+
+    def reconnect(self) -> None:
+        """A new client (and socket) in place of the current one: after a SnapStart
+        restore, each copy of the environment sends from a socket of its own."""
+        old, self.client = self.client, telemetry_client(self.labels)
+        close = getattr(old, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # telemetry never fails a request
+                pass
 
     def failure(self, started: float, error_kind: str) -> None:
         self.client.inference(
