@@ -118,10 +118,7 @@ def _remove_empty_folders(site: Path) -> None:
 
 def shell_commands(rules: tuple[PruneRule, ...], site: str) -> list[str]:
     """The rules as POSIX shell commands on the folder `site` (a shell variable or path)."""
-    commands = []
-    paths = [f'{site}/{p}' for rule in rules for p in rule.paths]
-    if paths:
-        commands.append("rm -rf " + " ".join(paths))
+    commands = ["rm -rf " + " ".join(f"{site}/{p}" for p in rule.paths) for rule in rules if rule.paths]
     names = [n for rule in rules for n in rule.names]
     if names:
         tests = " -o ".join(f"-name '{n}'" for n in names)

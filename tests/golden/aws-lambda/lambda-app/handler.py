@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from mlpack_runtime import RequestError, ServedModel
+from mlpack_runtime.snapstart import register_hooks
 
 # Created at init, so the session counts once, in the cold start.
 MODEL = ServedModel(Path(__file__).resolve().parent)
+# With SnapStart on (iac/), Lambda runs these around its snapshot: warm the session
+# before it, make seeds and the telemetry socket new after each restore. Otherwise inert.
+register_hooks(MODEL)
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
