@@ -14,7 +14,7 @@ import pytest
 
 from mlpack.build import BuildRequest, build
 from mlpack.build.plan import memory_mb
-from mlpack.lambda_measure import find_python, make_writable, unpack_read_only
+from mlpack.lambda_measure import find_python, install_runtime_client, make_writable, unpack_read_only
 from mlpack.progress import Progress
 from mlpack.steps.lambda_zip import sample_event
 
@@ -99,3 +99,44 @@ def test_rebuilding_the_same_lambda_artifact_gives_the_same_zip_bytes(lambda_art
     assert again.manifest.model.sha256 == lambda_artifact.manifest.model.sha256
     assert digest(again) == digest(lambda_artifact)
     assert again.manifest.files["lambda/function.zip"] == lambda_artifact.manifest.files["lambda/function.zip"]
+
+
+# In the unpacked zip: load what the runtime and a bare onnxruntime handler load, then the
+# handler and its first answer; print the modules that only mlpack's handler brought in.
+_EXTRA_MODULES = """
+import json, sys
+import awslambdaric.bootstrap, awslambdaric.lambda_runtime_client
+import numpy as np, onnxruntime as ort
+session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+session.run(None, {i.name: np.zeros([1 if not isinstance(d, int) else d for d in i.shape], np.float32)
+                   for i in session.get_inputs()})
+before = set(sys.modules)
+import handler
+handler.handler(json.loads(sys.argv[1]), None)
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+@requires_python312
+@pytest.mark.parametrize("agent", ["off", "on"])
+def test_at_init_the_handler_imports_little_beyond_a_bare_onnxruntime_handler(lambda_artifact, tmp_path,
+                                                                              agent: str) -> None:
+    manifest = lambda_artifact.manifest
+    python = find_python("3.12", "x86_64")
+    runtime = install_runtime_client(tmp_path / "runtime", "x86_64-manylinux_2_28", "3.12", python)
+    task = unpack_read_only(lambda_artifact.path / manifest.lambda_.zip, tmp_path / "task")
+    env = {"PYTHONPATH": f"{task}:{runtime}", "PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin",
+           "MLPACK_AGENT_DISABLED": "1" if agent == "off" else "0", "MLPACK_AGENT_SOCKET": "/nonexistent.sock"}
+    try:
+        out = subprocess.run([python.path, "-c", _EXTRA_MODULES, json.dumps(sample_event(manifest.model.signature))],
+                             cwd=task, capture_output=True, text=True, env=env, check=True)
+    finally:
+        make_writable(task)
+    extra = {m for m in json.loads(out.stdout) if not m.startswith(("mlpack_runtime", "handler"))}
+    # Not pathlib, tempfile, random, base64 (deferred to where they are needed, see
+    # benchmarks/lambda_cold_start.py); the agent's client and socket only when it is on.
+    expected = {"dataclasses", "copy", "snapshot_restore_py"}
+    if agent == "on":
+        expected |= {"mlpack_agent", "mlpack_agent.client", "mlpack_agent.protocol", "socket", "_socket",
+                     "selectors", "select", "array", "errno"}
+    assert extra == expected

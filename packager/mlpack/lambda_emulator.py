@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import queue
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -69,7 +70,11 @@ class RuntimeAPI:
                     return self._reply(200, b"")
                 if self.path != f"{PREFIX}/invocation/next":
                     return self._reply(404)
-                request_id, event = api.events.get()
+                item = api.events.get()
+                if item is None:  # closing: the runtime's long poll ends with its connection
+                    self.close_connection = True
+                    return
+                request_id, event = item
                 api.handed_out[request_id] = time.perf_counter()
                 self._reply(200, json.dumps(event).encode(), {
                     "Lambda-Runtime-Aws-Request-Id": request_id,
@@ -94,8 +99,7 @@ class RuntimeAPI:
                     return self._reply(404)
                 self._reply(202, b"{}")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -124,5 +128,15 @@ class RuntimeAPI:
         return self._seen.wait(timeout)
 
     def close(self) -> None:
+        self.events.put(None)  # releases a runtime's pending /invocation/next
         self.server.shutdown()
         self.server.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A runtime that is killed (the end of every measured run) drops its connection.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)

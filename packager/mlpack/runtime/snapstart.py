@@ -17,9 +17,7 @@ Without that module, or without SnapStart, nothing runs.
 
 from __future__ import annotations
 
-import random
 import sys
-import tempfile
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -51,6 +49,11 @@ def before_snapshot(model: ServedModel) -> None:
 
 
 def after_restore(model: ServedModel) -> None:
+    # Imported here, not at init: tempfile (with shutil, bz2, lzma) and random cost a cold
+    # start ~10 ms that only a restore needs (benchmarks/lambda_cold_start.py measures it).
+    import random
+    import tempfile
+
     random.seed()  # from os.urandom: each restored copy draws its own numbers
     np.random.seed()
     tempfile._name_sequence = None  # noqa: SLF001 - rebuilt (and reseeded) on next use

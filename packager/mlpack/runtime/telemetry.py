@@ -6,6 +6,7 @@ the request path; without it (a bare local run) reporting is a no-op.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -23,6 +24,10 @@ class _NoTelemetry:
 
 
 def telemetry_client(labels: dict[str, str]) -> Any:
+    # Turned off (a Lambda zip deployed without the agent's layer): the client and its
+    # socket module are not even imported, which a cold start would pay for.
+    if os.environ.get("MLPACK_AGENT_DISABLED", "") in ("1", "true", "yes"):
+        return _NoTelemetry()
     try:
         from mlpack_agent.client import EventClient
     except ImportError:

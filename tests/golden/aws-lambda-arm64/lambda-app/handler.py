@@ -7,17 +7,16 @@ body is that JSON. The session is created at init, so it counts once, in the col
 
 from __future__ import annotations
 
-import base64
 import json
+import os
 import time
-from pathlib import Path
 from typing import Any
 
 from mlpack_runtime import RequestError, ServedModel
 from mlpack_runtime.snapstart import register_hooks
 
 # Created at init, so the session counts once, in the cold start.
-MODEL = ServedModel(Path(__file__).resolve().parent)
+MODEL = ServedModel(os.path.dirname(os.path.realpath(__file__)))
 # With SnapStart on (iac/), Lambda runs these around its snapshot: warm the session
 # before it, make seeds and the telemetry socket new after each restore. Otherwise inert.
 register_hooks(MODEL)
@@ -51,6 +50,8 @@ def _request(event: Any, is_http: bool) -> dict[str, Any]:
     if is_http:
         body = event.get("body") or ""
         if event.get("isBase64Encoded"):
+            import base64  # only base64 bodies need it: not imported at init
+
             body = base64.b64decode(body).decode("utf-8", "replace")
         try:
             event = json.loads(body)
