@@ -4,10 +4,10 @@ The zip is unpacked into a read-only folder (Lambda's `/var/task` is read-only: 
 is compiled or cached there at run time), and fresh processes of an interpreter of the
 function's Python version and architecture run it under awslambdaric, the runtime
 interface client of Lambda's Python runtimes, against the local Runtime API
-(`lambda_emulator.py`). Each run reports its init (process start to the runtime's first
-request: interpreter, imports, the handler's module code with the session) and its first
-invoke (event handed out to answer received), and the process's peak RSS. One more run
-under `-X importtime` shows where the import time goes.
+(`lambda_emulator.py`), each on one CPU. Each run reports its init (process start to the
+runtime's first request: interpreter, imports, the handler's module code with the
+session) and its first invoke (event handed out to answer received), and the process's
+peak RSS and CPU time. One more run under `-X importtime` shows where the import time goes.
 
 awslambdaric itself comes from the package index, installed for the function's platform
 into a folder of its own with its bytecode compiled, as `/var/runtime` is in Lambda.
