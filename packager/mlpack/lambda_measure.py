@@ -150,13 +150,17 @@ def _has_outputs(reply: Any) -> bool:
 
 def run_once(python: Interpreter, task: Path, runtime: Path, event: Any, *, flags: tuple[str, ...] = (),
              env: dict[str, str] | None = None, correct: Callable[[Any], bool] = _has_outputs,
-             ) -> tuple[Run, str]:
-    """One fresh process from exec to its first answer; the run and the process's stderr."""
+             command: list[str] | None = None, cwd: Path | None = None) -> tuple[Run, str]:
+    """One fresh process from exec to its first answer; the run and the process's stderr.
+
+    `command` replaces `python -m awslambdaric handler.handler` (e.g. an image's entry
+    point, chrooted into its root file system, with `task` and `runtime` its paths there)."""
     api = RuntimeAPI()
     request = api.queue_event(event)
+    argv = command or [python.path, "-s", *flags, "-m", RUNTIME_CLIENT, HANDLER]
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen([python.path, "-s", *flags, "-m", RUNTIME_CLIENT, HANDLER], cwd=task,
+        proc = subprocess.Popen(argv, cwd=cwd or task,
                                 env=_environment(api, task, runtime, env or {}), stdout=subprocess.DEVNULL,
                                 stderr=err, preexec_fn=_one_cpu)
         try:
