@@ -6,8 +6,8 @@ artifact means the same thing after the installed `targets/` files change: nothi
 `build` reads a target file. This module is pure (no I/O); `artifact.py` reads and
 writes manifests.
 
-Schema versions: `SCHEMA_VERSION` rises whenever a manifest written by this mlpack could
-not be read by an older one, or the other way round. docs/architecture.md lists them.
+Schema versions: `SCHEMA_VERSION` rises whenever a manifest written by a released mlpack
+could not be read by a later one, or the other way round.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import __version__
 from .model_info import Signature, TensorSpec
+from .processing.schema import ProcessingSection
 from .targets import Target
 
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the first versioned schema: manifests before it had no schema_version
 HISTORY_KEPT = 20  # deploys and rollouts remembered per artifact
 
 # The artifact's model name is written unquoted in comments, unit files and paths: it
@@ -164,6 +165,9 @@ class Requirements(Section):
     runtime: list[str] = Field(description="what the model's session needs (onnxruntime, numpy): the Lambda "
                                "zip's and the Bento's packages (BentoML adds itself to a Bento)")
     server: list[str] = Field(description="the server image's packages: runtime plus bentoml")
+    processing: list[str] = Field(default_factory=list, description="what the artifact's processing imports "
+                                  "(tokenizers, pillow): in the server list too; the Lambda zip installs them "
+                                  "without their dependencies")
 
 
 class Versions(Section):
@@ -209,6 +213,7 @@ class Manifest(Section):
     requirements: Requirements
     bento: BentoSection | None = None
     lambda_: LambdaSection | None = Field(None, alias="lambda")
+    processing: ProcessingSection | None = Field(None, description="pre- and post-processing around the model")
     versions: Versions
     deploys: list[DeployRecord] = Field(default_factory=list)
     rollouts: list[RolloutRecord] = Field(default_factory=list)
@@ -229,6 +234,11 @@ class Manifest(Section):
     def platform(self) -> str:
         return self.target.platform.oci
 
+    @property
+    def served_signature(self) -> Signature:
+        """What the service takes and answers: after processing, if the artifact has any."""
+        return self.processing.signature if self.processing else self.model.signature
+
     def record_deploy(self, record: DeployRecord) -> None:
         self.deploys = [*self.deploys, record][-HISTORY_KEPT:]
 
@@ -242,6 +252,6 @@ class Manifest(Section):
 __all__ = [
     "MANIFEST", "SCHEMA_VERSION", "NAME_PATTERN", "NAME_RULE", "BentoSection", "ColdStart", "DeployRecord",
     "FileEntry", "ImageIndex", "ImageSection", "ImportCost", "LambdaSection", "Manifest", "ModelSection",
-    "OptimizationSection", "PrunedFiles", "Requirements", "RolloutRecord", "Signature", "SourceModel", "TensorSpec",
-    "Versions",
+    "OptimizationSection", "ProcessingSection", "PrunedFiles", "Requirements", "RolloutRecord", "Signature",
+    "SourceModel", "TensorSpec", "Versions",
 ]

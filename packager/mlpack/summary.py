@@ -8,6 +8,7 @@ from pathlib import Path
 from .build import BuildResult
 from .limits import LAMBDA_ZIP_LIMIT_TEXT
 from .manifest import Manifest
+from .processing.describe import processing_summary
 from .sizes import format_size
 
 
@@ -23,6 +24,7 @@ def build_summary(result: BuildResult) -> str:
         f"Built {m.artifact} ({m.target.name}, {m.platform}) in {where}",
         f"  model      {format_size(model.size_bytes)} ({model.variant}; source {format_size(source.size_bytes)})",
     ]
+    lines += processing_summary(m)
     if m.bento is not None:
         lines.append(f"  bento      {m.bento.tag} ({format_size(_folder_size(m, m.bento.path))})")
     if m.lambda_ is not None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from ..errors import InputError
 from ..manifest import NAME_PATTERN, NAME_RULE
 from ..optimize import GateSettings
+from ..processing.request import ProcessingRequest
 from ..targets import Target
 
 # Lambda supports SnapStart for Python from the python3.12 runtime on.
@@ -26,6 +27,15 @@ class BuildRequest(BaseModel):
     max_cold_start: float | None = None
     snapstart: bool = False  # Lambda targets: SnapStart in the IaC (docs/deploy.md)
     gate: GateSettings = GateSettings()  # the accuracy gate, with the user's overrides
+    # The target's [serving] request limits, changed for this artifact (None keeps the target's).
+    max_request_mb: float | None = None
+    max_rows: int | None = None
+    allow_non_finite: bool | None = None
+
+    def serving_overrides(self) -> dict[str, float | int | bool | None]:
+        return {"max_request_mb": self.max_request_mb, "max_rows": self.max_rows,
+                "allow_non_finite": self.allow_non_finite}
+    processing: ProcessingRequest = ProcessingRequest()  # --tokenizer, --labels, --image-preprocess, --processing
 
 
 def default_name(model: Path) -> str:

@@ -28,7 +28,11 @@ from ..optimize import OptimizationResult, optimize_model
 from ..progress import Progress
 from ..render import RenderContext, render_artifact, write_files
 from ..steps import StepContext, StepOptions, StepTiming, run_steps
-from ..targets import load_target
+from ..processing import (
+    ResolvedProcessing, is_sentences, resolve_processing, sentence_calibration, ship_processing, tokenizer_for_sentences,
+)
+from ..processing.describe import processing_markdown
+from ..targets import Target, load_target
 from .plan import MODEL_FILE, BuildPlan, host_versions, memory_mb, plan_build
 from .request import BuildRequest, check_name, check_snapstart, default_name
 
@@ -44,9 +48,10 @@ class BuildResult:
 
 def build(request: BuildRequest, progress: Progress | None = None) -> BuildResult:
     progress = progress or Progress()
-    target = load_target(request.target)
+    target = load_target(request.target).with_serving(**request.serving_overrides())
     if request.calibration is not None and not request.calibration.is_file():
-        raise InputError(f"calibration file {request.calibration} does not exist", "pass an existing .npz file")
+        raise InputError(f"calibration file {request.calibration} does not exist",
+                         "pass an existing .npz file (or .txt of sentences, for a model with a tokenizer)")
     if request.name is not None:
         check_name(request.name)
     if request.snapstart:
@@ -57,24 +62,29 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         info_first = inspect_model(request.model)
     model_path, data_path, fallback_name = _resolve_model(request, progress)
     name = request.name or fallback_name
-    plan = plan_build(name, target, host_versions(target))
+    info = info_first if request.model is not None else inspect_model(model_path)
+    processing = _resolve_processing(request, info, target)
+    plan = plan_build(name, target, host_versions(target), processing)
     dest = out / plan.artifact
     _prepare_out(out, dest, request.force)
-    info = info_first if request.model is not None else inspect_model(model_path)
     progress.info(f"Building {dest.name} from {model_path.name} for {target.name} ({target.platform.oci})")
 
     with staged_folder(dest) as root:
-        manifest, optimization, timings = _build_into(root, plan, name, info, data_path, request, progress)
+        manifest, optimization, timings = _build_into(root, plan, name, info, data_path, request, progress,
+                                                      processing)
     return BuildResult(path=dest, manifest=manifest, optimization=optimization, plan=plan, timings=timings)
 
 
 def _build_into(
     root: Path, plan: BuildPlan, name: str, info: ModelInfo, data_path: Path | None,
-    request: BuildRequest, progress: Progress,
+    request: BuildRequest, progress: Progress, processing: ResolvedProcessing | None = None,
 ) -> tuple[Manifest, OptimizationResult, list[StepTiming]]:
     target = plan.target
     work = root / ".work"
     log = lambda line: progress.info(f"  {line}")  # noqa: E731
+    if data_path is not None and is_sentences(data_path):
+        data_path = sentence_calibration(data_path, processing, work / "calibration")
+        log(f"calibration: the sentences of {request.calibration.name}, tokenized as the service does")
     with progress.step(f"Optimizing for {target.name} (passes: {', '.join(target.optimize.passes) or 'none'})"):
         optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log)
     shipped = root / MODEL_FILE
@@ -82,6 +92,9 @@ def _build_into(
     shutil.copyfile(optimization.chosen.path, shipped)
 
     draft = draft_manifest(plan, name, info, optimization, sha256_file(shipped), shipped.stat().st_size)
+    if processing is not None:  # the sample through the processing and the shipped variant
+        draft.processing = ship_processing(processing, root, shipped, info.signature,
+                                           target.runtime.session_settings())
     context = StepContext(root=root, work=work, manifest=draft, model=shipped,
                           options=StepOptions(max_cold_start=request.max_cold_start, snapstart=request.snapstart),
                           log=log)
@@ -91,7 +104,7 @@ def _build_into(
     with progress.step("Rendering container context, telemetry and infrastructure files"):
         write_files(root, render_artifact(RenderContext.from_manifest(manifest), plan.render))
     write_files(root, {
-        "report.md": optimization.to_markdown() + _lambda_report(root, manifest),
+        "report.md": optimization.to_markdown() + processing_markdown(manifest) + _lambda_report(root, manifest),
         "report.json": _json({**optimization.to_json(), "build_steps": [asdict(t) for t in timings]}),
     })
     shutil.rmtree(work)
@@ -125,6 +138,15 @@ def finish_manifest(draft: Manifest, results: dict[str, Any]) -> Manifest:
     if manifest.lambda_ is not None and manifest.lambda_.cold_start.peak_rss_mb is not None:
         manifest.memory_mb = memory_mb(manifest.model.size_bytes, manifest.lambda_.cold_start.peak_rss_mb)
     return manifest
+
+
+def _resolve_processing(request: BuildRequest, info: ModelInfo, target: Target) -> ResolvedProcessing | None:
+    """The processing asked for (or a tokenizer beside the model), checked on the source model;
+    sentences for calibration need a tokenizer. All before anything is written."""
+    processing = resolve_processing(request.processing, info, target.runtime.session_settings())
+    if request.calibration is not None and is_sentences(request.calibration):
+        tokenizer_for_sentences(request.calibration, processing)
+    return processing
 
 
 def _lambda_report(root: Path, manifest: Manifest) -> str:

@@ -8,7 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from .application import Application, command
-from .options import CalibrationOption, GateOption, QuietOption, gate_settings
+from .options import (
+    CalibrationOption, GateOption, ImagePreprocessOption, LabelsOption, ProcessingOption, QuietOption,
+    TokenizerOption, TopKOption, gate_settings, processing_request,
+)
 
 
 def build(
@@ -33,6 +36,26 @@ def build(
                      "See docs/deploy.md for its cost."),
     ] = False,
     gate: GateOption = None,
+    max_request_mb: Annotated[
+        Optional[float],
+        typer.Option(help="Largest request body the service accepts, in MiB; a larger one gets HTTP 413 before "
+                          "it is read (default: the target's [serving] max_request_mb).", show_default=False),
+    ] = None,
+    max_rows: Annotated[
+        Optional[int],
+        typer.Option(help="Most rows per input in one request; more get HTTP 400 naming the input "
+                          "(default: the target's [serving] max_rows).", show_default=False),
+    ] = None,
+    allow_non_finite: Annotated[
+        bool,
+        typer.Option("--allow-non-finite", help="Serve NaN and infinite numbers in float inputs; by default a "
+                                                "request holding one gets HTTP 400 naming the input."),
+    ] = False,
+    tokenizer: TokenizerOption = None,
+    labels: LabelsOption = None,
+    top_k: TopKOption = 5,
+    image_preprocess: ImagePreprocessOption = None,
+    processing: ProcessingOption = None,
     quiet: QuietOption = False,
     image: Annotated[bool, typer.Option("--image", help="Also build the container image (see `mlpack image`).")] = False,
     base_image: Annotated[
@@ -48,7 +71,9 @@ def build(
     progress = app.progress(quiet)
     result = run_build(
         BuildRequest(model=model, target=target, out=out, name=name, force=force, calibration=calibration,
-                     max_cold_start=max_cold_start, snapstart=snapstart, gate=gate_settings(gate)),
+                     max_cold_start=max_cold_start, snapstart=snapstart, gate=gate_settings(gate),
+                     max_request_mb=max_request_mb, max_rows=max_rows, allow_non_finite=allow_non_finite or None,
+                     processing=processing_request(tokenizer, labels, top_k, image_preprocess, processing)),
         progress,
     )
     app.echo(build_summary(result))

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from .limits import RequestLimits
 from .validation import outputs_to_json, parse_inputs
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ class RuntimeConfig:
     outputs: list[dict[str, Any]]
     session: dict[str, Any]
     labels: dict[str, str]
+    limits: RequestLimits = RequestLimits()
+    processing: dict[str, Any] | None = None  # see processing/: the served signature and its steps
 
     def parse_inputs(self, payload: Any) -> dict:
         return parse_inputs(payload, self.inputs)
@@ -95,4 +98,6 @@ def load_runtime(path: Path | str) -> RuntimeConfig:
         outputs=raw["outputs"],
         session=raw["session"],
         labels=raw.get("labels", {}),
+        limits=RequestLimits.from_json(raw.get("limits")),
+        processing=raw.get("processing"),
     )

@@ -33,9 +33,9 @@ class BentoStep:
     def run(self, ctx: StepContext) -> BentoSection:
         m = ctx.manifest
         source = ctx.work / "bento-src"
-        write_app(source, RenderContext.from_manifest(m), ctx.model)
+        write_app(source, RenderContext.from_manifest(m), ctx.model, ctx.root)
         tag = build_bento(
-            source, name=m.artifact, version=m.image.tag, packages=m.requirements.runtime,
+            source, name=m.artifact, version=m.image.tag, packages=[*m.requirements.runtime, *m.requirements.processing],
             python_version=m.target.platform.python_version,
             labels={"mlpack.target": m.target.name, "mlpack.model_sha256": m.model.sha256},
             dest=ctx.root / "bento",
@@ -87,7 +87,8 @@ def _build_in_this_process(spec: dict) -> None:
         version=spec["version"],
         labels=spec["labels"],
         build_ctx=spec["context"],
-        include=["*.py", "*.json", "*.onnx", "mlpack_runtime/*.py", "mlpack_agent/*.py"],
+        include=["*.py", "*.json", "*.onnx", "mlpack_runtime/*.py", "mlpack_runtime/processing/*.py",
+                 "mlpack_agent/*.py", "processing/*"],
         python={
             "packages": spec["packages"],
             # Locking resolves against an index; builds must work offline.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 from ..app import write_app
 from ..bytecode import INVALIDATION_MODE, compile_folder
@@ -23,6 +24,7 @@ from ..lambda_prune import Pruned, prune, prune_rules
 from ..limits import LAMBDA_UNZIPPED_LIMIT, LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_ZIP_LIMIT, LAMBDA_ZIP_LIMIT_TEXT
 from ..manifest import ColdStart, LambdaSection, Manifest, PrunedFiles
 from ..model_info import Signature
+from ..processing.packages import prune_for_lambda
 from ..render import RenderContext
 from ..runtime.snapstart import sample_inputs
 from ..sizes import format_size
@@ -51,9 +53,9 @@ class LambdaZipStep:
         m = ctx.manifest
         platform = m.target.platform
         app, site, staged_app = ctx.root / APP, ctx.work / "lambda-site", ctx.work / "lambda-app"
-        write_app(app, RenderContext.from_manifest(m), ctx.model)
-        install_wheels(m.target, m.requirements.runtime, site)
-        pruned = prune(site, prune_rules(m.target))
+        write_app(app, RenderContext.from_manifest(m), ctx.model, ctx.root)
+        pruned = install_wheels(m.target, m.requirements.runtime, site, no_deps=m.requirements.processing)
+        pruned += prune(site, prune_rules(m.target))
         ctx.log("left out: " + ", ".join(f"{p.kind} ({p.files} files, {format_size(p.bytes)})" for p in pruned))
         shutil.copytree(app, staged_app)
         bytecode = compile_bytecode([staged_app, site], platform.python_version, ctx.log)
@@ -98,8 +100,9 @@ def measure_cold_start(ctx: StepContext, zip_path: Path) -> ColdStart:
                                          platform.python_version, python)
     except MlpackError as exc:
         return not_measured(f"awslambdaric could not be installed ({exc.message})")
-    return measure_zip(zip_path, python, runtime, sample_event(ctx.manifest.model.signature),
-                       ctx.work / "cold-start", COLD_START_RUNS, ctx.log)
+    m = ctx.manifest
+    event = {"inputs": m.processing.sample} if m.processing else sample_event(m.model.signature)
+    return measure_zip(zip_path, python, runtime, event, ctx.work / "cold-start", COLD_START_RUNS, ctx.log)
 
 
 def enforce_cold_start(cold: ColdStart, budget: float) -> None:
@@ -116,12 +119,28 @@ def enforce_cold_start(cold: ColdStart, budget: float) -> None:
         )
 
 
-def install_wheels(target: Target, packages: list[str], dest: Path) -> None:
-    """Install the target platform's wheels into dest, without running anything built."""
+def install_wheels(target: Target, packages: list[str], dest: Path, no_deps: Sequence[str] = ()) -> list[Pruned]:
+    """Install the target platform's wheels into dest, without running anything built;
+    `no_deps` without their dependencies (the processing's, which only download need), and
+    without the parts of theirs that the processing never loads (what was left out)."""
     install_for_platform(
         dest, python_platform=target.platform.python_platform, python_version=target.platform.python_version,
         packages=packages, what="fetching the Lambda zip's wheels",
     )
+    if no_deps:
+        install_for_platform(
+            dest, python_platform=target.platform.python_platform, python_version=target.platform.python_version,
+            packages=no_deps, no_deps=True, what="fetching the processing's wheels",
+        )
+        before = _tree_size(dest)
+        removed = prune_for_lambda(dest, list(no_deps))
+        if removed:
+            return [Pruned("processing's unused extensions", len(removed), before - _tree_size(dest))]
+    return []
+
+
+def _tree_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def write_zip(zip_path: Path, *folders: Path) -> int:
