@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from .bytecode import compile_folder
 from .errors import MlpackError
-from .lambda_emulator import RuntimeAPI
+from mlpack.lambda_emulator import RuntimeAPI
 from .manifest import ColdStart, ImportCost
 from .uv import install_for_platform
 
