@@ -37,7 +37,7 @@ from mlpack.steps import StepContext
 from mlpack.steps.bento import BentoStep
 
 from .agent_harness import free_port
-from .lambda_emulator import RuntimeAPI
+from mlpack.lambda_emulator import RuntimeAPI
 from .manifests import make_manifest
 
 NO_AGENT = {"MLPACK_AGENT_SOCKET": "/nonexistent/agent.sock"}

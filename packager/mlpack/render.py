@@ -92,6 +92,7 @@ class RenderContext(BaseModel):
     requirements: Requirements  # the pinned packages, as the build resolved them
     memory_mb: int  # sized from the model (and a Lambda's measured peak): requests, Lambda memory
     processing: ProcessingSection | None = None  # runtime.json's processing, and the files app folders get
+    snapstart: bool = False  # Lambda: SnapStart was asked for at build (manifest lambda.snapstart)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> RenderContext:
@@ -110,6 +111,7 @@ class RenderContext(BaseModel):
             versions=manifest.versions,
             requirements=manifest.requirements,
             memory_mb=manifest.memory_mb,
+            snapstart=manifest.lambda_ is not None and manifest.lambda_.snapstart,
         )
 
     @property

@@ -36,7 +36,7 @@ from ..processing import (
 from ..processing.describe import processing_markdown
 from ..targets import Target, load_target
 from .plan import MODEL_FILE, BuildPlan, host_versions, memory_mb, plan_build
-from .request import BuildRequest, check_name, default_name
+from .request import BuildRequest, check_name, check_snapstart, default_name
 
 
 @dataclass
@@ -57,6 +57,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
                          "pass an existing .npz file (or .txt of sentences, for a model with a tokenizer)")
     if request.name is not None:
         check_name(request.name)
+    if request.snapstart:
+        check_snapstart(target)
     out = request.out.expanduser().resolve()
     if request.model is not None:
         # Fail on a bad model before anything is written.
@@ -105,8 +107,8 @@ def _build_into(
                                            target.runtime.session_settings())
     draft.build = inputs
     context = StepContext(root=root, work=work, manifest=draft, model=shipped,
-                          options=StepOptions(max_cold_start=request.max_cold_start), log=log,
-                          gate=gate_verdict(optimization))
+                          options=StepOptions(max_cold_start=request.max_cold_start, snapstart=request.snapstart),
+                          log=log, gate=gate_verdict(optimization))
     results, timings = run_steps([s.name for s in plan.steps], context, progress)
     cold = getattr(results.get("lambda_"), "cold_start", None)
     manifest, measured = finish_manifest(draft, results), measurements(results)
@@ -114,7 +116,7 @@ def _build_into(
     with progress.step("Rendering container context, telemetry and infrastructure files"):
         write_files(root, render_artifact(RenderContext.from_manifest(manifest), plan.render))
     write_files(root, {
-        "report.md": optimization.to_markdown() + processing_markdown(manifest),
+        "report.md": optimization.to_markdown() + processing_markdown(manifest) + _lambda_report(root, manifest, cold),
         "report.json": _json({**optimization.to_json(), **measured, "build_steps": [asdict(t) for t in timings]}),
     })
     shutil.rmtree(work)
@@ -188,6 +190,14 @@ def reason_without_figures(optimization: OptimizationResult) -> str:
     if failed:
         text += f"; failed it: {', '.join(failed)}"
     return text + "; report.md says why, with the measurements"
+
+
+def _lambda_report(root: Path, manifest: Manifest, cold: ColdStart | None) -> str:
+    if manifest.lambda_ is None:
+        return ""
+    from ..lambda_report import lambda_markdown
+
+    return lambda_markdown(manifest, (root / manifest.lambda_.zip).stat().st_size, cold)
 
 
 def _prepare_out(out: Path, dest: Path, force: bool) -> None:

@@ -8,12 +8,15 @@ gate and time each variant, so what was measured is what is served.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .limits import RequestLimits
 from .validation import outputs_to_json, parse_inputs
+
+if TYPE_CHECKING:
+    from pathlib import Path  # annotations only: serving does not import pathlib at init
 
 _GRAPH_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -88,13 +91,14 @@ class RuntimeConfig:
     def outputs_to_json(self, values: list) -> dict[str, Any]:
         return outputs_to_json(values, self.outputs)
 
-    def open_session(self, folder: Path):
+    def open_session(self, folder: Path | str):
         """Create the onnxruntime session with the target's providers and options."""
-        return open_session(Path(folder) / self.model_file, self.session)
+        return open_session(os.path.join(folder, self.model_file), self.session)
 
 
 def load_runtime(path: Path | str) -> RuntimeConfig:
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    with open(path, encoding="utf-8") as file:
+        raw = json.load(file)
     return RuntimeConfig(
         model_file=raw["model_file"],
         inputs=raw["inputs"],

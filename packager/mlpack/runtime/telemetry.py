@@ -6,6 +6,7 @@ the request path; without it (a bare local run) reporting is a no-op.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -23,6 +24,10 @@ class _NoTelemetry:
 
 
 def telemetry_client(labels: dict[str, str]) -> Any:
+    # Turned off (a Lambda zip deployed without the agent's layer): the client and its
+    # socket module are not even imported, which a cold start would pay for.
+    if os.environ.get("MLPACK_AGENT_DISABLED", "") in ("1", "true", "yes"):
+        return _NoTelemetry()
     try:
         from mlpack_agent.client import EventClient
     except ImportError:
@@ -34,6 +39,7 @@ class InferenceReporter:
     """Turns one request's timings and values into the agent's inference event."""
 
     def __init__(self, labels: dict[str, str], outputs: list[dict[str, Any]]) -> None:
+        self.labels = labels
         self.client = telemetry_client(labels)
         # A 1-D integer or string output is a predicted class; a float matrix output is an embedding.
         self._label_index = next(
@@ -68,6 +74,17 @@ class InferenceReporter:
             self.client.flush(timeout_s=timeout_s)
         except Exception:  # telemetry never fails a request
             pass
+
+    def reconnect(self) -> None:
+        """A new client (and socket) in place of the current one: after a SnapStart
+        restore, each copy of the environment sends from a socket of its own."""
+        old, self.client = self.client, telemetry_client(self.labels)
+        close = getattr(old, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # telemetry never fails a request
+                pass
 
     def failure(self, started: float, error_kind: str) -> None:
         self.client.inference(
