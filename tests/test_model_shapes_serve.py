@@ -23,7 +23,7 @@ from mlpack.progress import Progress
 
 from . import shape_models as shapes
 from .agent_harness import free_port
-from .lambda_emulator import RuntimeAPI
+from mlpack.lambda_emulator import RuntimeAPI
 
 pytestmark = pytest.mark.slow
 
