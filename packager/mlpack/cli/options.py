@@ -28,7 +28,8 @@ BuilderOption = Annotated[
 ]
 CalibrationOption = Annotated[
     Optional[Path],
-    typer.Option(help=".npz of inputs by name (and optional `labels`) for calibration and the accuracy gate."),
+    typer.Option(help=".npz of inputs by name (and optional labels, as `labels` or `y`) for calibration and the "
+                       "accuracy gate."),
 ]
 
 
