@@ -55,7 +55,9 @@ def tool(name: str) -> str:
     """An Ansible executable: beside this Python first (a venv), then on PATH."""
     found = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     if found is None:
-        raise MlpackError(f"{name} is not installed", "install Ansible: pip install ansible-core")
+        from ..extras import missing_extra
+
+        raise missing_extra(f"Ansible ({name})", "edge", "`mlpack rollout` to an SSH fleet")
     return found
 
 
