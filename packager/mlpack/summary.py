@@ -37,5 +37,5 @@ def build_summary(result: BuildResult) -> str:
         count = sum(1 for p in m.files if p.startswith(folder + "/"))
         if count:
             lines.append(f"  {folder:<10} {count} files")
-    lines.append(f"  report     {os.path.join(where, 'report.md')}  (chosen: {m.optimization.chosen})")
+    lines.append(f"  report     {os.path.join(where, 'report.html')}  (chosen: {m.optimization.chosen})")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from ..steps import step_class
 from ..targets import RenderGroup, Target
 
 MODEL_FILE = "model/model.onnx"
-REPORT_FILES = ("report.md", "report.json")
+REPORT_FILES = ("report.md", "report.json", "report.html")
 
 
 class PlannedStep(BaseModel):

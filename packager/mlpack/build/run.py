@@ -25,6 +25,7 @@ from ..fsutil import staged_folder
 from ..manifest import ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
 from ..model_info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
+from ..optimize.report_html import REPORT_HTML, About, to_html
 from ..progress import Progress
 from ..render import RenderContext, render_artifact, write_files
 from ..steps import StepContext, StepOptions, StepTiming, run_steps
@@ -90,9 +91,17 @@ def _build_into(
     write_files(root, {
         "report.md": optimization.to_markdown(),
         "report.json": _json({**optimization.to_json(), "build_steps": [asdict(t) for t in timings]}),
+        REPORT_HTML: report_html(root, manifest, optimization),
     })
     shutil.rmtree(work)
     return Artifact.create(root, manifest).manifest, optimization, timings
+
+
+def report_html(root: Path, manifest: Manifest, optimization: OptimizationResult) -> str:
+    """The optimization report as a page, with what the steps measured (the Lambda cold start)."""
+    zip_file = root / manifest.lambda_.zip if manifest.lambda_ is not None else None
+    about = About.from_manifest(manifest, zip_file.stat().st_size if zip_file and zip_file.is_file() else None)
+    return to_html(optimization, about)
 
 
 def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: OptimizationResult,

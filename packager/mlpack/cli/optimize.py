@@ -1,6 +1,6 @@
 """`mlpack optimize MODEL --target T`: only the optimization step of a build.
 
-Writes the chosen model and the report (report.md, report.json) to the output folder
+Writes the chosen model and the report (report.md, report.json, report.html) to the output folder
 and prints the candidate table.
 """
 
@@ -35,6 +35,7 @@ def optimize(
     from ..fsutil import staged_folder
     from ..model_info import inspect_model
     from ..optimize import optimize_model
+    from ..optimize.report_html import REPORT_HTML, About, to_html
     from ..targets import load_target
 
     settings = gate_settings(gate)
@@ -51,6 +52,7 @@ def optimize(
         shutil.copyfile(result.chosen.path, staged / "model.onnx")
         (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")
         (staged / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        (staged / REPORT_HTML).write_text(to_html(result, About.for_target(model.name, spec)), encoding="utf-8")
     app.echo(result.table())
     app.echo(f"wrote {out / 'model.onnx'} ({result.chosen.name}) and its report")
 

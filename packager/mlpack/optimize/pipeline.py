@@ -113,8 +113,14 @@ def time_and_pick(run: Run, *, budget_s: float = TIMING_BUDGET_S) -> Optimizatio
         candidates=run.candidates, chosen=chosen, data_source=run.data_source, why=why,
         target=target.name, policy=target.optimize.policy, gate=run.gate,
         latency_note=latency_note, measured_on=measured_on, skipped=run.skipped,
-        sensitive_layers=run.sensitive_layers, notes=run.notes,
+        sensitive_layers=run.sensitive_layers, notes=run.notes, **_data_facts(run),
     )
+
+
+def _data_facts(run: Run) -> dict:
+    """What the report says about the data: real or synthetic, and how many rows did what."""
+    return {"tolerance": run.target.optimize.tolerance, "synthetic": run.data.synthetic,
+            "gate_rows": run.held_out.rows, "calibration_rows": run.calibration.rows}
 
 
 def _float_only(run: Run) -> OptimizationResult:
@@ -125,6 +131,7 @@ def _float_only(run: Run) -> OptimizationResult:
         candidates=[baseline], chosen=baseline, data_source=run.data_source,
         why=f"kept the float model: no variant can be checked, since {run.problem}",
         target=run.target.name, policy=run.target.optimize.policy, gate=run.gate,
+        tolerance=run.target.optimize.tolerance, synthetic=bool(run.data and run.data.synthetic),
         latency_note="not measured: nothing to compare", notes=[
             f"No variant was made: {run.problem}. Pass --calibration FILE.npz with real inputs to enable "
             "the optimizer's accuracy gate."],
