@@ -17,7 +17,7 @@ from mlpack.build import BuildRequest, build
 from mlpack.errors import MlpackError
 from mlpack.progress import Progress
 
-from .lambda_emulator import RuntimeAPI
+from mlpack.lambda_emulator import RuntimeAPI
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,10 @@
 """A local stand-in for the Lambda Runtime API, enough for awslambdaric to run a handler.
 
 awslambdaric long-polls /invocation/next for events and posts each result back, exactly
-as it does inside Lambda; this server queues events and collects the results.
+as it does inside Lambda; this server queues events and collects the results. `ready` is
+set when the runtime first asks for an event: the function's init (imports, session) is
+done. `mlpack serve` runs Lambda artifacts under it (serve/function_url.py is the HTTP
+front); tests use it to invoke handlers.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class RuntimeAPI:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.results: dict[str, queue.Queue] = {}
         self.init_error: Any = None
+        self.ready = threading.Event()  # the runtime has finished init and polls for events
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +44,7 @@ class RuntimeAPI:
             def do_GET(self) -> None:  # noqa: N802
                 if self.path != f"{PREFIX}/invocation/next":
                     return self._reply(404)
+                api.ready.set()
                 request_id, event = api.events.get()
                 self._reply(200, json.dumps(event).encode(), {
                     "Lambda-Runtime-Aws-Request-Id": request_id,
