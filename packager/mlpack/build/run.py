@@ -75,7 +75,8 @@ def _build_into(
     work = root / ".work"
     log = lambda line: progress.info(f"  {line}")  # noqa: E731
     with progress.step(f"Optimizing for {target.name} (passes: {', '.join(target.optimize.passes) or 'none'})"):
-        optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log)
+        optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log,
+                                      progress=progress)
     shipped = root / MODEL_FILE
     shipped.parent.mkdir()
     shutil.copyfile(optimization.chosen.path, shipped)

@@ -16,7 +16,7 @@ import typer
 
 from ..errors import InputError
 from .application import Application, command
-from .options import CalibrationOption, GateOption, gate_settings
+from .options import CalibrationOption, GateOption, JsonOption, gate_settings
 
 
 def optimize(
@@ -29,13 +29,14 @@ def optimize(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the output folder if it exists.")] = False,
     gate: GateOption = None,
+    json_summary: JsonOption = False,
 ) -> None:
     """Make smaller or faster variants of MODEL for a target, check each against the float
     model on data, and keep the one the target's policy picks."""
     from ..fsutil import staged_folder
     from ..model_info import inspect_model
     from ..optimize import optimize_model
-    from ..optimize.report_html import REPORT_HTML, About, to_html
+    from ..optimize.report_html import REPORT_HTML, About, report_files, to_html
     from ..targets import load_target
 
     settings = gate_settings(gate)
@@ -47,12 +48,18 @@ def optimize(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mlpack-optimize-") as tmp, staged_folder(out) as staged:
+        progress = app.progress()
         result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=settings,
-                                log=lambda line: typer.echo(f"  {line}", err=True))
+                                log=lambda line: progress.info(f"  {line}"), progress=progress)
         shutil.copyfile(result.chosen.path, staged / "model.onnx")
         (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")
         (staged / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
         (staged / REPORT_HTML).write_text(to_html(result, About.for_target(model.name, spec)), encoding="utf-8")
+    if json_summary:
+        app.echo_json({"out": str(out), "model": str(out / "model.onnx"),
+                       "report": report_files(out),
+                       **result.to_json()})
+        return
     app.echo(result.table())
     app.echo(f"wrote {out / 'model.onnx'} ({result.chosen.name}) and its report")
 

@@ -19,6 +19,8 @@ def _gate_help() -> str:
 
 GateOption = Annotated[Optional[list[str]], typer.Option("--gate", metavar="KEY=VALUE", help=_gate_help())]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON summary on stdout instead of the text (for CI); progress stays on stderr.")]
 ArtifactArgument = Annotated[
     Path, typer.Argument(help="An artifact folder written by `mlpack build`.", show_default=False)
 ]

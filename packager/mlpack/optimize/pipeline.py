@@ -11,12 +11,14 @@ itself to gate and time models of its own beside the candidates (`Run.add_refere
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import onnx
 
 from ..errors import InputError
 from ..model_info import ModelInfo
+from ..progress import Progress
 from ..targets import Target
 from . import passes
 from .data import load_data, synthetic_data
@@ -38,6 +40,7 @@ def optimize_model(
     data_path: Path | None = None,
     log: Log = lambda _: None,
     gate: GateSettings | None = None,
+    progress: Progress | None = None,
 ) -> OptimizationResult:
     """Run the target's passes on the model and pick the variant to ship.
 
@@ -45,7 +48,9 @@ def optimize_model(
     gate runs on synthetic inputs and the report says so. Bad data raises InputError
     before anything is written to `work_dir`.
     """
-    return time_and_pick(make_candidates(info, target, work_dir, data_path=data_path, log=log, gate=gate))
+    run = make_candidates(info, target, work_dir, data_path=data_path, log=log, gate=gate)
+    run.progress = progress  # bars for the timing, on a terminal
+    return time_and_pick(run)
 
 
 def make_candidates(
@@ -194,9 +199,15 @@ def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
             run.log(f"{c.name}: not timed, it does not load ({first_line(exc)})")
     # Only batch sizes the model accepts: its fixed batch, if it has one.
     batches = timing_batches(sessions["float"], run.target.optimize.latency_batch)
+    progress = run.progress or Progress(quiet=True)
     for batch in batches:
         run.log(f"timing {len(sessions)} candidates at batch {batch} on {providers[0]}")
-        for name, lat in latencies(sessions, run.held_out, batch, budget_s=budget_s / len(batches)).items():
+        share = budget_s / len(batches)
+        with progress.bar(f"timing at batch {batch}", total=share) as bar:
+            started = time.perf_counter()
+            timed = latencies(sessions, run.held_out, batch, budget_s=share,
+                              on_round=lambda: bar.update(min(time.perf_counter() - started, share)))
+        for name, lat in timed.items():
             run.find(name).latency[batch] = lat
 
 

@@ -8,6 +8,7 @@ style inline CSS, no script, and a Content-Security-Policy that forbids any requ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..sizes import format_size
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
 
 REPORT_HTML = "report.html"
 TEMPLATE = "report/report.html.j2"
+
+
+def report_files(folder: Path) -> dict[str, str]:
+    """Where a build's or an optimize run's three reports are (the `--json` summaries say)."""
+    return {"html": str(folder / REPORT_HTML), "markdown": str(folder / "report.md"),
+            "json": str(folder / "report.json")}
 
 
 @dataclass(frozen=True)

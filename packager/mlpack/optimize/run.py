@@ -11,6 +11,7 @@ import onnx
 
 from ..errors import MlpackError
 from ..model_info import ModelInfo
+from ..progress import Progress
 from ..targets import Target
 from .data import EvalData
 from .gate import GateSettings, Verdict, compare
@@ -45,6 +46,7 @@ class Run:
         self.output_names: list[str] = []
         self.reference: list[np.ndarray] = []
         self._running: Variant | None = None
+        self.progress: Progress | None = None  # where timing draws its bars (a terminal), if anywhere
 
     def use_data(self, data: EvalData) -> None:
         """Split the data and run float on the gate's rows: the reference every candidate is compared with.
