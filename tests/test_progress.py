@@ -111,3 +111,15 @@ def test_every_long_command_offers_json() -> None:
     for command in ("build", "optimize", "push", "deploy"):
         result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
         assert "--json" in result.output, command
+
+
+def test_a_deploy_counts_its_resources_as_they_settle() -> None:
+    from mlpack.deploy.lambda_deploy import _counting_settled
+
+    lines, settled = [], []
+    log = _counting_settled(lines.append, lambda: settled.append(1))
+    log("    0.4s  CREATE_IN_PROGRESS           Function (AWS::Lambda::Function)")
+    log("    2.1s  CREATE_COMPLETE              Function (AWS::Lambda::Function)")
+    log("    2.3s  UPDATE_COMPLETE_CLEANUP_IN_PROGRESS mlpack-x (AWS::CloudFormation::Stack)")
+    log("    2.9s  UPDATE_COMPLETE              mlpack-x (AWS::CloudFormation::Stack)")
+    assert len(lines) == 4 and len(settled) == 2  # every line is still logged

@@ -19,9 +19,7 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -30,7 +28,7 @@ import pytest
 from .agent_harness import free_port, wait_for
 from .conftest import REPO, uv
 from .models import linear_model
-from .test_deploy import REGION, _moto_kms_cloudformation_tags  # noqa: F401  (the moto server's patch)
+from .test_deploy import REGION, server  # noqa: F401  (server: the moto server fixture, patched as there)
 from .test_serve_local import alive, descendants, demo_rows
 
 pytestmark = pytest.mark.slow
@@ -227,7 +225,7 @@ def check_deploy(run, folder: Path) -> None:
 
 def check_rollout(run, folder: Path) -> None:
     (folder / "fleet.yaml").write_text("all:\n  hosts:\n    device-1:\n      ansible_host: 127.0.0.1\n")
-    line = run.error("mlpack rollout --status --fleet fleet.yaml", without_extras=True)
+    line = run.error("mlpack rollout out/digits-demo-x86-cpu --fleet fleet.yaml", without_extras=True)
     assert line.endswith("; pip install 'mlpack[edge]'")
 
 
@@ -292,19 +290,8 @@ def test_the_install_section_and_every_command_in_the_table_work_from_the_wheel(
     (folder / MODEL).parent.mkdir(parents=True)
     linear_model(folder / MODEL)
     run = Runner(folder, bare, server)
-    for row, check in TABLE.items():  # in README's order: build before the rows that use its artifacts
+XX
         check(run, folder)
     assert run.error("mlpack deploy out/model-aws-lambda", without_extras=True) == (
         "error: `mlpack deploy` needs aws-sam-translator, which is not installed; pip install 'mlpack[aws]'")
 
-
-@pytest.fixture(scope="module")
-def server():
-    from moto import server as moto_server
-
-    threaded = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    threaded.start()
-    host, port = threaded.get_host_and_port()
-    with _moto_kms_cloudformation_tags():
-        yield f"http://{host}:{port}"
-    threaded.stop()

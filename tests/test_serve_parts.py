@@ -14,7 +14,6 @@ import urllib.request
 from pathlib import Path
 
 import httpx
-import pytest
 
 from mlpack.lambda_emulator import PREFIX, RuntimeAPI
 from mlpack.serve.function_url import FunctionUrlFront, function_url_event, http_response

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__
-from ..errors import InputError, MlpackError
+from ..errors import InputError
 from ..resources import data_dir
 from .release import Release, read_release, write_bundle
 
