@@ -260,8 +260,8 @@ class Runner:
 
     def _env(self, aws: bool, without_extras: bool) -> dict[str, str]:
         env = {**self.env, **(self.aws if aws else {})}
-        if without_extras:
-            env["PATH"] = f"{self.bare / 'bin'}{os.pathsep}{self.env['PATH']}"
+        if without_extras:  # the bare venv instead of the one with extras, none of its tools on PATH
+            env["PATH"] = f"{self.bare / 'bin'}{os.pathsep}{clean_env(self.folder)['PATH']}"
         return env
 
     def __call__(self, command: str, aws: bool = False, without_extras: bool = False) -> subprocess.CompletedProcess:
