@@ -60,8 +60,10 @@ def serve(args: list[str], cwd: Path, port: int, home: Path) -> subprocess.Popen
     raise SystemExit(f"server on port {port} did not become ready")
 
 
-def load(url: str, bodies: list[dict], seconds: float, concurrency: int) -> dict[str, float]:
-    """Closed-loop load: `concurrency` clients, each sends its next request when answered."""
+def load(url: str, bodies: list, seconds: float, concurrency: int) -> dict[str, float]:
+    """Closed-loop load: `concurrency` clients, each sends its next request when answered.
+
+    A body is a JSON value, or (bytes, headers) for a body sent as it is."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -71,8 +73,10 @@ def load(url: str, bodies: list[dict], seconds: float, concurrency: int) -> dict
         with httpx.Client(timeout=60) as http:
             i = k
             while time.monotonic() < stop:
+                body = bodies[i % len(bodies)]
+                sent = {"content": body[0], "headers": body[1]} if isinstance(body, tuple) else {"json": body}
                 started = time.perf_counter()
-                reply = http.post(url, json=bodies[i % len(bodies)])
+                reply = http.post(url, **sent)
                 elapsed = time.perf_counter() - started
                 with lock:
                     if reply.status_code == 200:
@@ -95,6 +99,13 @@ def load(url: str, bodies: list[dict], seconds: float, concurrency: int) -> dict
         "p95_ms": 1e3 * latencies[int(0.95 * (len(latencies) - 1))],
         "errors": errors[0],
     }
+
+
+def table_rows(runs: dict[str, dict[str, float]]) -> list[str]:
+    """One Markdown table row per run, throughput as a ratio to the first run's."""
+    base = next(iter(runs.values()))["rps"]
+    return [f"| {label} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['errors']} "
+            f"| {r['rps'] / base:.2f}x |" for label, r in runs.items()]
 
 
 def main() -> None:
@@ -139,7 +150,6 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=30)
 
-    base = next(iter(runs.values()))["rps"]
     lines = [
         "## Serving throughput", "",
         f"Produced by `python -m benchmarks.serve_throughput --seconds {opts.seconds:g} --concurrency "
@@ -153,9 +163,7 @@ def main() -> None:
         "| server | requests/s | p50 ms | p95 ms | errors | throughput vs plain |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, r in runs.items():
-        lines.append(f"| {label} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['errors']} "
-                     f"| {r['rps'] / base:.2f}x |")
+    lines += table_rows(runs)
     text = "\n".join(lines) + "\n"
     print(text)
     if not opts.no_write:

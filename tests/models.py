@@ -9,20 +9,24 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def linear_model(path: Path, features: int = 4, outputs: int = 3, seed: int = 0) -> Path:
-    """y = x @ W + b with a dynamic batch axis: input "x" [batch, features] float32."""
+def _linear(features: int, outputs: int, seed: int) -> tuple[list, list]:
+    """The nodes and weights of y = x @ W + b (random W and b from `seed`)."""
     rng = np.random.default_rng(seed)
     weight = rng.standard_normal((features, outputs)).astype(np.float32)
     bias = rng.standard_normal(outputs).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])]
+    return nodes, [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")]
+
+
+def linear_model(path: Path, features: int = 4, outputs: int = 3, seed: int = 0) -> Path:
+    """y = x @ W + b with a dynamic batch axis: input "x" [batch, features] float32."""
+    nodes, initializer = _linear(features, outputs, seed)
     graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "W"], ["xw"]),
-            helper.make_node("Add", ["xw", "b"], ["y"]),
-        ],
+        nodes,
         "linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", outputs])],
-        initializer=[numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")],
+        initializer=initializer,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -78,4 +82,73 @@ def fixed_batch_images(path: Path, rows: int = 64) -> Path:
     images = np.random.default_rng(0).random((rows, 3, 16, 16)).astype(np.float32)
     images[:, 0] = 0.0
     np.savez(path, image=images)
+    return path
+
+
+WORDS = ["cat", "dog", "bird"]  # the words `text_and_numbers_model` knows, coded 0, 1, 2
+
+
+def text_and_numbers_model(path: Path, features: int = 4, outputs: int = 3, seed: int = 0) -> Path:
+    """Two inputs of two kinds, three outputs of three kinds (no optimizer variant applies):
+
+    x "FP32" [batch, features] -> y = x @ W + b, float32 [batch, outputs]
+    text "BYTES" [batch] -> code: LabelEncoder of WORDS (-1 for any other), int64 [batch]
+                         -> echo: the strings as given, string [batch]
+    """
+    nodes, initializer = _linear(features, outputs, seed)
+    graph = helper.make_graph(
+        [
+            *nodes,
+            helper.make_node("LabelEncoder", ["text"], ["code"], domain="ai.onnx.ml", keys_strings=WORDS,
+                             values_int64s=list(range(len(WORDS))), default_int64=-1),
+            helper.make_node("Identity", ["text"], ["echo"]),
+        ],
+        "text_and_numbers",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features]),
+         helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", outputs]),
+         helper.make_tensor_value_info("code", TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info("echo", TensorProto.STRING, ["batch"])],
+        initializer=initializer,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def onnxruntime_reference(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output of the model as onnxruntime answers it, by name."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, feeds)))
+
+
+# The Open Inference Protocol's tensor data types and the ONNX element types they carry.
+V2_DATATYPES = {
+    "BOOL": TensorProto.BOOL, "UINT8": TensorProto.UINT8, "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32, "UINT64": TensorProto.UINT64, "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16, "INT32": TensorProto.INT32, "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16, "FP32": TensorProto.FLOAT, "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+
+
+def every_datatype_model(path: Path) -> Path:
+    """One input per protocol datatype, each passed through (Identity) to an output:
+    input "in_fp32" float32 [batch, 2] -> output "out_fp32", and so on."""
+    nodes, inputs, outputs = [], [], []
+    for datatype, elem in V2_DATATYPES.items():
+        name = datatype.lower()
+        nodes.append(helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"]))
+        inputs.append(helper.make_tensor_value_info(f"in_{name}", elem, ["batch", 2]))
+        outputs.append(helper.make_tensor_value_info(f"out_{name}", elem, ["batch", 2]))
+    model = helper.make_model(helper.make_graph(nodes, "every_datatype", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
     return path

@@ -38,6 +38,19 @@ def test_demo_artifact_manifest_matches_its_files(demo_artifact, target: str) ->
     assert (result.path / "report.md").is_file() and (result.path / "report.json").is_file()
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_artifact_holds_exactly_what_the_plan_said(demo_artifact, target: str) -> None:
+    """plan_build is pure and runs before anything else; the built folder must match it."""
+    result = demo_artifact(target)
+    actual = {p.relative_to(result.path).as_posix() for p in result.path.rglob("*") if p.is_file()}
+    unplanned = sorted(p for p in actual if not result.plan.expected(p))
+    assert unplanned == [], "files the plan did not announce"
+    assert set(result.plan.files) <= actual, "files the plan announced but the build did not write"
+    for step in result.plan.steps:
+        for written in step.writes:
+            assert any(p == written or p.startswith(written) for p in actual), (step.name, written)
+
+
 @pytest.mark.parametrize("target", ["x86-cpu", "cuda-gpu", "arm-edge"])
 def test_server_and_edge_targets_get_a_bento(demo_artifact, target: str) -> None:
     result = demo_artifact(target)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mlpack.app import runtime_json
+from mlpack.build import BuildPlan, plan_build
 from mlpack.render import RenderContext, render_artifact, render_group
 from mlpack.targets import target_files
 
@@ -40,7 +41,14 @@ def rendered(target_name: str) -> dict[str, str]:
     for path, text in render_group(entry, f"{entry}-app", ctx).items():
         files[path] = text
     files[f"{entry}-app/runtime.json"] = runtime_json(ctx)
+    files["plan.json"] = golden_plan(target_name).model_dump_json(indent=2, exclude={"target"}) + "\n"
     return files
+
+
+def golden_plan(target_name: str) -> BuildPlan:
+    """The build plan for the golden model: its steps, pinned requirements and every path."""
+    ctx = fixed_context(target_name)
+    return plan_build(ctx.name, ctx.target, ctx.versions)
 
 
 @pytest.mark.parametrize("target_name", sorted(target_files()))

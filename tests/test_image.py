@@ -21,7 +21,7 @@ import onnxruntime as ort
 import pytest
 import requests
 from mlpack.cli import app
-from mlpack.demo import demo_model
+from mlpack.demo import DEMO_NAME, demo_model
 from typer.testing import CliRunner
 
 from .manifests import read_json
@@ -234,6 +234,10 @@ def test_the_x86_image_serves_predictions_and_its_agent_counts_them(artifacts) -
         assert answer.json()["outputs"]["label"] == host.run(["label"], {"pixels": rows})[0].tolist()
         bad = requests.post(f"http://127.0.0.1:{port}/predict", json={"inputs": {"pixels": [[1, 2]]}}, timeout=30)
         assert bad.status_code == 400
+        v2 = requests.post(f"http://127.0.0.1:{port}/v2/models/{DEMO_NAME}/infer", timeout=30, json={
+            "inputs": [{"name": "pixels", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}]})
+        assert v2.status_code == 200, v2.text  # the Open Inference Protocol inside the shell-less image
+        assert next(o for o in v2.json()["outputs"] if o["name"] == "label")["data"] == answer.json()["outputs"]["label"]
 
         deadline = time.monotonic() + 20
         while True:

@@ -105,3 +105,30 @@ def test_a_cold_start_budget_that_is_exceeded_fails_the_build(tmp_path: Path) ->
     with pytest.raises(MlpackError, match=r"cold start \d+\.\d+s exceeds --max-cold-start 0.001s"):
         build(request, Progress(quiet=True))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_function_url_paths_under_v2_speak_the_open_inference_protocol(runtime) -> None:
+    import tritonclient.http as triton
+
+    from mlpack.demo import DEMO_NAME
+
+    from .served_apps import function_url_event
+
+    status, reply = runtime.invoke(function_url_event("GET", "/v2/health/ready", {}, b""))
+    assert status == "response" and reply["statusCode"] == 200
+    pixels, labels = demo_rows(4)
+    given = triton.InferInput("pixels", list(pixels.shape), "FP32")
+    given.set_data_from_numpy(pixels.astype(np.float32))  # binary tensor data: a base64 event body
+    body, header_length = triton.InferenceServerClient.generate_request_body(
+        [given], outputs=[triton.InferRequestedOutput("label", binary_data=False)])
+    headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(header_length)}
+    status, reply = runtime.invoke(function_url_event("POST", f"/v2/models/{DEMO_NAME}/infer", headers, body))
+    assert status == "response" and reply["statusCode"] == 200, reply
+    assert json.loads(reply["body"])["outputs"][0]["data"] == labels.tolist()
+
+
+def test_an_http_body_over_the_limit_gets_a_413_before_it_is_parsed(runtime, lambda_artifact) -> None:
+    limit = lambda_artifact.manifest.target.serving.max_request_mb
+    status, reply = runtime.invoke({"body": "[" * int(limit * 2**20 + 1), "requestContext": {"http": {"method": "POST"}}})
+    assert status == "response" and reply["statusCode"] == 413
+    assert json.loads(reply["body"])["error"].endswith("rebuild the artifact with `mlpack build --max-request-mb N`")

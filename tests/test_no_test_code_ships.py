@@ -26,7 +26,7 @@ TEST_FILE = re.compile(r"(conftest|testing|standin|agent_harness|test_\w+|\w+_te
 TEST_FOLDERS = {"tests", "test", "testing"}
 # What the harnesses (and a test module) contain; none of it belongs in shipped code.
 TEST_TEXT = re.compile(rb"^\s*(import pytest|from pytest\b|from tests[. ]|import tests\b)"
-                       rb"|class (AgentProcess|OtlpReceiver|PrometheusServer|ExtensionsApi)\b"
+                       rb"|class (AgentProcess|OtlpReceiver|PrometheusServer|ExtensionsApi|BentoServer|FunctionURL)\b"
                        rb"|def ensure_standin\b|mlpack_agent\.testing|mlpack\.image\.standin", re.M)
 
 Entry = tuple[str, Callable[[], bytes]]  # a path inside what ships, and how to read it

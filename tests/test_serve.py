@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,41 +12,24 @@ import pytest
 from mlpack.build import BuildRequest, build
 from mlpack.progress import Progress
 
-from .agent_harness import free_port
 from .models import linear_model, linear_reference
+from .served_apps import BentoServer
 
 pytestmark = pytest.mark.slow
+
+
+MAX_ROWS = 32
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("serve")
     model = linear_model(folder / "linear.onnx", features=4, outputs=3)
-    result = build(BuildRequest(model=model, target="x86-cpu", out=folder / "out"), Progress(quiet=True))
-    port = free_port()
-    env = {**os.environ, "BENTOML_HOME": str(folder / "bentoml-home"), "MLPACK_AGENT_SOCKET": "/nonexistent"}
-    bentoml = Path(sys.executable).with_name("bentoml")
-    proc = subprocess.Popen(
-        [str(bentoml), "serve", str(result.path / "bento"), "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"bentoml serve exited: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("bentoml serve was not ready within 60 s")
-    yield base, model
-    proc.terminate()
-    proc.wait(timeout=30)
+    request = BuildRequest(model=model, target="x86-cpu", out=folder / "out", max_rows=MAX_ROWS)
+    result = build(request, Progress(quiet=True))
+    server = BentoServer(result.path / "bento", folder / "bentoml-home")
+    yield server.url, model
+    server.close()
 
 
 def assert_answers_like_onnxruntime(reply: httpx.Response, model: Path, x: np.ndarray) -> None:
@@ -129,3 +108,32 @@ def test_a_batch_request_of_the_wrong_shape_gets_a_400_naming_the_input(served) 
     reply = httpx.post(f"{base}/predict_batch", json={"x": [[1.0, 2.0, 3.0]]}, timeout=30)
     assert reply.status_code == 400
     assert reply.json()["detail"][0]["loc"] == ["x"]
+
+
+def test_a_batch_request_with_nan_or_too_many_rows_gets_a_400_naming_the_input(served) -> None:
+    base, model = served
+    reply = httpx.post(f"{base}/predict_batch", content='{"x": [[1.0, 2.0, NaN, 3.0]]}',
+                       headers={"content-type": "application/json"}, timeout=30)
+    assert reply.status_code == 400
+    assert "input 'x' holds nan at [0, 2]" in reply.text
+    reply = httpx.post(f"{base}/predict_batch", json={"x": [[0.0] * 4] * (MAX_ROWS + 1)}, timeout=30)
+    assert reply.status_code == 400
+    assert f"input 'x' has {MAX_ROWS + 1} rows, over this service's limit of {MAX_ROWS} rows" in reply.text
+    x = np.ones((2, 4), dtype=np.float32)  # and the next batch is answered
+    reply = httpx.post(f"{base}/predict_batch", json={"x": x.tolist()}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(np.array([row["y"] for row in reply.json()]), linear_reference(model, x), rtol=1e-6)
+
+
+def test_the_built_bento_speaks_the_open_inference_protocol(served) -> None:
+    import tritonclient.http as triton
+
+    base, model = served
+    x = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)
+    with triton.InferenceServerClient(base.removeprefix("http://")) as client:
+        assert client.is_server_ready() and client.is_model_ready("linear")
+        assert client.get_model_metadata("linear")["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+        given = triton.InferInput("x", [3, 4], "FP32")
+        given.set_data_from_numpy(x)
+        np.testing.assert_allclose(client.infer("linear", [given]).as_numpy("y"), linear_reference(model, x),
+                                   rtol=1e-6)

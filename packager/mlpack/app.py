@@ -26,6 +26,7 @@ def runtime_json(ctx: RenderContext) -> str:
         "inputs": [t.model_dump() for t in sig.inputs],
         "outputs": [t.model_dump() for t in sig.outputs],
         "session": ctx.target.runtime.session_settings(),
+        "limits": ctx.target.serving.limits_settings(),
         "labels": {
             "model_name": ctx.name,
             "model_sha256": ctx.model.sha256,

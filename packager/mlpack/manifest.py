@@ -6,8 +6,8 @@ artifact means the same thing after the installed `targets/` files change: nothi
 `build` reads a target file. This module is pure (no I/O); `artifact.py` reads and
 writes manifests.
 
-Schema versions: `SCHEMA_VERSION` rises whenever a manifest written by this mlpack could
-not be read by an older one, or the other way round. docs/architecture.md lists them.
+Schema versions: `SCHEMA_VERSION` rises whenever a manifest written by a released mlpack
+could not be read by a later one, or the other way round.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .model_info import Signature, TensorSpec
 from .targets import Target
 
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the first versioned schema: manifests before it had no schema_version
 HISTORY_KEPT = 20  # deploys and rollouts remembered per artifact
 
 # The artifact's model name is written unquoted in comments, unit files and paths: it

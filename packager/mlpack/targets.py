@@ -138,6 +138,26 @@ class Serving(_Strict):
     # with HTTP 503 any request it expects to finish later than this, so a tight value
     # turns ordinary load into errors.
     max_latency_ms: int = Field(1000, ge=1)
+    # Requests that cannot hurt the service (mlpack_runtime.limits, docs/serving.md); the
+    # `mlpack build` options of the same names override them for one artifact.
+    max_request_mb: float = Field(
+        8, gt=0, le=1024,
+        description="largest request body in MiB: a larger one gets HTTP 413 before it is read (--max-request-mb)",
+    )
+    max_rows: int = Field(
+        1024, ge=1, description="most rows (first-axis entries) of an input per request; more get HTTP 400 (--max-rows)"
+    )
+    allow_non_finite: bool = Field(
+        False, description="accept NaN and infinities in float inputs; else HTTP 400 naming the input (--allow-non-finite)"
+    )
+
+    def limits_settings(self) -> dict[str, Any]:
+        """The `limits` of runtime.json: what mlpack_runtime.limits enforces, in bytes and rows."""
+        return {
+            "max_request_bytes": int(self.max_request_mb * 2**20),
+            "max_rows": self.max_rows,
+            "allow_non_finite": self.allow_non_finite,
+        }
 
 
 class Toleration(_Strict):
@@ -211,6 +231,21 @@ class Target(_Strict):
     @property
     def is_gpu(self) -> bool:
         return self.runtime.onnxruntime == "onnxruntime-gpu"
+
+    def with_serving(self, **overrides: Any) -> Target:
+        """This target with some `[serving]` values replaced (`mlpack build --max-rows` and
+        friends): what the manifest records, so the artifact carries the limits it serves with.
+        Raises InputError naming the option of a value out of range."""
+        changes = {key: value for key, value in overrides.items() if value is not None}
+        if not changes:
+            return self
+        try:
+            serving = Serving.model_validate({**self.serving.model_dump(), **changes})
+        except ValidationError as exc:
+            item = exc.errors()[0]
+            option = "--" + str(item["loc"][0]).replace("_", "-")
+            raise InputError(f"{option}: {item['msg']}", f"see `mlpack build --help` for {option}") from exc
+        return self.model_copy(update={"serving": serving})
 
 
 def _describe(error: ValidationError) -> str:

@@ -21,6 +21,14 @@ class BuildRequest(BaseModel):
     calibration: Path | None = None
     max_cold_start: float | None = None
     gate: GateSettings = GateSettings()  # the accuracy gate, with the user's overrides
+    # The target's [serving] request limits, changed for this artifact (None keeps the target's).
+    max_request_mb: float | None = None
+    max_rows: int | None = None
+    allow_non_finite: bool | None = None
+
+    def serving_overrides(self) -> dict[str, float | int | bool | None]:
+        return {"max_request_mb": self.max_request_mb, "max_rows": self.max_rows,
+                "allow_non_finite": self.allow_non_finite}
 
 
 def default_name(model: Path) -> str:

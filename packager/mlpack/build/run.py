@@ -45,7 +45,7 @@ class BuildResult:
 
 def build(request: BuildRequest, progress: Progress | None = None) -> BuildResult:
     progress = progress or Progress()
-    target = load_target(request.target)
+    target = load_target(request.target).with_serving(**request.serving_overrides())
     if request.calibration is not None and not request.calibration.is_file():
         raise InputError(f"calibration file {request.calibration} does not exist", "pass an existing .npz file")
     if request.name is not None:

@@ -27,6 +27,21 @@ def build(
         typer.Option(help="Lambda targets: fail the build if the measured cold start exceeds this many seconds."),
     ] = None,
     gate: GateOption = None,
+    max_request_mb: Annotated[
+        Optional[float],
+        typer.Option(help="Largest request body the service accepts, in MiB; a larger one gets HTTP 413 before "
+                          "it is read (default: the target's [serving] max_request_mb).", show_default=False),
+    ] = None,
+    max_rows: Annotated[
+        Optional[int],
+        typer.Option(help="Most rows per input in one request; more get HTTP 400 naming the input "
+                          "(default: the target's [serving] max_rows).", show_default=False),
+    ] = None,
+    allow_non_finite: Annotated[
+        bool,
+        typer.Option("--allow-non-finite", help="Serve NaN and infinite numbers in float inputs; by default a "
+                                                "request holding one gets HTTP 400 naming the input."),
+    ] = False,
     quiet: QuietOption = False,
     image: Annotated[bool, typer.Option("--image", help="Also build the container image (see `mlpack image`).")] = False,
     base_image: Annotated[
@@ -43,7 +58,8 @@ def build(
     progress = app.progress(quiet)
     result = run_build(
         BuildRequest(model=model, target=target, out=out, name=name, force=force, calibration=calibration,
-                     max_cold_start=max_cold_start, gate=gate_settings(gate)),
+                     max_cold_start=max_cold_start, gate=gate_settings(gate), max_request_mb=max_request_mb,
+                     max_rows=max_rows, allow_non_finite=allow_non_finite or None),
         progress,
     )
     if not json_summary:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .limits import RequestLimits
 from .validation import outputs_to_json, parse_inputs
 
 _GRAPH_LEVELS = {
@@ -71,6 +72,7 @@ class RuntimeConfig:
     outputs: list[dict[str, Any]]
     session: dict[str, Any]
     labels: dict[str, str]
+    limits: RequestLimits = RequestLimits()
 
     def parse_inputs(self, payload: Any) -> dict:
         return parse_inputs(payload, self.inputs)
@@ -91,4 +93,5 @@ def load_runtime(path: Path | str) -> RuntimeConfig:
         outputs=raw["outputs"],
         session=raw["session"],
         labels=raw.get("labels", {}),
+        limits=RequestLimits.from_json(raw.get("limits")),
     )

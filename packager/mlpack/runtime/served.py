@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .config import RuntimeConfig, load_runtime
+from .limits import RequestLimits
 from .telemetry import InferenceReporter
 from .validation import RequestError
 
@@ -33,17 +34,40 @@ class ServedModel:
     def name(self) -> str:
         return self.config.labels.get("model_name", "model")
 
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """The served inputs (name, numpy dtype, shape), in signature order."""
+        return self.config.inputs
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        """The served outputs (name, numpy dtype, shape), in the order `infer` returns them."""
+        return self.config.outputs
+
+    @property
+    def limits(self) -> RequestLimits:
+        return self.config.limits
+
     def predict(self, payload: Any, started: float | None = None) -> dict[str, Any]:
         """mlpack's JSON: {"<input name>": nested lists} in, {"<output name>": values} out.
 
         Raises RequestError (HTTP 400) for a request that does not fit the signature."""
+        return self.config.outputs_to_json(self.infer(payload, started))
+
+    def infer(self, payload: Any, started: float | None = None) -> list:
+        """{"<input name>": nested lists or arrays} in, the served outputs in signature order
+        out; what every route (mlpack's /predict, the Open Inference Protocol) calls.
+
+        Raises RequestError (HTTP 400) for a request that does not fit the signature or the
+        artifact's request limits (rows, non-finite numbers)."""
         started = time.perf_counter() if started is None else started
         try:
             arrays = self.config.parse_inputs(payload)
+            self.limits.check_arrays(arrays, self.inputs)
         except RequestError:
             self.rejected(started)
             raise
-        return self.config.outputs_to_json(self.run(arrays, started))
+        return self.run(arrays, started)
 
     def run(self, arrays: dict[str, np.ndarray], started: float | None = None) -> list:
         """The model on arrays that already fit the signature; the outputs in signature order."""

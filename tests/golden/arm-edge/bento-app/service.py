@@ -6,6 +6,13 @@ POST /predict_npz  multipart upload "file": an .npz archive with one array per i
 POST /predict_batch JSON body {"pixels": [[...], ...]}: rows answered one by one,
                    batched across concurrent requests by BentoML (adaptive batching)
 GET  /readyz       ready once the model is loaded (BentoML's built-in probes)
+
+The Open Inference Protocol v2 (KServe v2; Triton, KServe and Seldon clients), answered by
+mlpack_runtime.protocol_v2:
+GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/golden-model, /v2/models/golden-model/ready
+POST /v2/models/golden-model/infer
+
+Every route refuses a body over the artifact's limit with HTTP 413 before reading it.
 """
 
 from __future__ import annotations
@@ -17,10 +24,34 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument
 from bentoml.validators import DType, Shape
+from pydantic import AfterValidator
 
-from mlpack_runtime import RequestError, ServedModel
+from mlpack_runtime import RequestError, ServedModel, load_runtime, protocol_v2
+from mlpack_runtime.limits import BodyLimitMiddleware
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 HERE = Path(__file__).resolve().parent
+RUNTIME = load_runtime(HERE / "runtime.json")
+LIMITS = RUNTIME.limits
+
+
+async def open_inference_protocol(request: Request) -> Response:
+    """Any /v2 route: the body as bytes to protocol_v2.handle, its reply back as it is."""
+    model = bentoml.get_current_service().model
+    body = await request.body()
+    reply = await run_in_threadpool(protocol_v2.handle, model, request.method, request.url.path, request.headers, body)
+    return Response(reply.body, status_code=reply.status, headers=reply.headers)
+
+
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]  # protocol_v2 answers a wrong method with its 405
+V2_APP = Starlette(routes=[
+    Route("/v2", open_inference_protocol, methods=_METHODS),
+    Route("/v2/{path:path}", open_inference_protocol, methods=_METHODS),
+])
 
 
 @bentoml.service(
@@ -28,6 +59,7 @@ HERE = Path(__file__).resolve().parent
     workers=1,
     traffic={"timeout": 60},
 )
+@bentoml.asgi_app(V2_APP, path="/", name="open-inference-protocol-v2")
 class MlpackService:
     def __init__(self) -> None:
         self.model = ServedModel(HERE)  # the session, request checks and telemetry, as the Lambda handler has them
@@ -55,7 +87,10 @@ class MlpackService:
     )
     def predict_batch(
         self,
-        pixels: Annotated[np.ndarray, Shape((-1, 64)), DType("float32")],
+        pixels: Annotated[
+            np.ndarray, Shape((-1, 64)), DType("float32"),
+            AfterValidator(LIMITS.input_checker("pixels", RUNTIME.inputs)),  # rows, NaN
+        ],
     ) -> list[dict[str, Any]]:
         """One output object per input row; BentoML concatenates concurrent requests."""
         values = self.model.run({"pixels": pixels})
@@ -67,3 +102,6 @@ class MlpackService:
             return {"outputs": self.model.predict(payload)}
         except RequestError as exc:
             raise InvalidArgument(str(exc)) from None
+
+
+MlpackService.add_asgi_middleware(BodyLimitMiddleware, limits=LIMITS)

@@ -2,7 +2,11 @@
 """AWS Lambda handler for golden-model-aws-lambda: onnxruntime only, no BentoML on cold start.
 
 Accepts a direct invocation {"inputs": {...}} or a Function URL / API Gateway event whose
-body is that JSON. The session is created at init, so it counts once, in the cold start.
+body is that JSON. Function URL paths under /v2 speak the Open Inference Protocol v2
+(mlpack_runtime.protocol_v2, as the Bento service does): GET /v2, /v2/health/live,
+/v2/health/ready, /v2/models/golden-model[/ready], POST /v2/models/golden-model/infer.
+An HTTP body over the artifact's limit gets HTTP 413 before it is decoded or parsed.
+The session is created at init, so it counts once, in the cold start.
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
 
 def _handle(event: Any) -> dict[str, Any]:
     started = time.perf_counter()
-    is_http = isinstance(event, dict) and "body" in event
+    is_http = isinstance(event, dict) and any(key in event for key in ("body", "requestContext", "rawPath"))
+    if is_http:
+        # Before anything decodes or parses the body.
+        too_large = MODEL.limits.body_problem(_body_size(event))
+        if too_large is not None:
+            MODEL.rejected(started)
+            return _reply(True, 413, {"error": str(too_large)})
+        if _path(event) == "/v2" or _path(event).startswith("/v2/"):
+            return _open_inference_protocol(event)
     try:
         request = _request(event, is_http)
     except RequestError as exc:
@@ -43,11 +55,44 @@ def _handle(event: Any) -> dict[str, Any]:
     return _reply(is_http, 200, {"outputs": outputs})
 
 
+def _path(event: dict[str, Any]) -> str:
+    # Function URLs and HTTP APIs (payload 2.0) give rawPath; REST APIs (1.0) give path.
+    return event.get("rawPath") or event.get("path") or "/"
+
+
+def _method(event: dict[str, Any]) -> str:
+    http = (event.get("requestContext") or {}).get("http") or {}
+    return http.get("method") or event.get("httpMethod") or "POST"
+
+
+def _body_size(event: dict[str, Any]) -> int:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return len(body) * 3 // 4 - body[-2:].count("=")
+    return len(body.encode("utf-8"))
+
+
+def _body_bytes(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+
+
+def _open_inference_protocol(event: dict[str, Any]) -> dict[str, Any]:
+    from mlpack_runtime import protocol_v2  # on the first /v2 request: not part of every cold start
+
+    reply = protocol_v2.handle(MODEL, _method(event), _path(event), event.get("headers") or {}, _body_bytes(event))
+    binary = reply.headers.get("content-type") != protocol_v2.JSON_TYPE
+    return {
+        "statusCode": reply.status,
+        "headers": reply.headers,
+        "body": base64.b64encode(reply.body).decode("ascii") if binary else reply.body.decode("utf-8"),
+        "isBase64Encoded": binary,
+    }
+
+
 def _request(event: Any, is_http: bool) -> dict[str, Any]:
     if is_http:
-        body = event.get("body") or ""
-        if event.get("isBase64Encoded"):
-            body = base64.b64decode(body).decode("utf-8", "replace")
+        body = _body_bytes(event).decode("utf-8", "replace")
         try:
             event = json.loads(body)
         except json.JSONDecodeError as exc:

@@ -1,0 +1,133 @@
+"""Served requests per second through mlpack's /predict and the Open Inference Protocol
+v2 (/v2/models/NAME/infer, JSON tensors and binary tensors) on the same artifact, the
+same server process and the same load generator, in one run.
+
+    python -m benchmarks.serve_protocols [--seconds 20] [--concurrency 8] [--rows 1] [--no-write]
+
+The artifact is the x86-cpu build of the embedded digits demo (no download): a small
+model, so the figures show what each protocol costs around the model. Prints the
+"Serving protocols" section and writes it into BENCHMARKS.md; every figure comes from
+this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks.markdown import write_section
+from benchmarks.serve_throughput import load, serve, table_rows
+
+PORT = 3990
+
+
+def request_bodies(pixels: np.ndarray, rows: int, name: str) -> dict[str, tuple[str, list]]:
+    """For each route: its path and the request bodies (the same rows, in its encoding)."""
+    import tritonclient.http as triton
+
+    batches = [pixels[i : i + rows].astype(np.float32) for i in range(0, len(pixels) - rows + 1, rows)]
+    infer = f"/v2/models/{name}/infer"
+
+    def v2_json(batch: np.ndarray) -> dict:
+        return {"inputs": [{"name": "pixels", "shape": list(batch.shape), "datatype": "FP32",
+                            "data": batch.ravel().tolist()}]}
+
+    def v2_binary(batch: np.ndarray) -> tuple[bytes, dict[str, str]]:
+        given = triton.InferInput("pixels", list(batch.shape), "FP32")
+        given.set_data_from_numpy(batch, binary_data=True)
+        wanted = [triton.InferRequestedOutput(o, binary_data=True) for o in ("label", "probabilities")]
+        body, length = triton.InferenceServerClient.generate_request_body([given], outputs=wanted)
+        return body, {"Inference-Header-Content-Length": str(length), "Content-Type": "application/octet-stream"}
+
+    return {
+        "mlpack JSON `POST /predict`": ("/predict", [{"inputs": {"pixels": b.tolist()}} for b in batches]),
+        "Open Inference Protocol v2, JSON tensors": (infer, [v2_json(b) for b in batches]),
+        "Open Inference Protocol v2, binary tensors (tritonclient's default)": (infer, [v2_binary(b) for b in batches]),
+    }
+
+
+def same_labels(base: str, routes: dict[str, tuple[str, list]]) -> list[list[int]]:
+    """Each route's labels for its first request: the routes must agree before they are timed."""
+    import tritonclient.http as triton
+
+    answers = []
+    for path, bodies in routes.values():
+        body = bodies[0]
+        if isinstance(body, tuple):
+            reply = httpx.post(base + path, content=body[0], headers=body[1], timeout=30)
+            length = reply.headers.get("inference-header-content-length")
+            result = triton.InferenceServerClient.parse_response_body(
+                reply.content, header_length=int(length) if length else None)
+            answers.append(result.as_numpy("label").tolist())
+        else:
+            reply = httpx.post(base + path, json=body, timeout=30).json()
+            outputs = reply["outputs"]
+            answers.append(outputs["label"] if isinstance(outputs, dict) else
+                           next(o["data"] for o in outputs if o["name"] == "label"))
+    if any(a != answers[0] for a in answers):
+        raise SystemExit(f"the routes disagree: {json.dumps(answers)}")
+    return answers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=1, help="rows (digit images) per request")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    opts = parser.parse_args()
+    load_before = os.getloadavg()[0]
+
+    from mlpack.build import BuildRequest, build
+    from mlpack.demo import demo_model
+    from mlpack.progress import Progress
+
+    with tempfile.TemporaryDirectory(prefix="mlpack-protocols-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        print("building the x86-cpu demo artifact ...", file=sys.stderr)
+        result = build(BuildRequest(target="x86-cpu", out=tmp / "out"), Progress(quiet=True))
+        _, data = demo_model()
+        with np.load(data) as archive:
+            pixels = archive["pixels"][: 64 * opts.rows]
+        routes = request_bodies(pixels, opts.rows, result.manifest.name)
+        proc = serve([str(result.path / "bento")], tmp, PORT, tmp / "home")
+        base = f"http://127.0.0.1:{PORT}"
+        runs = {}
+        try:
+            same_labels(base, routes)
+            for label, (path, bodies) in routes.items():
+                load(base + path, bodies, 3, opts.concurrency)  # warm-up
+                runs[label] = load(base + path, bodies, opts.seconds, opts.concurrency)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        variant = result.manifest.model.variant
+
+    lines = [
+        "## Serving protocols", "",
+        f"Produced by `python -m benchmarks.serve_protocols --seconds {opts.seconds:g} --concurrency "
+        f"{opts.concurrency} --rows {opts.rows}` on {os.cpu_count()} cores (load average {load_before:.1f} before "
+        "the run; the load generator runs on the same cores). One x86-cpu artifact of the digits demo "
+        f"({variant} model), one `bentoml serve` process, the same closed-loop load generator for every route: "
+        f"{opts.concurrency} concurrent clients, requests of {opts.rows} row(s), {opts.seconds:g} s per route after "
+        "a 3 s warm-up, the routes one after another. The routes agree on the labels before they are timed.",
+        "",
+        "| route | requests/s | p50 ms | p95 ms | errors | throughput vs /predict |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += table_rows(runs)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not opts.no_write:
+        write_section("Serving protocols", text)
+
+
+if __name__ == "__main__":
+    main()
