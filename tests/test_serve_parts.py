@@ -38,6 +38,8 @@ def test_a_json_request_becomes_a_function_url_event() -> None:
 def test_a_binary_body_arrives_base64_encoded() -> None:
     event = function_url_event("POST", "/predict_npz", {"content-type": "application/octet-stream"}, b"\x00\xff")
     assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"\x00\xff"
+    untyped = function_url_event("POST", "/v2/models/m/infer", {}, b"{}\x00")
+    assert untyped["isBase64Encoded"] is True  # no content type: binary, as Function URLs take it
 
 
 def test_replies_become_http_as_function_urls_make_them() -> None:

@@ -33,8 +33,9 @@ _TEXT_TYPES = ("text/", "application/json", "application/javascript", "applicati
 
 
 def is_text(content_type: str) -> bool:
+    """Whether a Function URL passes a body of this type as text (no type: binary, base64)."""
     kind = content_type.split(";")[0].strip().lower()
-    return not kind or any(kind.startswith(t) or kind.endswith(t) for t in _TEXT_TYPES)
+    return bool(kind) and any(kind.startswith(t) or kind.endswith(t) for t in _TEXT_TYPES)
 
 
 def function_url_event(method: str, target: str, headers: dict[str, str], body: bytes,
