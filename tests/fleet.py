@@ -337,6 +337,7 @@ class SimulatedFleet:
                 # connection; everything device-specific is in these variables.
                 **(ssh.host_vars() if d.name in self.over_ssh else {"ansible_connection": "local"}),
                 "ansible_python_interpreter": sys.executable,
+                "mlpack_device_python": sys.executable,  # the device's venv: it has model-signing
                 "mlpack_root": str(d.root),
                 "mlpack_service_port": d.service_port,
                 "mlpack_agent_port": d.agent_port,

@@ -70,16 +70,26 @@ def test_the_agent_distribution_imports_nothing_of_mlpack() -> None:
 
 
 def test_the_serving_runtime_imports_only_the_standard_library_numpy_and_onnxruntime() -> None:
-    """runtime/ is copied verbatim into every artifact as `mlpack_runtime`."""
+    """runtime/ is copied verbatim into every artifact as `mlpack_runtime`. The processing an
+    artifact declares brings its own library, imported inside the one module that needs it
+    (never at module level), so an artifact without that processing neither ships nor loads it."""
     import sys
 
     allowed = {"numpy", "onnxruntime", "mlpack_agent", "__future__"} | set(sys.stdlib_module_names)
-    for path in (PACKAGES["mlpack"] / "runtime").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    processing_library = {"text.py": "tokenizers", "image.py": "PIL"}
+    runtime = PACKAGES["mlpack"] / "runtime"
+    for path in runtime.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 roots = {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and not node.level:
                 roots = {(node.module or "").split(".")[0]}
             else:
                 continue
+            library = processing_library.get(path.name) if path.parent.name == "processing" else None
+            if library in roots:
+                assert id(node) not in top_level, f"{path.name} imports {library} at module level"
+                roots -= {library}
             assert roots <= allowed, f"{path.name} imports {roots - allowed}"

@@ -35,14 +35,17 @@ def runtime_json(ctx: RenderContext) -> str:
             "mlpack_version": ctx.mlpack_version,
         },
     }
+    if ctx.processing is not None:  # the served signature and its steps (mlpack_runtime.processing)
+        config["processing"] = ctx.processing.runtime_config()
     return json.dumps(config, indent=2) + "\n"
 
 
-def write_app(folder: Path, ctx: RenderContext, model: Path) -> None:
+def write_app(folder: Path, ctx: RenderContext, model: Path, artifact: Path | None = None) -> None:
     """Write a complete, runnable app folder from the target's entry-point templates.
 
-    Layout: the entry point (service.py or handler.py), runtime.json, the model, and the
-    packages mlpack_runtime and mlpack_agent.
+    Layout: the entry point (service.py or handler.py), runtime.json, the model, the
+    packages mlpack_runtime and mlpack_agent, and the processing's files (processing/,
+    copied from the `artifact` folder being built).
     """
     folder.mkdir(parents=True, exist_ok=True)
     write_files(folder, render_group(ctx.target.app_group.templates, "", ctx))
@@ -51,3 +54,6 @@ def write_app(folder: Path, ctx: RenderContext, model: Path) -> None:
     shutil.copytree(runtime_dir(), folder / RUNTIME_PACKAGE, ignore=skip)
     shutil.copytree(data_dir("agent") / AGENT_PACKAGE, folder / AGENT_PACKAGE, ignore=skip)
     shutil.copyfile(model, folder / ctx.model.file)
+    for ref in ctx.processing.files if ctx.processing else ():
+        (folder / ref.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artifact / ref.path, folder / ref.path)

@@ -17,19 +17,20 @@ from pydantic import ValidationError
 
 from .errors import InputError
 from .fsutil import atomic_write
-from .manifest import MANIFEST, SCHEMA_VERSION, FileEntry, Manifest
+from .manifest import IMAGE_SBOM, MANIFEST, REPORT_FILES, SCHEMA_VERSION, SIGNATURE, FileEntry, Manifest
 from .model_info import sha256_file
 
 REBUILD = "rebuild the artifact with `mlpack build`"
 
 
 def file_entries(root: Path, prefix: str = "") -> dict[str, FileEntry]:
-    """sha256 and size of every file under root/prefix but the manifest, by artifact path."""
+    """sha256 and size of every file under root/prefix, by artifact path: all but the manifest, the
+    signature, the image's SBOM and the reports (measurements, which differ between rebuilds)."""
     base = root / prefix if prefix else root
     entries = {}
     for path in sorted(p for p in base.rglob("*") if p.is_file()):
         relative = path.relative_to(root).as_posix()
-        if relative != MANIFEST:
+        if relative not in (MANIFEST, SIGNATURE, IMAGE_SBOM, *REPORT_FILES):
             entries[relative] = FileEntry(sha256=sha256_file(path), size=path.stat().st_size)
     return entries
 

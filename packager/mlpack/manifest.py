@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import __version__
 from .model_info import Signature, TensorSpec
+from .processing.schema import ProcessingSection
 from .targets import Target
 
 MANIFEST = "manifest.json"
+SIGNATURE = "signature.sig"  # written by `mlpack sign` over the other files; never listed in `files`
+# `mlpack image` writes the image's SBOM beside the manifest after build (and signing):
+# like the manifest's image section it describes, neither listed in `files` nor signed.
+IMAGE_SBOM = "image.cdx.json"
+# The build's measurements (timings differ run to run): covered by the signature, but not
+# hashed into `files`, so that the same inputs give the same manifest.
+REPORT_FILES = ("report.md", "report.json", "report.html")
 SCHEMA_VERSION = 1  # the first versioned schema: manifests before it had no schema_version
 HISTORY_KEPT = 20  # deploys and rollouts remembered per artifact
 
@@ -99,6 +107,9 @@ class ImageSection(Section):
     platform: str | None = None
     base: str | None = Field(None, description="the base image it was built on")
     ref: str | None = Field(None, description="registry/repository@digest, set by `mlpack push`")
+    sbom_sha256: str | None = Field(None, pattern=SHA256_PATTERN, description="of image.cdx.json, the image's "
+                                    "SBOM `mlpack image` wrote (and the image holds); `mlpack push` attaches it")
+    sbom_ref: str | None = Field(None, description="registry/repository@digest of the SBOM `mlpack push` attached")
     index: ImageIndex | None = None
 
     @property
@@ -129,7 +140,15 @@ class ColdStart(Section):
 
 class LambdaSection(Section):
     zip: str = "lambda/function.zip"
-    cold_start: ColdStart
+    # A measurement: the build records it in report.json and leaves None here, so that the
+    # same inputs give the same manifest (mlpack.reproducible).
+    cold_start: ColdStart | None = None
+
+
+class SbomSection(Section):
+    """The artifact's software bill of materials (CycloneDX 1.6 JSON, mlpack.sbom)."""
+
+    path: str = "sbom.cdx.json"
 
 
 class Requirements(Section):
@@ -138,6 +157,9 @@ class Requirements(Section):
     runtime: list[str] = Field(description="what the model's session needs (onnxruntime, numpy): the Lambda "
                                "zip's and the Bento's packages (BentoML adds itself to a Bento)")
     server: list[str] = Field(description="the server image's packages: runtime plus bentoml")
+    processing: list[str] = Field(default_factory=list, description="what the artifact's processing imports "
+                                  "(tokenizers, pillow): in the server list too; the Lambda zip installs them "
+                                  "without their dependencies")
 
 
 class Versions(Section):
@@ -149,6 +171,20 @@ class Versions(Section):
     onnx: str
     python: str = Field(description="the target's Python")
     build_python: str | None = Field(None, description="the Python that ran the build")
+
+
+class BuildInputs(Section):
+    """What decided the build (mlpack.reproducible): the same inputs give the same bytes."""
+
+    digest: str = Field(pattern=SHA256_PATTERN, description="sha256 of the canonical JSON of the other fields")
+    source_model_sha256: str = Field(pattern=SHA256_PATTERN)
+    calibration_sha256: str | None = Field(None, description="the --calibration file, or the demo's own data")
+    target_sha256: str = Field(pattern=SHA256_PATTERN, description="of the resolved target, as canonical JSON")
+    mlpack_version: str
+    versions: dict[str, str | None] = Field(description="the versions measured with and pinned")
+    options: dict[str, Any] = Field(description="the build options that change what is written")
+    source_date_epoch: int = Field(ge=0, description="the one time written into the artifact ($SOURCE_DATE_EPOCH, "
+                                   "else derived from the digest)")
 
 
 class DeployRecord(Section):
@@ -183,7 +219,10 @@ class Manifest(Section):
     requirements: Requirements
     bento: BentoSection | None = None
     lambda_: LambdaSection | None = Field(None, alias="lambda")
+    processing: ProcessingSection | None = Field(None, description="pre- and post-processing around the model")
+    sbom: SbomSection | None = None
     versions: Versions
+    build: BuildInputs | None = Field(None, description="the inputs that decided the build")
     deploys: list[DeployRecord] = Field(default_factory=list)
     rollouts: list[RolloutRecord] = Field(default_factory=list)
     files: dict[str, FileEntry] = Field(default_factory=dict, description="every other file: sha256 and size")
@@ -203,6 +242,11 @@ class Manifest(Section):
     def platform(self) -> str:
         return self.target.platform.oci
 
+    @property
+    def served_signature(self) -> Signature:
+        """What the service takes and answers: after processing, if the artifact has any."""
+        return self.processing.signature if self.processing else self.model.signature
+
     def record_deploy(self, record: DeployRecord) -> None:
         self.deploys = [*self.deploys, record][-HISTORY_KEPT:]
 
@@ -214,7 +258,9 @@ class Manifest(Section):
 
 
 __all__ = [
-    "MANIFEST", "SCHEMA_VERSION", "NAME_PATTERN", "NAME_RULE", "BentoSection", "ColdStart", "DeployRecord",
+    "IMAGE_SBOM", "MANIFEST", "REPORT_FILES", "SCHEMA_VERSION", "SIGNATURE", "NAME_PATTERN", "NAME_RULE",
+    "BentoSection", "BuildInputs", "ColdStart", "DeployRecord",
     "FileEntry", "ImageIndex", "ImageSection", "LambdaSection", "Manifest", "ModelSection", "OptimizationSection",
-    "Requirements", "RolloutRecord", "Signature", "SourceModel", "TensorSpec", "Versions",
+    "ProcessingSection", "Requirements", "RolloutRecord", "SbomSection", "Signature", "SourceModel", "TensorSpec",
+    "Versions",
 ]

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from . import __version__
 from .facts import template_facts
-from .manifest import ImageSection, Manifest, Requirements, Versions
+from .manifest import ImageSection, Manifest, ProcessingSection, Requirements, Versions
 from .model_info import Signature, TensorSpec
 from .resources import data_dir
 from .targets import RenderGroup, Target
@@ -46,14 +46,17 @@ class ModelFacts(BaseModel):
     size_bytes: int
     variant: str = "float"
     signature: Signature
-
+    # The artifact's processing (manifest `processing`): requests go through it, so the raw
+    # tensor routes (batching) are not served; an image upload route is.
+    processed: bool = False
+    upload_input: str | None = None  # the served input an uploaded file fills (an encoded image)
 
     @property
     def batch_input(self) -> TensorSpec | None:
         """The input BentoML may batch across requests: the model's only input, with a
         free first axis and every other axis fixed (so requests concatenate)."""
         inputs = self.signature.inputs
-        if len(inputs) != 1 or not all(o.is_tensor for o in self.signature.outputs):
+        if self.processed or len(inputs) != 1 or not all(o.is_tensor for o in self.signature.outputs):
             return None
         shape = inputs[0].shape
         if not shape or isinstance(shape[0], int) or not all(isinstance(d, int) for d in shape[1:]):
@@ -85,15 +88,21 @@ class RenderContext(BaseModel):
     versions: Versions  # onnxruntime, numpy, bentoml, python: pinned in the images
     requirements: Requirements  # the pinned packages, as the build resolved them
     memory_mb: int  # sized from the model (and a Lambda's measured peak): requests, Lambda memory
+    processing: ProcessingSection | None = None  # runtime.json's processing, and the files app folders get
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> RenderContext:
         model = manifest.model
+        processing = manifest.processing
+        upload = processing.preprocess.input if processing and processing.preprocess \
+            and processing.preprocess.kind == "image" else None
         return cls(
             name=manifest.name,
             target=manifest.target,
             model=ModelFacts(sha256=model.sha256, source_sha256=model.source.sha256, size_bytes=model.size_bytes,
-                             variant=model.variant, signature=model.signature),
+                             variant=model.variant, signature=model.signature, processed=processing is not None,
+                             upload_input=upload),
+            processing=processing,
             image=manifest.image,
             versions=manifest.versions,
             requirements=manifest.requirements,

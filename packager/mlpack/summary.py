@@ -10,6 +10,7 @@ from .build import BuildResult
 from .limits import LAMBDA_ZIP_LIMIT_TEXT
 from .manifest import Manifest
 from .optimize.report_html import report_files
+from .processing.describe import processing_summary
 from .sizes import format_size
 
 
@@ -25,15 +26,16 @@ def build_summary(result: BuildResult) -> str:
         f"Built {m.artifact} ({m.target.name}, {m.platform}) in {where}",
         f"  model      {format_size(model.size_bytes)} ({model.variant}; source {format_size(source.size_bytes)})",
     ]
+    lines += processing_summary(m)
     if m.bento is not None:
         lines.append(f"  bento      {m.bento.tag} ({format_size(_folder_size(m, m.bento.path))})")
     if m.lambda_ is not None:
-        cold = m.lambda_.cold_start
+        cold = result.cold_start
         zip_size = m.files[m.lambda_.zip].size
         lines.append(f"  lambda     {m.lambda_.zip} ({format_size(zip_size)} of {LAMBDA_ZIP_LIMIT_TEXT})")
-        if cold.seconds is not None:
+        if cold is not None and cold.seconds is not None:
             lines.append(f"  cold start {cold.seconds:.2f} s, peak memory {cold.peak_rss_mb:.0f} MB")
-        else:
+        elif cold is not None:
             lines.append(f"  cold start {cold.note}")
     for folder in ("container", "agent", "iac"):
         count = sum(1 for p in m.files if p.startswith(folder + "/"))
@@ -45,7 +47,7 @@ def build_summary(result: BuildResult) -> str:
 
 def build_json(result: BuildResult) -> dict[str, Any]:
     """`mlpack build --json`: what was built and where, for CI."""
-    m = result.manifest
+    m, cold = result.manifest, result.cold_start
     zip_bytes = m.files[m.lambda_.zip].size if m.lambda_ is not None else None
     return {
         "artifact": str(result.path),
@@ -58,8 +60,8 @@ def build_json(result: BuildResult) -> dict[str, Any]:
                          "data_source": m.optimization.data_source},
         "bento": {"tag": m.bento.tag, "path": m.bento.path} if m.bento is not None else None,
         "lambda": None if m.lambda_ is None else {
-            "zip": m.lambda_.zip, "zip_bytes": zip_bytes, "cold_start_s": m.lambda_.cold_start.seconds,
-            "peak_rss_mb": m.lambda_.cold_start.peak_rss_mb, "memory_mb": m.memory_mb},
+            "zip": m.lambda_.zip, "zip_bytes": zip_bytes, "memory_mb": m.memory_mb,
+            "cold_start_s": cold.seconds if cold else None, "peak_rss_mb": cold.peak_rss_mb if cold else None},
         "image": {"repository": m.image.repository, "tag": m.image.tag, "id": m.image.id},
         "files": len(m.files),
         "report": report_files(result.path),

@@ -42,10 +42,12 @@ def install_for_platform(
     packages: Sequence[str] = (),
     requirements: Path | None = None,
     find_links: Path | None = None,
+    no_deps: bool = False,
     what: str = "installing wheels",
 ) -> None:
     """Install binary wheels for another platform into `dest` without running any of them
-    (`uv pip install --target --python-platform --only-binary :all: --no-compile`)."""
+    (`uv pip install --target --python-platform --only-binary :all: --no-compile`);
+    `no_deps` installs the packages alone."""
     args = [
         "pip", "install", "--quiet", "--target", str(dest),
         "--python-platform", python_platform, "--python-version", python_version,
@@ -55,6 +57,8 @@ def install_for_platform(
         args += ["--find-links", str(find_links)]
     if requirements is not None:
         args += ["-r", str(requirements)]
+    if no_deps:
+        args.append("--no-deps")
     run_uv([*args, *packages], f"{what} for {python_platform}")
 
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import math
 from importlib import metadata
+from typing import TYPE_CHECKING, Sequence
 
 from pydantic import BaseModel
 
-from ..manifest import MANIFEST, Requirements, Versions
+from ..manifest import MANIFEST, REPORT_FILES, Requirements, Versions
 from ..render import template_paths
 from ..steps import step_class
 from ..targets import RenderGroup, Target
 
+if TYPE_CHECKING:
+    from ..processing import ResolvedProcessing
+
 MODEL_FILE = "model/model.onnx"
-REPORT_FILES = ("report.md", "report.json", "report.html")
 
 
 class PlannedStep(BaseModel):
@@ -58,23 +61,30 @@ def host_versions(target: Target) -> Versions:
     )
 
 
-def pin_requirements(target: Target, versions: Versions) -> Requirements:
+def pin_requirements(target: Target, versions: Versions, processing: Sequence[str] = ()) -> Requirements:
+    """`processing`: what the artifact's processing imports, already pinned (mlpack.processing)."""
     runtime = [f"{target.runtime.onnxruntime}=={versions.onnxruntime}", f"numpy=={versions.numpy}"]
-    return Requirements(runtime=runtime, server=[*runtime, f"bentoml=={versions.bentoml}"])
+    return Requirements(runtime=runtime, server=[*runtime, *processing, f"bentoml=={versions.bentoml}"],
+                        processing=list(processing))
 
 
-def plan_build(name: str, target: Target, versions: Versions) -> BuildPlan:
-    steps = [PlannedStep(name=step, writes=list(step_class(step).writes)) for step in target.builds]
+# Run for every target, after the target's own steps: it lists what they packaged.
+EVERY_TARGET_STEPS = ("sbom",)
+
+
+def plan_build(name: str, target: Target, versions: Versions, processing: ResolvedProcessing | None = None) -> BuildPlan:
+    steps = [PlannedStep(name=step, writes=list(step_class(step).writes))
+             for step in [*target.builds, *EVERY_TARGET_STEPS]]
     rendered = [path for group in target.artifact_groups for path in template_paths(group)]
     return BuildPlan(
         artifact=f"{name}-{target.name}",
         target=target,
         versions=versions,
-        requirements=pin_requirements(target, versions),
+        requirements=pin_requirements(target, versions, processing.packages if processing else ()),
         steps=steps,
         app=target.app_group,
         render=target.artifact_groups,
-        files=sorted({MANIFEST, MODEL_FILE, *REPORT_FILES, *rendered}),
+        files=sorted({MANIFEST, MODEL_FILE, *REPORT_FILES, *rendered, *(processing.files if processing else ())}),
     )
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from ..errors import InputError
 from ..manifest import NAME_PATTERN, NAME_RULE
 from ..optimize import GateSettings
+from ..processing.request import ProcessingRequest
 
 
 class BuildRequest(BaseModel):
@@ -29,6 +30,7 @@ class BuildRequest(BaseModel):
     def serving_overrides(self) -> dict[str, float | int | bool | None]:
         return {"max_request_mb": self.max_request_mb, "max_rows": self.max_rows,
                 "allow_non_finite": self.allow_non_finite}
+    processing: ProcessingRequest = ProcessingRequest()  # --tokenizer, --labels, --image-preprocess, --processing
 
 
 def default_name(model: Path) -> str:

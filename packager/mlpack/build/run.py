@@ -22,14 +22,19 @@ from ..demo import DEMO_NAME, demo_model
 from ..errors import InputError
 from ..facts import short_sha
 from ..fsutil import staged_folder
-from ..manifest import ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
+from ..manifest import BuildInputs, ColdStart, ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
 from ..model_info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
 from ..optimize.report_html import REPORT_HTML, About, to_html
 from ..progress import Progress
 from ..render import RenderContext, render_artifact, write_files
+from ..reproducible import build_inputs
 from ..steps import StepContext, StepOptions, StepTiming, run_steps
-from ..targets import load_target
+from ..processing import (
+    ResolvedProcessing, is_sentences, resolve_processing, sentence_calibration, ship_processing, tokenizer_for_sentences,
+)
+from ..processing.describe import processing_markdown
+from ..targets import Target, load_target
 from .plan import MODEL_FILE, BuildPlan, host_versions, memory_mb, plan_build
 from .request import BuildRequest, check_name, default_name
 
@@ -41,13 +46,15 @@ class BuildResult:
     optimization: OptimizationResult
     plan: BuildPlan
     timings: list[StepTiming] = field(default_factory=list)
+    cold_start: ColdStart | None = None  # measured by the lambda-zip step; in report.json, not the manifest
 
 
 def build(request: BuildRequest, progress: Progress | None = None) -> BuildResult:
     progress = progress or Progress()
     target = load_target(request.target).with_serving(**request.serving_overrides())
     if request.calibration is not None and not request.calibration.is_file():
-        raise InputError(f"calibration file {request.calibration} does not exist", "pass an existing .npz file")
+        raise InputError(f"calibration file {request.calibration} does not exist",
+                         "pass an existing .npz file (or .txt of sentences, for a model with a tokenizer)")
     if request.name is not None:
         check_name(request.name)
     out = request.out.expanduser().resolve()
@@ -56,24 +63,36 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         info_first = inspect_model(request.model)
     model_path, data_path, fallback_name = _resolve_model(request, progress)
     name = request.name or fallback_name
-    plan = plan_build(name, target, host_versions(target))
+    info = info_first if request.model is not None else inspect_model(model_path)
+    processing = _resolve_processing(request, info, target)
+    plan = plan_build(name, target, host_versions(target), processing)
     dest = out / plan.artifact
     _prepare_out(out, dest, request.force)
-    info = info_first if request.model is not None else inspect_model(model_path)
+    inputs = build_inputs(
+        source_model_sha256=info.sha256, calibration_sha256=sha256_file(data_path) if data_path else None,
+        target=target, versions=plan.versions, options={"name": name, "gate": request.gate.model_dump()},
+        mlpack_version=__version__,
+    )
     progress.info(f"Building {dest.name} from {model_path.name} for {target.name} ({target.platform.oci})")
 
     with staged_folder(dest) as root:
-        manifest, optimization, timings = _build_into(root, plan, name, info, data_path, request, progress)
-    return BuildResult(path=dest, manifest=manifest, optimization=optimization, plan=plan, timings=timings)
+        manifest, optimization, timings, cold = _build_into(root, plan, name, info, data_path, request, progress,
+                                                            inputs, processing)
+    return BuildResult(path=dest, manifest=manifest, optimization=optimization, plan=plan, timings=timings,
+                       cold_start=cold)
 
 
 def _build_into(
     root: Path, plan: BuildPlan, name: str, info: ModelInfo, data_path: Path | None,
-    request: BuildRequest, progress: Progress,
-) -> tuple[Manifest, OptimizationResult, list[StepTiming]]:
+    request: BuildRequest, progress: Progress, inputs: BuildInputs | None = None,
+    processing: ResolvedProcessing | None = None,
+) -> tuple[Manifest, OptimizationResult, list[StepTiming], ColdStart | None]:
     target = plan.target
     work = root / ".work"
     log = lambda line: progress.info(f"  {line}")  # noqa: E731
+    if data_path is not None and is_sentences(data_path):
+        data_path = sentence_calibration(data_path, processing, work / "calibration")
+        log(f"calibration: the sentences of {request.calibration.name}, tokenized as the service does")
     with progress.step(f"Optimizing for {target.name} (passes: {', '.join(target.optimize.passes) or 'none'})"):
         optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log,
                                       progress=progress)
@@ -82,26 +101,32 @@ def _build_into(
     shutil.copyfile(optimization.chosen.path, shipped)
 
     draft = draft_manifest(plan, name, info, optimization, sha256_file(shipped), shipped.stat().st_size)
+    if processing is not None:  # the sample through the processing and the shipped variant
+        draft.processing = ship_processing(processing, root, shipped, info.signature,
+                                           target.runtime.session_settings())
+    draft.build = inputs
     context = StepContext(root=root, work=work, manifest=draft, model=shipped,
-                          options=StepOptions(max_cold_start=request.max_cold_start), log=log)
+                          options=StepOptions(max_cold_start=request.max_cold_start), log=log,
+                          gate=gate_verdict(optimization))
     results, timings = run_steps([s.name for s in plan.steps], context, progress)
-    manifest = finish_manifest(draft, results)
+    cold = getattr(results.get("lambda_"), "cold_start", None)
+    manifest, measured = finish_manifest(draft, results), measurements(results)
 
     with progress.step("Rendering container context, telemetry and infrastructure files"):
         write_files(root, render_artifact(RenderContext.from_manifest(manifest), plan.render))
     write_files(root, {
-        "report.md": optimization.to_markdown(),
-        "report.json": _json({**optimization.to_json(), "build_steps": [asdict(t) for t in timings]}),
-        REPORT_HTML: report_html(root, manifest, optimization),
+        "report.md": optimization.to_markdown() + processing_markdown(manifest),
+        "report.json": _json({**optimization.to_json(), **measured, "build_steps": [asdict(t) for t in timings]}),
+        REPORT_HTML: report_html(root, manifest, optimization, cold),
     })
     shutil.rmtree(work)
-    return Artifact.create(root, manifest).manifest, optimization, timings
+    return Artifact.create(root, manifest).manifest, optimization, timings, cold
 
 
-def report_html(root: Path, manifest: Manifest, optimization: OptimizationResult) -> str:
+def report_html(root: Path, manifest: Manifest, optimization: OptimizationResult, cold: ColdStart | None) -> str:
     """The optimization report as a page, with what the steps measured (the Lambda cold start)."""
     zip_file = root / manifest.lambda_.zip if manifest.lambda_ is not None else None
-    about = About.from_manifest(manifest, zip_file.stat().st_size if zip_file and zip_file.is_file() else None)
+    about = About.from_manifest(manifest, zip_file.stat().st_size if zip_file and zip_file.is_file() else None, cold)
     return to_html(optimization, about)
 
 
@@ -117,7 +142,7 @@ def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: Op
                                opset=info.opset, producer=info.producer),
             signature=info.signature,
         ),
-        optimization=OptimizationSection(chosen=optimization.chosen.name, why=optimization.why,
+        optimization=OptimizationSection(chosen=optimization.chosen.name, why=reason_without_figures(optimization),
                                          data_source=optimization.data_source),
         image=ImageSection(repository=f"mlpack/{plan.artifact}", tag=f"{__version__}-{short_sha(model_sha256)}"),
         memory_mb=memory_mb(model_bytes),
@@ -127,11 +152,51 @@ def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: Op
 
 
 def finish_manifest(draft: Manifest, results: dict[str, Any]) -> Manifest:
-    """The steps' sections added, and memory sized again from a measured peak, if any."""
+    """The steps' sections added, and memory sized again from a measured peak, if any.
+
+    Timings stay out of the manifest (they go to report.json, see `measurements`), so the
+    same inputs give the same manifest; memory is sized in 64 MB steps from the peak.
+    """
     manifest = draft.model_copy(update=results)
-    if manifest.lambda_ is not None and manifest.lambda_.cold_start.peak_rss_mb is not None:
-        manifest.memory_mb = memory_mb(manifest.model.size_bytes, manifest.lambda_.cold_start.peak_rss_mb)
+    if manifest.lambda_ is not None and manifest.lambda_.cold_start is not None:
+        cold = manifest.lambda_.cold_start
+        if cold.peak_rss_mb is not None:
+            manifest.memory_mb = memory_mb(manifest.model.size_bytes, cold.peak_rss_mb)
+        manifest.lambda_ = manifest.lambda_.model_copy(update={"cold_start": None})
     return manifest
+
+
+def _resolve_processing(request: BuildRequest, info: ModelInfo, target: Target) -> ResolvedProcessing | None:
+    """The processing asked for (or a tokenizer beside the model), checked on the source model;
+    sentences for calibration need a tokenizer. All before anything is written."""
+    processing = resolve_processing(request.processing, info, target.runtime.session_settings())
+    if request.calibration is not None and is_sentences(request.calibration):
+        tokenizer_for_sentences(request.calibration, processing)
+    return processing
+
+
+def measurements(results: dict[str, Any]) -> dict[str, Any]:
+    """What the steps measured, for report.json: the Lambda cold start."""
+    section = results.get("lambda_")
+    cold = getattr(section, "cold_start", None)
+    return {"cold_start": cold.model_dump()} if cold is not None else {}
+
+
+def gate_verdict(optimization: OptimizationResult) -> dict[str, Any]:
+    """The accuracy gate's verdict on the shipped model, for the SBOM's model card."""
+    chosen = optimization.chosen
+    return {"passed": chosen.passed, "reason": chosen.reason, "metrics": dict(chosen.metrics),
+            "data_source": optimization.data_source}
+
+
+def reason_without_figures(optimization: OptimizationResult) -> str:
+    """The manifest's reason for the pick: the rule and the gate's verdicts, no timings (report.md has them)."""
+    passed = [c.name for c in optimization.candidates if c.passed and not c.reference]
+    failed = [c.name for c in optimization.candidates if not c.passed and not c.reference]
+    text = f"{optimization.chosen.name} ships; passed the accuracy gate: {', '.join(passed) or 'none'}"
+    if failed:
+        text += f"; failed it: {', '.join(failed)}"
+    return text + "; report.md says why, with the measurements"
 
 
 def _prepare_out(out: Path, dest: Path, force: bool) -> None:
@@ -157,4 +222,4 @@ def _resolve_model(request: BuildRequest, progress: Progress) -> tuple[Path, Pat
 
 
 def _json(data: Any) -> str:
-    return json.dumps(data, indent=2) + "\n"
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from . import build, deploy, iac, image, models, optimize, report, rollout, serve, verify
+from . import build, deploy, iac, image, models, optimize, report, rollout, serve, sign, verify
 from .application import Application
 from .flags import FlagsWithoutType
 
@@ -44,7 +44,7 @@ def main_options(
     ctx.obj = Application(debug=debug, quiet=quiet)
 
 
-for _module in (models, build, optimize, report, verify, serve, image, iac, deploy, rollout):
+for _module in (models, build, optimize, report, verify, serve, sign, image, iac, deploy, rollout):
     _module.register(app)
 
 

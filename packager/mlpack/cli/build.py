@@ -8,7 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from .application import Application, command
-from .options import CalibrationOption, GateOption, JsonOption, QuietOption, gate_settings
+from .options import (
+    CalibrationOption, GateOption, ImagePreprocessOption, LabelsOption, JsonOption, ProcessingOption, QuietOption,
+    TokenizerOption, TopKOption, gate_settings, processing_request,
+)
 
 
 def build(
@@ -42,6 +45,11 @@ def build(
         typer.Option("--allow-non-finite", help="Serve NaN and infinite numbers in float inputs; by default a "
                                                 "request holding one gets HTTP 400 naming the input."),
     ] = False,
+    tokenizer: TokenizerOption = None,
+    labels: LabelsOption = None,
+    top_k: TopKOption = 5,
+    image_preprocess: ImagePreprocessOption = None,
+    processing: ProcessingOption = None,
     quiet: QuietOption = False,
     image: Annotated[bool, typer.Option("--image", help="Also build the container image (see `mlpack image`).")] = False,
     base_image: Annotated[
@@ -59,7 +67,8 @@ def build(
     result = run_build(
         BuildRequest(model=model, target=target, out=out, name=name, force=force, calibration=calibration,
                      max_cold_start=max_cold_start, gate=gate_settings(gate), max_request_mb=max_request_mb,
-                     max_rows=max_rows, allow_non_finite=allow_non_finite or None),
+                     max_rows=max_rows, allow_non_finite=allow_non_finite or None,
+                     processing=processing_request(tokenizer, labels, top_k, image_preprocess, processing)),
         progress,
     )
     if not json_summary:

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import InputError
 from .application import Application, command
-from .options import JsonOption, QuietOption
+from .options import JsonOption, QuietOption, VerifyKeyOption
 
 
 def _parameters(values: list[str]) -> dict[str, str]:
@@ -41,6 +41,7 @@ def deploy(
     role_arn: Annotated[Optional[str], typer.Option(
         help="CloudFormation service role to create the resources with (default: the caller's permissions).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change set, then delete it.")] = False,
+    key: VerifyKeyOption = None,
     quiet: QuietOption = False,
     json_summary: JsonOption = False,
 ) -> None:
@@ -53,7 +54,7 @@ def deploy(
     result = run_deploy(DeployRequest(
         artifact=artifact, region=region, profile=profile, stack_name=stack_name, package=package,  # type: ignore[arg-type]
         bucket=bucket, template=template, parameters=_parameters(parameter or []), role_arn=role_arn,
-        dry_run=dry_run,
+        dry_run=dry_run, key=key,
     ), app.progress(quiet))
     if json_summary:
         app.echo_json({"stack": result.stack_name, "stack_id": result.stack_id, "outcome": result.outcome,

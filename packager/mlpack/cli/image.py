@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .application import Application, command
-from .options import ArtifactArgument, BuilderOption, JsonOption, QuietOption
+from .options import ArtifactArgument, BuilderOption, JsonOption, QuietOption, VerifyKeyOption
 
 
 def image(
@@ -39,6 +39,7 @@ def push(
     ],
     to: Annotated[str, typer.Option("--to", help="REGISTRY/REPOSITORY[:TAG]; the tag defaults to the image's.")] = ...,
     builder: BuilderOption = None,
+    key: VerifyKeyOption = None,
     quiet: QuietOption = False,
     json_summary: JsonOption = False,
 ) -> None:
@@ -50,7 +51,7 @@ def push(
 
     Reference.parse(to, default_tag="latest")  # a bad --to fails before anything else
     opened = [Artifact.open(path) for path in artifacts]
-    result = push_artifacts(opened, to, select_builder(builder), app.progress(quiet))
+    result = push_artifacts(opened, to, select_builder(builder), app.progress(quiet), key=key)
     if json_summary:
         app.echo_json({
             "images": [{"artifact": item.artifact.name, "platform": item.platform, "digest": item.digest,

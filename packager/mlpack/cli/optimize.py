@@ -16,7 +16,7 @@ import typer
 
 from ..errors import InputError
 from .application import Application, command
-from .options import CalibrationOption, GateOption, JsonOption, gate_settings
+from .options import CalibrationOption, GateOption, JsonOption, TokenizerOption, gate_settings
 
 
 def optimize(
@@ -29,14 +29,19 @@ def optimize(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the output folder if it exists.")] = False,
     gate: GateOption = None,
+    tokenizer: TokenizerOption = None,
     json_summary: JsonOption = False,
 ) -> None:
     """Make smaller or faster variants of MODEL for a target, check each against the float
-    model on data, and keep the one the target's policy picks."""
+    model on data, and keep the one the target's policy picks. Calibration sentences (.txt)
+    are tokenized with the model's tokenizer (--tokenizer, or tokenizer.json beside it)."""
     from ..fsutil import staged_folder
     from ..model_info import inspect_model
     from ..optimize import optimize_model
     from ..optimize.report_html import REPORT_HTML, About, report_files, to_html
+    from ..processing import (
+        ProcessingRequest, is_sentences, resolve_processing, sentence_calibration, tokenizer_for_sentences,
+    )
     from ..targets import load_target
 
     settings = gate_settings(gate)
@@ -46,8 +51,14 @@ def optimize(
     if out.exists() and any(out.iterdir()) and not force:
         raise InputError(f"output folder {out} already exists", "pass --force to replace it, or --out DIR")
 
+    sentences = calibration is not None and is_sentences(calibration)
+    text = resolve_processing(ProcessingRequest(tokenizer=tokenizer), info, {}) if sentences else None
+    if sentences:
+        tokenizer_for_sentences(calibration, text)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mlpack-optimize-") as tmp, staged_folder(out) as staged:
+        if sentences:
+            calibration = sentence_calibration(calibration, text, Path(tmp) / "calibration")
         progress = app.progress()
         result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=settings,
                                 log=lambda line: progress.info(f"  {line}"), progress=progress)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from ..errors import InputError
 from ..optimize import GateSettings
+from ..processing.request import ProcessingRequest
 
 
 def _gate_help() -> str:
@@ -28,11 +29,45 @@ BuilderOption = Annotated[
     Optional[str],
     typer.Option("--builder", help="docker (a reachable Docker daemon) or buildah (daemonless); default: detect."),
 ]
+VerifyKeyOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--key",
+        help="Public key (PEM) or CA certificate that the artifact's signature must verify with; an unsigned "
+             "artifact is then refused. Default: $MLPACK_VERIFY_KEY (a path or the PEM text).",
+        show_default=False,
+    ),
+]
 CalibrationOption = Annotated[
     Optional[Path],
     typer.Option(help=".npz of inputs by name (and optional labels, as `labels` or `y`) for calibration and the "
-                       "accuracy gate."),
+                       "accuracy gate; or, for a model with a tokenizer, a .txt of sentences, one per line."),
 ]
+
+# Processing declared in the artifact (docs/processing.md).
+TokenizerOption = Annotated[Optional[str], typer.Option(
+    "--tokenizer", metavar="FILE|none",
+    help="Hugging Face tokenizer.json: the service takes a `text` input (one string per row) in place of the "
+         "token ids. Default: tokenizer.json beside the model, when the model takes token ids; `none` ignores it.")]
+LabelsOption = Annotated[Optional[str], typer.Option(
+    "--labels", metavar="FILE|model",
+    help="Class names, one per line in class-index order, or `model` for the model's own class labels: answers "
+         "carry the top class and the top-k classes with their probabilities.")]
+TopKOption = Annotated[int, typer.Option("--top-k", min=1, metavar="K", help="With --labels: how many classes an answer lists.")]
+ImagePreprocessOption = Annotated[Optional[Path], typer.Option(
+    "--image-preprocess", metavar="SPEC.toml",
+    help="Image preprocessing (size, resize, mean/std, channels, layout, dtype): the service takes PNG or JPEG "
+         "images (an upload, or base64 in JSON) for the model's image input.")]
+ProcessingOption = Annotated[Optional[Path], typer.Option(
+    "--processing", metavar="MODULE.py",
+    help="A Python module with preprocess and/or postprocess functions run around the model; checked at build "
+         "on a sample input and shipped in the artifact with its sha256.")]
+
+
+def processing_request(tokenizer: str | None, labels: str | None, top_k: int, image_preprocess: Path | None,
+                       processing: Path | None) -> ProcessingRequest:
+    return ProcessingRequest(tokenizer=tokenizer, labels=labels, top_k=top_k, image_preprocess=image_preprocess,
+                             hook=processing)
 
 
 def gate_settings(items: list[str] | None) -> GateSettings:

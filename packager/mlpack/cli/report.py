@@ -20,7 +20,7 @@ def report_file(folder: Path) -> Path:
     folder = folder.expanduser().resolve()
     if (folder / MANIFEST).is_file():
         artifact = Artifact.open(folder)
-        if REPORT_HTML not in artifact.manifest.files:
+        if not (folder / REPORT_HTML).is_file():
             raise InputError(f"{artifact.name} has no {REPORT_HTML}: an older mlpack built it", REBUILD)
     elif not (folder / REPORT_HTML).is_file():
         raise InputError(f"{folder} has no {REPORT_HTML}",

@@ -15,6 +15,7 @@ import typer
 
 from ..errors import InputError, MlpackError
 from .application import Application, command
+from .options import VerifyKeyOption
 
 GREENGRASS_PREFIX = "greengrass:"
 
@@ -51,6 +52,7 @@ def rollout(
         help="Greengrass: minutes a device may take before it counts as timed out.")] = None,
     wait: Annotated[float, typer.Option(
         help="Greengrass: seconds to follow the deployment (0: return once created).")] = 1800.0,
+    key: VerifyKeyOption = None,
 ) -> None:
     """Roll an edge artifact out to a fleet in waves, stopping and rolling back on failure."""
     if status:
@@ -62,15 +64,17 @@ def rollout(
 
         policy = RolloutPolicy(rate, increment_factor, increase_after, max_per_minute, abort_percent,
                                abort_min_devices, timeout_minutes)
-        return _greengrass(app, artifact, fleet, region, profile, bucket, policy, wait)
-    _ansible(app, artifact, fleet, limit, waves, health_timeout)
+        return _greengrass(app, artifact, fleet, region, profile, bucket, policy, wait, key)
+    _ansible(app, artifact, fleet, limit, waves, health_timeout, key)
 
 
-def _ansible(app: Application, artifact: Path, fleet: str, limit: str | None, waves: str, health_timeout: float) -> None:
+def _ansible(app: Application, artifact: Path, fleet: str, limit: str | None, waves: str, health_timeout: float,
+             key: Path | None = None) -> None:
     from ..rollout.ansible import parse_waves, run_rollout
     from ..rollout.release import record_rollout
 
-    result = run_rollout(artifact, fleet, limit=limit, waves=parse_waves(waves), health_timeout_s=health_timeout)
+    result = run_rollout(artifact, fleet, limit=limit, waves=parse_waves(waves), health_timeout_s=health_timeout,
+                         key=key)
     record_rollout(artifact, "ansible", fleet, result.release.version, result.summary())
     app.echo(f"\n{result.release.name} {result.release.version}: {result.summary()}")
     for host in result.hosts:
@@ -87,7 +91,7 @@ def _ansible(app: Application, artifact: Path, fleet: str, limit: str | None, wa
 
 
 def _greengrass(app: Application, artifact: Path, fleet: str, region: str | None, profile: str | None, bucket: str | None,
-                policy, wait: float) -> None:
+                policy, wait: float, key: Path | None = None) -> None:
     from ..deploy.aws import connect
     from ..rollout import greengrass
     from ..rollout.release import record_rollout
@@ -95,7 +99,7 @@ def _greengrass(app: Application, artifact: Path, fleet: str, region: str | None
     aws = connect(region, profile)
     with tempfile.TemporaryDirectory(prefix="mlpack-greengrass-") as tmp:
         outcome = greengrass.rollout(artifact, fleet, aws, bucket=bucket, policy=policy, wait_s=wait,
-                                     workdir=Path(tmp), log=app.echo)
+                                     workdir=Path(tmp), log=app.echo, key=key)
     record_rollout(artifact, "greengrass", fleet, outcome.deployment_id, outcome.status)
     app.echo(f"deployment {outcome.deployment_id}: {outcome.status}, {outcome.succeeded} succeeded, "
                f"{outcome.failed} failed, {outcome.pending} pending")

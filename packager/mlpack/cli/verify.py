@@ -1,4 +1,4 @@
-"""`mlpack verify`: the artifact's files against the sha256 sums in its manifest."""
+"""`mlpack verify`: the artifact's files against the sha256 sums in its manifest, and its signature."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import typer
 
 from ..errors import MlpackError
 from .application import Application, command
-from .options import ArtifactArgument
+from .options import ArtifactArgument, VerifyKeyOption
 
 
-def verify(app: Application, artifact: ArtifactArgument) -> None:
-    """Check that an artifact's files match the sha256 sums in its manifest.json."""
+def verify(app: Application, artifact: ArtifactArgument, key: VerifyKeyOption = None) -> None:
+    """Check that an artifact's files match the sha256 sums in its manifest.json and, with
+    --key (or $MLPACK_VERIFY_KEY), that its signature.sig verifies with that key."""
     from ..artifact import Artifact
+    from ..signing import VERIFY_KEY_ENV, key_from, verify_artifact
 
     opened = Artifact.open(artifact)
+    public = key_from(key, VERIFY_KEY_ENV)
     problems = opened.problems()
     if problems:
         raise MlpackError(
@@ -21,7 +24,8 @@ def verify(app: Application, artifact: ArtifactArgument) -> None:
             + (f" and {len(problems) - 5} more" if len(problems) > 5 else ""),
             "rebuild the artifact; never edit it by hand",
         )
-    app.echo(f"{opened.name}: {len(opened.manifest.files)} files match manifest.json")
+    check = verify_artifact(opened, "verified", public)
+    app.echo(f"{opened.name}: {len(opened.manifest.files)} files match manifest.json; {check.describe()}")
 
 
 def register(cli: typer.Typer) -> None:

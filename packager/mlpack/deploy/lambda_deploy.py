@@ -18,6 +18,7 @@ from ..artifact import Artifact
 from ..errors import InputError, MlpackError
 from ..manifest import DeployRecord, Manifest
 from ..progress import Progress
+from ..signing import trust_artifact
 from . import code_location
 from .aws import Aws, AwsError, aws_errors, connect
 from .stack import Stack
@@ -43,6 +44,7 @@ class DeployRequest:
     dry_run: bool = False
     poll_seconds: float = 2.0
     timeout_seconds: float = 1800.0
+    key: Path | None = None  # public key the signature must verify with (default: $MLPACK_VERIFY_KEY)
 
 
 @dataclass
@@ -61,18 +63,19 @@ def default_stack_name(manifest: Manifest) -> str:
     return f"mlpack-{manifest.artifact}"
 
 
-def check_artifact(root: Path) -> Artifact:
+def check_artifact(root: Path, key: Path | None = None) -> Artifact:
     artifact = Artifact.open(root)
     if artifact.manifest.lambda_ is None:
         raise InputError(f"{artifact.name} has no Lambda package (target {artifact.manifest.target.name}); "
                          "`mlpack deploy` deploys artifacts built for a Lambda target",
                          "build one with `mlpack build --target aws-lambda`")
-    return artifact.require_intact("deployed")
+    trust_artifact(artifact, "deployed", key)
+    return artifact
 
 
 def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployResult:
     progress = progress or Progress()
-    artifact = check_artifact(request.artifact)
+    artifact = check_artifact(request.artifact, request.key)
     root, manifest = artifact.root, artifact.manifest
     template = load_template(request.template or root / SAM_TEMPLATE)
     package = request.package if request.package != "auto" else ("image" if wants_image(template) else "zip")

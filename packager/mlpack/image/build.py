@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
 from ..artifact import Artifact
 from ..manifest import ImageSection, Manifest
+from ..fsutil import atomic_write
 from ..progress import Progress
+from ..sbom import IMAGE_SBOM, SBOM, Contents, image_document, installed_packages, with_wheel_hashes
+from ..reproducible import epoch_of
 from .builder import BuiltImage, ImageBuilder, select_builder
 from .context import stage_context
 
@@ -29,16 +33,41 @@ def build_image(
         context = Path(tmp) / "context"
         with progress.step(f"Preparing the build context ({target.platform.python_platform} wheels, mlpack-agent)"):
             stage_context(artifact.root, target, context)
+        with progress.step("Writing the image's software bill of materials (CycloneDX 1.6)"):
+            sbom_text = write_image_sbom(artifact, context, base_image or target.image.base)
         with progress.step(f"Building {ref} for {target.platform.oci} with {builder.name}"):
             built = builder.build(context, context / "container" / "Dockerfile", ref, target.platform.oci,
-                                  build_args, progress.info)
+                                  build_args, progress.info, timestamp=epoch_of(artifact.manifest))
 
     def record(m: Manifest) -> None:
         # A new build invalidates any digest pushed before it.
         repository, _, tag = ref.rpartition(":")
         m.image = ImageSection(repository=repository, tag=tag, local=ref, id=built.id, platform=built.platform,
-                               base=base_image or target.image.base)
+                               base=base_image or target.image.base,
+                               sbom_sha256=hashlib.sha256(sbom_text.encode()).hexdigest())
 
+    # Beside the manifest, like the image section it describes: written after build and
+    # signing, so neither listed in the files nor signed (docs/security.md).
+    atomic_write(artifact.path(IMAGE_SBOM), sbom_text)
     artifact.update(record)
     progress.info(f"  image {ref} ({built.id[:19]})")
     return built
+
+
+def write_image_sbom(artifact: Artifact, context: Path, base: str) -> str:
+    """The image's SBOM, from the packages staged for it, into the context (the Dockerfile
+    copies it to /opt/mlpack/sbom.cdx.json); returns its text."""
+    from ..model_info import sha256_file
+
+    manifest, container = artifact.manifest, context / "container"
+    platform = manifest.target.platform
+    sites = sorted(p for p in container.glob("*site-packages") if p.is_dir())
+    packages, notes = with_wheel_hashes(installed_packages(*sites), platform.python_platform,
+                                        platform.python_version, local_wheels=container / "wheels")
+    built = artifact.path(SBOM)
+    text = image_document(manifest, built.read_text(encoding="utf-8") if built.is_file() else None,
+                          Contents(packages, base, notes), sha256_file(artifact.path(manifest.model.file)))
+    staged = context / SBOM
+    staged.unlink(missing_ok=True)  # a hard link to the artifact's own SBOM: never write through it
+    staged.write_text(text, encoding="utf-8")
+    return text

@@ -8,6 +8,7 @@ daemon). `select_builder` picks docker when a daemon answers, buildah otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -42,7 +43,8 @@ class ImageBuilder(Protocol):
     name: str
 
     def build(self, context: Path, dockerfile: Path, ref: str, platform: str,
-              build_args: dict[str, str], log: Log) -> BuiltImage: ...
+              build_args: dict[str, str], log: Log, timestamp: int | None = None) -> BuiltImage:
+        """Build and tag an image; `timestamp` (seconds since 1970) replaces the clock in it."""
 
     def image_id(self, ref: str) -> str | None:
         """The config digest of a local image, None when it is not there."""
@@ -111,12 +113,15 @@ class BuildahBuilder:
         return [self.executable, *args]
 
     def build(self, context: Path, dockerfile: Path, ref: str, platform: str,
-              build_args: dict[str, str], log: Log) -> BuiltImage:
+              build_args: dict[str, str], log: Log, timestamp: int | None = None) -> BuiltImage:
         with tempfile.TemporaryDirectory(prefix="mlpack-iid-") as tmp:
             iidfile = Path(tmp) / "iid"
+            # --timestamp sets the image's and its history's created time and every file's
+            # mtime in the layers: the same context on the same base gives the same image id.
+            reproducible = ["--timestamp", str(timestamp)] if timestamp is not None else []
             command = self._cmd(
                 "build", "--isolation", "chroot", "--platform", platform, "--layers=false", "--format", "docker",
-                "--iidfile", str(iidfile), "-f", str(dockerfile), "-t", ref,
+                *reproducible, "--iidfile", str(iidfile), "-f", str(dockerfile), "-t", ref,
                 *[item for key, value in build_args.items() for item in ("--build-arg", f"{key}={value}")],
                 str(context),
             )
@@ -125,7 +130,43 @@ class BuildahBuilder:
                 raise MlpackError(f"buildah could not build {ref}: {_last_error(tail)}",
                                   "see the build output above (rerun without -q)")
             image_id = iidfile.read_text().strip()
+        if timestamp is not None:
+            image_id = self._without_build_container(ref, image_id)
         return BuiltImage(ref=ref, id=_sha(image_id), platform=platform)
+
+    def _without_build_container(self, ref: str, image_id: str) -> str:
+        """Drop what buildah 1.28 writes into a Docker-format config about the container it
+        built in (`container`, `container_config`, the random `Hostname`): the one part of
+        an image built twice from the same context on the same base that differs. The image
+        is copied out (`dir:`), its config rewritten, and pulled back under the same name;
+        the returned id is the new config's digest. Layers are untouched."""
+        with tempfile.TemporaryDirectory(prefix="mlpack-image-") as tmp:
+            folder = Path(tmp) / "image"
+            self._run_checked(("push", "--quiet", "--format", "v2s2", image_id, f"dir:{folder}"), ref)
+            manifest = json.loads((folder / "manifest.json").read_text())
+            old = manifest["config"]["digest"].split(":", 1)[1]
+            config = json.loads((folder / old).read_bytes())
+            config.pop("container", None)
+            config.pop("container_config", None)
+            config.get("config", {}).pop("Hostname", None)
+            body = json.dumps(config, separators=(",", ":")).encode()
+            new = hashlib.sha256(body).hexdigest()
+            if new == old:
+                return image_id
+            (folder / old).unlink()
+            (folder / new).write_bytes(body)
+            manifest["config"].update(digest=f"sha256:{new}", size=len(body))
+            (folder / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")))
+            self._run_checked(("pull", "--quiet", f"dir:{folder}"), ref)
+            self._run_checked(("tag", new, ref), ref)
+            subprocess.run(self._cmd("rmi", image_id), capture_output=True, text=True)  # the first copy, if untagged
+        return new
+
+    def _run_checked(self, args: tuple[str, ...], ref: str) -> None:
+        done = subprocess.run(self._cmd(*args), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise MlpackError(f"buildah could not finish {ref} ({args[0]}): {_last_error(done.stderr)}",
+                              "rerun with --debug; check the image store (buildah images)")
 
     def image_id(self, ref: str) -> str | None:
         done = subprocess.run(self._cmd("inspect", "--type", "image", "--format", "{{.FromImageID}}", ref),
@@ -159,8 +200,10 @@ class DockerBuilder:
                               "start Docker, set DOCKER_HOST, or use --builder buildah") from exc
 
     def build(self, context: Path, dockerfile: Path, ref: str, platform: str,
-              build_args: dict[str, str], log: Log) -> BuiltImage:
+              build_args: dict[str, str], log: Log, timestamp: int | None = None) -> BuiltImage:
         image_id = None
+        if timestamp is not None:  # BuildKit reads it for the image's times (layers too with buildx's
+            build_args = {**build_args, "SOURCE_DATE_EPOCH": str(timestamp)}  # rewrite-timestamp)
         stream = self.client.api.build(
             path=str(context), dockerfile=str(dockerfile.relative_to(context)), tag=ref, platform=platform,
             buildargs=build_args, rm=True, forcerm=True, decode=True, pull=False,

@@ -22,7 +22,7 @@ from ..targets import Target
 from ..uv import build_wheel, install_for_platform
 
 # Copied into the context; the rest of the artifact (reports, lambda zip, iac) is not needed.
-CONTEXT_PARTS = ("container", "model", "bento", "agent", "lambda/app", "manifest.json")
+CONTEXT_PARTS = ("container", "model", "bento", "agent", "lambda/app", "manifest.json", "sbom.cdx.json")
 
 
 def stage_context(artifact: Path, target: Target, dest: Path, prefetch: bool = True) -> Path:
@@ -81,3 +81,17 @@ def install_site_packages(target: Target, requirements: Path, wheels: Path, site
         site, python_platform=target.platform.python_platform, python_version=target.platform.python_version,
         requirements=requirements, find_links=wheels, what="installing the image's wheels",
     )
+    drop_uv_cache_info(site)
+
+
+def drop_uv_cache_info(site: Path) -> None:
+    """Remove the `uv_cache.json` uv leaves in a locally built wheel's dist-info (the
+    mlpack-agent wheel), and its RECORD line: it holds the install time, the one thing
+    that made two images of the same artifact differ. Nothing reads it at run time."""
+    for info in site.glob("*.dist-info/uv_cache.json"):
+        record = info.with_name("RECORD")
+        if record.is_file():
+            lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+            name = f"{info.parent.name}/{info.name},"
+            record.write_text("".join(line for line in lines if not line.startswith(name)), encoding="utf-8")
+        info.unlink()

@@ -9,6 +9,7 @@ and arm64 are pushed by architecture and joined under the tag by an OCI image in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -20,7 +21,11 @@ from typing import Callable
 from ..artifact import Artifact
 from ..errors import InputError, MlpackError
 from ..manifest import ImageIndex, Manifest
+from ..manifest import IMAGE_SBOM
 from ..progress import Progress
+from ..reproducible import epoch_of, timestamp
+from ..signing import trust_artifact
+from .attach import attach_sbom
 from .builder import ImageBuilder, PushedImage, PushFailed, select_builder
 from .registry import Reference, RegistryClient, authfile_json, image_index
 
@@ -36,6 +41,7 @@ class Pushed:
     platform: str
     size: int
     media_type: str
+    sbom_digest: str | None = None  # the SBOM attached beside the image
 
 
 @dataclass
@@ -51,9 +57,11 @@ class PushResult:
 
 def push_artifacts(
     artifacts: list[Artifact], to: str, builder: ImageBuilder | None = None, progress: Progress | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = time.sleep, key: Path | None = None,
 ) -> PushResult:
     progress = progress or Progress()
+    for artifact in artifacts:  # what is pushed must be what was built, measured and signed
+        trust_artifact(artifact, "pushed", key)
     _check_group(artifacts)
     dest = Reference.parse(to, default_tag=artifacts[0].manifest.image.tag)
     builder = builder or select_builder()
@@ -73,6 +81,7 @@ def push_artifacts(
                 result = _push_with_retries(builder, image.local_ref, str(target), dest.insecure, progress,
                                             authfile, sleep)
             pushed.append(_verify(client, target, result, image.id, artifact, image.platform, progress))
+            _attach_sbom(client, pushed[-1], progress)
             bar.advance()
     index_digest = None
     if multi:
@@ -144,6 +153,26 @@ def _verify(client: RegistryClient, target: Reference, result: PushedImage, imag
     return Pushed(artifact, str(target), digest, platform, len(body), media_type)
 
 
+def _attach_sbom(client: RegistryClient, item: Pushed, progress: Progress) -> None:
+    """The image's SBOM (image.cdx.json, as `mlpack image` wrote it) beside the pushed image."""
+    artifact, recorded = item.artifact, item.artifact.manifest.image.sbom_sha256
+    path = artifact.path(IMAGE_SBOM)
+    if recorded is None or not path.is_file():
+        progress.info(f"  no image SBOM to attach ({IMAGE_SBOM} is written by `mlpack image`)")
+        return
+    sbom = path.read_bytes()
+    if hashlib.sha256(sbom).hexdigest() != recorded:
+        raise MlpackError(f"{artifact.name}/{IMAGE_SBOM} changed since `mlpack image` wrote it",
+                          f"run `mlpack image {artifact.root}` again")
+    created = timestamp(epoch_of(artifact.manifest)).isoformat()
+    with progress.step(f"Attaching the image's SBOM to {item.digest[:19]}"):
+        attached = attach_sbom(client, sbom, item.digest, item.media_type, item.size, created)
+    item.sbom_digest = attached.digest
+    where = "as a referrer (OCI 1.1)" if attached.how == "referrers" else \
+        f"under the tag {attached.tag} (the registry has no referrers API)"
+    progress.info(f"  SBOM {attached.digest[:19]} attached {where}")
+
+
 def _record(item: Pushed, result: PushResult) -> None:
     def change(manifest: Manifest) -> None:
         image = manifest.image
@@ -154,6 +183,7 @@ def _record(item: Pushed, result: PushResult) -> None:
         manifest.image = image.model_copy(update={
             "local": image.local_ref, "repository": result.dest.name, "tag": item.ref.rsplit(":", 1)[1],
             "digest": item.digest, "ref": result.dest.at(item.digest), "index": index,
+            "sbom_ref": result.dest.at(item.sbom_digest) if item.sbom_digest else None,
         })
 
     item.artifact.update(change)

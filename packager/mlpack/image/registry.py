@@ -179,12 +179,36 @@ class RegistryClient:
         return digest, response.headers.get("Content-Type", "").split(";")[0], body
 
     def put_manifest(self, tag: str, body: bytes, media_type: str) -> str:
-        response = self._request("PUT", f"manifests/{tag}", data=body, headers={"Content-Type": media_type})
+        return self.put_manifest_response(tag, body, media_type)[0]
+
+    def put_manifest_response(self, reference: str, body: bytes, media_type: str,
+                              what: str = "the index") -> tuple[str, dict[str, str]]:
+        """PUT a manifest by tag or digest: (its digest, the response headers)."""
+        response = self._request("PUT", f"manifests/{reference}", data=body, headers={"Content-Type": media_type})
         if response.status_code not in (200, 201):
             detail = _registry_error(response)
-            raise MlpackError(f"registry {self.ref.registry} refused the index {self.ref.name}:{tag}: {detail}",
+            raise MlpackError(f"registry {self.ref.registry} refused {what} {self.ref.name}:{reference}: {detail}",
                               "check that the registry accepts pushes (and OCI image indexes)")
-        return response.headers.get("Docker-Content-Digest") or digest_of(body)
+        return response.headers.get("Docker-Content-Digest") or digest_of(body), dict(response.headers)
+
+    def put_blob(self, body: bytes) -> str:
+        """Upload a blob in one request (POST an upload, PUT its bytes); returns its digest."""
+        digest = digest_of(body)
+        if self._request("HEAD", f"blobs/{digest}").status_code == 200:
+            return digest
+        started = self._request("POST", "blobs/uploads/")
+        location = started.headers.get("Location", "")
+        if started.status_code != 202 or not location:
+            raise MlpackError(f"registry {self.ref.registry} refused a blob upload to {self.ref.name}: "
+                              f"{_registry_error(started)}", "check that the registry accepts pushes")
+        url = location if location.startswith("http") else f"{self.base.rsplit('/v2', 1)[0]}{location}"
+        response = self.session.put(url, params={"digest": digest}, data=body, timeout=self.timeout,
+                                    headers={"Content-Type": "application/octet-stream",
+                                             **({"Authorization": self._auth_header} if self._auth_header else {})})
+        if response.status_code != 201:
+            raise MlpackError(f"registry {self.ref.registry} refused the blob {digest[:19]}: "
+                              f"{_registry_error(response)}", "check that the registry accepts pushes")
+        return digest
 
 
 def image_index(entries: list[tuple[str, int, str, str]]) -> bytes:

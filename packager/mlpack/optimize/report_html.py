@@ -16,7 +16,7 @@ from .chart import Chart, build_chart
 from .report import OptimizationResult
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
+    from ..manifest import ColdStart, Manifest
     from ..targets import Target
 
 REPORT_HTML = "report.html"
@@ -41,17 +41,19 @@ class About:
     serving: list[tuple[str, str]] = field(default_factory=list)  # e.g. the Lambda cold start
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, zip_bytes: int | None = None) -> About:
+    def from_manifest(cls, manifest: Manifest, zip_bytes: int | None = None, cold: ColdStart | None = None) -> About:
+        """The build's facts; `cold` is the Lambda cold start the build measured (report.json
+        has it too; the manifest does not, as a measurement)."""
         from ..limits import LAMBDA_ZIP_LIMIT_TEXT
 
         serving = []
         if manifest.lambda_ is not None:
-            cold = manifest.lambda_.cold_start
-            if cold.seconds is not None:
+            cold = cold or manifest.lambda_.cold_start
+            if cold is not None and cold.seconds is not None:
                 serving.append(("cold start", f"{cold.seconds:.2f} s ({cold.note})"))
                 if cold.peak_rss_mb is not None:
                     serving.append(("peak memory at cold start", f"{cold.peak_rss_mb:.0f} MB"))
-            else:
+            elif cold is not None:
                 serving.append(("cold start", cold.note))
             if zip_bytes is not None:
                 serving.append((manifest.lambda_.zip, f"{format_size(zip_bytes)} of {LAMBDA_ZIP_LIMIT_TEXT}"))

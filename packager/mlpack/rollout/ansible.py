@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..errors import InputError
 from ..resources import data_dir
+from ..signing import VERIFY_KEY_ENV, Key, key_from
 from .release import Release, read_release, write_bundle
 
 # One canary device, then 10%, then half, then everyone left (Ansible's `serial`).
@@ -88,11 +89,19 @@ def prepare(
     hosts: str = "all",
     waves: Sequence[int | str] = DEFAULT_WAVES,
     health_timeout_s: float = 60.0,
+    verify_key: Key | None = None,
 ) -> Path:
-    """Write the playbook, its task files, filter plugin and the bundle; return the playbook."""
+    """Write the playbook, its task files, filter plugin and the bundle; return the playbook.
+
+    With `verify_key`, every device checks the new version's signature with it before
+    switching to it (templates/rollout/verify.yml)."""
     _check_waves(waves)
     copy_static_files(workdir)
     bundle = write_bundle(release, workdir / f"{release.name}-{release.version}.tar.gz")
+    key_file = ""
+    if verify_key is not None:
+        key_file = str(workdir / "verify-key.pem")
+        Path(key_file).write_bytes(verify_key.read())
     playbook = workdir / "playbook.yml"
     playbook.write_text(render_template(
         "playbook.yml.j2",
@@ -100,8 +109,16 @@ def prepare(
         hosts=hosts, waves=list(waves), bundle=str(bundle),
         probe=release.probe, health_timeout_s=health_timeout_s, mlpack_version=__version__,
         service_port=release.service_port, agent_port=release.agent_port,
+        verify_key=key_file, verify_mode=_verify_mode(verify_key),
     ), encoding="utf-8")
     return playbook
+
+
+def _verify_mode(key: Key | None) -> str:
+    """How model_signing checks on the device: `key` (a public key) or `certificate` (a CA)."""
+    if key is None:
+        return ""
+    return "certificate" if key.kind == "certificate" else "key"
 
 
 def copy_static_files(workdir: Path) -> None:
@@ -164,16 +181,22 @@ def run_rollout(
     health_timeout_s: float = 60.0,
     log: Path | None = None,
     keep_workdir: bool = False,
+    key: Path | None = None,
 ) -> RolloutResult:
-    """Run the rollout; returns what happened on every device (never raises on a failed wave)."""
-    release = read_release(artifact)
+    """Run the rollout; returns what happened on every device (never raises on a failed wave).
+
+    With `key` (or $MLPACK_VERIFY_KEY) the artifact's signature must verify here, and
+    again on every device before it switches."""
+    verify_key = key_from(key, VERIFY_KEY_ENV)
+    release = read_release(artifact, key)
     hosts = list(inventory_hosts(inventory, limit))
     if not hosts:
         raise InputError(f"the fleet {inventory} has no hosts{' matching ' + limit if limit else ''}",
                          "add devices to the inventory")
     workdir = Path(tempfile.mkdtemp(prefix=f"mlpack-rollout-{release.name}-"))
     try:
-        playbook = prepare(release, workdir, waves=waves, health_timeout_s=health_timeout_s)
+        playbook = prepare(release, workdir, waves=waves, health_timeout_s=health_timeout_s,
+                           verify_key=verify_key)
         returncode, per_host = run_playbook(playbook, inventory, limit, log)
         devices = _device_records(per_host)
         return RolloutResult(release, returncode, hosts, devices, workdir if keep_workdir else None)

@@ -26,7 +26,7 @@ import yaml
 
 from ..deploy.aws import Aws, AwsError, aws_errors
 from ..errors import InputError, MlpackError
-from .release import BUNDLE_PARTS, Release, read_release
+from .release import Release, bundle_parts, read_release
 
 RECIPES = ("iac/greengrass/agent-recipe.yaml", "iac/greengrass/recipe.yaml")  # agent first: a dependency
 DEPLOYMENT = "iac/greengrass/deployment.yaml"
@@ -121,7 +121,7 @@ def read_recipe(artifact: Path, relative: str) -> dict[str, Any]:
 def write_zip_bundle(release: Release, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
-        for part in BUNDLE_PARTS:
+        for part in bundle_parts(release.artifact):
             path = release.artifact / part
             for file in sorted([path] if path.is_file() else (p for p in path.rglob("*") if p.is_file())):
                 if "__pycache__" not in file.parts:
@@ -296,9 +296,11 @@ def rollout(
     workdir: Path,
     log: Callable[[str], None] = lambda _: None,
     sleep: Callable[[float], None] = time.sleep,
+    key: Path | None = None,
 ) -> DeploymentOutcome:
-    """Publish the components and deploy them to the thing group; follow for up to wait_s."""
-    release = read_release(artifact)
+    """Publish the components and deploy them to the thing group; follow for up to wait_s.
+    With `key` (or $MLPACK_VERIFY_KEY) the artifact's signature must verify first."""
+    release = read_release(artifact, key)
     recipes = [read_recipe(release.artifact, relative) for relative in RECIPES]
     document = read_recipe(release.artifact, DEPLOYMENT)
     (policy or RolloutPolicy()).apply(document)

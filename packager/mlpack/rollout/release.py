@@ -12,10 +12,19 @@ from typing import Any, Literal
 from ..artifact import Artifact
 from ..errors import InputError
 from ..facts import AGENT_PORT
-from ..manifest import RolloutRecord
+from ..manifest import SIGNATURE, RolloutRecord
+from ..signing import trust_artifact
 
 # The parts of an artifact a device runs; container/, reports and IaC stay behind.
 BUNDLE_PARTS = ("manifest.json", "model", "bento", "agent")
+
+
+def bundle_parts(artifact: Path) -> list[str]:
+    """What goes to a device: BUNDLE_PARTS, or the whole folder when it is signed, since the
+    signature covers every file and the device checks it (templates/rollout/verify.yml)."""
+    if (artifact / SIGNATURE).is_file():
+        return sorted(p.name for p in artifact.iterdir())
+    return list(BUNDLE_PARTS)
 
 
 @dataclass(frozen=True)
@@ -34,8 +43,9 @@ class Release:
         return probe_request(self.inputs)
 
 
-def read_release(path: Path) -> Release:
-    """Read and check an artifact for a rollout: it must hold a Bento and be intact."""
+def read_release(path: Path, key: Path | None = None) -> Release:
+    """Read and check an artifact for a rollout: it must hold a Bento and be intact, and its
+    signature must verify with `key` (or $MLPACK_VERIFY_KEY) when one is given."""
     artifact = Artifact.open(path)
     manifest = artifact.manifest
     if manifest.bento is None:
@@ -43,7 +53,7 @@ def read_release(path: Path) -> Release:
             f"{artifact.name} has no Bento to run on devices (target {manifest.target.name})",
             "build it for an edge or server target, e.g. `mlpack build --target arm-edge`",
         )
-    artifact.require_intact("rolled out")
+    trust_artifact(artifact, "rolled out", key)
     return Release(
         artifact=artifact.root,
         name=manifest.artifact,
@@ -75,7 +85,7 @@ def write_bundle(release: Release, dest: Path) -> Path:
     """A .tar.gz of what a device needs, unpacked on each device as versions/<version>/."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(dest, "w:gz") as tar:
-        for part in BUNDLE_PARTS:
+        for part in bundle_parts(release.artifact):
             path = release.artifact / part
             if path.exists():
                 tar.add(path, arcname=part)

@@ -73,6 +73,7 @@ class RuntimeConfig:
     session: dict[str, Any]
     labels: dict[str, str]
     limits: RequestLimits = RequestLimits()
+    processing: dict[str, Any] | None = None  # see processing/: the served signature and its steps
 
     def parse_inputs(self, payload: Any) -> dict:
         return parse_inputs(payload, self.inputs)
@@ -94,4 +95,5 @@ def load_runtime(path: Path | str) -> RuntimeConfig:
         session=raw["session"],
         labels=raw.get("labels", {}),
         limits=RequestLimits.from_json(raw.get("limits")),
+        processing=raw.get("processing"),
     )

@@ -46,6 +46,8 @@ HEADER_LENGTH = "inference-header-content-length"
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
 
+# A served input spec with "content": "file" takes files (encoded images) as BYTES: kept as bytes.
+FILE_CONTENT = "file"
 # numpy dtype names -> the protocol's tensor data types. Strings (numpy object or str) are BYTES.
 DATATYPES = {
     "bool": "BOOL",
@@ -242,6 +244,8 @@ def _parameters(obj: Mapping[str, Any], where: str) -> dict[str, Any]:
 def _decode_inputs(request: Mapping[str, Any], binary: bytes,
                    specs: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     served = {spec["name"]: tensor_metadata(spec) for spec in specs}
+    # Inputs whose BYTES are files (an encoded image the artifact's processing decodes), not text.
+    files = {spec["name"] for spec in specs if spec.get("content") == FILE_CONTENT}
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for item in request["inputs"]:
@@ -264,7 +268,7 @@ def _decode_inputs(request: Mapping[str, Any], binary: bytes,
             if isinstance(size, bool) or not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise RequestError(f"input {name!r} declares {size!r} bytes of binary data, but the body has "
                                    f"{len(binary) - offset} left")
-            arrays[name] = _from_binary(name, datatype, shape, binary[offset:offset + size])
+            arrays[name] = _from_binary(name, datatype, shape, binary[offset:offset + size], text=name not in files)
             offset += size
     if offset != len(binary):
         raise RequestError(f"the body carries {len(binary) - offset} bytes of binary data that no input declares")
@@ -336,9 +340,9 @@ def _json_kind(values: np.ndarray) -> str:
     return kinds.get(values.dtype.kind, "values of mixed types (or null)")
 
 
-def _from_binary(name: str, datatype: str, shape: list[int], blob: bytes) -> np.ndarray:
+def _from_binary(name: str, datatype: str, shape: list[int], blob: bytes, text: bool = True) -> np.ndarray:
     if datatype == "BYTES":
-        return _fit_shape(name, _unpack_bytes(name, blob), shape)
+        return _fit_shape(name, _unpack_bytes(name, blob, text), shape)
     dtype = NUMPY_TYPES[datatype].newbyteorder("<")
     if len(blob) != _count(shape) * dtype.itemsize:
         raise RequestError(f"input {name!r} has {len(blob)} bytes of binary data, but {shape} {datatype} "
@@ -346,8 +350,9 @@ def _from_binary(name: str, datatype: str, shape: list[int], blob: bytes) -> np.
     return np.frombuffer(blob, dtype=dtype).reshape(shape)
 
 
-def _unpack_bytes(name: str, blob: bytes) -> np.ndarray:
-    """BYTES elements: each a 4-byte little-endian length, then that many bytes (UTF-8 text)."""
+def _unpack_bytes(name: str, blob: bytes, text: bool = True) -> np.ndarray:
+    """BYTES elements: each a 4-byte little-endian length, then that many bytes (UTF-8 text,
+    or kept as bytes when not `text`)."""
     items, offset = [], 0
     while offset < len(blob):
         if offset + 4 > len(blob):
@@ -357,7 +362,8 @@ def _unpack_bytes(name: str, blob: bytes) -> np.ndarray:
         if offset + length > len(blob):
             raise RequestError(f"input {name!r} has truncated BYTES data")
         try:
-            items.append(blob[offset:offset + length].decode("utf-8"))
+            item = blob[offset:offset + length]
+            items.append(item.decode("utf-8") if text else item)
         except UnicodeDecodeError:
             raise RequestError(f"input {name!r} holds bytes that are not UTF-8 text") from None
         offset += length

@@ -17,8 +17,9 @@ import numpy as np
 
 from .config import RuntimeConfig, load_runtime
 from .limits import RequestLimits
+from .processing import Processing, ServedSignature, load_processing
 from .telemetry import InferenceReporter
-from .validation import RequestError
+from .validation import RequestError, outputs_to_json, parse_inputs
 
 RUNTIME_JSON = "runtime.json"
 
@@ -29,6 +30,14 @@ class ServedModel:
         self.config: RuntimeConfig = load_runtime(self.folder / RUNTIME_JSON)
         self.session = self.config.open_session(self.folder)
         self.reporter = InferenceReporter(self.config.labels, self.config.outputs)
+        self.processing: Processing = load_processing(
+            self.config.processing, self.folder, self.config.inputs, self.config.outputs)
+
+    @property
+    def signature(self) -> ServedSignature:
+        """What the service takes and answers, after processing (text, an image, class names):
+        /predict checks requests against it, the v2 protocol's metadata lists it."""
+        return self.processing.signature
 
     @property
     def name(self) -> str:
@@ -36,13 +45,14 @@ class ServedModel:
 
     @property
     def inputs(self) -> list[dict[str, Any]]:
-        """The served inputs (name, numpy dtype, shape), in signature order."""
-        return self.config.inputs
+        """The served inputs (name, numpy dtype, shape) after processing, in signature order."""
+        return self.signature.inputs
 
     @property
     def outputs(self) -> list[dict[str, Any]]:
-        """The served outputs (name, numpy dtype, shape), in the order `infer` returns them."""
-        return self.config.outputs
+        """The served outputs (name, numpy dtype, shape) after processing, in the order `infer`
+        returns them."""
+        return self.signature.outputs
 
     @property
     def limits(self) -> RequestLimits:
@@ -52,22 +62,36 @@ class ServedModel:
         """mlpack's JSON: {"<input name>": nested lists} in, {"<output name>": values} out.
 
         Raises RequestError (HTTP 400) for a request that does not fit the signature."""
-        return self.config.outputs_to_json(self.infer(payload, started))
+        return self.to_json(self.infer(payload, started))
+
+    def predict_upload(self, data: bytes, started: float | None = None) -> dict[str, Any]:
+        """An uploaded file (an encoded image) as the one row of the input uploads fill."""
+        started = time.perf_counter() if started is None else started
+        if self.processing.upload_input is None:
+            self.rejected(started)
+            raise RequestError("this model takes no file uploads: send JSON inputs")
+        return self.to_json(self.infer({self.processing.upload_input: np.array([data], dtype=object)}, started))
 
     def infer(self, payload: Any, started: float | None = None) -> list:
         """{"<input name>": nested lists or arrays} in, the served outputs in signature order
-        out; what every route (mlpack's /predict, the Open Inference Protocol) calls.
+        out; what every route (mlpack's /predict, the Open Inference Protocol) calls. The
+        artifact's processing runs around the model (tokenizer, image spec, labels, hook).
 
         Raises RequestError (HTTP 400) for a request that does not fit the signature or the
-        artifact's request limits (rows, non-finite numbers)."""
+        artifact's request limits (rows, non-finite numbers), or that processing refuses."""
         started = time.perf_counter() if started is None else started
         try:
-            arrays = self.config.parse_inputs(payload)
+            arrays = parse_inputs(payload, self.inputs)
             self.limits.check_arrays(arrays, self.inputs)
+            feeds = self.processing.preprocess(arrays)
         except RequestError:
             self.rejected(started)
             raise
-        return self.run(arrays, started)
+        return self.processing.postprocess(self.run(feeds, started))
+
+    def to_json(self, values: list) -> dict[str, Any]:
+        """Served outputs as JSON-ready values, keyed by output name."""
+        return outputs_to_json(values, self.outputs)
 
     def run(self, arrays: dict[str, np.ndarray], started: float | None = None) -> list:
         """The model on arrays that already fit the signature; the outputs in signature order."""

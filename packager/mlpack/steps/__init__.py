@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 from ..manifest import Manifest, Section
 from ..progress import Progress
@@ -34,6 +34,8 @@ class StepContext:
     model: Path  # the shipped model file, root/model/model.onnx
     options: StepOptions = field(default_factory=StepOptions)
     log: Callable[[str], None] = lambda _line: None
+    # The accuracy gate's verdict on the shipped model (passed, reason, metrics, data_source).
+    gate: dict[str, Any] = field(default_factory=dict)
 
 
 class Step(Protocol):
@@ -58,8 +60,9 @@ def step_class(name: str) -> type[Step]:
     # Imported here: the step modules import this one for the interface.
     from .bento import BentoStep
     from .lambda_zip import LambdaZipStep
+    from .sbom import SbomStep
 
-    steps: dict[str, type[Step]] = {cls.name: cls for cls in (BentoStep, LambdaZipStep)}
+    steps: dict[str, type[Step]] = {cls.name: cls for cls in (BentoStep, LambdaZipStep, SbomStep)}
     return steps[name]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from ..app import write_app
 from ..errors import MlpackError
 from ..manifest import BentoSection, Manifest
 from ..render import RenderContext
+from ..reproducible import epoch_of, timestamp
 from . import StepContext
 
 
@@ -33,12 +35,12 @@ class BentoStep:
     def run(self, ctx: StepContext) -> BentoSection:
         m = ctx.manifest
         source = ctx.work / "bento-src"
-        write_app(source, RenderContext.from_manifest(m), ctx.model)
+        write_app(source, RenderContext.from_manifest(m), ctx.model, ctx.root)
         tag = build_bento(
-            source, name=m.artifact, version=m.image.tag, packages=m.requirements.runtime,
+            source, name=m.artifact, version=m.image.tag, packages=[*m.requirements.runtime, *m.requirements.processing],
             python_version=m.target.platform.python_version,
             labels={"mlpack.target": m.target.name, "mlpack.model_sha256": m.model.sha256},
-            dest=ctx.root / "bento",
+            dest=ctx.root / "bento", epoch=epoch_of(m),
         )
         return BentoSection(tag=tag, path="bento")
 
@@ -52,8 +54,12 @@ def build_bento(
     python_version: str,
     labels: dict[str, str],
     dest: Path,
+    epoch: int | None = None,
 ) -> str:
-    """Build `context_dir/service.py` into a Bento and copy it to `dest`. Returns its tag."""
+    """Build `context_dir/service.py` into a Bento and copy it to `dest`. Returns its tag.
+
+    With `epoch`, bento.yaml's creation_time is that time instead of the clock's (the one
+    thing in a Bento that differs between two builds of the same inputs)."""
     spec = {
         "context": str(context_dir),
         "name": name,
@@ -75,7 +81,22 @@ def build_bento(
             raise MlpackError(f"bentoml build failed: {detail}", "rerun with --debug for the full log")
         built = Path(home) / "bentos" / name / version
         shutil.copytree(built, dest)
+    if epoch is not None:
+        set_creation_time(dest / "bento.yaml", epoch)
     return f"{name}:{version}"
+
+
+_CREATION_TIME = re.compile(r"^creation_time: .*$", re.MULTILINE)
+
+
+def set_creation_time(bento_yaml: Path, epoch: int) -> None:
+    """Rewrite the top-level creation_time line of a bento.yaml, keeping BentoML's formatting."""
+    text = bento_yaml.read_text(encoding="utf-8")
+    if len(_CREATION_TIME.findall(text)) != 1:
+        raise MlpackError(f"{bento_yaml.name} has no single creation_time line to make reproducible",
+                          "this BentoML writes bento.yaml differently: report it with `pip show bentoml`")
+    stamp = timestamp(epoch).isoformat()
+    bento_yaml.write_text(_CREATION_TIME.sub(f"creation_time: '{stamp}'", text), encoding="utf-8")
 
 
 def _build_in_this_process(spec: dict) -> None:
@@ -87,7 +108,8 @@ def _build_in_this_process(spec: dict) -> None:
         version=spec["version"],
         labels=spec["labels"],
         build_ctx=spec["context"],
-        include=["*.py", "*.json", "*.onnx", "mlpack_runtime/*.py", "mlpack_agent/*.py"],
+        include=["*.py", "*.json", "*.onnx", "mlpack_runtime/*.py", "mlpack_runtime/processing/*.py",
+                 "mlpack_agent/*.py", "processing/*"],
         python={
             "packages": spec["packages"],
             # Locking resolves against an index; builds must work offline.

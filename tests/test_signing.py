@@ -1,0 +1,174 @@
+"""`mlpack sign` / `mlpack verify --key`: OpenSSF model signing over the artifact folder.
+
+The signature is checked two ways: by mlpack, and by the PyPI `model_signing` command on
+its own, as a security team would check an artifact without mlpack.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlpack.artifact import Artifact
+from mlpack.cli import app
+from mlpack.errors import MlpackError
+from mlpack.model_info import sha256_file
+from mlpack.signing import Key, key_from, sign_artifact, verify_artifact
+
+from .manifests import edit_json
+from .signing_support import flip_one_byte, make_certificates, make_keys, model_signing_cli, small_artifact
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def keys(tmp_path: Path):
+    return make_keys(tmp_path / "keys")
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Artifact:
+    return small_artifact(tmp_path / "model-x86-cpu")
+
+
+def cli(*args: str, **env: str):
+    return runner.invoke(app, list(args), env=env or None)
+
+
+def model_signing_verify(root: Path, public: Path):
+    return model_signing_cli("verify", "key", str(root), "--signature", str(root / "signature.sig"),
+                             "--public_key", str(public))
+
+
+def test_sign_writes_a_signature_that_mlpack_and_the_model_signing_cli_both_verify(artifact, keys) -> None:
+    done = cli("sign", str(artifact.root), "--key", str(keys.private))
+    assert done.exit_code == 0, done.output
+    assert (artifact.root / "signature.sig").is_file()
+    bundle = json.loads((artifact.root / "signature.sig").read_text())
+    assert bundle["mediaType"].startswith("application/vnd.dev.sigstore.bundle")
+
+    done = cli("verify", str(artifact.root), "--key", str(keys.public))
+    assert done.exit_code == 0, done.output
+    assert "signature verified" in done.output
+    standalone = model_signing_verify(artifact.root, keys.public)
+    assert standalone.returncode == 0, standalone.stdout + standalone.stderr
+    assert "Verification succeeded" in standalone.stdout + standalone.stderr
+
+
+def test_one_changed_byte_of_the_model_fails_mlpack_and_the_model_signing_cli(artifact, keys) -> None:
+    sign_artifact(artifact, key_from(keys.private, "UNUSED"))
+    flip_one_byte(artifact.root / "model" / "model.onnx")
+
+    done = cli("verify", str(artifact.root), "--key", str(keys.public))
+    assert done.exit_code == 1 and "changed: model/model.onnx" in done.output
+    standalone = model_signing_verify(artifact.root, keys.public)
+    assert standalone.returncode != 0
+    assert "model/model.onnx" in standalone.stdout + standalone.stderr
+
+
+def test_a_manifest_resealed_over_a_changed_model_passes_the_hashes_but_not_the_signature(artifact, keys) -> None:
+    sign_artifact(artifact, key_from(keys.private, "UNUSED"))
+    model = artifact.root / "model" / "model.onnx"
+    flip_one_byte(model)
+    edit_json(artifact.root, lambda m: m["model"].update(sha256=sha256_file(model)), rehash=True)
+
+    assert cli("verify", str(artifact.root)).exit_code == 0  # the hashes alone are fooled
+    done = cli("verify", str(artifact.root), "--key", str(keys.public))
+    assert done.exit_code == 1
+    assert "signature does not verify" in done.output and "model/model.onnx" in done.output
+
+
+def test_a_signature_from_another_key_is_refused(artifact, keys, tmp_path: Path) -> None:
+    sign_artifact(artifact, key_from(make_keys(tmp_path / "other").private, "UNUSED"))
+    done = cli("verify", str(artifact.root), "--key", str(keys.public))
+    assert done.exit_code == 1 and "signature does not verify" in done.output
+    assert model_signing_verify(artifact.root, keys.public).returncode != 0
+
+
+def test_an_unsigned_artifact_is_refused_when_a_key_is_given_or_configured(artifact, keys) -> None:
+    done = cli("verify", str(artifact.root), "--key", str(keys.public))
+    assert done.exit_code == 1 and "is not signed" in done.output and "mlpack sign" in done.output
+    done = cli("verify", str(artifact.root), MLPACK_VERIFY_KEY=str(keys.public))
+    assert done.exit_code == 1 and "is not signed" in done.output
+    # Without a key an unsigned artifact is only checked against its manifest.
+    done = cli("verify", str(artifact.root))
+    assert done.exit_code == 0 and "not signed" in done.output
+
+
+def test_commands_after_build_may_still_write_the_manifest_of_a_signed_artifact(artifact, keys) -> None:
+    sign_artifact(artifact, key_from(keys.private, "UNUSED"))
+    artifact.update(lambda m: setattr(m.image, "digest", "sha256:" + "c" * 64))  # as `mlpack push` does
+    assert verify_artifact(Artifact.open(artifact.root), "deployed", key_from(keys.public, "UNUSED")).verified
+    assert model_signing_verify(artifact.root, keys.public).returncode == 0
+
+
+def test_a_file_added_after_signing_is_refused(artifact, keys) -> None:
+    sign_artifact(artifact, key_from(keys.private, "UNUSED"))
+    (artifact.root / "agent" / "extra.json").write_text("{}")
+    done = cli("verify", str(artifact.root), "--key", str(keys.public))
+    assert done.exit_code == 1 and "not in manifest: agent/extra.json" in done.output
+    assert model_signing_verify(artifact.root, keys.public).returncode != 0
+
+
+def test_keys_come_from_the_environment_as_text_and_are_never_printed(artifact, keys) -> None:
+    private_text = keys.private.read_text()
+    done = cli("sign", str(artifact.root), MLPACK_SIGNING_KEY=private_text)
+    assert done.exit_code == 0, done.output
+    done = cli("--debug", "verify", str(artifact.root), MLPACK_VERIFY_KEY=keys.public.read_text())
+    assert done.exit_code == 0 and "from $MLPACK_VERIFY_KEY" in done.output
+    secret_line = private_text.splitlines()[1]
+    assert secret_line not in done.output
+    # A wrong value is named, not echoed.
+    done = cli("sign", str(artifact.root), MLPACK_SIGNING_KEY="not-a-key " + secret_line)
+    assert done.exit_code != 0 and "MLPACK_SIGNING_KEY is neither PEM text nor the path" in done.output
+    assert secret_line not in done.output
+
+
+def test_sign_without_a_key_or_with_the_wrong_kind_of_key_fails_in_one_line(artifact, keys, tmp_path) -> None:
+    done = cli("sign", str(artifact.root))
+    assert done.exit_code == 2 and "no signing key given" in done.output
+    done = cli("sign", str(artifact.root), "--key", str(keys.public))
+    assert done.exit_code == 2 and "is not a private key" in done.output
+    done = cli("verify", str(artifact.root), "--key", str(keys.private))
+    assert done.exit_code == 2 and "is a private key" in done.output
+    assert not (artifact.root / "signature.sig").exists()
+
+
+def test_a_changed_artifact_is_never_signed(artifact, keys) -> None:
+    flip_one_byte(artifact.root / "model" / "model.onnx")
+    done = cli("sign", str(artifact.root), "--key", str(keys.private))
+    assert done.exit_code == 2 and "never signed" in done.output
+    assert not (artifact.root / "signature.sig").exists()
+
+
+def test_certificate_mode_verifies_against_the_root_ca(artifact, tmp_path: Path) -> None:
+    chain = make_certificates(tmp_path / "pki")
+    done = cli("sign", str(artifact.root), "--key", str(chain.key), "--cert", str(chain.certificate),
+               "--chain", str(chain.ca))
+    assert done.exit_code == 0, done.output
+    done = cli("verify", str(artifact.root), "--key", str(chain.ca))
+    assert done.exit_code == 0, done.output
+    standalone = model_signing_cli("verify", "certificate", str(artifact.root), "--signature",
+                                   str(artifact.root / "signature.sig"), "--certificate_chain", str(chain.ca))
+    assert standalone.returncode == 0, standalone.stdout + standalone.stderr
+
+    other = make_certificates(tmp_path / "other-pki")
+    done = cli("verify", str(artifact.root), "--key", str(other.ca))
+    assert done.exit_code == 1 and "signature does not verify" in done.output
+
+
+def test_the_unsigned_manifest_cannot_name_another_model_than_the_signed_file(artifact, keys) -> None:
+    sign_artifact(artifact, key_from(keys.private, "UNUSED"))
+    edit_json(artifact.root, lambda m: m["model"].update(sha256="d" * 64))
+    with pytest.raises(MlpackError, match="names model sha256 dddddddddddd, but the signed model/model.onnx"):
+        verify_artifact(Artifact.open(artifact.root), "deployed", key_from(keys.public, "UNUSED"))
+
+
+def test_a_key_file_that_does_not_exist_is_named(artifact, tmp_path: Path) -> None:
+    done = cli("verify", str(artifact.root), "--key", str(tmp_path / "missing.pem"))
+    assert done.exit_code == 2 and "missing.pem does not exist" in done.output
+    assert isinstance(key_from(None, "MLPACK_TEST_UNSET_VARIABLE"), type(None))
+    assert Key(origin="x", pem=b"-----BEGIN PUBLIC KEY-----\n").kind == "public"
