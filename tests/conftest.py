@@ -85,6 +85,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep the demo model cache out of the user's home during tests."""
     mp = pytest.MonkeyPatch()
     mp.setenv("MLPACK_CACHE", str(tmp_path_factory.mktemp("mlpack-cache")))
+    mp.setenv("MLPACK_STATE_DIR", str(tmp_path_factory.mktemp("mlpack-state")))  # rollout state and locks
     mp.setenv("BENTOML_DO_NOT_TRACK", "true")
     yield
     mp.undo()

@@ -14,9 +14,16 @@ standard-library HTTP server with the Bento's routes: GET /readyz, POST /predict
 {"inputs": {...}}, plus GET /version.
 
 systemd is the one other thing simulated: `python tests/fleet.py restart ROOT` stops the
-device's two processes (by the PIDs in ROOT/run/) and starts them again from `current`,
-like `systemctl restart` of the service and agent units. The playbook calls it through
-`mlpack_service_manager: command`.
+device's two processes (by the PIDs in ROOT/run/), runs the rollout's device guard check
+the units run as ExecStartPre (`guard.py boot ROOT`, once a rollout installed it), and
+starts both again from `current`, like `systemctl restart` of the service and agent
+units. The playbook calls it through `mlpack_service_manager: command`.
+
+Faults: a device reached over SSH can go through a `Link`, a TCP proxy the test cuts
+(every connection dropped, new ones refused: the device fell off the network). A test
+arms a one-shot fault for a device's next restart by writing ROOT/fault: `cut` (the link
+is cut right after the restart) or `power` (a power cut: its processes and the guard's
+watcher die, and the link is cut); `power_on(root)` then boots it as systemd would.
 
     python tests/fleet.py serve ROOT      # the device runner (started by restart)
     python tests/fleet.py restart ROOT    # (re)start the runner and the agent
@@ -120,6 +127,9 @@ def restart(root: Path) -> None:
     run.mkdir(exist_ok=True)
     logs.mkdir(exist_ok=True)
     stop_processes([run / f"{name}.pid" for name in PROCESSES])
+    guard = root / "rollout" / "guard.py"
+    if guard.exists():  # the units' ExecStartPre
+        subprocess.run([sys.executable, str(guard), "boot", str(root)], check=False, stdout=subprocess.DEVNULL)
     # How this restart reached the device: sshd sets SSH_CONNECTION for the commands it runs.
     (run / "last-restart.json").write_text(json.dumps({"ssh_connection": os.environ.get("SSH_CONNECTION")}))
     env = {
@@ -139,6 +149,29 @@ def restart(root: Path) -> None:
             proc = subprocess.Popen(commands[name], env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
         (run / f"{name}.pid").write_text(str(proc.pid))
+    fault = root / "fault"
+    if fault.exists():
+        kind = fault.read_text().strip()
+        fault.unlink()
+        if kind == "power":
+            power_off(root)
+        (root / "link-cut").write_text(kind)  # the test's Link watches for this file
+
+
+def power_off(root: Path) -> None:
+    """Everything running on the device dies at once: the service, the agent, the guard's watcher."""
+    pidfiles = [root / "run" / f"{name}.pid" for name in PROCESSES] + [root / "rollout" / "watcher.pid"]
+    for pidfile in pidfiles:
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        pidfile.unlink(missing_ok=True)
+
+
+def power_on(root: Path) -> None:
+    """Boot: systemd starts the agent and service units (their ExecStartPre runs the guard)."""
+    restart(root)
 
 
 def stop_processes(pidfiles: list[Path], timeout_s: float = 10.0) -> None:
@@ -236,6 +269,118 @@ class Device:
     def stop(self) -> None:
         stop_processes([self.root / "run" / f"{name}.pid" for name in PROCESSES])
 
+    def switch(self) -> dict[str, Any]:
+        """The device guard's record of the last switch ({} before any)."""
+        path = self.root / "rollout" / "switch.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def guard_log(self) -> str:
+        path = self.root / "rollout" / "guard.log"
+        return path.read_text() if path.exists() else ""
+
+    def complete_version(self) -> str | None:
+        """The version `current` points at if every file the rollout ships of it is there and
+        matches the manifest's sha256 (None: missing, or half-written)."""
+        import hashlib
+
+        folder = self.root / "current"
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return None
+        shipped = {path: entry for path, entry in manifest["files"].items()
+                   if path.split("/")[0] in ("model", "bento", "agent")}
+        for path, entry in shipped.items():
+            try:
+                if hashlib.sha256((folder / path).read_bytes()).hexdigest() != entry["sha256"]:
+                    return None
+            except OSError:
+                return None
+        return self.current_version if shipped else None
+
+    def stop_watcher(self) -> None:
+        """End a guard watcher left running (one this test's rollout started)."""
+        pidfile = self.root / "rollout" / "watcher.pid"
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+class Link:
+    """A TCP proxy to sshd for one device: while up it forwards every connection; `cut()`
+    drops them all and refuses new ones, as for a device that fell off the network. It
+    cuts itself when the device writes ROOT/link-cut (see `restart`)."""
+
+    def __init__(self, target_port: int, root: Path) -> None:
+        import socket
+        import threading
+
+        self.target_port, self.root = target_port, root
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.cut_at: float | None = None
+        self._sockets: list[Any] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while self.cut_at is None:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def _watch(self) -> None:
+        while self.cut_at is None:
+            if (self.root / "link-cut").exists():
+                self.cut()
+                return
+            time.sleep(0.05)
+
+    def cut(self) -> None:
+        import socket
+
+        self.cut_at = time.time()
+        self.listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+                except OSError:
+                    pass
+
 
 def free_ports(count: int) -> list[int]:
     import socket
@@ -296,9 +441,9 @@ class SshServer:
                     raise RuntimeError(f"sshd did not start: {(self.dir / 'sshd.log').read_text()[-1000:]}")
                 time.sleep(0.05)
 
-    def host_vars(self) -> dict[str, Any]:
+    def host_vars(self, port: int | None = None) -> dict[str, Any]:
         return {
-            "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": self.port,
+            "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": port or self.port,
             "ansible_user": self.user, "ansible_ssh_private_key_file": str(self.key),
             "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
         }
@@ -316,7 +461,9 @@ class SimulatedFleet:
     Ansible's local connection, the devices at `ssh_devices` over SSH when `ssh` is given."""
 
     def __init__(self, base: Path, size: int = 10, artifact_name: str = "fleet",
-                 ssh: SshServer | None = None, ssh_devices: tuple[int, ...] = (0, 9)) -> None:
+                 ssh: SshServer | None = None, ssh_devices: tuple[int, ...] = (0, 9),
+                 links: tuple[int, ...] = ()) -> None:
+        """`links`: devices (of `ssh_devices`) reached through a `Link` the test can cut."""
         from mlpack.rollout.ansible import render_inventory
 
         self.base = Path(base)
@@ -330,12 +477,15 @@ class SimulatedFleet:
             (device.root / "device.json").write_text(json.dumps(
                 {"service_port": device.service_port, "agent_port": device.agent_port}))
         self.over_ssh = [d.name for i, d in enumerate(self.devices) if ssh is not None and i in ssh_devices]
+        self.links = {self.devices[i].name: Link(ssh.port, self.devices[i].root)
+                      for i in links if ssh is not None and self.devices[i].name in self.over_ssh}
         self.inventory = self.base / "inventory.yaml"
         self.inventory.write_text(render_inventory(artifact_name, [
             {"name": d.name, "vars": {
                 # The control node reaches each "device" over SSH or through Ansible's local
                 # connection; everything device-specific is in these variables.
-                **(ssh.host_vars() if d.name in self.over_ssh else {"ansible_connection": "local"}),
+                **(ssh.host_vars(self.links[d.name].port if d.name in self.links else None)
+                   if d.name in self.over_ssh else {"ansible_connection": "local"}),
                 "ansible_python_interpreter": sys.executable,
                 "mlpack_device_python": sys.executable,  # the device's venv: it has model-signing
                 "mlpack_root": str(d.root),
@@ -367,8 +517,12 @@ class SimulatedFleet:
         return release.version
 
     def wait_serving(self, version: str, timeout_s: float = 60.0) -> None:
+        self.wait_serving_on(self.devices, version, timeout_s)
+
+    def wait_serving_on(self, devices: list[Device], version: str, timeout_s: float = 60.0) -> None:
+        """Until each of `devices` serves `version` and its agent reports."""
         deadline = time.monotonic() + timeout_s
-        pending = list(self.devices)
+        pending = list(devices)
         while pending:
             pending = [d for d in pending if (d.served() or {}).get("version") != version
                        or "target_info" not in d.agent_metrics()]
@@ -379,7 +533,11 @@ class SimulatedFleet:
             time.sleep(0.1)
 
     def stop(self) -> None:
+        for device in self.devices:
+            device.stop_watcher()
         stop_processes([d.root / "run" / f"{name}.pid" for d in self.devices for name in PROCESSES])
+        for link in self.links.values():
+            link.cut()
 
 
 if __name__ == "__main__":

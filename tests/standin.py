@@ -144,3 +144,64 @@ def ensure_standin(arch: str, cache: Path | None = None) -> str:
         raise MlpackError(f"could not import the stand-in base {ref}: {done.stderr.strip()[-300:]}")
     return ref
 
+
+
+# A stand-in for public.ecr.aws/lambda/python:3.12 (Amazon Linux, Python in /var/lang,
+# awslambdaric in /var/runtime, /lambda-entrypoint.sh): the amd64 stand-in base with this
+# machine's CPython 3.12 (pyenv's, linked against the same glibc) copied to /var/lang and
+# awslambdaric installed for it. Debian has no Python 3.12, and the Lambda images cannot be
+# pulled here. Bump LAMBDA_RECIPE when this recipe changes.
+LAMBDA_REPOSITORY = "localhost/mlpack-standin/lambda-python"
+LAMBDA_RECIPE = "2"
+# As the real images: the entry point runs /var/runtime/bootstrap.py, which finds
+# awslambdaric beside itself; the function's own PYTHONPATH is /var/task.
+LAMBDA_ENTRYPOINT = ('#!/bin/sh\nexport LD_LIBRARY_PATH=/var/lang/lib\ncd "${LAMBDA_TASK_ROOT:-/var/task}"\n'
+                     'exec /var/lang/bin/python3 /var/runtime/bootstrap.py "$@"\n')
+LAMBDA_BOOTSTRAP = "import sys\nfrom awslambdaric.__main__ import main\n\nmain(sys.argv)\n"
+
+
+def lambda_standin_ref() -> str:
+    return f"{LAMBDA_REPOSITORY}:3.12-{SUITE}-amd64-r{RECIPE}.{IMAGE_RECIPE}.{LAMBDA_RECIPE}"
+
+
+def ensure_lambda_standin(python: str) -> str:
+    """The Lambda python3.12 stand-in (amd64) from the interpreter `python` (a 3.12)."""
+    from mlpack.uv import install_for_platform
+
+    ref = lambda_standin_ref()
+    if subprocess.run(["buildah", "inspect", "--type", "image", ref], capture_output=True).returncode == 0:
+        return ref
+    base = ensure_standin("amd64")
+    prefix = Path(subprocess.run([python, "-c", "import sys; print(sys.base_prefix)"], capture_output=True,
+                                 text=True, check=True).stdout.strip())
+    with tempfile.TemporaryDirectory(prefix="lambda-standin-") as tmp:
+        ctx = Path(tmp)
+        lang = ctx / "var" / "lang"
+        (lang / "bin").mkdir(parents=True)
+        shutil.copy2(prefix / "bin" / "python3.12", lang / "bin" / "python3.12")
+        os.symlink("python3.12", lang / "bin" / "python3")
+        (lang / "lib").mkdir()
+        for library in (prefix / "lib").glob("libpython3.12.so*"):
+            shutil.copy2(library, lang / "lib" / library.name, follow_symlinks=True)
+        shutil.copytree(prefix / "lib" / "python3.12", lang / "lib" / "python3.12", symlinks=True,
+                        ignore=shutil.ignore_patterns("test", "site-packages", "idlelib", "tkinter", "ensurepip"))
+        (lang / "lib" / "python3.12" / "site-packages").mkdir()
+        install_for_platform(ctx / "var" / "runtime", python_platform="x86_64-manylinux_2_28", python_version="3.12",
+                             packages=["awslambdaric"], what="installing awslambdaric for the Lambda stand-in")
+        (ctx / "var" / "runtime" / "bootstrap.py").write_text(LAMBDA_BOOTSTRAP)
+        (ctx / "lambda-entrypoint.sh").write_text(LAMBDA_ENTRYPOINT)
+        (ctx / "lambda-entrypoint.sh").chmod(0o755)
+        (ctx / "Containerfile").write_text(
+            f"FROM {base}\n"
+            "COPY var/ /var/\n"
+            "COPY lambda-entrypoint.sh /lambda-entrypoint.sh\n"
+            "ENV LANG=C.UTF-8 LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime "
+            "PATH=/var/lang/bin:/usr/local/bin:/usr/bin:/bin LD_LIBRARY_PATH=/var/lang/lib\n"
+            "WORKDIR /var/task\n"
+            'ENTRYPOINT ["/lambda-entrypoint.sh"]\n'
+        )
+        done = subprocess.run(["buildah", "build", "--quiet", "--isolation", "chroot", "--platform=linux/amd64",
+                               "-f", str(ctx / "Containerfile"), "-t", ref, str(ctx)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise MlpackError(f"could not build the Lambda stand-in {ref}: {done.stderr.strip()[-300:]}")
+    return ref

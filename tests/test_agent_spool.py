@@ -55,3 +55,82 @@ def test_sender_waits_for_the_collector_then_delivers_everything(tmp_path: Path)
     finally:
         sender.stop()
         receiver.stop()
+
+
+def test_a_corrupt_file_is_skipped_logged_and_counted(tmp_path: Path, caplog) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000)
+    for i in range(3):
+        spool.put("metrics", bytes([i]) * 50, points=10 + i)
+    middle = sorted(tmp_path.glob("*.pb"))[1]
+    middle.write_bytes(b"\x00" * 50)  # same size, other bytes: only the CRC-32 tells
+    survivor = Spool(tmp_path, max_bytes=10_000)
+    sent = []
+    while (item := survivor.oldest()) is not None:
+        sent.append(item[1])
+        survivor.done(item[0], delivered=True)
+    assert sent == [bytes([0]) * 50, bytes([2]) * 50]
+    assert survivor.corrupt_batches == 1 and survivor.dropped_points == 11
+    assert "corrupt file in the OTLP buffer skipped (11 points" in caplog.text
+
+
+def test_things_in_the_buffer_folder_that_are_no_batch_never_stop_it(tmp_path: Path) -> None:
+    (tmp_path / "0000000000000001.metrics.5.pb").mkdir()  # a folder with a batch's name
+    (tmp_path / "0000000000000002.traces.1.-.00000000.pb").write_bytes(b"x")  # a signal it does not send
+    (tmp_path / "notes.pb").write_bytes(b"x")
+    spool = Spool(tmp_path, max_bytes=10_000)
+    assert spool.batches == 0 and spool.oldest() is None
+    spool.put("logs", b"ok", 1)
+    assert spool.oldest()[1] == b"ok"
+
+
+def test_a_full_disk_drops_the_oldest_until_the_new_batch_fits(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from mlpack_agent import spool as spool_module
+
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    for i in range(3):
+        spool.put("metrics", bytes([i]) * 100, points=1)
+    real_write = spool_module._write_durably
+    room = {"bytes": 250}  # a disk with room for two more batches and a marker, no more
+
+    def write(path, payload):
+        used = sum(p.stat().st_size for p in tmp_path.glob("*.pb"))
+        if used + len(payload) > room["bytes"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, payload)
+
+    monkeypatch.setattr(spool_module, "_write_durably", write)
+    spool.put("metrics", b"n" * 100, points=7)
+    assert spool.dropped_batches == 2 and spool.batches == 2
+    assert [p.read_bytes()[:1] for p in sorted(tmp_path.glob("*.pb"))] == [bytes([2]), b"n"]
+
+
+def test_the_journal_replays_what_no_export_holds_and_stops_at_a_torn_record(tmp_path: Path) -> None:
+    from mlpack_agent.journal import Journal
+
+    journal = Journal(tmp_path, covered=-1)
+    with journal.lock:
+        journal.append(b"one")
+        sealed = journal.rotate()
+        journal.append(b"two")
+        journal.append(b"three")
+    journal.close()
+    # An export held segment `sealed`: only the later events come back, in order.
+    again = Journal(tmp_path, covered=sealed)
+    assert list(again.replay()) == [b"two", b"three"]
+    again.close()
+    # A power cut tore the last record: the ones before it still come back.
+    segment = [p for p in sorted(tmp_path.glob("*.events")) if p.stat().st_size][0]
+    segment.write_bytes(segment.read_bytes()[:-2])
+    torn = Journal(tmp_path, covered=sealed)
+    assert list(torn.replay()) == [b"two"]
+    torn.close()
+
+
+def test_the_spool_remembers_which_journal_segments_its_exports_held(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000)
+    spool.put("metrics", b"a", 1, covers=4)
+    entry, _ = spool.oldest()
+    spool.done(entry, delivered=True)  # sent and gone, yet a restart must not replay segment 4
+    assert Spool(tmp_path, max_bytes=10_000).covered == 4

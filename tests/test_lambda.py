@@ -16,6 +16,7 @@ import pytest
 from mlpack.build import BuildRequest, build
 from mlpack.errors import MlpackError
 from mlpack.progress import Progress
+from mlpack.steps.lambda_zip import COLD_START_RUNS
 
 from mlpack.lambda_emulator import RuntimeAPI
 
@@ -93,14 +94,28 @@ def test_the_handler_imports_neither_bentoml_nor_opentelemetry(lambda_artifact) 
     assert out.stdout.strip() == "['mlpack_agent.client']"  # events go out through the stdlib client
 
 
-def test_the_cold_start_is_measured_and_recorded_in_the_report(lambda_artifact) -> None:
-    cold = json.loads((lambda_artifact.path / "report.json").read_text())["cold_start"]
-    assert cold["runs"] == 3 and cold["python"]
-    assert 0 < cold["seconds"] < 10
-    assert 20 < cold["peak_rss_mb"] < 1024
-    assert lambda_artifact.cold_start.seconds == cold["seconds"]
-    # A measurement never reaches the manifest: the same inputs give the same manifest.
+def test_the_cold_start_is_measured_on_the_zip_with_init_and_first_invoke_apart(lambda_artifact) -> None:
+    cold = lambda_artifact.cold_start
+    assert cold.runs == COLD_START_RUNS and cold.python and not cold.emulated
+    assert 0 < cold.init_seconds <= cold.seconds <= cold.p90_seconds < 10
+    assert 0 < cold.invoke_seconds < cold.seconds
+    assert "function.zip read-only under awslambdaric" in cold.note
+    assert 20 < cold.peak_rss_mb < 1024
+    # A measurement: recorded in report.json, never in the manifest (same inputs, same manifest).
+    assert json.loads((lambda_artifact.path / "report.json").read_text())["cold_start"] == cold.model_dump(mode="json")
     assert lambda_artifact.manifest.lambda_.cold_start is None
+
+
+def test_report_md_shows_the_cold_start_and_the_five_most_expensive_imports(lambda_artifact) -> None:
+    cold = lambda_artifact.cold_start
+    assert len(cold.imports) == 5 and "numpy" in [i.package for i in cold.imports]
+    assert [i.seconds for i in cold.imports] == sorted((i.seconds for i in cold.imports), reverse=True)
+    report = (lambda_artifact.path / "report.md").read_text()
+    section = report[report.index("## Lambda package"):]
+    assert "| init + first invoke |" in section and "| first invoke |" in section
+    for cost in cold.imports:
+        assert f"| `{cost.package}` |" in section
+    assert f"the function asks for {lambda_artifact.manifest.memory_mb} MB" in section
 
 
 def test_a_cold_start_budget_that_is_exceeded_fails_the_build(tmp_path: Path) -> None:

@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from mlpack.app import runtime_json
 from mlpack.model_info import Signature, TensorSpec
@@ -21,6 +19,7 @@ from mlpack.runtime.config import RuntimeConfig
 from mlpack.targets import load_target
 
 from .models import linear_model
+from .shape_models import unloadable_model
 
 
 def served_settings(target_name: str) -> dict:
@@ -29,7 +28,8 @@ def served_settings(target_name: str) -> dict:
     model = SimpleNamespace(file="model.onnx", sha256="a" * 64, variant="float", signature=Signature(
         inputs=[TensorSpec(name="x", dtype="float32", shape=["batch", 4])],
         outputs=[TensorSpec(name="y", dtype="float32", shape=["batch", 3])]))
-    ctx = SimpleNamespace(name="m", target=load_target(target_name), model=model, mlpack_version="0")
+    ctx = SimpleNamespace(name="m", target=load_target(target_name), model=model, mlpack_version="0",
+                          processing=None)
     return json.loads(runtime_json(ctx))["session"]
 
 
@@ -78,14 +78,9 @@ except Exception as exc:
 
 
 def test_a_model_onnxruntime_cannot_load_is_one_line_without_onnxruntimes_own_log(tmp_path: Path) -> None:
-    # StringNormalizer builds its locale at load; one that does not exist fails there, after
-    # onnxruntime logged the failure natively (coloured, on stderr) unless its severity is raised.
-    node = helper.make_node("StringNormalizer", ["x"], ["y"], case_change_action="LOWER", locale="xx_YY.UTF-8")
-    graph = helper.make_graph([node], "text", [helper.make_tensor_value_info("x", TensorProto.STRING, [None])],
-                              [helper.make_tensor_value_info("y", TensorProto.STRING, [None])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "text.onnx"))
+    # onnxruntime has no Add kernel for strings and fails at load, after logging the failure
+    # natively (coloured, on stderr) unless its severity is raised.
+    unloadable_model(tmp_path / "text.onnx")
     done = subprocess.run([sys.executable, "-c", UNLOADABLE, str(tmp_path / "text.onnx")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

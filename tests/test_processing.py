@@ -105,7 +105,7 @@ def test_a_tokenizer_for_a_model_that_takes_no_token_ids_is_one_line(encoder, tm
 
 def test_text_that_is_not_a_string_gets_a_request_error_naming_the_row(encoder, tmp_path: Path) -> None:
     served, _ = served_app(tmp_path / "served", encoder[0])
-    with pytest.raises(RequestError, match=r"input 'text' has values of type int64: expected object \[\?\]"):
+    with pytest.raises(RequestError, match=r"input 'text' has values of type int64: expected string \[\?\]"):
         served.predict({"text": [1, 2]})
     with pytest.raises(RequestError, match=r"input 'text' row 1 is not UTF-8 text"):
         served.infer({"text": np.array([b"fine", b"\xff\xfe"], dtype=object)})

@@ -21,9 +21,10 @@ import pytest
 from mlpack.build import BuildRequest, build
 from mlpack.processing import ProcessingRequest
 from mlpack.progress import Progress
+from mlpack.steps.lambda_zip import COLD_START_RUNS
 
 from .agent_harness import free_port
-from .lambda_emulator import RuntimeAPI
+from mlpack.lambda_emulator import RuntimeAPI
 from .processing_models import (
     IMAGE_CLASSES, IMAGE_SPEC, SENTENCES, image_classifier, photo_png, reference_pixels, text_encoder,
     text_reference, train_tokenizer, vocab_size, write_labels,
@@ -164,7 +165,7 @@ def test_the_lambda_zip_ships_the_processing_and_its_libraries_alone(lambda_buil
         assert any(n.startswith("processing/") for n in names)
         assert not any(n.startswith(("huggingface_hub/", "bentoml/")) for n in names)
         # The cold start was measured on the zip's packages, sending the processing's sample.
-        assert result.manifest.lambda_.cold_start.runs == 3 and result.manifest.lambda_.cold_start.seconds > 0
+        assert result.cold_start.runs == COLD_START_RUNS and result.cold_start.seconds > 0
 
 
 def test_the_lambda_handler_answers_an_image_body_and_json_text(lambda_builds) -> None:
@@ -203,7 +204,7 @@ def test_the_lambda_handler_answers_an_image_body_and_json_text(lambda_builds) -
 
 
 def _function_python() -> bool:
-    from mlpack.steps.lambda_zip import find_python
+    from mlpack.lambda_measure import find_python
 
     return find_python("3.12") is not None
 
@@ -217,7 +218,7 @@ def test_the_zips_own_pillow_decodes_png_and_jpeg_after_pruning(lambda_builds, t
 
     from PIL import Image
 
-    from mlpack.steps.lambda_zip import find_python
+    from mlpack.lambda_measure import find_python
 
     image, model, folder = lambda_builds["image"]
     names = zipfile.ZipFile(image.path / "lambda" / "function.zip").namelist()
@@ -230,7 +231,7 @@ def test_the_zips_own_pillow_decodes_png_and_jpeg_after_pruning(lambda_builds, t
     event = {"inputs": {"image": [base64.b64encode(data).decode() for data in (png, buffer.getvalue())]}}
     probe = ("import json, sys; sys.path.insert(0, '.'); import handler; "
              "print(json.dumps(handler.handler(json.loads(sys.stdin.read()))))")
-    done = subprocess.run([find_python("3.12"), "-I", "-c", probe], cwd=task, input=json.dumps(event), text=True,
+    done = subprocess.run([find_python("3.12").path, "-I", "-c", probe], cwd=task, input=json.dumps(event), text=True,
                           capture_output=True, env={"PATH": os.environ["PATH"], "MLPACK_AGENT_SOCKET": "/nonexistent"})
     assert done.returncode == 0, done.stderr[-2000:]
     answer = json.loads(done.stdout.splitlines()[-1])["outputs"]

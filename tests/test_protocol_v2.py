@@ -152,7 +152,7 @@ def v2_body(x: object, shape: list[int], datatype: str = "FP32", **extra) -> byt
     (v2_body([1, 2, 3, 4], [1, 4], outputs=[{"name": "z"}]), "unknown output 'z'; the model's outputs are"),
     (v2_body([1, 2, 3, 4], [1, 4], id=5), '"id" must be a string'),
     (json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}).encode(),
-     "missing input 'text': expected object [?]"),
+     "missing input 'text': expected string [?]"),
     (json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
                              "parameters": {"shared_memory_region": "r"}}]}).encode(),
      "input 'x' asks for shared memory (shared_memory_region), which this server does not offer"),

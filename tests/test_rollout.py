@@ -16,6 +16,7 @@ from mlpack.manifest import BentoSection
 from mlpack.model_info import Signature, TensorSpec
 from mlpack.resources import data_dir
 from mlpack.rollout.ansible import DEFAULT_WAVES, parse_waves, prepare, render_inventory, tool
+from mlpack.rollout.waves import UnreachableBudget, plan_waves
 from mlpack.rollout.release import Release, probe_request, read_release
 
 from .manifests import make_manifest, write_artifact
@@ -34,6 +35,8 @@ def _release(tmp_path: Path) -> Release:
 def playbook(tmp_path: Path) -> Path:
     work = tmp_path / "work"
     work.mkdir()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.onnx").write_bytes(b"x" * 5000)
     return prepare(_release(tmp_path), work)
 
 
@@ -48,24 +51,73 @@ def _plugin(name: str):
     return module
 
 
-def test_the_playbook_rolls_out_in_waves_and_stops_at_the_first_failure(playbook: Path) -> None:
+def test_the_playbook_checks_the_disk_switches_through_the_guard_and_rolls_back_on_failure(playbook: Path) -> None:
     [play] = yaml.safe_load(playbook.read_text())
-    assert play["serial"] == [1, "10%", "50%", "100%"] == list(DEFAULT_WAVES)
-    assert play["max_fail_percentage"] == 0
+    # mlpack runs the play once per wave: every device of a wave finishes before it decides.
+    assert "serial" not in play and "max_fail_percentage" not in play
     assert play["vars"]["mlpack_new_version"] == "0.1.0-0123456789ab"
     assert play["vars"]["mlpack_probe"] == {"inputs": {"x": [[0.0, 0.0, 0.0, 0.0]]}}
+    assert play["vars"]["mlpack_confirm_timeout_s"] == 2 * 60 + 120  # both gate checks at most, + restart
+    # The disk check's need: the unpacked bundle in whole 4 KiB blocks (a folder, a 5,000-byte file).
+    assert play["vars"]["mlpack_new_size_bytes"] == 4096 + 8192
     [guarded] = [t for t in play["tasks"] if "block" in t]
     names = [t["name"] for t in guarded["block"]]
-    assert names.index("Unpack the new version") < names.index("Switch to the new version atomically") \
-        < names.index("Restart the service and the agent") < names.index("Check health of the new version")
+    assert names.index("Check the device has room for the new version") < names.index("Unpack the new version") \
+        < names.index("Switch to the new version atomically, reverted by the device unless confirmed") \
+        < names.index("Restart the service and the agent") < names.index("Check health of the new version") \
+        < names.index("Confirm the switch, so the device keeps it")
     rescue = [t["name"] for t in guarded["rescue"]]
-    assert rescue[1:4] == ["Switch back to the previous version", "Restart the previous version",
+    assert rescue[2:5] == ["Switch back to the previous version", "Restart the previous version",
                            "Check health of the previous version"]
     assert guarded["rescue"][-1]["ansible.builtin.fail"]  # the host fails, so the rollout stops
-    # The bundle, task files and plugins sit beside the playbook.
-    for name in ("restart.yml", "health.yml", "filter_plugins/mlpack_metrics.py",
-                 "callback_plugins/mlpack_results.py", "sensor-arm-edge-0.1.0-0123456789ab.tar.gz"):
+    # The bundle, task files, guard and plugins sit beside the playbook.
+    for name in ("restart.yml", "health.yml", "disk.yml", "switch.yml", "confirm.yml", "files/guard.py",
+                 "filter_plugins/mlpack_metrics.py", "callback_plugins/mlpack_results.py",
+                 "sensor-arm-edge-0.1.0-0123456789ab.tar.gz"):
         assert (playbook.parent / name).is_file(), name
+
+
+@pytest.mark.parametrize("size, waves, sizes", [
+    (10, DEFAULT_WAVES, [1, 1, 5, 3]),  # 10% of 10 is one device; half is five; the rest
+    (3, DEFAULT_WAVES, [1, 1, 1]),
+    (10, [1, "30%", "100%"], [1, 3, 6]),
+    (5, [2], [2, 2, 1]),  # the last size repeats
+    (250, DEFAULT_WAVES, [1, 25, 125, 99]),
+])
+def test_waves_batch_the_fleet_as_ansible_serial_does(size: int, waves, sizes: list[int]) -> None:
+    hosts = [f"d{i}" for i in range(size)]
+    plan = plan_waves(hosts, waves)
+    assert [len(w) for w in plan] == sizes and [h for w in plan for h in w] == hosts
+    assert plan == _ansible_serial_batches(hosts, waves)
+
+
+def _ansible_serial_batches(hosts: list[str], waves) -> list[list[str]]:
+    """The batches Ansible itself makes of a play with `serial: waves`."""
+    from ansible.executor.playbook_executor import PlaybookExecutor
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.playbook.play import Play
+    from ansible.vars.manager import VariableManager
+
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=[",".join(hosts) + ","])
+    play = Play.load({"hosts": "all", "serial": list(waves), "gather_facts": False},
+                     variable_manager=VariableManager(loader=loader, inventory=inventory), loader=loader)
+    executor = PlaybookExecutor.__new__(PlaybookExecutor)  # only its batching, no run
+    executor._inventory = inventory
+    return [[h.name for h in batch] for batch in executor._get_serialized_batches(play)]
+
+
+@pytest.mark.parametrize("text, wave, allowed", [("0", 5, 0), ("2", 5, 2), ("20%", 5, 1), ("20%", 4, 0),
+                                                  ("100%", 3, 3)])
+def test_the_unreachable_budget_is_a_count_or_a_share_of_the_wave(text: str, wave: int, allowed: int) -> None:
+    assert UnreachableBudget.parse(text).allowed(wave) == allowed
+
+
+@pytest.mark.parametrize("text", ["-1", "x", "150%", ""])
+def test_a_bad_unreachable_budget_is_refused(text: str) -> None:
+    with pytest.raises(InputError, match="--max-unreachable"):
+        UnreachableBudget.parse(text)
 
 
 @pytest.mark.parametrize("name", ["playbook.yml", "status.yml"])

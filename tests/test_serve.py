@@ -58,7 +58,7 @@ def test_numpy_uploads_are_accepted(served) -> None:
     [
         ({"inputs": {"x": [[1.0, 2.0]]}}, "input 'x' has shape [1, 2]: expected float32 [?, 4]"),
         ({"inputs": {"x": [[1, 2, 3, 4], [1, 2]]}}, "input 'x' is not a rectangular array: expected float32 [?, 4]"),
-        ({"inputs": {"x": [["a", "b", "c", "d"]]}}, "input 'x' has values of type str32: expected float32 [?, 4]"),
+        ({"inputs": {"x": [["a", "b", "c", "d"]]}}, "input 'x' has values of type string: expected float32 [?, 4]"),
         ({"inputs": {}}, "missing input 'x': expected float32 [?, 4]"),
         ({"inputs": {"x": [[0, 0, 0, 0]], "z": 1}}, "unknown input 'z'; the model's inputs are ['x']"),
         ({"wrong": 1}, 'missing "inputs": expected {"inputs": {"x": float32 [?, 4]}}'),

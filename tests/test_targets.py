@@ -17,10 +17,11 @@ EXPECTED = {
     "cuda-gpu": ("linux/amd64", "onnxruntime-gpu"),
     "arm-edge": ("linux/arm64", "onnxruntime"),
     "aws-lambda": ("linux/amd64", "onnxruntime"),
+    "aws-lambda-arm64": ("linux/arm64", "onnxruntime"),
 }
 
 
-def test_the_four_targets_load_with_their_platform_and_runtime() -> None:
+def test_every_target_loads_with_its_platform_and_runtime() -> None:
     loaded = {t.name: (t.platform.oci, t.runtime.onnxruntime) for t in known_targets()}
     assert loaded == EXPECTED
 
@@ -41,7 +42,7 @@ def test_unknown_target_lists_the_known_ones() -> None:
     with pytest.raises(MlpackError) as info:
         load_target("risc-v")
     assert info.value.one_line() == (
-        "unknown target 'risc-v'; choose one of: arm-edge, aws-lambda, cuda-gpu, x86-cpu "
+        "unknown target 'risc-v'; choose one of: arm-edge, aws-lambda, aws-lambda-arm64, cuda-gpu, x86-cpu "
         "(see `mlpack targets`)"
     )
 

@@ -1,8 +1,9 @@
 """The agent process: receive event datagrams, keep OpenTelemetry metrics and logs, export them.
 
-Threads: one drains the Unix socket (only `recv`, so the kernel's short datagram queue
-never fills), one decodes and records, the SDK's reader threads collect and export, and
-the spool sender ships OTLP requests from disk.
+Threads: one drains the Unix socket (only `recv`, and with OTLP on an append to the event
+journal, so the kernel's short datagram queue never fills), one decodes and records, the
+Prometheus reader collects on each scrape, one checkpoints (OTLP: fsyncs the journal and
+exports into the spool at each interval), and the spool sender ships OTLP requests from disk.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import time
 from pathlib import Path
 
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from . import __version__
@@ -34,6 +34,15 @@ _MAX_QUEUED_DATAGRAMS = 256  # ~16k events, ~1 MiB
 _RECV_BYTES = 65536  # > MAX_DATAGRAM_BYTES, and below malloc's mmap threshold
 
 
+class _Pause:
+    """Queued at a checkpoint: the recorder stops here until the collection is done, so an
+    export holds exactly the datagrams queued before it."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.resume = threading.Event()
+
+
 def _copied_to_prometheus_labels(key: str) -> bool:
     # Resource attributes that also label every Prometheus series, so dashboards can
     # filter by model and target without joining on target_info.
@@ -43,11 +52,15 @@ def _copied_to_prometheus_labels(key: str) -> bool:
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+        logging.basicConfig(  # before the spool and journal, which log what they find on disk
+            level=config.log_level.upper(), stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         self.resource = Resource.create(
             {"service.name": "mlpack-agent", "mlpack.agent.version": __version__, **config.resource}
         )
         self.resource_attrs = {k: str(v) for k, v in self.resource.attributes.items()}
-        self.spool = self.sender = None
+        self.spool = self.sender = self.journal = self.otlp_reader = None
         self.logger_provider = None
         readers = []
         self.prometheus_server = None
@@ -56,18 +69,19 @@ class Agent:
 
             readers.append(PrometheusMetricReader(resource_attribute_filter=_copied_to_prometheus_labels))
         if config.otlp.endpoint:
-            from .exporters import SpoolingMetricExporter
+            from .exporters import CheckpointReader, SpoolingMetricExporter
+            from .journal import Journal
             from .spool import Sender, Spool
 
             self.spool = Spool(config.buffer.dir, config.buffer.max_bytes)
+            self.journal = Journal(Path(config.buffer.dir) / "journal", covered=self.spool.covered)
             self.sender = Sender(
                 self.spool, config.otlp.endpoint, config.otlp.headers,
                 timeout_s=config.otlp.timeout_s, max_backoff_s=config.otlp.max_backoff_s,
             )
-            readers.append(PeriodicExportingMetricReader(
-                SpoolingMetricExporter(self.spool, config.otlp.temporality),
-                export_interval_millis=config.otlp.interval_s * 1000,
-            ))
+            self.exporter = SpoolingMetricExporter(self.spool, config.otlp.temporality)
+            self.otlp_reader = CheckpointReader(config.otlp.temporality, self.checkpoint)
+            readers.append(self.otlp_reader)
         # No exemplars: there are no traces to link them to, and sampling costs per measurement.
         self.meter_provider = MeterProvider(
             metric_readers=readers, resource=self.resource, exemplar_filter=AlwaysOffExemplarFilter()
@@ -79,6 +93,10 @@ class Agent:
         self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._sock: socket.socket | None = None
+        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_due = threading.Event()
+        self._recorder: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -90,11 +108,16 @@ class Agent:
             self.prometheus_server, _ = start_http_server(self.config.prometheus.port, self.config.prometheus.host)
         if self.sender is not None:
             self.sender.start()
+        self._recorder = threading.Thread(target=self._record, name="mlpack-agent-record", daemon=True)
+        self._recorder.start()
+        if self.journal is not None:
+            self._replay_journal()
+            self._checkpointer = threading.Thread(target=self._checkpoints, name="mlpack-agent-checkpoint",
+                                                  daemon=True)
+            self._checkpointer.start()
         self._sock = self._bind(self.config.socket)
         self._receiver = threading.Thread(target=self._receive, name="mlpack-agent-recv", daemon=True)
         self._receiver.start()
-        self._recorder = threading.Thread(target=self._record, name="mlpack-agent-record", daemon=True)
-        self._recorder.start()
         log.info(
             "agent ready",
             extra={"socket": self.config.socket, "prometheus_port": self.prometheus_port or 0,
@@ -108,7 +131,7 @@ class Agent:
     def flush(self, timeout_s: float = 1.0) -> None:
         """Record every datagram received so far, then export (OTLP: to the disk buffer)."""
         self._catch_up(timeout_s)
-        self.meter_provider.force_flush(timeout_millis=int(timeout_s * 1000))
+        self.meter_provider.force_flush(timeout_millis=int(timeout_s * 1000))  # OTLP: a checkpoint
         if self.logger_provider is not None:
             self.logger_provider.force_flush(timeout_millis=int(timeout_s * 1000))
 
@@ -127,9 +150,15 @@ class Agent:
             self._drain_socket()
             self._sock.close()
         self._catch_up(remaining())
+        if self._checkpointer is not None:
+            self._checkpoint_due.set()
+            self._checkpointer.join(timeout=remaining())
+            self.checkpoint(timeout_s=remaining())  # the journal is empty after this one
         self._queue.put(None)
         log.info("agent stopping")
         self.meter_provider.shutdown(timeout_millis=remaining() * 1000)
+        if self.journal is not None:
+            self.journal.close()
         if self.logger_provider is not None:
             self.logger_provider.shutdown()
         if self.sender is not None:
@@ -139,6 +168,82 @@ class Agent:
                 self.sender.drain(deadline_s=remaining())
         if self.prometheus_server is not None:
             self.prometheus_server.shutdown()
+        if self.spool is not None:
+            log.info("agent stopped: %s", self.spool.books())
+
+    # -- checkpoints (OTLP) --------------------------------------------------------------
+
+    def checkpoint(self, timeout_s: float = 5.0) -> None:
+        """Export what was recorded into the spool, then free the journal segments it holds.
+
+        The journal is sealed and a pause queued under the journal's lock, so the datagrams
+        before the pause are exactly those in the sealed segments; the recorder stops at the
+        pause while the reader collects.
+        """
+        if self.journal is None or self.otlp_reader is None:
+            return
+        with self._checkpoint_lock:
+            pause = _Pause()
+            with self.journal.lock:
+                sealed = self.journal.rotate()
+                self._queue.put(pause)
+            recording = self._recorder is not None and self._recorder.is_alive()
+            if recording and not pause.reached.wait(timeout_s):
+                # Never lose data for it: the sealed segments stay and are freed by a later
+                # checkpoint; at worst a restart replays events that were also exported.
+                log.warning("recorder did not reach the checkpoint in time")
+                pause.resume.set()
+                return
+            try:
+                data = self.otlp_reader.take(timeout_millis=timeout_s * 1000)
+            finally:
+                pause.resume.set()
+            if data is None:
+                return
+            from opentelemetry.sdk.metrics.export import MetricExportResult
+
+            if self.exporter.export(data, covers=sealed) == MetricExportResult.SUCCESS:
+                self.journal.release(sealed)
+
+    def _checkpoints(self) -> None:
+        """Fsync the journal every `buffer.fsync_interval_s`; checkpoint every `otlp.interval_s`
+        (sooner when a journal segment is full)."""
+        interval, fsync_every = self.config.otlp.interval_s, self.config.buffer.fsync_interval_s
+        next_export = time.monotonic() + interval
+        while not self._stopping.is_set():
+            due = self._checkpoint_due.wait(max(0.0, min(fsync_every, next_export - time.monotonic())))
+            if self._stopping.is_set():
+                return  # stop() runs the last checkpoint
+            self.journal.sync()
+            if due or time.monotonic() >= next_export:
+                self._checkpoint_due.clear()
+                try:
+                    self.checkpoint()
+                except Exception:  # noqa: BLE001 - a failed export must not end checkpoints
+                    log.exception("checkpoint failed")
+                next_export = time.monotonic() + interval
+
+    def _replay_journal(self) -> None:
+        """Record again the datagrams of a killed agent that no export holds yet."""
+        replayed = 0
+        for data in self.journal.replay():
+            self._queue.put(data)
+            replayed += 1
+        if replayed:
+            log.info("replayed the event journal of the previous run: %d datagrams no export held",
+                     replayed, extra={"datagrams": replayed})
+
+    def _enqueue(self, data: bytes) -> None:
+        """Journal (with OTLP on) and queue one datagram for the recorder."""
+        journal = self.journal
+        if journal is None:
+            self._queue.put(data)
+            return
+        with journal.lock:
+            journal.append(data)
+            self._queue.put(data)
+        if journal.full:
+            self._checkpoint_due.set()
 
     def _catch_up(self, timeout_s: float) -> None:
         """Wait until the recorder has handled everything queued before this call."""
@@ -150,7 +255,7 @@ class Agent:
         self._sock.setblocking(False)
         while True:
             try:
-                self._queue.put(self._sock.recv(_RECV_BYTES))
+                self._enqueue(self._sock.recv(_RECV_BYTES))
             except OSError:
                 return
 
@@ -170,7 +275,7 @@ class Agent:
         return sock
 
     def _receive(self) -> None:
-        sock, put, q = self._sock, self._queue.put, self._queue
+        sock, put, q = self._sock, self._enqueue, self._queue
         sock.settimeout(0.2)  # to notice stop(); stop() drains what is left
         while not self._stopping.is_set():
             try:
@@ -195,6 +300,10 @@ class Agent:
             if isinstance(data, threading.Event):  # a flush waiting for us to catch up
                 data.set()
                 continue
+            if isinstance(data, _Pause):  # a checkpoint collecting
+                data.reached.set()
+                data.resume.wait(30.0)
+                continue
             try:
                 datagram = json.loads(data)
                 if datagram.get("v") != 1:
@@ -207,10 +316,6 @@ class Agent:
     # -- logs --------------------------------------------------------------------------
 
     def _setup_logs(self) -> None:
-        logging.basicConfig(
-            level=self.config.log_level.upper(), stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
         if not (self.config.otlp.endpoint and self.config.otlp.logs):
             return
         from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler

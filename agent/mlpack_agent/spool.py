@@ -3,17 +3,24 @@
 Every export (metrics or logs) is serialized to OTLP protobuf and written as one file
 before anything is sent, so a collector outage (or an agent restart) loses nothing:
 the sender retries the oldest file with backoff until the collector answers, then
-catches up. When the folder would exceed `max_bytes`, the oldest files go first and
-the data points they held are counted in `dropped_points`.
+catches up. Each file is fsynced, renamed into place and its folder fsynced before the
+sender can see it, so a power cut leaves a file complete or absent.
+
+When the folder would exceed `max_bytes`, or the disk itself is full, the oldest files go
+first and the data points they held are counted in `dropped_points`. A file whose
+content no longer matches the CRC-32 in its name (a torn write, a bad sector) is
+skipped with a log line and counted the same way: it never stops the sender.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +29,8 @@ log = logging.getLogger("mlpack_agent.spool")
 SIGNAL_PATHS = {"metrics": "/v1/metrics", "logs": "/v1/logs"}
 # Answers that mean "try again later" (OTLP/HTTP spec); any other 4xx will never succeed.
 _RETRYABLE = {408, 429, 502, 503, 504}
+# The highest journal segment whose events an export in this folder holds (see journal.py).
+_COVERED = "covered"
 
 
 @dataclass(frozen=True, order=True)
@@ -30,14 +39,27 @@ class Entry:
     signal: str
     points: int
     size: int
+    crc: int | None = None  # CRC-32 of the payload; None for files of older agents
+    covers: int | None = None  # the journal segment this export holds the events of
 
     @property
     def name(self) -> str:
-        return f"{self.seq:016d}.{self.signal}.{self.points}.pb"
+        covers = "-" if self.covers is None else str(self.covers)
+        return f"{self.seq:016d}.{self.signal}.{self.points}.{covers}.{self.crc or 0:08x}.pb"
+
+    @classmethod
+    def parse(cls, name: str, size: int) -> "Entry":
+        """`<seq>.<signal>.<points>.<covers>.<crc>.pb`, or the older `<seq>.<signal>.<points>.pb`."""
+        parts = name.split(".")
+        if len(parts) == 4:
+            seq, signal, points, _ = parts
+            return cls(int(seq), signal, int(points), size)
+        seq, signal, points, covers, crc, _ = parts  # ValueError for any other shape
+        return cls(int(seq), signal, int(points), size, int(crc, 16), None if covers == "-" else int(covers))
 
 
 class Spool:
-    """Files named `<seq>.<signal>.<points>.pb`; the sequence number keeps send order."""
+    """Files named after their sequence number, which keeps send order."""
 
     def __init__(self, directory: str | os.PathLike[str], max_bytes: int) -> None:
         self.dir = Path(directory)
@@ -45,63 +67,102 @@ class Spool:
         self.max_bytes = max_bytes
         self.dropped_points = 0
         self.dropped_batches = 0
+        self.corrupt_batches = 0
         self.written_batches = 0
         self.sent_batches = 0
+        # Data points in, out and lost, for the books the agent prints when it stops:
+        # inherited (left by an earlier run) + exported = sent + dropped + still buffered.
+        self.exported_points = 0
+        self.sent_points = 0
         self._lock = threading.Lock()
         self._entries: list[Entry] = sorted(self._scan())  # what an earlier run left behind
         self._seq = self._entries[-1].seq + 1 if self._entries else 0
         self.size_bytes = sum(e.size for e in self._entries)
+        self.inherited_points = sum(e.points for e in self._entries)
+        self.covered = max([self._read_covered(), *(e.covers for e in self._entries if e.covers is not None)])
         self.has_data = threading.Event()
         if self._entries:
             self.has_data.set()
 
     def _scan(self):
+        for path in self.dir.glob("*.tmp"):  # a write cut short by a crash: never renamed
+            _remove(path)
         for path in self.dir.glob("*.pb"):
             try:
-                seq, signal, points, _ = path.name.split(".")
-                yield Entry(int(seq), signal, int(points), path.stat().st_size)
-            except (ValueError, OSError):
-                path.unlink(missing_ok=True)  # a partial write from a crash
-        for tmp in self.dir.glob("*.tmp"):
-            tmp.unlink(missing_ok=True)
+                if not path.is_file():
+                    raise ValueError("not a file")
+                entry = Entry.parse(path.name, path.stat().st_size)
+                if entry.signal not in SIGNAL_PATHS:
+                    raise ValueError(f"unknown signal {entry.signal!r}")
+                yield entry
+            except (ValueError, OSError) as exc:
+                log.warning("skipped a file in the OTLP buffer that is not one of its batches: %s (%s)",
+                            path.name, exc, extra={"file": path.name, "reason": str(exc)})
+                _remove(path)
 
-    def put(self, signal: str, payload: bytes, points: int) -> None:
+    def _read_covered(self) -> int:
+        try:
+            return int((self.dir / _COVERED).read_text())
+        except (OSError, ValueError):
+            return -1
+
+    def put(self, signal: str, payload: bytes, points: int, covers: int | None = None) -> None:
+        """Write one request durably; at the cap (or on a full disk) drop the oldest first."""
         with self._lock:
-            entry = Entry(self._seq, signal, points, len(payload))
+            entry = Entry(self._seq, signal, points, len(payload), zlib.crc32(payload), covers)
             self._seq += 1
+            self.exported_points += points
             while self._entries and self.size_bytes + entry.size > self.max_bytes:
-                self._drop_oldest()
-            tmp = self.dir / (entry.name + ".tmp")
-            with open(tmp, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())  # an edge device may lose power, not just the agent
-            os.replace(tmp, self.dir / entry.name)  # readers never see a partial file
+                self._drop_oldest("OTLP buffer full: dropped the oldest batch")
+            while True:
+                try:
+                    _write_durably(self.dir / entry.name, payload)
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC or not self._entries:
+                        self.dropped_points += points
+                        self.dropped_batches += 1
+                        log.error("could not write to the OTLP buffer; this export of %d points is lost (%s)",
+                                  points, exc, extra={"points": points, "error": str(exc)})
+                        raise
+                    self._drop_oldest("disk full: dropped the oldest batch of the OTLP buffer")
+            if covers is not None and covers > self.covered:
+                # Before the sender can see (and delete) this file, so that a restart knows
+                # which journal segments are safe in the buffer even once it has been sent.
+                try:
+                    _write_durably(self.dir / _COVERED, str(covers).encode())
+                except OSError:
+                    pass  # the file's own name says it too, while it is in the buffer
+                self.covered = covers
             self._entries.append(entry)
             self.size_bytes += entry.size
             self.written_batches += 1
         self.has_data.set()
 
-    def _drop_oldest(self) -> None:
+    def _drop_oldest(self, message: str) -> None:
         oldest = self._entries.pop(0)
-        (self.dir / oldest.name).unlink(missing_ok=True)
+        _remove(self.dir / oldest.name)
         self.size_bytes -= oldest.size
         self.dropped_points += oldest.points
         self.dropped_batches += 1
-        log.warning(
-            "OTLP buffer full: dropped the oldest batch",
-            extra={"points": oldest.points, "buffer_bytes": self.size_bytes},
-        )
+        log.warning("%s (%d points, %s)", message, oldest.points, oldest.name,
+                    extra={"points": oldest.points, "buffer_bytes": self.size_bytes})
 
     def oldest(self) -> tuple[Entry, bytes] | None:
         with self._lock:
             while self._entries:
                 entry = self._entries[0]
                 try:
-                    return entry, (self.dir / entry.name).read_bytes()
+                    payload = (self.dir / entry.name).read_bytes()
                 except OSError:  # removed from outside: forget it
                     self._entries.pop(0)
                     self.size_bytes -= entry.size
+                    continue
+                if entry.crc is not None and zlib.crc32(payload) != entry.crc:
+                    self.corrupt_batches += 1
+                    self._drop_oldest("corrupt file in the OTLP buffer skipped")
+                    continue
+                return entry, payload
             self.has_data.clear()
             return None
 
@@ -110,9 +171,10 @@ class Spool:
             if self._entries and self._entries[0] == entry:
                 self._entries.pop(0)
                 self.size_bytes -= entry.size
-                (self.dir / entry.name).unlink(missing_ok=True)
+                _remove(self.dir / entry.name)
                 if delivered:
                     self.sent_batches += 1
+                    self.sent_points += entry.points
                 else:
                     self.dropped_points += entry.points
                     self.dropped_batches += 1
@@ -120,6 +182,56 @@ class Spool:
     @property
     def batches(self) -> int:
         return len(self._entries)
+
+    @property
+    def buffered_points(self) -> int:
+        with self._lock:
+            return sum(e.points for e in self._entries)
+
+    def books(self) -> str:
+        """One line that accounts for every data point this run handled."""
+        return (f"{self.inherited_points} points found in the OTLP buffer at start, {self.exported_points} "
+                f"exported into it, {self.sent_points} sent, {self.dropped_points} dropped "
+                f"({self.corrupt_batches} corrupt files), {self.buffered_points} still buffered")
+
+
+def _write_durably(path: Path, payload: bytes) -> None:
+    """Write `path` so that after a crash or power cut it holds all of `payload` or is
+    absent (or unchanged): a temporary file, fsync, rename over, fsync the folder."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)  # readers never see a partial file
+    except OSError:
+        _remove(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames and removals in `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except IsADirectoryError:
+        pass  # never ours to remove; skipped by the scan
+    except OSError:
+        pass
 
 
 class Sender(threading.Thread):
@@ -154,7 +266,11 @@ class Sender(threading.Thread):
                 self.spool.has_data.wait(1.0)
                 continue
             entry, payload = item
-            outcome = self._post(entry.signal, payload)
+            try:
+                outcome = self._post(entry.signal, payload)
+            except Exception:  # noqa: BLE001 - the sender must outlive any one batch
+                log.exception("sending a batch failed unexpectedly; retrying")
+                outcome = "retry"
             if outcome == "retry":
                 self.failures += 1
                 self._stopping.wait(backoff)

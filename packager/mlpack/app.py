@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+from .model_files import copy_model
 from .render import RenderContext, render_group, write_files
 from .resources import data_dir, runtime_dir
 
@@ -53,7 +54,7 @@ def write_app(folder: Path, ctx: RenderContext, model: Path, artifact: Path | No
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(runtime_dir(), folder / RUNTIME_PACKAGE, ignore=skip)
     shutil.copytree(data_dir("agent") / AGENT_PACKAGE, folder / AGENT_PACKAGE, ignore=skip)
-    shutil.copyfile(model, folder / ctx.model.file)
+    copy_model(model, folder / ctx.model.file)  # and its external data file, if it has one
     for ref in ctx.processing.files if ctx.processing else ():
         (folder / ref.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(artifact / ref.path, folder / ref.path)

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .bytecode import INVALIDATION_MODE
+from .lambda_prune import prune_rules, shell_commands
+
 if TYPE_CHECKING:
     from .render import RenderContext
 
@@ -31,6 +34,8 @@ AGENT_STATE_DIR = "/var/lib/mlpack-agent"
 SHORT_SHA_LENGTH = 12
 # Grafana dashboard uids have at most 40 characters.
 GRAFANA_UID_LENGTH = 40
+# The Lambda alias that SnapStart functions are invoked through (the latest published version).
+LAMBDA_ALIAS = "live"
 # systemd's strict rule for user names: at most 31 characters.
 SYSTEMD_USER_LENGTH = 31
 
@@ -109,6 +114,14 @@ class LambdaFacts:
     log_retention_days: int
     log_group: str
     checkov_skips: tuple[CheckovSkip, ...]
+    # SnapStart (zip functions only: Lambda has no SnapStart for images) snapshots
+    # published versions; the alias points at the latest, and the Function URL serves it.
+    snapstart: bool
+    alias: str
+    # The function image's build stage: the zip's prune rules as shell commands on "$site",
+    # and the bytecode's invalidation mode (the same as the zip's).
+    prune_commands: tuple[str, ...]
+    bytecode_invalidation: str
 
 
 @dataclass(frozen=True)
@@ -257,6 +270,10 @@ def lambda_facts(ctx: RenderContext) -> LambdaFacts:
                         "ENI setup and NAT cost for nothing. Add VpcConfig if your OTLP collector is private"),
             CheckovSkip("CKV_AWS_272", code_signing),
         ),
+        snapstart=ctx.snapstart and not use_image,
+        alias=LAMBDA_ALIAS,
+        prune_commands=tuple(shell_commands(prune_rules(ctx.target), '"$site"')),
+        bytecode_invalidation=INVALIDATION_MODE,
     )
 
 

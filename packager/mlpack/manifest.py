@@ -128,14 +128,36 @@ class BentoSection(Section):
     path: str = "bento"
 
 
-class ColdStart(Section):
-    """A Lambda cold start as measured at build: fresh processes, first answer."""
+class ImportCost(Section):
+    """One package's share of a cold start's imports (`python -X importtime`)."""
 
-    seconds: float | None
-    peak_rss_mb: float | None
+    package: str
+    seconds: float = Field(description="its modules' own import time, summed")
+    modules: int
+
+
+class ColdStart(Section):
+    """A Lambda cold start as measured at build, on the shipped zip: fresh processes
+    under awslambdaric and a local Runtime API, from exec to the first answer."""
+
+    seconds: float | None = Field(description="median of init + first invoke")
+    peak_rss_mb: float | None = Field(description="the highest peak RSS of the measured processes")
     runs: int
     python: str | None
     note: str
+    p90_seconds: float | None = None
+    init_seconds: float | None = Field(None, description="median: process start to the runtime's first request")
+    invoke_seconds: float | None = Field(None, description="median: the first event handed out to its answer")
+    emulated: bool = Field(False, description="measured under qemu, not on the target's CPU")
+    imports: list[ImportCost] = Field(default_factory=list, description="the most expensive imports, costliest first")
+
+
+class PrunedFiles(Section):
+    """Files left out of the Lambda package, by kind (`lambda_prune.py` says why)."""
+
+    kind: str
+    files: int
+    bytes: int
 
 
 class LambdaSection(Section):
@@ -143,6 +165,10 @@ class LambdaSection(Section):
     # A measurement: the build records it in report.json and leaves None here, so that the
     # same inputs give the same manifest (mlpack.reproducible).
     cold_start: ColdStart | None = None
+    unzipped_bytes: int | None = None
+    bytecode: str | None = Field(None, description="the .pyc files' cache tag and invalidation mode; None: none")
+    pruned: list[PrunedFiles] = Field(default_factory=list)
+    snapstart: bool = Field(False, description="the IaC turns on SnapStart (published versions, an alias)")
 
 
 class SbomSection(Section):
@@ -259,8 +285,8 @@ class Manifest(Section):
 
 __all__ = [
     "IMAGE_SBOM", "MANIFEST", "REPORT_FILES", "SCHEMA_VERSION", "SIGNATURE", "NAME_PATTERN", "NAME_RULE",
-    "BentoSection", "BuildInputs", "ColdStart", "DeployRecord",
-    "FileEntry", "ImageIndex", "ImageSection", "LambdaSection", "Manifest", "ModelSection", "OptimizationSection",
-    "ProcessingSection", "Requirements", "RolloutRecord", "SbomSection", "Signature", "SourceModel", "TensorSpec",
+    "BentoSection", "BuildInputs", "ColdStart", "DeployRecord", "FileEntry", "ImageIndex", "ImageSection",
+    "ImportCost", "LambdaSection", "Manifest", "ModelSection", "OptimizationSection", "ProcessingSection",
+    "PrunedFiles", "Requirements", "RolloutRecord", "SbomSection", "Signature", "SourceModel", "TensorSpec",
     "Versions",
 ]

@@ -54,9 +54,12 @@ class ModelFacts(BaseModel):
     @property
     def batch_input(self) -> TensorSpec | None:
         """The input BentoML may batch across requests: the model's only input, with a
-        free first axis and every other axis fixed (so requests concatenate)."""
+        free first axis and every other axis fixed (so requests concatenate), of numbers
+        (BentoML's array validators take no strings)."""
         inputs = self.signature.inputs
         if self.processed or len(inputs) != 1 or not all(o.is_tensor for o in self.signature.outputs):
+            return None
+        if not inputs[0].is_tensor or inputs[0].is_string:
             return None
         shape = inputs[0].shape
         if not shape or isinstance(shape[0], int) or not all(isinstance(d, int) for d in shape[1:]):
@@ -89,6 +92,7 @@ class RenderContext(BaseModel):
     requirements: Requirements  # the pinned packages, as the build resolved them
     memory_mb: int  # sized from the model (and a Lambda's measured peak): requests, Lambda memory
     processing: ProcessingSection | None = None  # runtime.json's processing, and the files app folders get
+    snapstart: bool = False  # Lambda: SnapStart was asked for at build (manifest lambda.snapstart)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> RenderContext:
@@ -107,6 +111,7 @@ class RenderContext(BaseModel):
             versions=manifest.versions,
             requirements=manifest.requirements,
             memory_mb=manifest.memory_mb,
+            snapstart=manifest.lambda_ is not None and manifest.lambda_.snapstart,
         )
 
     @property

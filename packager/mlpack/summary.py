@@ -34,7 +34,10 @@ def build_summary(result: BuildResult) -> str:
         zip_size = m.files[m.lambda_.zip].size
         lines.append(f"  lambda     {m.lambda_.zip} ({format_size(zip_size)} of {LAMBDA_ZIP_LIMIT_TEXT})")
         if cold is not None and cold.seconds is not None:
-            lines.append(f"  cold start {cold.seconds:.2f} s, peak memory {cold.peak_rss_mb:.0f} MB")
+            p90 = f" (p90 {cold.p90_seconds:.2f} s)" if cold.p90_seconds is not None else ""
+            emulated = ", under emulation" if cold.emulated else ""
+            lines.append(f"  cold start {cold.seconds:.2f} s{p90}{emulated}, peak memory {cold.peak_rss_mb:.0f} MB, "
+                         f"asks for {m.memory_mb} MB")
         elif cold is not None:
             lines.append(f"  cold start {cold.note}")
     for folder in ("container", "agent", "iac"):

@@ -277,7 +277,8 @@ def load_target_file(path: Path) -> Target:
 
 
 def target_files() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(data_dir("targets").glob("*.toml"))}
+    # By name: "aws-lambda" before "aws-lambda-arm64" (as paths, ".toml" sorts after "-").
+    return {p.stem: p for p in sorted(data_dir("targets").glob("*.toml"), key=lambda p: p.stem)}
 
 
 def known_targets() -> list[Target]:

@@ -11,6 +11,10 @@ from ..errors import InputError
 from ..manifest import NAME_PATTERN, NAME_RULE
 from ..optimize import GateSettings
 from ..processing.request import ProcessingRequest
+from ..targets import Target
+
+# Lambda supports SnapStart for Python from the python3.12 runtime on.
+SNAPSTART_MIN_PYTHON = (3, 12)
 
 
 class BuildRequest(BaseModel):
@@ -21,6 +25,7 @@ class BuildRequest(BaseModel):
     force: bool = False
     calibration: Path | None = None
     max_cold_start: float | None = None
+    snapstart: bool = False  # Lambda targets: SnapStart in the IaC (docs/deploy.md)
     gate: GateSettings = GateSettings()  # the accuracy gate, with the user's overrides
     # The target's [serving] request limits, changed for this artifact (None keeps the target's).
     max_request_mb: float | None = None
@@ -42,3 +47,14 @@ def check_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise InputError(f"invalid --name {name!r}: use {NAME_RULE}", "pass a plain name, e.g. --name my-model")
     return name
+
+
+def check_snapstart(target: Target) -> None:
+    """--snapstart needs a Lambda zip (SnapStart has no container images) on Python 3.12+."""
+    if "lambda-zip" not in target.builds:
+        raise InputError(f"--snapstart applies to Lambda functions; target {target.name} builds no Lambda zip",
+                         "drop --snapstart, or choose a Lambda target (see `mlpack targets`)")
+    version = tuple(int(part) for part in target.platform.python_version.split("."))
+    if version < SNAPSTART_MIN_PYTHON:
+        raise InputError(f"--snapstart needs Python 3.12 or later; target {target.name} runs "
+                         f"python{target.platform.python_version}", "drop --snapstart")

@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..facts import short_sha
 from ..fsutil import staged_folder
 from ..manifest import BuildInputs, ColdStart, ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
+from ..model_files import copy_model, model_bytes
 from ..model_info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
 from ..optimize.report_html import REPORT_HTML, About, to_html
@@ -36,7 +37,7 @@ from ..processing import (
 from ..processing.describe import processing_markdown
 from ..targets import Target, load_target
 from .plan import MODEL_FILE, BuildPlan, host_versions, memory_mb, plan_build
-from .request import BuildRequest, check_name, default_name
+from .request import BuildRequest, check_name, check_snapstart, default_name
 
 
 @dataclass
@@ -57,6 +58,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
                          "pass an existing .npz file (or .txt of sentences, for a model with a tokenizer)")
     if request.name is not None:
         check_name(request.name)
+    if request.snapstart:
+        check_snapstart(target)
     out = request.out.expanduser().resolve()
     if request.model is not None:
         # Fail on a bad model before anything is written.
@@ -98,16 +101,16 @@ def _build_into(
                                       progress=progress)
     shipped = root / MODEL_FILE
     shipped.parent.mkdir()
-    shutil.copyfile(optimization.chosen.path, shipped)
+    copy_model(optimization.chosen.path, shipped)  # with model.onnx.data when the weights are external
 
-    draft = draft_manifest(plan, name, info, optimization, sha256_file(shipped), shipped.stat().st_size)
+    draft = draft_manifest(plan, name, info, optimization, sha256_file(shipped), model_bytes(shipped))
     if processing is not None:  # the sample through the processing and the shipped variant
         draft.processing = ship_processing(processing, root, shipped, info.signature,
                                            target.runtime.session_settings())
     draft.build = inputs
     context = StepContext(root=root, work=work, manifest=draft, model=shipped,
-                          options=StepOptions(max_cold_start=request.max_cold_start), log=log,
-                          gate=gate_verdict(optimization))
+                          options=StepOptions(max_cold_start=request.max_cold_start, snapstart=request.snapstart),
+                          log=log, gate=gate_verdict(optimization))
     results, timings = run_steps([s.name for s in plan.steps], context, progress)
     cold = getattr(results.get("lambda_"), "cold_start", None)
     manifest, measured = finish_manifest(draft, results), measurements(results)
@@ -115,7 +118,7 @@ def _build_into(
     with progress.step("Rendering container context, telemetry and infrastructure files"):
         write_files(root, render_artifact(RenderContext.from_manifest(manifest), plan.render))
     write_files(root, {
-        "report.md": optimization.to_markdown() + processing_markdown(manifest),
+        "report.md": optimization.to_markdown() + processing_markdown(manifest) + _lambda_report(root, manifest, cold),
         "report.json": _json({**optimization.to_json(), **measured, "build_steps": [asdict(t) for t in timings]}),
         REPORT_HTML: report_html(root, manifest, optimization, cold),
     })
@@ -197,6 +200,14 @@ def reason_without_figures(optimization: OptimizationResult) -> str:
     if failed:
         text += f"; failed it: {', '.join(failed)}"
     return text + "; report.md says why, with the measurements"
+
+
+def _lambda_report(root: Path, manifest: Manifest, cold: ColdStart | None) -> str:
+    if manifest.lambda_ is None:
+        return ""
+    from ..lambda_report import lambda_markdown
+
+    return lambda_markdown(manifest, (root / manifest.lambda_.zip).stat().st_size, cold)
 
 
 def _prepare_out(out: Path, dest: Path, force: bool) -> None:

@@ -1,7 +1,7 @@
 """The application object every command receives, and the one error wrapper.
 
 `mlpack [--debug] [--quiet] COMMAND ...`: the global options live on one `Application`
-(click's context object), not in module state. Every command function takes it as its
+(the command line context's object), not in module state. Every command function takes it as its
 first parameter; `command()` wraps the function so that a problem the user can fix is
 one line on stderr and an exit code, and anything else keeps its traceback for --debug.
 """
@@ -13,7 +13,6 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import click
 import typer
 
 from ..errors import MlpackError
@@ -43,19 +42,13 @@ class Application:
         raise typer.Exit(code)
 
 
-def current() -> Application:
-    context = click.get_current_context(silent=True)
-    found = context.find_object(Application) if context is not None else None
-    return found or Application()
-
-
 def command(func: Callable[..., Any]) -> Callable[..., Any]:
     """A command function `f(app, **options)` as typer sees it (`f(**options)`), wrapped in
     mlpack's error handling."""
 
     @functools.wraps(func)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        app = current()
+    def wrapped(*args: Any, _mlpack_context: typer.Context, **kwargs: Any) -> Any:
+        app = _mlpack_context.find_object(Application) or Application()
         try:
             return func(app, *args, **kwargs)
         except MlpackError as exc:
@@ -64,7 +57,7 @@ def command(func: Callable[..., Any]) -> Callable[..., Any]:
             app.fail(exc.one_line(), exc.exit_code)
         except KeyboardInterrupt:
             app.fail("interrupted; nothing was left half-written", 130)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit):
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
             if app.debug:
@@ -73,7 +66,10 @@ def command(func: Callable[..., Any]) -> Callable[..., Any]:
             detail = text.splitlines()[0] if text else ""
             app.fail(f"unexpected {type(exc).__name__}: {detail}; rerun with --debug for the traceback")
 
-    # Typer reads the options from the signature: the application is not one of them.
+    # Typer reads the options from the signature: the application is not one of them, and a
+    # context parameter (typer passes it by its type) brings the application along.
     signature = inspect.signature(func, eval_str=True)
-    wrapped.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
+    context = inspect.Parameter("_mlpack_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+    options = list(signature.parameters.values())[1:]
+    wrapped.__signature__ = signature.replace(parameters=[*options, context])  # type: ignore[attr-defined]
     return wrapped

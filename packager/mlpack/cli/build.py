@@ -29,6 +29,12 @@ def build(
         Optional[float],
         typer.Option(help="Lambda targets: fail the build if the measured cold start exceeds this many seconds."),
     ] = None,
+    snapstart: Annotated[
+        bool,
+        typer.Option("--snapstart", help="Lambda targets (Python 3.12+): turn on SnapStart in the IaC: published "
+                     "versions are snapshotted after init, invocations go through the alias 'live'. "
+                     "See docs/deploy.md for its cost."),
+    ] = False,
     gate: GateOption = None,
     max_request_mb: Annotated[
         Optional[float],
@@ -66,8 +72,8 @@ def build(
     progress = app.progress(quiet)
     result = run_build(
         BuildRequest(model=model, target=target, out=out, name=name, force=force, calibration=calibration,
-                     max_cold_start=max_cold_start, gate=gate_settings(gate), max_request_mb=max_request_mb,
-                     max_rows=max_rows, allow_non_finite=allow_non_finite or None,
+                     max_cold_start=max_cold_start, snapstart=snapstart, gate=gate_settings(gate),
+                     max_request_mb=max_request_mb, max_rows=max_rows, allow_non_finite=allow_non_finite or None,
                      processing=processing_request(tokenizer, labels, top_k, image_preprocess, processing)),
         progress,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from .application import Application, command
 from .options import (
     ImagePreprocessOption, LabelsOption, ProcessingOption, TokenizerOption, TopKOption, processing_request,
 )
+
+if TYPE_CHECKING:
+    from ..model_info import ModelInfo
 
 
 def targets(app: Application) -> None:
@@ -32,16 +35,60 @@ def inspect(
     image_preprocess: ImagePreprocessOption = None,
     processing: ProcessingOption = None,
 ) -> None:
-    """Check a model and print its signature: inputs, outputs, dtypes, shapes; with processing
+    """Check a model and print what mlpack sees: inputs (strings, optional ones and their
+    defaults), outputs (maps of class probabilities too), external data files, and the
+    operators that need a locale, each with what a build does about it; with processing
     (given, or a tokenizer.json beside the model), what a build would serve."""
     from ..model_info import inspect_model
 
     info = inspect_model(model)
-    app.echo(f"{info.path.name}: opset {info.opset}, {info.size_bytes:,} bytes, {info.producer or 'unknown producer'}")
-    for kind, specs in (("input ", info.signature.inputs), ("output", info.signature.outputs)):
-        for spec in specs:
-            app.echo(f"  {kind}  {spec.name}: {spec.dtype} {spec.shape_text()}")
+    for line in describe_model(info):
+        app.echo(line)
     _inspect_processing(app, info, processing_request(tokenizer, labels, top_k, image_preprocess, processing))
+
+
+def describe_model(info: ModelInfo) -> list[str]:
+    """`mlpack inspect`'s lines: one per input, output, weight file and locale-dependent node."""
+    from ..model_files import PROTOBUF_LIMIT
+    from ..sizes import format_size
+
+    lines = [f"{info.path.name}: opset {info.opset}, {format_size(info.size_bytes)}, "
+             f"{info.producer or 'unknown producer'}"]
+    for spec in info.signature.inputs:
+        line = f"  input   {spec.name}: {spec.type_text()} {spec.shape_text()}"
+        if spec.name in info.defaults:
+            values = info.defaults[spec.name]
+            shown = ", ".join(map(str, values[:4])) + (", ..." if len(values) > 4 else "")
+            line += f" (optional: default [{shown}] when a request leaves it out)"
+        elif spec.optional:
+            line += " (optional: a request may leave it out)"
+        lines.append(line)
+    for spec in info.signature.outputs:
+        line = f"  output  {spec.name}: {spec.type_text()}"
+        if spec.is_tensor:
+            line += f" {spec.shape_text()}"
+        elif spec.dtype.startswith("seq(map("):
+            classes = info.classes.get(spec.name)
+            named = f"{len(classes)} classes: {', '.join(map(str, classes[:8]))}{', ...' if len(classes) > 8 else ''}" \
+                if classes else "classes as the model returns them"
+            line += (f": a {{class: probability}} map per row ({named}); served as those maps, "
+                     "gated as a [rows, classes] probability table")
+        elif spec.dtype.startswith("seq("):
+            line += ": a sequence per request; served as a list, gated as its values in order"
+        elif spec.dtype.startswith("map("):
+            line += ": one map per request; served as a JSON object, gated as its values by key"
+        lines.append(line)
+    if info.external_files:
+        total = sum(f.size_bytes for f in info.external_files)
+        files = ", ".join(f"{f.name} ({format_size(f.size_bytes)})" for f in info.external_files)
+        why = (" (over protobuf's 2 GB limit: it can only be stored external)" if total > PROTOBUF_LIMIT else "")
+        lines.append(f"  weights external data: {files}{why}; kept external through optimization, "
+                     "shipped as model.onnx + model.onnx.data")
+    else:
+        lines.append("  weights inline (in the .onnx file)")
+    for node in info.locale_nodes:
+        lines.append(f"  locale  {node.op_type} {node.node!r} needs a C library locale: {node.action()}")
+    return lines
 
 
 def _inspect_processing(app: Application, info, request) -> None:

@@ -7,7 +7,6 @@ and prints the candidate table.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
@@ -36,6 +35,7 @@ def optimize(
     model on data, and keep the one the target's policy picks. Calibration sentences (.txt)
     are tokenized with the model's tokenizer (--tokenizer, or tokenizer.json beside it)."""
     from ..fsutil import staged_folder
+    from ..model_files import copy_model
     from ..model_info import inspect_model
     from ..optimize import optimize_model
     from ..optimize.report_html import REPORT_HTML, About, report_files, to_html
@@ -62,7 +62,7 @@ def optimize(
         progress = app.progress()
         result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=settings,
                                 log=lambda line: progress.info(f"  {line}"), progress=progress)
-        shutil.copyfile(result.chosen.path, staged / "model.onnx")
+        copy_model(result.chosen.path, staged / "model.onnx")  # with model.onnx.data for external weights
         (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")
         (staged / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
         (staged / REPORT_HTML).write_text(to_html(result, About.for_target(model.name, spec)), encoding="utf-8")

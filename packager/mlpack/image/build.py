@@ -7,11 +7,11 @@ import tempfile
 from pathlib import Path
 
 from ..artifact import Artifact
-from ..manifest import ImageSection, Manifest
 from ..fsutil import atomic_write
+from ..manifest import IMAGE_SBOM, ImageSection, Manifest
 from ..progress import Progress
-from ..sbom import IMAGE_SBOM, SBOM, Contents, image_document, installed_packages, with_wheel_hashes
 from ..reproducible import epoch_of
+from ..sbom import SBOM, Contents, image_document, installed_packages, with_wheel_hashes
 from .builder import BuiltImage, ImageBuilder, select_builder
 from .context import stage_context
 

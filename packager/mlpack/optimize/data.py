@@ -67,7 +67,7 @@ class EvalData:
 
 
 def _expected(spec: TensorSpec) -> str:
-    return f"{spec.dtype} {spec.shape_text()}"
+    return f"{spec.type_text()} {spec.shape_text()}"
 
 
 def load_data(path: Path, signature: Signature) -> EvalData:
@@ -97,9 +97,13 @@ def load_data(path: Path, signature: Signature) -> EvalData:
     rows: int | None = None
     for spec in specs:
         if spec.name not in arrays:
+            if spec.optional:  # the model's default (or no value), as a request that leaves it out
+                continue
             raise InputError(
                 f"calibration file {path.name} lacks input {spec.name!r} (expected {_expected(spec)})", fix
             )
+        if spec.is_string and arrays[spec.name].dtype.kind in "US":
+            arrays[spec.name] = _strings(arrays[spec.name])
         array = arrays[spec.name]
         problem = _shape_problem(array, spec)
         if problem:
@@ -119,7 +123,13 @@ def load_data(path: Path, signature: Signature) -> EvalData:
         raise InputError(
             f"calibration labels have shape {list(labels.shape)}; expected [{rows}] (one label per row)", fix
         )
-    return EvalData({s.name: arrays[s.name] for s in specs}, labels, f"calibration data {path.name} ({rows} rows)", False)
+    return EvalData({s.name: arrays[s.name] for s in specs if s.name in arrays}, labels,
+                    f"calibration data {path.name} ({rows} rows)", False)
+
+
+def _strings(array: np.ndarray) -> np.ndarray:
+    """Text saved in an .npz (numpy's fixed-width str or bytes) as the object array onnxruntime takes."""
+    return (np.char.decode(array, "utf-8") if array.dtype.kind == "S" else array).astype(object)
 
 
 def _shape_problem(array: np.ndarray, spec: TensorSpec) -> str | None:
@@ -148,6 +158,8 @@ def synthetic_data(model: onnx.ModelProto, signature: Signature, rows: int = SYN
     bounds = _index_bounds(model)
     inputs = {}
     for spec in signature.inputs:
+        if spec.optional:  # left out, as most requests do: the model's default applies
+            continue
         if not spec.is_tensor:
             raise InputError(
                 f"input {spec.name!r} is a {spec.dtype}, which mlpack cannot make synthetic data for",
@@ -163,6 +175,8 @@ def synthetic_data(model: onnx.ModelProto, signature: Signature, rows: int = SYN
             inputs[spec.name] = rng.integers(0, high, size=shape).astype(dtype)
         elif dtype.kind == "b":
             inputs[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
+        elif spec.is_string and (vocabulary := model_vocabulary(model)).words:
+            inputs[spec.name] = vocabulary.sample(rng, shape)
         else:
             raise InputError(
                 f"input {spec.name!r} has dtype {spec.dtype}, for which mlpack makes no synthetic data",
@@ -173,6 +187,48 @@ def synthetic_data(model: onnx.ModelProto, signature: Signature, rows: int = SYN
         if "mask" in name.lower():
             inputs[name] = np.ones_like(array)
     return EvalData(inputs, None, f"synthetic inputs ({rows} rows made from the signature)", True)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The strings a model knows: tokens its text features count, categories it encodes."""
+
+    words: tuple[str, ...]
+    sentences: bool  # the model tokenizes its input (TfIdfVectorizer): rows are several words
+
+    def sample(self, rng: np.random.Generator, shape: list[int]) -> np.ndarray:
+        cells = int(np.prod(shape))
+        if self.sentences:  # 1 to 8 known words, so that every row exercises the features
+            lengths = rng.integers(1, 9, size=cells)
+            values = [" ".join(rng.choice(self.words, size=n)) for n in lengths]
+        else:
+            values = list(rng.choice(self.words, size=cells))
+        return np.array(values, dtype=object).reshape(shape)
+
+
+# Where a model's string vocabulary lives: (op type, attribute, whether inputs are text).
+_VOCABULARY_ATTRIBUTES = (
+    ("TfIdfVectorizer", "pool_strings", True),
+    ("LabelEncoder", "keys_strings", False),
+    ("CategoryMapper", "cats_strings", False),
+    ("OneHotEncoder", "cats_strings", False),
+)
+
+
+def model_vocabulary(model: onnx.ModelProto) -> Vocabulary:
+    """String inputs' synthetic values come from the model itself: the tokens of its text
+    features (sentences of them), else the categories it encodes (one per value)."""
+    for want_text in (True, False):
+        words: dict[str, None] = {}
+        for node in model.graph.node:
+            for op, name, text in _VOCABULARY_ATTRIBUTES:
+                if node.op_type == op and text == want_text:
+                    for attribute in node.attribute:
+                        if attribute.name == name:
+                            words.update((w.decode("utf-8", "replace"), None) for w in attribute.strings)
+        if words:
+            return Vocabulary(tuple(words), sentences=want_text)
+    return Vocabulary((), sentences=False)
 
 
 def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:

@@ -56,7 +56,7 @@ class Verdict:
 
 def output_kind(reference: np.ndarray, name: str, task: str = "auto") -> OutputKind:
     """Guess what an output is from the float model's values."""
-    if reference.dtype.kind in "iub":
+    if reference.dtype.kind in "iubOUS":  # integer, boolean or string class labels
         return "labels"
     if task != "auto":
         return task  # type: ignore[return-value]

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..runtime.config import open_session
+from ..runtime.values import as_array
 from ..targets import Target
 from .data import EvalData
 
@@ -57,9 +58,12 @@ def timing_batches(sess, larger: int) -> list[int]:
 
 def outputs(sess, data: EvalData, names: list[str] | None = None, batch: int = 64) -> list[np.ndarray]:
     """The outputs (all, or `names`) for every row, run in batches the session accepts: `batch`
-    rows at a time, or exactly the model's fixed batch size."""
+    rows at a time, or exactly the model's fixed batch size.
+
+    Outputs that are not tensors become arrays (`mlpack_runtime.values.as_array`): ZipMap's
+    list of {class: probability} dicts is a [rows, classes] table, columns in class order."""
     fixed = fixed_batch(sess)
-    parts = [[value[:real] for value in sess.run(names, feed)]
+    parts = [[as_array(value)[:real] for value in sess.run(names, feed)]
              for feed, real in data.feeds(fixed or batch, exact=fixed is not None)]
     return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 

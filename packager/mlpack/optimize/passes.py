@@ -3,7 +3,8 @@
 Targets name them in `[optimize]` (see targets/*.toml and docs/optimization.md):
 `passes` keep the model in float and run before everything else; `variants` make the
 smaller or faster candidates that the accuracy gate then checks. Each function writes a
-self-contained model (weights inline) and leaves its input untouched.
+model stored as its input is (weights inline, or external in `NAME.onnx.data`) and leaves
+its input untouched.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import onnx
 
+from ..model_files import EXTERNAL_THRESHOLD, data_file, model_paths, save_model, stored_external
 from .data import EvalData
 
 # The quantizers log every node they skip at INFO; the report says what matters.
@@ -26,6 +28,7 @@ PORTABLE_GRAPH_LEVELS = ("basic", "extended")
 PER_CHANNEL_QDQ_OPSET = 13
 # Block-quantized Gather (GatherBlockQuantized + DequantizeLinear with block_size) needs opset 21.
 BLOCKED_QUANT_OPSET = 21
+INT4_IR_VERSION = 10  # the first IR version with 4-bit tensor types
 
 
 @contextlib.contextmanager
@@ -41,9 +44,27 @@ def _quiet():
         root.setLevel(level)
 
 
-def _save(model: onnx.ModelProto, path: Path) -> Path:
-    onnx.save(model, str(path))  # inline: one file per candidate, as the artifact ships it
-    return path
+def _save(model: onnx.ModelProto, path: Path, like: Path) -> Path:
+    """Save a candidate stored as its source `like` is: inline, or external (path.name + ".data")
+    when the source kept its weights external or the model is over protobuf's 2 GB."""
+    return save_model(model, path, external=stored_external(like))
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _load_at_opset(src: Path, opset: int) -> onnx.ModelProto:
+    """The model, converted to `opset` when it is older. onnx's converter serializes what it
+    converts, so an external model's graph goes through it alone and its weights are read
+    in after (past 2 GB, the whole model fits in no one protobuf message)."""
+    from onnx import version_converter
+
+    model = onnx.load(str(src), load_external_data=False)
+    if _opset(model) < opset:
+        model = version_converter.convert_version(model, opset)
+    onnx.load_external_data_for_model(model, str(src.parent))
+    return model
 
 
 # ---- float passes ---------------------------------------------------------------
@@ -56,7 +77,9 @@ def prune(src: Path, dst: Path) -> Path:
     import onnx_ir.passes.common as common
     import onnxscript.optimizer
 
-    model = ir.serde.deserialize_model(onnx.load(str(src)))
+    proto = onnx.load(str(src))
+    map_types = _hide_map_types(proto)
+    model = ir.serde.deserialize_model(proto)
     # Functions are inlined and constants folded only where inputs are small (the defaults),
     # so large weights are never duplicated into folded copies.
     onnxscript.optimizer.optimize(model)
@@ -67,7 +90,27 @@ def prune(src: Path, dst: Path) -> Path:
         common.RemoveUnusedOpsetsPass(),
     ):
         step(model)
-    return _save(ir.serde.serialize_model(model), dst)
+    pruned = ir.serde.serialize_model(model)
+    _restore_types(pruned, map_types)
+    return _save(pruned, dst, like=src)
+
+
+def _hide_map_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    """onnx-ir reads no map types (ZipMap's seq(map(...)) outputs, DictVectorizer's inputs):
+    take them off the graph's inputs, outputs and value infos, by name, to put back after."""
+    hidden: dict[str, onnx.TypeProto] = {}
+    graph = model.graph
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        if "map_type" in str(value.type):  # a map, or a sequence or optional of maps
+            hidden[value.name] = onnx.TypeProto.FromString(value.type.SerializeToString())
+            value.ClearField("type")
+    return hidden
+
+
+def _restore_types(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> None:
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        if value.name in types:
+            value.type.CopyFrom(types[value.name])
 
 
 def graph_optimize(src: Path, dst: Path, level: str = "basic") -> Path:
@@ -86,9 +129,15 @@ def graph_optimize(src: Path, dst: Path, level: str = "basic") -> Path:
         raise ValueError(f"graph level {level!r} is not portable; use one of {', '.join(PORTABLE_GRAPH_LEVELS)}")
     options = session_options({"graph_optimization_level": level})
     options.optimized_model_filepath = str(dst)
+    external = stored_external(src)
+    if external:  # a model over 2 GB cannot be written inline: weights beside it, as they came
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                         data_file(dst).name)
+        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
+                                         str(EXTERNAL_THRESHOLD))
     ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
-    # onnxruntime writes large models' weights beside the file; bring them inline.
-    return _save(onnx.load(str(dst)), dst)
+    # Saved again as mlpack stores candidates (onnxruntime's own choice of inline or not aside).
+    return _save(onnx.load(str(dst)), dst, like=src)
 
 
 # ---- quantized variants ----------------------------------------------------------
@@ -126,8 +175,9 @@ def dynamic_int8(
             op_types_to_quantize=list(op_types) if op_types else None,
             # Nodes after fused or contrib ops have no inferred type; they are float.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            use_external_data_format=stored_external(src),
         )
-    return _save(onnx.load(str(dst)), dst)
+    return _save(onnx.load(str(dst)), dst, like=src)
 
 
 def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str = "qint8",
@@ -144,14 +194,11 @@ def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str
         def get_next(self):
             return next(self._feeds, (None, 0))[0]
 
-    model = onnx.load(str(src))
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     converted = None
-    if opset < PER_CHANNEL_QDQ_OPSET:  # per-channel DequantizeLinear (axis) needs opset 13
-        from onnx import version_converter
-
-        converted = _save(version_converter.convert_version(model, PER_CHANNEL_QDQ_OPSET),
-                          dst.with_name(dst.stem + "-opset13.onnx"))
+    if _opset(onnx.load(str(src), load_external_data=False)) < PER_CHANNEL_QDQ_OPSET:
+        # per-channel DequantizeLinear (axis) needs opset 13
+        converted = _save(_load_at_opset(src, PER_CHANNEL_QDQ_OPSET), dst.with_name(dst.stem + "-opset13.onnx"),
+                          like=src)
     with _quiet():
         quantize_static(
             str(converted or src), str(dst), Reader(),
@@ -161,10 +208,12 @@ def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str
             activation_type=QuantType.QUInt8,
             nodes_to_exclude=list(exclude),
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            use_external_data_format=stored_external(src),
         )
     if converted:
-        converted.unlink()
-    return _save(onnx.load(str(dst)), dst)
+        for path in model_paths(converted):
+            path.unlink()
+    return _save(onnx.load(str(dst)), dst, like=src)
 
 
 def embedding_tables(model: onnx.ModelProto, min_elements: int = 1 << 16) -> list[str]:
@@ -184,12 +233,9 @@ def int8_tables(src: Path, dst: Path, *, block_size: int = 128) -> Path:
     gathers int8 rows and their scales, then dequantizes only the rows it took
     (standard ONNX ops: Gather, Gather, DequantizeLinear with block_size, opset 21).
     """
-    from onnx import helper, numpy_helper, version_converter
+    from onnx import helper, numpy_helper
 
-    model = onnx.load(str(src))
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    if opset < BLOCKED_QUANT_OPSET:
-        model = version_converter.convert_version(model, BLOCKED_QUANT_OPSET)
+    model = _load_at_opset(src, BLOCKED_QUANT_OPSET)
     inits = {t.name: t for t in model.graph.initializer}
     targets = set(embedding_tables(model))
     users: dict[str, int] = {}
@@ -225,8 +271,9 @@ def int8_tables(src: Path, dst: Path, *, block_size: int = 128) -> Path:
         ]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    onnx.checker.check_model(model)
-    return _save(model, dst)
+    _save(model, dst, like=src)
+    onnx.checker.check_model(str(dst))  # by path: a model over 2 GB cannot be checked in memory
+    return dst
 
 
 def int4_tables(src: Path, dst: Path, *, block_size: int = 32) -> Path:
@@ -235,20 +282,17 @@ def int4_tables(src: Path, dst: Path, *, block_size: int = 32) -> Path:
     A lookup table costs no compute, only size and memory: 4 bits per weight plus one
     scale per block. Everything else stays as it is.
     """
-    from onnx import version_converter
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    model = onnx.load(str(src))
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    if opset < BLOCKED_QUANT_OPSET:
-        model = version_converter.convert_version(model, BLOCKED_QUANT_OPSET)
+    model = _load_at_opset(src, BLOCKED_QUANT_OPSET)
+    model.ir_version = max(model.ir_version, INT4_IR_VERSION)  # as the quantizer would, without its warning
     quantizer = MatMulNBitsQuantizer(
         model, bits=4, block_size=block_size, is_symmetric=True,
         op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),),
     )
     with _quiet():
         quantizer.process()
-    return _save(quantizer.model.model, dst)
+    return _save(quantizer.model.model, dst, like=src)
 
 
 def fp16(src: Path, dst: Path) -> Path:
@@ -262,4 +306,4 @@ def fp16(src: Path, dst: Path) -> Path:
     # The converter appends the input casts after their users; the checker wants them sorted.
     ir_model = ir.serde.deserialize_model(model)
     TopologicalSortPass()(ir_model)
-    return _save(ir.serde.serialize_model(ir_model), dst)
+    return _save(ir.serde.serialize_model(ir_model), dst, like=src)

@@ -10,13 +10,14 @@ itself to gate and time models of its own beside the candidates (`Run.add_refere
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import onnx
 
 from ..errors import InputError
+from ..locale_ops import PORTABLE_LOCALE, make_portable
+from ..model_files import copy_model, data_file, model_bytes, save_model, stored_external
 from ..model_info import ModelInfo
 from ..progress import Progress
 from ..targets import Target
@@ -64,7 +65,8 @@ def make_candidates(
 ) -> Run:
     """Check the data, write the float model, run the float passes, and make and gate every
     variant the target lists, in its order. Nothing is timed yet."""
-    model = onnx.load(str(info.path))  # external data, if any, is loaded and saved inline below
+    model = onnx.load(str(info.path))  # with its external data, if any: saved external again below
+    locales = make_portable(model)
     data, problem = None, ""
     if data_path:
         data = load_data(data_path, info.signature)
@@ -75,10 +77,16 @@ def make_candidates(
             problem = exc.message
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    float_path = work_dir / "float.onnx"
-    onnx.save(model, str(float_path))
+    float_path = save_model(model, work_dir / "float.onnx", external=bool(info.external_data))
     del model
     run = Run(info, target, work_dir, float_path, gate or GateSettings(), log, str(data_path or "no data"))
+    run.float_recipe = _float_recipe(float_path, locales)
+    for node in locales:
+        run.note(f"{node.op_type} node {node.node!r} asked for locale {node.locale}, which slim images and "
+                 f"AWS Lambda lack: every variant has it set to {PORTABLE_LOCALE} (see docs/model-shapes.md).")
+    for name in info.classes:
+        run.note(f"Output {name!r} (one {{class: probability}} map per row) was compared as a probability "
+                 f"table, one column per class in class order ({len(info.classes[name])} classes).")
     if data is not None:
         try:
             run.use_data(data)
@@ -87,7 +95,7 @@ def make_candidates(
     if problem:
         run.problem = problem
         return run
-    baseline = run.add("float", float_path, "the model as given, weights inline")
+    baseline = run.add("float", float_path, run.float_recipe)
     baseline.passed, baseline.reason = True, "the reference the others are compared with"
 
     run.quant_base = _float_passes(run, float_path)
@@ -96,9 +104,11 @@ def make_candidates(
     return run
 
 
-def time_and_pick(run: Run, *, budget_s: float = TIMING_BUDGET_S) -> OptimizationResult:
-    """Time every candidate (references too) on the target's provider, and pick by its policy."""
+def time_and_pick(run: Run, *, budget_s: float | None = None) -> OptimizationResult:
+    """Time every candidate (references too) on the target's provider, and pick by its policy.
+    `budget_s` defaults to TIMING_BUDGET_S."""
     target = run.target
+    budget_s = TIMING_BUDGET_S if budget_s is None else budget_s
     if run.problem:
         return _float_only(run)
     providers = target_providers(target)
@@ -130,8 +140,7 @@ def _data_facts(run: Run) -> dict:
 
 def _float_only(run: Run) -> OptimizationResult:
     path = run.float_path
-    baseline = Candidate("float", path, path.stat().st_size, "the model as given, weights inline",
-                         reason="the reference")
+    baseline = Candidate("float", path, model_bytes(path), run.float_recipe, reason="the reference")
     return OptimizationResult(
         candidates=[baseline], chosen=baseline, data_source=run.data_source,
         why=f"kept the float model: no variant can be checked, since {run.problem}",
@@ -146,6 +155,12 @@ def _float_only(run: Run) -> OptimizationResult:
 # ---- steps --------------------------------------------------------------------------
 
 
+def _float_recipe(float_path: Path, locales: list) -> str:
+    stored = ("weights external, in " + data_file(float_path).name) if stored_external(float_path) else "weights inline"
+    changed = f"; locale of {', '.join(n.node for n in locales)} set to {PORTABLE_LOCALE}" if locales else ""
+    return f"the model as given, {stored}{changed}"
+
+
 def _float_passes(run: Run, float_path: Path) -> Path:
     """Run the float passes; returns the graph the quantizers start from."""
     opt = run.target.optimize
@@ -158,7 +173,7 @@ def _float_passes(run: Run, float_path: Path) -> Path:
         except Exception as exc:
             run.skipped.append(("prune", f"the pass failed on this model: {first_line(exc)}"))
     if base == float_path:  # never touch the shipped float file: name nodes in a copy
-        base = Path(shutil.copyfile(float_path, run.work / "base.onnx"))
+        base = copy_model(float_path, run.work / "base.onnx")[0]
     _name_nodes(base)
     final = base
     if "graph" in opt.passes:
@@ -169,7 +184,7 @@ def _float_passes(run: Run, float_path: Path) -> Path:
             run.skipped.append(("graph", f"the pass failed on this model: {first_line(exc)}"))
     if done:
         if final == base:  # prune only: keep the pruned file under the candidate's name
-            final = Path(passes._save(onnx.load(str(base)), run.work / "float-optimized.onnx"))
+            final = copy_model(base, run.work / "float-optimized.onnx")[0]
         run.add("float-optimized", final, "; ".join(done))
     # Quantizers start from the pruned graph: they do not know onnxruntime's fused operators,
     # and onnxruntime applies the same fusions at load time on the target anyway.
@@ -187,7 +202,7 @@ def _name_nodes(path: Path) -> None:
             changed = True
         seen.add(node.name)
     if changed:
-        onnx.save(model, str(path))
+        save_model(model, path, external=stored_external(path))
 
 
 def _time_all(run: Run, providers: list[str], budget_s: float) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from ..errors import MlpackError
+from ..model_files import model_bytes
 from ..model_info import ModelInfo
 from ..progress import Progress
 from ..targets import Target
@@ -35,6 +36,7 @@ class Run:
         self.info, self.target, self.work, self.gate, self.log = info, target, work, gate, log
         self.float_path = float_path
         self.quant_base = float_path  # the float graph the quantizers start from (after the float passes)
+        self.float_recipe = "the model as given"  # how float.onnx was stored and changed, in words
         self.data_source = data_source
         self.problem = ""  # why no variant can be checked against float; then float ships alone
         self.data: EvalData | None = None
@@ -70,7 +72,7 @@ class Run:
 
     def gated(self, name: str, path: Path, recipe: str = "") -> Candidate:
         """A candidate for `path`, gated against float on the held-out rows; not kept yet."""
-        candidate = Candidate(name, path, path.stat().st_size, recipe)
+        candidate = Candidate(name, path, model_bytes(path), recipe)  # external data counted in
         try:
             got = self.outputs(path, self.held_out)
         except Exception as exc:  # e.g. an operator this host's onnxruntime lacks a kernel for

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..model_files import stored_external
 from ..runtime.config import open_session
 from .data import EvalData
 from .measure import outputs
@@ -74,16 +75,24 @@ def weight_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndarr
     return layers
 
 
-def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData) -> dict[str, np.ndarray]:
-    """Run the float model on a few rows and return the named intermediate tensors, as they are."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData,
+                   source: Path | None = None) -> dict[str, np.ndarray]:
+    """Run the float model on a few rows and return the named intermediate tensors, as they are.
+
+    `source`, the file `model` was read from: when its weights are external, the session
+    reads them from there and only the graph is copied (a model over 2 GB fits in no one
+    protobuf message, so it cannot be copied whole)."""
+    external = source is not None and stored_external(source)
+    model = onnx.load(str(source), load_external_data=False) if external else \
+        onnx.ModelProto.FromString(model.SerializeToString())
     existing = {o.name for o in model.graph.output}
     for name in tensors:
         if name not in existing:
             model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
             existing.add(name)
     # No fusions: every captured tensor must exist exactly as named in the graph.
-    session = open_session(model.SerializeToString(), {"graph_optimization_level": "disable"}, CPU)
+    session = open_session(model.SerializeToString(), {"graph_optimization_level": "disable"}, CPU,
+                           external_data_folder=source.parent if external else None)
     names = list(dict.fromkeys(tensors))
     # Rows go in batches the model accepts (a model may fix its batch size, e.g. to 1).
     first = outputs(session, data.take(slice(0, 1)), names)
@@ -93,11 +102,12 @@ def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData) -
     return {name: v.astype(np.float32) for name, v in zip(names, values)}
 
 
-def channel_absmax(model: onnx.ModelProto, tensors: list[str], data: EvalData) -> dict[str, np.ndarray]:
+def channel_absmax(model: onnx.ModelProto, tensors: list[str], data: EvalData,
+                   source: Path | None = None) -> dict[str, np.ndarray]:
     """Per-channel max |value| of intermediate tensors over every row of `data` (in chunks)."""
     out: dict[str, np.ndarray] = {}
     for start in range(0, data.rows, MAX_ROWS):
-        chunk = capture_inputs(model, tensors, data.take(slice(start, start + MAX_ROWS)))
+        chunk = capture_inputs(model, tensors, data.take(slice(start, start + MAX_ROWS)), source)
         for name, value in chunk.items():
             m = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
             out[name] = np.maximum(out[name], m) if name in out else m
@@ -135,7 +145,7 @@ def measure_layers(model_path: Path, data: EvalData) -> list[LayerError]:
     layers = weight_layers(model)
     if not layers:
         return []
-    captured = capture_inputs(model, [node.input[0] for node, _ in layers], data)
+    captured = capture_inputs(model, [node.input[0] for node, _ in layers], data, source=model_path)
     inits = {t.name: t for t in model.graph.initializer}
     errors = []
     for node, w in layers:

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..model_files import save_model, stored_external
 from .data import EvalData
 from .sensitivity import capture_inputs, channel_absmax, int8_error
 
@@ -61,8 +62,8 @@ def plan(model_path: Path, data: EvalData, strength: float) -> list[Smoothing]:
     if not groups:
         return []
     weights = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in model.graph.initializer}
-    captured = capture_inputs(model, list(groups), data)
-    absmax = channel_absmax(model, list(groups), data)
+    captured = capture_inputs(model, list(groups), data, source=model_path)
+    absmax = channel_absmax(model, list(groups), data, source=model_path)
     chosen = []
     for tensor, nodes in groups.items():
         x = captured[tensor].reshape(-1, captured[tensor].shape[-1])
@@ -104,5 +105,4 @@ def apply(src: Path, dst: Path, smoothing: list[Smoothing]) -> Path:
         new_nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
-    onnx.save(model, str(dst))
-    return dst
+    return save_model(model, dst, external=stored_external(src))

@@ -1,8 +1,10 @@
-"""Roll an artifact out to an Ansible fleet: render the playbook, run ansible-playbook, read the outcome.
+"""Roll an artifact out to an Ansible fleet: render the playbook, run it wave by wave, read the outcome.
 
 The playbook (templates/rollout/playbook.yml.j2) does the work on the devices; this
-module only prepares its inputs (the bundle, the probe, the waves) in a work folder and
-reads back one small JSON result per device that the playbook writes on the control node.
+module prepares its inputs (the bundle, the probe) in a work folder, runs
+ansible-playbook once per wave (waves.py: the plan and the unreachable budget), reads
+back one small JSON result per device that the playbook writes on the control node, and
+keeps the rollout's state and lock (state.py) so that it can be resumed.
 """
 
 from __future__ import annotations
@@ -15,32 +17,56 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import __version__
 from ..errors import InputError
 from ..resources import data_dir
 from ..signing import VERIFY_KEY_ENV, Key, key_from
-from .release import Release, read_release, write_bundle
+from .release import Release, read_release, unpacked_size, write_bundle
+from .state import FleetLock, RolloutState, fleet_dir, fleet_id
+from .waves import DEFAULT_WAVES, UnreachableBudget, check_waves, parse_waves, plan_waves
 
-# One canary device, then 10%, then half, then everyone left (Ansible's `serial`).
-DEFAULT_WAVES: tuple[int | str, ...] = (1, "10%", "50%", "100%")
+__all__ = ["DEFAULT_WAVES", "parse_waves", "run_rollout", "prepare", "render_inventory", "tool"]
+
 TEMPLATE_GROUP = "rollout"
+# Disk a device keeps free beside a new version unless its `mlpack_disk_reserve_mb` says otherwise.
+DISK_RESERVE_MB = 32
+# Outcomes that keep a device serving a version that passed its gate.
+GOOD = ("updated", "unchanged")
+# Outcomes that stop the rollout before the next wave (unreachable: past the budget).
+FAILED = ("failed", "rolled_back", "refused")
 
 
 @dataclass
 class RolloutResult:
     release: Release
-    returncode: int
+    returncode: int  # of the last ansible-playbook run
     hosts: list[str]  # every host the rollout was aimed at, in inventory order
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # host -> playbook's record
     workdir: Path | None = None
+    waves: list[list[str]] = field(default_factory=list)
+    finished_waves: int = 0
+    reason: str = ""  # why it stopped before the last wave
+    state_dir: Path | None = None
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and all(
-            self.devices.get(h, {}).get("status") in ("updated", "unchanged") for h in self.hosts
-        )
+        """Every device serves the new version."""
+        return all(self.status_of(h) in GOOD for h in self.hosts)
+
+    @property
+    def finished(self) -> bool:
+        """Every wave ran, and no device failed (unreachable ones within the budget)."""
+        return self.finished_waves == len(self.waves) and not self.failed
+
+    @property
+    def failed(self) -> list[str]:
+        return [h for h in self.hosts if self.status_of(h) in FAILED]
+
+    @property
+    def unreachable(self) -> list[str]:
+        return [h for h in self.hosts if self.status_of(h) == "unreachable"]
 
     def status_of(self, host: str) -> str:
         return self.devices.get(host, {}).get("status", "untouched")
@@ -83,19 +109,24 @@ def render_inventory(artifact: str, devices: Sequence[dict[str, Any]]) -> str:
     return render_template("inventory.yaml.j2", artifact=artifact, devices=devices)
 
 
+def default_confirm_timeout(health_timeout_s: float) -> float:
+    """Time a device gives its health gate to confirm a switch: both gate checks at their
+    longest, plus two minutes for the restart."""
+    return 2 * health_timeout_s + 120
+
+
 def prepare(
     release: Release,
     workdir: Path,
     hosts: str = "all",
-    waves: Sequence[int | str] = DEFAULT_WAVES,
     health_timeout_s: float = 60.0,
+    confirm_timeout_s: float | None = None,
     verify_key: Key | None = None,
 ) -> Path:
-    """Write the playbook, its task files, filter plugin and the bundle; return the playbook.
+    """Write the playbook, its task files, plugins, the device guard and the bundle; return the playbook.
 
     With `verify_key`, every device checks the new version's signature with it before
     switching to it (templates/rollout/verify.yml)."""
-    _check_waves(waves)
     copy_static_files(workdir)
     bundle = write_bundle(release, workdir / f"{release.name}-{release.version}.tar.gz")
     key_file = ""
@@ -106,9 +137,10 @@ def prepare(
     playbook.write_text(render_template(
         "playbook.yml.j2",
         artifact=release.name, version=release.version, model_sha256=release.model_sha256,
-        hosts=hosts, waves=list(waves), bundle=str(bundle),
-        probe=release.probe, health_timeout_s=health_timeout_s, mlpack_version=__version__,
-        service_port=release.service_port, agent_port=release.agent_port,
+        hosts=hosts, bundle=str(bundle), unpacked_bytes=unpacked_size(bundle), reserve_mb=DISK_RESERVE_MB,
+        probe=release.probe, health_timeout_s=health_timeout_s,
+        confirm_timeout_s=confirm_timeout_s or default_confirm_timeout(health_timeout_s),
+        mlpack_version=__version__, service_port=release.service_port, agent_port=release.agent_port,
         verify_key=key_file, verify_mode=_verify_mode(verify_key),
     ), encoding="utf-8")
     return playbook
@@ -132,24 +164,32 @@ def copy_static_files(workdir: Path) -> None:
 
 
 def run_playbook(
-    playbook: Path, inventory: str | Path, limit: str | None = None, log: Path | None = None,
-    extra_vars: dict[str, Any] | None = None,
+    playbook: Path, inventory: str | Path, limit: str | Sequence[str] | None = None, log: Path | None = None,
+    extra_vars: dict[str, Any] | None = None, pass_fds: Sequence[int] = (),
 ) -> tuple[int, dict[str, Any]]:
-    """Run ansible-playbook; returns its exit code and, per host, what the results callback wrote."""
-    source = str(Path(inventory).resolve()) if Path(inventory).exists() else str(inventory)
-    command = [tool("ansible-playbook"), "-i", source, str(playbook)]
-    if limit:
+    """Run ansible-playbook; returns its exit code and, per host, what the results callback wrote.
+
+    `limit` is a pattern, or a list of host names (passed in a file: names need no quoting).
+    """
+    command = [tool("ansible-playbook"), "-i", fleet_id(inventory), str(playbook)]
+    if isinstance(limit, str):
         command += ["--limit", limit]
+    elif limit is not None:
+        hosts_file = playbook.parent / "wave-hosts"
+        hosts_file.write_text("".join(f"{host}\n" for host in limit), encoding="utf-8")
+        command += ["--limit", f"@{hosts_file}"]
     if extra_vars:
         command += ["--extra-vars", json.dumps(extra_vars)]
     results = playbook.parent / "results.json"
+    results.unlink(missing_ok=True)
     env = {**_ansible_env(), "MLPACK_ROLLOUT_RESULTS": str(results)}
     if log is None:
-        returncode = subprocess.run(command, env=env, cwd=playbook.parent, stdin=subprocess.DEVNULL).returncode
+        returncode = subprocess.run(command, env=env, cwd=playbook.parent, stdin=subprocess.DEVNULL,
+                                    pass_fds=pass_fds).returncode
     else:
         with open(log, "ab") as out:
             returncode = subprocess.run(command, env=env, cwd=playbook.parent, stdin=subprocess.DEVNULL,
-                                        stdout=out, stderr=subprocess.STDOUT).returncode
+                                        stdout=out, stderr=subprocess.STDOUT, pass_fds=pass_fds).returncode
     hosts = json.loads(results.read_text(encoding="utf-8"))["hosts"] if results.is_file() else {}
     return returncode, hosts
 
@@ -173,36 +213,150 @@ def inventory_hosts(inventory: str | Path, limit: str | None = None) -> dict[str
 
 
 def run_rollout(
-    artifact: Path,
+    artifact: Path | None,
     inventory: str | Path,
     *,
     limit: str | None = None,
     waves: Sequence[int | str] = DEFAULT_WAVES,
     health_timeout_s: float = 60.0,
+    confirm_timeout_s: float | None = None,
+    max_unreachable: UnreachableBudget = UnreachableBudget(),
+    resume: bool = False,
     log: Path | None = None,
     keep_workdir: bool = False,
+    echo: Callable[[str], None] | None = None,
     key: Path | None = None,
 ) -> RolloutResult:
-    """Run the rollout; returns what happened on every device (never raises on a failed wave).
+    """Run the rollout wave by wave; returns what happened on every device (never raises on a
+    failed wave). With `resume`, continue the fleet's last unfinished rollout from its first
+    unfinished wave, with its waves and options (`artifact` may then be None: the state names it).
 
     With `key` (or $MLPACK_VERIFY_KEY) the artifact's signature must verify here, and
-    again on every device before it switches."""
+    again on every device before it switches (a resume reuses the key file it was given)."""
+    say = echo or (lambda _: None)
+    folder = fleet_dir(inventory)
+    if resume:
+        earlier = _resumable(RolloutState.load(folder), inventory, artifact)
+        artifact = Path(earlier.artifact)
+        key = key or (Path(earlier.options["key"]) if earlier.options.get("key") else None)
+    elif artifact is None:
+        raise InputError("no artifact given", "pass the artifact folder: mlpack rollout ARTIFACT --fleet FLEET")
     verify_key = key_from(key, VERIFY_KEY_ENV)
     release = read_release(artifact, key)
+    with FleetLock(inventory, str(release.artifact)) as lock:
+        if resume:  # read again: the last holder may have changed it meanwhile
+            state = _resumable(RolloutState.load(folder), inventory, artifact)
+            if state.version != release.version:
+                raise InputError(f"the artifact is {release.version}, the rollout to resume is {state.version}",
+                                 f"resume without an artifact, or roll {release.version} out anew")
+            state.status, state.reason, state.pid = "running", "", os.getpid()
+            say(f"resuming the rollout of {state.version} at wave {state.finished_waves + 1} of {len(state.waves)}")
+        else:
+            state = _plan(release, inventory, limit, waves, say, {
+                "health_timeout_s": health_timeout_s,
+                "confirm_timeout_s": confirm_timeout_s or default_confirm_timeout(health_timeout_s),
+                "max_unreachable": str(max_unreachable), "limit": limit, "waves": [str(w) for w in waves],
+                "key": str(verify_key.path) if verify_key is not None and verify_key.path else None})
+        return _run_waves(state, folder, release, verify_key, inventory, lock.fd, log, keep_workdir, say)
+
+
+def _plan(release: Release, inventory: str | Path, limit: str | None, waves: Sequence[int | str],
+          say: Callable[[str], None], options: dict[str, Any]) -> RolloutState:
+    """A new rollout's state: the fleet's hosts in waves, and the options it runs with."""
+    check_waves(waves)
     hosts = list(inventory_hosts(inventory, limit))
     if not hosts:
         raise InputError(f"the fleet {inventory} has no hosts{' matching ' + limit if limit else ''}",
                          "add devices to the inventory")
+    previous = RolloutState.load(fleet_dir(inventory))
+    if previous is not None and previous.status != "finished":
+        say(f"note: the unfinished rollout of {previous.version} to this fleet "
+            f"({previous.status}: {previous.reason or 'no reason recorded'}) is replaced by this one")
+    return RolloutState(fleet=fleet_id(inventory), artifact=str(release.artifact), version=release.version,
+                        waves=plan_waves(hosts, waves), options=options)
+
+
+def _run_waves(state: RolloutState, folder: Path, release: Release, verify_key: Key | None,
+               inventory: str | Path, lock_fd: int, log: Path | None, keep_workdir: bool,
+               say: Callable[[str], None]) -> RolloutResult:
+    """The waves from the first unfinished one; the state is saved before and after each."""
+    options = state.options
+    budget = UnreachableBudget.parse(options["max_unreachable"])
+    state.save(folder)
     workdir = Path(tempfile.mkdtemp(prefix=f"mlpack-rollout-{release.name}-"))
+    result = RolloutResult(release, 0, state.hosts, state.devices, workdir if keep_workdir else None,
+                           state.waves, state.finished_waves, state_dir=folder)
     try:
-        playbook = prepare(release, workdir, waves=waves, health_timeout_s=health_timeout_s,
-                           verify_key=verify_key)
-        returncode, per_host = run_playbook(playbook, inventory, limit, log)
-        devices = _device_records(per_host)
-        return RolloutResult(release, returncode, hosts, devices, workdir if keep_workdir else None)
+        playbook = prepare(release, workdir, health_timeout_s=options["health_timeout_s"],
+                           confirm_timeout_s=options["confirm_timeout_s"], verify_key=verify_key)
+        for number in range(state.finished_waves, len(state.waves)):
+            wave = state.waves[number]
+            say(f"wave {number + 1} of {len(state.waves)}: {len(wave)} device{'s' * (len(wave) != 1)}")
+            # The fleet lock goes to ansible-playbook too: a wave outliving mlpack keeps it.
+            result.returncode, per_host = run_playbook(playbook, inventory, wave, log, pass_fds=[lock_fd])
+            if result.returncode not in (0, 2, 4) and not per_host:
+                raise MlpackError(f"ansible-playbook failed in wave {number + 1} (exit {result.returncode})"
+                                  f"{_log_tail(log)}", "run it again with the same inventory to see why")
+            records = _device_records(per_host)
+            for host in wave:  # a device of this wave with no record was not reached at all
+                state.devices[host] = records.get(host) or {"host": host, "status": "unreachable"}
+            stop = _stop_reason(state, wave, budget)
+            if stop:
+                state.status, state.reason = "stopped", f"wave {number + 1} of {len(state.waves)}: {stop}"
+                break
+            state.finished_waves = number + 1
+            state.save(folder)
+        else:
+            state.status = "finished"
+    except KeyboardInterrupt:
+        state.status = "interrupted"
+        state.reason = f"interrupted in wave {state.finished_waves + 1} of {len(state.waves)}"
+        raise
     finally:
+        if state.status == "running":  # an error: resumable like an interruption
+            state.status, state.reason = "interrupted", f"stopped by an error in wave {state.finished_waves + 1}"
+        state.save(folder)
+        result.finished_waves, result.reason, result.devices = state.finished_waves, state.reason, state.devices
         if not keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _resumable(state: RolloutState | None, inventory: str | Path, artifact: Path | None) -> RolloutState:
+    if state is None:
+        raise InputError(f"no rollout to {inventory} to resume", "start one: mlpack rollout ARTIFACT --fleet FLEET")
+    if state.status == "finished":
+        raise InputError(f"the last rollout to {inventory} ({state.version}) finished at {state.updated_at:%Y-%m-%d %H:%M}",
+                         "nothing to resume; roll out a new artifact instead")
+    if artifact is not None and Path(artifact).resolve() != Path(state.artifact):
+        try:
+            same = read_release(Path(artifact)).version == state.version
+        except MlpackError:
+            same = False
+        if not same:
+            raise InputError(f"the rollout to resume is {state.version} from {state.artifact}, not {artifact}",
+                             "resume without an artifact, or roll this one out anew (without --resume)")
+    return state
+
+
+def _stop_reason(state: RolloutState, wave: list[str], budget: UnreachableBudget) -> str:
+    """Why the rollout stops after this wave ('' to go on)."""
+    failed = [h for h in wave if state.devices[h].get("status") in FAILED]
+    unreachable = [h for h in wave if state.devices[h].get("status") == "unreachable"]
+    reasons = []
+    if failed:
+        reasons.append(f"{', '.join(failed)} failed")
+    if len(unreachable) > budget.allowed(len(wave)):
+        reasons.append(f"{', '.join(unreachable)} unreachable ({len(unreachable)} of {len(wave)}, "
+                       f"--max-unreachable {budget})")
+    return "; ".join(reasons)
+
+
+def _log_tail(log: Path | None) -> str:
+    if log is None or not log.is_file():
+        return ""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return f": {lines[-1].strip()}" if lines else ""
 
 
 def _device_records(per_host: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -241,20 +395,3 @@ def _hosts_in_order(data: dict[str, Any], group: str, seen: set[str] | None = No
     for child in node.get("children", []):
         found += _hosts_in_order(data, child, seen)
     return found
-
-
-def _check_waves(waves: Sequence[int | str]) -> None:
-    if not waves:
-        raise InputError("--waves is empty", "give wave sizes such as 1,10%,50%,100%")
-    for wave in waves:
-        text = str(wave)
-        number = text[:-1] if text.endswith("%") else text
-        if not number.isdigit() or int(number) < 1 or (text.endswith("%") and int(number) > 100):
-            raise InputError(f"invalid wave size {text!r}", "use a device count (1) or a share (10%), e.g. 1,10%,50%,100%")
-
-
-def parse_waves(text: str) -> list[int | str]:
-    waves: list[int | str] = [w.strip() if w.strip().endswith("%") else int(w) if w.strip().isdigit() else w.strip()
-                              for w in text.split(",") if w.strip()]
-    _check_waves(waves)
-    return waves

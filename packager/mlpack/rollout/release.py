@@ -92,6 +92,16 @@ def write_bundle(release: Release, dest: Path) -> Path:
     return dest
 
 
+def unpacked_size(bundle: Path, block: int = 4096) -> int:
+    """Disk a bundle takes once unpacked: each file rounded up to whole blocks, plus a block
+    per folder (the device's disk check compares this with its free space)."""
+    total = 0
+    with tarfile.open(bundle) as tar:
+        for member in tar:
+            total += -(-member.size // block) * block if member.isfile() else block
+    return total
+
+
 def _agent_port(artifact: Path) -> int:
     try:
         config = json.loads((artifact / "agent" / "agent.json").read_text(encoding="utf-8"))

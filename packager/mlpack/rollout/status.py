@@ -13,9 +13,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, MlpackError
+
+if TYPE_CHECKING:
+    from .state import RolloutState
 
 REQUESTS = "mlpack_inference_requests_total"
 ERRORS = "mlpack_inference_errors_total"
@@ -115,3 +118,15 @@ def format_status(devices: list[DeviceStatus]) -> str:
         versions[d.version or "unknown"] = versions.get(d.version or "unknown", 0) + 1
     lines.append(f"{len(devices)} devices: " + ", ".join(f"{n} on {v}" for v, n in sorted(versions.items())))
     return "\n".join(lines)
+
+
+def format_last_rollout(state: "RolloutState") -> str:
+    """The fleet's last rollout from its state file: how far it got, and who it left behind."""
+    line = (f"last rollout: {state.version}, {state.status} ({state.finished_waves} of {len(state.waves)} waves"
+            f"{', ' + state.reason if state.reason else ''}), updated {state.updated_at:%Y-%m-%d %H:%M} UTC")
+    unreachable = [h for h, record in state.devices.items() if record.get("status") == "unreachable"]
+    if unreachable:
+        line += f"\n  unreachable in that rollout: {', '.join(unreachable)}"
+    if state.status in ("stopped", "interrupted"):
+        line += f"\n  continue with: mlpack rollout --resume --fleet {state.fleet}"
+    return line

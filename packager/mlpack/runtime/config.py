@@ -8,12 +8,15 @@ gate and time each variant, so what was measured is what is served.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .limits import RequestLimits
 from .validation import outputs_to_json, parse_inputs
+
+if TYPE_CHECKING:
+    from pathlib import Path  # annotations only: serving does not import pathlib at init
 
 _GRAPH_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -25,6 +28,8 @@ _GRAPH_LEVELS = {
 # failure is logged at ERROR, then raised). The exception carries the message, so only
 # FATAL is left to the native log.
 _NATIVE_LOG_SEVERITY = 4
+# Where a model given as bytes finds its external data files (a file finds them beside it).
+_EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"
 
 
 def session_options(settings: Mapping[str, Any]):
@@ -53,16 +58,21 @@ def serving_providers(settings: Mapping[str, Any]) -> list[str]:
     return [p for p in settings.get("execution_providers", []) if p in available] or ["CPUExecutionProvider"]
 
 
-def open_session(model: str | Path | bytes, settings: Mapping[str, Any], providers: Sequence[str] | None = None):
+def open_session(model: str | Path | bytes, settings: Mapping[str, Any], providers: Sequence[str] | None = None,
+                 external_data_folder: str | Path | None = None):
     """An onnxruntime session for a model file (or serialized model) with these settings.
 
     `providers` defaults to `serving_providers(settings)`; the optimizer passes its own
-    (the CPU provider to gate, the target's providers to time)."""
+    (the CPU provider to gate, the target's providers to time). A serialized model whose
+    weights are external data reads them from `external_data_folder`."""
     import onnxruntime as ort
 
     source = model if isinstance(model, bytes) else str(model)
     chosen = list(providers) if providers else serving_providers(settings)
-    return ort.InferenceSession(source, sess_options=session_options(settings), providers=chosen)
+    options = session_options(settings)
+    if external_data_folder is not None and isinstance(model, bytes):
+        options.add_session_config_entry(_EXTERNAL_DATA_FOLDER, str(external_data_folder))
+    return ort.InferenceSession(source, sess_options=options, providers=chosen)
 
 
 @dataclass(frozen=True)
@@ -81,13 +91,14 @@ class RuntimeConfig:
     def outputs_to_json(self, values: list) -> dict[str, Any]:
         return outputs_to_json(values, self.outputs)
 
-    def open_session(self, folder: Path):
+    def open_session(self, folder: Path | str):
         """Create the onnxruntime session with the target's providers and options."""
-        return open_session(Path(folder) / self.model_file, self.session)
+        return open_session(os.path.join(folder, self.model_file), self.session)
 
 
 def load_runtime(path: Path | str) -> RuntimeConfig:
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    with open(path, encoding="utf-8") as file:
+        raw = json.load(file)
     return RuntimeConfig(
         model_file=raw["model_file"],
         inputs=raw["inputs"],

@@ -80,7 +80,7 @@ class RequestLimits:
         a non-finite number. `arrays` already fit the signature (validation.parse_inputs)."""
         for spec in specs:
             array = arrays.get(spec["name"])
-            if array is None:
+            if not isinstance(array, np.ndarray):  # left out (optional), or a map or sequence input
                 continue
             self._check_rows(spec, array)
             if not self.allow_non_finite:

@@ -9,9 +9,9 @@ to these calls and a `RequestError` to HTTP 400.
 
 from __future__ import annotations
 
+import os
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,23 +21,35 @@ from .processing import Processing, ServedSignature, load_processing
 from .telemetry import InferenceReporter
 from .validation import RequestError, outputs_to_json, parse_inputs
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 RUNTIME_JSON = "runtime.json"
 
 
 class ServedModel:
     def __init__(self, folder: Path | str) -> None:
-        self.folder = Path(folder)
-        self.config: RuntimeConfig = load_runtime(self.folder / RUNTIME_JSON)
-        self.session = self.config.open_session(self.folder)
+        # A str, not a Path: pathlib is not imported at init (a Lambda cold start would pay
+        # ~5 ms for it; benchmarks/lambda_cold_start.py measures it).
+        self._folder = os.fspath(folder)
+        self.config: RuntimeConfig = load_runtime(os.path.join(self._folder, RUNTIME_JSON))
+        self.session = self.config.open_session(self._folder)
         self.reporter = InferenceReporter(self.config.labels, self.config.outputs)
         self.processing: Processing = load_processing(
-            self.config.processing, self.folder, self.config.inputs, self.config.outputs)
+            self.config.processing, self._folder, self.config.inputs, self.config.outputs)
 
     @property
     def signature(self) -> ServedSignature:
         """What the service takes and answers, after processing (text, an image, class names):
         /predict checks requests against it, the v2 protocol's metadata lists it."""
         return self.processing.signature
+
+    @property
+    def folder(self) -> Path:
+        """The app folder (runtime.json, the model and what the build bundled beside them)."""
+        from pathlib import Path
+
+        return Path(self._folder)
 
     @property
     def name(self) -> str:

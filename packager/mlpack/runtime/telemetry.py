@@ -6,6 +6,7 @@ the request path; without it (a bare local run) reporting is a no-op.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -23,6 +24,10 @@ class _NoTelemetry:
 
 
 def telemetry_client(labels: dict[str, str]) -> Any:
+    # Turned off (a Lambda zip deployed without the agent's layer): the client and its
+    # socket module are not even imported, which a cold start would pay for.
+    if os.environ.get("MLPACK_AGENT_DISABLED", "") in ("1", "true", "yes"):
+        return _NoTelemetry()
     try:
         from mlpack_agent.client import EventClient
     except ImportError:
@@ -34,18 +39,20 @@ class InferenceReporter:
     """Turns one request's timings and values into the agent's inference event."""
 
     def __init__(self, labels: dict[str, str], outputs: list[dict[str, Any]]) -> None:
+        self.labels = labels
         self.client = telemetry_client(labels)
-        # A 1-D integer output is a predicted class; a float matrix output is an embedding.
+        # A 1-D integer or string output is a predicted class; a float matrix output is an embedding.
         self._label_index = next(
             (i for i, o in enumerate(outputs)
-             if o["dtype"].startswith("int") and o["shape"] is not None and len(o["shape"]) == 1),
+             if (o["dtype"].startswith("int") or o["dtype"] == "object")
+             and o["shape"] is not None and len(o["shape"]) == 1),
             None,
         )
 
     def success(self, started: float, model_started: float, arrays: dict, values: list) -> None:
         done = time.perf_counter()
         first = next(iter(arrays.values()), None)
-        batch = int(first.shape[0]) if first is not None and first.ndim else 1
+        batch = int(first.shape[0]) if isinstance(first, np.ndarray) and first.ndim else 1
         predicted = output_norm = None
         if self._label_index is not None:
             predicted = np.asarray(values[self._label_index]).ravel()[:256].tolist()
@@ -55,7 +62,7 @@ class InferenceReporter:
             model_ms=(done - model_started) * 1e3,
             total_ms=(done - started) * 1e3,
             batch_size=batch,
-            input_bytes=sum(a.nbytes for a in arrays.values()),
+            input_bytes=sum(getattr(a, "nbytes", 0) for a in arrays.values()),  # maps and sequences: 0
             ok=True,
             predicted=predicted,
             output_norm=output_norm,
@@ -67,6 +74,17 @@ class InferenceReporter:
             self.client.flush(timeout_s=timeout_s)
         except Exception:  # telemetry never fails a request
             pass
+
+    def reconnect(self) -> None:
+        """A new client (and socket) in place of the current one: after a SnapStart
+        restore, each copy of the environment sends from a socket of its own."""
+        old, self.client = self.client, telemetry_client(self.labels)
+        close = getattr(old, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # telemetry never fails a request
+                pass
 
     def failure(self, started: float, error_kind: str) -> None:
         self.client.inference(

@@ -17,7 +17,7 @@ _ACCEPTED_KINDS = {
     "u": "ub",
     "b": "b",
     "U": "U",
-    "O": "OU",
+    "O": "OUS",  # string tensors: JSON strings, or bytes from an .npz (decoded as UTF-8)
 }
 
 
@@ -31,8 +31,18 @@ def _shape_text(shape: list | None) -> str:
     return "[" + ", ".join(str(d) if isinstance(d, int) else "?" for d in shape) + "]"
 
 
+def _type_text(dtype: str) -> str:
+    return "string" if dtype == "object" else dtype
+
+
 def _expected(spec: Mapping[str, Any]) -> str:
-    return f"{spec['dtype']} {_shape_text(spec['shape'])}"
+    if not _is_tensor(spec):
+        return _type_text(spec["dtype"])
+    return f"{_type_text(spec['dtype'])} {_shape_text(spec['shape'])}"
+
+
+def _is_tensor(spec: Mapping[str, Any]) -> bool:
+    return not spec["dtype"].startswith(("seq(", "map("))
 
 
 def parse_inputs(payload: Any, specs: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -51,9 +61,12 @@ def parse_inputs(payload: Any, specs: list[Mapping[str, Any]]) -> dict[str, np.n
     arrays: dict[str, np.ndarray] = {}
     for spec in specs:
         name = spec["name"]
-        if name not in payload:
+        if payload.get(name) is None:
+            if spec.get("optional"):  # left out (or null): the model's default, or no value
+                continue
             raise RequestError(f"missing input {name!r}: expected {_expected(spec)}")
-        arrays[name] = _to_array(name, payload[name], spec)
+        value = payload[name]
+        arrays[name] = _to_array(name, value, spec) if _is_tensor(spec) else _to_value(name, value, spec)
     return arrays
 
 
@@ -67,7 +80,7 @@ def _to_array(name: str, value: Any, spec: Mapping[str, Any]) -> np.ndarray:
         ) from None
     if array.dtype.kind not in _ACCEPTED_KINDS.get(dtype.kind, dtype.kind):
         raise RequestError(
-            f"input {name!r} has values of type {array.dtype.name}: expected {_expected(spec)}"
+            f"input {name!r} has values of type {_kind_text(array)}: expected {_expected(spec)}"
         )
     shape = spec["shape"]
     if shape is not None:
@@ -77,7 +90,66 @@ def _to_array(name: str, value: Any, spec: Mapping[str, Any]) -> np.ndarray:
             raise RequestError(
                 f"input {name!r} has shape {list(array.shape)}: expected {_expected(spec)}"
             )
+    if dtype.kind == "O":
+        return _strings(name, array, spec)
     return array.astype(dtype, copy=False)
+
+
+def _kind_text(array: np.ndarray) -> str:
+    return "string" if array.dtype.kind in "US" else array.dtype.name
+
+
+def _strings(name: str, array: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """A string tensor as onnxruntime takes it: an object array of str.
+
+    onnxruntime would feed bytes as their repr ("b'...'"), so bytes (an .npz's, the Open
+    Inference Protocol's BYTES) are decoded as UTF-8; an input of files (`"content":
+    "file"`: encoded images for the artifact's processing) keeps its bytes."""
+    values = array.astype(object)
+    files = spec.get("content") == "file"
+    flat = values.reshape(-1)  # a view: decoded values are written through
+    for row, value in enumerate(flat):
+        if isinstance(value, bytes) and not files:
+            try:
+                flat[row] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RequestError(f"input {name!r} row {row} is not UTF-8 text") from None
+        elif not isinstance(value, (str, bytes)):
+            raise RequestError(f"input {name!r} mixes strings with other values: expected {_expected(spec)}")
+    return values
+
+
+# ONNX map keys and values, as JSON carries them (keys are always strings there).
+_SCALARS = {"int64": int, "int32": int, "string": str, "float": float, "double": float}
+
+
+def _to_value(name: str, value: Any, spec: Mapping[str, Any]) -> Any:
+    """A seq(...) or map(...) input from JSON: lists and objects with the declared types."""
+    try:
+        return _convert(value, spec["dtype"])
+    except (TypeError, ValueError, KeyError):
+        raise RequestError(f"input {name!r} does not fit {_expected(spec)}") from None
+
+
+def _convert(value: Any, type_text: str) -> Any:
+    if type_text.startswith("seq("):
+        if not isinstance(value, list):
+            raise TypeError("not a list")
+        inner = type_text[4:-1]
+        return [_convert(v, inner) for v in value]
+    if type_text.startswith("map("):
+        if not isinstance(value, Mapping):
+            raise TypeError("not an object")
+        key_type, _, value_type = type_text[4:-1].partition(",")
+        scalar = _SCALARS[value_type.removeprefix("tensor(").removesuffix(")")]
+        return {_SCALARS[key_type](k): scalar(v) for k, v in value.items()}
+    if type_text.startswith("tensor("):  # a tensor inside a sequence
+        return np.asarray(value, dtype=_TENSOR_DTYPES[type_text[7:-1]])
+    raise TypeError(type_text)
+
+
+_TENSOR_DTYPES = {"float": np.float32, "double": np.float64, "int64": np.int64, "int32": np.int32,
+                  "string": object, "bool": np.bool_, "float16": np.float16, "uint8": np.uint8, "int8": np.int8}
 
 
 def outputs_to_json(values: list, specs: list[Mapping[str, Any]]) -> dict[str, Any]:

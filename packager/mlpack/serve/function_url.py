@@ -129,7 +129,7 @@ class FunctionUrlFront:
         if self.api.init_error is not None:
             return 503, {"content-type": "application/json"}, json.dumps(
                 {"status": "init failed", "error": self.api.init_error}).encode()
-        if not self.api.ready.is_set():
+        if self.api.first_request_at is None:  # the runtime has not asked for an event yet: still in init
             return 503, {"content-type": "application/json"}, b'{"status": "starting"}'
         return 200, {"content-type": "application/json"}, b'{"status": "ready"}'
 

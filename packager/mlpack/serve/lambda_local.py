@@ -3,10 +3,11 @@
 
 What runs is what ships, where this machine allows it: `lambda/function.zip` unpacked
 into a read-only task folder (as /var/task is), run by an interpreter of the function's
-Python version, with awslambdaric for that version beside it (as /var/runtime is; fetched
-once into mlpack's cache by uv, like the build fetches the zip's wheels). Without such an
-interpreter, or for another CPU architecture, the handler runs from `lambda/app` with this
-Python and its onnxruntime, and `mlpack serve` says so.
+Python version and architecture (`lambda_measure.find_python`: MLPACK_LAMBDA_PYTHON, e.g.
+an aarch64 one under qemu, PATH, pyenv), with awslambdaric for it beside the task (as
+/var/runtime is; fetched once into mlpack's cache, as the build fetches it to measure the
+cold start). Without such an interpreter the handler runs from `lambda/app` with this
+Python and its onnxruntime (awslambdaric from the `aws` extra), and `mlpack serve` says so.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import stat
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -26,15 +25,14 @@ from ..demo import cache_dir
 from ..extras import require_module
 from ..facts import lambda_facts
 from ..lambda_emulator import RuntimeAPI
+from ..lambda_measure import (
+    RUNTIME_CLIENT, Interpreter, find_python, install_runtime_client, make_writable, unpack_read_only,
+)
 from ..render import RenderContext
-from ..steps.lambda_zip import APP, find_python
-from ..uv import install_for_platform
+from ..steps.lambda_zip import APP
 from . import ServeOptions, wait_until
 from .function_url import FunctionUrlFront
 from .processes import Processes
-
-RUNTIME_CLIENT = "awslambdaric"
-
 
 def start_lambda(artifact: Artifact, options: ServeOptions, work: Path, socket_path: str, processes: Processes,
                  cleanup: list[Callable[[], None]], stop) -> str:
@@ -62,8 +60,8 @@ def start_lambda(artifact: Artifact, options: ServeOptions, work: Path, socket_p
                     env=env, cwd=task)
     front = FunctionUrlFront(api, options.host, options.port).start()
     cleanup.append(front.close)
-    wait_until(lambda: api.ready.is_set() or api.init_error is not None, options.ready_timeout_s, processes, stop,
-               "the handler's init")
+    wait_until(lambda: api.first_request_at is not None, options.ready_timeout_s, processes, stop,
+               "the handler's init")  # its first request to the Runtime API ends init (or reports its error)
     if api.init_error is not None:
         from ..errors import MlpackError
 
@@ -78,33 +76,16 @@ def _function_python(artifact: Artifact, work: Path) -> tuple[str, Path, Path | 
     """(interpreter, task folder, runtime folder or None, what runs, in words)."""
     m = artifact.manifest
     version, arch = m.target.platform.python_version, m.target.platform.arch
-    python = find_python(version)
-    if python is not None and arch == platform.machine():
-        task = _unpack(artifact.root / m.lambda_.zip, work / "task")
-        runtime_dir = None if _imports(python, RUNTIME_CLIENT) else _runtime_client(python, version, m)
-        return python, task, runtime_dir, f"{m.lambda_.zip} as it ships, on python{version} ({python})"
+    python = find_python(version, arch)
+    if python is not None:
+        task = unpack_read_only(artifact.root / m.lambda_.zip, work / "task")
+        runtime_dir = None if _imports(python.path, RUNTIME_CLIENT) else _runtime_client(python, m)
+        under = f"python{version} ({python.path}{', under qemu' if python.emulated else ''})"
+        return python.path, task, runtime_dir, f"{m.lambda_.zip} as it ships, on {under}"
     require_module(RUNTIME_CLIENT, RUNTIME_CLIENT, "aws", "`mlpack serve` for a Lambda artifact")
-    why = (f"no Python {version} on this machine (set MLPACK_LAMBDA_PYTHON)" if python is None
-           else f"the function is {arch}, this machine {platform.machine()}")
     return (sys.executable, artifact.root / APP, None,
-            f"{APP} with this Python {platform.python_version()} and its onnxruntime: {why}")
-
-
-def _unpack(zip_path: Path, task: Path) -> Path:
-    """The function's zip unpacked and made read-only, as Lambda's /var/task is."""
-    with zipfile.ZipFile(zip_path) as archive:
-        archive.extractall(task)
-    for path in [task, *task.rglob("*")]:
-        mode = path.stat().st_mode
-        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-    return task
-
-
-def make_writable(folder: Path) -> None:
-    """Undo _unpack's read-only modes, so that the work folder can be removed."""
-    for path in [folder, *folder.rglob("*")]:
-        if not path.is_symlink():
-            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+            f"{APP} with this Python {platform.python_version()} and its onnxruntime: no {arch} Python {version} "
+            "on this machine (set MLPACK_LAMBDA_PYTHON)")
 
 
 def _imports(python: str, module: str) -> bool:
@@ -112,15 +93,14 @@ def _imports(python: str, module: str) -> bool:
     return probe.returncode == 0
 
 
-def _runtime_client(python: str, version: str, manifest) -> Path:
-    """awslambdaric for the function's Python, in mlpack's cache (installed once, by uv)."""
-    platform_tag = manifest.target.platform.python_platform
+def _runtime_client(python: Interpreter, manifest) -> Path:
+    """awslambdaric for the function's Python and platform, in mlpack's cache (fetched once)."""
+    version, platform_tag = manifest.target.platform.python_version, manifest.target.platform.python_platform
     folder = cache_dir() / "lambda-runtime" / f"python{version}-{platform_tag}"
     if not (folder / RUNTIME_CLIENT).is_dir():
         staging = folder.with_name(folder.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
-        install_for_platform(staging, python_platform=platform_tag, python_version=version,
-                             packages=[RUNTIME_CLIENT], what=f"fetching {RUNTIME_CLIENT} for python{version}")
+        install_runtime_client(staging, platform_tag, version, python)
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
     return folder

@@ -22,6 +22,7 @@ class StepOptions:
     """What the user asked of the steps (`mlpack build` options)."""
 
     max_cold_start: float | None = None
+    snapstart: bool = False  # Lambda: the IaC turns SnapStart on (recorded in the manifest's lambda section)
 
 
 @dataclass

@@ -108,7 +108,7 @@ def _build_in_this_process(spec: dict) -> None:
         version=spec["version"],
         labels=spec["labels"],
         build_ctx=spec["context"],
-        include=["*.py", "*.json", "*.onnx", "mlpack_runtime/*.py", "mlpack_runtime/processing/*.py",
+        include=["*.py", "*.json", "*.onnx", "*.onnx.data", "mlpack_runtime/*.py", "mlpack_runtime/processing/*.py",
                  "mlpack_agent/*.py", "processing/*"],
         python={
             "packages": spec["packages"],

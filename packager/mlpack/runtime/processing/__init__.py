@@ -14,10 +14,12 @@ so an artifact without processing imports neither and does not ship them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 Spec = Mapping[str, Any]  # a tensor spec as runtime.json holds it: name, dtype, shape
 Arrays = dict[str, Any]
@@ -67,6 +69,8 @@ def load_processing(config: Mapping[str, Any] | None, folder: Path | str, model_
     names = [o["name"] for o in model_outputs]
     if not config:
         return Processing(ServedSignature(list(model_inputs), list(model_outputs)), names)
+    from pathlib import Path  # only with processing: a plain artifact's cold start skips it
+
     folder = Path(folder)
     signature = ServedSignature(list(config["inputs"]), list(config["outputs"]))
     processing = Processing(signature, names)

@@ -11,16 +11,19 @@ The session is created at init, so it counts once, in the cold start.
 
 from __future__ import annotations
 
-import base64
 import json
+import os
 import time
-from pathlib import Path
 from typing import Any
 
 from mlpack_runtime import RequestError, ServedModel
+from mlpack_runtime.snapstart import register_hooks
 
 # Created at init, so the session counts once, in the cold start.
-MODEL = ServedModel(Path(__file__).resolve().parent)
+MODEL = ServedModel(os.path.dirname(os.path.realpath(__file__)))
+# With SnapStart on (iac/), Lambda runs these around its snapshot: warm the session
+# before it, make seeds and the telemetry socket new after each restore. Otherwise inert.
+register_hooks(MODEL)
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
@@ -74,10 +77,16 @@ def _body_size(event: dict[str, Any]) -> int:
 
 def _body_bytes(event: dict[str, Any]) -> bytes:
     body = event.get("body") or ""
-    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+    if event.get("isBase64Encoded"):
+        import base64  # only base64 bodies need it: not imported at init
+
+        return base64.b64decode(body)
+    return body.encode("utf-8")
 
 
 def _open_inference_protocol(event: dict[str, Any]) -> dict[str, Any]:
+    import base64
+
     from mlpack_runtime import protocol_v2  # on the first /v2 request: not part of every cold start
 
     reply = protocol_v2.handle(MODEL, _method(event), _path(event), event.get("headers") or {}, _body_bytes(event))

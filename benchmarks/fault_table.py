@@ -1,0 +1,99 @@
+"""The fault table of docs/reliability.md, from what the fault tests measured.
+
+    python -m benchmarks.fault_table --run     # run the fault tests, then write the table
+    python -m benchmarks.fault_table           # write the table from the last results (build/faults/)
+    python -m benchmarks.fault_table --check   # also fail if a fault has no result, or lost something
+
+Each fault test (tests/faults.py lists them all) records, once its assertions pass, how it
+injected the fault, the line the user saw and the loss it counted. This script writes one
+row per fault between the markers in docs/reliability.md; a fault with no result says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tests.faults import FAULTS, FaultResult, read_results
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "reliability.md"
+START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
+FAULT_TESTS = ["tests/test_rollout_fleet.py", "tests/test_rollout_guard.py", "tests/test_agent_delivery.py"]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def table(results: dict[str, FaultResult]) -> str:
+    rows = ["| fault | how the test injects it | what the user sees | lost (expected 0) | test |",
+            "|---|---|---|---|---|"]
+    for fault in FAULTS:
+        result = results.get(fault.id)
+        if result is None:
+            rows.append(f"| {_cell(fault.title)} | no result: the test did not run or did not pass | | | |")
+            continue
+        test = result.test.split("::")
+        rows.append(
+            f"| {_cell(fault.title)} | {_cell(result.injected)} | {_cell(result.user_sees)} | "
+            f"**{_amount(result.lost)}** {fault.loss_unit}; {_cell(result.detail)} | "
+            f"`{test[0]}`<br>`{test[-1]}` |"
+        )
+    times = [r.at for r in results.values()]
+    when = (datetime.fromtimestamp(min(times), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            if times else "never")
+    rows.append("")
+    rows.append(f"{len(results)} of {len(FAULTS)} faults measured; results from {when} "
+                f"(`python -m benchmarks.fault_table --run`).")
+    return "\n".join(rows)
+
+
+def write(text: str, doc: Path = DOC) -> None:
+    current = doc.read_text(encoding="utf-8")
+    if START not in current or END not in current:
+        raise SystemExit(f"{doc} lacks the {START} ... {END} markers")
+    head, rest = current.split(START, 1)
+    _, tail = rest.split(END, 1)
+    doc.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
+
+
+def run_tests(results: Path) -> int:
+    env = {**os.environ, "MLPACK_FAULT_RESULTS": str(results)}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-ra", *FAULT_TESTS], cwd=REPO, env=env).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="store_true", help="run the fault tests first (several minutes)")
+    parser.add_argument("--check", action="store_true", help="fail if a fault has no result or lost something")
+    parser.add_argument("--results", type=Path, help="the results folder (default build/faults)")
+    args = parser.parse_args(argv)
+    folder = args.results
+    if args.run:
+        folder = folder or Path(tempfile.mkdtemp(prefix="mlpack-faults-"))
+        run_tests(folder)  # a failed test leaves its row empty, which --check reports
+    results = read_results(folder)
+    text = table(results)
+    write(text)
+    print(text)
+    missing = [f.id for f in FAULTS if f.id not in results]
+    lossy = [r.id for r in results.values() if r.lost]
+    if args.check and (missing or lossy):
+        print(f"fault_table: no result for {', '.join(missing) or '-'}; losses in {', '.join(lossy) or '-'}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

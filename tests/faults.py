@@ -1,0 +1,121 @@
+"""The fault catalogue, and what each fault test measured, for docs/reliability.md.
+
+Every fault mlpack promises to survive has an id here. The test that injects it calls
+`record_fault(...)` once its assertions have passed, with how it injected the fault, the
+line the user sees (taken from the real output: the CLI, `--status`, the agent's log) and
+the loss it counted. Results go to `build/faults/<id>.json` (or `$MLPACK_FAULT_RESULTS`);
+`python -m benchmarks.fault_table` turns the latest of them into the table in
+docs/reliability.md, and says which faults have no result yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Fault:
+    id: str
+    area: str  # "rollout" or "agent"
+    title: str
+    loss_unit: str  # what `lost` counts
+
+
+FAULTS = [
+    Fault("unreachable-in-wave", "rollout", "A device is unreachable in a later wave", "devices left broken"),
+    Fault("cut-off-before-gate", "rollout", "A device is cut off between the switch and its health gate",
+          "devices left on an unconfirmed version"),
+    Fault("reboot-during-switch", "rollout", "A device loses power during the switch", "devices on a half-written version"),
+    Fault("control-node-killed", "rollout", "The control node is killed mid-rollout (kill -9), then `--resume`",
+          "devices not updated after --resume"),
+    Fault("second-rollout", "rollout", "A second rollout to the same fleet while one runs", "rollouts started twice"),
+    Fault("disk-too-small", "rollout", "A device has too little disk for the new version", "devices changed"),
+    Fault("failed-health-gate", "rollout", "The new version fails its health gate on the canary", "devices left broken"),
+    Fault("service-crash", "systemd", "The service or the agent crashes", "units left stopped"),
+    Fault("collector-outage-60s", "agent", "The OTLP collector is down for 60 s under steady traffic", "data points"),
+    Fault("agent-kill-9", "agent", "The agent is killed (kill -9) while the collector is down", "data points"),
+    Fault("buffer-cap", "agent", "The disk buffer reaches its cap during an outage", "data points lost uncounted"),
+    Fault("disk-full", "agent", "The agent's disk fills up during an outage", "data points lost uncounted"),
+    Fault("corrupt-buffer-file", "agent", "A buffer file and a journal segment are corrupt at start",
+          "data points lost uncounted"),
+]
+BY_ID = {fault.id: fault for fault in FAULTS}
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("MLPACK_FAULT_RESULTS", REPO / "build" / "faults"))
+
+
+@dataclass(frozen=True)
+class FaultResult:
+    id: str
+    test: str  # pytest node id
+    injected: str  # how the test caused the fault
+    user_sees: str  # a line from the real output
+    lost: float  # measured, in the fault's loss_unit
+    detail: str  # what else was counted, e.g. "12,000 points sent, 12,000 received"
+    at: float  # when the test passed (Unix time)
+
+
+def record_fault(fault_id: str, test: str, injected: str, user_sees: str, lost: float, detail: str = "") -> None:
+    """Write the result of a fault test that passed (call it after the assertions)."""
+    if fault_id not in BY_ID:
+        raise KeyError(f"unknown fault {fault_id!r}: add it to tests/faults.py FAULTS")
+    folder = results_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    result = FaultResult(fault_id, test, _short(injected), _short(user_sees), lost, _short(detail), time.time())
+    (folder / f"{fault_id}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+
+
+_TMP = re.compile(r"/tmp/pytest-of-[^/]+/pytest-\d+/[^/\s]+")
+
+
+def _short(text: str) -> str:
+    """One line, with the test's temporary folders shortened to TMP."""
+    return _TMP.sub("TMP", " ".join(text.split()))
+
+
+def read_results(folder: Path | None = None) -> dict[str, FaultResult]:
+    folder = folder or results_dir()
+    found = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        data = json.loads(path.read_text())
+        if data.get("id") in BY_ID:
+            found[data["id"]] = FaultResult(**data)
+    return found
+
+
+def nodeid() -> str:
+    """The running test's node id (pytest sets PYTEST_CURRENT_TEST)."""
+    return os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+
+
+# -- injection helpers shared by the fault tests -----------------------------------------
+
+
+def can_mount_tmpfs() -> bool:
+    """Root can mount a small tmpfs: a disk that is full after a few KiB or MiB."""
+    return os.geteuid() == 0 and "tmpfs" in Path("/proc/filesystems").read_text()
+
+
+NEEDS_TMPFS = {"present": can_mount_tmpfs,
+               "hint": "run the tests as root (CI does): the test mounts a small tmpfs as a full disk"}
+
+
+def mount_tmpfs(path: Path, size_bytes: int) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)], check=True)
+
+
+def unmount(path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(path)], check=False)
