@@ -3,11 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: setup demo demo-all test test-fast golden clean
+.PHONY: setup demo demo-all test test-fast golden clean wheel
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml agent/pyproject.toml
+	bash .ci/setup.sh python
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip uv
 	$(PY) -m uv pip install --python $(PY) --quiet -e '.[test]' -e ./agent
@@ -22,11 +23,17 @@ demo-all: setup
 	  $(VENV)/bin/mlpack build --target $$target --out $(OUT) --force --quiet || exit 1; \
 	done
 
+# The same set-up CI runs (.ci/setup.sh: idempotent, seconds when all is there), then every test.
 test: setup
+	bash .ci/setup.sh tests
 	$(PY) -m pytest -ra
 
 test-fast: setup
 	$(PY) -m pytest -ra -m "not slow"
+
+# The wheel users install (`pip install dist/mlpack-*.whl`, see README.md).
+wheel: setup
+	$(PY) -m uv build --wheel --out-dir dist .
 
 golden: setup
 	MLPACK_UPDATE_GOLDEN=1 $(PY) -m pytest tests/test_golden.py

@@ -7,37 +7,33 @@ the `lambda-zip` step zips. `serving` changes the target's `[serving]` values, a
 `mlpack build --max-rows` and friends do.
 
 `BentoServer` serves a Bento with `bentoml serve`. `FunctionURL` runs a Lambda app's
-handler under awslambdaric against the Runtime API stand-in and fronts it with plain
-HTTP the way a Lambda Function URL does (payload format 2.0, binary bodies in base64), so
-HTTP clients such as tritonclient reach the handler unchanged.
+handler under awslambdaric against the local Runtime API and fronts it with mlpack
+serve's HTTP front, which sends Function URL events (payload format 2.0, binary bodies in
+base64), so HTTP clients such as tritonclient reach the handler unchanged.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from mlpack.app import write_app
+from mlpack.lambda_emulator import RuntimeAPI
 from mlpack.manifest import Manifest
 from mlpack.model_info import inspect_model
 from mlpack.render import RenderContext
+from mlpack.serve.function_url import FunctionUrlFront
 from mlpack.steps import StepContext
 from mlpack.steps.bento import BentoStep
 
 from .agent_harness import free_port
-from mlpack.lambda_emulator import RuntimeAPI
 from .manifests import make_manifest
 
 NO_AGENT = {"MLPACK_AGENT_SOCKET": "/nonexistent/agent.sock"}
@@ -118,15 +114,15 @@ class BentoServer:
 
 
 class FunctionURL:
-    """A Lambda app's handler under awslambdaric, reachable over HTTP like a Function URL."""
+    """A Lambda app's handler under awslambdaric, reachable over HTTP like a Function URL
+    (mlpack serve's own front, serve/function_url.py)."""
 
     def __init__(self, app: Path) -> None:
         self.api = RuntimeAPI()
         env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": self.api.address, "PYTHONPATH": str(app), **NO_AGENT}
         self.proc = start([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _front(self.api))
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        Thread(target=self.server.serve_forever, daemon=True).start()
+        self.front = FunctionUrlFront(self.api, port=0).start()
+        self.url = f"http://{self.front.address}"
         try:
             wait_until_ready(f"{self.url}/v2/health/live", self.proc, "awslambdaric")
         except RuntimeError:
@@ -134,56 +130,7 @@ class FunctionURL:
             raise
 
     def close(self) -> None:
-        self.server.shutdown()
+        self.front.close()
         self.proc.kill()
         self.proc.wait()
         self.api.close()
-
-
-_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
-
-
-def function_url_event(method: str, target: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    """The event a Lambda Function URL sends for one HTTP request (payload format 2.0)."""
-    url = urlsplit(target)
-    content_type = headers.get("content-type", "")
-    text = content_type.startswith(_TEXT_TYPES)
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": url.path,
-        "rawQueryString": url.query,
-        "headers": headers,
-        "requestContext": {"http": {"method": method, "path": url.path, "protocol": "HTTP/1.1",
-                                    "sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")}},
-        **({"body": body.decode("utf-8") if text else base64.b64encode(body).decode("ascii"),
-            "isBase64Encoded": not text} if body else {"isBase64Encoded": False}),
-    }
-
-
-def _front(api: RuntimeAPI) -> type[BaseHTTPRequestHandler]:
-    class Front(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _forward(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, reply = api.invoke(function_url_event(self.command, self.path, headers, body))
-            if status != "response":
-                reply = {"statusCode": 502, "body": json.dumps({"error": f"the function failed: {reply}"})}
-            payload = reply.get("body") or ""
-            data = base64.b64decode(payload) if reply.get("isBase64Encoded") else payload.encode("utf-8")
-            self.send_response(reply.get("statusCode", 200))
-            for key, value in (reply.get("headers") or {}).items():
-                if key.lower() != "content-length":
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _forward
-
-    return Front

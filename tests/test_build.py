@@ -92,7 +92,7 @@ def test_the_build_report_says_what_was_built_and_where(linear_onnx: Path, tmp_p
     assert lines[0] == "Built lin-x86-cpu (x86-cpu, linux/amd64) in lin-x86-cpu"
     assert lines[1].lstrip().startswith("model ")
     assert any(line.lstrip().startswith("bento      lin-x86-cpu:") for line in lines)
-    assert lines[-1].lstrip().startswith("report     lin-x86-cpu/report.md")
+    assert lines[-1].lstrip().startswith("report     lin-x86-cpu/report.html")
     assert result.stderr == ""  # --quiet
 
 

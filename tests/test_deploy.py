@@ -252,6 +252,15 @@ def test_function_url_is_printed_when_the_function_has_one(aws_env: str, artifac
     assert "unchanged" in result.output and f"url:      {url}" in result.output
 
 
+def test_deploy_json_is_one_summary_on_stdout(aws_env: str, artifact: Path, stack_name: str) -> None:
+    result = CliRunner().invoke(app, ["deploy", str(artifact), "--stack-name", stack_name, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["stack"] == stack_name and summary["outcome"] == "created" and summary["region"] == REGION
+    assert summary["function_arn"] == read_json(artifact)["deploys"][-1]["function_arn"]
+    assert "Creating a change set (CREATE)" in result.stderr  # progress stays on stderr
+
+
 # ---------------------------------------------------------------- failure and rollback
 
 class _ResourceFailed(Exception):

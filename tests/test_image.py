@@ -174,8 +174,11 @@ def test_credentials_come_from_the_docker_config(artifacts, tmp_path: Path, monk
 def test_push_both_pull_back_by_digest_and_predict_inside(artifacts, registry_host, tmp_path: Path) -> None:
     x86, arm = artifacts["x86-cpu"], artifacts["arm-edge"]
     dest = f"{registry_host}/demo/digits:test"
-    result = cli("push", str(x86), str(arm), "--to", dest, "--builder", "buildah", "-q")
+    result = cli("push", str(x86), str(arm), "--to", dest, "--builder", "buildah", "-q", "--json")
     assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # --json: one summary, nothing else on stdout
+    assert {i["platform"] for i in summary["images"]} == {"linux/amd64", "linux/arm64"}
+    assert summary["pinned"] == f"{registry_host}/demo/digits@{summary['index']['digest']}"
 
     # The multi-arch index under the tag points at both images, by the digests recorded.
     index = requests.get(f"http://{registry_host}/v2/demo/digits/manifests/test",

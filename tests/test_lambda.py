@@ -130,7 +130,7 @@ def test_function_url_paths_under_v2_speak_the_open_inference_protocol(runtime) 
 
     from mlpack.demo import DEMO_NAME
 
-    from .served_apps import function_url_event
+    from mlpack.serve.function_url import function_url_event
 
     status, reply = runtime.invoke(function_url_event("GET", "/v2/health/ready", {}, b""))
     assert status == "response" and reply["statusCode"] == 200

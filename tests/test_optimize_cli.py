@@ -26,6 +26,10 @@ def test_optimize_writes_the_pick_and_the_report_and_prints_the_table(tmp_path: 
     assert (out / "model.onnx").stat().st_size == next(
         c["size_bytes"] for c in report["candidates"] if c["name"] == report["chosen"])
     assert (out / "report.md").read_text().startswith("# Optimization report: aws-lambda")
+    html = (out / "report.html").read_text()
+    assert "<title>m.onnx: optimization report</title>" in html and f'data-variant="{report["chosen"]}"' in html
+    result = CliRunner().invoke(app, ["report", str(out)])
+    assert result.exit_code == 0 and result.stdout.strip() == str((out / "report.html").resolve())
 
 
 def test_gate_options_change_the_thresholds(tmp_path: Path) -> None:

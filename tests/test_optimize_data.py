@@ -35,6 +35,9 @@ def model(tmp_path: Path) -> Path:
         ({"x": np.zeros((8, 64), np.float64)}, "input 'x' has dtype float64; expected float32 [batch, 64]"),
         ({"x": np.zeros((0, 64), np.float32)}, "input 'x' is empty; expected float32 [batch, 64]"),
         ({"x": GOOD, "labels": np.zeros(7, np.int64)}, "labels have shape [7]; expected [8]"),
+        ({"x": GOOD, "y": np.zeros(7, np.int64)}, "labels have shape [7]; expected [8]"),
+        ({"x": GOOD, "y": np.zeros(8, np.int64), "labels": np.zeros(8, np.int64)},
+         "has labels under both labels and y"),
     ],
 )
 def test_bad_calibration_data_is_one_line_naming_the_input_and_nothing_is_written(
@@ -48,6 +51,15 @@ def test_bad_calibration_data_is_one_line_naming_the_input_and_nothing_is_writte
     assert message in caught.value.one_line()
     assert "\n" not in caught.value.one_line()
     assert not work.exists()
+
+
+def test_labels_may_be_saved_under_y_as_scikit_learn_names_them(tmp_path: Path, model: Path) -> None:
+    data = tmp_path / "data.npz"
+    labels = np.arange(8) % 3
+    np.savez(data, x=GOOD, y=labels)
+    loaded = load_data(data, inspect_model(model).signature)
+    np.testing.assert_array_equal(loaded.labels, labels)
+    assert set(loaded.inputs) == {"x"}
 
 
 def test_a_file_that_is_not_an_npz_is_refused(tmp_path: Path, model: Path) -> None:

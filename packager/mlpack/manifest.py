@@ -30,7 +30,7 @@ SIGNATURE = "signature.sig"  # written by `mlpack sign` over the other files; ne
 IMAGE_SBOM = "image.cdx.json"
 # The build's measurements (timings differ run to run): covered by the signature, but not
 # hashed into `files`, so that the same inputs give the same manifest.
-REPORT_FILES = ("report.md", "report.json")
+REPORT_FILES = ("report.md", "report.json", "report.html")
 SCHEMA_VERSION = 1  # the first versioned schema: manifests before it had no schema_version
 HISTORY_KEPT = 20  # deploys and rollouts remembered per artifact
 

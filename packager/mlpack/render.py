@@ -209,6 +209,13 @@ def render_artifact(ctx: RenderContext, groups: list[RenderGroup] | None = None)
     return files
 
 
+def render_page(template: str, **values: Any) -> str:
+    """An HTML page from templates/ (the optimization report), every value HTML-escaped."""
+    env = _environment()
+    env.autoescape = True
+    return env.get_template(template).render(**values)
+
+
 def template_paths(group: RenderGroup) -> list[str]:
     """The artifact paths a render group writes, without rendering it (for the build plan)."""
     return [path for _, path in _templates(group.templates, group.into)]

@@ -2,7 +2,7 @@
 
 Everything a build writes is a function of its inputs (the source model, calibration
 data, the target as resolved, the versions, the options, mlpack itself), except the
-timing measurements, which live only in the report files (report.md, report.json).
+timing measurements, which live only in the report files (report.md, report.json, report.html).
 The inputs are recorded in the manifest (`build`), and their digest names the build.
 
 Timestamps the tools write (bento.yaml's creation_time, the SBOM's, the image's layers

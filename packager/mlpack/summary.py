@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .build import BuildResult
 from .limits import LAMBDA_ZIP_LIMIT_TEXT
 from .manifest import Manifest
+from .optimize.report_html import report_files
 from .processing.describe import processing_summary
 from .sizes import format_size
 
@@ -42,5 +44,29 @@ def build_summary(result: BuildResult) -> str:
         count = sum(1 for p in m.files if p.startswith(folder + "/"))
         if count:
             lines.append(f"  {folder:<10} {count} files")
-    lines.append(f"  report     {os.path.join(where, 'report.md')}  (chosen: {m.optimization.chosen})")
+    lines.append(f"  report     {os.path.join(where, 'report.html')}  (chosen: {m.optimization.chosen})")
     return "\n".join(lines)
+
+
+def build_json(result: BuildResult) -> dict[str, Any]:
+    """`mlpack build --json`: what was built and where, for CI."""
+    m, cold = result.manifest, result.cold_start
+    zip_bytes = m.files[m.lambda_.zip].size if m.lambda_ is not None else None
+    return {
+        "artifact": str(result.path),
+        "name": m.artifact,
+        "target": m.target.name,
+        "platform": m.platform,
+        "model": {"file": m.model.file, "sha256": m.model.sha256, "size_bytes": m.model.size_bytes,
+                  "variant": m.model.variant, "source_size_bytes": m.model.source.size_bytes},
+        "optimization": {"chosen": m.optimization.chosen, "why": m.optimization.why,
+                         "data_source": m.optimization.data_source},
+        "bento": {"tag": m.bento.tag, "path": m.bento.path} if m.bento is not None else None,
+        "lambda": None if m.lambda_ is None else {
+            "zip": m.lambda_.zip, "zip_bytes": zip_bytes, "memory_mb": m.memory_mb,
+            "cold_start_s": cold.seconds if cold else None, "peak_rss_mb": cold.peak_rss_mb if cold else None},
+        "image": {"repository": m.image.repository, "tag": m.image.tag, "id": m.image.id},
+        "files": len(m.files),
+        "report": report_files(result.path),
+        "steps": [{"name": t.name, "seconds": t.seconds} for t in result.timings],
+    }

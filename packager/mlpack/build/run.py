@@ -26,6 +26,7 @@ from ..manifest import BuildInputs, ColdStart, ImageSection, Manifest, ModelSect
 from ..model_files import copy_model, model_bytes
 from ..model_info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
+from ..optimize.report_html import REPORT_HTML, About, to_html
 from ..progress import Progress
 from ..render import RenderContext, render_artifact, write_files
 from ..reproducible import build_inputs
@@ -96,7 +97,8 @@ def _build_into(
         data_path = sentence_calibration(data_path, processing, work / "calibration")
         log(f"calibration: the sentences of {request.calibration.name}, tokenized as the service does")
     with progress.step(f"Optimizing for {target.name} (passes: {', '.join(target.optimize.passes) or 'none'})"):
-        optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log)
+        optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log,
+                                      progress=progress)
     shipped = root / MODEL_FILE
     shipped.parent.mkdir()
     copy_model(optimization.chosen.path, shipped)  # with model.onnx.data when the weights are external
@@ -118,9 +120,17 @@ def _build_into(
     write_files(root, {
         "report.md": optimization.to_markdown() + processing_markdown(manifest) + _lambda_report(root, manifest, cold),
         "report.json": _json({**optimization.to_json(), **measured, "build_steps": [asdict(t) for t in timings]}),
+        REPORT_HTML: report_html(root, manifest, optimization, cold),
     })
     shutil.rmtree(work)
     return Artifact.create(root, manifest).manifest, optimization, timings, cold
+
+
+def report_html(root: Path, manifest: Manifest, optimization: OptimizationResult, cold: ColdStart | None) -> str:
+    """The optimization report as a page, with what the steps measured (the Lambda cold start)."""
+    zip_file = root / manifest.lambda_.zip if manifest.lambda_ is not None else None
+    about = About.from_manifest(manifest, zip_file.stat().st_size if zip_file and zip_file.is_file() else None, cold)
+    return to_html(optimization, about)
 
 
 def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: OptimizationResult,

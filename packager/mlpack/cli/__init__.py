@@ -9,12 +9,13 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
-from . import build, deploy, iac, image, models, optimize, rollout, sign, verify
+from . import build, deploy, iac, image, models, optimize, report, rollout, serve, sign, verify
 from .application import Application
+from .flags import FlagsWithoutType
 
 app = typer.Typer(
     name="mlpack",
+    cls=FlagsWithoutType,  # flags take no value: their help shows none
     help="Turn a trained ONNX model into a deployable, size-optimized artifact per hardware target.",
     no_args_is_help=True,
     add_completion=False,
@@ -25,7 +26,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"mlpack {__version__}")
+        from ..about import version_text
+
+        typer.echo(version_text())
         raise typer.Exit()
 
 
@@ -35,13 +38,13 @@ def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output from any command.")] = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show mlpack's version and the runtime versions each target ships, and exit.")
     ] = False,
 ) -> None:
     ctx.obj = Application(debug=debug, quiet=quiet)
 
 
-for _module in (models, build, optimize, verify, sign, image, iac, deploy, rollout):
+for _module in (models, build, optimize, report, verify, serve, sign, image, iac, deploy, rollout):
     _module.register(app)
 
 

@@ -31,6 +31,12 @@ class Application:
     def echo(self, text: str = "") -> None:
         typer.echo(text)
 
+    def echo_json(self, data: Any) -> None:
+        """One machine-readable summary on stdout (`--json`): the only thing written there."""
+        import json
+
+        typer.echo(json.dumps(data, indent=2, default=str))
+
     def fail(self, message: str, code: int = 1) -> None:
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(code)

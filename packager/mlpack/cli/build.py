@@ -9,7 +9,7 @@ import typer
 
 from .application import Application, command
 from .options import (
-    CalibrationOption, GateOption, ImagePreprocessOption, LabelsOption, ProcessingOption, QuietOption,
+    CalibrationOption, GateOption, ImagePreprocessOption, LabelsOption, JsonOption, ProcessingOption, QuietOption,
     TokenizerOption, TopKOption, gate_settings, processing_request,
 )
 
@@ -61,12 +61,13 @@ def build(
     base_image: Annotated[
         Optional[str], typer.Option("--base-image", help="With --image: build on this base (e.g. a mirror).")
     ] = None,
+    json_summary: JsonOption = False,
 ) -> None:
     """Build a deployable artifact for one target: optimized model, Bento or Lambda
     package, container context, telemetry agent files and infrastructure code."""
     from ..artifact import Artifact
     from ..build import BuildRequest, build as run_build
-    from ..summary import build_summary
+    from ..summary import build_json, build_summary
 
     progress = app.progress(quiet)
     result = run_build(
@@ -76,12 +77,20 @@ def build(
                      processing=processing_request(tokenizer, labels, top_k, image_preprocess, processing)),
         progress,
     )
-    app.echo(build_summary(result))
+    if not json_summary:
+        app.echo(build_summary(result))
+    built = None
     if image:
         from ..image.build import build_image
 
         built = build_image(Artifact.open(result.path), base_image=base_image, progress=progress)
-        app.echo(f"  image      {built.ref}  {built.platform}  {built.id}")
+        if not json_summary:
+            app.echo(f"  image      {built.ref}  {built.platform}  {built.id}")
+    if json_summary:
+        summary = build_json(result)
+        if built is not None:
+            summary["image"] = {**summary["image"], "ref": built.ref, "id": built.id, "platform": built.platform}
+        app.echo_json(summary)
 
 
 def register(cli: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import InputError
 from .application import Application, command
-from .options import QuietOption, VerifyKeyOption
+from .options import JsonOption, QuietOption, VerifyKeyOption
 
 
 def _parameters(values: list[str]) -> dict[str, str]:
@@ -43,6 +43,7 @@ def deploy(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change set, then delete it.")] = False,
     key: VerifyKeyOption = None,
     quiet: QuietOption = False,
+    json_summary: JsonOption = False,
 ) -> None:
     """Deploy an aws-lambda artifact with CloudFormation and print the function ARN and URL.
     Re-running with the same artifact changes nothing; a failed update is rolled back."""
@@ -55,6 +56,11 @@ def deploy(
         bucket=bucket, template=template, parameters=_parameters(parameter or []), role_arn=role_arn,
         dry_run=dry_run, key=key,
     ), app.progress(quiet))
+    if json_summary:
+        app.echo_json({"stack": result.stack_name, "stack_id": result.stack_id, "outcome": result.outcome,
+                       "region": result.region, "code": result.code, "function_arn": result.function_arn,
+                       "url": result.url, "changes": result.changes})
+        return
     if result.outcome == "dry-run":
         app.echo(f"{result.stack_name}: dry run, change set deleted")
         for line in result.changes:

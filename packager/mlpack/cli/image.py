@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .application import Application, command
-from .options import ArtifactArgument, BuilderOption, QuietOption, VerifyKeyOption
+from .options import ArtifactArgument, BuilderOption, JsonOption, QuietOption, VerifyKeyOption
 
 
 def image(
@@ -41,6 +41,7 @@ def push(
     builder: BuilderOption = None,
     key: VerifyKeyOption = None,
     quiet: QuietOption = False,
+    json_summary: JsonOption = False,
 ) -> None:
     """Push built images, check the registry holds exactly them, and record image@sha256 in manifest.json."""
     from ..artifact import Artifact
@@ -51,6 +52,14 @@ def push(
     Reference.parse(to, default_tag="latest")  # a bad --to fails before anything else
     opened = [Artifact.open(path) for path in artifacts]
     result = push_artifacts(opened, to, select_builder(builder), app.progress(quiet), key=key)
+    if json_summary:
+        app.echo_json({
+            "images": [{"artifact": item.artifact.name, "platform": item.platform, "digest": item.digest,
+                        "ref": result.dest.at(item.digest), "size_bytes": item.size} for item in result.images],
+            "index": {"digest": result.index_digest, "ref": result.pinned} if result.index_digest else None,
+            "pinned": result.pinned,
+        })
+        return
     for item in result.images:
         app.echo(f"{item.artifact.name}  {item.platform}  {result.dest.at(item.digest)}")
     if result.index_digest:

@@ -1,6 +1,6 @@
 """`mlpack optimize MODEL --target T`: only the optimization step of a build.
 
-Writes the chosen model and the report (report.md, report.json) to the output folder
+Writes the chosen model and the report (report.md, report.json, report.html) to the output folder
 and prints the candidate table.
 """
 
@@ -15,7 +15,7 @@ import typer
 
 from ..errors import InputError
 from .application import Application, command
-from .options import CalibrationOption, GateOption, TokenizerOption, gate_settings
+from .options import CalibrationOption, GateOption, JsonOption, TokenizerOption, gate_settings
 
 
 def optimize(
@@ -29,6 +29,7 @@ def optimize(
     force: Annotated[bool, typer.Option("--force", help="Replace the output folder if it exists.")] = False,
     gate: GateOption = None,
     tokenizer: TokenizerOption = None,
+    json_summary: JsonOption = False,
 ) -> None:
     """Make smaller or faster variants of MODEL for a target, check each against the float
     model on data, and keep the one the target's policy picks. Calibration sentences (.txt)
@@ -37,6 +38,7 @@ def optimize(
     from ..model_files import copy_model
     from ..model_info import inspect_model
     from ..optimize import optimize_model
+    from ..optimize.report_html import REPORT_HTML, About, report_files, to_html
     from ..processing import (
         ProcessingRequest, is_sentences, resolve_processing, sentence_calibration, tokenizer_for_sentences,
     )
@@ -57,11 +59,18 @@ def optimize(
     with tempfile.TemporaryDirectory(prefix="mlpack-optimize-") as tmp, staged_folder(out) as staged:
         if sentences:
             calibration = sentence_calibration(calibration, text, Path(tmp) / "calibration")
+        progress = app.progress()
         result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=settings,
-                                log=lambda line: typer.echo(f"  {line}", err=True))
+                                log=lambda line: progress.info(f"  {line}"), progress=progress)
         copy_model(result.chosen.path, staged / "model.onnx")  # with model.onnx.data for external weights
         (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")
         (staged / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        (staged / REPORT_HTML).write_text(to_html(result, About.for_target(model.name, spec)), encoding="utf-8")
+    if json_summary:
+        app.echo_json({"out": str(out), "model": str(out / "model.onnx"),
+                       "report": report_files(out),
+                       **result.to_json()})
+        return
     app.echo(result.table())
     app.echo(f"wrote {out / 'model.onnx'} ({result.chosen.name}) and its report")
 

@@ -20,6 +20,8 @@ def _gate_help() -> str:
 
 GateOption = Annotated[Optional[list[str]], typer.Option("--gate", metavar="KEY=VALUE", help=_gate_help())]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON summary on stdout instead of the text (for CI); progress stays on stderr.")]
 ArtifactArgument = Annotated[
     Path, typer.Argument(help="An artifact folder written by `mlpack build`.", show_default=False)
 ]
@@ -38,8 +40,8 @@ VerifyKeyOption = Annotated[
 ]
 CalibrationOption = Annotated[
     Optional[Path],
-    typer.Option(help=".npz of inputs by name (and optional `labels`) for calibration and the accuracy gate; "
-                      "or, for a model with a tokenizer, a .txt of sentences, one per line."),
+    typer.Option(help=".npz of inputs by name (and optional labels, as `labels` or `y`) for calibration and the "
+                       "accuracy gate; or, for a model with a tokenizer, a .txt of sentences, one per line."),
 ]
 
 # Processing declared in the artifact (docs/processing.md).

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from ..artifact import Artifact
 from ..errors import InputError, MlpackError
@@ -117,12 +117,25 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
         return result
     else:
         progress.info(f"Executing the change set on stack {stack_name}:")
-        stack.execute(change_set)
+        # On a terminal, a bar of the changed resources (and the stack itself) as they settle.
+        with progress.bar(f"stack {stack_name}", total=len(changes) + 1) as bar:
+            stack.log = _counting_settled(progress.info, bar.advance)
+            stack.execute(change_set)
         result.outcome = "created" if kind == "CREATE" else "updated"
     result.function_arn, result.url = _function_endpoints(aws, stack_name)
     if result.outcome != "unchanged":
         _record(artifact, result)
     return result
+
+
+def _counting_settled(log: Callable[[str], None], settled: Callable[[], None]) -> Callable[[str], None]:
+    """The stack's event log, calling `settled` for every event that ends in *_COMPLETE."""
+    def line(text: str) -> None:
+        log(text)
+        words = text.split()
+        if len(words) > 1 and words[1].endswith("_COMPLETE"):
+            settled()
+    return line
 
 
 def _template(

@@ -69,11 +69,9 @@ def _template_loader() -> type[yaml.SafeLoader]:
 
 
 def _require_sam_translator() -> None:
-    try:
-        import samtranslator  # noqa: F401
-    except ImportError as exc:
-        raise MlpackError("`mlpack deploy` needs aws-sam-translator, which is not installed",
-                          "pip install aws-sam-translator") from exc
+    from ..extras import require_module
+
+    require_module("samtranslator", "aws-sam-translator", "aws", "`mlpack deploy`")
 
 
 def uses_sam(template: dict[str, Any]) -> bool:

@@ -71,7 +71,8 @@ def push_artifacts(
     client = RegistryClient(dest)
     multi = len(artifacts) > 1
     pushed: list[Pushed] = []
-    with _authfile(dest.registry) as authfile:
+    with _authfile(dest.registry) as authfile, progress.bar(f"pushing {len(artifacts)} image(s)",
+                                                            total=len(artifacts)) as bar:
         for artifact in artifacts:
             image = artifact.manifest.image
             arch = image.platform.split("/", 1)[1]
@@ -81,6 +82,7 @@ def push_artifacts(
                                             authfile, sleep)
             pushed.append(_verify(client, target, result, image.id, artifact, image.platform, progress))
             _attach_sbom(client, pushed[-1], progress)
+            bar.advance()
     index_digest = None
     if multi:
         with progress.step(f"Pushing the multi-arch index {dest} ({', '.join(p.platform for p in pushed)})"):

@@ -1,7 +1,7 @@
 """The data the optimizer calibrates and gates on: the user's `.npz`, or synthetic inputs.
 
 A calibration file holds one array per model input (by input name, first axis = rows)
-and optionally `labels`. Everything is checked against the model's signature before
+and optionally the labels, under `labels` or scikit-learn's `y`. Everything is checked against the model's signature before
 anything is written, and a mismatch is one line naming the input and the shape expected.
 """
 
@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..model_info import Signature, TensorSpec
 
 LABELS = "labels"
+LABEL_KEYS = (LABELS, "y")  # `y` is scikit-learn's name for them, unless a model input is called so
 SYNTHETIC_ROWS = 64
 SYNTHETIC_SEQUENCE = 16  # length given to symbolic non-batch axes (sequence, tokens...)
 
@@ -82,7 +83,11 @@ def load_data(path: Path, signature: Signature) -> EvalData:
 
     specs = [s for s in signature.inputs if s.is_tensor]
     names = {s.name for s in specs}
-    unknown = sorted(set(arrays) - names - {LABELS})
+    label_keys = [key for key in LABEL_KEYS if key in arrays and key not in names]
+    if len(label_keys) > 1:
+        raise InputError(f"calibration file {path.name} has labels under both {' and '.join(label_keys)}",
+                         "keep one of them (labels or y)")
+    unknown = sorted(set(arrays) - names - set(label_keys))
     if unknown:
         raise InputError(
             f"calibration file {path.name} has array {unknown[0]!r}, which is not a model input "
@@ -113,7 +118,7 @@ def load_data(path: Path, signature: Signature) -> EvalData:
         rows = len(array)
     if rows is None:
         raise InputError("the model has no tensor inputs to calibrate", "nothing to optimize on data")
-    labels = arrays.get(LABELS)
+    labels = arrays[label_keys[0]] if label_keys else None
     if labels is not None and (labels.ndim != 1 or len(labels) != rows):
         raise InputError(
             f"calibration labels have shape {list(labels.shape)}; expected [{rows}] (one label per row)", fix

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -75,6 +76,7 @@ def latencies(
     budget_s: float = 20.0,
     min_rounds: int = 5,
     max_rounds: int = 1000,
+    on_round: Callable[[], None] | None = None,
 ) -> dict[str, Latency]:
     """p50/p95 per candidate at one batch size, rounds interleaved across candidates.
 
@@ -98,6 +100,8 @@ def latencies(
             t0 = time.perf_counter()
             sess.run(None, feed)
             times[name].append((time.perf_counter() - t0) * 1000)
+        if on_round is not None:  # e.g. a progress bar
+            on_round()
         if round_ + 1 >= min_rounds and time.perf_counter() - started > budget_s:
             break
     return {

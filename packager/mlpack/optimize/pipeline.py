@@ -10,6 +10,7 @@ itself to gate and time models of its own beside the candidates (`Run.add_refere
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import onnx
@@ -18,6 +19,7 @@ from ..errors import InputError
 from ..locale_ops import PORTABLE_LOCALE, make_portable
 from ..model_files import copy_model, data_file, model_bytes, save_model, stored_external
 from ..model_info import ModelInfo
+from ..progress import Progress
 from ..targets import Target
 from . import passes
 from .data import load_data, synthetic_data
@@ -39,6 +41,7 @@ def optimize_model(
     data_path: Path | None = None,
     log: Log = lambda _: None,
     gate: GateSettings | None = None,
+    progress: Progress | None = None,
 ) -> OptimizationResult:
     """Run the target's passes on the model and pick the variant to ship.
 
@@ -46,7 +49,9 @@ def optimize_model(
     gate runs on synthetic inputs and the report says so. Bad data raises InputError
     before anything is written to `work_dir`.
     """
-    return time_and_pick(make_candidates(info, target, work_dir, data_path=data_path, log=log, gate=gate))
+    run = make_candidates(info, target, work_dir, data_path=data_path, log=log, gate=gate)
+    run.progress = progress  # bars for the timing, on a terminal
+    return time_and_pick(run)
 
 
 def make_candidates(
@@ -123,8 +128,14 @@ def time_and_pick(run: Run, *, budget_s: float | None = None) -> OptimizationRes
         candidates=run.candidates, chosen=chosen, data_source=run.data_source, why=why,
         target=target.name, policy=target.optimize.policy, gate=run.gate,
         latency_note=latency_note, measured_on=measured_on, skipped=run.skipped,
-        sensitive_layers=run.sensitive_layers, notes=run.notes,
+        sensitive_layers=run.sensitive_layers, notes=run.notes, **_data_facts(run),
     )
+
+
+def _data_facts(run: Run) -> dict:
+    """What the report says about the data: real or synthetic, and how many rows did what."""
+    return {"tolerance": run.target.optimize.tolerance, "synthetic": run.data.synthetic,
+            "gate_rows": run.held_out.rows, "calibration_rows": run.calibration.rows}
 
 
 def _float_only(run: Run) -> OptimizationResult:
@@ -134,6 +145,7 @@ def _float_only(run: Run) -> OptimizationResult:
         candidates=[baseline], chosen=baseline, data_source=run.data_source,
         why=f"kept the float model: no variant can be checked, since {run.problem}",
         target=run.target.name, policy=run.target.optimize.policy, gate=run.gate,
+        tolerance=run.target.optimize.tolerance, synthetic=bool(run.data and run.data.synthetic),
         latency_note="not measured: nothing to compare", notes=[
             f"No variant was made: {run.problem}. Pass --calibration FILE.npz with real inputs to enable "
             "the optimizer's accuracy gate."],
@@ -202,9 +214,15 @@ def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
             run.log(f"{c.name}: not timed, it does not load ({first_line(exc)})")
     # Only batch sizes the model accepts: its fixed batch, if it has one.
     batches = timing_batches(sessions["float"], run.target.optimize.latency_batch)
+    progress = run.progress or Progress(quiet=True)
     for batch in batches:
         run.log(f"timing {len(sessions)} candidates at batch {batch} on {providers[0]}")
-        for name, lat in latencies(sessions, run.held_out, batch, budget_s=budget_s / len(batches)).items():
+        share = budget_s / len(batches)
+        with progress.bar(f"timing at batch {batch}", total=share) as bar:
+            started = time.perf_counter()
+            timed = latencies(sessions, run.held_out, batch, budget_s=share,
+                              on_round=lambda: bar.update(min(time.perf_counter() - started, share)))
+        for name, lat in timed.items():
             run.find(name).latency[batch] = lat
 
 

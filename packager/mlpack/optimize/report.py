@@ -58,6 +58,10 @@ class OptimizationResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     sensitive_layers: list[tuple[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    tolerance: float = 0.0  # the policy's tie band, as a fraction of the leader's measure
+    synthetic: bool = False  # accuracy measured on inputs made from the signature, not real data
+    gate_rows: int = 0  # rows the gate compared outputs on (0: no data)
+    calibration_rows: int = 0  # rows calibration used (the same rows when there were too few to split)
 
     @property
     def baseline(self) -> Candidate:

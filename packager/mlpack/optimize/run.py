@@ -12,6 +12,7 @@ import onnx
 from ..errors import MlpackError
 from ..model_files import model_bytes
 from ..model_info import ModelInfo
+from ..progress import Progress
 from ..targets import Target
 from .data import EvalData
 from .gate import GateSettings, Verdict, compare
@@ -47,6 +48,7 @@ class Run:
         self.output_names: list[str] = []
         self.reference: list[np.ndarray] = []
         self._running: Variant | None = None
+        self.progress: Progress | None = None  # where timing draws its bars (a terminal), if anywhere
 
     def use_data(self, data: EvalData) -> None:
         """Split the data and run float on the gate's rows: the reference every candidate is compared with.

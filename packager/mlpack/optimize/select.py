@@ -26,6 +26,11 @@ def _speed(c: Candidate, baseline: Candidate) -> float:
     return math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else 1.0
 
 
+def relative_latency(c: Candidate, baseline: Candidate) -> float:
+    """The measure "fastest" ranks by: p50 latency relative to float's (geometric mean)."""
+    return _speed(c, baseline)
+
+
 def _unnoticeable(c: Candidate, leader: Candidate) -> bool:
     """Every measured p50 within NOTICEABLE_MS of the leader's (tiny models: all overhead)."""
     shared = [b for b in c.latency if b in leader.latency]

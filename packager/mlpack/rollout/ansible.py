@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import __version__
-from ..errors import InputError, MlpackError
+from ..errors import InputError
 from ..resources import data_dir
 from ..signing import VERIFY_KEY_ENV, Key, key_from
 from .release import Release, read_release, unpacked_size, write_bundle
@@ -82,7 +82,9 @@ def tool(name: str) -> str:
     """An Ansible executable: beside this Python first (a venv), then on PATH."""
     found = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     if found is None:
-        raise MlpackError(f"{name} is not installed", "install Ansible: pip install ansible-core")
+        from ..extras import missing_extra
+
+        raise missing_extra(f"Ansible ({name})", "edge", "`mlpack rollout` to an SSH fleet")
     return found
 
 

@@ -1,0 +1,139 @@
+"""`mlpack serve ARTIFACT`: an x86-cpu and an aws-lambda artifact answer /readyz and
+predictions as in production, the telemetry agent beside them counts every prediction on
+its /metrics, and SIGTERM (or Ctrl-C) stops everything: no process is left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mlpack.cli import app
+
+from .agent_harness import free_port, wait_for
+
+pytestmark = pytest.mark.slow
+N_PREDICTIONS = 7
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, by parent links in /proc (new sessions included)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def demo_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    from mlpack.demo import demo_model
+
+    _, data = demo_model()
+    with np.load(data) as archive:
+        return archive["pixels"][:n], archive["labels"][:n]
+
+
+def start_serve(artifact: Path, port: int, agent_port: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
+    out = workdir / "serve.out"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlpack")), "serve", str(artifact), "--port", str(port),
+         "--agent-port", str(agent_port)],
+        stdout=open(out, "wb"), stderr=open(workdir / "serve.err", "wb"), env={**os.environ},
+    )
+    return proc, out
+
+
+@pytest.mark.parametrize("target", ["x86-cpu", "aws-lambda"])
+def test_serve_answers_counts_predictions_and_leaves_nothing_running(demo_artifact, tmp_path: Path,
+                                                                     target: str) -> None:
+    artifact = demo_artifact(target).path
+    port, agent_port = free_port(), free_port()
+    proc, out = start_serve(artifact, port, agent_port, tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: "Ctrl-C or SIGTERM" in out.read_text() or proc.poll() is not None, 180, interval_s=0.3,
+                 what="mlpack serve to print its URLs")
+        assert proc.poll() is None, (tmp_path / "serve.err").read_text()[-3000:]
+        printed = out.read_text()
+        assert f"POST {base}/predict" in printed and f"GET  {base}/readyz" in printed
+        assert f"GET  http://127.0.0.1:{agent_port}/metrics" in printed
+
+        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
+        pixels, labels = demo_rows(3)
+        for _ in range(N_PREDICTIONS):
+            reply = httpx.post(f"{base}/predict", json={"inputs": {"pixels": pixels.tolist()}}, timeout=60)
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["outputs"]["label"] == labels.tolist()
+        bad = httpx.post(f"{base}/predict", json={"inputs": {"pixels": [[1.0, 2.0]]}}, timeout=60)
+        assert bad.status_code == 400 and "expected float32 [?, 64]" in bad.text
+
+        def counted() -> float:
+            from prometheus_client.parser import text_string_to_metric_families
+
+            text = httpx.get(f"http://127.0.0.1:{agent_port}/metrics", timeout=5).text
+            return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                       if s.name == "mlpack_inference_requests_total"
+                       and s.labels.get("service_name") == artifact.name)
+
+        wait_for(lambda: counted() == N_PREDICTIONS + 1, 30, interval_s=0.3,
+                 what=f"the agent to count {N_PREDICTIONS + 1} requests")
+
+        running = descendants(proc.pid)
+        assert len(running) >= 2  # the agent and the service, at least
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = [pid for pid in running if alive(pid)]
+    assert left == [], f"still running after SIGTERM: {left}"
+    assert port_free(port) and port_free(agent_port)
+    assert "nothing is left running" in (tmp_path / "serve.err").read_text()
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(demo_artifact) -> None:
+    artifact = demo_artifact("x86-cpu").path
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", str(artifact), "--port", str(port)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: port {port} on 127.0.0.1 is not free")
+    assert result.stderr.rstrip().endswith("pass another --port, or stop what listens there")
+    assert result.stderr.count("\n") == 1
