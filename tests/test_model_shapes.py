@@ -4,6 +4,7 @@ locale-dependent operators. (Serving them on every target: test_model_shapes_ser
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -319,7 +320,7 @@ def test_a_zipmap_answer_is_one_class_map_per_row_in_json() -> None:
 NATIVE_LOG = ("[E:onnxruntime", "[W:onnxruntime", "[I:onnxruntime", "\x1b[")
 
 
-def mlpack_cli(*args: str, cwd: Path) -> "subprocess.CompletedProcess[str]":
+def mlpack_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """mlpack in a process of its own: onnxruntime's native log writes to file descriptor 2
     directly, which only a real process's stderr shows."""
     import subprocess

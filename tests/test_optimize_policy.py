@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from mlpack.errors import InputError
 from mlpack.optimize.measure import Latency
+from mlpack.optimize.pipeline import check_variant
 from mlpack.optimize.report import Candidate
-from mlpack.optimize.select import pick
+from mlpack.optimize.select import pick, pinned
+from mlpack.targets import load_target
 
 
 def cand(name: str, size_kb: float, p50_ms: dict[int, float], quality: float = 1.0, passed: bool = True) -> Candidate:
@@ -76,3 +81,24 @@ def test_a_reference_is_never_picked_however_good() -> None:
     cands[2].reference = True
     assert pick(cands, "fastest", 0.1, latency_measured=True)[0].name == "int8"
     assert pick(cands, "smallest", 0.1, latency_measured=True)[0].name == "int8"
+
+
+def test_a_pinned_variant_ships_whatever_the_policy_would_pick() -> None:
+    chosen, why = pinned(demo_x86(), "smooth-int8", [])
+    assert chosen.name == "smooth-int8"  # slower than float, which "fastest" never ships
+    assert why == "pinned with --variant smooth-int8, whatever the policy would pick"
+
+
+def test_a_pinned_variant_must_have_been_made_and_passed_the_gate() -> None:
+    cands = demo_x86() + [cand("static-int8", 55, {1: 0.009}, passed=False)]
+    cands[-1].reason = "accuracy 0.91 < 0.99"
+    with pytest.raises(InputError, match=r"^--variant static-int8 failed the accuracy gate: accuracy 0.91 < 0.99$"):
+        pinned(cands, "static-int8", [])
+    with pytest.raises(InputError, match=r"^--variant mixed-int8 cannot ship: no layer is sensitive$"):
+        pinned(cands, "mixed-int8", [("mixed-int8", "no layer is sensitive")])
+
+
+def test_an_unknown_pinned_variant_is_refused_before_any_work() -> None:
+    with pytest.raises(InputError) as err:
+        check_variant(load_target("aws-lambda"), "fp16")
+    assert err.value.message.startswith("unknown --variant 'fp16': target aws-lambda makes float, ")

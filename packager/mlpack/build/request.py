@@ -27,6 +27,7 @@ class BuildRequest(BaseModel):
     max_cold_start: float | None = None
     snapstart: bool = False  # Lambda targets: SnapStart in the IaC (docs/deploy.md)
     gate: GateSettings = GateSettings()  # the accuracy gate, with the user's overrides
+    variant: str | None = None  # --variant: ship this one, not the policy's pick
     # The target's [serving] request limits, changed for this artifact (None keeps the target's).
     max_request_mb: float | None = None
     max_rows: int | None = None

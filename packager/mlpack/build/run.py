@@ -26,6 +26,7 @@ from ..manifest import BuildInputs, ColdStart, ImageSection, Manifest, ModelSect
 from ..model_files import copy_model, model_bytes
 from ..model_info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
+from ..optimize.pipeline import check_variant
 from ..optimize.report_html import REPORT_HTML, About, to_html
 from ..progress import Progress
 from ..render import RenderContext, render_artifact, write_files
@@ -60,6 +61,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         check_name(request.name)
     if request.snapstart:
         check_snapstart(target)
+    if request.variant is not None:
+        check_variant(target, request.variant)
     out = request.out.expanduser().resolve()
     if request.model is not None:
         # Fail on a bad model before anything is written.
@@ -73,7 +76,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     _prepare_out(out, dest, request.force)
     inputs = build_inputs(
         source_model_sha256=info.sha256, calibration_sha256=sha256_file(data_path) if data_path else None,
-        target=target, versions=plan.versions, options={"name": name, "gate": request.gate.model_dump()},
+        target=target, versions=plan.versions, options={"name": name, "gate": request.gate.model_dump(),
+                                                              "variant": request.variant},
         mlpack_version=__version__,
     )
     progress.info(f"Building {dest.name} from {model_path.name} for {target.name} ({target.platform.oci})")
@@ -97,7 +101,7 @@ def _build_into(
         data_path = sentence_calibration(data_path, processing, work / "calibration")
         log(f"calibration: the sentences of {request.calibration.name}, tokenized as the service does")
     with progress.step(f"Optimizing for {target.name} (passes: {', '.join(target.optimize.passes) or 'none'})"):
-        optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log,
+        optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log, variant=request.variant,
                                       progress=progress)
     shipped = root / MODEL_FILE
     shipped.parent.mkdir()

@@ -10,7 +10,7 @@ import typer
 from .application import Application, command
 from .options import (
     CalibrationOption, GateOption, ImagePreprocessOption, LabelsOption, JsonOption, ProcessingOption, QuietOption,
-    TokenizerOption, TopKOption, gate_settings, processing_request,
+    TokenizerOption, TopKOption, VariantOption, gate_settings, processing_request,
 )
 
 
@@ -36,6 +36,7 @@ def build(
                      "See docs/deploy.md for its cost."),
     ] = False,
     gate: GateOption = None,
+    variant: VariantOption = None,
     max_request_mb: Annotated[
         Optional[float],
         typer.Option(help="Largest request body the service accepts, in MiB; a larger one gets HTTP 413 before "
@@ -72,7 +73,7 @@ def build(
     progress = app.progress(quiet)
     result = run_build(
         BuildRequest(model=model, target=target, out=out, name=name, force=force, calibration=calibration,
-                     max_cold_start=max_cold_start, snapstart=snapstart, gate=gate_settings(gate),
+                     max_cold_start=max_cold_start, snapstart=snapstart, gate=gate_settings(gate), variant=variant,
                      max_request_mb=max_request_mb, max_rows=max_rows, allow_non_finite=allow_non_finite or None,
                      processing=processing_request(tokenizer, labels, top_k, image_preprocess, processing)),
         progress,

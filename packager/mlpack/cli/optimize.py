@@ -15,7 +15,7 @@ import typer
 
 from ..errors import InputError
 from .application import Application, command
-from .options import CalibrationOption, GateOption, JsonOption, TokenizerOption, gate_settings
+from .options import CalibrationOption, GateOption, JsonOption, TokenizerOption, VariantOption, gate_settings
 
 
 def optimize(
@@ -28,6 +28,7 @@ def optimize(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the output folder if it exists.")] = False,
     gate: GateOption = None,
+    variant: VariantOption = None,
     tokenizer: TokenizerOption = None,
     json_summary: JsonOption = False,
 ) -> None:
@@ -60,7 +61,7 @@ def optimize(
         if sentences:
             calibration = sentence_calibration(calibration, text, Path(tmp) / "calibration")
         progress = app.progress()
-        result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=settings,
+        result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=settings, variant=variant,
                                 log=lambda line: progress.info(f"  {line}"), progress=progress)
         copy_model(result.chosen.path, staged / "model.onnx")  # with model.onnx.data for external weights
         (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")

@@ -27,7 +27,7 @@ from .gate import GateSettings
 from .measure import latencies, session, target_providers, timing_batches
 from .report import Candidate, OptimizationResult
 from .run import Log, Run, first_line
-from .select import pick
+from .select import pick, pinned
 from .variants import REGISTRY
 
 TIMING_BUDGET_S = 10.0  # seconds of latency timing for all candidates and batch sizes together
@@ -42,16 +42,28 @@ def optimize_model(
     log: Log = lambda _: None,
     gate: GateSettings | None = None,
     progress: Progress | None = None,
+    variant: str | None = None,
 ) -> OptimizationResult:
     """Run the target's passes on the model and pick the variant to ship.
 
     `data_path` is a .npz with one array per input (and optional `labels`); without it the
     gate runs on synthetic inputs and the report says so. Bad data raises InputError
-    before anything is written to `work_dir`.
+    before anything is written to `work_dir`. `variant` pins the pick (`--variant`): it
+    must pass the gate, and it ships whatever the timing says.
     """
+    if variant is not None:
+        check_variant(target, variant)
     run = make_candidates(info, target, work_dir, data_path=data_path, log=log, gate=gate)
     run.progress = progress  # bars for the timing, on a terminal
-    return time_and_pick(run)
+    return time_and_pick(run, variant=variant)
+
+
+def check_variant(target: Target, variant: str) -> None:
+    """A `--variant` the target can make, checked before any work."""
+    names = ["float", *target.optimize.variants]
+    if variant not in names:
+        raise InputError(f"unknown --variant {variant!r}: target {target.name} makes {', '.join(names)}",
+                         "pass one of those names, or drop --variant to let the target's policy pick")
 
 
 def make_candidates(
@@ -104,12 +116,15 @@ def make_candidates(
     return run
 
 
-def time_and_pick(run: Run, *, budget_s: float | None = None) -> OptimizationResult:
-    """Time every candidate (references too) on the target's provider, and pick by its policy.
-    `budget_s` defaults to TIMING_BUDGET_S."""
+def time_and_pick(run: Run, *, budget_s: float | None = None, variant: str | None = None) -> OptimizationResult:
+    """Time every candidate (references too) on the target's provider, and pick by its policy,
+    or ship `variant` when it is pinned. `budget_s` defaults to TIMING_BUDGET_S."""
     target = run.target
     budget_s = TIMING_BUDGET_S if budget_s is None else budget_s
     if run.problem:
+        if variant not in (None, "float"):
+            raise InputError(f"--variant {variant} cannot ship: {run.problem}",
+                             "drop --variant (float ships), or pass --calibration FILE.npz with real inputs")
         return _float_only(run)
     providers = target_providers(target)
     latency_note, measured_on = "", ""
@@ -122,7 +137,10 @@ def time_and_pick(run: Run, *, budget_s: float | None = None) -> OptimizationRes
         run.note(f"Latency was not measured on the target: {target.runtime.execution_providers[0]} "
                  "is not available on this host. Accuracy was measured with the CPU provider.")
 
-    chosen, why = pick(run.candidates, target.optimize.policy, target.optimize.tolerance, bool(providers))
+    if variant is not None:
+        chosen, why = pinned(run.candidates, variant, run.skipped)
+    else:
+        chosen, why = pick(run.candidates, target.optimize.policy, target.optimize.tolerance, bool(providers))
     _explain(run, chosen)
     return OptimizationResult(
         candidates=run.candidates, chosen=chosen, data_source=run.data_source, why=why,

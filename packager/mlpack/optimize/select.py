@@ -106,3 +106,18 @@ def _second_rule(chosen: Candidate, rivals: list[Candidate], fastest: bool, spee
         smallest = min(c.size_bytes for c in rivals)
         return f" and smaller ({format_size(chosen.size_bytes)} against {format_size(smallest)})"
     return f" and faster ({speed[chosen.name]:.2f}x against {min(speed[c.name] for c in rivals):.2f}x float's latency)"
+
+
+def pinned(candidates: list[Candidate], name: str, skipped: list[tuple[str, str]]) -> tuple[Candidate, str]:
+    """The candidate `--variant NAME` pins, when it was made and passed the gate."""
+    from ..errors import InputError
+
+    chosen = next((c for c in candidates if c.name == name and not c.reference), None)
+    if chosen is None:
+        reason = dict(skipped).get(name, "it was not made")
+        raise InputError(f"--variant {name} cannot ship: {reason}",
+                         "drop --variant to let the target's policy pick, or pin another variant")
+    if not chosen.passed:
+        raise InputError(f"--variant {name} failed the accuracy gate: {chosen.reason}",
+                         "drop --variant, pin another variant, or relax the gate with --gate KEY=VALUE")
+    return chosen, f"pinned with --variant {name}, whatever the policy would pick"

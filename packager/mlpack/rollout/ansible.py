@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, MlpackError
 from ..resources import data_dir
 from ..signing import VERIFY_KEY_ENV, Key, key_from
 from .release import Release, read_release, unpacked_size, write_bundle
