@@ -28,6 +28,7 @@ import pytest
 from .agent_harness import free_port, wait_for
 from .conftest import REPO, uv
 from .models import linear_model
+from .signing_support import make_keys
 from .test_deploy import REGION, server  # noqa: F401  (server: the moto server fixture, patched as there)
 from .test_serve_local import alive, descendants, demo_rows
 
@@ -200,8 +201,14 @@ def check_serve(run, folder: Path) -> None:
                             folder, env, signal.SIGTERM)
 
 
+def check_sign(run, folder: Path) -> None:
+    keys = make_keys(folder / "keys", "KEY")
+    assert "signature.sig" in run(f"mlpack sign out/digits-demo-x86-cpu --key {keys.private}").stdout
+
+
 def check_verify(run, folder: Path) -> None:
-    assert run("mlpack verify out/digits-demo-x86-cpu").stdout.startswith("digits-demo-x86-cpu: ")
+    checked = run(f"mlpack verify out/digits-demo-x86-cpu --key {folder / 'keys' / 'KEY.pub.pem'}").stdout
+    assert checked.startswith("digits-demo-x86-cpu: ") and "signature verified" in checked, checked
 
 
 def check_image(run, folder: Path) -> None:
@@ -236,6 +243,7 @@ TABLE = {
     "mlpack optimize MODEL -t T": check_optimize,
     "mlpack report ARTIFACT": check_report,
     "mlpack serve ARTIFACT": check_serve,
+    "mlpack sign ARTIFACT --key KEY.pem": check_sign,
     "mlpack verify ARTIFACT": check_verify,
     "mlpack image ARTIFACT": check_image,
     "mlpack push ARTIFACT... --to REGISTRY/REPO[:TAG]": check_push,
