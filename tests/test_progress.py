@@ -124,3 +124,20 @@ def test_a_deploy_counts_its_resources_as_they_settle() -> None:
     log("    2.3s  UPDATE_COMPLETE_CLEANUP_IN_PROGRESS mlpack-x (AWS::CloudFormation::Stack)")
     log("    2.9s  UPDATE_COMPLETE              mlpack-x (AWS::CloudFormation::Stack)")
     assert len(lines) == 4 and len(settled) == 2  # every line is still logged
+
+
+def test_an_image_build_moves_its_bar_one_instruction_per_builder_step(tmp_path: Path) -> None:
+    from mlpack.image.build import counting_steps, instructions
+    from mlpack.progress import Bar
+
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("# syntax note\nARG BASE_IMAGE=debian\nFROM ${BASE_IMAGE}\nRUN apt-get update \\\n"
+                          "    && apt-get install -y python3\nCOPY app /app\nUSER 65532\n")
+    assert instructions(dockerfile) == ["ARG", "FROM", "RUN", "COPY", "USER"]
+    lines: list[str] = []
+    bar = Bar()
+    log = counting_steps(bar, lines.append)
+    for line in ("  STEP 1/4: FROM debian", "  Getting image source signatures", "  [2/2] STEP 2/4: RUN apt-get",
+                 "  Step 3/4 : COPY app /app", "  the next step 4/4 is coming"):
+        log(line)
+    assert bar.completed == 3 and len(lines) == 5  # every line is still logged

@@ -95,7 +95,7 @@ def _ansible(app: Application, artifact: Path | None, fleet: str, limit: str | N
     try:
         result = run_rollout(artifact, fleet, limit=limit, waves=wave_sizes, health_timeout_s=health_timeout,
                              confirm_timeout_s=confirm_timeout, max_unreachable=budget, resume=resume, echo=app.echo,
-                             key=key)
+                             key=key, progress=app.progress())
     except KeyboardInterrupt:
         raise RolloutInterrupted("rollout interrupted; devices cut off mid-update revert themselves once their "
                                  "confirmation time passes",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from ..artifact import Artifact
 from ..fsutil import atomic_write
 from ..manifest import IMAGE_SBOM, ImageSection, Manifest
-from ..progress import Progress
+from ..progress import Bar, Progress
 from ..reproducible import epoch_of
 from ..sbom import SBOM, Contents, image_document, installed_packages, with_wheel_hashes
 from .builder import BuiltImage, ImageBuilder, select_builder
@@ -35,9 +37,11 @@ def build_image(
             stage_context(artifact.root, target, context)
         with progress.step("Writing the image's software bill of materials (CycloneDX 1.6)"):
             sbom_text = write_image_sbom(artifact, context, base_image or target.image.base)
-        with progress.step(f"Building {ref} for {target.platform.oci} with {builder.name}"):
-            built = builder.build(context, context / "container" / "Dockerfile", ref, target.platform.oci,
-                                  build_args, progress.info, timestamp=epoch_of(artifact.manifest))
+        dockerfile = context / "container" / "Dockerfile"
+        with progress.step(f"Building {ref} for {target.platform.oci} with {builder.name}"), \
+                progress.bar("image steps", total=len(instructions(dockerfile))) as bar:
+            built = builder.build(context, dockerfile, ref, target.platform.oci,
+                                  build_args, counting_steps(bar, progress.info), timestamp=epoch_of(artifact.manifest))
 
     def record(m: Manifest) -> None:
         # A new build invalidates any digest pushed before it.
@@ -52,6 +56,25 @@ def build_image(
     artifact.update(record)
     progress.info(f"  image {ref} ({built.id[:19]})")
     return built
+
+
+def instructions(dockerfile: Path) -> list[str]:
+    """The Dockerfile's instructions (continuation lines joined, comments dropped)."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text(encoding="utf-8"))
+    return [line.split()[0].upper() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def counting_steps(bar: Bar, log: Callable[[str], None]) -> Callable[[str], None]:
+    """A build log that also moves the bar one instruction on each of the builders'
+    `STEP n/N` (buildah, numbered per stage: `[1/2] STEP 3/5`) or `Step n/N` (docker) lines."""
+    def line(text: str) -> None:
+        if _STEP.search(text):
+            bar.advance()
+        log(text)
+    return line
+
+
+_STEP = re.compile(r"(^|\] )\s*step \d+/\d+", re.I)
 
 
 def write_image_sbom(artifact: Artifact, context: Path, base: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from .. import __version__
 from ..errors import InputError, MlpackError
+from ..progress import Progress
 from ..resources import data_dir
 from ..signing import VERIFY_KEY_ENV, Key, key_from
 from .release import Release, read_release, unpacked_size, write_bundle
@@ -226,6 +227,7 @@ def run_rollout(
     keep_workdir: bool = False,
     echo: Callable[[str], None] | None = None,
     key: Path | None = None,
+    progress: Progress | None = None,
 ) -> RolloutResult:
     """Run the rollout wave by wave; returns what happened on every device (never raises on a
     failed wave). With `resume`, continue the fleet's last unfinished rollout from its first
@@ -257,7 +259,8 @@ def run_rollout(
                 "confirm_timeout_s": confirm_timeout_s or default_confirm_timeout(health_timeout_s),
                 "max_unreachable": str(max_unreachable), "limit": limit, "waves": [str(w) for w in waves],
                 "key": str(verify_key.path) if verify_key is not None and verify_key.path else None})
-        return _run_waves(state, folder, release, verify_key, inventory, lock.fd, log, keep_workdir, say)
+        return _run_waves(state, folder, release, verify_key, inventory, lock.fd, log, keep_workdir, say,
+                          progress or Progress(quiet=True))
 
 
 def _plan(release: Release, inventory: str | Path, limit: str | None, waves: Sequence[int | str],
@@ -278,8 +281,9 @@ def _plan(release: Release, inventory: str | Path, limit: str | None, waves: Seq
 
 def _run_waves(state: RolloutState, folder: Path, release: Release, verify_key: Key | None,
                inventory: str | Path, lock_fd: int, log: Path | None, keep_workdir: bool,
-               say: Callable[[str], None]) -> RolloutResult:
-    """The waves from the first unfinished one; the state is saved before and after each."""
+               say: Callable[[str], None], progress: Progress) -> RolloutResult:
+    """The waves from the first unfinished one; the state is saved before and after each.
+    On a terminal a bar counts the devices of the finished waves."""
     options = state.options
     budget = UnreachableBudget.parse(options["max_unreachable"])
     state.save(folder)
@@ -289,25 +293,28 @@ def _run_waves(state: RolloutState, folder: Path, release: Release, verify_key: 
     try:
         playbook = prepare(release, workdir, health_timeout_s=options["health_timeout_s"],
                            confirm_timeout_s=options["confirm_timeout_s"], verify_key=verify_key)
-        for number in range(state.finished_waves, len(state.waves)):
-            wave = state.waves[number]
-            say(f"wave {number + 1} of {len(state.waves)}: {len(wave)} device{'s' * (len(wave) != 1)}")
-            # The fleet lock goes to ansible-playbook too: a wave outliving mlpack keeps it.
-            result.returncode, per_host = run_playbook(playbook, inventory, wave, log, pass_fds=[lock_fd])
-            if result.returncode not in (0, 2, 4) and not per_host:
-                raise MlpackError(f"ansible-playbook failed in wave {number + 1} (exit {result.returncode})"
-                                  f"{_log_tail(log)}", "run it again with the same inventory to see why")
-            records = _device_records(per_host)
-            for host in wave:  # a device of this wave with no record was not reached at all
-                state.devices[host] = records.get(host) or {"host": host, "status": "unreachable"}
-            stop = _stop_reason(state, wave, budget)
-            if stop:
-                state.status, state.reason = "stopped", f"wave {number + 1} of {len(state.waves)}: {stop}"
-                break
-            state.finished_waves = number + 1
-            state.save(folder)
-        else:
-            state.status = "finished"
+        left = sum(len(w) for w in state.waves[state.finished_waves:])
+        with progress.bar(f"rolling out to {left} device{'s' * (left != 1)}", total=left) as bar:
+            for number in range(state.finished_waves, len(state.waves)):
+                wave = state.waves[number]
+                say(f"wave {number + 1} of {len(state.waves)}: {len(wave)} device{'s' * (len(wave) != 1)}")
+                # The fleet lock goes to ansible-playbook too: a wave outliving mlpack keeps it.
+                result.returncode, per_host = run_playbook(playbook, inventory, wave, log, pass_fds=[lock_fd])
+                if result.returncode not in (0, 2, 4) and not per_host:
+                    raise MlpackError(f"ansible-playbook failed in wave {number + 1} (exit {result.returncode})"
+                                      f"{_log_tail(log)}", "run it again with the same inventory to see why")
+                records = _device_records(per_host)
+                for host in wave:  # a device of this wave with no record was not reached at all
+                    state.devices[host] = records.get(host) or {"host": host, "status": "unreachable"}
+                stop = _stop_reason(state, wave, budget)
+                if stop:
+                    state.status, state.reason = "stopped", f"wave {number + 1} of {len(state.waves)}: {stop}"
+                    break
+                state.finished_waves = number + 1
+                state.save(folder)
+                bar.advance(len(wave))
+            else:
+                state.status = "finished"
     except KeyboardInterrupt:
         state.status = "interrupted"
         state.reason = f"interrupted in wave {state.finished_waves + 1} of {len(state.waves)}"
