@@ -23,13 +23,17 @@ demo-all: setup
 	  $(VENV)/bin/mlpack build --target $$target --out $(OUT) --force --quiet || exit 1; \
 	done
 
+# Two workers, each taking whole test files (--dist loadfile keeps a file's fixtures in one
+# process): most of the suite's time is spent waiting on servers, fleets and builds.
+PYTEST := $(PY) -m pytest -ra -n 2 --dist loadfile
+
 # The same set-up CI runs (.ci/setup.sh: idempotent, seconds when all is there), then every test.
 test: setup
 	bash .ci/setup.sh tests
-	$(PY) -m pytest -ra
+	$(PYTEST)
 
 test-fast: setup
-	$(PY) -m pytest -ra -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The wheel users install (`pip install dist/mlpack-*.whl`, see README.md).
 wheel: setup
