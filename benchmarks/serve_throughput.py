@@ -138,7 +138,7 @@ def main() -> None:
         runs = {}
         for label, args, cwd, path, bodies in (
             ("plain BentoML, float model, defaults", ["service:Plain"], plain, "/predict", rows),
-            (f"mlpack x86-cpu Bento ({result.manifest['model']['variant']})", [str(result.path / "bento")],
+            (f"mlpack x86-cpu Bento ({result.manifest.model.variant})", [str(result.path / "bento")],
              tmp, "/predict", [{"inputs": r} for r in rows]),
         ):
             port = 3950 + len(runs)
