@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+from ..errors import InputError
 from ..sizes import format_size
 from .report import Candidate
 
@@ -110,8 +111,6 @@ def _second_rule(chosen: Candidate, rivals: list[Candidate], fastest: bool, spee
 
 def pinned(candidates: list[Candidate], name: str, skipped: list[tuple[str, str]]) -> tuple[Candidate, str]:
     """The candidate `--variant NAME` pins, when it was made and passed the gate."""
-    from ..errors import InputError
-
     chosen = next((c for c in candidates if c.name == name and not c.reference), None)
     if chosen is None:
         reason = dict(skipped).get(name, "it was not made")
