@@ -1,6 +1,6 @@
 """The optimizer gates and times each variant in a session made by the serving runtime's own
-code (mlpack_runtime.config.open_session) with the settings runtime.json carries, and
-onnxruntime's native log never reaches the terminal."""
+code (mlpack_runtime.config.open_session) with the settings runtime.json carries, in the
+onnxruntime release the target pins, and onnxruntime's native log never reaches the terminal."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from mlpack.app import runtime_json
 from mlpack.model_info import Signature, TensorSpec
 from mlpack.optimize.measure import session
+from mlpack.pinned_runtime import host_runtime, pinned_version
 from mlpack.runtime.config import RuntimeConfig
 from mlpack.targets import load_target
 
@@ -35,7 +36,7 @@ def served_settings(target_name: str) -> dict:
 
 def _options(sess) -> dict:
     o = sess.get_session_options()
-    return {"graph": o.graph_optimization_level, "intra": o.intra_op_num_threads, "inter": o.inter_op_num_threads,
+    return {"graph": str(o.graph_optimization_level), "intra": o.intra_op_num_threads, "inter": o.inter_op_num_threads,
             "arena": o.enable_cpu_mem_arena, "log": o.log_severity_level}
 
 
@@ -43,9 +44,16 @@ def _options(sess) -> dict:
 def test_the_gate_and_the_timer_use_the_session_serving_opens(tmp_path: Path, target_name: str) -> None:
     model = linear_model(tmp_path / "model.onnx")
     served = RuntimeConfig("model.onnx", [], [], served_settings(target_name), {}).open_session(tmp_path)
-    gated = session(model, load_target(target_name))
+    target = load_target(target_name)
+    gated = session(model, target)
     assert _options(gated) == _options(served)
     assert gated.get_providers() == ["CPUExecutionProvider"]  # the gate runs on this host's CPU
+    # In the release the artifact pins: in mlpack's process when it is the one mlpack imports
+    # (the CPU targets), else in a worker of its own (cuda-gpu: onnxruntime-gpu on its CPU provider).
+    pinned = (target.runtime.onnxruntime, pinned_version(target))
+    assert (pinned == host_runtime()) == (not hasattr(gated, "run_timed"))
+    if target_name == "cuda-gpu":
+        assert pinned == ("onnxruntime-gpu", target.runtime.version) != host_runtime()
 
 
 def test_the_target_settings_reach_the_session() -> None:

@@ -79,12 +79,17 @@ class ModelSection(Section):
     variant: str = Field(description="the optimizer's variant that ships (report.md says why)")
     source: SourceModel
     signature: Signature
+    ir_version: int | None = Field(None, description="the shipped model's ONNX IR version")
+    rewrites: list[str] = Field(default_factory=list, description="what the build changed in the model so that "
+                                "the onnxruntime the artifact pins reads it (e.g. a lower IR version)")
 
 
 class OptimizationSection(Section):
     chosen: str
     why: str
     data_source: str = Field(description="where the accuracy gate measured (real or synthetic data)")
+    gated_with: str | None = Field(None, description="the onnxruntime release and execution provider the gate "
+                                   "ran on: the release the artifact pins")
 
 
 class ImageIndex(Section):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from pydantic import BaseModel
 
+from ..pinned_runtime import pinned_version
 from ..manifest import MANIFEST, REPORT_FILES, Requirements, Versions
 from ..render import template_paths
 from ..steps import step_class
@@ -52,7 +53,7 @@ def host_versions(target: Target) -> Versions:
     import platform
 
     return Versions(
-        onnxruntime=target.runtime.version or metadata.version("onnxruntime"),
+        onnxruntime=pinned_version(target),
         numpy=metadata.version("numpy"),
         bentoml=metadata.version("bentoml"),
         onnx=metadata.version("onnx"),

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from .. import __version__
 from ..artifact import Artifact
 from ..demo import DEMO_NAME, demo_model
@@ -26,7 +28,7 @@ from ..manifest import BuildInputs, ColdStart, ImageSection, Manifest, ModelSect
 from ..model_files import copy_model, model_bytes
 from ..model_info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
-from ..optimize.pipeline import check_variant
+from ..optimize.pipeline import check_variant, runtime_fit
 from ..optimize.report_html import REPORT_HTML, About, to_html
 from ..progress import Progress
 from ..render import RenderContext, render_artifact, write_files
@@ -65,8 +67,9 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         check_variant(target, request.variant)
     out = request.out.expanduser().resolve()
     if request.model is not None:
-        # Fail on a bad model before anything is written.
+        # Fail on a bad model before anything is written: also one the target's runtime cannot read.
         info_first = inspect_model(request.model)
+        runtime_fit(onnx.load(str(request.model), load_external_data=False), target)
     model_path, data_path, fallback_name = _resolve_model(request, progress)
     name = request.name or fallback_name
     info = info_first if request.model is not None else inspect_model(model_path)
@@ -107,7 +110,8 @@ def _build_into(
     shipped.parent.mkdir()
     copy_model(optimization.chosen.path, shipped)  # with model.onnx.data when the weights are external
 
-    draft = draft_manifest(plan, name, info, optimization, sha256_file(shipped), model_bytes(shipped))
+    draft = draft_manifest(plan, name, info, optimization, sha256_file(shipped), model_bytes(shipped),
+                           onnx.load(str(shipped), load_external_data=False).ir_version)
     if processing is not None:  # the sample through the processing and the shipped variant
         draft.processing = ship_processing(processing, root, shipped, info.signature,
                                            target.runtime.session_settings())
@@ -138,7 +142,7 @@ def report_html(root: Path, manifest: Manifest, optimization: OptimizationResult
 
 
 def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: OptimizationResult,
-                   model_sha256: str, model_bytes: int) -> Manifest:
+                   model_sha256: str, model_bytes: int, ir_version: int | None = None) -> Manifest:
     """The manifest as far as it is known before the steps run: everything but their sections."""
     return Manifest(
         name=name,
@@ -147,10 +151,11 @@ def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: Op
             file=MODEL_FILE, sha256=model_sha256, size_bytes=model_bytes, variant=optimization.chosen.name,
             source=SourceModel(name=info.path.name, sha256=info.sha256, size_bytes=info.size_bytes,
                                opset=info.opset, producer=info.producer),
-            signature=info.signature,
+            signature=info.signature, ir_version=ir_version, rewrites=optimization.rewrites,
         ),
         optimization=OptimizationSection(chosen=optimization.chosen.name, why=reason_without_figures(optimization),
-                                         data_source=optimization.data_source),
+                                         data_source=optimization.data_source,
+                                         gated_with=optimization.gated_with or None),
         image=ImageSection(repository=f"mlpack/{plan.artifact}", tag=f"{__version__}-{short_sha(model_sha256)}"),
         memory_mb=memory_mb(model_bytes),
         requirements=plan.requirements,

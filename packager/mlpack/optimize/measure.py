@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..runtime.config import open_session
+from ..pinned_runtime import CPU, for_target
 from ..runtime.values import as_array
 from ..targets import Target
 from .data import EvalData
@@ -27,18 +27,38 @@ class Latency:
     p95_ms: float
 
 
-def target_providers(target: Target) -> list[str] | None:
-    """The target's execution providers if this host has all it needs to run the first one."""
-    import onnxruntime as ort
-
-    first = target.runtime.execution_providers[0]
-    return list(target.runtime.execution_providers) if first in ort.get_available_providers() else None
+def target_providers(target: Target, model: Path) -> tuple[list[str] | None, str]:
+    """The target's execution providers when a session of `model` in the target's own runtime
+    really gets the first of them here; else None and why not. onnxruntime lists a provider it
+    was built with whether or not it loads, and falls back to the CPU in silence: only the
+    session's own providers tell."""
+    wanted = list(target.runtime.execution_providers)
+    if wanted[0] == CPU[0]:
+        return wanted, ""
+    runtime = for_target(target)
+    if wanted[0] not in runtime.available_providers():
+        return None, f"{runtime} on this host has no {wanted[0]}"
+    got = session(model, target, wanted).get_providers()[0]
+    if got == wanted[0]:
+        return wanted, ""
+    return None, f"{wanted[0]} did not load on this host ({runtime} ran the session on {got})"
 
 
 def session(path: Path, target: Target, providers: list[str] | None = None):
-    """A session made by the serving runtime's own `open_session`, with the target's settings
-    (threads, arena, graph level), on `providers`: by default this host's CPU, where the gate runs."""
-    return open_session(path, target.runtime.session_settings(), providers or ["CPUExecutionProvider"])
+    """A session in the onnxruntime the target pins (see mlpack.pinned_runtime), made by the
+    serving runtime's own `open_session` with the target's settings (threads, arena, graph
+    level), on `providers`: by default the CPU, which every host has."""
+    return for_target(target).open(path, target.runtime.session_settings(), providers or CPU)
+
+
+def run_time_ms(sess, feed: dict[str, np.ndarray]) -> float:
+    """Milliseconds of one `run`; a session in a worker process reports its own, without the pipe."""
+    run_timed = getattr(sess, "run_timed", None)
+    if run_timed is not None:
+        return run_timed(None, feed)[1]
+    t0 = time.perf_counter()
+    sess.run(None, feed)
+    return (time.perf_counter() - t0) * 1000
 
 
 def fixed_batch(sess) -> int | None:
@@ -97,9 +117,7 @@ def latencies(
     for round_ in range(max_rounds):
         shuffle(order)
         for name, sess in order:
-            t0 = time.perf_counter()
-            sess.run(None, feed)
-            times[name].append((time.perf_counter() - t0) * 1000)
+            times[name].append(run_time_ms(sess, feed))
         if on_round is not None:  # e.g. a progress bar
             on_round()
         if round_ + 1 >= min_rounds and time.perf_counter() - started > budget_s:

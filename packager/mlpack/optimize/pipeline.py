@@ -19,12 +19,14 @@ from ..errors import InputError
 from ..locale_ops import PORTABLE_LOCALE, make_portable
 from ..model_files import copy_model, data_file, model_bytes, save_model, stored_external
 from ..model_info import ModelInfo
+from ..pinned_runtime import for_target
+from ..pinned_runtime.compat import Fit
 from ..progress import Progress
 from ..targets import Target
 from . import passes
 from .data import load_data, synthetic_data
 from .gate import GateSettings
-from .measure import latencies, session, target_providers, timing_batches
+from .measure import latencies, session, timing_batches
 from .report import Candidate, OptimizationResult
 from .run import Log, Run, first_line
 from .select import pick, pinned
@@ -79,6 +81,9 @@ def make_candidates(
     variant the target lists, in its order. Nothing is timed yet."""
     model = onnx.load(str(info.path))  # with its external data, if any: saved external again below
     locales = make_portable(model)
+    runtime = for_target(target)
+    fit = runtime_fit(model, target)  # raises InputError when the pinned runtime cannot read it
+    model.ir_version = fit.ir_version
     data, problem = None, ""
     if data_path:
         data = load_data(data_path, info.signature)
@@ -92,7 +97,11 @@ def make_candidates(
     float_path = save_model(model, work_dir / "float.onnx", external=bool(info.external_data))
     del model
     run = Run(info, target, work_dir, float_path, gate or GateSettings(), log, str(data_path or "no data"))
-    run.float_recipe = _float_recipe(float_path, locales)
+    run.max_ir_version = runtime.limits.max_ir_version
+    run.float_recipe = _float_recipe(float_path, locales, fit.rewrite)
+    if fit.rewrite:
+        run.rewrites.append(fit.rewrite)
+        run.note(f"The model's {fit.rewrite}; every variant carries the same IR version.")
     for node in locales:
         run.note(f"{node.op_type} node {node.node!r} asked for locale {node.locale}, which slim images and "
                  f"AWS Lambda lack: every variant has it set to {PORTABLE_LOCALE} (see docs/model-shapes.md).")
@@ -126,28 +135,33 @@ def time_and_pick(run: Run, *, budget_s: float | None = None, variant: str | Non
             raise InputError(f"--variant {variant} cannot ship: {run.problem}",
                              "drop --variant (float ships), or pass --calibration FILE.npz with real inputs")
         return _float_only(run)
-    providers = target_providers(target)
     latency_note, measured_on = "", ""
-    if providers:
-        measured_on = providers[0]
-        _time_all(run, providers, budget_s)
+    if run.on_target:
+        measured_on = run.providers[0]
+        _time_all(run, run.providers, budget_s)
     else:
-        latency_note = (f"not measured on target: {target.runtime.execution_providers[0]} is not available "
-                        "on this host")
-        run.note(f"Latency was not measured on the target: {target.runtime.execution_providers[0]} "
-                 "is not available on this host. Accuracy was measured with the CPU provider.")
+        latency_note = f"not measured on target: {run.off_target}"
+        run.note(f"Latency was not measured on the target: {run.off_target}. Accuracy was measured with the "
+                 "CPU provider.")
 
     if variant is not None:
         chosen, why = pinned(run.candidates, variant, run.skipped)
     else:
-        chosen, why = pick(run.candidates, target.optimize.policy, target.optimize.tolerance, bool(providers))
+        chosen, why = pick(run.candidates, target.optimize.policy, target.optimize.tolerance, run.on_target)
     _explain(run, chosen)
     return OptimizationResult(
         candidates=run.candidates, chosen=chosen, data_source=run.data_source, why=why,
         target=target.name, policy=target.optimize.policy, gate=run.gate,
         latency_note=latency_note, measured_on=measured_on, skipped=run.skipped,
-        sensitive_layers=run.sensitive_layers, notes=run.notes, **_data_facts(run),
+        sensitive_layers=run.sensitive_layers, notes=run.notes, gated_with=_gated_with(run),
+        rewrites=run.rewrites, **_data_facts(run),
     )
+
+
+def _gated_with(run: Run) -> str:
+    """Where the gate ran, in words: the runtime the artifact ships, and the provider."""
+    runtime = for_target(run.target)
+    return f"{runtime} (the runtime the artifact ships, {runtime.where}) on {run.providers[0]}"
 
 
 def _data_facts(run: Run) -> dict:
@@ -164,7 +178,7 @@ def _float_only(run: Run) -> OptimizationResult:
         why=f"kept the float model: no variant can be checked, since {run.problem}",
         target=run.target.name, policy=run.target.optimize.policy, gate=run.gate,
         tolerance=run.target.optimize.tolerance, synthetic=bool(run.data and run.data.synthetic),
-        latency_note="not measured: nothing to compare", notes=[
+        latency_note="not measured: nothing to compare", rewrites=run.rewrites, notes=[
             f"No variant was made: {run.problem}. Pass --calibration FILE.npz with real inputs to enable "
             "the optimizer's accuracy gate."],
     )
@@ -173,10 +187,23 @@ def _float_only(run: Run) -> OptimizationResult:
 # ---- steps --------------------------------------------------------------------------
 
 
-def _float_recipe(float_path: Path, locales: list) -> str:
+def _float_recipe(float_path: Path, locales: list, rewrite: str = "") -> str:
     stored = ("weights external, in " + data_file(float_path).name) if stored_external(float_path) else "weights inline"
     changed = f"; locale of {', '.join(n.node for n in locales)} set to {PORTABLE_LOCALE}" if locales else ""
+    if rewrite:
+        changed += f"; {rewrite.split(':')[0]}"
     return f"the model as given, {stored}{changed}"
+
+
+def runtime_fit(model: onnx.ModelProto, target: Target) -> Fit:
+    """How the model fits the onnxruntime the target pins; InputError when it cannot be read there."""
+    runtime = for_target(target)
+    fit = runtime.fit(model)
+    if not fit.fits:
+        raise InputError(f"{target.name} ships {runtime}, which cannot read this model: {fit.problem}",
+                         f"export the model for ONNX IR version {runtime.limits.max_ir_version} and opset "
+                         f"{runtime.limits.max_opset} at most (e.g. an older onnx or exporter), or pick another target")
+    return fit
 
 
 def _float_passes(run: Run, float_path: Path) -> Path:

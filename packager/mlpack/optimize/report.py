@@ -62,6 +62,8 @@ class OptimizationResult:
     synthetic: bool = False  # accuracy measured on inputs made from the signature, not real data
     gate_rows: int = 0  # rows the gate compared outputs on (0: no data)
     calibration_rows: int = 0  # rows calibration used (the same rows when there were too few to split)
+    gated_with: str = ""  # the onnxruntime release and provider the gate ran on
+    rewrites: list[str] = field(default_factory=list)  # what was changed in the model for the pinned runtime
 
     @property
     def baseline(self) -> Candidate:
@@ -116,6 +118,8 @@ class OptimizationResult:
             f"- Accuracy measured on: {self.data_source}.",
             f"- Policy: {self.policy} variant that passes the gate.",
             f"- Latency: {self.latency_note or 'measured with ' + self.measured_on}.",
+            *([f"- Gate ran in: {self.gated_with}."] if self.gated_with else []),
+            *[f"- Changed for that runtime: {r}." for r in self.rewrites],
             "", "| " + " | ".join(rows[0]) + " |",
             "|" + "|".join("---" if i in (0, len(rows[0]) - 1, len(rows[0]) - 2) else "---:"
                            for i in range(len(rows[0]))) + "|",
@@ -144,6 +148,8 @@ class OptimizationResult:
             "why": self.why,
             "latency_measured_on": self.measured_on or None,
             "latency_note": self.latency_note or None,
+            "gated_with": self.gated_with or None,
+            "rewrites": self.rewrites,
             "gate": self.gate.model_dump(),
             "candidates": [
                 {

@@ -11,12 +11,13 @@ import onnx
 
 from ..errors import MlpackError
 from ..model_files import model_bytes
+from ..pinned_runtime import for_target, runtime_message
 from ..model_info import ModelInfo
 from ..progress import Progress
 from ..targets import Target
 from .data import EvalData
 from .gate import GateSettings, Verdict, compare
-from .measure import fixed_batch, outputs, session
+from .measure import fixed_batch, outputs, session, target_providers
 from .report import Candidate
 from .variants import Outcome, Variant
 
@@ -47,6 +48,13 @@ class Run:
         self.fixed_batch: int | None = None  # the batch size the model's inputs fix, if any
         self.output_names: list[str] = []
         self.reference: list[np.ndarray] = []
+        # Where candidates are gated and timed: the target's providers when they really load
+        # here (then `on_target`), else the CPU; always in the onnxruntime the target pins.
+        self.providers: list[str] = ["CPUExecutionProvider"]
+        self.on_target = False
+        self.off_target = ""  # why the target's providers are not used here, when they are not
+        self.max_ir_version: int | None = None  # what the pinned runtime reads; candidates are fitted to it
+        self.rewrites: list[str] = []  # what was changed in the model for that runtime, in words
         self._running: Variant | None = None
         self.progress: Progress | None = None  # where timing draws its bars (a terminal), if anywhere
 
@@ -55,7 +63,10 @@ class Run:
         Raises when float's outputs cannot be read (e.g. ZipMap's lists of dicts)."""
         self.data = data
         self.calibration, self.held_out = data.split()
-        float_session = session(self.float_path, self.target)
+        providers, self.off_target = target_providers(self.target, self.float_path)
+        if providers is not None:
+            self.providers, self.on_target = providers, True
+        float_session = session(self.float_path, self.target, self.providers)
         self.fixed_batch = fixed_batch(float_session)
         self.output_names = [o.name for o in float_session.get_outputs()]
         self.reference = outputs(float_session, self.held_out)
@@ -64,20 +75,26 @@ class Run:
     # ---- what variants use -----------------------------------------------------------
 
     def outputs(self, path: Path, data: EvalData) -> list[np.ndarray]:
-        """A model's outputs on `data`, from a session made as the target serves (on this host's CPU)."""
-        return outputs(session(path, self.target), data)
+        """A model's outputs on `data`, from a session made as the target serves, in its pinned
+        onnxruntime, on the target's provider when it is here, else the CPU."""
+        return outputs(session(path, self.target, self.providers), data)
 
     def compare(self, reference: list[np.ndarray], got: list[np.ndarray], labels: np.ndarray | None = None) -> Verdict:
         return compare(reference, got, self.output_names, self.gate, labels)
 
     def gated(self, name: str, path: Path, recipe: str = "") -> Candidate:
         """A candidate for `path`, gated against float on the held-out rows; not kept yet."""
+        problem = fit_ir_version(path, self.max_ir_version)
         candidate = Candidate(name, path, model_bytes(path), recipe)  # external data counted in
+        if problem:
+            candidate.passed, candidate.reason = False, f"the runtime the target ships cannot read it: {problem}"
+            return candidate
         try:
             got = self.outputs(path, self.held_out)
-        except Exception as exc:  # e.g. an operator this host's onnxruntime lacks a kernel for
+        except Exception as exc:  # e.g. an operator the pinned onnxruntime lacks a kernel for
             candidate.passed = False
-            candidate.reason = f"could not run on this host's CPU, so accuracy is unmeasured ({first_line(exc)})"
+            candidate.reason = (f"could not run in {for_target(self.target)} on {self.providers[0]}, so accuracy "
+                                f"is unmeasured ({runtime_message(exc)})")
             return candidate
         verdict = self.compare(self.reference, got, self.held_out.labels)
         candidate.passed, candidate.reason = verdict.passed, verdict.reason
@@ -141,3 +158,21 @@ class Run:
         """The measured int8 error per layer, worst first, from the variant that measured it."""
         layers = next((o.layers for o in self.outcomes.values() if o.layers), [])
         return [(e.node, e.relative_error) for e in layers]
+
+
+def fit_ir_version(path: Path, max_ir_version: int | None) -> str:
+    """Lower a candidate's ONNX IR version in place to what the pinned runtime reads, when that is
+    safe (quantizers may write their own onnx's IR version); '' when it fits, else why it cannot."""
+    if max_ir_version is None:
+        return ""
+    from ..pinned_runtime.compat import min_ir_version
+
+    model = onnx.load(str(path), load_external_data=False)  # the header only: weights stay where they are
+    if model.ir_version <= max_ir_version:
+        return ""
+    needed, why = min_ir_version(model)
+    if needed > max_ir_version:
+        return f"it is ONNX IR version {model.ir_version} and needs {needed} ({why})"
+    model.ir_version = max_ir_version
+    onnx.save_model(model, str(path))
+    return ""
