@@ -18,17 +18,23 @@ def serve(
     agent_port: Annotated[int, typer.Option(help="Port of the telemetry agent's Prometheus /metrics.",
                                             min=1, max=65535)] = 9464,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    allow_cpu: Annotated[bool, typer.Option(
+        "--allow-cpu", help="Serve a GPU artifact on the CPU on purpose when its GPU provider does not load here "
+                            "(sets MLPACK_ALLOW_CPU=1). Without it such an artifact refuses to start, naming the "
+                            "library that failed: it never falls back to the CPU in silence.")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Serve an artifact on this machine as it runs in production, with its telemetry agent
     beside it: a Bento through `bentoml serve`; a Lambda package through its handler under
     AWS's runtime interface client and a local Runtime API, behind an HTTP front that sends
-    Function URL events. Prints the URLs; Ctrl-C or SIGTERM stops both processes."""
+    Function URL events. A Bento runs on the onnxruntime release the artifact pins (for a GPU
+    target onnxruntime-gpu, fetched once into mlpack's cache when this installation has
+    another). Prints the URLs; Ctrl-C or SIGTERM stops both processes."""
     from ..artifact import Artifact
     from ..serve import Endpoint, ServeOptions, serve as run_serve
 
     opened = Artifact.open(artifact)
-    options = ServeOptions(host=host, port=port, agent_port=agent_port)
+    options = ServeOptions(host=host, port=port, agent_port=agent_port, allow_cpu=allow_cpu)
 
     def ready(found: list[Endpoint], what: str) -> None:
         app.echo(f"Serving {opened.name} ({opened.manifest.target.name}): {what}")

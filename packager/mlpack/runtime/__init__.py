@@ -8,8 +8,9 @@ alone, imported only there (processing/).
 
 from .config import RuntimeConfig, load_runtime
 from .processing import ServedSignature
+from .providers import ProviderUnavailable
 from .served import ServedModel
 from .validation import RequestError, outputs_to_json, parse_inputs
 
-__all__ = ["RequestError", "RuntimeConfig", "ServedModel", "ServedSignature", "load_runtime", "outputs_to_json",
+__all__ = ["ProviderUnavailable", "RequestError", "RuntimeConfig", "ServedModel", "ServedSignature", "load_runtime", "outputs_to_json",
            "parse_inputs"]

@@ -18,6 +18,7 @@ import numpy as np
 from .config import RuntimeConfig, load_runtime
 from .limits import RequestLimits
 from .processing import Processing, ServedSignature, load_processing
+from .providers import allow_cpu, check_session
 from .telemetry import InferenceReporter
 from .validation import RequestError, outputs_to_json, parse_inputs
 
@@ -34,6 +35,9 @@ class ServedModel:
         self._folder = os.fspath(folder)
         self.config: RuntimeConfig = load_runtime(os.path.join(self._folder, RUNTIME_JSON))
         self.session = self.config.open_session(self._folder)
+        # Never on the CPU in silence: a GPU artifact whose provider did not load raises
+        # ProviderUnavailable (not ready) unless MLPACK_ALLOW_CPU=1 says to serve anyway.
+        self.provider = check_session(self.session, self.config.session, allowed_on_cpu=allow_cpu())
         self.reporter = InferenceReporter(self.config.labels, self.config.outputs)
         self.processing: Processing = load_processing(
             self.config.processing, self._folder, self.config.inputs, self.config.outputs)

@@ -31,6 +31,7 @@ from ..errors import InputError, MlpackError
 from ..facts import AGENT_PORT
 from ..progress import Progress
 from ..resources import data_dir
+from ..runtime.providers import ALLOW_CPU_ENV
 from .processes import Processes, StopSignals
 
 DEFAULT_PORT = 3000  # BentoML's default, kept for the Lambda front too
@@ -43,6 +44,7 @@ class ServeOptions:
     port: int = DEFAULT_PORT
     agent_port: int = AGENT_PORT
     ready_timeout_s: float = READY_TIMEOUT_S
+    allow_cpu: bool = False  # serve a GPU artifact on the CPU on purpose (MLPACK_ALLOW_CPU=1)
 
 
 @dataclass(frozen=True)
@@ -137,13 +139,34 @@ def start_bento(artifact: Artifact, options: ServeOptions, work: Path, socket_pa
                 processes: Processes, stop) -> str:
     bento = artifact.root / artifact.manifest.bento.path
     env = {**os.environ, "BENTOML_HOME": str(work / "bentoml-home"), "BENTOML_DO_NOT_TRACK": "true",
-           "MLPACK_AGENT_SOCKET": socket_path}
+           "MLPACK_AGENT_SOCKET": socket_path, **runtime_env_vars(artifact, options)}
     # An absolute path: `bentoml serve` reads a relative one as a module name.
     processes.start("bentoml serve", [sys.executable, "-m", "bentoml", "serve", str(bento.resolve()),
                                       "--host", options.host, "--port", str(options.port)], env=env)
     ready = f"http://{_url_host(options.host)}:{options.port}/readyz"
     wait_until(lambda: _http_ok(ready), options.ready_timeout_s, processes, stop, "the Bento to be ready")
-    return f"the Bento {artifact.manifest.bento.tag} (bentoml serve)"
+    return f"the Bento {artifact.manifest.bento.tag} (bentoml serve, {pinned(artifact)})"
+
+
+def pinned(artifact: Artifact):
+    """The onnxruntime release the artifact pins (onnxruntime-gpu for GPU targets)."""
+    from ..pinned_runtime import pinned_runtime
+
+    return pinned_runtime(artifact.manifest.target.runtime.onnxruntime, artifact.manifest.versions.onnxruntime)
+
+
+def runtime_env_vars(artifact: Artifact, options: ServeOptions) -> dict[str, str]:
+    """The environment that makes the Bento run on the onnxruntime release the artifact pins,
+    as in production: that release's own folder first on PYTHONPATH when this installation
+    has another one; MLPACK_ALLOW_CPU for --allow-cpu."""
+    env = {ALLOW_CPU_ENV: "1"} if options.allow_cpu else {}
+    runtime = pinned(artifact)
+    if not runtime.local:
+        from ..pinned_runtime.environment import runtime_env
+
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(runtime_env(runtime.package, runtime.version)),
+                                                          os.environ.get("PYTHONPATH")]))
+    return env
 
 
 # ---- shared -------------------------------------------------------------------------
