@@ -46,19 +46,42 @@ def on_platform(target: str, **platform: str) -> RenderContext:
 
 # -- images -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("target", ["x86-cpu", "arm-edge"])
-def test_cpu_serving_images_are_distroless(target: str) -> None:
+@pytest.mark.parametrize("target", ["x86-cpu", "arm-edge", "cuda-gpu"])
+def test_serving_images_are_distroless_gpu_ones_too(target: str) -> None:
+    # GPU images carry CUDA as wheels inside site-packages, which the copy takes whole.
     assert container_facts(context(target)).distroless
 
 
-def test_gpu_targets_are_not_distroless() -> None:
-    assert not container_facts(context("cuda-gpu")).distroless
+def test_an_image_on_a_base_whose_libraries_it_relies_on_keeps_that_base() -> None:
+    ctx = context("cuda-gpu")
+    on_cuda_base = ctx.target.model_copy(update={"image": ctx.target.image.model_copy(update={
+        "base": "nvidia/cuda:13.0.1-runtime-ubuntu24.04", "provides_libraries": ["libcudart.so.13"]})})
+    assert not container_facts(ctx.model_copy(update={"target": on_cuda_base})).distroless
 
 
-@pytest.mark.parametrize("target", TARGETS)
-def test_only_the_plain_onnxruntime_package_loses_its_c_api_library(target: str) -> None:
-    ctx = context(target)
-    assert container_facts(ctx).strip_onnxruntime_c_api == (ctx.target.runtime.onnxruntime == "onnxruntime")
+def test_cpu_images_have_no_cuda_facts() -> None:
+    assert all(container_facts(context(t)).cuda is None for t in TARGETS if t != "cuda-gpu")
+
+
+def test_a_gpu_image_finds_cuda_in_its_wheels_then_where_clusters_mount_the_driver() -> None:
+    cuda = container_facts(context("cuda-gpu")).cuda
+    assert cuda.library_path.split(":") == ["/opt/mlpack/site-packages/nvidia/cu13/lib",
+                                            "/opt/mlpack/site-packages/nvidia/cudnn/lib", "/usr/local/nvidia/lib64"]
+    assert cuda.from_host == ("libcuda.so.1",)
+    assert cuda.check[0] == "onnxruntime/capi/libonnxruntime_providers_cuda.so"
+
+
+def test_a_gpu_image_carries_cudnn_only_for_operators_that_call_it() -> None:
+    gemm = container_facts(context("cuda-gpu", model=context("cuda-gpu").model.model_copy(
+        update={"operators": ["Gemm", "MatMul", "Relu", "Softmax"]}))).cuda
+    assert gemm.cudnn_keep == () and gemm.cudnn_dir == "" and gemm.check == (gemm.check[0],)
+    encoder = container_facts(context("cuda-gpu", model=context("cuda-gpu").model.model_copy(
+        update={"operators": ["LayerNormalization", "MatMul", "ReduceSum"]}))).cuda
+    assert encoder.cudnn_keep == ("libcudnn.so.9", "libcudnn_graph.so.9", "libcudnn_ops.so.9")
+    assert encoder.check[1:] == tuple(f"nvidia/cudnn/lib/{lib}" for lib in encoder.cudnn_keep)
+    conv = container_facts(context("cuda-gpu", model=context("cuda-gpu").model.model_copy(
+        update={"operators": ["Conv", "Relu"]}))).cuda
+    assert "libcudnn_cnn.so.9" in conv.cudnn_keep and "libcudnn_adv.so.9" not in conv.cudnn_keep
 
 
 def test_images_run_as_one_unprivileged_user_and_group() -> None:

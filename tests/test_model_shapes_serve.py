@@ -18,6 +18,8 @@ import httpx
 import numpy as np
 import pytest
 
+from mlpack.artifact import Artifact
+from mlpack.serve import ServeOptions, runtime_env_vars
 from mlpack.build import BuildRequest, BuildResult, build
 from mlpack.progress import Progress
 
@@ -62,6 +64,8 @@ def bento_server(result: BuildResult, home: Path) -> Iterator[tuple[Predict, lis
     """`bentoml serve` on the artifact's Bento; yields predict and, after exit, its stderr lines."""
     port = free_port()
     env = {**os.environ, "BENTOML_HOME": str(home), "MLPACK_AGENT_SOCKET": "/nonexistent"}
+    if result.manifest.target.cuda is not None:  # no GPU here: the pinned onnxruntime-gpu on the CPU, on purpose
+        env.update(runtime_env_vars(Artifact.open(result.path), ServeOptions(allow_cpu=True)))
     bentoml = Path(sys.executable).with_name("bentoml")
     home.mkdir(parents=True, exist_ok=True)
     log = home / "stderr.log"

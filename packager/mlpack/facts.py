@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .bytecode import INVALIDATION_MODE
+from .cuda import cuda_plan, library_path
 from .lambda_prune import prune_rules, shell_commands
 
 if TYPE_CHECKING:
@@ -55,8 +56,6 @@ class ContainerFacts:
     # A shell-less image: the base's Python, the libraries it links (found with ldd) and the
     # packages, copied onto an empty image.
     distroless: bool
-    # Remove onnxruntime/capi/libonnxruntime.so from the installed packages.
-    strip_onnxruntime_c_api: bool
     uid: int
     gid: int
     user: str  # "uid:gid"
@@ -64,6 +63,22 @@ class ContainerFacts:
     # (a sidecar in Kubernetes, a second container on Greengrass).
     agent_config: str
     agent_command: tuple[str, ...]
+    cuda: CudaFacts | None  # GPU images only
+
+
+@dataclass(frozen=True)
+class CudaFacts:
+    """A GPU image's CUDA libraries (mlpack.cuda): where they are, what is kept, what is checked."""
+
+    library_path: str  # the image's LD_LIBRARY_PATH
+    library_dirs: tuple[str, ...]  # the CUDA wheels' library folders, relative to site-packages
+    cudnn_dir: str  # cuDNN's library folder in the image ("" when the image carries no cuDNN)
+    cudnn_keep: tuple[str, ...]  # the cuDNN sub-libraries kept there; the rest is removed
+    why_cudnn: str
+    # Every NEEDED entry of these (relative to site-packages) must resolve inside the image,
+    # but for the driver's libraries, which the host provides; the build stage checks with ldd.
+    check: tuple[str, ...]
+    from_host: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -197,17 +212,37 @@ def short_sha(sha256: str) -> str:
 def container_facts(ctx: RenderContext) -> ContainerFacts:
     config = "/opt/mlpack/agent/agent.json"
     return ContainerFacts(
-        # GPU images keep their CUDA base: cuDNN loads most of its libraries at run time
-        # (dlopen), which the ldd-based copy cannot see.
-        distroless="CUDAExecutionProvider" not in ctx.target.runtime.execution_providers,
-        # The Python binding holds onnxruntime itself; libonnxruntime.so is the C API for
-        # other languages. Only the CPU package is stripped (tests/test_image.py checks it).
-        strip_onnxruntime_c_api=ctx.target.runtime.onnxruntime == "onnxruntime",
+        # Shell-less unless the image relies on libraries of its base that ldd cannot see (a
+        # CUDA base's, which cuDNN dlopens): GPU images carry CUDA as wheels in site-packages,
+        # which the copy takes whole.
+        distroless=not ctx.target.image.provides_libraries,
         uid=SERVICE_UID,
         gid=SERVICE_UID,
         user=SERVICE_USER,
         agent_config=config,
         agent_command=("python3", "-m", "mlpack_agent.main", "--config", config),
+        cuda=cuda_facts(ctx),
+    )
+
+
+SITE_PACKAGES = "/opt/mlpack/site-packages"  # where every server image installs its Python packages
+CUDA_PROVIDER = "onnxruntime/capi/libonnxruntime_providers_cuda.so"
+
+
+def cuda_facts(ctx: RenderContext) -> CudaFacts | None:
+    plan = cuda_plan(ctx.target, ctx.model.operators)
+    if plan is None:
+        return None
+    cuda = ctx.target.cuda
+    cudnn_dir = next((d for d in cuda.library_dirs if "cudnn" in d), "") if plan.cudnn else ""
+    return CudaFacts(
+        library_path=":".join(library_path(ctx.target, SITE_PACKAGES)),
+        library_dirs=tuple(cuda.library_dirs),
+        cudnn_dir=cudnn_dir,
+        cudnn_keep=plan.cudnn_libraries,
+        why_cudnn=plan.why_cudnn,
+        check=(CUDA_PROVIDER, *(f"{cudnn_dir}/{lib}" for lib in plan.cudnn_libraries)),
+        from_host=tuple(cuda.driver_libraries),
     )
 
 

@@ -80,6 +80,8 @@ class ModelSection(Section):
     source: SourceModel
     signature: Signature
     ir_version: int | None = Field(None, description="the shipped model's ONNX IR version")
+    operators: list[str] = Field(default_factory=list, description="the model's operator types: what a GPU "
+                                 "image carries of cuDNN follows from them (mlpack.cuda)")
     rewrites: list[str] = Field(default_factory=list, description="what the build changed in the model so that "
                                 "the onnxruntime the artifact pins reads it (e.g. a lower IR version)")
 

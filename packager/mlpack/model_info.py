@@ -86,6 +86,7 @@ class ModelInfo(BaseModel):
     locale_nodes: list[LocaleNode] = []  # operators that need a C library locale
     defaults: dict[str, list] = {}  # optional inputs with a default: their values (flattened)
     classes: dict[str, list[int | str]] = {}  # ZipMap outputs: their class labels, in column order
+    operators: list[str] = []  # operator types, sorted ("Conv"; "ai.onnx.ml/ZipMap" outside the default domain)
     signature: Signature
 
 
@@ -228,9 +229,27 @@ def inspect_model(path: Path) -> ModelInfo:
         external_files=files,
         locale_nodes=locales,
         classes=map_classes(model),
+        operators=operator_types(model),
         defaults={name: numpy_helper.to_array(t).ravel().tolist() for name, t in input_defaults(model).items()},
         signature=read_signature(model),
     )
+
+
+def operator_types(model: onnx.ModelProto) -> list[str]:
+    """Every operator type the model's graphs (subgraphs and functions too) use, sorted."""
+    found: set[str] = set()
+
+    def walk(nodes) -> None:
+        for node in nodes:
+            found.add(node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}/{node.op_type}")
+            for attr in node.attribute:
+                for graph in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                    walk(graph.node)
+
+    walk(model.graph.node)
+    for function in model.functions:
+        walk(function.node)
+    return sorted(found)
 
 
 def _check_loads(path: Path, graph: onnx.ModelProto | None = None) -> None:

@@ -50,6 +50,7 @@ class ModelFacts(BaseModel):
     # tensor routes (batching) are not served; an image upload route is.
     processed: bool = False
     upload_input: str | None = None  # the served input an uploaded file fills (an encoded image)
+    operators: list[str] = []  # the model's operator types (what a GPU image carries of cuDNN)
 
     @property
     def batch_input(self) -> TensorSpec | None:
@@ -105,7 +106,7 @@ class RenderContext(BaseModel):
             target=manifest.target,
             model=ModelFacts(sha256=model.sha256, source_sha256=model.source.sha256, size_bytes=model.size_bytes,
                              variant=model.variant, signature=model.signature, processed=processing is not None,
-                             upload_input=upload),
+                             upload_input=upload, operators=model.operators),
             processing=processing,
             image=manifest.image,
             versions=manifest.versions,

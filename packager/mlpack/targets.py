@@ -54,10 +54,34 @@ class Runtime(_Strict):
 class Image(_Strict):
     base: str = Field(description="the public base image a user's machine pulls")
     python: str = Field(description="the Python interpreter inside the base image")
-    cuda: str | None = Field(None, description="CUDA runtime version of the base, if any")
     system_packages: list[str] = Field(
         default_factory=list, description="Debian/Ubuntu packages the base lacks (e.g. Python)"
     )
+    provides_libraries: list[str] = Field(
+        default_factory=list,
+        description="shared libraries (sonames) the base image holds beyond glibc, libstdc++, libgcc_s and zlib, "
+                    "which every Debian or Ubuntu base has: e.g. a CUDA base's libcudart.so.12",
+    )
+
+
+class Cuda(_Strict):
+    """A GPU target's CUDA: NVIDIA's pip wheels in the image, of the CUDA release the pinned
+    onnxruntime-gpu was built for; the driver comes from the host (docs/serving.md)."""
+
+    version: str = Field(pattern=r"^\d+\.\d+$",
+                         description="the CUDA release onnxruntime-gpu is built for (its build info; checked at build)")
+    min_driver: str = Field(description="the oldest NVIDIA Linux driver that runs this CUDA release")
+    wheels: list[str] = Field(min_length=1, description="pinned wheels every image carries: the CUDA runtime, cuBLAS, "
+                              "cuRAND (what onnxruntime-gpu's CUDA provider links)")
+    cudnn: str = Field(description="the pinned cuDNN wheel, shipped only for models whose operators call cuDNN")
+    nvrtc: str | None = Field(None, description="the pinned NVRTC wheel, shipped with cuDNN's runtime-compiled "
+                              "engines (convolutions)")
+    library_dirs: list[str] = Field(min_length=1, description="the wheels' library folders, relative to "
+                                    "site-packages: the image's LD_LIBRARY_PATH")
+    driver_libraries: list[str] = Field(default_factory=lambda: ["libcuda.so.1"],
+                                        description="what the host's driver provides to the container")
+    driver_dirs: list[str] = Field(default_factory=lambda: ["/usr/local/nvidia/lib64"],
+                                   description="where some clusters mount the driver (GKE), after the wheels' folders")
 
 
 class Optimize(_Strict):
@@ -202,6 +226,7 @@ class Target(_Strict):
     optimize: Optimize
     serving: Serving = Serving()
     kubernetes: Kubernetes = Kubernetes()
+    cuda: Cuda | None = Field(None, description="GPU targets: the CUDA libraries their images carry")
     render: list[RenderGroup] = Field(default_factory=list)
 
     @field_validator("render")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 from pydantic import BaseModel
 
 from ..pinned_runtime import pinned_version
+from ..cuda import cuda_plan
 from ..manifest import MANIFEST, REPORT_FILES, Requirements, Versions
 from ..render import template_paths
 from ..steps import step_class
@@ -62,10 +63,14 @@ def host_versions(target: Target) -> Versions:
     )
 
 
-def pin_requirements(target: Target, versions: Versions, processing: Sequence[str] = ()) -> Requirements:
-    """`processing`: what the artifact's processing imports, already pinned (mlpack.processing)."""
+def pin_requirements(target: Target, versions: Versions, processing: Sequence[str] = (),
+                     operators: Sequence[str] = ()) -> Requirements:
+    """`processing`: what the artifact's processing imports, already pinned (mlpack.processing);
+    `operators`: the model's, which decide what a GPU image carries of CUDA (mlpack.cuda)."""
     runtime = [f"{target.runtime.onnxruntime}=={versions.onnxruntime}", f"numpy=={versions.numpy}"]
-    return Requirements(runtime=runtime, server=[*runtime, *processing, f"bentoml=={versions.bentoml}"],
+    cuda = cuda_plan(target, operators)
+    return Requirements(runtime=runtime, server=[*runtime, *(cuda.requirements if cuda else ()), *processing,
+                                                 f"bentoml=={versions.bentoml}"],
                         processing=list(processing))
 
 
@@ -73,7 +78,8 @@ def pin_requirements(target: Target, versions: Versions, processing: Sequence[st
 EVERY_TARGET_STEPS = ("sbom",)
 
 
-def plan_build(name: str, target: Target, versions: Versions, processing: ResolvedProcessing | None = None) -> BuildPlan:
+def plan_build(name: str, target: Target, versions: Versions, processing: ResolvedProcessing | None = None,
+               operators: Sequence[str] = ()) -> BuildPlan:
     steps = [PlannedStep(name=step, writes=list(step_class(step).writes))
              for step in [*target.builds, *EVERY_TARGET_STEPS]]
     rendered = [path for group in target.artifact_groups for path in template_paths(group)]
@@ -81,7 +87,7 @@ def plan_build(name: str, target: Target, versions: Versions, processing: Resolv
         artifact=f"{name}-{target.name}",
         target=target,
         versions=versions,
-        requirements=pin_requirements(target, versions, processing.packages if processing else ()),
+        requirements=pin_requirements(target, versions, processing.packages if processing else (), operators),
         steps=steps,
         app=target.app_group,
         render=target.artifact_groups,

@@ -29,6 +29,7 @@ from ..model_files import copy_model, model_bytes
 from ..model_info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
 from ..optimize.pipeline import check_variant, runtime_fit
+from ..pinned_runtime import for_target
 from ..optimize.report_html import REPORT_HTML, About, to_html
 from ..progress import Progress
 from ..render import RenderContext, render_artifact, write_files
@@ -74,7 +75,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     name = request.name or fallback_name
     info = info_first if request.model is not None else inspect_model(model_path)
     processing = _resolve_processing(request, info, target)
-    plan = plan_build(name, target, host_versions(target), processing)
+    check_cuda_version(target)
+    plan = plan_build(name, target, host_versions(target), processing, info.operators)
     dest = out / plan.artifact
     _prepare_out(out, dest, request.force)
     inputs = build_inputs(
@@ -152,6 +154,7 @@ def draft_manifest(plan: BuildPlan, name: str, info: ModelInfo, optimization: Op
             source=SourceModel(name=info.path.name, sha256=info.sha256, size_bytes=info.size_bytes,
                                opset=info.opset, producer=info.producer),
             signature=info.signature, ir_version=ir_version, rewrites=optimization.rewrites,
+            operators=info.operators,
         ),
         optimization=OptimizationSection(chosen=optimization.chosen.name, why=reason_without_figures(optimization),
                                          data_source=optimization.data_source,
@@ -176,6 +179,18 @@ def finish_manifest(draft: Manifest, results: dict[str, Any]) -> Manifest:
             manifest.memory_mb = memory_mb(manifest.model.size_bytes, cold.peak_rss_mb)
         manifest.lambda_ = manifest.lambda_.model_copy(update={"cold_start": None})
     return manifest
+
+
+def check_cuda_version(target: Target) -> None:
+    """A GPU target's CUDA wheels must be of the CUDA release its onnxruntime-gpu was built for."""
+    if target.cuda is None:
+        return
+    built_for = for_target(target).cuda_version
+    if built_for.split(".")[0] != target.cuda.version.split(".")[0]:
+        raise InputError(f"target {target.name} ships CUDA {target.cuda.version} wheels, but {for_target(target)} is "
+                         f"built for CUDA {built_for or 'nothing (no CUDA provider)'}",
+                         f"set [cuda] in targets/{target.name}.toml to CUDA {built_for} wheels, or pin an "
+                         f"onnxruntime-gpu built for CUDA {target.cuda.version}")
 
 
 def _resolve_processing(request: BuildRequest, info: ModelInfo, target: Target) -> ResolvedProcessing | None:

@@ -34,16 +34,25 @@ def inspect(
     top_k: TopKOption = 5,
     image_preprocess: ImagePreprocessOption = None,
     processing: ProcessingOption = None,
+    target: Annotated[str | None, typer.Option(
+        "--target", "-t", help="Also say whether the onnxruntime release this target ships reads the model "
+                               "(as it is, or after a safe rewrite of its IR version); fails when it cannot.",
+        show_default=False)] = None,
 ) -> None:
     """Check a model and print what mlpack sees: inputs (strings, optional ones and their
     defaults), outputs (maps of class probabilities too), external data files, and the
     operators that need a locale, each with what a build does about it; with processing
-    (given, or a tokenizer.json beside the model), what a build would serve."""
+    (given, or a tokenizer.json beside the model), what a build would serve; with
+    --target, whether that target's runtime can load it."""
     from ..model_info import inspect_model
+    from ..targets import load_target
 
+    chosen = load_target(target) if target is not None else None  # an unknown name fails before any work
     info = inspect_model(model)
     for line in describe_model(info):
         app.echo(line)
+    if chosen is not None:
+        app.echo(runtime_line(info, chosen))
     _inspect_processing(app, info, processing_request(tokenizer, labels, top_k, image_preprocess, processing))
 
 
@@ -89,6 +98,20 @@ def describe_model(info: ModelInfo) -> list[str]:
     for node in info.locale_nodes:
         lines.append(f"  locale  {node.op_type} {node.node!r} needs a C library locale: {node.action()}")
     return lines
+
+
+def runtime_line(info: ModelInfo, target) -> str:
+    """Whether the onnxruntime release `target` pins reads the model; InputError when it cannot."""
+    import onnx
+
+    from ..optimize.pipeline import runtime_fit
+    from ..pinned_runtime import for_target
+
+    fit = runtime_fit(onnx.load(str(info.path), load_external_data=False), target)
+    runtime = for_target(target)
+    how = f"once the build rewrites it ({fit.rewrite})" if fit.rewrite else f"as it is (IR version {fit.ir_version}, opset {info.opset})"
+    return (f"  runtime {target.name} ships {runtime} (reads IR {runtime.limits.max_ir_version}, "
+            f"opset {runtime.limits.max_opset} at most): it loads this model {how}")
 
 
 def _inspect_processing(app: Application, info, request) -> None:

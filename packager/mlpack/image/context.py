@@ -47,7 +47,21 @@ def stage_context(artifact: Path, target: Target, dest: Path, prefetch: bool = T
         for requirements in sorted(container.glob("*requirements.txt")):
             prefix = requirements.name.removesuffix("requirements.txt")
             install_site_packages(target, requirements, wheels, container / f"{prefix}site-packages")
+        check_native_libraries(artifact, target, container / "site-packages")
     return dest
+
+
+def check_native_libraries(artifact: Path, target: Target, site: Path) -> None:
+    """A GPU image: its CUDA provider's libraries resolve in what was staged (image/native_libs.py)."""
+    if target.cuda is None:
+        return
+    from ..artifact import Artifact
+    from ..facts import container_facts
+    from ..render import RenderContext
+    from .native_libs import check_cuda_libraries
+
+    cuda = container_facts(RenderContext.from_manifest(Artifact.open(artifact).manifest)).cuda
+    check_cuda_libraries(site, target, cuda)
 
 
 def _link_or_copy(source: str | Path, target: str | Path) -> None:

@@ -75,6 +75,15 @@ class PinnedRuntime:
             return onnxruntime.get_available_providers()
         return list(self.worker.info["providers"])
 
+    @property
+    def cuda_version(self) -> str:
+        """The CUDA release this onnxruntime was built for ('' without a CUDA provider)."""
+        if self.local:
+            from onnxruntime.capi import build_and_package_info as build
+
+            return getattr(build, "cuda_version", "")
+        return self.worker.info.get("cuda_version", "")
+
     def probe(self, model: bytes) -> str:
         """'' when this release loads the serialized model, else why not (one line)."""
         try:

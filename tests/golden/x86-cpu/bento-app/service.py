@@ -17,6 +17,8 @@ Every route refuses a body over the artifact's limit with HTTP 413 before readin
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,8 +28,9 @@ from bentoml.exceptions import InvalidArgument
 from bentoml.validators import DType, Shape
 from pydantic import AfterValidator
 
-from mlpack_runtime import RequestError, ServedModel, load_runtime, protocol_v2
+from mlpack_runtime import ProviderUnavailable, RequestError, ServedModel, load_runtime, protocol_v2
 from mlpack_runtime.limits import BodyLimitMiddleware
+from mlpack_runtime.providers import UNAVAILABLE_EXIT, preflight
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -61,8 +64,20 @@ V2_APP = Starlette(routes=[
 )
 @bentoml.asgi_app(V2_APP, path="/", name="open-inference-protocol-v2")
 class MlpackService:
+    @bentoml.on_deployment
+    def check_execution_provider() -> None:
+        """Once, before the workers start: a GPU artifact whose provider does not load here
+        stops the server (one line, exit 3) instead of starting workers that cannot be ready."""
+        preflight(str(HERE), RUNTIME.session)
+
     def __init__(self) -> None:
-        self.model = ServedModel(HERE)  # the session, request checks and telemetry, as the Lambda handler has them
+        try:
+            self.model = ServedModel(HERE)  # the session, request checks and telemetry, as the Lambda handler has them
+        except ProviderUnavailable as exc:
+            # Never ready on the wrong device: one line, and the process ends, so an orchestrator
+            # keeps the old pods (a rollout waits on readiness) instead of serving on the CPU.
+            print(f"mlpack: not ready: {exc}", file=sys.stderr, flush=True)
+            os._exit(UNAVAILABLE_EXIT)
 
     @bentoml.api(route="/predict")
     def predict(self, inputs: Any = None) -> dict[str, Any]:
