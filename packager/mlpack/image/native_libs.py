@@ -60,7 +60,7 @@ def missing_libraries(site: Path, libraries: Iterable[str], library_dirs: Iterab
             continue
         seen.add(path)
         if not path.is_file():
-            problems.setdefault(label, []).append("(the file itself)")
+            problems.setdefault(label, []).append(path.name)  # the library itself is not there
             continue
         names, runpath = needed(path)
         for name in names:
