@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.step in ("all", "run"):
         run(args.out, allow_cpu=args.allow_cpu)
     if args.step in ("all", "report"):
-        text = report(args.out)
+        text = report(args.out) if (args.out / "gpu.json").is_file() else not_run_section()
         print(text)
         if not args.no_write:
             from benchmarks.markdown import write_section
