@@ -63,6 +63,48 @@ def test_server_and_edge_targets_get_a_bento(demo_artifact, target: str) -> None
     assert f"\n{runtime}==" in "\n" + requirements
 
 
+def readme_tree() -> dict[str, str]:
+    """README.md's artifact tree: each entry (a folder with its `/`) and the rest of its line."""
+    import re
+
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## The artifact\n"):]
+    block = re.search(r"```text\n<name>-<target>/\n(.*?)```", section, re.S).group(1)
+    return {line.split()[0]: line.strip() for line in block.splitlines() if line.strip()}
+
+
+# Folders whose contents are a tool's own layout (BentoML's bento, the IaC kinds per target):
+# the tree names the folder, docs/architecture.md and docs/deploy.md what is inside.
+GENERATED_TREES = {"bento/", "iac/"}
+
+
+def test_the_readme_tree_names_every_file_of_every_targets_artifact(demo_artifact) -> None:
+    from mlpack.manifest import IMAGE_SBOM, SIGNATURE
+    from mlpack.processing.schema import PROCESSING_DIR
+
+    def names(text: str) -> set[str]:
+        return set(text.replace(",", " ").replace("(", " ").replace(")", " ").split())
+
+    tree = readme_tree()
+    words = names(" ".join(tree.values()))
+    # Written after the build (`mlpack image`, `mlpack sign`) or only with processing options.
+    later = {IMAGE_SBOM, SIGNATURE, f"{PROCESSING_DIR}/"}
+    seen = set(later)
+    for target in TARGETS:
+        root = demo_artifact(target).path
+        for entry in sorted(root.iterdir()):
+            name = entry.name + ("/" if entry.is_dir() else "")
+            seen.add(name)
+            assert name in words, f"README's artifact tree does not name {target}'s {name}"
+            if entry.is_dir() and name not in GENERATED_TREES:
+                for child in entry.iterdir():
+                    child_name = child.name + ("/" if child.is_dir() else "")
+                    assert child_name in names(tree[name]), (
+                        f"README's artifact tree does not name {target}'s {name}{child_name} on the {name} line")
+    assert later <= words
+    assert set(tree) <= seen, f"the tree names what no artifact holds: {sorted(set(tree) - seen)}"
+
+
 def test_dockerfiles_use_the_targets_platform_and_a_non_root_user(demo_artifact) -> None:
     for target, platform in (("x86-cpu", "linux/amd64"), ("arm-edge", "linux/arm64")):
         dockerfile = (demo_artifact(target).path / "container" / "Dockerfile").read_text()

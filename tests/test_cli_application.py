@@ -35,3 +35,12 @@ def test_global_quiet_silences_the_progress_of_commands_without_their_own_flag(t
     assert quiet.exit_code == 0, quiet.stderr
     assert quiet.stderr == ""
     assert "wrote " in quiet.stdout  # the result still prints
+
+
+def test_quiet_after_the_command_silences_it_as_before_it(tmp_path: Path) -> None:
+    model = linear_model(tmp_path / "linear.onnx")
+    args = ["optimize", str(model), "--target", "aws-lambda", "--out", str(tmp_path / "out"), "--force"]
+    for quiet in (["-q"], ["--quiet"]):
+        result = CliRunner().invoke(app, [*args, *quiet])
+        assert result.exit_code == 0, result.output
+        assert result.stderr == "" and "wrote " in result.stdout

@@ -3,6 +3,7 @@ errors for a missing extra that name the extra."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -76,3 +77,67 @@ def test_every_extra_named_in_errors_is_one_pyproject_declares() -> None:
 
     declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert set(EXTRAS) <= set(declared["project"]["optional-dependencies"])
+
+
+# ---- help as written, and options every command shares -----------------------------------
+
+def help_texts(args: list[str]) -> list[str]:
+    """The help a command declares (its docstring and every parameter's help), as written."""
+    root = typer.main.get_command(app)
+    command = root.commands[args[0]] if args else root
+    texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+    return [text.replace("\\<", "<") for text in texts]  # as written: without the escapes help adds
+
+
+def rendered(args: list[str]) -> str:
+    """`--help` as a terminal shows it, box drawing and line breaks gone."""
+    result = run(*args, "--help")
+    assert result.exit_code == 0, result.output
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+
+
+@pytest.mark.parametrize("args", [[], *([name] for name in commands())], ids=lambda a: " ".join(a) or "mlpack")
+def test_help_keeps_every_placeholder_it_is_written_with(args: list[str]) -> None:
+    placeholders = {found for text in help_texts(args) for found in re.findall(r"\S*<[^<>\s]+>\S*", text)}
+    shown = rendered(args)
+    lost = sorted(p for p in placeholders if p.strip("`.,;:()") not in shown)
+    assert lost == [], f"--help drops the <...> of {lost}"
+
+
+def test_deploy_help_shows_its_default_names_whole() -> None:
+    shown = rendered(["deploy"])
+    assert "(default: mlpack-<artifact>)" in shown
+    assert "(default: mlpack-deploy-<account>-<region>, created if missing)" in shown
+
+
+@pytest.mark.parametrize("name", commands())
+def test_quiet_is_accepted_after_every_command(name: str) -> None:
+    for flag in ("-q", "--quiet"):  # before --help, so that an unknown option fails the parse first
+        result = run(name, flag, "--help")
+        assert result.exit_code == 0, result.output
+    assert "--quiet" in rendered([name])
+
+
+def test_targets_variants_lists_exactly_what_variant_accepts() -> None:
+    from mlpack.optimize.pipeline import check_variant
+    from mlpack.optimize.variants.registry import REGISTRY, summary
+
+    result = run("targets", "--variants")
+    assert result.exit_code == 0, result.output
+    listed: dict[str, list[str]] = {}
+    for line in result.output.splitlines():
+        if line.startswith("  "):
+            name, text = line.split(maxsplit=1)
+            listed[target].append(name)
+            assert text == summary(name) and text
+        else:
+            target = line.split()[0]
+            listed[target] = []
+    for spec in known_targets():
+        assert listed[spec.name] == ["float", *spec.optimize.variants]
+        for name in listed[spec.name]:
+            check_variant(spec, name)  # each one listed is accepted
+    for name in REGISTRY:  # every variant says what it makes, in its module docstring's first line
+        assert summary(name) and not summary(name).startswith(name)
+    assert "mlpack targets --variants" in rendered(["build"]) and "mlpack targets --variants" in rendered(["optimize"])
+    assert run("targets").output.count("\n") == len(known_targets())  # plain `targets` stays one line each

@@ -393,7 +393,21 @@ def test_missing_credentials_are_one_line(aws_env: str, artifact: Path, monkeypa
 def test_missing_region_is_one_line(aws_env: str, artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     line = _one_line_error(CliRunner().invoke(app, ["deploy", str(artifact)]))
-    assert "no AWS region configured" in line and "--region" in line
+    assert line == ("error: no AWS region configured; pass --region, set AWS_DEFAULT_REGION, or set `region` in "
+                    "the profile (`aws configure`)")
+
+
+def test_a_region_only_in_aws_region_is_named_with_the_variable_boto3_reads(
+    aws_env: str, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    assert boto3.Session().region_name is None  # the installed boto3 ignores AWS_REGION: the hint must not name it
+    line = _one_line_error(CliRunner().invoke(app, ["deploy", str(artifact), "--dry-run"]))
+    assert line == ("error: no AWS region configured: AWS_REGION=us-east-1 is set, but boto3 reads "
+                    "AWS_DEFAULT_REGION; pass --region us-east-1, or export AWS_DEFAULT_REGION=us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # what the hint says to do: boto3 then has it
+    assert boto3.Session().region_name == "us-east-1"
 
 
 def test_unknown_profile_is_one_line(aws_env: str, artifact: Path) -> None:

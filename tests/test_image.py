@@ -1,5 +1,8 @@
 """Images for x86-cpu and arm-edge, built with buildah on an offline stand-in base,
 pushed to a real registry, pulled back by digest and run: a correct prediction from inside.
+The x86-cpu base is made by docs/images.md's offline recipe, its lines run as typed (the
+tag aside: a private one, on this shared image store), with a stand-in for debootstrap that
+unpacks the cached stand-in root file system instead of downloading packages.
 
 Slow (a few minutes): two image builds, two pushes, an arm64 run under qemu. The stand-in
 bases are cached in ~/.cache/mlpack-test (or $MLPACK_TEST_CACHE) between runs.
@@ -9,8 +12,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import subprocess
+import uuid
 import threading
 import time
 from pathlib import Path
@@ -37,7 +43,7 @@ from .image_support import (
     serving,
     wait_for,
 )
-from .standin import ensure_standin
+from .standin import PACKAGES, SUITE, ensure_standin, rootfs_tarball
 
 pytestmark = [pytest.mark.slow, requires_image_tools, requires_arm64_emulation]
 
@@ -64,9 +70,44 @@ def cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+DOCS = Path(__file__).parents[1] / "docs"
+DOCUMENTED_BASE = "localhost/python:3.11-bookworm"
+
+
+def offline_base_lines() -> list[str]:
+    """The console lines of docs/images.md's offline recipe."""
+    text = (DOCS / "images.md").read_text(encoding="utf-8")
+    section = text[text.index("## Building without a container registry"):]
+    block = re.search(r"```console\n(.*?)```", section, re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def documented_base(folder: Path) -> str:
+    """The amd64 base made by docs/images.md's lines, as typed in an empty folder but for the
+    tag; `debootstrap` is a stand-in that checks the documented suite and packages and
+    unpacks the cached stand-in root file system (made by debootstrap, tests/standin.py)."""
+    *making, image_line = offline_base_lines()
+    assert image_line == f"mlpack image out/digits-demo-x86-cpu --base-image {DOCUMENTED_BASE}"
+    assert re.fullmatch(rf"debootstrap --variant=minbase --include={','.join(PACKAGES)} {SUITE} rootfs \S+",
+                        making[0]), making[0]
+    ref = f"localhost/mlpack-test/documented-base:{uuid.uuid4().hex[:12]}"
+    tools = folder / "stand-in-tools"
+    tools.mkdir(parents=True)
+    (tools / "debootstrap").write_text(f'#!/bin/sh\nmkdir -p "$4" && tar -C "$4" -xf {rootfs_tarball("amd64")}\n')
+    (tools / "debootstrap").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"}
+    for line in making:
+        done = subprocess.run(["bash", "-c", line.replace(DOCUMENTED_BASE, ref)], cwd=folder, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, f"{line!r} failed: {done.stderr[-1500:]}"
+    return ref
+
+
 @pytest.fixture(scope="module")
-def bases() -> dict[str, str]:
-    return {arch: ensure_standin(arch) for arch in ("amd64", "arm64")}
+def bases(tmp_path_factory) -> Iterator[dict[str, str]]:
+    made = documented_base(tmp_path_factory.mktemp("documented-base"))
+    yield {"amd64": made, "arm64": ensure_standin("arm64")}
+    buildah("rmi", "-f", made, check=False)
 
 
 @pytest.fixture(scope="module")

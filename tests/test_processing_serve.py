@@ -24,6 +24,7 @@ from mlpack.progress import Progress
 from mlpack.steps.lambda_zip import COLD_START_RUNS
 
 from .agent_harness import free_port
+from .serving_docs import documented_lines, expect, outputs, requires_curl, run_documented
 from mlpack.lambda_emulator import RuntimeAPI
 from .processing_models import (
     IMAGE_CLASSES, IMAGE_SPEC, SENTENCES, image_classifier, photo_png, reference_pixels, text_encoder,
@@ -116,6 +117,19 @@ def test_the_bento_answers_an_uploaded_png_with_class_names(image_bento) -> None
     np.testing.assert_allclose(outputs["top_probabilities"][0], probabilities, rtol=1e-4)
     as_json = httpx.post(f"{base}/predict", json={"inputs": {"image": [base64.b64encode(png).decode()]}}, timeout=30)
     assert as_json.status_code == 200 and as_json.json()["outputs"]["top_labels"] == [labels]
+
+
+@requires_curl
+def test_serving_md_image_requests_work_as_typed(image_bento, tmp_path: Path) -> None:
+    base, model, folder = image_bento
+    png = photo_png(tmp_path / "photo.png")  # the file docs/serving.md's lines send
+    labels, _ = expected_classes(model, png)
+    lines = [(route, line) for route, line in documented_lines() if "photo.png" in line]
+    sent = run_documented(lines, base, tmp_path, {
+        "/predict_image": lambda text: expect(outputs(text)["label"] == [labels[0]]),
+        "/predict": lambda text: expect(outputs(text)["top_labels"] == [labels]),
+    })
+    assert sent == ["/predict_image", "/predict"]
 
 
 def test_the_bento_refuses_an_upload_that_is_not_an_image_with_a_400(image_bento) -> None:

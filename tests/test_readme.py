@@ -4,6 +4,9 @@
   it: `make demo` for real (no .venv before), then the `.venv/bin/mlpack` lines. `make
   test` is the one exception: it would run this test inside itself, so its recipe is
   read (`make -n test`): the set-up script first, then pytest.
+- The install section's clone lines run as typed inside a fresh copy of the repository
+  (not named `mlpack`, as a clone may not be), without the quick start's .venv, in the
+  background of the wheel's test (both wait mostly on pip's index requests).
 - The install section and the commands table run from the wheel, in an empty folder:
   `pip install 'dist/...whl[aws,edge]'` as typed, then each row of the table with
   concrete values for its placeholders. Rows that need outside services: `deploy` runs
@@ -47,10 +50,15 @@ def section(title: str) -> str:
     return text[start:end if end != -1 else None]
 
 
+def console_blocks(title: str) -> list[list[str]]:
+    """The lines of each ```console block of a section, in order."""
+    return [[line.strip() for line in block.splitlines() if line.strip()]
+            for block in re.findall(r"```console\n(.*?)```", section(title), re.S)]
+
+
 def console_commands(title: str) -> list[str]:
     """The lines of the ```console blocks of a section, in order."""
-    return [line.strip() for block in re.findall(r"```console\n(.*?)```", section(title), re.S)
-            for line in block.splitlines() if line.strip()]
+    return [line for block in console_blocks(title) for line in block]
 
 
 def table_commands() -> list[str]:
@@ -65,9 +73,9 @@ def test_the_readme_shows_the_commands_this_test_types() -> None:
         f".venv/bin/mlpack build {MODEL} --target aws-lambda --out out",
         "make test",
     ]
-    assert console_commands("Install as a user") == [
-        "python3 -m venv .venv",
-        ".venv/bin/pip install 'dist/mlpack-0.1.0-py3-none-any.whl[aws,edge]'",
+    assert console_blocks("Install as a user") == [
+        ["python3 -m venv .venv", ".venv/bin/pip install 'dist/mlpack-0.1.0-py3-none-any.whl[aws,edge]'"],
+        ["python3 -m venv .venv", ".venv/bin/pip install '.[aws,edge]'"],  # inside a clone
     ]
     assert sorted(table_commands()) == sorted(TABLE)
 
@@ -282,11 +290,14 @@ class Runner:
 def test_the_install_section_and_every_command_in_the_table_work_from_the_wheel(
     mlpack_wheel: Path, tmp_path: Path, server: str,
 ) -> None:
+    # The install from a clone runs beside this test's own commands: both spend minutes on
+    # pip's index requests, which overlap instead of adding up.
+    from_clone = InstallFromClone(tmp_path / "checkout")
     folder = tmp_path / "user"
     (folder / "dist").mkdir(parents=True)
     shutil.copy(mlpack_wheel, folder / "dist" / mlpack_wheel.name)
     env = clean_env(folder)
-    for command in console_commands("Install as a user"):
+    for command in console_blocks("Install as a user")[0]:
         ok(command, folder, env, timeout=1800)
     assert ok(".venv/bin/mlpack --version", folder, env).stdout.startswith("mlpack 0.1.0 (python ")
 
@@ -302,4 +313,34 @@ def test_the_install_section_and_every_command_in_the_table_work_from_the_wheel(
         check(run, folder)
     assert run.error("mlpack deploy out/model-aws-lambda", without_extras=True) == (
         "error: `mlpack deploy` needs aws-sam-translator, which is not installed; pip install 'mlpack[aws]'")
+    from_clone.check()
+
+
+class InstallFromClone:
+    """The install section's clone lines, typed inside a fresh copy of the repository (not
+    named `mlpack`, as a clone need not be), in the background; `check` waits for them and
+    checks the result: mlpack installed from the clone's source, with both extras."""
+
+    def __init__(self, clone: Path) -> None:
+        self.clone = repository_copy(clone)
+        self.env = clean_env(self.clone)
+        self.lines = console_blocks("Install as a user")[1]
+        self.log = open(clone.parent / "install-from-clone.log", "w+")
+        self.proc = subprocess.Popen(["bash", "-c", " && ".join(self.lines)], cwd=self.clone, env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, text=True)
+
+    def check(self) -> None:
+        try:
+            code = self.proc.wait(timeout=1800)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self.log.seek(0)
+        output = self.log.read()
+        self.log.close()
+        assert code == 0, f"{self.lines} failed:\n{output[-3000:]}"
+        assert ok(".venv/bin/mlpack --version", self.clone, self.env).stdout.startswith("mlpack 0.1.0 (python ")
+        imported = ok(".venv/bin/python -c 'import mlpack, samtranslator, ansible; print(mlpack.__file__)'",
+                      self.clone, self.env)
+        assert "site-packages" in imported.stdout  # a regular install of the clone's source
 

@@ -7,8 +7,12 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -18,6 +22,8 @@ from mlpack.optimize.gate import GateSettings
 from mlpack.optimize.measure import Latency
 from mlpack.optimize.report import Candidate, OptimizationResult
 from mlpack.optimize.report_html import About, data_text, to_html
+
+from .agent_harness import free_port, wait_for
 
 GOLDEN = Path(__file__).parent / "golden" / "report" / "report.html"
 UPDATE = os.environ.get("MLPACK_UPDATE_GOLDEN") == "1"
@@ -169,6 +175,41 @@ def test_mlpack_report_prints_the_path_and_open_opens_it(demo_artifact, monkeypa
     assert result.exit_code == 0 and result.stdout.strip() == str(path / "report.html") and not opened
     result = CliRunner().invoke(app, ["report", str(path), "--open"])
     assert result.exit_code == 0 and opened == [(path / "report.html").as_uri()]
+
+
+def test_report_open_without_a_browser_prints_a_way_to_serve_the_page_that_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "my model-optimized"  # a space: the printed command quotes the folder
+    folder.mkdir()
+    (folder / "report.html").write_text("<!doctype html><title>report</title>")
+    monkeypatch.setattr("webbrowser.open", lambda *a, **k: False)  # a server without a desktop
+    result = CliRunner().invoke(app, ["report", str(folder), "--open"])
+    assert result.exit_code == 0  # the report is there; only the browser is missing
+    assert result.stdout == f"{folder / 'report.html'}\n"
+    note = result.stderr.splitlines()
+    assert note[0] == "note: no web browser could be started here; serve the page and open it from a browser:"
+    command, url = note[1].strip(), re.search(r"open (http://\S+)", note[2]).group(1)
+    assert command.startswith("python3 -m http.server 8000 --bind 127.0.0.1 --directory ")
+    assert url == "http://127.0.0.1:8000/report.html" and "ssh -L 8000:127.0.0.1:8000" in note[2]
+
+    port = str(free_port())  # the line as printed, on a port free here
+    argv = [sys.executable if word == "python3" else port if word == "8000" else word for word in shlex.split(command)]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page = url.replace("8000", port)
+        wait_for(lambda: _answers(page), 20, what="python -m http.server to answer")
+        assert httpx.get(page).text == (folder / "report.html").read_text()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_mlpack_report_on_a_folder_without_a_report_is_one_line(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
 """`mlpack serve ARTIFACT`: an x86-cpu and an aws-lambda artifact answer /readyz and
 predictions as in production, the telemetry agent beside them counts every prediction on
-its /metrics, and SIGTERM (or Ctrl-C) stops everything: no process is left behind."""
+its /metrics, docs/serving.md's requests for each route they serve work as typed, and
+SIGTERM (or Ctrl-C) stops everything: no process is left behind."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +21,10 @@ from typer.testing import CliRunner
 from mlpack.cli import app
 
 from .agent_harness import free_port, wait_for
+from .conftest import REPO
+from .serving_docs import (
+    DEMO, SERVING_DOC, demo_checks, documented_lines, documented_row, requires_curl, run_documented,
+)
 
 pytestmark = pytest.mark.slow
 N_PREDICTIONS = 7
@@ -77,6 +83,12 @@ def start_serve(artifact: Path, port: int, agent_port: int, workdir: Path) -> tu
     return proc, out
 
 
+def lambda_serves(route: str) -> bool:
+    """A Function URL's routes (docs/serving.md's table): /v2/..., and /predict for any other path."""
+    return route == "/predict" or route.startswith("/v2")
+
+
+@requires_curl
 @pytest.mark.parametrize("target", ["x86-cpu", "aws-lambda"])
 def test_serve_answers_counts_predictions_and_leaves_nothing_running(demo_artifact, tmp_path: Path,
                                                                      target: str) -> None:
@@ -112,6 +124,14 @@ def test_serve_answers_counts_predictions_and_leaves_nothing_running(demo_artifa
         wait_for(lambda: counted() == N_PREDICTIONS + 1, 30, interval_s=0.3,
                  what=f"the agent to count {N_PREDICTIONS + 1} requests")
 
+        # docs/serving.md's requests, as typed, for every route this entry point serves.
+        row, label = demo_rows(1)
+        np.testing.assert_array_equal(documented_row(), row[0])  # the documented row is the demo's own
+        lines = [(route, line) for route, line in documented_lines() if "photo.png" not in line
+                 and (target == "x86-cpu" or lambda_serves(route) or not route)]
+        sent = run_documented(lines, base, tmp_path / "documented", demo_checks(int(label[0])))
+        assert set(sent) == {route for route, _ in lines if route}
+
         running = descendants(proc.pid)
         assert len(running) >= 2  # the agent and the service, at least
         proc.send_signal(signal.SIGTERM)
@@ -137,3 +157,16 @@ def test_serve_refuses_a_port_in_use_in_one_line(demo_artifact) -> None:
     assert result.stderr.startswith(f"error: port {port} on 127.0.0.1 is not free")
     assert result.stderr.rstrip().endswith("pass another --port, or stop what listens there")
     assert result.stderr.count("\n") == 1
+
+
+def test_serving_md_sends_a_request_to_every_route_the_artifacts_serve() -> None:
+    """Every route of the Bento service template and of the routes table, Open Inference
+    Protocol included, has a request in docs/serving.md's route section."""
+    service = (REPO / "templates" / "bento" / "service.py.j2").read_text()
+    table = SERVING_DOC.read_text().split("## The Open Inference Protocol v2")[0]
+    routes = set(re.findall(r'route="(/[^"]+)"', service))
+    routes |= {route.replace("NAME", DEMO) for route in re.findall(r"`(?:GET |POST )?(/(?:v2|readyz|livez)[^`]*)`",
+                                                                       table)}
+    assert {"/predict", "/predict_batch", "/predict_npz", "/predict_image", "/v2/models/digits-demo/infer"} <= routes
+    documented = {route for route, _ in documented_lines()}
+    assert routes - documented == set()

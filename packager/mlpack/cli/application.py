@@ -4,6 +4,8 @@
 (the command line context's object), not in module state. Every command function takes it as its
 first parameter; `command()` wraps the function so that a problem the user can fix is
 one line on stderr and an exit code, and anything else keeps its traceback for --debug.
+`command()` also gives every command `--quiet`/`-q`, so that it works after the command's
+name as well as before it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import typer
 
 from ..errors import MlpackError
 from ..progress import Progress
+from .options import QuietOption
 
 
 @dataclass
@@ -30,6 +33,10 @@ class Application:
 
     def echo(self, text: str = "") -> None:
         typer.echo(text)
+
+    def note(self, text: str) -> None:
+        """A line for the user on stderr, beside a result on stdout (never silenced by --quiet)."""
+        typer.echo(text, err=True)
 
     def echo_json(self, data: Any) -> None:
         """One machine-readable summary on stdout (`--json`): the only thing written there."""
@@ -46,9 +53,14 @@ def command(func: Callable[..., Any]) -> Callable[..., Any]:
     """A command function `f(app, **options)` as typer sees it (`f(**options)`), wrapped in
     mlpack's error handling."""
 
+    signature = inspect.signature(func, eval_str=True)
+    declares_quiet = "quiet" in signature.parameters  # it takes the value too (e.g. for app.progress(quiet))
+
     @functools.wraps(func)
     def wrapped(*args: Any, _mlpack_context: typer.Context, **kwargs: Any) -> Any:
         app = _mlpack_context.find_object(Application) or Application()
+        quiet = kwargs.get("quiet", False) if declares_quiet else kwargs.pop("quiet", False)
+        app.quiet = app.quiet or quiet
         try:
             return func(app, *args, **kwargs)
         except MlpackError as exc:
@@ -68,8 +80,10 @@ def command(func: Callable[..., Any]) -> Callable[..., Any]:
 
     # Typer reads the options from the signature: the application is not one of them, and a
     # context parameter (typer passes it by its type) brings the application along.
-    signature = inspect.signature(func, eval_str=True)
     context = inspect.Parameter("_mlpack_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
     options = list(signature.parameters.values())[1:]
+    if not declares_quiet:
+        options.append(inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False,
+                                         annotation=QuietOption))
     wrapped.__signature__ = signature.replace(parameters=[*options, context])  # type: ignore[attr-defined]
     return wrapped

@@ -26,8 +26,10 @@ def deploy(
     app: Application,
     artifact: Annotated[Path, typer.Argument(help="An aws-lambda artifact folder from `mlpack build`.",
                                              show_default=False)],
-    region: Annotated[Optional[str], typer.Option(help="AWS region (default: as the AWS CLI resolves it).")] = None,
-    profile: Annotated[Optional[str], typer.Option(help="AWS profile (default: as the AWS CLI resolves it).")] = None,
+    region: Annotated[Optional[str], typer.Option(
+        help="AWS region (default: $AWS_DEFAULT_REGION, else the profile's region; boto3 does not read "
+             "$AWS_REGION).")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="AWS profile (default: as boto3 resolves it).")] = None,
     stack_name: Annotated[Optional[str], typer.Option(help="CloudFormation stack (default: mlpack-<artifact>).")] = None,
     package: Annotated[str, typer.Option(
         help="zip: upload lambda/function.zip to S3; image: the image `mlpack push` recorded; "

@@ -16,14 +16,25 @@ if TYPE_CHECKING:
     from ..model_info import ModelInfo
 
 
-def targets(app: Application) -> None:
+def targets(
+    app: Application,
+    variants: Annotated[bool, typer.Option(
+        "--variants", help="Under each target, the names its `--variant` accepts (float and the variants it "
+                           "tries), each with what it makes.")] = False,
+) -> None:
     """List the hardware targets mlpack builds for."""
+    from ..optimize.variants.registry import summary
     from ..targets import known_targets
 
     found = known_targets()
     width = max(len(t.name) for t in found)
     for target in found:
         app.echo(f"{target.name:<{width}}  {target.platform.oci:<11}  {target.description}")
+        if variants:
+            names = ["float", *target.optimize.variants]
+            name_width = max(map(len, names))
+            for name in names:
+                app.echo(f"  {name:<{name_width}}  {summary(name)}")
 
 
 def inspect(

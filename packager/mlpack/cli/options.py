@@ -21,7 +21,7 @@ def _gate_help() -> str:
 GateOption = Annotated[Optional[list[str]], typer.Option("--gate", metavar="KEY=VALUE", help=_gate_help())]
 VariantOption = Annotated[Optional[str], typer.Option(
     "--variant", metavar="NAME",
-    help="Ship this variant (float, or one the target lists: see `mlpack targets`) instead of the one the "
+    help="Ship this variant (float, or one the target tries: `mlpack targets --variants` lists them) instead of the one the "
          "target's policy picks; it must still pass the accuracy gate. Pins the pick for reproducible builds.",
     show_default=False)]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]

@@ -49,7 +49,8 @@ def rollout(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Ansible: continue the fleet's interrupted or stopped rollout from its first unfinished "
                          "wave (ARTIFACT optional).")] = False,
-    region: Annotated[Optional[str], typer.Option(help="Greengrass: AWS region (as the AWS CLI resolves it).")] = None,
+    region: Annotated[Optional[str], typer.Option(
+        help="Greengrass: AWS region (default: $AWS_DEFAULT_REGION, else the profile's region).")] = None,
     profile: Annotated[Optional[str], typer.Option(help="Greengrass: AWS profile.")] = None,
     bucket: Annotated[Optional[str], typer.Option(
         help="Greengrass: S3 bucket for the device bundle attached to the component.")] = None,

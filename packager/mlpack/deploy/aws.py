@@ -1,9 +1,10 @@
 """The one module that talks to AWS. Everything else asks it for clients.
 
-Region, profile and credentials resolve exactly as the AWS CLI resolves them, because
-this is the same resolver (botocore's): --region/--profile, then AWS_REGION /
-AWS_DEFAULT_REGION, AWS_PROFILE, the AWS_ACCESS_KEY_ID family, ~/.aws/config and
-~/.aws/credentials, SSO, credential_process, container and instance roles.
+Region, profile and credentials resolve as boto3 resolves them (botocore's resolver):
+--region/--profile, then AWS_DEFAULT_REGION, AWS_PROFILE, the AWS_ACCESS_KEY_ID family,
+~/.aws/config and ~/.aws/credentials, SSO, credential_process, container and instance
+roles. botocore does not read AWS_REGION (other AWS SDKs and Lambda's own environment
+use it): a region given only there is named in the error, not used.
 AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>) redirect every client, which is how
 tests point mlpack at a local moto server.
 
@@ -12,6 +13,7 @@ Every AWS failure leaves this module as an MlpackError of one line.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -37,7 +39,7 @@ CREDENTIALS_HINT = (
     "configure credentials as for the AWS CLI: `aws configure`, `aws sso login`, "
     "AWS_PROFILE or --profile, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
 )
-REGION_HINT = "pass --region, set AWS_REGION, or set `region` in the profile (`aws configure`)"
+REGION_HINT = "pass --region, set AWS_DEFAULT_REGION, or set `region` in the profile (`aws configure`)"
 
 # Error codes that mean "these credentials are not accepted", as opposed to "not allowed".
 _BAD_CREDENTIAL_CODES = {
@@ -80,7 +82,7 @@ def connect(region: str | None = None, profile: str | None = None) -> Aws:
         raise MlpackError(f"AWS profile {exc.kwargs.get('profile', profile)!r} is not configured",
                           "run `aws configure list-profiles` and pass an existing --profile") from exc
     if not session.region_name:
-        raise MlpackError("no AWS region configured", REGION_HINT)
+        raise no_region()
     try:
         credentials = session.get_credentials()
     except BotoCoreError as exc:  # e.g. a failing credential_process or SSO token
@@ -91,6 +93,16 @@ def connect(region: str | None = None, profile: str | None = None) -> Aws:
         identity = session.client("sts").get_caller_identity()
     return Aws(session=session, region=session.region_name, account=identity["Account"],
                caller_arn=identity["Arn"])
+
+
+def no_region(prefix: str = "") -> MlpackError:
+    """No region resolved. AWS_REGION alone is a common slip (other AWS SDKs read it, boto3
+    does not): name it, and the variable boto3 reads."""
+    other = os.environ.get("AWS_REGION", "").strip()
+    if other:
+        return MlpackError(f"{prefix}no AWS region configured: AWS_REGION={other} is set, but boto3 reads "
+                           "AWS_DEFAULT_REGION", f"pass --region {other}, or export AWS_DEFAULT_REGION={other}")
+    return MlpackError(f"{prefix}no AWS region configured", REGION_HINT)
 
 
 def error_code(exc: ClientError) -> str:
@@ -123,7 +135,7 @@ def aws_errors(action: str) -> Iterator[None]:
             TokenRetrievalError) as exc:  # credentials that load lazily: SSO, credential_process
         raise MlpackError(f"{action}: {exc}", CREDENTIALS_HINT) from exc
     except NoRegionError as exc:
-        raise MlpackError(f"{action}: no AWS region configured", REGION_HINT) from exc
+        raise no_region(f"{action}: ") from exc
     except BotoCoreError as exc:
         raise MlpackError(f"{action}: {exc}") from exc
     except ResponseParserError as exc:  # an HTML error page from a proxy or a broken endpoint

@@ -30,6 +30,7 @@ def build_image(
     builder = builder or select_builder()
     ref = artifact.manifest.image.local_ref
     build_args = {"BASE_IMAGE": base_image} if base_image else {}
+    builder.preflight(target.platform.oci)  # e.g. no emulation for a foreign platform: before any work
     # Staged beside the artifact (same file system: hard links, no copies of the model).
     with tempfile.TemporaryDirectory(prefix=f".{artifact.name}.image-", dir=artifact.root.parent) as tmp:
         context = Path(tmp) / "context"

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from ..errors import InputError, MlpackError
+from .emulation import emulation_problem
+from .failures import explain_build_failure
 
 Log = Callable[[str], None]
 
@@ -41,6 +43,9 @@ class PushedImage:
 
 class ImageBuilder(Protocol):
     name: str
+
+    def preflight(self, platform: str) -> None:
+        """Raise when this builder cannot build for `platform` here, before any work."""
 
     def build(self, context: Path, dockerfile: Path, ref: str, platform: str,
               build_args: dict[str, str], log: Log, timestamp: int | None = None) -> BuiltImage:
@@ -112,6 +117,12 @@ class BuildahBuilder:
     def _cmd(self, *args: str) -> list[str]:
         return [self.executable, *args]
 
+    def preflight(self, platform: str) -> None:
+        # buildah runs a foreign image's RUN steps on this machine: they need qemu through binfmt_misc.
+        problem = emulation_problem(platform)
+        if problem is not None:
+            raise problem
+
     def build(self, context: Path, dockerfile: Path, ref: str, platform: str,
               build_args: dict[str, str], log: Log, timestamp: int | None = None) -> BuiltImage:
         with tempfile.TemporaryDirectory(prefix="mlpack-iid-") as tmp:
@@ -127,8 +138,8 @@ class BuildahBuilder:
             )
             code, tail = _run_streaming(command, log)
             if code != 0:
-                raise MlpackError(f"buildah could not build {ref}: {_last_error(tail)}",
-                                  "see the build output above (rerun without -q)")
+                raise explain_build_failure(self.name, ref, platform, tail, base_image(dockerfile, build_args),
+                                            "BASE_IMAGE" in build_args)
             image_id = iidfile.read_text().strip()
         if timestamp is not None:
             image_id = self._without_build_container(ref, image_id)
@@ -199,9 +210,13 @@ class DockerBuilder:
             raise MlpackError(f"no Docker daemon answers: {str(exc).splitlines()[0][:200]}",
                               "start Docker, set DOCKER_HOST, or use --builder buildah") from exc
 
+    def preflight(self, platform: str) -> None:
+        """Nothing to check here: the daemon (perhaps on another machine, or Docker Desktop with
+        its own emulation) decides which platforms it builds, and says so if it cannot."""
+
     def build(self, context: Path, dockerfile: Path, ref: str, platform: str,
               build_args: dict[str, str], log: Log, timestamp: int | None = None) -> BuiltImage:
-        image_id = None
+        image_id, tail = None, []
         if timestamp is not None:  # BuildKit reads it for the image's times (layers too with buildx's
             build_args = {**build_args, "SOURCE_DATE_EPOCH": str(timestamp)}  # rewrite-timestamp)
         stream = self.client.api.build(
@@ -210,10 +225,11 @@ class DockerBuilder:
         )
         for chunk in stream:
             if "error" in chunk:
-                raise MlpackError(f"docker could not build {ref}: {chunk['error'].strip()}",
-                                  "see the build output above (rerun without -q)")
+                raise explain_build_failure(self.name, ref, platform, "\n".join([*tail, chunk["error"]]),
+                                            base_image(dockerfile, build_args), "BASE_IMAGE" in build_args)
             if chunk.get("stream", "").strip():
                 log(f"  {chunk['stream'].rstrip()}")
+                tail = [*tail, chunk["stream"].rstrip()][-40:]
             image_id = (chunk.get("aux") or {}).get("ID", image_id)
         image_id = image_id or self.image_id(ref)
         if not image_id:
@@ -245,6 +261,14 @@ class DockerBuilder:
         if errors or not digest:
             raise classify_push_error(dest, "\n".join(errors) or "the daemon reported no digest")
         return PushedImage(ref=dest, digest=digest)
+
+
+def base_image(dockerfile: Path, build_args: dict[str, str]) -> str | None:
+    """The base a build starts from: --base-image, else the Dockerfile's `ARG BASE_IMAGE=` default."""
+    if build_args.get("BASE_IMAGE"):
+        return build_args["BASE_IMAGE"]
+    found = re.search(r"^ARG BASE_IMAGE=(\S+)", dockerfile.read_text(encoding="utf-8"), re.MULTILINE)
+    return found.group(1) if found else None
 
 
 def _sha(value: str) -> str:

@@ -78,3 +78,17 @@ def config_problems(tables: Mapping[str, Mapping[str, Any]], listed: Sequence[st
         except ValidationError as exc:
             problems += [f"{'.'.join(map(str, (name, *item['loc'])))}: {item['msg']}" for item in exc.errors()]
     return problems
+
+
+FLOAT_SUMMARY = "the float model, not quantized: the reference every variant is gated against"
+
+
+def summary(name: str) -> str:
+    """What a variant makes, in one line (`mlpack targets --variants`): its module docstring's
+    first line, `NAME: what it makes`. `float` is the reference, not a registered variant."""
+    if name == "float":
+        return FLOAT_SUMMARY
+    import sys
+
+    doc = (sys.modules[REGISTRY[name].__module__].__doc__ or "").strip()
+    return doc.splitlines()[0].removeprefix(f"{name}: ").rstrip(".") if doc else ""

@@ -1,7 +1,8 @@
-"""smooth-int8: activation smoothing (SmoothQuant-style, see ../smooth.py), then dynamic-int8.
+"""smooth-int8: activation smoothing (SmoothQuant-style), then dynamic-int8.
 
-The strength is chosen by quantizing at each strength of the config's grid and comparing
-with float on the calibration rows, never on the gate's rows.
+The smoothing is ../smooth.py. The strength is chosen by quantizing at each strength of
+the config's grid and comparing with float on the calibration rows, never on the gate's
+rows.
 """
 
 from __future__ import annotations
