@@ -209,9 +209,10 @@ def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[Opt
                 f"Pick: `{result.chosen.name}`: {result.why}.", ""]
         out += [f"- {n}" for n in result.notes if "accuracy" in n.lower()] + [""]
     out += ["### cuda-gpu", "",
-            "No NVIDIA GPU on this machine: the cuda-gpu build gates fp16 on the CPU provider and its report "
-            "marks latency as not measured on the target. The fp16/fp32 ratio on the CUDA provider is not "
-            "measured yet.", ""]
+            "No NVIDIA GPU on this machine: the cuda-gpu build gates fp16 in onnxruntime-gpu, the release the "
+            "target pins, on its CPU provider, and its report marks latency as not measured on the target. On a "
+            "GPU host the same build times every candidate on CUDA; `python -m benchmarks.gpu` measures fp16 "
+            "against fp32 there (section \"GPU serving (cuda-gpu)\").", ""]
     return "\n".join(out)
 
 
