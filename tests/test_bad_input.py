@@ -89,7 +89,7 @@ def test_an_unknown_target_lists_the_known_ones(linear_onnx: Path, out: Path) ->
     result = run("build", str(linear_onnx), "-t", "tpu", "-o", str(out))
     assert_one_line_error(
         result,
-        "unknown target 'tpu'; choose one of: arm-edge, aws-lambda, aws-lambda-arm64, cuda-gpu, x86-cpu "
+        "unknown target 'tpu'; choose one of: arm-edge, aws-lambda, aws-lambda-arm64, cuda-gpu, cuda12-gpu, x86-cpu "
         "(see `mlpack targets`)",
     )
     assert leftovers(out) == []

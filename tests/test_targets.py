@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {
     "x86-cpu": ("linux/amd64", "onnxruntime"),
     "cuda-gpu": ("linux/amd64", "onnxruntime-gpu"),
+    "cuda12-gpu": ("linux/amd64", "onnxruntime-gpu"),
     "arm-edge": ("linux/arm64", "onnxruntime"),
     "aws-lambda": ("linux/amd64", "onnxruntime"),
     "aws-lambda-arm64": ("linux/arm64", "onnxruntime"),
@@ -42,7 +43,7 @@ def test_unknown_target_lists_the_known_ones() -> None:
     with pytest.raises(MlpackError) as info:
         load_target("risc-v")
     assert info.value.one_line() == (
-        "unknown target 'risc-v'; choose one of: arm-edge, aws-lambda, aws-lambda-arm64, cuda-gpu, x86-cpu "
+        "unknown target 'risc-v'; choose one of: arm-edge, aws-lambda, aws-lambda-arm64, cuda-gpu, cuda12-gpu, x86-cpu "
         "(see `mlpack targets`)"
     )
 

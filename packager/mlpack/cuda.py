@@ -55,16 +55,19 @@ def cuda_plan(target: Target, operators: Iterable[str]) -> CudaPlan | None:
     conv, rnn, ops = sorted(used & _CONV), sorted(used & _RNN), sorted(used & _OPS)
     libraries: list[str] = []
     extra: list[str] = []
-    if conv or rnn or ops:
+    linked = cuda.cudnn in cuda.wheels  # an onnxruntime-gpu that links cuDNN (before it was optional)
+    if conv or rnn or ops or linked:
         libraries = list(dict.fromkeys((*CUDNN_BASE, *CUDNN_OPS, *(CUDNN_CONV if conv else ()),
                                          *(CUDNN_RNN if rnn else ()))))
         extra.append(cuda.cudnn)
         if conv and cuda.nvrtc:
             extra.append(cuda.nvrtc)  # the runtime-compiled engines
-        why = f"cuDNN for {', '.join(conv + rnn + ops)}"
+        why = f"cuDNN for {', '.join(conv + rnn + ops)}" if conv or rnn or ops else \
+            "cuDNN's shim, graph API and ops library: this onnxruntime-gpu links cuDNN"
     else:
         why = "no cuDNN: none of the model's operators calls it"
-    return CudaPlan(requirements=(*cuda.wheels, *extra), cudnn_libraries=tuple(libraries), why_cudnn=why)
+    return CudaPlan(requirements=tuple(dict.fromkeys((*cuda.wheels, *extra))), cudnn_libraries=tuple(libraries),
+                    why_cudnn=why)
 
 
 def library_path(target: Target, site: str) -> list[str]:

@@ -97,7 +97,7 @@ class MlpackService:
     @bentoml.api(
         route="/predict_batch",
         batchable=True,
-        max_batch_size=64,
+        max_batch_size=256,
         max_latency_ms=1000,
     )
     def predict_batch(
