@@ -39,8 +39,9 @@ test-fast: setup
 wheel: setup
 	$(PY) -m uv build --wheel --out-dir dist .
 
+# Rewrites every golden file (rendered files, report.html); fails when one changed: review git diff.
 golden: setup
-	MLPACK_UPDATE_GOLDEN=1 $(PY) -m pytest tests/test_golden.py
+	MLPACK_UPDATE_GOLDEN=1 $(PY) -m pytest tests/test_golden.py tests/test_report_html.py -k "golden or match"
 
 clean:
 	rm -rf $(OUT) dist build .pytest_cache

@@ -5,7 +5,6 @@ versions (and the cold start for Lambda). Checked as text here and in headless C
 from __future__ import annotations
 
 import io
-import os
 import re
 import shlex
 import subprocess
@@ -24,9 +23,9 @@ from mlpack.optimize.report import Candidate, OptimizationResult
 from mlpack.optimize.report_html import About, data_text, to_html
 
 from .agent_harness import free_port, wait_for
+from .golden_files import match_golden
 
-GOLDEN = Path(__file__).parent / "golden" / "report" / "report.html"
-UPDATE = os.environ.get("MLPACK_UPDATE_GOLDEN") == "1"
+GOLDEN = Path(__file__).parent / "golden" / "report"
 
 
 def candidate(name: str, size: int, p50: tuple[float, float], passed: bool = True, accuracy: float = 0.975,
@@ -58,13 +57,7 @@ ABOUT = About(title="digits-x86-cpu", target="x86-cpu", platform="linux/amd64", 
 
 
 def test_the_page_matches_its_golden_file() -> None:
-    html = to_html(fixed_result(), ABOUT)
-    if UPDATE:
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(html, encoding="utf-8")
-    assert html == GOLDEN.read_text(encoding="utf-8"), (
-        "report.html differs from tests/golden/report/report.html; if intended: "
-        "MLPACK_UPDATE_GOLDEN=1 pytest tests/test_report_html.py")
+    match_golden(GOLDEN, {"report.html": to_html(fixed_result(), ABOUT)}, "report.html")
 
 
 def test_the_page_loads_nothing_and_runs_no_script() -> None:
