@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Fault:
     id: str
-    area: str  # "rollout" or "agent"
+    area: str  # "rollout", "systemd", "agent", "build" or "trust"
     title: str
     loss_unit: str  # what `lost` counts
 
@@ -45,6 +45,13 @@ FAULTS = [
     Fault("disk-full", "agent", "The agent's disk fills up during an outage", "data points lost uncounted"),
     Fault("corrupt-buffer-file", "agent", "A buffer file and a journal segment are corrupt at start",
           "data points lost uncounted"),
+    Fault("build-killed", "build", "Builds are killed (kill -9) at three moments, then one more build runs",
+          "folders left behind"),
+    Fault("calibration-fails", "build", "A build fails on its calibration data", "folders left behind"),
+    Fault("force-over-link", "build", "`--force` over an artifact folder that is a link, or a dangling one",
+          "stray entries left"),
+    Fault("manifest-edited", "trust", "manifest.json of a signed artifact is edited (zip path, image digest, "
+          "memory)", "edited artifacts deployed"),
 ]
 BY_ID = {fault.id: fault for fault in FAULTS}
 

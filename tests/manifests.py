@@ -84,6 +84,12 @@ def edit_json(root: Path, change: Callable[[dict[str, Any]], None], *, rehash: b
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def read_history(root: Path) -> dict[str, Any]:
+    """history.json as raw JSON: where the artifact was deployed and rolled out."""
+    path = root / "history.json"
+    return json.loads(path.read_text()) if path.exists() else {"deploys": [], "rollouts": []}
+
+
 def read_json(root: Path) -> dict[str, Any]:
     """manifest.json as the JSON a user (or another tool) reads."""
     return json.loads((root / "manifest.json").read_text())

@@ -27,7 +27,7 @@ from mlpack.errors import MlpackError
 from mlpack.progress import Progress
 
 from .agent_harness import free_port
-from .manifests import edit_json, read_json
+from .manifests import edit_json, read_history, read_json
 
 pytestmark = [
     pytest.mark.requires_tool("moto.server", module=True, hint="moto[server], a test dependency (make setup)"),
@@ -105,7 +105,7 @@ def built(demo_artifact: Callable[[str], BuildResult]) -> Path:
 
 @pytest.fixture
 def artifact(built: Path, tmp_path: Path) -> Path:
-    """A private copy: deploy records itself in manifest.json."""
+    """A private copy: deploy records itself in history.json."""
     copy = tmp_path / built.name
     shutil.copytree(built, copy)
     return copy
@@ -176,7 +176,7 @@ def test_first_deploy_creates_the_stack_and_prints_function_arn(aws_env: str, ar
     assert f"CREATE_COMPLETE              {stack_name} (AWS::CloudFormation::Stack)" in result.output
     stack = _stack(stack_name)
     assert stack["StackStatus"] == "CREATE_COMPLETE"
-    recorded = read_json(artifact)["deploys"][-1]
+    recorded = read_history(artifact)["deploys"][-1]
     assert recorded["stack"] == stack_name and recorded["region"] == REGION
     arn = recorded["function_arn"]
     assert arn.startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:")
@@ -217,7 +217,7 @@ def test_dry_run_shows_the_change_set_and_leaves_nothing(aws_env: str, artifact:
     assert "dry run" in result.output and "AWS::Lambda::Function" in result.output and "Add" in result.output
     stacks = _client("cloudformation").list_stacks()["StackSummaries"]
     assert all(s["StackName"] != stack_name or s["StackStatus"] == "DELETE_COMPLETE" for s in stacks)
-    assert read_json(artifact)["deploys"] == []
+    assert read_history(artifact)["deploys"] == []
 
     created = _run(artifact, stack_name)
     deployed_sha = _code_sha(created.function_arn)
@@ -257,7 +257,7 @@ def test_deploy_json_is_one_summary_on_stdout(aws_env: str, artifact: Path, stac
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["stack"] == stack_name and summary["outcome"] == "created" and summary["region"] == REGION
-    assert summary["function_arn"] == read_json(artifact)["deploys"][-1]["function_arn"]
+    assert summary["function_arn"] == read_history(artifact)["deploys"][-1]["function_arn"]
     assert "Creating a change set (CREATE)" in result.stderr  # progress stays on stderr
 
 

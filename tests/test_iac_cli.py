@@ -17,6 +17,7 @@ from mlpack.cli import app
 
 from .iac_support import iac_tools, requires_iac_venv
 from .manifests import edit_json, read
+from .signing_support import make_keys
 from .test_iac import _cfn_lint_errors, _checkov
 
 DIGEST = "sha256:" + "4f" * 32
@@ -64,7 +65,15 @@ def test_iac_pins_every_workload_by_digest_after_push(demo_artifact, target: str
 
 def test_iac_deploys_the_lambda_image_by_digest_after_push(demo_artifact, tmp_path: Path) -> None:
     root = pushed_copy(demo_artifact, "aws-lambda", tmp_path)
-    assert mlpack_iac(root).exit_code == 0
+    keys = make_keys(tmp_path / "keys")
+    assert runner.invoke(app, ["sign", str(root), "--key", str(keys.private)]).exit_code == 0
+    result = mlpack_iac(root)
+    assert result.exit_code == 0
+    # iac/ and manifest.json are signed files: the signature went, and the output says to sign again.
+    assert not (root / "signature.sig").exists()
+    assert "signature.sig no longer covered it and was removed: sign it again" in " ".join(result.output.split())
+    assert runner.invoke(app, ["sign", str(root), "--key", str(keys.private)]).exit_code == 0
+    assert runner.invoke(app, ["verify", str(root), "--key", str(keys.public)]).exit_code == 0
     pinned = f"{read(root).image.repository}@{DIGEST}"
     sam = (root / "iac" / "sam" / "template.yaml").read_text()
     assert "PackageType: Image" in sam and f"ImageUri: {json.dumps(pinned)}" in sam and "CodeUri" not in sam

@@ -1,12 +1,14 @@
 """Images that can be trusted: the same artifact built twice on the same base gives the same
 image id and digest; the image carries its SBOM; `mlpack push` attaches the SBOM beside the
-image in the registry, and refuses an artifact whose signature does not verify.
+image in the registry, and refuses an artifact whose signature does not verify. The image
+and the push change manifest.json, a signed file: they remove the signature and say so.
 
 Slow: two buildah builds of the x86-cpu demo on the offline stand-in base (tests/standin.py).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -37,17 +39,22 @@ def keys(tmp_path_factory: pytest.TempPathFactory):
     return make_keys(tmp_path_factory.mktemp("image-keys"))
 
 
+IMAGE_OUTPUT: dict[Path, str] = {}  # what `mlpack image` printed, by artifact
+
+
 @pytest.fixture(scope="module")
 def images(demo_artifact, tmp_path_factory, keys):
-    """Two copies of the signed x86-cpu demo artifact, each with its image built."""
+    """Two copies of the x86-cpu demo artifact, each signed, its image built, then signed again."""
     base = ensure_standin("amd64")
     out = tmp_path_factory.mktemp("trusted-images")
     built = []
     for copy in ("first", "second"):
         artifact = shutil.copytree(demo_artifact("x86-cpu").path, out / copy / demo_artifact("x86-cpu").path.name)
         sign_artifact(Artifact.open(artifact), key_from(keys.private, "UNUSED"))
-        result = cli("image", str(artifact), "--builder", "buildah", "--base-image", base, "-q")
+        result = cli("image", str(artifact), "--builder", "buildah", "--base-image", base)
         assert result.exit_code == 0, result.output
+        IMAGE_OUTPUT[artifact] = result.output
+        sign_artifact(Artifact.open(artifact), key_from(keys.private, "UNUSED"))  # signed last, as docs say
         built.append(artifact)
     yield built
     buildah("rmi", "-f", read_json(built[0])["image"]["id"], check=False)
@@ -89,10 +96,18 @@ def test_the_image_carries_its_sbom_and_the_artifact_keeps_a_copy(images) -> Non
     finally:
         buildah("rm", container, check=False)
 
-def test_building_the_image_keeps_the_signature_valid(images, keys) -> None:
-    # image.cdx.json and the image section are written after signing, and not signed.
+def test_building_the_image_of_a_signed_artifact_removes_the_signature_and_the_new_one_covers_it(
+    images, keys
+) -> None:
+    # The image section and image.cdx.json are signed files: `mlpack image` removed the
+    # signature made before it and said so; the one made after covers them.
+    printed = " ".join(IMAGE_OUTPUT[images[0]].split())
+    assert "signature.sig no longer covered it and was removed: sign it again (mlpack sign" in printed
     result = cli("verify", str(images[0]), "--key", str(keys.public))
     assert result.exit_code == 0, result.output
+    signed = [r["name"] for r in json.loads(base64.b64decode(json.loads(
+        (images[0] / "signature.sig").read_text())["dsseEnvelope"]["payload"]))["predicate"]["resources"]]
+    assert {"manifest.json", "image.cdx.json"} <= set(signed)
 
 def test_push_attaches_the_sbom_beside_the_image(images, keys, tmp_path: Path) -> None:
     artifact = images[0]
@@ -100,6 +115,9 @@ def test_push_attaches_the_sbom_beside_the_image(images, keys, tmp_path: Path) -
         result = cli("push", str(artifact), "--to", f"{host}/demo/digits:1", "--builder", "buildah",
                      "--key", str(keys.public))
         assert result.exit_code == 0, result.output
+        # The digest deploys pin is in manifest.json: the push removed the signature it checked.
+        assert "no longer covered it and was removed: sign it again" in " ".join(result.output.split())
+        assert not (artifact / "signature.sig").exists()
         image = read_json(artifact)["image"]
         digest = image["digest"]
         # distribution 2.8 has no OCI 1.1 referrers API: the SBOM is under the fallback tag.
@@ -116,6 +134,18 @@ def test_push_attaches_the_sbom_beside_the_image(images, keys, tmp_path: Path) -
         layer = attached["layers"][0]["digest"]
         blob = requests.get(f"http://{host}/v2/demo/digits/blobs/{layer}").content
         assert blob == (artifact / "image.cdx.json").read_bytes()
+
+
+def test_push_refuses_a_signed_artifact_whose_manifest_was_edited(images, keys, tmp_path: Path) -> None:
+    artifact = shutil.copytree(images[1], tmp_path / images[1].name)
+    edit_json(artifact, lambda m: m["image"].update(repository="registry.example/elsewhere"))
+    with registry(tmp_path / "registry") as host:
+        result = cli("push", str(artifact), "--to", f"{host}/demo/digits:3", "--builder", "buildah",
+                     "--key", str(keys.public))
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert "changed since signing: manifest.json" in lines[0]
+        assert requests.get(f"http://{host}/v2/demo/digits/tags/list").status_code == 404  # nothing pushed
 
 
 def test_push_refuses_an_artifact_whose_signature_does_not_verify(images, keys, tmp_path: Path) -> None:

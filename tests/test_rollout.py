@@ -10,6 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from mlpack.artifact import Artifact
 from mlpack.cli import app
 from mlpack.errors import InputError
 from mlpack.manifest import BentoSection
@@ -18,8 +19,10 @@ from mlpack.resources import data_dir
 from mlpack.rollout.ansible import DEFAULT_WAVES, parse_waves, prepare, render_inventory, tool
 from mlpack.rollout.waves import UnreachableBudget, plan_waves
 from mlpack.rollout.release import Release, probe_request, read_release
+from mlpack.signing import key_from, sign_artifact
 
-from .manifests import make_manifest, write_artifact
+from .manifests import edit_json, make_manifest, write_artifact
+from .signing_support import make_keys
 from .models import linear_model
 
 pytestmark = pytest.mark.requires_tool("ansible", module=True, hint="ansible-core, in mlpack's edge extra (make setup)")
@@ -210,6 +213,22 @@ def test_a_changed_artifact_is_never_rolled_out(tmp_path: Path) -> None:
     (root / "model" / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(InputError, match="does not match its manifest.json.*changed: model/model.onnx"):
         read_release(root)
+
+
+@pytest.mark.parametrize("key, value", [("image.tag", "9.9.9-elsewhere"), ("memory_mb", 64)])
+def test_an_edited_manifest_of_a_signed_artifact_is_never_rolled_out(tmp_path: Path, key: str, value) -> None:
+    root = _artifact(tmp_path)
+    keys = make_keys(tmp_path / "keys")
+    sign_artifact(Artifact.open(root), key_from(keys.private, "UNUSED"))
+    section, _, field = key.partition(".")
+    edit_json(root, lambda m: m[section].update({field: value}) if field else m.update({section: value}))
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("all:\n  hosts:\n    device-1:\n      ansible_host: 127.0.0.1\n")
+
+    result = CliRunner().invoke(app, ["rollout", str(root), "--fleet", str(inventory), "--key", str(keys.public)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "signature does not verify" in lines[0] and "changed since signing: manifest.json" in lines[0]
 
 
 def test_an_artifact_without_a_bento_is_refused(tmp_path: Path) -> None:

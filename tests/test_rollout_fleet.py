@@ -25,7 +25,7 @@ from mlpack.rollout.status import fleet_status
 
 from .faults import NEEDS_TMPFS, mount_tmpfs, nodeid, record_fault, unmount
 from .fleet import SSHD, SimulatedFleet, SshServer, stop_processes
-from .manifests import edit_json, read_json
+from .manifests import edit_json, read_history
 from .models import linear_model, linear_reference
 
 pytestmark = pytest.mark.requires_tool("ansible", module=True, hint="ansible-core, in mlpack's edge extra (make setup)")
@@ -153,7 +153,7 @@ def test_a_good_artifact_reaches_every_device(
 
     assert done.exit_code == 0, done.output
     assert f"{NAME}-arm-edge {v2}: {FLEET_SIZE} updated" in done.output
-    assert read_json(artifacts["v2"])["rollouts"][-1]["outcome"] == f"{FLEET_SIZE} updated"
+    assert read_history(artifacts["v2"])["rollouts"][-1]["outcome"] == f"{FLEET_SIZE} updated"
     x = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
     expected = linear_reference(artifacts["v2_model"], x)
     for device in fleet.devices:

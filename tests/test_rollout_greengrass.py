@@ -233,7 +233,7 @@ def test_the_cli_deploys_and_shows_status(aws: StubbedAws, artifact: Path, monke
     from typer.testing import CliRunner
 
     from mlpack.cli import app
-    from .manifests import read_json
+    from .manifests import read_history
 
     monkeypatch.setattr("mlpack.deploy.aws.connect", lambda region=None, profile=None: aws)
     group_arn = aws.session.client("iot").describe_thing_group(thingGroupName=GROUP)["thingGroupArn"]
@@ -258,6 +258,6 @@ def test_the_cli_deploys_and_shows_status(aws: StubbedAws, artifact: Path, monke
     assert "deployment d-2: IN_PROGRESS" in deployed.output
     sent = dict(aws.sent)["CreateDeployment"]
     assert {c["thresholdPercentage"] for c in sent["iotJobConfiguration"]["abortConfig"]["criteriaList"]} == {20.0}
-    assert read_json(artifact)["rollouts"][-1]["engine"] == "greengrass"
+    assert read_history(artifact)["rollouts"][-1]["engine"] == "greengrass"
     assert shown.exit_code == 0, shown.output
     assert f"pi-1    {version}" in shown.output and "HEALTHY" in shown.output and "RUNNING" in shown.output

@@ -7,6 +7,7 @@ its own, as a security team would check an artifact without mlpack.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from mlpack.artifact import Artifact
 from mlpack.cli import app
-from mlpack.errors import MlpackError
+from mlpack.errors import InputError, MlpackError
 from mlpack.model_info import sha256_file
 from mlpack.signing import Key, key_from, sign_artifact, verify_artifact
 
@@ -98,11 +99,117 @@ def test_an_unsigned_artifact_is_refused_when_a_key_is_given_or_configured(artif
     assert done.exit_code == 0 and "not signed" in done.output
 
 
-def test_commands_after_build_may_still_write_the_manifest_of_a_signed_artifact(artifact, keys) -> None:
+EDITS = {
+    "image.digest": lambda m: m["image"].update(digest="sha256:" + "c" * 64),  # another image to deploy
+    "memory_mb": lambda m: m.update(memory_mb=10240),
+    "name": lambda m: m.update(name="other"),
+    "files": lambda m: m["files"]["model/model.onnx"].update(sha256="e" * 64),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_an_edited_manifest_fails_the_signature_in_mlpack_and_in_the_model_signing_cli(artifact, keys, edit) -> None:
+    sign_artifact(artifact, key_from(keys.private, "UNUSED"))
+    edit_json(artifact.root, EDITS[edit])
+
+    done = cli("verify", str(artifact.root), "--key", str(keys.public))
+    assert done.exit_code == 1
+    line = done.output.strip()
+    assert len(line.splitlines()) == 1, line
+    assert ("signature does not verify" in line and "changed since signing: manifest.json" in line) or \
+        "changed: model/model.onnx" in line  # the files edit fails the hashes first
+    # The device's check (templates/rollout/verify.yml runs this command) refuses it too.
+    standalone = model_signing_verify(artifact.root, keys.public)
+    assert standalone.returncode != 0 and "manifest.json" in standalone.stdout + standalone.stderr
+
+
+def test_a_command_that_changes_a_signed_manifest_removes_the_signature_and_says_to_sign_again(
+    artifact, keys
+) -> None:
     sign_artifact(artifact, key_from(keys.private, "UNUSED"))
     artifact.update(lambda m: setattr(m.image, "digest", "sha256:" + "c" * 64))  # as `mlpack push` does
+    assert not (artifact.root / "signature.sig").exists()
+    assert "no longer covered it and was removed: sign it again (mlpack sign" in artifact.resign_note()
+
+    done = cli("verify", str(artifact.root), "--key", str(keys.public))
+    assert done.exit_code == 1 and "is not signed" in done.output and "mlpack sign" in done.output
+    assert cli("sign", str(artifact.root), "--key", str(keys.private)).exit_code == 0
     assert verify_artifact(Artifact.open(artifact.root), "deployed", key_from(keys.public, "UNUSED")).verified
     assert model_signing_verify(artifact.root, keys.public).returncode == 0
+
+
+def test_deploy_and_rollout_records_go_to_history_and_keep_the_signature(artifact, keys) -> None:
+    from datetime import datetime, timezone
+
+    from mlpack.manifest import DeployRecord
+
+    sign_artifact(artifact, key_from(keys.private, "UNUSED"))
+    record = DeployRecord(at=datetime.now(timezone.utc), stack="s", stack_id=None, region="eu-west-1",
+                          code="s3://b/k", function_arn=None, url=None)
+    artifact.record(lambda h: h.record_deploy(record))  # as `mlpack deploy` does
+    assert Artifact.open(artifact.root).history().deploys == [record]
+    assert artifact.resign_note() is None
+    assert verify_artifact(Artifact.open(artifact.root), "deployed", key_from(keys.public, "UNUSED")).verified
+    assert model_signing_verify(artifact.root, keys.public).returncode == 0
+
+
+def test_a_signature_that_leaves_the_manifest_unsigned_is_refused(artifact, keys) -> None:
+    # As an mlpack that did not sign manifest.json signed: the library alone accepts it.
+    from model_signing import hashing, signing
+
+    config = signing.Config().set_hashing_config(hashing.Config().set_ignored_paths(
+        paths=["signature.sig", "manifest.json"], ignore_git_paths=False))
+    config.use_elliptic_key_signer(private_key=keys.private).sign(artifact.root, artifact.root / "signature.sig")
+    edit_json(artifact.root, EDITS["image.digest"])
+    assert model_signing_verify(artifact.root, keys.public).returncode == 0
+
+    done = cli("verify", str(artifact.root), "--key", str(keys.public))
+    assert done.exit_code == 1
+    assert "the signature verifies but leaves manifest.json unsigned" in done.output and "mlpack sign" in done.output
+
+
+@pytest.mark.parametrize("key, value", [
+    ("lambda", {"zip": "../../evil.zip"}),
+    ("model.file", "/etc/passwd"),
+    ("files", {"../outside.txt": {"sha256": "a" * 64, "size": 1}}),
+    ("bento", {"tag": "x:y", "path": "bento/../../elsewhere"}),
+])
+def test_a_manifest_naming_a_path_outside_the_artifact_is_refused_in_one_line(artifact, key, value) -> None:
+    def change(m):
+        section, _, field = key.partition(".")
+        (m[section].update({field: value}) if field else m.update({section: value}))
+    edit_json(artifact.root, change)
+    done = cli("verify", str(artifact.root))
+    assert done.exit_code == 2
+    assert f"manifest.json has an invalid {key}" in done.output and "is not a relative path inside the artifact" \
+        in done.output and len(done.output.strip().splitlines()) == 1
+
+
+def test_a_link_in_the_artifact_is_refused_and_never_followed_out(artifact, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "model.onnx").write_bytes((artifact.root / "model" / "model.onnx").read_bytes())
+    shutil.rmtree(artifact.root / "model")
+    (artifact.root / "model").symlink_to(outside)  # the same bytes, from outside the artifact
+
+    done = cli("verify", str(artifact.root))
+    assert done.exit_code == 1 and f"link: model -> {outside}" in done.output
+    with pytest.raises(InputError, match="model/model.onnx leads outside the artifact"):
+        Artifact.open(artifact.root).path("model/model.onnx")
+
+
+def test_verify_without_a_key_names_the_files_the_manifest_does_not_hash_and_why(artifact, keys) -> None:
+    sign_artifact(artifact, key_from(keys.private, "UNUSED"))
+    done = cli("verify", str(artifact.root))
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    assert lines[0] == f"{artifact.name}: 2 files match manifest.json; signed, signature not checked (no key given)"
+    assert any(line.startswith("  not hashed in manifest.json: report.md (the build's measurements") for line in lines)
+    assert "  not hashed in manifest.json: signature.sig (the signature itself)" in lines
+    assert "integrity, not origin" in lines[-1]
+    done = cli("verify", str(artifact.root), "--key", str(keys.public))
+    assert done.output.splitlines()[-1] == \
+        "  the signature covers manifest.json and every other file but signature.sig and history.json"
 
 
 def test_a_file_added_after_signing_is_refused(artifact, keys) -> None:
@@ -160,9 +267,9 @@ def test_certificate_mode_verifies_against_the_root_ca(artifact, tmp_path: Path)
     assert done.exit_code == 1 and "signature does not verify" in done.output
 
 
-def test_the_unsigned_manifest_cannot_name_another_model_than_the_signed_file(artifact, keys) -> None:
-    sign_artifact(artifact, key_from(keys.private, "UNUSED"))
-    edit_json(artifact.root, lambda m: m["model"].update(sha256="d" * 64))
+def test_a_signed_manifest_must_name_the_model_file_it_lists(artifact, keys) -> None:
+    edit_json(artifact.root, lambda m: m["model"].update(sha256="d" * 64))  # the files still match
+    sign_artifact(Artifact.open(artifact.root), key_from(keys.private, "UNUSED"))
     with pytest.raises(MlpackError, match="names model sha256 dddddddddddd, but the signed model/model.onnx"):
         verify_artifact(Artifact.open(artifact.root), "deployed", key_from(keys.public, "UNUSED"))
 

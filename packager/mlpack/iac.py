@@ -5,7 +5,8 @@ pin the image by digest.
 Only the target's IaC render groups (templates under `templates/iac/`) are rendered, from
 the target the artifact was built for (its manifest's snapshot, never `targets/`); every
 other file stays as built. The new iac/ folder replaces the old one in a single rename,
-and the manifest's file list is updated to match.
+and the manifest's file list is updated to match. Both are signed: a signed artifact
+loses its signature first (`Artifact.resign_note` says so).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def regenerate_iac(artifact: Artifact) -> list[str]:
     if any(not path.startswith(f"{IAC_DIR}/") for path in files):
         raise MlpackError("an IaC render group writes outside iac/", "fix the target's [[render]] entries")
 
+    artifact.unsign()
     # Render beside the old folder, then swap: readers see the old or the new iac/, never a mix.
     with staged_folder(artifact.path(IAC_DIR)) as staging:
         write_files(staging, {path.removeprefix(f"{IAC_DIR}/"): text for path, text in files.items()})

@@ -20,13 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import __version__
 from .model_info import Signature, TensorSpec
+from .paths import ArtifactPath
 from .processing.schema import ProcessingSection
 from .targets import Target
 
 MANIFEST = "manifest.json"
-SIGNATURE = "signature.sig"  # written by `mlpack sign` over the other files; never listed in `files`
-# `mlpack image` writes the image's SBOM beside the manifest after build (and signing):
-# like the manifest's image section it describes, neither listed in `files` nor signed.
+SIGNATURE = "signature.sig"  # written by `mlpack sign` over every other file but HISTORY
+# Where the artifact was deployed and rolled out: records that no command acts on, so
+# they stay outside the signature (deploy and rollout write them to signed artifacts).
+HISTORY = "history.json"
+# `mlpack image` writes the image's SBOM beside the manifest after build; the manifest
+# records its sha256 (image.sbom_sha256), and a signature made after it covers it.
 IMAGE_SBOM = "image.cdx.json"
 # The build's measurements (timings differ run to run): covered by the signature, but not
 # hashed into `files`, so that the same inputs give the same manifest.
@@ -73,7 +77,7 @@ class SourceModel(Section):
 class ModelSection(Section):
     """The model the artifact ships, and the signature it serves."""
 
-    file: str = Field("model/model.onnx", description="path in the artifact")
+    file: ArtifactPath = Field("model/model.onnx", description="path in the artifact")
     sha256: str = Field(pattern=SHA256_PATTERN)
     size_bytes: int = Field(ge=0)
     variant: str = Field(description="the optimizer's variant that ships (report.md says why)")
@@ -132,7 +136,7 @@ class ImageSection(Section):
 
 class BentoSection(Section):
     tag: str
-    path: str = "bento"
+    path: ArtifactPath = "bento"
 
 
 class ImportCost(Section):
@@ -168,7 +172,7 @@ class PrunedFiles(Section):
 
 
 class LambdaSection(Section):
-    zip: str = "lambda/function.zip"
+    zip: ArtifactPath = "lambda/function.zip"
     # A measurement: the build records it in report.json and leaves None here, so that the
     # same inputs give the same manifest (mlpack.reproducible).
     cold_start: ColdStart | None = None
@@ -181,7 +185,7 @@ class LambdaSection(Section):
 class SbomSection(Section):
     """The artifact's software bill of materials (CycloneDX 1.6 JSON, mlpack.sbom)."""
 
-    path: str = "sbom.cdx.json"
+    path: ArtifactPath = "sbom.cdx.json"
 
 
 class Requirements(Section):
@@ -256,9 +260,7 @@ class Manifest(Section):
     sbom: SbomSection | None = None
     versions: Versions
     build: BuildInputs | None = Field(None, description="the inputs that decided the build")
-    deploys: list[DeployRecord] = Field(default_factory=list)
-    rollouts: list[RolloutRecord] = Field(default_factory=list)
-    files: dict[str, FileEntry] = Field(default_factory=dict, description="every other file: sha256 and size")
+    files: dict[ArtifactPath, FileEntry] = Field(default_factory=dict, description="every other file: sha256 and size")
 
     @field_validator("name")
     @classmethod
@@ -280,6 +282,17 @@ class Manifest(Section):
         """What the service takes and answers: after processing, if the artifact has any."""
         return self.processing.signature if self.processing else self.model.signature
 
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, by_alias=True) + "\n"
+
+
+class History(Section):
+    """history.json: where an artifact went, newest last. Records only: no command reads
+    them to decide anything, so they are not signed (docs/security.md)."""
+
+    deploys: list[DeployRecord] = Field(default_factory=list)
+    rollouts: list[RolloutRecord] = Field(default_factory=list)
+
     def record_deploy(self, record: DeployRecord) -> None:
         self.deploys = [*self.deploys, record][-HISTORY_KEPT:]
 
@@ -287,12 +300,12 @@ class Manifest(Section):
         self.rollouts = [*self.rollouts, record][-HISTORY_KEPT:]
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2, by_alias=True) + "\n"
+        return self.model_dump_json(indent=2) + "\n"
 
 
 __all__ = [
-    "IMAGE_SBOM", "MANIFEST", "REPORT_FILES", "SCHEMA_VERSION", "SIGNATURE", "NAME_PATTERN", "NAME_RULE",
-    "BentoSection", "BuildInputs", "ColdStart", "DeployRecord", "FileEntry", "ImageIndex", "ImageSection",
+    "HISTORY", "IMAGE_SBOM", "MANIFEST", "REPORT_FILES", "SCHEMA_VERSION", "SIGNATURE", "NAME_PATTERN", "NAME_RULE",
+    "BentoSection", "BuildInputs", "ColdStart", "DeployRecord", "FileEntry", "History", "ImageIndex", "ImageSection",
     "ImportCost", "LambdaSection", "Manifest", "ModelSection", "OptimizationSection", "ProcessingSection",
     "PrunedFiles", "Requirements", "RolloutRecord", "SbomSection", "Signature", "SourceModel", "TensorSpec",
     "Versions",

@@ -135,10 +135,10 @@ def _replace(package: Package, **changes: Any) -> Package:
 
 def _locked_wheels(packages: list[Package], python_platform: str, python_version: str) -> dict:
     """(name, version) -> the wheels the index lists for the platform, from a PEP 751 lock."""
-    import tempfile
+    from .fsutil import scratch_folder
 
-    with tempfile.TemporaryDirectory(prefix="mlpack-sbom-") as tmp:
-        requirements, lock = Path(tmp) / "requirements.in", Path(tmp) / "pylock.toml"
+    with scratch_folder("sbom") as scratch:
+        requirements, lock = scratch.path / "requirements.in", scratch.path / "pylock.toml"
         requirements.write_text("".join(f"{p.name}=={p.version}\n" for p in packages))
         args = ["pip", "compile", "--quiet", "--format", "pylock.toml", "--no-deps", "--no-header",
                 "--only-binary", ":all:", "--python-platform", python_platform, "--python-version", python_version,

@@ -4,19 +4,18 @@
 bundle holding a DSSE envelope over an in-toto statement that lists every file's
 sha256), signed with an elliptic-curve private key, optionally with its certificate
 chain; no network, no Sigstore service. The signature covers every file of the
-artifact except two:
+artifact, manifest.json included (deploy, push, rollout and serve act on what it says),
+except two, recorded as ignored paths inside the signed statement (so the PyPI
+`model_signing verify key` command checks an artifact on its own, without options):
 
-- `manifest.json`, because the commands after `build` append to it (the image id and
-  digest, deploys, rollouts). Everything in it that decides what runs is bound to the
-  signed files: `verify_artifact` checks its file list and model hash against the
-  folder after the signature passed.
-- `signature.sig` itself.
+- `signature.sig` itself;
+- `history.json`: where the artifact was deployed and rolled out, records that no
+  command reads to act, so that deploys and rollouts keep the signature valid.
 
-And `image.cdx.json`, the image's SBOM that `mlpack image` writes beside the manifest
-after signing (the image itself is named by its digest).
-
-These are recorded as ignored paths inside the signed statement, so the PyPI
-`model_signing verify key` command checks an artifact on its own, without options.
+Commands that change a signed file afterwards (`mlpack image`, `push`, `iac`) remove the
+signature and say that the artifact must be signed again (`Artifact.update`). A
+signature whose statement leaves out more than those two files (one made by an mlpack
+that did not sign manifest.json) is refused: it would let the manifest change unseen.
 
 Keys are read from a file or from an environment variable holding a path or the PEM
 text itself; they are never printed, and key text from the environment only reaches
@@ -25,19 +24,22 @@ the library as a private temporary file.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import json
 import os
-import tempfile
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
 from .artifact import Artifact
 from .errors import InputError, MlpackError
-from .manifest import IMAGE_SBOM, MANIFEST, SIGNATURE
+from .fsutil import scratch_folder
+from .manifest import HISTORY, SIGNATURE
 
-UNSIGNED = (MANIFEST, SIGNATURE, IMAGE_SBOM)
+UNSIGNED = (SIGNATURE, HISTORY)  # everything else is signed, manifest.json included
 SIGNING_KEY_ENV = "MLPACK_SIGNING_KEY"  # the private key: a path, or the PEM text
 SIGNING_PASSWORD_ENV = "MLPACK_SIGNING_KEY_PASSWORD"  # for an encrypted private key
 VERIFY_KEY_ENV = "MLPACK_VERIFY_KEY"  # the public key or CA certificate: a path, or the PEM text
@@ -76,17 +78,16 @@ class Key:
 
     @contextlib.contextmanager
     def as_file(self) -> Iterator[Path]:
-        """A path to the key for the library: the file itself, or a private temporary copy of env text."""
+        """A path to the key for the library: the file itself, or a private temporary copy of env text
+        (in a 0700 scratch folder, which the next build removes if this process is killed)."""
         if self.path is not None:
             yield self.path
             return
-        fd, name = tempfile.mkstemp(prefix="mlpack-key-", suffix=".pem")  # mode 0600
-        try:
-            with os.fdopen(fd, "wb") as fh:
+        with scratch_folder("key") as scratch:
+            path = scratch.path / "key.pem"
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
                 fh.write(self.read())
-            yield Path(name)
-        finally:
-            Path(name).unlink(missing_ok=True)
+            yield path
 
     @property
     def fingerprint(self) -> str:
@@ -172,7 +173,7 @@ def sign_artifact(artifact: Artifact, key: Key, certificate: Path | None = None,
     password = os.environ.get(SIGNING_PASSWORD_ENV)
     destination = artifact.path(SIGNATURE)
     config = signing.Config().set_hashing_config(_hashing_config())
-    with key.as_file() as key_path, tempfile.TemporaryDirectory(prefix="mlpack-sign-") as tmp:
+    with key.as_file() as key_path, scratch_folder("sign") as scratch:
         try:
             if certificate is not None:
                 config.use_certificate_signer(private_key=key_path, signing_certificate=certificate,
@@ -180,7 +181,7 @@ def sign_artifact(artifact: Artifact, key: Key, certificate: Path | None = None,
             else:
                 config.use_elliptic_key_signer(private_key=key_path, password=password)
             # Written beside, then renamed: a failed signing leaves no half-written signature.
-            staged = Path(tmp) / SIGNATURE
+            staged = scratch.path / SIGNATURE
             config.sign(artifact.root, staged)
         except (ValueError, TypeError, AttributeError) as exc:  # AttributeError: a key without a curve (RSA)
             raise InputError(f"cannot sign with the key {key.origin}: {_reason(exc)}",
@@ -205,15 +206,18 @@ class SignatureCheck:
 
 
 def verify_signature(artifact: Artifact, key: Key) -> None:
-    """Check ARTIFACT/signature.sig against the folder with a public key or CA certificate."""
+    """Check ARTIFACT/signature.sig against the folder with a public key or CA certificate,
+    and that the signed statement leaves out nothing but UNSIGNED."""
     from model_signing import verifying
 
-    signature = artifact.path(SIGNATURE)
     kind = require_verifying_key(key)
     if kind == "public":
         key.require_elliptic()
     config = verifying.Config().set_hashing_config(_hashing_config())
-    with key.as_file() as key_path:
+    # One copy of the signature is both verified and read, so it cannot change in between.
+    with key.as_file() as key_path, scratch_folder("verify") as scratch:
+        signature = scratch.path / SIGNATURE
+        shutil.copyfile(artifact.path(SIGNATURE), signature)
         try:
             if kind == "certificate":
                 config.use_certificate_verifier(certificate_chain=[key_path])
@@ -226,6 +230,23 @@ def verify_signature(artifact: Artifact, key: Key) -> None:
                 f"({key.fingerprint}): {_reason(exc)}",
                 "the artifact changed after signing, or was signed with another key: rebuild and sign it again",
             ) from None
+        left_out = sorted(set(signed_statement(signature).get("ignore_paths", [])) - set(UNSIGNED))
+        if left_out:
+            raise MlpackError(f"{artifact.name}: the signature verifies but leaves {', '.join(left_out)} unsigned "
+                              "(made by an mlpack that did not sign the manifest), so those files could change "
+                              "unseen", f"sign it again: mlpack sign {artifact.root} --key PRIVATE.pem")
+
+
+def signed_statement(signature: Path) -> dict:
+    """The serialization settings of a verified signature's in-toto statement (a DSSE payload
+    in the Sigstore bundle): its hash type and the paths it ignores."""
+    try:
+        bundle = json.loads(signature.read_text(encoding="utf-8"))
+        statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+        return dict(statement["predicate"]["serialization"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MlpackError(f"{signature.name} holds no model-signing statement ({type(exc).__name__}: {exc})",
+                          "sign the artifact again with `mlpack sign`") from None
 
 
 def require_verifying_key(key: Key) -> str:
@@ -241,8 +262,8 @@ def verify_artifact(artifact: Artifact, action: str, key: Key | None) -> Signatu
     """Everything a command checks before it ships an artifact.
 
     The files must match manifest.json. With a key, the artifact must be signed and the
-    signature must verify; the manifest's file list (checked against the folder) and its
-    model hash then agree with the signed files. Without a key a signature is left
+    signature must verify over every file, manifest.json included; the manifest's model
+    hash must then be the signed model file's. Without a key a signature is left
     unchecked (and said so).
     """
     if key is not None:
@@ -256,7 +277,7 @@ def verify_artifact(artifact: Artifact, action: str, key: Key | None) -> Signatu
                          f"{action} when a key is given or configured",
                          f"sign it first: mlpack sign {artifact.root} --key PRIVATE.pem")
     verify_signature(artifact, key)
-    # manifest.json is not signed: what it says about the model must be what the signature covers.
+    # The signed manifest must agree with itself: its model is the model file it lists.
     model = artifact.manifest.model
     recorded = artifact.manifest.files.get(model.file)
     if recorded is None or recorded.sha256 != model.sha256:

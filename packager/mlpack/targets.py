@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from .errors import InputError, MlpackError
+from .paths import ArtifactPath, FolderPath
 from .resources import data_dir
 
 if TYPE_CHECKING:
@@ -205,8 +206,8 @@ class Kubernetes(_Strict):
 
 
 class RenderGroup(_Strict):
-    templates: str = Field(description="folder under templates/")
-    into: str = Field("", description="folder in the artifact the rendered files go to")
+    templates: ArtifactPath = Field(description="folder under templates/")
+    into: FolderPath = Field("", description="folder in the artifact the rendered files go to")
     app: bool = Field(
         False,
         description="the serving app's entry point (service.py, handler.py): rendered into the app folder "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ..artifact import Artifact
 from ..demo import DEMO_NAME, demo_model
 from ..errors import InputError
 from ..facts import short_sha
-from ..fsutil import staged_folder
+from ..fsutil import created_folders, staged_folder, sweep
 from ..manifest import BuildInputs, ColdStart, ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
 from ..model_files import copy_model, model_bytes
 from ..model_info import ModelInfo, inspect_model, sha256_file
@@ -78,18 +79,22 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     check_cuda_version(target)
     plan = plan_build(name, target, host_versions(target), processing, info.operators)
     dest = out / plan.artifact
-    _prepare_out(out, dest, request.force)
-    inputs = build_inputs(
-        source_model_sha256=info.sha256, calibration_sha256=sha256_file(data_path) if data_path else None,
-        target=target, versions=plan.versions, options={"name": name, "gate": request.gate.model_dump(),
-                                                              "variant": request.variant},
-        mlpack_version=__version__,
-    )
-    progress.info(f"Building {dest.name} from {model_path.name} for {target.name} ({target.platform.oci})")
+    with created_folders(out):  # a failed build leaves no empty --out behind
+        _prepare_out(out, dest, request.force, progress)
+        swept = sweep(out) + sweep(Path(tempfile.gettempdir()))
+        if swept:
+            progress.info(f"Removed what killed mlpack processes left: {', '.join(swept)}")
+        inputs = build_inputs(
+            source_model_sha256=info.sha256, calibration_sha256=sha256_file(data_path) if data_path else None,
+            target=target, versions=plan.versions, options={"name": name, "gate": request.gate.model_dump(),
+                                                                  "variant": request.variant},
+            mlpack_version=__version__,
+        )
+        progress.info(f"Building {dest.name} from {model_path.name} for {target.name} ({target.platform.oci})")
 
-    with staged_folder(dest) as root:
-        manifest, optimization, timings, cold = _build_into(root, plan, name, info, data_path, request, progress,
-                                                            inputs, processing)
+        with staged_folder(dest) as root:
+            manifest, optimization, timings, cold = _build_into(root, plan, name, info, data_path, request,
+                                                                progress, inputs, processing)
     return BuildResult(path=dest, manifest=manifest, optimization=optimization, plan=plan, timings=timings,
                        cold_start=cold)
 
@@ -234,7 +239,7 @@ def _lambda_report(root: Path, manifest: Manifest, cold: ColdStart | None) -> st
     return lambda_markdown(manifest, (root / manifest.lambda_.zip).stat().st_size, cold)
 
 
-def _prepare_out(out: Path, dest: Path, force: bool) -> None:
+def _prepare_out(out: Path, dest: Path, force: bool, progress: Progress) -> None:
     fix = "choose a writable folder with --out"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -244,7 +249,17 @@ def _prepare_out(out: Path, dest: Path, force: bool) -> None:
         raise InputError(f"output path {out} is not a folder", fix)
     if not os.access(out, os.W_OK | os.X_OK):
         raise InputError(f"output folder {out} is not writable", fix)
-    if dest.exists() and not force:
+    if dest.is_symlink():
+        # Replaced as a link, never followed: --force must not delete a folder elsewhere.
+        target, missing = os.readlink(dest), not dest.exists()
+        if not force:
+            raise InputError(f"{dest} is a link to {target}" + (", which does not exist" if missing else ""),
+                             "pass --force to replace the link with the new artifact (what it points to is kept), "
+                             "or choose another --out or --name")
+        progress.info(f"--force: {dest.name} is a link to {target}, which does not exist: the new artifact "
+                      "replaces the link" if missing else f"--force: {dest.name} is a link to {target}: the new "
+                      f"artifact replaces the link; {target} is kept as it is")
+    elif dest.exists() and not force:
         raise InputError(f"{dest} already exists", "pass --force to replace it, or choose another --out or --name")
 
 

@@ -20,6 +20,9 @@ def iac(app: Application, artifact: ArtifactArgument) -> None:
     app.echo(f"{opened.name}: wrote {len(written)} files under iac/ for image {opened.manifest.image.pinned}")
     kinds = sorted({path.split("/")[1] for path in written})
     app.echo(f"  {', '.join(kinds)}")
+    note = opened.resign_note()
+    if note:
+        app.echo(f"  {note}")
 
 
 def register(cli: typer.Typer) -> None:

@@ -7,7 +7,6 @@ and prints the candidate table.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,7 +34,7 @@ def optimize(
     """Make smaller or faster variants of MODEL for a target, check each against the float
     model on data, and keep the one the target's policy picks. Calibration sentences (.txt)
     are tokenized with the model's tokenizer (--tokenizer, or tokenizer.json beside it)."""
-    from ..fsutil import staged_folder
+    from ..fsutil import scratch_folder, staged_folder
     from ..model_files import copy_model
     from ..model_info import inspect_model
     from ..optimize import optimize_model
@@ -57,11 +56,12 @@ def optimize(
     if sentences:
         tokenizer_for_sentences(calibration, text)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="mlpack-optimize-") as tmp, staged_folder(out) as staged:
+    with scratch_folder("optimize") as scratch, staged_folder(out) as staged:
+        tmp = scratch.path
         if sentences:
-            calibration = sentence_calibration(calibration, text, Path(tmp) / "calibration")
+            calibration = sentence_calibration(calibration, text, tmp / "calibration")
         progress = app.progress()
-        result = optimize_model(info, spec, Path(tmp), data_path=calibration, gate=settings, variant=variant,
+        result = optimize_model(info, spec, tmp, data_path=calibration, gate=settings, variant=variant,
                                 log=lambda line: progress.info(f"  {line}"), progress=progress)
         copy_model(result.chosen.path, staged / "model.onnx")  # with model.onnx.data for external weights
         (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")

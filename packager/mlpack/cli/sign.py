@@ -25,11 +25,14 @@ def sign(
         show_default=False)] = None,
 ) -> None:
     """Sign an artifact folder in the OpenSSF model-signing format, offline: writes
-    ARTIFACT/signature.sig over every file but manifest.json. Check it with `mlpack
-    verify ARTIFACT --key PUBLIC.pem`, or with the `model_signing` tool itself
-    (docs/security.md); deploy, rollout and push check it when given a key."""
+    ARTIFACT/signature.sig over every file, manifest.json included (all but history.json).
+    Sign last: `mlpack image`, `push` and `iac` change the manifest and remove the
+    signature. Check it with `mlpack verify ARTIFACT --key PUBLIC.pem`, or with the
+    `model_signing` tool itself (docs/security.md); deploy, rollout and push check it
+    when given a key."""
     from ..artifact import Artifact
     from ..errors import InputError
+    from ..manifest import HISTORY
     from ..signing import SIGNING_KEY_ENV, key_from, sign_artifact
 
     private = key_from(key, SIGNING_KEY_ENV)
@@ -39,9 +42,8 @@ def sign(
         raise InputError("--chain needs --cert", "pass the signing certificate with --cert")
     opened = Artifact.open(artifact)
     written = sign_artifact(opened, private, cert, list(chain or []))
-    files = len(opened.manifest.files)
-    app.echo(f"{opened.name}: signed {files} files ({'certificate' if cert else 'key'} {private.fingerprint}) "
-             f"-> {written.name}")
+    app.echo(f"{opened.name}: signed manifest.json and every other file but {HISTORY} "
+             f"({'certificate' if cert else 'key'} {private.fingerprint}) -> {written.name}")
 
 
 def register(cli: typer.Typer) -> None:

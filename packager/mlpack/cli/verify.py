@@ -13,7 +13,7 @@ def verify(app: Application, artifact: ArtifactArgument, key: VerifyKeyOption = 
     """Check that an artifact's files match the sha256 sums in its manifest.json and, with
     --key (or $MLPACK_VERIFY_KEY), that its signature.sig verifies with that key."""
     from ..artifact import Artifact
-    from ..signing import VERIFY_KEY_ENV, key_from, verify_artifact
+    from ..signing import UNSIGNED, VERIFY_KEY_ENV, key_from, verify_artifact
 
     opened = Artifact.open(artifact)
     public = key_from(key, VERIFY_KEY_ENV)
@@ -26,6 +26,13 @@ def verify(app: Application, artifact: ArtifactArgument, key: VerifyKeyOption = 
         )
     check = verify_artifact(opened, "verified", public)
     app.echo(f"{opened.name}: {len(opened.manifest.files)} files match manifest.json; {check.describe()}")
+    for name, why in opened.unhashed().items():
+        app.echo(f"  not hashed in manifest.json: {name} ({why})")
+    if check.verified:
+        app.echo(f"  the signature covers manifest.json and every other file but {' and '.join(UNSIGNED)}")
+    else:
+        app.echo(f"  without a key this shows integrity, not origin: manifest.json itself is checked only by "
+                 f"the signature (--key or ${VERIFY_KEY_ENV})")
 
 
 def register(cli: typer.Typer) -> None:

@@ -3,7 +3,8 @@
 check the artifact -> resolve the AWS session -> put the code where Lambda reads it
 (zip in S3, or the pushed image in ECR) -> template with that code location, SAM
 translated locally -> change set -> (dry run: show it, delete it) -> execute and
-follow the stack events -> function ARN and URL, recorded in manifest.json.
+follow the stack events -> function ARN and URL, recorded in history.json (outside the
+signature, so a signed artifact stays signed for the next deploy).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
             code = code_location.pushed_image(aws, manifest, progress.info)
         else:
             code_location.ensure_bucket(aws, bucket, progress.info)
-            code = code_location.upload_zip(aws, bucket, manifest.artifact, root / manifest.lambda_.zip,
+            code = code_location.upload_zip(aws, bucket, manifest.artifact, artifact.path(manifest.lambda_.zip),
                                             progress.info)
 
     body, url = _template(aws, template, code, request, manifest, bucket, package)
@@ -205,4 +206,4 @@ def _record(artifact: Artifact, result: DeployResult) -> None:
         at=datetime.now(timezone.utc).replace(microsecond=0), stack=result.stack_name, stack_id=result.stack_id,
         region=result.region, code=result.code, function_arn=result.function_arn, url=result.url,
     )
-    artifact.update(lambda m: m.record_deploy(record))
+    artifact.record(lambda h: h.record_deploy(record))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from ..artifact import Artifact
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, scratch_folder
 from ..manifest import IMAGE_SBOM, ImageSection, Manifest
 from ..progress import Bar, Progress
 from ..reproducible import epoch_of
@@ -31,9 +30,10 @@ def build_image(
     ref = artifact.manifest.image.local_ref
     build_args = {"BASE_IMAGE": base_image} if base_image else {}
     builder.preflight(target.platform.oci)  # e.g. no emulation for a foreign platform: before any work
-    # Staged beside the artifact (same file system: hard links, no copies of the model).
-    with tempfile.TemporaryDirectory(prefix=f".{artifact.name}.image-", dir=artifact.root.parent) as tmp:
-        context = Path(tmp) / "context"
+    # Staged beside the artifact (same file system: hard links, no copies of the model); a
+    # killed `mlpack image` leaves it for the next build into that folder to remove.
+    with scratch_folder("image", artifact.root.parent) as scratch:
+        context = scratch.path / "context"
         with progress.step(f"Preparing the build context ({target.platform.python_platform} wheels, mlpack-agent)"):
             stage_context(artifact.root, target, context)
         with progress.step("Writing the image's software bill of materials (CycloneDX 1.6)"):
@@ -51,11 +51,15 @@ def build_image(
                                base=base_image or target.image.base,
                                sbom_sha256=hashlib.sha256(sbom_text.encode()).hexdigest())
 
-    # Beside the manifest, like the image section it describes: written after build and
-    # signing, so neither listed in the files nor signed (docs/security.md).
+    # Beside the manifest, which records its sha256 (not listed in `files`: it is not part
+    # of what the build made). Both are signed files: a signature made before goes first.
+    artifact.unsign()
     atomic_write(artifact.path(IMAGE_SBOM), sbom_text)
     artifact.update(record)
     progress.info(f"  image {ref} ({built.id[:19]})")
+    note = artifact.resign_note()
+    if note:
+        progress.info(f"  {note}")
     return built
 
 

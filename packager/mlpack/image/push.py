@@ -5,6 +5,8 @@ the one the push reported, and its config must be the image that was built (the 
 digest is the image id, the same locally and in every registry). Only then is
 `image@sha256:...` written to manifest.json, atomically. Images of one model for amd64
 and arm64 are pushed by architecture and joined under the tag by an OCI image index.
+The digest is what deploys pin, so it is signed with the manifest: pushing a signed
+artifact removes its signature, and says to sign it again.
 """
 
 from __future__ import annotations
@@ -95,6 +97,9 @@ def push_artifacts(
     result = PushResult(pushed, index_digest, dest)
     for item in pushed:
         _record(item, result)
+        note = item.artifact.resign_note()
+        if note:
+            progress.info(f"  {note}")
     return result
 
 

@@ -15,7 +15,6 @@ See docs/processing.md.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..fsutil import scratch_folder
 from ..model_info import ModelInfo, Signature, TensorSpec
 from ..runtime.processing.labels import LABEL, TOP_LABELS, TOP_PROBABILITIES
 from ..runtime.validation import _jsonable
@@ -104,9 +104,9 @@ def resolve_processing(request: ProcessingRequest, info: ModelInfo, settings: di
         sample = _jsonable(hook.example)
     section = ProcessingSection(preprocess=pre, postprocess=post, signature=Signature(inputs=inputs, outputs=outputs),
                                 sample=sample if sample is not None else tensor_sample(inputs))
-    with tempfile.TemporaryDirectory(prefix="mlpack-processing-") as scratch:
-        copy_files(sources, Path(scratch))
-        section = _decide_from_sample(section, Path(scratch), info.path, model, settings)
+    with scratch_folder("processing") as scratch:
+        copy_files(sources, scratch.path)
+        section = _decide_from_sample(section, scratch.path, info.path, model, settings)
     return ResolvedProcessing(section, model, sources)
 
 
@@ -201,10 +201,10 @@ def sentence_calibration(path: Path, resolved: ResolvedProcessing | None, folder
     from ..runtime.processing.text import TextPreprocess as Tokenize
 
     sentences = read_sentences(path)
-    with tempfile.TemporaryDirectory(prefix="mlpack-tokenizer-") as scratch:
-        copy_files({text.tokenizer.path: resolved.sources[text.tokenizer.path]}, Path(scratch))
+    with scratch_folder("tokenizer") as scratch:
+        copy_files({text.tokenizer.path: resolved.sources[text.tokenizer.path]}, scratch.path)
         model_inputs = [s.model_dump() for s in resolved.model.inputs]
-        arrays = Tokenize(text.model_dump(), Path(scratch), model_inputs).encode(sentences)
+        arrays = Tokenize(text.model_dump(), scratch.path, model_inputs).encode(sentences)
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / f"{path.name}.npz"
     np.savez(dest, **arrays)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..model_info import Signature
+from ..paths import ArtifactPath
 
 PROCESSING_DIR = "processing"  # in the artifact and in every app folder
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -25,7 +26,7 @@ class _Section(BaseModel):
 class FileRef(_Section):
     """A file the processing ships: its path in the artifact (and in the app folders)."""
 
-    path: str = Field(pattern=rf"^{PROCESSING_DIR}/[^/]+$")
+    path: ArtifactPath = Field(pattern=rf"^{PROCESSING_DIR}/[^/]+$")
     sha256: str = Field(pattern=SHA256_PATTERN)
     size: int = Field(ge=0)
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ..artifact import Artifact
 from ..errors import InputError
 from ..facts import AGENT_PORT
-from ..manifest import SIGNATURE, RolloutRecord
+from ..manifest import HISTORY, SIGNATURE, RolloutRecord
 from ..signing import trust_artifact
 
 # The parts of an artifact a device runs; container/, reports and IaC stay behind.
@@ -21,9 +21,10 @@ BUNDLE_PARTS = ("manifest.json", "model", "bento", "agent")
 
 def bundle_parts(artifact: Path) -> list[str]:
     """What goes to a device: BUNDLE_PARTS, or the whole folder when it is signed, since the
-    signature covers every file and the device checks it (templates/rollout/verify.yml)."""
+    signature covers every file and the device checks it (templates/rollout/verify.yml);
+    history.json, which the signature leaves out, stays behind."""
     if (artifact / SIGNATURE).is_file():
-        return sorted(p.name for p in artifact.iterdir())
+        return sorted(p.name for p in artifact.iterdir() if p.name != HISTORY)
     return list(BUNDLE_PARTS)
 
 
@@ -112,7 +113,7 @@ def _agent_port(artifact: Path) -> int:
 
 def record_rollout(path: Path, engine: Literal["ansible", "greengrass"], fleet: str, version: str,
                    outcome: str) -> None:
-    """Remember in the artifact's manifest where it went, and how: the last rollouts, newest last."""
+    """Remember in the artifact's history.json where it went, and how: the last rollouts, newest last."""
     record = RolloutRecord(at=datetime.now(timezone.utc).replace(microsecond=0), engine=engine, fleet=fleet,
                            version=version, outcome=outcome)
-    Artifact.open(path).update(lambda m: m.record_rollout(record))
+    Artifact.open(path).record(lambda h: h.record_rollout(record))

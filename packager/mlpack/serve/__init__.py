@@ -137,7 +137,7 @@ def start_agent(artifact: Artifact, options: ServeOptions, work: Path, processes
 
 def start_bento(artifact: Artifact, options: ServeOptions, work: Path, socket_path: str,
                 processes: Processes, stop) -> str:
-    bento = artifact.root / artifact.manifest.bento.path
+    bento = artifact.path(artifact.manifest.bento.path)
     env = {**os.environ, "BENTOML_HOME": str(work / "bentoml-home"), "BENTOML_DO_NOT_TRACK": "true",
            "MLPACK_AGENT_SOCKET": socket_path, **runtime_env_vars(artifact, options)}
     # An absolute path: `bentoml serve` reads a relative one as a module name.

@@ -78,7 +78,7 @@ def _function_python(artifact: Artifact, work: Path) -> tuple[str, Path, Path | 
     version, arch = m.target.platform.python_version, m.target.platform.arch
     python = find_python(version, arch)
     if python is not None:
-        task = unpack_read_only(artifact.root / m.lambda_.zip, work / "task")
+        task = unpack_read_only(artifact.path(m.lambda_.zip), work / "task")
         runtime_dir = None if _imports(python.path, RUNTIME_CLIENT) else _runtime_client(python, m)
         under = f"python{version} ({python.path}{', under qemu' if python.emulated else ''})"
         return python.path, task, runtime_dir, f"{m.lambda_.zip} as it ships, on {under}"

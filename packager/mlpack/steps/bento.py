@@ -13,11 +13,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from ..app import write_app
 from ..errors import MlpackError
+from ..fsutil import scratch_folder
 from ..manifest import BentoSection, Manifest
 from ..render import RenderContext
 from ..reproducible import epoch_of, timestamp
@@ -68,18 +68,21 @@ def build_bento(
         "python_version": python_version,
         "labels": labels,
     }
-    with tempfile.TemporaryDirectory(prefix="mlpack-bentoml-home-") as home:
-        env = {**os.environ, "BENTOML_HOME": home, "BENTOML_DO_NOT_TRACK": "true"}
-        spec_file = Path(home) / "spec.json"
+    # The child holds the home's lock too: killed, this process leaves a child that goes on
+    # in it, and the next build's sweep waits for that child to end (fsutil.sweep).
+    with scratch_folder("bentoml-home") as scratch:
+        home = scratch.path
+        env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+        spec_file = home / "spec.json"
         spec_file.write_text(json.dumps(spec))
         proc = subprocess.run(
             [sys.executable, "-m", "mlpack.steps.bento", str(spec_file)],
-            env=env, capture_output=True, text=True, cwd=context_dir,
+            env=env, capture_output=True, text=True, cwd=context_dir, pass_fds=(scratch.fd,),
         )
         if proc.returncode != 0:
             detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise MlpackError(f"bentoml build failed: {detail}", "rerun with --debug for the full log")
-        built = Path(home) / "bentos" / name / version
+        built = home / "bentos" / name / version
         shutil.copytree(built, dest)
     if epoch is not None:
         set_creation_time(dest / "bento.yaml", epoch)
