@@ -45,6 +45,12 @@ FAULTS = [
     Fault("disk-full", "agent", "The agent's disk fills up during an outage", "data points lost uncounted"),
     Fault("corrupt-buffer-file", "agent", "A buffer file and a journal segment are corrupt at start",
           "data points lost uncounted"),
+    Fault("forged-sender", "agent", "Another user's process sends forged events to the agent",
+          "forged values believed"),
+    Fault("label-flood", "agent", "A process sends 3,000 distinct label sets and 3,000 error kinds",
+          "series beyond the caps"),
+    Fault("datagram-flood-outage", "agent", "18,500 datagrams of new labels, kinds and classes while the collector is down",
+          "bytes over the buffer cap"),
 ]
 BY_ID = {fault.id: fault for fault in FAULTS}
 
