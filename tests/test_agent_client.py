@@ -180,3 +180,15 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("mlpack-agent")
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("mlpack-agent ")
+
+
+def test_the_execution_provider_goes_out_at_once_and_rides_on_every_later_datagram(listener) -> None:
+    path, sock = listener
+    client = EventClient({}, socket_path=path, batch=1, linger_s=0)
+    client.provider("CUDAExecutionProvider")
+    client.provider("cuda; rm -rf /")  # not a provider's name: ignored, never raised
+    client.inference(model_ms=1.0, total_ms=2.0, batch_size=1, input_bytes=8, ok=True, output_norm=float("nan"))
+    announced, event = receive_all(sock)
+    assert announced["execution_provider"] == "CUDAExecutionProvider" and announced["events"] == []
+    assert event["execution_provider"] == "CUDAExecutionProvider"
+    assert event["events"][0][7] is None  # a NaN norm is no norm: the request still counts
