@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "reliability.md"
 START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
 FAULT_TESTS = ["tests/test_rollout_fleet.py", "tests/test_rollout_guard.py", "tests/test_agent_delivery.py",
-               "tests/test_build_cleanup.py", "tests/test_deploy_signatures.py"]
+               "tests/test_build_cleanup.py", "tests/test_deploy_signatures.py",
+               "tests/test_agent_trust.py"]
 
 
 def _cell(text: str) -> str:

@@ -53,14 +53,16 @@ class AgentProcess:
     """`mlpack-agent --config` in a subprocess, as it runs beside a service."""
 
     def __init__(self, workdir: Path, args: list[str] | None = None, env: dict[str, str] | None = None,
-                 config_file: Path | None = None, **overrides: Any) -> None:
+                 config_file: Path | None = None, prefix: list[str] | None = None, **overrides: Any) -> None:
         """Run with a config made here from `overrides`, or with an artifact's own
-        `config_file`, whose socket, port and buffer are then moved here by env vars."""
+        `config_file`, whose socket, port and buffer are then moved here by env vars.
+        `prefix`: a command the agent runs under (e.g. `unshare --pid --fork`)."""
         self.args = args or []
+        self.prefix = prefix or []
         self.env = dict(env or {})
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.socket = str(self.workdir / "agent.sock")
+        self.socket = str(self.workdir / "run" / "agent.sock")  # the agent makes run/, mode 0700
         self.port = free_port()
         config: dict[str, Any] = {
             "socket": self.socket,
@@ -92,7 +94,7 @@ class AgentProcess:
     def start(self, timeout_s: float = 20.0) -> "AgentProcess":
         self.log = open(self.workdir / "agent.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlpack_agent.main", "--config", str(self.config_path), *self.args],
+            [*self.prefix, sys.executable, "-m", "mlpack_agent.main", "--config", str(self.config_path), *self.args],
             stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
         )
         ready = lambda: os.path.exists(self.socket) and (  # noqa: E731
@@ -123,6 +125,11 @@ class AgentProcess:
     def rss_bytes(self) -> int:
         statm = Path(f"/proc/{self.proc.pid}/statm").read_text().split()
         return int(statm[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def peak_rss_bytes(self) -> int:
+        """The most resident memory the agent process has used so far (VmHWM)."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(next(li for li in status.splitlines() if li.startswith("VmHWM:")).split()[1]) * 1024
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the agent process has used so far."""

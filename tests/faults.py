@@ -52,6 +52,12 @@ FAULTS = [
           "stray entries left"),
     Fault("manifest-edited", "trust", "manifest.json of a signed artifact is edited (zip path, image digest, "
           "memory)", "edited artifacts deployed"),
+    Fault("forged-sender", "agent", "Another user's process sends forged events to the agent",
+          "forged values believed"),
+    Fault("label-flood", "agent", "A process sends 3,000 distinct label sets and 3,000 error kinds",
+          "series beyond the caps"),
+    Fault("datagram-flood-outage", "agent", "18,500 datagrams of new labels, kinds and classes while the collector is down",
+          "bytes over the buffer cap"),
 ]
 BY_ID = {fault.id: fault for fault in FAULTS}
 

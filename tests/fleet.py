@@ -134,7 +134,7 @@ def restart(root: Path) -> None:
     (run / "last-restart.json").write_text(json.dumps({"ssh_connection": os.environ.get("SSH_CONNECTION")}))
     env = {
         **os.environ,
-        "MLPACK_AGENT_SOCKET": str(run / "agent.sock"),
+        "MLPACK_AGENT_SOCKET": str(run / "agent" / "agent.sock"),  # a folder of its own, as systemd's
         "MLPACK_AGENT_PROMETHEUS_HOST": "127.0.0.1",
         "MLPACK_AGENT_PROMETHEUS_PORT": str(settings["agent_port"]),
         "MLPACK_AGENT_BUFFER_DIR": str(root / "var" / "agent-buffer"),

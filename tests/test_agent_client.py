@@ -48,7 +48,7 @@ def test_client_module_imports_only_the_standard_library() -> None:
     assert out.strip() == "[]"
 
 
-def test_events_arrive_batched_with_labels_in_field_order(listener) -> None:
+def test_events_arrive_batched_in_field_order_without_labels(listener) -> None:
     path, sock = listener
     client = EventClient({"model_name": "digits"}, socket_path=path, batch=4, linger_s=0)
     for i in range(10):
@@ -59,7 +59,8 @@ def test_events_arrive_batched_with_labels_in_field_order(listener) -> None:
     event = dict(zip(EVENT_FIELDS, datagrams[0]["events"][1]))
     assert event == {"model_ms": 1.0, "total_ms": 3.0, "batch_size": 1, "input_bytes": 256, "ok": True,
                      "error_kind": None, "predicted": [1], "output_norm": None}
-    assert datagrams[0]["labels"] == {"model_name": "digits"} and datagrams[0]["pid"] == os.getpid()
+    # The agent labels series from its own configuration: labels never travel.
+    assert "labels" not in datagrams[0] and datagrams[0]["pid"] == os.getpid()
     assert client.sent == 10 and client.dropped == 0
 
 
@@ -179,3 +180,15 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("mlpack-agent")
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("mlpack-agent ")
+
+
+def test_the_execution_provider_goes_out_at_once_and_rides_on_every_later_datagram(listener) -> None:
+    path, sock = listener
+    client = EventClient({}, socket_path=path, batch=1, linger_s=0)
+    client.provider("CUDAExecutionProvider")
+    client.provider("cuda; rm -rf /")  # not a provider's name: ignored, never raised
+    client.inference(model_ms=1.0, total_ms=2.0, batch_size=1, input_bytes=8, ok=True, output_norm=float("nan"))
+    announced, event = receive_all(sock)
+    assert announced["execution_provider"] == "CUDAExecutionProvider" and announced["events"] == []
+    assert event["execution_provider"] == "CUDAExecutionProvider"
+    assert event["events"][0][7] is None  # a NaN norm is no norm: the request still counts

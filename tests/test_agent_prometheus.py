@@ -72,6 +72,7 @@ def live(tmp_path_factory: pytest.TempPathFactory):
 def _send_requests(agent: AgentProcess) -> tuple[EventClient, EventClient]:
     classifier = _reporter([{"name": "label", "dtype": "int64", "shape": [None]}], agent.socket)
     embedder = _reporter([{"name": "embedding", "dtype": "float32", "shape": [None, 8]}], agent.socket)
+    classifier.client.provider("CPUExecutionProvider")  # what the service reports once at start
     rng = np.random.default_rng(0)
     for i in range(N_REQUESTS):
         started = time.perf_counter()
@@ -149,7 +150,7 @@ def test_alert_rules_load_and_evaluate(live) -> None:
 
 def test_the_documented_metric_names_are_the_exported_ones(live) -> None:
     _, prometheus, _, _ = live
-    malformed = f'sum(mlpack_agent_datagrams_malformed_total{{service_name="{ARTIFACT}"}})'
+    malformed = f'sum(mlpack_agent_refused_total{{service_name="{ARTIFACT}", reason="malformed"}})'
     wait_for(lambda: _scalar(prometheus, malformed) == 1, 20, interval_s=0.5, what="the junk datagram counted")
     exported = set(prometheus.api("/api/v1/label/__name__/values"))
     missing = {key: name for key, name in PROMETHEUS_NAMES.items()

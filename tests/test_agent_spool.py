@@ -134,3 +134,43 @@ def test_the_spool_remembers_which_journal_segments_its_exports_held(tmp_path: P
     entry, _ = spool.oldest()
     spool.done(entry, delivered=True)  # sent and gone, yet a restart must not replay segment 4
     assert Spool(tmp_path, max_bytes=10_000).covered == 4
+
+
+def test_an_export_larger_than_the_whole_buffer_is_dropped_and_counted_never_written(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=250)
+    spool.put("metrics", b"k" * 100, points=1)
+    spool.put("metrics", b"x" * 251, points=7)
+    # The older batch stays: dropping it would not have made room.
+    assert spool.batches == 1 and spool.size_bytes == 100
+    assert spool.dropped_points == 7 and spool.exported_points == 8
+    assert sum(p.stat().st_size for p in tmp_path.glob("*.pb")) == 100
+
+
+def test_the_journal_stays_under_its_cap_and_resumes_once_an_export_frees_it(tmp_path: Path) -> None:
+    from mlpack_agent.journal import _HEADER, Journal
+
+    record = b"e" * 92  # 100 bytes on disk with its header
+    journal = Journal(tmp_path, covered=-1, max_bytes=400)
+    assert journal.max_segment_bytes == 200  # sealed (an early export asked for) at half the cap
+    with journal.lock:
+        for _ in range(2):
+            journal.append(record)
+        assert journal.full
+        sealed = journal.rotate()
+        for _ in range(3):  # the export cannot free the first segment: the cap holds
+            journal.append(record)
+    assert journal.total_bytes == 400 == sum(p.stat().st_size for p in tmp_path.glob("*.events"))
+    assert journal.over_cap == 1 and len(record) + _HEADER.size == 100
+    journal.release(sealed)  # an export holds it now
+    with journal.lock:
+        journal.append(record)
+    assert journal.total_bytes == 300 and journal.over_cap == 1
+    journal.close()
+
+
+def test_the_buffer_folders_are_made_private(tmp_path: Path) -> None:
+    import stat
+
+    spool = Spool(tmp_path / "state" / "buffer", max_bytes=10_000)
+    for folder in (spool.dir, spool.dir.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700

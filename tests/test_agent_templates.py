@@ -122,3 +122,37 @@ def test_alert_rules_pass_promtool(target_name: str, tmp_path: Path) -> None:
     result = subprocess.run(["promtool", "check", "rules", str(tmp_path / "alerts.yaml")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("target_name", TARGETS)
+def test_metrics_listen_on_loopback_except_in_a_pod_behind_its_network_policy(target_name: str) -> None:
+    files = render_artifact(agent_context(target_name))
+    config = json.loads(files["agent/agent.json"])
+    role = load_target(target_name).role
+    # Servers run in a Kubernetes pod; devices (systemd, Greengrass) keep /metrics on the device.
+    assert config["prometheus"]["host"] == ("0.0.0.0" if role == "server" else "127.0.0.1")
+    assert config["socket"] == "/tmp/mlpack-agent/agent.sock"  # a folder of its own, made 0700
+    assert config["peers"]["same_pid_namespace"] is (role == "lambda")  # a function and its extension
+    checked = set()
+    for path, text in files.items():
+        name = Path(path).name
+        if name in ("deployment.yaml", "daemonset.yaml") and "greengrass" not in path:
+            pod = yaml.safe_load(text)["spec"]["template"]["spec"]
+            agent = next(c for c in pod["containers"] if c["name"] == "agent")
+            assert {"name": "MLPACK_AGENT_PROMETHEUS_HOST", "value": "0.0.0.0"} in agent["env"]
+            assert str(Path(path).with_name("networkpolicy.yaml")) in files
+            checked.add("pod")
+        elif name == "mlpack-agent.service":
+            assert "Environment=MLPACK_AGENT_PROMETHEUS_HOST=127.0.0.1" in text.splitlines()
+            assert "Environment=MLPACK_AGENT_SAME_PID_NAMESPACE=1" in text.splitlines()
+            assert "RuntimeDirectoryMode=0700" in text.splitlines()
+            checked.add("systemd")
+        elif name == "agent-recipe.yaml":
+            recipe = yaml.safe_load(text)
+            assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["BindAddress"] == "127.0.0.1"
+            lifecycle = recipe["Manifests"][0]["Lifecycle"]
+            assert "-e MLPACK_AGENT_PROMETHEUS_HOST=0.0.0.0" in lifecycle["Run"]["Script"]  # its container's own
+            assert lifecycle["Install"]["Script"].startswith("install -d -m 0700 ")
+            checked.add("greengrass")
+    expected = {"server": {"pod"}, "edge": {"pod", "systemd", "greengrass"}, "lambda": set()}[role]
+    assert checked == expected

@@ -265,7 +265,7 @@ def test_shared_values_have_one_definition(target: str, monkeypatch: pytest.Monk
     """Change a shared value in mlpack.facts and no rendered file keeps the old one."""
     import mlpack.facts
 
-    old = {"AGENT_PORT": "9464", "SERVICE_UID": "10001", "AGENT_SOCKET": "/tmp/mlpack-agent.sock",
+    old = {"AGENT_PORT": "9464", "SERVICE_UID": "10001", "AGENT_SOCKET": "/tmp/mlpack-agent/agent.sock",
            "AGENT_STATE_DIR": "/var/lib/mlpack-agent"}
     monkeypatch.setattr(mlpack.facts, "AGENT_PORT", 12121)
     monkeypatch.setattr(mlpack.facts, "SERVICE_UID", 20002)

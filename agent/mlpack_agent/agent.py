@@ -1,19 +1,22 @@
 """The agent process: receive event datagrams, keep OpenTelemetry metrics and logs, export them.
 
-Threads: one drains the Unix socket (only `recv`, and with OTLP on an append to the event
-journal, so the kernel's short datagram queue never fills), one decodes and records, the
-Prometheus reader collects on each scrape, one checkpoints (OTLP: fsyncs the journal and
-exports into the spool at each interval), and the spool sender ships OTLP requests from disk.
+Threads: one drains the Unix socket (only `recv`, the sender's credentials checked, and
+with OTLP on an append to the event journal, so the kernel's short datagram queue never
+fills), one checks, decodes and records, the Prometheus endpoint collects on each scrape,
+one checkpoints (OTLP: fsyncs the journal and exports into the spool at each interval),
+and the spool sender ships OTLP requests from disk.
+
+What bounds the agent's memory and disk whatever it is sent: at most 256 datagrams of at
+most 64 KiB wait for the recorder; series are capped (metrics.py); the buffer folder,
+journal included, stays under `buffer.max_bytes` (a quarter for the journal, the rest
+for exports, see `buffer_budgets`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
 import socket
-import stat
 import sys
 import threading
 import time
@@ -22,16 +25,25 @@ from pathlib import Path
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.resources import Resource
 
-from . import __version__
+from . import __version__, trust
 from .config import AgentConfig
 from .health import register_health
-from .metrics import InferenceMetrics
+from .metrics import REFUSED_CONNECTION, REFUSED_MALFORMED, REFUSED_SENDER, InferenceMetrics
+from .validate import Malformed, check
 
 log = logging.getLogger("mlpack_agent")
 
 # Datagrams waiting for the recorder; beyond this the agent stops reading its socket.
 _MAX_QUEUED_DATAGRAMS = 256  # ~16k events, ~1 MiB
 _RECV_BYTES = 65536  # > MAX_DATAGRAM_BYTES, and below malloc's mmap threshold
+# The share of `buffer.max_bytes` the event journal may hold; exports get the rest.
+JOURNAL_SHARE = 4
+
+
+def buffer_budgets(max_bytes: int) -> tuple[int, int]:
+    """(spool bytes, journal bytes): together never more than `buffer.max_bytes`."""
+    journal = max_bytes // JOURNAL_SHARE
+    return max_bytes - journal, journal
 
 
 class _Pause:
@@ -59,7 +71,6 @@ class Agent:
         self.resource = Resource.create(
             {"service.name": "mlpack-agent", "mlpack.agent.version": __version__, **config.resource}
         )
-        self.resource_attrs = {k: str(v) for k, v in self.resource.attributes.items()}
         self.spool = self.sender = self.journal = self.otlp_reader = None
         self.logger_provider = None
         readers = []
@@ -73,8 +84,10 @@ class Agent:
             from .journal import Journal
             from .spool import Sender, Spool
 
-            self.spool = Spool(config.buffer.dir, config.buffer.max_bytes)
-            self.journal = Journal(Path(config.buffer.dir) / "journal", covered=self.spool.covered)
+            spool_bytes, journal_bytes = buffer_budgets(config.buffer.max_bytes)
+            self.spool = Spool(config.buffer.dir, spool_bytes)
+            self.journal = Journal(Path(config.buffer.dir) / "journal", covered=self.spool.covered,
+                                   max_bytes=journal_bytes)
             self.sender = Sender(
                 self.spool, config.otlp.endpoint, config.otlp.headers,
                 timeout_s=config.otlp.timeout_s, max_backoff_s=config.otlp.max_backoff_s,
@@ -87,7 +100,8 @@ class Agent:
             metric_readers=readers, resource=self.resource, exemplar_filter=AlwaysOffExemplarFilter()
         )
         meter = self.meter_provider.get_meter("mlpack_agent", __version__)
-        self.metrics = InferenceMetrics(meter, config.max_label_values)
+        self.metrics = InferenceMetrics(meter, config.limits)
+        self.senders = trust.SenderPolicy(same_pid_namespace=config.peers.same_pid_namespace)
         if config.health.enabled:
             register_health(meter, config.health.disk_path, config.health.thermal_dir, self.spool)
         self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
@@ -103,9 +117,10 @@ class Agent:
     def start(self) -> None:
         self._setup_logs()
         if self.config.prometheus.enabled:
-            from prometheus_client import start_http_server
+            from . import exposition
 
-            self.prometheus_server, _ = start_http_server(self.config.prometheus.port, self.config.prometheus.host)
+            self.prometheus_server = exposition.start(
+                self.config.prometheus, on_refused=lambda: self.metrics.refuse(REFUSED_CONNECTION))
         if self.sender is not None:
             self.sender.start()
         self._recorder = threading.Thread(target=self._record, name="mlpack-agent-record", daemon=True)
@@ -115,7 +130,7 @@ class Agent:
             self._checkpointer = threading.Thread(target=self._checkpoints, name="mlpack-agent-checkpoint",
                                                   daemon=True)
             self._checkpointer.start()
-        self._sock = self._bind(self.config.socket)
+        self._sock = trust.bind(self.config.socket)
         self._receiver = threading.Thread(target=self._receive, name="mlpack-agent-recv", daemon=True)
         self._receiver.start()
         log.info(
@@ -168,6 +183,7 @@ class Agent:
                 self.sender.drain(deadline_s=remaining())
         if self.prometheus_server is not None:
             self.prometheus_server.shutdown()
+            self.prometheus_server.server_close()
         if self.spool is not None:
             log.info("agent stopped: %s", self.spool.books())
 
@@ -240,9 +256,9 @@ class Agent:
             self._queue.put(data)
             return
         with journal.lock:
-            journal.append(data)
+            filled = journal.append(data)
             self._queue.put(data)
-        if journal.full:
+        if filled:  # once per segment: an early export frees the journal
             self._checkpoint_due.set()
 
     def _catch_up(self, timeout_s: float) -> None:
@@ -255,44 +271,39 @@ class Agent:
         self._sock.setblocking(False)
         while True:
             try:
-                self._enqueue(self._sock.recv(_RECV_BYTES))
+                self._accept(trust.receive(self._sock, _RECV_BYTES))
             except OSError:
                 return
 
     # -- events ------------------------------------------------------------------------
 
-    def _bind(self, path: str) -> socket.socket:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() or target.is_symlink():
-            if not stat.S_ISSOCK(target.lstat().st_mode):
-                raise OSError(f"{path} exists and is not a socket; choose another socket path")
-            target.unlink()  # left behind by an agent that died
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(path)
-        # Services may run as another user (a sidecar); access is governed by the folder.
-        os.chmod(path, 0o666)
-        return sock
+    def _accept(self, received: trust.Received) -> None:
+        """Queue (and journal) a datagram from an accepted sender; count the others."""
+        if self.senders.refuses(received):
+            self.metrics.refuse(REFUSED_SENDER)
+        elif received.truncated:
+            self.metrics.refuse(REFUSED_MALFORMED)
+        else:
+            self._enqueue(received.data)
 
     def _receive(self) -> None:
-        sock, put, q = self._sock, self._enqueue, self._queue
+        sock, accept, q = self._sock, self._accept, self._queue
         sock.settimeout(0.2)  # to notice stop(); stop() drains what is left
         while not self._stopping.is_set():
             try:
-                data = sock.recv(_RECV_BYTES)
+                received = trust.receive(sock, _RECV_BYTES)
             except TimeoutError:
                 continue
             except OSError:
                 return
-            put(data)
+            accept(received)
             # Overloaded: stop reading, so that the socket fills and the clients keep (and
             # if need be drop and count) events, rather than losing them here unseen.
             while q.qsize() >= _MAX_QUEUED_DATAGRAMS and not self._stopping.is_set():
                 time.sleep(0.001)
 
     def _record(self) -> None:
-        get, record, resource = self._queue.get, self.metrics.record, self.resource_attrs
-        malformed = self.metrics.malformed
+        get, record, refuse = self._queue.get, self.metrics.record, self.metrics.refuse
         while True:
             data = get()
             if data is None:
@@ -305,13 +316,12 @@ class Agent:
                 data.resume.wait(30.0)
                 continue
             try:
-                datagram = json.loads(data)
-                if datagram.get("v") != 1:
-                    raise ValueError("unknown protocol version")
-                record(datagram, resource)
+                record(check(data))
+            except Malformed:
+                refuse(REFUSED_MALFORMED)
             except Exception:  # noqa: BLE001 - one bad datagram must not stop the agent
-                malformed.add(1)
-                log.debug("malformed datagram", exc_info=True)
+                refuse(REFUSED_MALFORMED)
+                log.warning("a datagram could not be recorded", exc_info=True)
 
     # -- logs --------------------------------------------------------------------------
 

@@ -7,8 +7,16 @@ is absent, the batch is dropped and counted in `client.dropped`; if its socket i
 (the agent is a few datagrams behind), events wait in memory (up to 10,000, then new
 ones are dropped and counted). The request path never waits and never sees an exception.
 
+Once at start, the service may call `EventClient.provider(name)` with the onnxruntime
+execution provider its session really runs on (`session.get_providers()[0]`); every
+later datagram carries it, and the agent exports it as
+`mlpack_execution_provider_info{execution_provider="..."} 1`.
+
+The agent labels everything it exports from its own configuration: `labels` stay with
+the client (the caller's reference) and are not sent.
+
 Environment (all optional):
-    MLPACK_AGENT_SOCKET    the agent's socket (default /tmp/mlpack-agent.sock)
+    MLPACK_AGENT_SOCKET    the agent's socket (default /tmp/mlpack-agent/agent.sock)
     MLPACK_AGENT_BATCH     events per datagram (default 64; 1 sends every event at once)
     MLPACK_AGENT_LINGER_S  longest an event waits in the queue (default 0.1 s)
     MLPACK_AGENT_DISABLED  "1" turns reporting off
@@ -19,10 +27,11 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import socket
 import threading
 import time
-from .protocol import MAX_DATAGRAM_BYTES, VERSION
+from .protocol import EXECUTION_PROVIDER_PATTERN, MAX_DATAGRAM_BYTES, VERSION
 from .protocol import socket_path as default_socket_path
 
 _DEFAULT_BATCH = 64
@@ -31,6 +40,7 @@ _DEFAULT_LINGER_S = 0.1
 _MAX_PENDING = 10_000
 # After the socket was full, wait this long before trying again (the lingerer retries too).
 _RETRY_S = 0.005
+_INF = float("inf")
 
 
 def _plain(value: object) -> object:
@@ -61,6 +71,7 @@ class EventClient:
         self.batch = max(1, int(batch))
         self.linger_s = linger_s
         self.enabled = enabled
+        self.execution_provider: str | None = None
         self.sent = 0  # events handed to the agent's socket
         self.dropped = 0  # events lost: agent absent, socket full, or client error
         self._queue: collections.deque[tuple] = collections.deque()
@@ -97,6 +108,12 @@ class EventClient:
         """Record one request. Costs about a microsecond; never blocks, never raises."""
         if not self.enabled:
             return
+        if output_norm is not None:
+            try:  # NaN or infinity (a model's bad output): the request still counts, without a norm
+                if not 0.0 <= output_norm < _INF:
+                    output_norm = None
+            except Exception:  # noqa: BLE001 - the request path must never see telemetry errors
+                output_norm = None
         queue = self._queue
         if len(queue) >= _MAX_PENDING:
             self.dropped += 1
@@ -106,6 +123,21 @@ class EventClient:
         )
         if len(queue) >= self.batch:
             self.flush()
+
+    def provider(self, name: str) -> None:
+        """Report the onnxruntime execution provider the model's session really runs on
+        (e.g. "CUDAExecutionProvider"); call once at start. It is sent at once and carried by
+        every later datagram, so an agent that starts or restarts later learns it too. A name
+        that is not an execution provider's (EXECUTION_PROVIDER_PATTERN) is ignored."""
+        if not isinstance(name, str) or re.fullmatch(EXECUTION_PROVIDER_PATTERN, name) is None:
+            return
+        self.execution_provider = name
+        self._set_prefix()
+        if self.enabled:
+            try:
+                self._send([])
+            except Exception:  # noqa: BLE001 - never raises
+                pass
 
     def flush(self, timeout_s: float = 0.0) -> None:
         """Send what is queued now. With `timeout_s`, wait up to that long for a full
@@ -166,8 +198,8 @@ class EventClient:
         return []
 
     def _set_prefix(self) -> None:
-        labels = json.dumps(self.labels, separators=(",", ":"))
-        self._prefix = f'{{"v":{VERSION},"pid":{os.getpid()},"labels":{labels},"dropped":'
+        provider = f',"execution_provider":"{self.execution_provider}"' if self.execution_provider else ""
+        self._prefix = f'{{"v":{VERSION},"pid":{os.getpid()}{provider},"dropped":'
 
     def _start_lingerer(self) -> None:
         if self.linger_s and self.linger_s > 0:

@@ -3,18 +3,20 @@
 Example `agent.json`:
 
     {
-      "socket": "/tmp/mlpack-agent.sock",
+      "socket": "/tmp/mlpack-agent/agent.sock",
+      "peers": {"same_pid_namespace": false},
       "resource": {"service.name": "digits-x86-cpu", "mlpack.model.name": "digits"},
-      "prometheus": {"enabled": true, "host": "0.0.0.0", "port": 9464},
+      "prometheus": {"enabled": true, "host": "127.0.0.1", "port": 9464,
+                     "tls": {"cert_file": "/etc/mlpack/agent.crt", "key_file": "/etc/mlpack/agent.key"},
+                     "basic_auth": {"username": "prometheus", "password_file": "/etc/mlpack/scrape-password"}},
       "otlp": {"endpoint": "http://collector:4318", "interval_s": 15},
       "buffer": {"dir": "/var/lib/mlpack-agent", "max_bytes": 67108864},
-      "health": {"interval_s": 15, "disk_path": "/"}
+      "health": {"interval_s": 15, "disk_path": "/"},
+      "limits": {"label_values": 200, "dropped_per_s": 100000, "dropped_burst": 1000000}
     }
 
-Environment variables override the file: MLPACK_AGENT_SOCKET, MLPACK_AGENT_PROMETHEUS_PORT,
-MLPACK_AGENT_PROMETHEUS_HOST, MLPACK_AGENT_OTLP_ENDPOINT (else OTEL_EXPORTER_OTLP_ENDPOINT),
-MLPACK_AGENT_OTLP_INTERVAL_S, MLPACK_AGENT_BUFFER_DIR, MLPACK_AGENT_BUFFER_MAX_BYTES,
-MLPACK_AGENT_BUFFER_FSYNC_INTERVAL_S.
+Environment variables override the file: see `_ENV` (MLPACK_AGENT_SOCKET,
+MLPACK_AGENT_PROMETHEUS_HOST, MLPACK_AGENT_OTLP_ENDPOINT (else OTEL_EXPORTER_OTLP_ENDPOINT), ...).
 OTEL_RESOURCE_ATTRIBUTES adds resource attributes, as everywhere in OpenTelemetry.
 """
 
@@ -34,10 +36,48 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class TlsConfig:
+    cert_file: str | None = None  # with key_file: /metrics is served over HTTPS
+    key_file: str | None = None
+    client_ca_file: str | None = None  # set: scrapers must present a certificate it signed (mutual TLS)
+
+
+@dataclass
+class BasicAuthConfig:
+    username: str | None = None  # with password_file: scrapes must send these credentials
+    password_file: str | None = None  # the password alone, as Prometheus' own password_file
+
+
+@dataclass
 class PrometheusConfig:
     enabled: bool = True
-    host: str = "0.0.0.0"
+    # Loopback unless told otherwise: Kubernetes pods set 0.0.0.0 (their NetworkPolicy
+    # admits only the scraper), devices keep it on the device.
+    host: str = "127.0.0.1"
     port: int = 9464
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    basic_auth: BasicAuthConfig = field(default_factory=BasicAuthConfig)
+
+
+@dataclass
+class PeersConfig:
+    """Which processes may send events (trust.py): always only the agent's own user."""
+
+    # Also refuse senders outside the agent's pid namespace: true where service and agent
+    # share one (systemd, Lambda, mlpack serve), never for containers of a pod.
+    same_pid_namespace: bool = False
+
+
+@dataclass
+class LimitsConfig:
+    """Hard caps on what datagrams can make the agent export (metrics.py)."""
+
+    # Distinct values kept per attribute (error kind, class) before folding into "other".
+    label_values: int = 200
+    # mlpack_agent_client_dropped_total rises at most this fast, plus the burst: a client's
+    # running count beyond that is refused.
+    dropped_per_s: int = 100_000
+    dropped_burst: int = 1_000_000
 
 
 @dataclass
@@ -70,20 +110,26 @@ class HealthConfig:
 @dataclass
 class AgentConfig:
     socket: str = DEFAULT_SOCKET
+    peers: PeersConfig = field(default_factory=PeersConfig)
     resource: dict[str, str] = field(default_factory=dict)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     log_level: str = "INFO"
-    # Distinct values kept per attribute (error kind, class) before folding into "other".
-    max_label_values: int = 200
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
 
 _ENV = {
     "MLPACK_AGENT_SOCKET": ("socket",),
     "MLPACK_AGENT_PROMETHEUS_HOST": ("prometheus", "host"),
     "MLPACK_AGENT_PROMETHEUS_PORT": ("prometheus", "port"),
+    "MLPACK_AGENT_PROMETHEUS_CERT_FILE": ("prometheus", "tls", "cert_file"),
+    "MLPACK_AGENT_PROMETHEUS_KEY_FILE": ("prometheus", "tls", "key_file"),
+    "MLPACK_AGENT_PROMETHEUS_CLIENT_CA_FILE": ("prometheus", "tls", "client_ca_file"),
+    "MLPACK_AGENT_PROMETHEUS_USERNAME": ("prometheus", "basic_auth", "username"),
+    "MLPACK_AGENT_PROMETHEUS_PASSWORD_FILE": ("prometheus", "basic_auth", "password_file"),
+    "MLPACK_AGENT_SAME_PID_NAMESPACE": ("peers", "same_pid_namespace"),
     "MLPACK_AGENT_OTLP_ENDPOINT": ("otlp", "endpoint"),
     "MLPACK_AGENT_OTLP_INTERVAL_S": ("otlp", "interval_s"),
     "MLPACK_AGENT_BUFFER_DIR": ("buffer", "dir"),
@@ -112,7 +158,20 @@ def load_config(path: str | os.PathLike[str] | None, env: dict[str, str] | None 
             for key in keys[:-1]:
                 node = node.setdefault(key, {})
             node[keys[-1]] = env[var]
-    return _build(AgentConfig, data, "")
+    config = _build(AgentConfig, data, "")
+    _check_pairs(config.prometheus)
+    return config
+
+
+def _check_pairs(prometheus: PrometheusConfig) -> None:
+    """Settings that mean nothing alone."""
+    tls, auth = prometheus.tls, prometheus.basic_auth
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise ConfigError("prometheus.tls needs both cert_file and key_file; set the missing one or neither")
+    if tls.client_ca_file and not tls.cert_file:
+        raise ConfigError("prometheus.tls.client_ca_file needs cert_file and key_file (mutual TLS is TLS first)")
+    if bool(auth.username) != bool(auth.password_file):
+        raise ConfigError("prometheus.basic_auth needs both username and password_file; set the missing one or neither")
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -14,6 +14,12 @@ process, so kill -9 loses nothing the agent had read from its socket. Against a 
 the segment is fsynced every `buffer.fsync_interval_s` (and when it is sealed): only the
 events of the last interval can be lost then.
 
+Size: the journal holds at most `max_bytes` (the agent gives it a quarter of
+`buffer.max_bytes`); a segment is sealed (an early export) once it holds half of that, or
+4 MiB. When exports cannot free segments (the disk buffer cannot take them) and the journal
+is at its cap, datagrams are recorded in memory only, with one log line, until an export
+frees room: the cap holds, and only a kill in that state loses what memory held.
+
 A record is a 4-byte length, a 4-byte CRC-32 and the datagram. A torn or corrupt record
 ends the replay of its segment, with a log line; the agent starts all the same.
 """
@@ -28,6 +34,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from .folders import private_dir
 from .spool import fsync_dir
 
 log = logging.getLogger("mlpack_agent.journal")
@@ -43,17 +50,22 @@ class Journal:
     and around rotate, so that every datagram's segment matches the export that records it."""
 
     def __init__(self, directory: str | os.PathLike[str], covered: int,
-                 max_segment_bytes: int = MAX_SEGMENT_BYTES) -> None:
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+                 max_bytes: int = 4 * MAX_SEGMENT_BYTES) -> None:
+        self.dir = private_dir(directory)
         self.lock = threading.Lock()
-        self.max_segment_bytes = max_segment_bytes
+        self.max_bytes = max_bytes
+        self.max_segment_bytes = min(MAX_SEGMENT_BYTES, max_bytes // 2)
         self.failures = 0  # datagrams that could not be written (disk full): memory only
+        self.over_cap = 0  # datagrams not written because the journal was at its cap: memory only
+        self._sizes: dict[int, int] = {}  # bytes of each segment on disk
         found = sorted(self._segments())
         self.release(covered, found)
         self.pending = [n for n in found if n > covered]  # to replay: no export holds them
+        for n in self.pending:
+            self._sizes[n] = self._path(n).stat().st_size
         self.segment = max([covered, *found]) + 1
         self.size = 0
+        self._capped = False
         self._dirty = False
         self._fd = self._open(self.segment)
 
@@ -97,9 +109,26 @@ class Journal:
         log.warning("journal segment %d ends in %s at byte %d; replaying the records before it",
                     segment, what, offset, extra={"segment": segment, "offset": offset})
 
-    def append(self, data: bytes) -> None:
-        """Write one datagram (caller holds `lock`). A failed write (a full disk) is counted
-        and logged once; the event is still recorded in memory."""
+    @property
+    def total_bytes(self) -> int:
+        """What the journal holds on disk: the current segment and those no export freed yet."""
+        return self.size + sum(self._sizes.values())
+
+    def append(self, data: bytes) -> bool:
+        """Write one datagram (caller holds `lock`); True when this write filled the segment
+        (time for an early export). A failed write (a full disk) is counted and logged once;
+        at the cap it is counted and logged once per episode; either way the event is still
+        recorded in memory."""
+        record = _HEADER.size + len(data)
+        if self.total_bytes + record > self.max_bytes:
+            self.over_cap += 1
+            if not self._capped:
+                self._capped = True
+                log.warning("the event journal is at its cap (%d bytes) because exports cannot free it; new events "
+                            "are kept in memory only until an export does", self.max_bytes,
+                            extra={"journal_bytes": self.total_bytes})
+            return False
+        self._capped = False
         try:
             os.write(self._fd, _HEADER.pack(len(data), zlib.crc32(data)) + data)
         except OSError as exc:
@@ -107,9 +136,11 @@ class Journal:
             if self.failures == 1:
                 log.error("cannot write the event journal; events are kept in memory only until the next export",
                           extra={"error": str(exc)})
-            return
-        self.size += _HEADER.size + len(data)
+            return False
+        was_full = self.full
+        self.size += record
         self._dirty = True
+        return self.full and not was_full
 
     @property
     def full(self) -> bool:
@@ -120,6 +151,7 @@ class Journal:
         sealed = self.segment
         self._sync()
         os.close(self._fd)
+        self._sizes[sealed] = self.size
         self.segment += 1
         self.size = 0
         self._fd = self._open(self.segment)
@@ -130,6 +162,8 @@ class Journal:
         for segment in self._segments() if segments is None else segments:
             if segment <= upto and segment != getattr(self, "segment", None):
                 self._path(segment).unlink(missing_ok=True)
+                with self.lock:  # the receiver reads the sizes in append()
+                    self._sizes.pop(segment, None)
 
     def sync(self) -> None:
         with self.lock:

@@ -10,6 +10,7 @@ import threading
 
 from . import __version__
 from .config import ConfigError, load_config
+from .folders import UnsafeFolder
 
 
 def _reexec_without_docstrings(argv: list[str]) -> None:
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
         agent = Agent(config)
         agent.start()
-    except OSError as exc:  # socket path, buffer folder, port in use, Extensions API
+    except UnsafeFolder as exc:  # says the fix itself
+        print(f"mlpack-agent: error: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # socket path, buffer folder, port in use, certificates, Extensions API
         print(f"mlpack-agent: error: cannot start: {exc}; check the paths and port in the config",
               file=sys.stderr)
         return 1

@@ -3,15 +3,26 @@
 Names below are the contract with the generated dashboard and alert rules; in
 Prometheus they appear with units and `_total` appended, e.g. `mlpack.inference.duration`
 (unit s) is `mlpack_inference_duration_seconds_bucket`. `PROMETHEUS_NAMES` lists them.
+
+Only checked events arrive here (validate.py), and every series is bounded: measurements
+carry no attributes of their own (the resource, from the agent's configuration, labels
+them), error kinds and classes keep `limits.label_values` distinct values each and fold
+the rest into "other". What the agent refused is counted in one counter, by reason.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter as Tally
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from .config import LimitsConfig
+from .validate import Checked
 
 log = logging.getLogger("mlpack_agent.events")
 
@@ -33,30 +44,61 @@ PROMETHEUS_NAMES = {
     "input_size": "mlpack_inference_input_size_bytes",
     "predictions": "mlpack_inference_predictions_total",
     "output_norm": "mlpack_inference_output_norm",
+    "execution_provider": "mlpack_execution_provider_info",
     "events_received": "mlpack_agent_events_received_total",
-    "datagrams_malformed": "mlpack_agent_datagrams_malformed_total",
+    "refused": "mlpack_agent_refused_total",
     "client_dropped": "mlpack_agent_client_dropped_total",
     "buffer_size": "mlpack_agent_buffer_size_bytes",
     "buffer_dropped": "mlpack_agent_buffer_dropped_total",
 }
 
+# The reasons of mlpack_agent_refused_total: what was refused, and why.
+REFUSED_SENDER = "sender"  # a datagram from another user (or pid namespace): trust.py
+REFUSED_MALFORMED = "malformed"  # a datagram that is not the protocol's (or too large)
+REFUSED_EVENT = "invalid_event"  # an event with a value out of range
+REFUSED_FIELD = "invalid_field"  # a datagram's pid, dropped or execution_provider out of range
+REFUSED_DROPPED = "implausible_dropped"  # a dropped count rising faster than limits allow
+REFUSED_LABEL = "label_cap"  # an event whose error kind or class was folded into "other"
+REFUSED_CONNECTION = "scrape_connection"  # a /metrics connection beyond the concurrent cap
+_MAX_ERROR_LOGS = 4  # "inference errors" log lines per datagram (the most frequent kinds)
+_MAX_CLIENTS = 1024  # client processes whose last dropped count is remembered
 
-# The service runtime's label names and the resource attributes they correspond to.
-LABEL_ALIASES = {
-    "model_name": "mlpack.model.name",
-    "model_sha256": "mlpack.model.sha256",
-    "model_variant": "mlpack.model.variant",
-    "target": "mlpack.target",
-    "mlpack_version": "mlpack.version",
-    "artifact_digest": "mlpack.artifact.digest",
-}
+
+class DroppedBooks:
+    """`mlpack_agent_client_dropped_total`: the rises of each client's running count.
+
+    A count is believed only if the total stays within `burst + per_s x seconds since the
+    agent started`: no client can lose events faster than it could handle them, so a
+    datagram claiming 1e12 (or a count rising faster than that) is refused. A count lower
+    than the client's last is a new process under a reused pid: it starts from zero.
+    """
+
+    def __init__(self, per_s: int, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_s, self.burst, self.clock = per_s, burst, clock
+        self.started = clock()
+        self.total = 0
+        self._last: OrderedDict[int, int] = OrderedDict()
+
+    def rise(self, pid: int, count: int) -> int | None:
+        """The rise to add for `count`, the running count of client `pid`; None: refused."""
+        last = self._last.get(pid, 0)
+        rise = count - last if count >= last else count
+        if self.total + rise > self.burst + self.per_s * (self.clock() - self.started):
+            return None
+        self.total += rise
+        self._last[pid] = count
+        self._last.move_to_end(pid)
+        if len(self._last) > _MAX_CLIENTS:
+            self._last.popitem(last=False)
+        return rise
 
 
 class InferenceMetrics:
-    """Records batches of decoded events; one instance per agent."""
+    """Records checked datagrams; one instance per agent."""
 
-    def __init__(self, meter: Meter, max_label_values: int = 200) -> None:
-        self.max_label_values = max_label_values
+    def __init__(self, meter: Meter, limits: LimitsConfig | None = None) -> None:
+        limits = limits or LimitsConfig()
+        self.max_label_values = limits.label_values
         self.requests = meter.create_counter(
             "mlpack.inference.requests", unit="{request}", description="Inference requests served"
         )
@@ -87,82 +129,98 @@ class InferenceMetrics:
             explicit_bucket_boundaries_advisory=NORM_BUCKETS,
         )
         self.events_received = meter.create_counter(
-            "mlpack.agent.events.received", unit="{event}", description="Events the agent decoded"
+            "mlpack.agent.events.received", unit="{event}", description="Events the agent decoded and recorded"
         )
-        self.malformed = meter.create_counter(
-            "mlpack.agent.datagrams.malformed", unit="{datagram}", description="Datagrams that could not be decoded"
+        self.refused = meter.create_counter(
+            "mlpack.agent.refused", unit="{item}",
+            description="Datagrams, events, fields and connections the agent refused, by reason",
         )
-        # The latest running drop count each client (process) reported.
-        self.client_dropped: dict[int, int] = {}
-        meter.create_observable_counter(
-            "mlpack.agent.client.dropped", callbacks=[self._observe_client_dropped], unit="{event}",
+        self.client_dropped = meter.create_counter(
+            "mlpack.agent.client.dropped", unit="{event}",
             description="Events services could not hand to the agent (agent down or busy)",
         )
-        self._seen: dict[str, set[str]] = {"error.kind": set(), "class": set()}
-        self._attr_cache: dict[str, dict[str, str]] = {}
+        self.dropped_books = DroppedBooks(limits.dropped_per_s, limits.dropped_burst)
+        # The latest execution provider a service reported: one series, or none yet.
+        self.execution_provider: str | None = None
+        meter.create_observable_gauge(
+            "mlpack.execution_provider.info", callbacks=[self._observe_provider], unit="",
+            description="The onnxruntime execution provider the served model's session runs on (value 1)",
+        )
+        self._seen: dict[str, set[Any]] = {"error.kind": set(), "class": set()}
 
-    def _observe_client_dropped(self, options: CallbackOptions):
-        yield Observation(sum(self.client_dropped.values()))
+    def _observe_provider(self, options: CallbackOptions):
+        if self.execution_provider is not None:
+            yield Observation(1, {"execution_provider": self.execution_provider})
 
-    def _bounded(self, key: str, value: Any) -> str:
-        """Keep attribute cardinality bounded: past the cap, new values become "other"."""
-        text = str(value)
+    def refuse(self, reason: str, count: int = 1) -> None:
+        self.refused.add(count, {"reason": reason})
+
+    def _bounded(self, key: str, value: Any) -> str | None:
+        """Keep attribute cardinality bounded: past the cap, new values are refused (None)."""
         seen = self._seen[key]
-        if text in seen:
-            return text
+        if value in seen:
+            return str(value)
         if len(seen) < self.max_label_values:
-            seen.add(text)
-            return text
-        return "other"
+            seen.add(value)
+            return str(value)
+        return None
 
-    def record(self, datagram: dict[str, Any], resource: dict[str, str]) -> int:
-        """Record one decoded datagram; returns the number of events in it."""
-        events = datagram["events"]
-        # None, not {}: the SDK's fast path when a measurement has no attributes.
-        attrs = self._attributes(datagram.get("labels") or {}, resource) or None
-        pid = datagram.get("pid")
-        if isinstance(pid, int):
-            self.client_dropped[pid] = int(datagram.get("dropped") or 0)
+    def record(self, checked: Checked) -> int:
+        """Record one checked datagram; returns the number of events recorded."""
+        self._record_fields(checked)
+        events = checked.events
         errors: Tally[str] = Tally()
         classes: Tally[Any] = Tally()
         model_h, total_h = self.model_duration.record, self.duration.record
         batch_h, input_h, norm_h = self.batch_size.record, self.input_size.record, self.output_norm.record
         for model_ms, total_ms, batch_size, input_bytes, ok, error_kind, predicted, norm in events:
             if total_ms is not None:
-                total_h(total_ms / 1000.0, attrs)
+                total_h(total_ms / 1000.0)
             if not ok:  # a failed request has no model time or batch worth a histogram
                 errors[error_kind or "unknown"] += 1
                 continue
             if model_ms is not None:
-                model_h(model_ms / 1000.0, attrs)
-            batch_h(batch_size, attrs)
-            input_h(input_bytes, attrs)
+                model_h(model_ms / 1000.0)
+            batch_h(batch_size)
+            input_h(input_bytes)
             if predicted:
                 classes.update(predicted)
             if norm is not None:
-                norm_h(norm, attrs)
+                norm_h(norm)
         # Counters are summed per datagram: one SDK call instead of one per event.
         n = len(events)
-        self.requests.add(n, attrs)
-        self.events_received.add(n)
-        for kind, count in errors.items():
-            self.errors.add(count, {**(attrs or {}), "error.kind": self._bounded("error.kind", kind)})
-            log.warning("inference errors", extra={"error.kind": kind, "count": count, **(attrs or {})})
-        for cls, count in classes.items():
-            self.predictions.add(count, {**(attrs or {}), "class": self._bounded("class", cls)})
+        if n:
+            self.requests.add(n)
+            self.events_received.add(n)
+        self._count_by("error.kind", errors, self.errors)
+        self._count_by("class", classes, self.predictions)
+        for kind, count in errors.most_common(_MAX_ERROR_LOGS):
+            log.warning("inference errors", extra={"error.kind": self._bounded("error.kind", kind) or "other",
+                                                   "count": count})
         return n
 
-    def _attributes(self, labels: dict[str, str], resource: dict[str, str]) -> dict[str, str]:
-        """Client labels that the resource does not already say become metric attributes.
+    def _count_by(self, key: str, tally: Tally, counter) -> None:
+        folded = 0
+        for value, count in tally.items():
+            name = self._bounded(key, value)
+            if name is None:
+                folded += count
+            else:
+                counter.add(count, {key: name})
+        if folded:
+            counter.add(folded, {key: "other"})
+            self.refuse(REFUSED_LABEL, folded)
 
-        Normally the client's labels (model, version, target, digest) equal the agent's
-        resource attributes, so measurements carry no attributes: the cheapest path.
-        """
-        key = repr(sorted(labels.items()))
-        cached = self._attr_cache.get(key)
-        if cached is None:
-            named = {LABEL_ALIASES.get(k, k): str(v) for k, v in labels.items()}
-            cached = {k: v for k, v in named.items() if resource.get(k) != v}
-            if len(self._attr_cache) < 1000:
-                self._attr_cache[key] = cached
-        return cached
+    def _record_fields(self, checked: Checked) -> None:
+        if checked.invalid_events:
+            self.refuse(REFUSED_EVENT, checked.invalid_events)
+        if checked.invalid_fields:
+            self.refuse(REFUSED_FIELD, checked.invalid_fields)
+        if checked.execution_provider is not None:
+            self.execution_provider = checked.execution_provider
+        if checked.dropped is not None:
+            rise = self.dropped_books.rise(checked.pid, checked.dropped)
+            if rise is None:
+                self.refuse(REFUSED_DROPPED)
+            else:
+                self.client_dropped.add(rise)  # 0 too: the series exists once a client reported

@@ -7,7 +7,8 @@ catches up. Each file is fsynced, renamed into place and its folder fsynced befo
 sender can see it, so a power cut leaves a file complete or absent.
 
 When the folder would exceed `max_bytes`, or the disk itself is full, the oldest files go
-first and the data points they held are counted in `dropped_points`. A file whose
+first and the data points they held are counted in `dropped_points`; an export larger
+than `max_bytes` on its own is never written, and counted the same way. A file whose
 content no longer matches the CRC-32 in its name (a torn write, a bad sector) is
 skipped with a log line and counted the same way: it never stops the sender.
 """
@@ -23,6 +24,8 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from .folders import private_dir
 
 log = logging.getLogger("mlpack_agent.spool")
 
@@ -62,8 +65,7 @@ class Spool:
     """Files named after their sequence number, which keeps send order."""
 
     def __init__(self, directory: str | os.PathLike[str], max_bytes: int) -> None:
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = private_dir(directory)
         self.max_bytes = max_bytes
         self.dropped_points = 0
         self.dropped_batches = 0
@@ -112,6 +114,14 @@ class Spool:
             entry = Entry(self._seq, signal, points, len(payload), zlib.crc32(payload), covers)
             self._seq += 1
             self.exported_points += points
+            if entry.size > self.max_bytes:
+                # Kept, it would push out everything else and still break the cap.
+                self.dropped_points += points
+                self.dropped_batches += 1
+                log.warning("an export of %d bytes is larger than the whole OTLP buffer (%d bytes); dropped it "
+                            "(%d points)", entry.size, self.max_bytes, points,
+                            extra={"points": points, "bytes": entry.size})
+                return
             while self._entries and self.size_bytes + entry.size > self.max_bytes:
                 self._drop_oldest("OTLP buffer full: dropped the oldest batch")
             while True:

@@ -27,8 +27,12 @@ AGENT_PORT = 9464
 # file, the Kubernetes security contexts and the Greengrass containers all use it.
 SERVICE_UID = 10001
 SERVICE_USER = f"{SERVICE_UID}:{SERVICE_UID}"  # USER, docker --user
-# The agent's Unix datagram socket where the service and the agent share /tmp.
-AGENT_SOCKET = "/tmp/mlpack-agent.sock"
+# The agent's Unix datagram socket where the service and the agent share /tmp: in a folder
+# of its own, which the agent creates with mode 0700 (only their common user can enter it).
+AGENT_SOCKET = "/tmp/mlpack-agent/agent.sock"
+# Every address of the pod: its NetworkPolicy admits scrapes from the monitoring namespace only.
+ALL_ADDRESSES = "0.0.0.0"
+LOOPBACK = "127.0.0.1"
 # Where the agent keeps its state (the OTLP disk buffer) on servers and devices.
 AGENT_STATE_DIR = "/var/lib/mlpack-agent"
 # Model digests are shown shortened, like the image tag mlpack builds (`<version>-<sha[:12]>`).
@@ -88,6 +92,13 @@ class AgentFacts:
     port: int
     socket: str
     prometheus_enabled: bool
+    # Where /metrics listens by default: every address in a server's pod (behind its
+    # NetworkPolicy), loopback on devices (no NetworkPolicy there; containers that publish
+    # the port set MLPACK_AGENT_PROMETHEUS_HOST themselves) and Lambda (nothing scrapes it).
+    prometheus_host: str
+    # Service and agent in one pid namespace (a Lambda extension and its function): the
+    # agent also refuses senders it cannot see. Never for the containers of a pod.
+    same_pid_namespace: bool
     otlp_interval_s: int
     state_dir: str
     buffer_dir: str
@@ -147,6 +158,7 @@ class KubernetesFacts:
     min_replicas: int
     max_replicas: int
     checkov_skips: tuple[CheckovSkip, ...]  # annotations of the Deployment or DaemonSet
+    metrics_host: str  # the agent sidecar's /metrics address: the pod's, behind its NetworkPolicy
 
 
 @dataclass(frozen=True)
@@ -188,6 +200,9 @@ class GreengrassFacts:
     dependencies: tuple[ComponentDependency, ...]  # of the model component
     agent_dependencies: tuple[ComponentDependency, ...]
     agent_memory_mb: int
+    # The agent's /metrics inside its container (every address of the container's own network
+    # namespace); the device publishes it on the component's BindAddress, 127.0.0.1 by default.
+    metrics_host: str
 
 
 @dataclass(frozen=True)
@@ -256,6 +271,8 @@ def agent_facts(ctx: RenderContext) -> AgentFacts:
         port=AGENT_PORT,
         socket=AGENT_SOCKET,
         prometheus_enabled=not on_lambda,
+        prometheus_host=ALL_ADDRESSES if ctx.target.role == "server" else LOOPBACK,
+        same_pid_namespace=on_lambda,
         otlp_interval_s=10 if on_lambda else 15,
         state_dir=state_dir,
         buffer_dir=f"{state_dir}/buffer",
@@ -323,6 +340,7 @@ def kubernetes_facts(ctx: RenderContext) -> KubernetesFacts:
         # The autoscaler rejects a ceiling below its floor.
         max_replicas=max(k8s.max_replicas, k8s.min_replicas),
         checkov_skips=skips,
+        metrics_host=ALL_ADDRESSES,
     )
 
 
@@ -381,6 +399,7 @@ def greengrass_facts(ctx: RenderContext) -> GreengrassFacts:
         dependencies=(*shared, ComponentDependency(agent_component, f"={version}", "SOFT")),
         agent_dependencies=shared,
         agent_memory_mb=128,
+        metrics_host=ALL_ADDRESSES,
     )
 
 

@@ -106,7 +106,9 @@ def agent_config(artifact: Artifact, options: ServeOptions, work: Path) -> dict:
     """The artifact's agent.json, moved to this machine: socket, buffer and health checks in
     the work folder, Prometheus on (Lambda artifacts export by OTLP only) on the agent port."""
     config = json.loads((artifact.root / "agent" / "agent.json").read_text(encoding="utf-8"))
-    config["socket"] = str(work / "agent.sock")
+    config["socket"] = str(work / "agent.sock")  # work is private (mode 0700), as the agent requires
+    # The service is a child of this command too: the agent can see every sender's pid.
+    config["peers"] = {**config.get("peers", {}), "same_pid_namespace": True}
     config["prometheus"] = {**config.get("prometheus", {}), "enabled": True, "host": options.host,
                             "port": options.agent_port}
     config["buffer"] = {**config.get("buffer", {}), "dir": str(work / "agent-buffer")}
