@@ -109,9 +109,11 @@ def test_dashboard_is_a_valid_grafana_dashboard(target_name: str) -> None:
 @pytest.mark.parametrize("target_name", TARGETS)
 def test_alert_rules_cover_errors_latency_buffer_and_agent_down(target_name: str) -> None:
     rules = yaml.safe_load(render_agent_files(target_name)["alerts.yaml"])["groups"][0]["rules"]
+    gpu = {"MlpackNotOnAccelerator"} if load_target(target_name).runtime.execution_providers[0] != \
+        "CPUExecutionProvider" else set()
     assert {r["alert"] for r in rules} == {
         "MlpackHighErrorRate", "MlpackHighLatencyP95", "MlpackAgentBufferGrowing",
-        "MlpackAgentDroppingData", "MlpackAgentDown",
+        "MlpackAgentDroppingData", "MlpackAgentDown", *gpu,
     }
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .bytecode import INVALIDATION_MODE
 from .cuda import cuda_plan, library_path
+from .runtime.providers import required_provider
 from .lambda_prune import prune_rules, shell_commands
 
 if TYPE_CHECKING:
@@ -115,6 +116,9 @@ class MonitoringFacts:
     dashboard_selector: str
     dashboard_uid: str
     p95_limit_s: float
+    # The accelerator a GPU artifact must run on (its first execution provider); None for CPU
+    # targets. Its alert fires when the agent reports any other provider.
+    required_provider: str | None
 
 
 @dataclass(frozen=True)
@@ -289,6 +293,7 @@ def monitoring_facts(ctx: RenderContext) -> MonitoringFacts:
         # Servers are sized for latency; edge boards and Lambda functions (one vCPU per
         # 1,769 MB, cold starts) get a looser starting point.
         p95_limit_s=0.25 if ctx.target.role == "server" else 1.0,
+        required_provider=required_provider(ctx.target.runtime.session_settings()),
     )
 
 

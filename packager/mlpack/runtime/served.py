@@ -39,6 +39,7 @@ class ServedModel:
         # ProviderUnavailable (not ready) unless MLPACK_ALLOW_CPU=1 says to serve anyway.
         self.provider = check_session(self.session, self.config.session, allowed_on_cpu=allow_cpu())
         self.reporter = InferenceReporter(self.config.labels, self.config.outputs)
+        self.reporter.provider(self.provider)
         self.processing: Processing = load_processing(
             self.config.processing, self._folder, self.config.inputs, self.config.outputs)
 

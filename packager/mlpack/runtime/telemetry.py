@@ -19,6 +19,9 @@ class _NoTelemetry:
     def inference(self, **_: Any) -> None:
         return None
 
+    def provider(self, name: str) -> None:
+        return None
+
     def flush(self, timeout_s: float = 0.0) -> None:
         return None
 
@@ -68,6 +71,15 @@ class InferenceReporter:
             output_norm=output_norm,
         )
 
+    def provider(self, name: str) -> None:
+        """The execution provider the session really runs on: the agent exports it
+        (mlpack_execution_provider_info), and GPU artifacts' alert rules watch it."""
+        self._provider = name
+        try:
+            self.client.provider(name)
+        except Exception:  # telemetry never fails a request; an older agent client lacks it
+            pass
+
     def flush(self, timeout_s: float) -> None:
         """Send queued events now: a Lambda environment may freeze right after a reply."""
         try:
@@ -85,6 +97,8 @@ class InferenceReporter:
                 close()
             except Exception:  # telemetry never fails a request
                 pass
+        if getattr(self, "_provider", None):
+            self.provider(self._provider)
 
     def failure(self, started: float, error_kind: str) -> None:
         self.client.inference(
