@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Fault:
     id: str
-    area: str  # "rollout" or "agent"
+    area: str  # "rollout", "systemd", "agent" or "serving"
     title: str
     loss_unit: str  # what `lost` counts
 
@@ -45,6 +45,19 @@ FAULTS = [
     Fault("disk-full", "agent", "The agent's disk fills up during an outage", "data points lost uncounted"),
     Fault("corrupt-buffer-file", "agent", "A buffer file and a journal segment are corrupt at start",
           "data points lost uncounted"),
+    Fault("million-rows", "serving", "A body of 1,000,000 one-element rows (3.8 MiB), 16 at once",
+          "MiB over the stated bound"),
+    Fault("parser-bombs-bento", "serving", "Parser bombs on every route of the Bento", "answers other than 400"),
+    Fault("parser-bombs-lambda", "serving", "Parser bombs on every route of the Lambda handler",
+          "answers other than 400"),
+    Fault("urllib-413-bento", "serving", "Python's urllib posts 128 MiB to the Bento", "413s not read"),
+    Fault("urllib-413-lambda", "serving", "Python's urllib posts 128 MiB to the local Lambda front", "413s not read"),
+    Fault("slow-request-head-bento", "serving", "A request head sent a byte at a time to the Bento",
+          "connections held past the deadline"),
+    Fault("slow-request-head-lambda", "serving", "A request head sent a byte at a time to the local Lambda front",
+          "connections held past the deadline"),
+    Fault("front-200-clients", "serving", "200 clients x 5 requests at once on the local Lambda front",
+          "requests reset or failed"),
 ]
 BY_ID = {fault.id: fault for fault in FAULTS}
 
