@@ -50,7 +50,8 @@ BENTO_WORKER_MB = 140
 # An onnxruntime session holds the weights, their optimized copy and its arena.
 SESSION_MODEL_FACTOR = 3
 # The CUDA libraries a CUDA session maps (libcublasLt, the CUDA provider, libcurand,
-# libcublas: about 1,000 MiB measured on an H200, docs/serving.md), per worker.
+# libcublas: about 1,000 MiB in the onnxruntime-gpu 1.31 and CUDA 13 wheels), per worker:
+# an estimate (docs/serving.md), the tests run without a GPU.
 CUDA_LIBRARIES_MB = 1024
 
 
