@@ -92,11 +92,12 @@ def test_a_body_within_the_limits_reaches_the_app_whole_as_one_message() -> None
     assert (status, body, inner.bodies) == (200, b'{"inputs": {"pixels": []}}', [[b'{"inputs": {"pixels": []}}']])
 
 
-def test_json_over_the_budget_is_a_400_before_the_app_sees_it() -> None:
+@pytest.mark.parametrize("size", [1_000, 200_000])  # measured on the event loop, and in a thread
+def test_json_over_the_budget_is_a_400_before_the_app_sees_it(size: int) -> None:
     inner = Recorder()
-    status, body, _, _ = run(guard(inner, 2**20), [b"[" * 1000 + b"]" * 1000], [(b"content-type", b"application/json")])
+    status, body, _, _ = run(guard(inner, 2**20), [b"[" * size + b"]" * size], [(b"content-type", b"application/json")])
     assert (status, inner.bodies) == (400, [])
-    assert json.loads(body)["error"].startswith("the request's JSON is nested 1,000 levels deep")
+    assert json.loads(body)["error"].startswith(f"the request's JSON is nested {size:,} levels deep")
     # Uploads are files the app decodes (checked by size only); binary tensors are not JSON.
     deep = b"[" * 1000
     assert run(guard(inner, 2**20), [deep], [(b"content-type", b"multipart/form-data; boundary=b")])[0] == 200
@@ -139,10 +140,9 @@ def test_a_slow_body_gets_a_408_and_gives_its_slot_back(monkeypatch) -> None:
 
 def test_requests_past_the_slots_wait_unread_then_get_a_503(monkeypatch) -> None:
     monkeypatch.setattr(asgi, "SLOT_WAIT_S", 0.2)
-    release = asyncio.Event
 
     async def scenario() -> tuple[list[int], list[str]]:
-        gate = release()
+        gate = asyncio.Event()
         order: list[str] = []
 
         async def slow_app(scope, receive, send) -> None:

@@ -42,6 +42,7 @@ DRAIN_LIMIT_BYTES = 256 * MIB
 # Methods whose requests carry no body (unless they declare one): passed through, outside
 # the slots (health probes must not queue behind inferences).
 BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
+INLINE_SCAN_BYTES = 256 * 1024  # JSON up to this size is measured on the event loop itself
 _HEADER_LENGTH = b"inference-header-content-length"  # the JSON part of a binary v2 request
 
 
@@ -89,7 +90,10 @@ class RequestGuard:
                            None if length is None else length.decode("latin-1"))
         if parsed is not None and self.check_json:
             try:
-                self.budget.check_json(parsed)
+                if len(parsed) <= INLINE_SCAN_BYTES:
+                    self.budget.check_json(parsed)
+                else:  # tens of milliseconds for megabytes: off the event loop, which serves everyone
+                    await asyncio.get_running_loop().run_in_executor(None, self.budget.check_json, parsed)
             except RequestError as exc:
                 return await send_error(send, 400, str(exc))
         await self.app(scope, _replay(body, receive), send)

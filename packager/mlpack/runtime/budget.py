@@ -46,7 +46,7 @@ TYPICAL_JSON_BYTES = {"f": 21, "default": 5}
 NOT_JSON = ("multipart/", "image/")
 # What one request can cost a worker at most, in bytes (docs/serving.md states the bound;
 # tests/test_request_budget.py checks the object costs with tracemalloc, and
-# tests/test_request_memory.py the whole bound on a served Bento's resident memory):
+# tests/test_hostile_clients.py the whole bound on a served Bento's resident memory):
 BODY_COPIES = 4  # the server's buffers, the guard's pieces and the body they join into, a parser's copy
 VALUE_BYTES = 112  # a number, string or key as a Python object, its list slot or dict entry, its array element
 CONTAINER_BYTES = 200  # a list or dict (a small dict is the costliest)
