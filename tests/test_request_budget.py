@@ -135,9 +135,10 @@ def test_the_peak_a_request_can_cost_is_a_function_of_the_limits() -> None:
 
 
 def test_a_413_for_a_few_rows_names_the_binary_routes_first() -> None:
-    size = int(8.86 * 2**20)  # one 1x3x320x480 image as JSON
+    image = np.random.default_rng(0).random((1, 3, 320, 480), dtype=np.float32)
+    size = len(json.dumps({"inputs": {"image": image.tolist()}}))  # one image as JSON: 8.9 MiB
     assert str(RequestBudget.of(RequestLimits(), IMAGE, ROUTES).body_problem(size)) == (
-        "the request body (8.9 MiB) is over this service's limit of 8 MiB, which holds not one row of this "
+        f"the request body ({size / 2**20:.1f} MiB) is over this service's limit of 8 MiB, which holds not one row of this "
         "model's inputs as JSON: send the tensors as binary (POST /predict_npz with an .npz file or "
         "POST /v2/models/m/infer with binary tensor data), or rebuild the artifact with `mlpack build --max-request-mb N`")
     many = str(RequestBudget.of(RequestLimits(), PIXELS, ROUTES).body_problem(9 * 2**20))
