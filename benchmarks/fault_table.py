@@ -3,6 +3,7 @@
     python -m benchmarks.fault_table --run     # run the fault tests, then write the table
     python -m benchmarks.fault_table           # write the table from the last results (build/faults/)
     python -m benchmarks.fault_table --check   # also fail if a fault has no result, or lost something
+    python -m benchmarks.fault_table --keep    # rows of faults without a result now stay as they are
 
 Each fault test (tests/faults.py lists them all) records, once its assertions pass, how it
 injected the fault, the line the user saw and the loss it counted. This script writes one
@@ -26,7 +27,7 @@ DOC = REPO / "docs" / "reliability.md"
 START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
 FAULT_TESTS = ["tests/test_rollout_fleet.py", "tests/test_rollout_guard.py", "tests/test_agent_delivery.py",
                "tests/test_build_cleanup.py", "tests/test_deploy_signatures.py",
-               "tests/test_agent_trust.py"]
+               "tests/test_agent_trust.py", "tests/test_hostile_clients.py"]
 
 
 def _cell(text: str) -> str:
@@ -37,11 +38,19 @@ def _amount(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
-def table(results: dict[str, FaultResult]) -> str:
+def table(results: dict[str, FaultResult], kept: dict[str, str] | None = None) -> str:
+    """The table; `kept`: rows of the current table (by fault title) to keep for faults
+    without a result this time (`--keep`)."""
+    kept = kept or {}
     rows = ["| fault | how the test injects it | what the user sees | lost (expected 0) | test |",
             "|---|---|---|---|---|"]
+    kept_rows = 0
     for fault in FAULTS:
         result = results.get(fault.id)
+        if result is None and _cell(fault.title) in kept:
+            rows.append(kept[_cell(fault.title)])
+            kept_rows += 1
+            continue
         if result is None:
             rows.append(f"| {_cell(fault.title)} | no result: the test did not run or did not pass | | | |")
             continue
@@ -55,9 +64,21 @@ def table(results: dict[str, FaultResult]) -> str:
     when = (datetime.fromtimestamp(min(times), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             if times else "never")
     rows.append("")
-    rows.append(f"{len(results)} of {len(FAULTS)} faults measured; results from {when} "
+    earlier = f", {kept_rows} rows kept from an earlier run" if kept_rows else ""
+    rows.append(f"{len(results)} of {len(FAULTS)} faults measured; results from {when}{earlier} "
                 f"(`python -m benchmarks.fault_table --run`).")
     return "\n".join(rows)
+
+
+def current_rows(doc: Path = DOC) -> dict[str, str]:
+    """The table's rows now in the doc, by fault title (what `--keep` keeps)."""
+    text = doc.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        return {}
+    body = text.split(START, 1)[1].split(END, 1)[0]
+    return {line.split(" | ", 1)[0].removeprefix("| "): line for line in body.splitlines()
+            if line.startswith("| ") and not line.startswith(("| fault |", "|---"))
+            and "| no result:" not in line}
 
 
 def write(text: str, doc: Path = DOC) -> None:
@@ -79,13 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="store_true", help="run the fault tests first (several minutes)")
     parser.add_argument("--check", action="store_true", help="fail if a fault has no result or lost something")
     parser.add_argument("--results", type=Path, help="the results folder (default build/faults)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the doc's rows of faults that have no result this time (e.g. after running one file)")
     args = parser.parse_args(argv)
     folder = args.results
     if args.run:
         folder = folder or Path(tempfile.mkdtemp(prefix="mlpack-faults-"))
         run_tests(folder)  # a failed test leaves its row empty, which --check reports
     results = read_results(folder)
-    text = table(results)
+    text = table(results, current_rows() if args.keep else None)
     write(text)
     print(text)
     missing = [f.id for f in FAULTS if f.id not in results]

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Fault:
     id: str
-    area: str  # "rollout", "systemd", "agent", "build" or "trust"
+    area: str  # "rollout", "systemd", "agent", "build", "trust" or "serving"
     title: str
     loss_unit: str  # what `lost` counts
 
@@ -58,6 +58,19 @@ FAULTS = [
           "series beyond the caps"),
     Fault("datagram-flood-outage", "agent", "18,500 datagrams of new labels, kinds and classes while the collector is down",
           "bytes over the buffer cap"),
+    Fault("million-rows", "serving", "A body of 1,000,000 one-element rows (3.8 MiB), 16 at once",
+          "MiB over the stated bound"),
+    Fault("parser-bombs-bento", "serving", "Parser bombs on every route of the Bento", "answers other than 400"),
+    Fault("parser-bombs-lambda", "serving", "Parser bombs on every route of the Lambda handler",
+          "answers other than 400"),
+    Fault("urllib-413-bento", "serving", "Python's urllib posts 128 MiB to the Bento", "413s not read"),
+    Fault("urllib-413-lambda", "serving", "Python's urllib posts 128 MiB to the local Lambda front", "413s not read"),
+    Fault("slow-request-head-bento", "serving", "A request head sent a byte at a time to the Bento",
+          "connections held past the deadline"),
+    Fault("slow-request-head-lambda", "serving", "A request head sent a byte at a time to the local Lambda front",
+          "connections held past the deadline"),
+    Fault("front-200-clients", "serving", "200 clients x 5 requests at once on the local Lambda front",
+          "requests reset or failed"),
 ]
 BY_ID = {fault.id: fault for fault in FAULTS}
 

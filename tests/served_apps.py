@@ -29,7 +29,7 @@ from mlpack.lambda_emulator import RuntimeAPI
 from mlpack.manifest import Manifest
 from mlpack.model_info import inspect_model
 from mlpack.render import RenderContext
-from mlpack.serve.function_url import FunctionUrlFront
+from mlpack.serve.function_url import FunctionUrlFront, lambda_budget
 from mlpack.steps import StepContext
 from mlpack.steps.bento import BentoStep
 
@@ -117,11 +117,11 @@ class FunctionURL:
     """A Lambda app's handler under awslambdaric, reachable over HTTP like a Function URL
     (mlpack serve's own front, serve/function_url.py)."""
 
-    def __init__(self, app: Path) -> None:
+    def __init__(self, app: Path, name: str = "model") -> None:
         self.api = RuntimeAPI()
         env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": self.api.address, "PYTHONPATH": str(app), **NO_AGENT}
         self.proc = start([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env)
-        self.front = FunctionUrlFront(self.api, port=0).start()
+        self.front = FunctionUrlFront(self.api, port=0, budget=lambda_budget(app, name)).start()
         self.url = f"http://{self.front.address}"
         try:
             wait_until_ready(f"{self.url}/v2/health/live", self.proc, "awslambdaric")

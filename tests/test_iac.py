@@ -20,6 +20,8 @@ import pytest
 import yaml
 
 from mlpack.build import BuildResult
+from mlpack.facts import server_memory_facts
+from mlpack.render import RenderContext
 from mlpack.targets import load_target, target_files
 
 from .iac_support import (
@@ -213,7 +215,9 @@ def test_pods_are_locked_down_with_the_agent_sidecar(demo_artifact, target: str)
         assert container["resources"]["limits"] and container["resources"]["requests"]
     for probe in ("readinessProbe", "livenessProbe"):
         assert model[probe]["httpGet"]["path"] == t.serving.health_path
-    assert model["resources"]["limits"]["memory"] == f"{built.memory_mb}Mi"
+    # BentoML at rest, the sessions and max_concurrency requests at their stated peak (docs/serving.md).
+    limit = server_memory_facts(RenderContext.from_manifest(built)).limit_mb
+    assert model["resources"]["limits"]["memory"] == model["resources"]["requests"]["memory"] == f"{limit}Mi"
     if t.kubernetes.gpus:
         assert model["resources"]["limits"]["nvidia.com/gpu"] == t.kubernetes.gpus
         assert {x["key"] for x in spec["tolerations"]} == {x.key for x in t.kubernetes.tolerations}

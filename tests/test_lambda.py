@@ -150,3 +150,29 @@ def test_an_http_body_over_the_limit_gets_a_413_before_it_is_parsed(runtime, lam
     status, reply = runtime.invoke({"body": "[" * int(limit * 2**20 + 1), "requestContext": {"http": {"method": "POST"}}})
     assert status == "response" and reply["statusCode"] == 413
     assert json.loads(reply["body"])["error"].endswith("rebuild the artifact with `mlpack build --max-request-mb N`")
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+POST = {"requestContext": {"http": {"method": "POST"}}}
+
+
+@pytest.mark.parametrize("event", [
+    {"body": DEEP, **POST},
+    {"body": '{"inputs": {"pixels": [[' + "1" * 5001 + "]]}}", **POST},
+    {"body": "!not base64!", "isBase64Encoded": True, **POST},
+    {"body": '{"inputs": ', **POST},
+    {"body": DEEP, "rawPath": "/v2/models/digits-demo/infer", **POST},
+    {"body": '{"inputs": [{"name": "pixels", "shape": [1, 1], "datatype": "FP32", "data": [' + "1" * 5001 + "]}]}",
+     "rawPath": "/v2/models/digits-demo/infer", **POST},
+    {"body": "{}", "rawPath": "/v2/models/digits-demo/infer",
+     "headers": {"inference-header-content-length": "nine"}, **POST},
+    {"inputs": {"pixels": json.loads("[" * 500 + "]" * 500)}},  # a direct invocation, already parsed
+    {"inputs": {"pixels": "x"}},
+], ids=["deep", "5001-digits", "bad-base64", "cut-off", "v2-deep", "v2-5001-digits", "v2-bad-header", "direct-deep",
+        "direct-string"])
+def test_no_request_makes_the_handler_raise(runtime, event) -> None:
+    status, reply = runtime.invoke(event)
+    assert status == "response", reply  # a raised exception would be a function error: 502 from a Function URL
+    assert reply["statusCode"] == 400, reply
+    error = json.loads(reply["body"])["error"] if "body" in reply else reply["error"]
+    assert error and "Traceback" not in error

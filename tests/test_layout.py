@@ -80,6 +80,9 @@ def test_the_serving_runtime_imports_only_the_standard_library_numpy_and_onnxrun
     allowed = {"numpy", "onnxruntime", "mlpack_agent", "snapshot_restore_py", "__future__"} | set(
         sys.stdlib_module_names)
     processing_library = {"text.py": "tokenizers", "image.py": "PIL"}
+    # The h11 protocol with a request-head deadline extends uvicorn's: only the Bento service
+    # and mlpack serve's Function URL front import it, where uvicorn runs anyway.
+    server_library = {"uvicorn_guard.py": {"uvicorn"}}
     runtime = PACKAGES["mlpack"] / "runtime"
     for path in runtime.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -95,4 +98,4 @@ def test_the_serving_runtime_imports_only_the_standard_library_numpy_and_onnxrun
             if library in roots:
                 assert id(node) not in top_level, f"{path.name} imports {library} at module level"
                 roots -= {library}
-            assert roots <= allowed, f"{path.name} imports {roots - allowed}"
+            assert roots <= allowed | server_library.get(path.name, set()), f"{path.name} imports {roots - allowed}"

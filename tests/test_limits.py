@@ -1,9 +1,9 @@
 """Requests that cannot hurt the service: the limits as target data, as build options, in
-runtime.json, and as mlpack_runtime enforces them (the ASGI body limit driven by hand)."""
+runtime.json, and as mlpack_runtime enforces them on arrays (the ASGI guard in front of
+them: tests/test_request_guard.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -18,7 +18,7 @@ from mlpack.cli import app as cli
 from mlpack.errors import InputError
 from mlpack.progress import Progress
 from mlpack.runtime import RequestError, limits
-from mlpack.runtime.limits import BodyLimitMiddleware, RequestLimits
+from mlpack.runtime.limits import RequestLimits
 from mlpack.targets import known_targets, load_target
 from mlpack.render import RenderContext
 
@@ -41,8 +41,8 @@ def test_build_options_change_the_limits_the_manifest_and_runtime_json_carry() -
     manifest = make_manifest("x86-cpu").model_copy(update={"target": target})
     assert manifest.target.serving.max_rows == 16
     carried = json.loads(runtime_json(RenderContext.from_manifest(manifest)))["limits"]
-    assert carried == {"max_request_bytes": 2**19, "max_rows": 16, "allow_non_finite": True}
-    assert RequestLimits.from_json(carried) == RequestLimits(2**19, 16, True)
+    assert carried == {"max_request_bytes": 2**19, "max_rows": 16, "allow_non_finite": True, "max_concurrency": 8}
+    assert RequestLimits.from_json(carried) == RequestLimits(2**19, 16, True, 8)
     assert load_target("x86-cpu").with_serving(max_rows=None) == load_target("x86-cpu")
 
 
@@ -73,74 +73,3 @@ def test_non_finite_floats_are_refused_where_they_are_unless_allowed() -> None:
     with pytest.raises(RequestError, match=r"^input 'x' holds -inf at \[1, 0\]: send finite numbers"):
         RequestLimits().check_arrays({"x": x}, SPECS)
     RequestLimits(allow_non_finite=True).check_arrays({"x": x}, SPECS)
-
-
-# --- the ASGI middleware, driven by hand ---------------------------------------------
-
-class Recorder:
-    """An inner ASGI app that reads the whole body and answers 200 with its length."""
-
-    def __init__(self) -> None:
-        self.called = False
-
-    async def __call__(self, scope, receive, send) -> None:
-        self.called = True
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise OSError("client went away")  # as a framework does: the middleware must swallow it
-            size += len(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": str(size).encode()})
-
-
-def run(middleware: BodyLimitMiddleware, chunks: list[bytes], headers: list[tuple[bytes, bytes]]):
-    read: list[int] = []
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        read.append(len(chunks[len(read)]))
-        return {"type": "http.request", "body": chunks[len(read) - 1], "more_body": len(read) < len(chunks)}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    asyncio.run(middleware({"type": "http", "headers": headers}, receive, send))
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status, body, sent, read
-
-
-def test_a_declared_length_over_the_limit_is_refused_without_reading_the_body() -> None:
-    inner = Recorder()
-    status, body, sent, read = run(BodyLimitMiddleware(inner, RequestLimits(max_request_bytes=10)), [b"x" * 11],
-                                   [(b"content-length", b"11")])
-    assert (status, read, inner.called) == (413, [], False)
-    assert json.loads(body)["error"].startswith("the request body (11 bytes) is over this service's limit of 10 bytes")
-    assert (b"connection", b"close") in sent[0]["headers"]
-
-
-def test_a_chunked_body_is_refused_once_it_passes_the_limit_and_the_app_is_cut_off() -> None:
-    inner = Recorder()
-    status, body, sent, read = run(BodyLimitMiddleware(inner, RequestLimits(max_request_bytes=10)),
-                                   [b"x" * 6, b"x" * 6, b"x" * 6], [])
-    assert (status, read, inner.called) == (413, [6, 6], True)  # the third chunk is never read
-    assert json.loads(body)["error"].startswith("the request body is over this service's limit of 10 bytes")
-    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]  # the app's reply dropped
-
-
-def test_a_body_within_the_limit_reaches_the_app() -> None:
-    status, body, _, _ = run(BodyLimitMiddleware(Recorder(), RequestLimits(max_request_bytes=10)),
-                             [b"x" * 5, b"x" * 5], [(b"content-length", b"10")])
-    assert (status, body) == (200, b"10")
-
-
-def test_an_app_failure_of_its_own_still_propagates() -> None:
-    async def failing(scope, receive, send) -> None:
-        raise ValueError("the app's own bug")
-
-    with pytest.raises(ValueError, match="the app's own bug"):
-        run(BodyLimitMiddleware(failing, RequestLimits()), [b""], [])

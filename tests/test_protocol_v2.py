@@ -142,6 +142,12 @@ def v2_body(x: object, shape: list[int], datatype: str = "FP32", **extra) -> byt
 
 @pytest.mark.parametrize("body, message", [
     (b"{not json", "the inference request is not valid JSON"),
+    # Parser failures of every kind are the client's: 400, never a 500.
+    (b"[" * 100_000 + b"]" * 100_000, "the inference request is nested too deep to read"),
+    (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [' + b"1" * 5001 + b"]}]}",
+     "the inference request holds an integer of more than 4,300 digits"),
+    (b"\xff\xfe{", "the inference request is not"),
+    (v2_body([10**30, 1, 2, 3], [1, 4]), "input 'x' is FP32 but its data holds values of mixed types"),
     (b'{"inputs": 3}', 'expected an inference request {"inputs"'),
     (v2_body([1, 2, 3], [1, 4]), "input 'x' has 3 values, but its shape [1, 4] holds 4"),
     (v2_body([1, 2, 3, 4], [1, 4], "FP8"), "input 'x' has datatype 'FP8': use one of BOOL"),

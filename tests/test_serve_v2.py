@@ -4,7 +4,6 @@ Function URL front: the same answers as onnxruntime, and requests that cannot hu
 
 from __future__ import annotations
 
-import time
 
 import httpx
 import numpy as np
@@ -34,7 +33,7 @@ def server(request: pytest.FixtureRequest, model, tmp_path_factory: pytest.TempP
         running = BentoServer(build_bento(model, folder / "artifact", NAME, max_rows=MAX_ROWS), folder / "home")
     else:
         app = build_lambda_app(model, folder / "app", NAME, max_rows=MAX_ROWS, max_request_mb=LAMBDA_MAX_MB)
-        running = FunctionURL(app)
+        running = FunctionURL(app, NAME)
     yield request.param, running
     running.close()
 
@@ -118,14 +117,14 @@ def test_too_many_rows_get_a_400_naming_the_limit(client) -> None:
         f"input 'x' has {MAX_ROWS + 1} rows, over this service's limit of {MAX_ROWS} rows per request")
 
 
-def test_a_body_over_the_limit_gets_a_413_at_once_and_the_server_keeps_serving(server, client, model) -> None:
+def test_a_body_over_the_limit_gets_a_413_unparsed_and_the_server_keeps_serving(server, client, model) -> None:
     kind, running = server
-    size = 128 * 2**20 if kind == "bento" else 2 * LAMBDA_MAX_MB * 2**20
+    # Far over the limit; unparsed, or 100,000-deep brackets would be a 400 (128 MiB to
+    # urllib: tests/test_hostile_clients.py).
+    size = 16 * 2**20 if kind == "bento" else 2 * LAMBDA_MAX_MB * 2**20
     for path in ("/predict", f"/v2/models/{NAME}/infer"):
-        started = time.perf_counter()
         reply = httpx.post(f"{running.url}{path}", content=b"[" * size,
-                           headers={"content-type": "application/json"}, timeout=30)
-        assert time.perf_counter() - started < 1.0
+                           headers={"content-type": "application/json"}, timeout=60)
         assert reply.status_code == 413
         assert "is over this service's limit" in reply.json()["error"]
         assert "mlpack build --max-request-mb" in reply.json()["error"]

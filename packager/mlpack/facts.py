@@ -13,10 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import math
+
 from .bytecode import INVALIDATION_MODE
 from .cuda import cuda_plan, library_path
 from .runtime.providers import required_provider
 from .lambda_prune import prune_rules, shell_commands
+from .runtime.budget import RequestBudget
+from .runtime.limits import RequestLimits
 
 if TYPE_CHECKING:
     from .render import RenderContext
@@ -44,6 +48,17 @@ GRAFANA_UID_LENGTH = 40
 LAMBDA_ALIAS = "live"
 # systemd's strict rule for user names: at most 31 characters.
 SYSTEMD_USER_LENGTH = 31
+# A served Bento at rest, in MiB of resident memory: `bentoml serve`'s arbiter (about 100)
+# and one worker with BentoML, onnxruntime and a small model loaded (about 125), as
+# tests/test_request_memory.py measures them (and checks they stay under these).
+BENTO_ARBITER_MB = 110
+BENTO_WORKER_MB = 140
+# An onnxruntime session holds the weights, their optimized copy and its arena.
+SESSION_MODEL_FACTOR = 3
+# The CUDA libraries a CUDA session maps (libcublasLt, the CUDA provider, libcurand,
+# libcublas: about 1,000 MiB in the onnxruntime-gpu 1.31 and CUDA 13 wheels), per worker:
+# an estimate (docs/serving.md), the tests run without a GPU.
+CUDA_LIBRARIES_MB = 1024
 
 
 @dataclass(frozen=True)
@@ -210,6 +225,17 @@ class GreengrassFacts:
 
 
 @dataclass(frozen=True)
+class ServerMemoryFacts:
+    """What a server's container may use at most (the Kubernetes limit, the Greengrass
+    container's --memory, the systemd unit's MemoryMax): BentoML at rest, each worker's
+    sessions, and `max_concurrency` requests per worker at their most (docs/serving.md)."""
+
+    limit_mb: int  # in 64 MiB steps
+    footprint_mb: float  # at rest, the model loaded
+    request_mb: float  # one request at its most: mlpack_runtime.budget.RequestBudget.peak_bytes
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything `facts` holds in a template."""
 
@@ -222,6 +248,7 @@ class Facts:
     kubernetes: KubernetesFacts
     systemd: SystemdFacts
     greengrass: GreengrassFacts
+    server_memory: ServerMemoryFacts
 
 
 def short_sha(sha256: str) -> str:
@@ -349,6 +376,20 @@ def kubernetes_facts(ctx: RenderContext) -> KubernetesFacts:
     )
 
 
+def server_memory_facts(ctx: RenderContext) -> ServerMemoryFacts:
+    serving = ctx.target.serving
+    served = ctx.processing.runtime_config()["inputs"] if ctx.processing else \
+        [t.model_dump() for t in ctx.model.signature.inputs]
+    budget = RequestBudget.of(RequestLimits.from_json(serving.limits_settings()), served)
+    request_mb = budget.peak_bytes() / 2**20
+    worker_mb = SESSION_MODEL_FACTOR * ctx.model.size_bytes / 2**20
+    if "CUDAExecutionProvider" in ctx.target.runtime.execution_providers:
+        worker_mb += CUDA_LIBRARIES_MB
+    footprint = BENTO_ARBITER_MB + serving.workers * (BENTO_WORKER_MB + worker_mb)
+    need = footprint + serving.workers * serving.max_concurrency * request_mb
+    return ServerMemoryFacts(limit_mb=int(math.ceil(need / 64) * 64), footprint_mb=footprint, request_mb=request_mb)
+
+
 def systemd_facts(ctx: RenderContext) -> SystemdFacts:
     home = f"/opt/mlpack/{ctx.artifact}"
     run_dir = f"mlpack-{ctx.artifact}"
@@ -420,4 +461,5 @@ def template_facts(ctx: RenderContext) -> Facts:
         kubernetes=kubernetes_facts(ctx),
         systemd=systemd_facts(ctx),
         greengrass=greengrass_facts(ctx),
+        server_memory=server_memory_facts(ctx),
     )

@@ -175,6 +175,11 @@ class Serving(_Strict):
     allow_non_finite: bool = Field(
         False, description="accept NaN and infinities in float inputs; else HTTP 400 naming the input (--allow-non-finite)"
     )
+    max_concurrency: int = Field(
+        8, ge=1, le=1024,
+        description="requests with a body one worker reads and answers at once; the next wait unread (then 503). "
+                    "With the request limits it bounds a worker's memory, and so the container's limit",
+    )
 
     def limits_settings(self) -> dict[str, Any]:
         """The `limits` of runtime.json: what mlpack_runtime.limits enforces, in bytes and rows."""
@@ -182,6 +187,7 @@ class Serving(_Strict):
             "max_request_bytes": int(self.max_request_mb * 2**20),
             "max_rows": self.max_rows,
             "allow_non_finite": self.allow_non_finite,
+            "max_concurrency": self.max_concurrency,
         }
 
 

@@ -34,7 +34,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from .limits import BodyTooLarge
-from .validation import RequestError, outputs_to_json
+from .validation import RequestError, outputs_to_json, read_json
 
 if TYPE_CHECKING:
     from .served import ServedModel
@@ -179,13 +179,15 @@ def infer(model: ServedModel, body: bytes, headers: Mapping[str, str], started: 
     except RequestError:
         model.rejected(started)
         raise
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # data numpy cannot take as given
+        model.rejected(started)
+        raise RequestError(f"the inference request's data cannot be read: {_first_line(exc)}") from None
     try:
         values = model.infer(arrays, started)
     except RequestError:
         raise
     except Exception as exc:  # the model itself failed: a 500 that says why, the server goes on
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return Reply.error(500, f"the model failed on this request: {reason}")
+        return Reply.error(500, f"the model failed on this request: {_first_line(exc)}")
     by_name = {spec["name"]: (spec, value) for spec, value in zip(model.outputs, values)}
     outputs, blobs = [], []
     for name, binary_out in wanted:
@@ -205,6 +207,10 @@ def infer(model: ServedModel, body: bytes, headers: Mapping[str, str], started: 
                  {"content-type": BINARY_TYPE, HEADER_LENGTH: str(len(header))})
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _split_body(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any], bytes]:
     """(the JSON inference request, the binary tensor data after it)."""
     length = headers.get(HEADER_LENGTH)
@@ -218,10 +224,7 @@ def _split_body(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any]
         if not 0 <= size <= len(body):
             raise RequestError(f"the {HEADER_LENGTH} header says {size} bytes, but the body has {len(body)}")
         header, binary = body[:size], body[size:]
-    try:
-        request = json.loads(header)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(f"the inference request is not valid JSON: {exc}") from None
+    request = read_json(header, "the inference request")
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise RequestError('expected an inference request {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
     if "id" in request and not isinstance(request["id"], str):

@@ -6,6 +6,7 @@ with the same 4xx message naming the input and the shape it expects.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 _ACCEPTED_KINDS = {
     "f": "fiub",  # floats accept ints and bools too
     "i": "iub",
-    "u": "ub",
+    "u": "iub",  # JSON integers are int64: in range (checked below), they fit
     "b": "b",
     "U": "U",
     "O": "OUS",  # string tensors: JSON strings, or bytes from an .npz (decoded as UTF-8)
@@ -23,6 +24,21 @@ _ACCEPTED_KINDS = {
 
 class RequestError(ValueError):
     """The request does not fit the model's signature (HTTP 400)."""
+
+
+def read_json(body: bytes | str, what: str = "the request body") -> Any:
+    """json.loads, with every way it fails on a client's bytes as a RequestError (HTTP 400)
+    saying what is wrong in the client's terms."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise RequestError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeDecodeError:
+        raise RequestError(f"{what} is not UTF-8 text") from None
+    except RecursionError:
+        raise RequestError(f"{what} is nested too deep to read: send arrays nested like the inputs' shapes") from None
+    except ValueError:  # the one other failure: an integer past the 4,300 digits Python reads
+        raise RequestError(f"{what} holds an integer of more than 4,300 digits, which no tensor can hold") from None
 
 
 def _shape_text(shape: list | None) -> str:
@@ -92,6 +108,10 @@ def _to_array(name: str, value: Any, spec: Mapping[str, Any]) -> np.ndarray:
             )
     if dtype.kind == "O":
         return _strings(name, array, spec)
+    if dtype.kind in "iu" and array.dtype.kind in "iu" and array.size:
+        info = np.iinfo(dtype)  # astype would wrap (2**63 as int64 is -2**63)
+        if array.min() < info.min or array.max() > info.max:
+            raise RequestError(f"input {name!r} has values outside the range of {dtype.name}: expected {_expected(spec)}")
     return array.astype(dtype, copy=False)
 
 

@@ -31,7 +31,7 @@ from ..lambda_measure import (
 from ..render import RenderContext
 from ..steps.lambda_zip import APP
 from . import ServeOptions, wait_until
-from .function_url import FunctionUrlFront
+from .function_url import FunctionUrlFront, lambda_budget
 from .processes import Processes
 
 def start_lambda(artifact: Artifact, options: ServeOptions, work: Path, socket_path: str, processes: Processes,
@@ -58,7 +58,7 @@ def start_lambda(artifact: Artifact, options: ServeOptions, work: Path, socket_p
         env["LAMBDA_RUNTIME_DIR"] = str(runtime_dir)
     processes.start(f"the Lambda runtime ({RUNTIME_CLIENT})", [python, "-m", RUNTIME_CLIENT, facts.handler],
                     env=env, cwd=task)
-    front = FunctionUrlFront(api, options.host, options.port).start()
+    front = FunctionUrlFront(api, options.host, options.port, budget=lambda_budget(task, m.name)).start()
     cleanup.append(front.close)
     wait_until(lambda: api.first_request_at is not None, options.ready_timeout_s, processes, stop,
                "the handler's init")  # its first request to the Runtime API ends init (or reports its error)

@@ -5,7 +5,10 @@ Accepts a direct invocation {"inputs": {...}} or a Function URL / API Gateway ev
 body is that JSON. Function URL paths under /v2 speak the Open Inference Protocol v2
 (mlpack_runtime.protocol_v2, as the Bento service does): GET /v2, /v2/health/live,
 /v2/health/ready, /v2/models/golden-model[/ready], POST /v2/models/golden-model/infer.
-An HTTP body over the artifact's limit gets HTTP 413 before it is decoded or parsed.
+An HTTP body over the artifact's limit gets HTTP 413 before it is decoded or parsed, and
+JSON that would hold more than the limits allow gets 400 before it is parsed
+(mlpack_runtime.budget). No request makes the handler raise: 400/413 for what it sends,
+500 when the model fails on it.
 The session is created at init, so it counts once, in the cold start.
 """
 
@@ -17,10 +20,17 @@ import time
 from typing import Any
 
 from mlpack_runtime import RequestError, ServedModel
+from mlpack_runtime.budget import RequestBudget, json_part
 from mlpack_runtime.snapstart import register_hooks
+from mlpack_runtime.validation import read_json
 
 # Created at init, so the session counts once, in the cold start.
 MODEL = ServedModel(os.path.dirname(os.path.realpath(__file__)))
+# What a request may hold, checked before its body is parsed; a 413 names the route that
+# carries tensors as binary.
+BUDGET = RequestBudget.of(MODEL.limits, MODEL.inputs, binary_routes=(
+    "POST /v2/models/golden-model/infer with binary tensor data",
+))
 # With SnapStart on (iac/), Lambda runs these around its snapshot: warm the session
 # before it, make seeds and the telemetry socket new after each restore. Otherwise inert.
 register_hooks(MODEL)
@@ -36,26 +46,29 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
 
 
 def _handle(event: Any) -> dict[str, Any]:
+    """Every request gets an answer: 400/413 for what it sends, 500 when the model fails on
+    it. A raised exception would be a function error (HTTP 502 from a Function URL)."""
     started = time.perf_counter()
     is_http = isinstance(event, dict) and any(key in event for key in ("body", "requestContext", "rawPath"))
-    if is_http:
-        # Before anything decodes or parses the body.
-        too_large = MODEL.limits.body_problem(_body_size(event))
-        if too_large is not None:
-            MODEL.rejected(started)
-            return _reply(True, 413, {"error": str(too_large)})
-        if _path(event) == "/v2" or _path(event).startswith("/v2/"):
-            return _open_inference_protocol(event)
     try:
-        request = _request(event, is_http)
-    except RequestError as exc:
-        MODEL.rejected(started)
-        return _reply(is_http, 400, {"error": str(exc)})
-    try:
-        outputs = MODEL.predict(request.get("inputs"), started)
+        if is_http:
+            # Before anything decodes or parses the body.
+            too_large = BUDGET.body_problem(_body_size(event))
+            if too_large is not None:
+                MODEL.rejected(started)
+                return _reply(True, 413, {"error": str(too_large)})
+            if _path(event) == "/v2" or _path(event).startswith("/v2/"):
+                return _open_inference_protocol(event, started)
+        request = _request(event, is_http, started)
+        return _reply(is_http, 200, {"outputs": MODEL.predict(request.get("inputs"), started)})
     except RequestError as exc:
         return _reply(is_http, 400, {"error": str(exc)})
-    return _reply(is_http, 200, {"outputs": outputs})
+    except Exception as exc:  # the model (or the artifact's processing) failed on this request
+        import traceback  # only when something failed: not imported at init
+
+        traceback.print_exc()  # to the function's log
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return _reply(is_http, 500, {"error": f"the model failed on this request: {reason}"})
 
 
 def _path(event: dict[str, Any]) -> str:
@@ -80,16 +93,23 @@ def _body_bytes(event: dict[str, Any]) -> bytes:
     if event.get("isBase64Encoded"):
         import base64  # only base64 bodies need it: not imported at init
 
-        return base64.b64decode(body)
+        try:
+            return base64.b64decode(body)
+        except ValueError:
+            raise RequestError("the request body is marked base64 but is not valid base64") from None
     return body.encode("utf-8")
 
 
-def _open_inference_protocol(event: dict[str, Any]) -> dict[str, Any]:
+def _open_inference_protocol(event: dict[str, Any], started: float) -> dict[str, Any]:
     import base64
 
     from mlpack_runtime import protocol_v2  # on the first /v2 request: not part of every cold start
 
-    reply = protocol_v2.handle(MODEL, _method(event), _path(event), event.get("headers") or {}, _body_bytes(event))
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    body = _body_bytes(event)
+    # The JSON part (all of it, or the header before binary tensors), measured before it is parsed.
+    _check_json(json_part(body, headers.get("content-type", ""), headers.get(protocol_v2.HEADER_LENGTH)), started)
+    reply = protocol_v2.handle(MODEL, _method(event), _path(event), headers, body)
     binary = reply.headers.get("content-type") != protocol_v2.JSON_TYPE
     return {
         "statusCode": reply.status,
@@ -99,16 +119,28 @@ def _open_inference_protocol(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _request(event: Any, is_http: bool) -> dict[str, Any]:
-    if is_http:
-        body = _body_bytes(event).decode("utf-8", "replace")
-        try:
-            event = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise RequestError(f"the request body is not valid JSON: {exc.msg}") from None
-    if not isinstance(event, dict):
-        raise RequestError('expected a JSON object {"inputs": {"<input name>": array}}')
+def _request(event: Any, is_http: bool, started: float) -> dict[str, Any]:
+    try:
+        if is_http:
+            body = _body_bytes(event)
+            BUDGET.check_json(body)  # before json.loads builds a Python object per value
+            event = read_json(body)
+        if not isinstance(event, dict):
+            raise RequestError('expected a JSON object {"inputs": {"<input name>": array}}')
+    except RequestError:
+        MODEL.rejected(started)
+        raise
     return event
+
+
+def _check_json(body: bytes | None, started: float) -> None:
+    if body is None:
+        return
+    try:
+        BUDGET.check_json(body)
+    except RequestError:
+        MODEL.rejected(started)
+        raise
 
 
 def _reply(is_http: bool, status: int, body: dict[str, Any]) -> dict[str, Any]:

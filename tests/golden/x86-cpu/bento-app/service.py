@@ -12,7 +12,11 @@ mlpack_runtime.protocol_v2:
 GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/golden-model, /v2/models/golden-model/ready
 POST /v2/models/golden-model/infer
 
-Every route refuses a body over the artifact's limit with HTTP 413 before reading it.
+Every route goes through mlpack_runtime.asgi.RequestGuard first: a body over the artifact's
+limit gets HTTP 413 (read and dropped, so that the client reads the status), JSON that would
+hold more than the limits allow gets 400 before it is parsed, and a worker answers at most
+8 requests with a body at once. A request head must arrive within
+mlpack_runtime.uvicorn_guard's deadline.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from bentoml.exceptions import InvalidArgument
 from bentoml.validators import DType, Shape
 from pydantic import AfterValidator
 
-from mlpack_runtime import ProviderUnavailable, RequestError, ServedModel, load_runtime, protocol_v2
-from mlpack_runtime.limits import BodyLimitMiddleware
+from mlpack_runtime import ProviderUnavailable, RequestError, ServedModel, load_runtime, protocol_v2, uvicorn_guard
+from mlpack_runtime.asgi import RequestGuard
+from mlpack_runtime.budget import RequestBudget
 from mlpack_runtime.providers import UNAVAILABLE_EXIT, preflight
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +45,12 @@ from starlette.routing import Route
 HERE = Path(__file__).resolve().parent
 RUNTIME = load_runtime(HERE / "runtime.json")
 LIMITS = RUNTIME.limits
+# Where the same tensors travel as binary: what a 413 for a request of few rows suggests.
+BUDGET = RequestBudget.for_runtime(RUNTIME, binary_routes=(
+    "POST /predict_npz with an .npz file",
+    "POST /v2/models/golden-model/infer with binary tensor data",
+))
+uvicorn_guard.install()  # BentoML's worker imports this module before it configures uvicorn
 
 
 async def open_inference_protocol(request: Request) -> Response:
@@ -89,7 +100,10 @@ class MlpackService:
         """Run the model on an uploaded .npz archive holding one array per input name."""
         try:
             with np.load(file, allow_pickle=False) as archive:
+                BUDGET.check_npz(archive)  # from the arrays' headers, before any is unpacked
                 payload = {name: archive[name] for name in archive.files}
+        except RequestError as exc:
+            raise InvalidArgument(str(exc)) from None
         except Exception:
             raise InvalidArgument("file is not a readable .npz archive of arrays") from None
         return self._run(payload)
@@ -119,4 +133,4 @@ class MlpackService:
             raise InvalidArgument(str(exc)) from None
 
 
-MlpackService.add_asgi_middleware(BodyLimitMiddleware, limits=LIMITS)
+MlpackService.add_asgi_middleware(RequestGuard, budget=BUDGET)
