@@ -170,3 +170,46 @@ def test_serving_md_sends_a_request_to_every_route_the_artifacts_serve() -> None
     assert {"/predict", "/predict_batch", "/predict_npz", "/predict_image", "/v2/models/digits-demo/infer"} <= routes
     documented = {route for route, _ in documented_lines()}
     assert routes - documented == set()
+
+
+def test_a_gpu_artifact_without_its_gpu_refuses_to_start_in_one_line_and_serves_on_the_cpu_when_told(
+        demo_artifact, tmp_path: Path) -> None:
+    """This host has no GPU: `mlpack serve` runs the cuda-gpu Bento on the onnxruntime-gpu it pins, whose CUDA
+    provider cannot load here. It stops before any worker starts, naming the library; with --allow-cpu it
+    serves, and the agent exports the provider it really runs on (what the GPU alert watches)."""
+    artifact = demo_artifact("cuda-gpu").path
+    port, agent_port = free_port(), free_port()
+    refused = subprocess.run([str(Path(sys.executable).with_name("mlpack")), "serve", str(artifact), "--port",
+                              str(port), "--agent-port", str(agent_port)], capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode != 0
+    assert "mlpack: not ready: CUDAExecutionProvider did not load, so the model would run on CPUExecutionProvider: " \
+           "libonnxruntime_providers_cuda.so needs libcublasLt.so.13" in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: bentoml serve exited with status 3")
+    assert port_free(port) and port_free(agent_port), "nothing is left listening"
+
+    out = tmp_path / "allowed.out"
+    served = subprocess.Popen([str(Path(sys.executable).with_name("mlpack")), "serve", str(artifact), "--port",
+                               str(port), "--agent-port", str(agent_port), "--allow-cpu"],
+                              stdout=open(out, "wb"), stderr=open(tmp_path / "allowed.err", "wb"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: "Ctrl-C or SIGTERM" in out.read_text() or served.poll() is not None, 180, interval_s=0.3,
+                 what="mlpack serve --allow-cpu to print its URLs")
+        assert served.poll() is None, (tmp_path / "allowed.err").read_text()[-3000:]
+        pixels, labels = demo_rows(3)
+        reply = httpx.post(f"{base}/predict", json={"inputs": {"pixels": pixels.tolist()}}, timeout=60)
+        assert reply.status_code == 200 and reply.json()["outputs"]["label"] == labels.tolist()
+
+        def provider() -> str | None:
+            text = httpx.get(f"http://127.0.0.1:{agent_port}/metrics", timeout=5).text
+            found = re.search(r'mlpack_execution_provider_info\{[^}]*execution_provider="(\w+)"', text)
+            return found.group(1) if found else None
+
+        wait_for(lambda: provider() is not None, 30, interval_s=0.3, what="the agent to export the provider")
+        assert provider() == "CPUExecutionProvider"
+        assert "mlpack: serving on CPUExecutionProvider on purpose (MLPACK_ALLOW_CPU=1)" in \
+            (tmp_path / "allowed.err").read_text()
+    finally:
+        served.send_signal(signal.SIGTERM)
+        served.wait(timeout=60)
