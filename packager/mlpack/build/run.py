@@ -197,12 +197,17 @@ def gate_verdict(optimization: OptimizationResult) -> dict[str, Any]:
 
 
 def reason_without_figures(optimization: OptimizationResult) -> str:
-    """The manifest's reason for the pick: the rule and the gate's verdicts, no timings (report.md has them)."""
-    passed = [c.name for c in optimization.candidates if c.passed and not c.reference]
+    """The manifest's reason for the pick: the rule and the gate's verdicts, no timings (report.md has them),
+    and the optimizer's headline (int8 held back on synthetic inputs, nothing made, and why)."""
+    if optimization.problem:
+        return f"{optimization.chosen.name} ships; {optimization.headline}"
+    passed = [c.name for c in optimization.candidates if c.passed and not c.reference and not c.held]
     failed = [c.name for c in optimization.candidates if not c.passed and not c.reference]
     text = f"{optimization.chosen.name} ships; passed the accuracy gate: {', '.join(passed) or 'none'}"
     if failed:
         text += f"; failed it: {', '.join(failed)}"
+    if optimization.headline:
+        text += f"; {optimization.headline}"
     return text + "; report.md says why, with the measurements"
 
 

@@ -35,6 +35,11 @@ class EvalData:
     def rows(self) -> int:
         return len(next(iter(self.inputs.values())))
 
+    def describe(self) -> str:
+        """How many rows and of what kind, for logs and recipes: synthetic rows are never called
+        calibration data."""
+        return f"{self.rows} {'synthetic' if self.synthetic else 'real'} rows"
+
     def take(self, rows: slice | np.ndarray) -> EvalData:
         labels = self.labels[rows] if self.labels is not None else None
         return EvalData({k: v[rows] for k, v in self.inputs.items()}, labels, self.source, self.synthetic)

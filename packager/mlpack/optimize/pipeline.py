@@ -23,7 +23,7 @@ from ..progress import Progress
 from ..targets import Target
 from . import passes
 from .data import load_data, synthetic_data
-from .gate import GateSettings
+from .gate import GateSettings, near_ties
 from .measure import latencies, session, target_providers, timing_batches
 from .report import Candidate, OptimizationResult
 from .run import Log, Run, first_line
@@ -31,6 +31,9 @@ from .select import pick, pinned
 from .variants import REGISTRY
 
 TIMING_BUDGET_S = 10.0  # seconds of latency timing for all candidates and batch sizes together
+HELD = "passed the gate on synthetic inputs only, which say nothing about real data"
+CALIBRATE = "pass --calibration FILE.npz with real inputs"
+COULD_NOT_RUN = "could not run"  # how Run.gated starts the reason of a candidate that did not run
 
 
 def optimize_model(
@@ -102,8 +105,8 @@ def make_candidates(
     if data is not None:
         try:
             run.use_data(data)
-        except Exception as exc:  # e.g. ZipMap outputs (lists of dicts) cannot be compared
-            problem = f"the model's outputs cannot be compared ({first_line(exc)})"
+        except Exception as exc:  # e.g. synthetic inputs of a size the model does not accept
+            problem = f"the float model fails on {data.source}: {first_line(exc)}"
     if problem:
         run.problem = problem
         return run
@@ -137,6 +140,7 @@ def time_and_pick(run: Run, *, budget_s: float | None = None, variant: str | Non
         run.note(f"Latency was not measured on the target: {target.runtime.execution_providers[0]} "
                  "is not available on this host. Accuracy was measured with the CPU provider.")
 
+    held = _hold_back(run)
     if variant is not None:
         chosen, why = pinned(run.candidates, variant, run.skipped)
     else:
@@ -146,27 +150,71 @@ def time_and_pick(run: Run, *, budget_s: float | None = None, variant: str | Non
         candidates=run.candidates, chosen=chosen, data_source=run.data_source, why=why,
         target=target.name, policy=target.optimize.policy, gate=run.gate,
         latency_note=latency_note, measured_on=measured_on, skipped=run.skipped,
-        sensitive_layers=run.sensitive_layers, notes=run.notes, **_data_facts(run),
+        sensitive_layers=run.sensitive_layers, notes=run.notes, headline=_headline(run, chosen, held),
+        **_data_facts(run),
     )
+
+
+def _data_dependent(candidate: Candidate) -> bool:
+    """Made by a variant whose accuracy depends on the data (int8 of any kind)."""
+    variant = REGISTRY.get(candidate.name)
+    return variant is not None and variant.data_dependent and not candidate.reference
+
+
+def _hold_back(run: Run) -> list[Candidate]:
+    """Without real data, the variants whose accuracy depends on it pass on no evidence: they are
+    held back (never picked), unless the user allows it with --gate synthetic=allow."""
+    if not run.data.synthetic or run.gate.synthetic == "allow":
+        return []
+    held = [c for c in run.candidates if c.passed and _data_dependent(c)]
+    for c in held:
+        c.held = HELD
+    return held
+
+
+def _headline(run: Run, chosen: Candidate, held: list[Candidate]) -> str:
+    """The one line a console prints when the pick needs explaining, else ''."""
+    if held:
+        return (f"int8 held back: {', '.join(c.name for c in held)} {HELD} (no --calibration given); "
+                f"{CALIBRATE} to gate int8 on them, or --gate synthetic=allow to ship it anyway")
+    if run.data.synthetic and _data_dependent(chosen):
+        return (f"{chosen.name} ships on synthetic evidence (--gate synthetic=allow): the gate never saw real "
+                f"data; {CALIBRATE} to check it")
+    listed = [name for name in run.target.optimize.variants]
+    compared = [c for c in run.candidates if c.name in listed and not c.reason.startswith(COULD_NOT_RUN)]
+    if listed and not compared:
+        reasons = [f"{name}: {why}" for name, why in run.skipped if name in listed]
+        reasons += [f"{c.name}: {c.reason}" for c in run.candidates if c.name in listed]
+        return f"no variant could be made or compared with float: {'; '.join(reasons)}"
+    return ""
 
 
 def _data_facts(run: Run) -> dict:
     """What the report says about the data: real or synthetic, and how many rows did what."""
+    ties = near_ties(run.reference, run.output_names, run.gate)
     return {"tolerance": run.target.optimize.tolerance, "synthetic": run.data.synthetic,
-            "gate_rows": run.held_out.rows, "calibration_rows": run.calibration.rows}
+            "gate_rows": run.held_out.rows, "calibration_rows": run.calibration.rows,
+            "near_ties": int(ties.sum()) if ties is not None else 0}
 
 
 def _float_only(run: Run) -> OptimizationResult:
     path = run.float_path
     baseline = Candidate("float", path, model_bytes(path), run.float_recipe, reason="the reference")
+    synthetic = run.data is None or run.data.synthetic
+    if run.data is None:
+        fix = CALIBRATE
+    elif synthetic:
+        fix = "pass --sample-shape INPUT=DIMS with a shape the model accepts, or --calibration FILE.npz"
+    else:
+        fix = "check that the calibration file holds inputs the model accepts"
     return OptimizationResult(
-        candidates=[baseline], chosen=baseline, data_source=run.data_source,
-        why=f"kept the float model: no variant can be checked, since {run.problem}",
+        candidates=[baseline], chosen=baseline, data_source=run.data.source if run.data else run.data_source,
+        why="kept the float model: no variant was compared with it",
         target=run.target.name, policy=run.target.optimize.policy, gate=run.gate,
-        tolerance=run.target.optimize.tolerance, synthetic=bool(run.data and run.data.synthetic),
+        tolerance=run.target.optimize.tolerance, synthetic=synthetic, problem=run.problem,
+        headline=f"no variant was made: {run.problem}; {fix}",
         latency_note="not measured: nothing to compare", notes=[
-            f"No variant was made: {run.problem}. Pass --calibration FILE.npz with real inputs to enable "
-            "the optimizer's accuracy gate."],
+            f"No variant was made: {run.problem}. To enable the optimizer's accuracy gate, {fix}."],
     )
 
 
@@ -246,9 +294,13 @@ def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
 
 def _explain(run: Run, chosen: Candidate) -> None:
     if run.data.synthetic:
+        shipped = (f" {chosen.name} ships on that evidence alone, as --gate synthetic=allow asked."
+                   if _data_dependent(chosen) else
+                   " So no variant whose accuracy depends on the data (int8, mixed) ships; --gate synthetic=allow "
+                   "would let one.")
         run.notes.insert(0, "Accuracy was measured on synthetic inputs made from the model's signature, not on "
                             "real data: it shows the variant computes the same function, not how it does on "
-                            "your data. Pass --calibration FILE.npz to gate on real inputs.")
+                            "your data. Pass --calibration FILE.npz to gate on real inputs." + shipped)
     m = chosen.metrics
     if "accuracy" in m and chosen is not run.candidates[0]:
         within = m["accuracy_drop"] <= run.gate.max_accuracy_drop + 1e-12
@@ -257,5 +309,10 @@ def _explain(run: Run, chosen: Candidate) -> None:
                             f"{'within' if within else 'outside'} the gate's "
                             f"{run.gate.max_accuracy_drop * 100:.1f} points.")
     if run.calibration is not run.held_out:
-        run.notes.append(f"Calibration used the first {run.calibration.rows} rows; the gate used the other "
+        run.notes.append(f"Calibration used the first {run.calibration.describe()}; the gate used the other "
                          f"{run.held_out.rows}.")
+    ties = near_ties(run.reference, run.output_names, run.gate)
+    if ties is not None and ties.any():
+        run.notes.append(f"{int(ties.sum())} of the gate's {run.held_out.rows} rows are near-ties in float (its top "
+                         f"two classes within {run.gate.near_tie:.1%} of the row's range): they decide no top-1 "
+                         f"agreement, which the other {run.held_out.rows - int(ties.sum())} rows decide.")
