@@ -152,3 +152,51 @@ def every_datatype_model(path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def pyramid_cnn(path: Path, *, constant_weights: bool = False, opset: int = 17) -> Path:
+    """A detector-like CNN with dynamic height and width that accepts only multiples of 32, as
+    PP-OCR's text detector does: x [batch, 3, height, width] -> five stride-2 Conv+Relu
+    ("conv1".."conv5", down to 1/32) -> the 1/32 map upsampled twice (Resize) and
+    concatenated with the 1/16 map -> 1x1 Conv "head" -> GlobalAveragePool -> Flatten ->
+    features [batch, 8]. At 16x16 the two maps are 2x2 and 1x1, and Concat fails.
+
+    `constant_weights` keeps every weight in a `Constant` node instead of an initializer, as
+    some exporters (paddle2onnx) write them.
+    """
+    rng = np.random.default_rng(7)
+    channels = [3, 8, 8, 16, 16, 16]
+    weights = {f"K{i + 1}": rng.standard_normal((channels[i + 1], channels[i], 3, 3)).astype(np.float32)
+               * np.float32(1.5 / np.sqrt(9 * channels[i])) for i in range(5)}
+    weights["KH"] = rng.standard_normal((8, 32, 1, 1)).astype(np.float32) * np.float32(0.3)
+    nodes, previous = [], "x"
+    for i in range(1, 6):
+        nodes += [helper.make_node("Conv", [previous, f"K{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1],
+                                   strides=[2, 2]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
+        previous = f"r{i}"
+    scales = np.array([1, 1, 2, 2], np.float32)
+    nodes += [
+        helper.make_node("Resize", ["r5", "", "scales"], ["up"], name="upsample", mode="nearest"),
+        helper.make_node("Concat", ["up", "r4"], ["cat"], name="concat", axis=1),
+        helper.make_node("Conv", ["cat", "KH"], ["h"], name="head"),
+        helper.make_node("GlobalAveragePool", ["h"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["features"], name="flatten"),
+    ]
+    constants = {**weights, "scales": scales}
+    if constant_weights:
+        nodes = [helper.make_node("Constant", [], [name], name=f"const_{name}",
+                                  value=numpy_helper.from_array(value, name)) for name, value in constants.items()
+                 ] + nodes
+        initializer = []
+    else:
+        initializer = [numpy_helper.from_array(value, name) for name, value in constants.items()]
+    graph = helper.make_graph(
+        nodes, "pyramid_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 8])], initializer=initializer)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -113,6 +113,31 @@ def _restore_types(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> 
             value.type.CopyFrom(types[value.name])
 
 
+def lift_constants(model: onnx.ModelProto) -> int:
+    """Tensors held by `Constant` nodes (paddle2onnx writes every weight so) become initializers,
+    in place: quantizers quantize initializer weights only, and onnxruntime's leave Constant-node
+    weights float. Returns how many were lifted. The function is unchanged."""
+    if model.ir_version < 4:  # initializers had to be graph inputs then
+        return 0
+    outputs = {o.name for o in model.graph.output}
+    kept = []
+    for node in model.graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR),
+                     None) if node.op_type == "Constant" and node.domain in ("", "ai.onnx") else None
+        if value is None or node.output[0] in outputs:
+            kept.append(node)
+            continue
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(value)
+        tensor.name = node.output[0]
+        model.graph.initializer.append(tensor)
+    lifted = len(model.graph.node) - len(kept)
+    if lifted:
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+    return lifted
+
+
 def graph_optimize(src: Path, dst: Path, level: str = "basic") -> Path:
     """onnxruntime's graph optimizations, saved offline.
 

@@ -22,7 +22,7 @@ from ..model_info import ModelInfo
 from ..progress import Progress
 from ..targets import Target
 from . import passes
-from .data import load_data, synthetic_data
+from .data import SampleShapes, check_sample_shapes, load_data, synthetic_data
 from .gate import GateSettings, near_ties
 from .measure import latencies, session, target_providers, timing_batches
 from .report import Candidate, OptimizationResult
@@ -46,17 +46,25 @@ def optimize_model(
     gate: GateSettings | None = None,
     progress: Progress | None = None,
     variant: str | None = None,
+    sample_shapes: SampleShapes | None = None,
 ) -> OptimizationResult:
     """Run the target's passes on the model and pick the variant to ship.
 
     `data_path` is a .npz with one array per input (and optional `labels`); without it the
-    gate runs on synthetic inputs and the report says so. Bad data raises InputError
-    before anything is written to `work_dir`. `variant` pins the pick (`--variant`): it
-    must pass the gate, and it ships whatever the timing says.
+    gate runs on synthetic inputs (shaped by `sample_shapes`, if given) and the report says
+    so, and no variant whose accuracy depends on the data ships unless the gate allows it.
+    Bad data raises InputError before anything is written to `work_dir`. `variant` pins the
+    pick (`--variant`): it must pass the gate, and it ships whatever the timing says.
     """
     if variant is not None:
         check_variant(target, variant)
-    run = make_candidates(info, target, work_dir, data_path=data_path, log=log, gate=gate)
+        data_dependent = variant in REGISTRY and REGISTRY[variant].data_dependent
+        if data_dependent and data_path is None and (gate or GateSettings()).synthetic != "allow":
+            raise InputError(f"--variant {variant} cannot ship without real data: its accuracy depends on the "
+                             "data, and the gate would run on synthetic inputs",
+                             "pass --calibration FILE.npz with real inputs, or --gate synthetic=allow")
+    run = make_candidates(info, target, work_dir, data_path=data_path, log=log, gate=gate,
+                          sample_shapes=sample_shapes)
     run.progress = progress  # bars for the timing, on a terminal
     return time_and_pick(run, variant=variant)
 
@@ -77,9 +85,11 @@ def make_candidates(
     data_path: Path | None = None,
     log: Log = lambda _: None,
     gate: GateSettings | None = None,
+    sample_shapes: SampleShapes | None = None,
 ) -> Run:
     """Check the data, write the float model, run the float passes, and make and gate every
     variant the target lists, in its order. Nothing is timed yet."""
+    check_sample_shapes(sample_shapes or {}, info.signature, with_data=data_path is not None)
     model = onnx.load(str(info.path))  # with its external data, if any: saved external again below
     locales = make_portable(model)
     data, problem = None, ""
@@ -87,7 +97,7 @@ def make_candidates(
         data = load_data(data_path, info.signature)
     else:
         try:
-            data = synthetic_data(model, info.signature)
+            data = synthetic_data(model, info.signature, shapes=sample_shapes)
         except InputError as exc:  # no data given and none can be made: ship float, say why
             problem = exc.message
 
@@ -240,7 +250,10 @@ def _float_passes(run: Run, float_path: Path) -> Path:
             run.skipped.append(("prune", f"the pass failed on this model: {first_line(exc)}"))
     if base == float_path:  # never touch the shipped float file: name nodes in a copy
         base = copy_model(float_path, run.work / "base.onnx")[0]
-    _name_nodes(base)
+    lifted = _prepare_base(base)
+    if lifted:
+        run.note(f"{lifted} tensors held in Constant nodes (weights among them) were made initializers before "
+                 "quantization, so that the int8 variants quantize those weights too.")
     final = base
     if "graph" in opt.passes:
         try:
@@ -257,8 +270,9 @@ def _float_passes(run: Run, float_path: Path) -> Path:
     return base
 
 
-def _name_nodes(path: Path) -> None:
-    """Quantizers select nodes by name; give every node one."""
+def _prepare_base(path: Path) -> int:
+    """Quantizers select nodes by name, and quantize initializer weights only: give every node a
+    name, and lift weights held in Constant nodes into initializers. Returns how many were lifted."""
     model = onnx.load(str(path))
     seen = set()
     changed = False
@@ -267,8 +281,10 @@ def _name_nodes(path: Path) -> None:
             node.name = f"{node.op_type}_{i}"
             changed = True
         seen.add(node.name)
-    if changed:
+    lifted = passes.lift_constants(model)
+    if changed or lifted:
         save_model(model, path, external=stored_external(path))
+    return lifted
 
 
 def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
