@@ -177,13 +177,13 @@ def pyramid_cnn(path: Path, *, constant_weights: bool = False, opset: int = 17) 
         previous = f"r{i}"
     scales = np.array([1, 1, 2, 2], np.float32)
     nodes += [
-        helper.make_node("Resize", ["r5", "", "scales"], ["up"], name="upsample", mode="nearest"),
+        helper.make_node("Resize", ["r5", "roi", "scales"], ["up"], name="upsample", mode="nearest"),
         helper.make_node("Concat", ["up", "r4"], ["cat"], name="concat", axis=1),
         helper.make_node("Conv", ["cat", "KH"], ["h"], name="head"),
         helper.make_node("GlobalAveragePool", ["h"], ["p"], name="pool"),
         helper.make_node("Flatten", ["p"], ["features"], name="flatten"),
     ]
-    constants = {**weights, "scales": scales}
+    constants = {**weights, "roi": np.array([], np.float32), "scales": scales}
     if constant_weights:
         nodes = [helper.make_node("Constant", [], [name], name=f"const_{name}",
                                   value=numpy_helper.from_array(value, name)) for name, value in constants.items()
@@ -199,4 +199,42 @@ def pyramid_cnn(path: Path, *, constant_weights: bool = False, opset: int = 17) 
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+    return path
+
+
+def conv_chain(path: Path, *, layers: int = 6, outliers: tuple[int, ...] = ()) -> Path:
+    """image [batch, 8, 12, 12] -> `layers` x (Conv "convN" 3x3 + Relu) -> GlobalAveragePool -> Flatten
+    -> features [batch, 8]. Channel 0 is always 0 all the way (`chain_images` zero it, and no layer
+    writes it); the layers numbered in `outliers` (1-based) read it with a huge weight: float ignores
+    it, but int8 per-channel scales follow it and zero every real weight of the layer."""
+    rng = np.random.default_rng(11)
+    nodes, inits, previous = [], [], "image"
+    for i in range(1, layers + 1):
+        k = rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * np.float32(1.2 / np.sqrt(72))
+        if i + 1 in outliers:
+            k[0] = 0.0  # output channel 0 stays 0 for the next layer
+        if i in outliers:
+            k[1:, 0, 1, 1] = 1e3
+        inits.append(numpy_helper.from_array(k, f"K{i}"))
+        nodes += [helper.make_node("Conv", [previous, f"K{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
+        previous = f"r{i}"
+    nodes += [helper.make_node("GlobalAveragePool", [previous], ["p"], name="pool"),
+              helper.make_node("Flatten", ["p"], ["features"], name="flatten")]
+    graph = helper.make_graph(nodes, "conv_chain",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 8, 12, 12])],
+                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 8])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def chain_images(path: Path, rows: int = 64) -> Path:
+    """Data for `conv_chain`: channel 0 of every image is 0."""
+    images = np.random.default_rng(3).random((rows, 8, 12, 12)).astype(np.float32)
+    images[:, 0] = 0.0
+    np.savez(path, image=images)
     return path

@@ -154,8 +154,9 @@ def compare(
             b = got.reshape(len(got), -1).astype(np.float64)
             norm_a, norm_b = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
             cosine = (a * b).sum(axis=1) / np.maximum(norm_a * norm_b, 1e-30)
-            # Two zero rows agree; a zero row against a non-zero one does not (cosine 0).
-            cosine = np.where((norm_a == 0) & (norm_b == 0), 1.0, cosine)
+            # Equal rows (two zero rows too) agree exactly, whatever the rounding of the sums says;
+            # a zero row against a non-zero one does not (cosine 0).
+            cosine = np.where((a == b).all(axis=1), 1.0, cosine)
             if not np.isfinite(b).all():
                 cosine = np.where(np.isfinite(b).all(axis=1), cosine, -1.0)
             verdict.metrics[key + "cosine_mean"] = float(cosine.mean())
