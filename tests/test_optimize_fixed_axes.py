@@ -77,3 +77,41 @@ def test_a_fixed_batch_model_is_calibrated_in_its_batch_size(tmp_path: Path) -> 
     linear = linear_model(tmp_path / "lin.onnx")  # a free batch: one row at a time, as before
     out = static_int8(linear, tmp_path / "lq.onnx", EvalData({"x": np.ones((3, 4), np.float32)}, None, "t", False))
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out)).graph.node}
+
+
+class _CountingSession:
+    """A stand-in session with a free batch axis that records how many rows each run gets."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def get_inputs(self):
+        return [type("Input", (), {"shape": ["batch", 3, "height", "width"]})()]
+
+    def run(self, names, feed):
+        self.batches.append(len(feed["x"]))
+        return [feed["x"].reshape(len(feed["x"]), -1)[:, :2]]
+
+
+def test_large_rows_stream_in_small_batches_so_memory_stays_bounded() -> None:
+    pages = EvalData({"x": np.zeros((20, 3, 320, 480), np.float32)}, None, "t", False)  # 1.8 MB a row
+    assert pages.stream_rows() == 4  # 8 MiB of inputs at once
+    sess = _CountingSession()
+    assert outputs(sess, pages)[0].shape == (20, 2) and sess.batches == [4, 4, 4, 4, 4]
+    assert EvalData({"x": np.zeros((100, 64), np.float32)}, None, "t", False).stream_rows() == 64
+
+
+def test_latency_is_timed_at_a_batch_whose_inputs_fit_what_the_gate_streams(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.onnx"
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1])], "wide",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 600_000])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 1])])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(wide))
+    target = load_target("x86-cpu")
+    target = target.model_copy(update={"optimize": target.optimize.model_copy(update={"variants": []})})
+    result = optimize(inspect_model(wide), target, tmp_path / "work")
+    assert {b for c in result.candidates for b in c.latency} == {1, 3}  # 2.4 MB a row: 3 rows, not 32
+    assert any("timed at batch 1 and 3, not at the target's 32" in note for note in result.notes)

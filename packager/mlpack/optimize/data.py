@@ -21,6 +21,8 @@ from ..model_info import Signature, TensorSpec
 LABELS = "labels"
 LABEL_KEYS = (LABELS, "y")  # `y` is scikit-learn's name for them, unless a model input is called so
 SYNTHETIC_ROWS = 64
+STREAM_ROWS = 64  # rows run at once when outputs are compared...
+STREAM_BYTES = 8 << 20  # ...or fewer, so that one batch's inputs stay under this (images): memory stays bounded
 SYNTHETIC_SEQUENCE = 16  # length given to symbolic non-batch axes (sequence, tokens...)
 # Operators that divide the spatial axes by their strides; ConvTranspose multiplies them again.
 DOWNSAMPLING = ("Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool")
@@ -48,6 +50,12 @@ class EvalData:
     def take(self, rows: slice | np.ndarray) -> EvalData:
         labels = self.labels[rows] if self.labels is not None else None
         return EvalData({k: v[rows] for k, v in self.inputs.items()}, labels, self.source, self.synthetic)
+
+    def stream_rows(self) -> int:
+        """Rows to run at once: STREAM_ROWS, or fewer when a row's inputs are large, so that a
+        batch (and its activations) stays near STREAM_BYTES of inputs."""
+        per_row = sum(v[:1].nbytes for v in self.inputs.values()) or 1
+        return max(1, min(STREAM_ROWS, STREAM_BYTES // per_row))
 
     def batch(self, size: int) -> dict[str, np.ndarray]:
         """`size` rows for latency runs, repeating rows when the data has fewer."""

@@ -24,7 +24,7 @@ from ..targets import Target
 from . import passes
 from .data import SampleShapes, check_sample_shapes, load_data, synthetic_data
 from .gate import GateSettings, near_ties
-from .measure import latencies, session, target_providers, timing_batches
+from .measure import fixed_batch, latencies, session, target_providers, timing_batches
 from .report import Candidate, OptimizationResult
 from .run import Log, Run, first_line
 from .select import pick, pinned
@@ -294,8 +294,15 @@ def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
             sessions[c.name] = session(c.path, run.target, providers)
         except Exception as exc:  # already failed the gate for the same reason; not timed
             run.log(f"{c.name}: not timed, it does not load ({first_line(exc)})")
-    # Only batch sizes the model accepts: its fixed batch, if it has one.
-    batches = timing_batches(sessions["float"], run.target.optimize.latency_batch)
+    # Only batch sizes the model accepts: its fixed batch, if it has one. The larger batch holds at
+    # most what the gate streams at once: every candidate's session keeps its activations for it.
+    larger = min(run.target.optimize.latency_batch, run.held_out.stream_rows())
+    batches = list(dict.fromkeys(timing_batches(sessions["float"], larger)))
+    wanted = run.target.optimize.latency_batch
+    if wanted not in batches and not fixed_batch(sessions["float"]):
+        run.note(f"Latency was timed at batch {' and '.join(map(str, batches))}, not at the target's {wanted}: "
+                 f"{larger} row(s) of these inputs are as much as the optimizer runs at once, which bounds the "
+                 "build's memory (every candidate's session holds its activations for the batch it runs).")
     progress = run.progress or Progress(quiet=True)
     for batch in batches:
         run.log(f"timing {len(sessions)} candidates at batch {batch} on {providers[0]}")

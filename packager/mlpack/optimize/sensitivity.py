@@ -29,7 +29,7 @@ CPU = ["CPUExecutionProvider"]
 MAX_ROWS = 16  # a few rows rank layers reliably; more only costs memory
 MAX_CAPTURE_BYTES = 1 << 30  # fewer rows for models with large activations (images)
 EFFECT_ROWS = 4  # rows each node's effect is measured on: enough to rank, and each node costs a run
-EFFECT_BYTES = 4 << 20  # fewer rows when one row's inputs are large (images)
+EFFECT_BYTES = 2 << 20  # fewer rows when one row's inputs are large (one 3x320x480 image)
 WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
 
 
@@ -245,7 +245,7 @@ def measure_effects(float_graph: Path, units: list[str], run: Run, data: EvalDat
     per_row = max(1, sum(v[:1].nbytes for v in data.inputs.values()))
     rows = data.take(slice(0, max(1, min(EFFECT_ROWS, EFFECT_BYTES // per_row))))
     tensors = sorted({t for activations, _ in plan.values() for t in activations})
-    ranges = _ranges(model, tensors, run, data) if tensors else {}
+    ranges = _ranges(model, tensors, run, rows) if tensors else {}  # enough to rank; its memory stays small
     reference = run.outputs(float_graph, rows)
     path, external = run.work / "effect.onnx", stored_external(float_graph)
     effects = []
