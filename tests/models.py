@@ -9,6 +9,15 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
+def save_graph(graph: onnx.GraphProto, path: Path, opset: int = 17) -> Path:
+    """The graph as a checked model (IR 8, which every onnxruntime the targets pin reads), saved."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 def _linear(features: int, outputs: int, seed: int) -> tuple[list, list]:
     """The nodes and weights of y = x @ W + b (random W and b from `seed`)."""
     rng = np.random.default_rng(seed)
@@ -28,11 +37,7 @@ def linear_model(path: Path, features: int = 4, outputs: int = 3, seed: int = 0)
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", outputs])],
         initializer=initializer,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def linear_reference(path: Path, x: np.ndarray) -> np.ndarray:
@@ -70,16 +75,17 @@ def fixed_batch_cnn(path: Path, batch: int = 1) -> Path:
         initializer=[numpy_helper.from_array(k1, "K1"), numpy_helper.from_array(k2, "K2"),
                      numpy_helper.from_array(np.array([batch, 16], np.int64), "shape")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def fixed_batch_images(path: Path, rows: int = 64) -> Path:
     """Calibration data for `fixed_batch_cnn`: rows of images whose channel 0 is always 0."""
-    images = np.random.default_rng(0).random((rows, 3, 16, 16)).astype(np.float32)
+    return dark_channel_images(path, (rows, 3, 16, 16), seed=0)
+
+
+def dark_channel_images(path: Path, shape: tuple[int, ...], seed: int) -> Path:
+    """An .npz of uniform random `image` rows whose channel 0 is always 0."""
+    images = np.random.default_rng(seed).random(shape).astype(np.float32)
     images[:, 0] = 0.0
     np.savez(path, image=images)
     return path
@@ -195,11 +201,7 @@ def pyramid_cnn(path: Path, *, constant_weights: bool = False, opset: int = 17) 
         nodes, "pyramid_cnn",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 8])], initializer=initializer)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path, opset)
 
 
 def conv_chain(path: Path, *, layers: int = 6, outliers: tuple[int, ...] = ()) -> Path:
@@ -225,16 +227,9 @@ def conv_chain(path: Path, *, layers: int = 6, outliers: tuple[int, ...] = ()) -
                               [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 8, 12, 12])],
                               [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 8])],
                               initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def chain_images(path: Path, rows: int = 64) -> Path:
     """Data for `conv_chain`: channel 0 of every image is 0."""
-    images = np.random.default_rng(3).random((rows, 8, 12, 12)).astype(np.float32)
-    images[:, 0] = 0.0
-    np.savez(path, image=images)
-    return path
+    return dark_channel_images(path, (rows, 8, 12, 12), seed=3)

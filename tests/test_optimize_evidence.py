@@ -19,7 +19,7 @@ from mlpack.cli import app
 from mlpack.model_info import inspect_model
 from mlpack.optimize.data import synthetic_data
 
-from .models import pyramid_cnn
+from .models import pyramid_cnn, save_graph
 from .test_optimize import optimize, two_layer_model, with_variants
 
 
@@ -93,10 +93,7 @@ def reshape_by_three(path: Path) -> Path:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
                               [numpy_helper.from_array(np.array([0, 3, -1], np.int64), "shape"),
                                numpy_helper.from_array(np.array([2], np.int64), "axes")])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    proto.ir_version = 8
-    onnx.save(proto, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def test_when_no_variant_can_be_compared_the_console_and_manifest_say_why_in_full(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from mlpack.optimize.data import EvalData
 from mlpack.optimize.measure import latencies, outputs, session, timing_batches
 from mlpack.targets import load_target
 
-from .models import fixed_batch_cnn, fixed_batch_images, linear_model
+from .models import fixed_batch_cnn, fixed_batch_images, linear_model, save_graph
 from .test_optimize import optimize, two_layer_model
 
 
@@ -107,9 +107,7 @@ def test_latency_is_timed_at_a_batch_whose_inputs_fit_what_the_gate_streams(tmp_
         [onnx.helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1])], "wide",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 600_000])],
         [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 1])])
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(wide))
+    save_graph(graph, wide)
     target = load_target("x86-cpu")
     target = target.model_copy(update={"optimize": target.optimize.model_copy(update={"variants": []})})
     result = optimize(inspect_model(wide), target, tmp_path / "work")
