@@ -135,7 +135,7 @@ class OptimizationResult:
         if self.skipped:
             md += ["", "## Not tried", ""] + [f"- `{name}`: {why}" for name, why in self.skipped]
         if self.sensitive_layers:
-            md += ["", "## Most error-sensitive layers (int8 error of the layer's output)", ""]
+            md += ["", "## Most error-sensitive nodes (relative error of the model's output with only that node in int8)", ""]
             md += [f"- `{name}`: {err:.4f}" for name, err in self.sensitive_layers[:8]]
         md += ["", "## Gate", ""]
         md += [f"- `{k}`: {v}" for k, v in self.gate.model_dump().items()]
