@@ -9,6 +9,15 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
+def save_graph(graph: onnx.GraphProto, path: Path, opset: int = 17) -> Path:
+    """The graph as a checked model (IR 8, which every onnxruntime the targets pin reads), saved."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 def _linear(features: int, outputs: int, seed: int) -> tuple[list, list]:
     """The nodes and weights of y = x @ W + b (random W and b from `seed`)."""
     rng = np.random.default_rng(seed)
@@ -28,11 +37,7 @@ def linear_model(path: Path, features: int = 4, outputs: int = 3, seed: int = 0)
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", outputs])],
         initializer=initializer,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def linear_reference(path: Path, x: np.ndarray) -> np.ndarray:
@@ -70,16 +75,17 @@ def fixed_batch_cnn(path: Path, batch: int = 1) -> Path:
         initializer=[numpy_helper.from_array(k1, "K1"), numpy_helper.from_array(k2, "K2"),
                      numpy_helper.from_array(np.array([batch, 16], np.int64), "shape")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def fixed_batch_images(path: Path, rows: int = 64) -> Path:
     """Calibration data for `fixed_batch_cnn`: rows of images whose channel 0 is always 0."""
-    images = np.random.default_rng(0).random((rows, 3, 16, 16)).astype(np.float32)
+    return dark_channel_images(path, (rows, 3, 16, 16), seed=0)
+
+
+def dark_channel_images(path: Path, shape: tuple[int, ...], seed: int) -> Path:
+    """An .npz of uniform random `image` rows whose channel 0 is always 0."""
+    images = np.random.default_rng(seed).random(shape).astype(np.float32)
     images[:, 0] = 0.0
     np.savez(path, image=images)
     return path
@@ -152,3 +158,78 @@ def every_datatype_model(path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def pyramid_cnn(path: Path, *, constant_weights: bool = False, opset: int = 17) -> Path:
+    """A detector-like CNN with dynamic height and width that accepts only multiples of 32, as
+    PP-OCR's text detector does: x [batch, 3, height, width] -> five stride-2 Conv+Relu
+    ("conv1".."conv5", down to 1/32) -> the 1/32 map upsampled twice (Resize) and
+    concatenated with the 1/16 map -> 1x1 Conv "head" -> GlobalAveragePool -> Flatten ->
+    features [batch, 8]. At 16x16 the two maps are 2x2 and 1x1, and Concat fails.
+
+    `constant_weights` keeps every weight in a `Constant` node instead of an initializer, as
+    some exporters (paddle2onnx) write them.
+    """
+    rng = np.random.default_rng(7)
+    channels = [3, 8, 8, 16, 16, 16]
+    weights = {f"K{i + 1}": rng.standard_normal((channels[i + 1], channels[i], 3, 3)).astype(np.float32)
+               * np.float32(1.5 / np.sqrt(9 * channels[i])) for i in range(5)}
+    weights["KH"] = rng.standard_normal((8, 32, 1, 1)).astype(np.float32) * np.float32(0.3)
+    nodes, previous = [], "x"
+    for i in range(1, 6):
+        nodes += [helper.make_node("Conv", [previous, f"K{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1],
+                                   strides=[2, 2]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
+        previous = f"r{i}"
+    scales = np.array([1, 1, 2, 2], np.float32)
+    nodes += [
+        helper.make_node("Resize", ["r5", "roi", "scales"], ["up"], name="upsample", mode="nearest"),
+        helper.make_node("Concat", ["up", "r4"], ["cat"], name="concat", axis=1),
+        helper.make_node("Conv", ["cat", "KH"], ["h"], name="head"),
+        helper.make_node("GlobalAveragePool", ["h"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["features"], name="flatten"),
+    ]
+    constants = {**weights, "roi": np.array([], np.float32), "scales": scales}
+    if constant_weights:
+        nodes = [helper.make_node("Constant", [], [name], name=f"const_{name}",
+                                  value=numpy_helper.from_array(value, name)) for name, value in constants.items()
+                 ] + nodes
+        initializer = []
+    else:
+        initializer = [numpy_helper.from_array(value, name) for name, value in constants.items()]
+    graph = helper.make_graph(
+        nodes, "pyramid_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 8])], initializer=initializer)
+    return save_graph(graph, path, opset)
+
+
+def conv_chain(path: Path, *, layers: int = 6, outliers: tuple[int, ...] = ()) -> Path:
+    """image [batch, 8, 12, 12] -> `layers` x (Conv "convN" 3x3 + Relu) -> GlobalAveragePool -> Flatten
+    -> features [batch, 8]. Channel 0 is always 0 all the way (`chain_images` zero it, and no layer
+    writes it); the layers numbered in `outliers` (1-based) read it with a huge weight: float ignores
+    it, but int8 per-channel scales follow it and zero every real weight of the layer."""
+    rng = np.random.default_rng(11)
+    nodes, inits, previous = [], [], "image"
+    for i in range(1, layers + 1):
+        k = rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * np.float32(1.2 / np.sqrt(72))
+        if i + 1 in outliers:
+            k[0] = 0.0  # output channel 0 stays 0 for the next layer
+        if i in outliers:
+            k[1:, 0, 1, 1] = 1e3
+        inits.append(numpy_helper.from_array(k, f"K{i}"))
+        nodes += [helper.make_node("Conv", [previous, f"K{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
+        previous = f"r{i}"
+    nodes += [helper.make_node("GlobalAveragePool", [previous], ["p"], name="pool"),
+              helper.make_node("Flatten", ["p"], ["features"], name="flatten")]
+    graph = helper.make_graph(nodes, "conv_chain",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 8, 12, 12])],
+                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 8])],
+                              initializer=inits)
+    return save_graph(graph, path)
+
+
+def chain_images(path: Path, rows: int = 64) -> Path:
+    """Data for `conv_chain`: channel 0 of every image is 0."""
+    return dark_channel_images(path, (rows, 8, 12, 12), seed=3)

@@ -213,12 +213,29 @@ def test_mixed_precision_on_a_convolutional_model_keeps_the_broken_conv_in_float
     assert result.chosen is mixed
 
 
-def test_synthetic_inputs_are_used_and_said_when_no_data_is_given(tmp_path: Path) -> None:
+def test_without_real_data_int8_that_passes_on_synthetic_inputs_is_held_back_and_float_ships(tmp_path: Path) -> None:
     model = two_layer_model(tmp_path / "m.onnx")
     result = optimize(inspect_model(model), load_target("arm-edge"), tmp_path / "work")
     assert result.data_source.startswith("synthetic inputs")
-    assert "synthetic inputs" in result.to_markdown() and "--calibration" in result.to_markdown()
-    assert result.chosen.name == "dynamic-int8"
+    dynamic = next(c for c in result.candidates if c.name == "dynamic-int8")
+    assert dynamic.passed and dynamic.held  # it passed, on no evidence about real data
+    assert result.chosen.name in ("float", "float-optimized")
+    assert "dynamic-int8, smooth-int8 held back: passed on synthetic inputs only" in result.why
+    # One line says why and how to get int8, and never calls the synthetic rows calibration data.
+    assert result.headline.startswith("int8 held back: dynamic-int8, smooth-int8 passed the gate on synthetic inputs")
+    assert "pass --calibration FILE.npz with real inputs" in result.headline and "\n" not in result.headline
+    assert result.headline in result.table() and "held" in result.table()
+    assert "calibration rows" not in result.to_markdown()
+    assert result.to_json()["candidates"][2]["held_back"].startswith("passed the gate on synthetic inputs only")
+
+
+def test_the_user_may_allow_int8_on_synthetic_inputs_and_the_report_says_so(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    result = optimize(inspect_model(model), load_target("arm-edge"), tmp_path / "work",
+                      gate=GateSettings(synthetic="allow"))
+    assert result.chosen.name in ("dynamic-int8", "smooth-int8") and not result.chosen.held
+    assert result.headline.startswith(f"{result.chosen.name} ships on synthetic evidence (--gate synthetic=allow)")
+    assert "ships on that evidence alone, as --gate synthetic=allow asked" in result.to_markdown()
 
 
 def test_static_int8_is_tried_for_convolutions_and_skipped_otherwise(tmp_path: Path) -> None:
@@ -229,7 +246,7 @@ def test_static_int8_is_tried_for_convolutions_and_skipped_otherwise(tmp_path: P
                             data_path=tmp_path / "d.npz")
     static = next(c for c in result.candidates if c.name == "static-int8")
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(static.path)).graph.node}
-    assert "calibrated on 16 rows" in static.recipe
+    assert "calibrated on 16 real rows" in static.recipe
 
     plain = optimize(inspect_model(two_layer_model(tmp_path / "m.onnx")), load_target("x86-cpu"),
                            tmp_path / "work2")
@@ -262,7 +279,7 @@ def test_cuda_target_on_a_cpu_host_makes_fp16_and_marks_latency_unmeasured(tmp_p
     assert "not measured on target" in result.table()
     signature = inspect_model(fp16.path).signature
     assert [t.dtype for t in signature.inputs + signature.outputs] == ["float32", "float32"]
-    assert result.chosen.name == "fp16"
+    assert result.chosen.name == "fp16" and not result.headline  # fp16 needs no real data to ship
 
 
 def test_candidates_are_pruned_and_saved_self_contained(tmp_path: Path) -> None:
@@ -311,6 +328,41 @@ def test_gate_checks_top1_agreement_and_accuracy_drop_for_classifiers() -> None:
     assert "top-1 agrees on 98.00%" in verdict.reason and "drop of 2.00 points" in verdict.reason
     loose = GateSettings(min_top1_agreement=0.95, max_accuracy_drop=0.03)
     assert compare([probs], [flipped], ["probabilities"], loose, labels).passed
+
+
+def test_rows_where_float_is_a_near_tie_do_not_decide_top1_agreement() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((48, 10)).astype(np.float32) * 3
+    # Row 5: float's top two logits differ by 1e-5 of the row's range: a coin flip for any variant.
+    top = logits[5].argmax()
+    second = np.argsort(logits[5])[-2]
+    logits[5, top] = logits[5, second] + 1e-5 * float(np.ptp(logits[5]))
+    flipped = logits.copy()
+    flipped[5, [top, second]] = flipped[5, [second, top]]  # the variant answers the runner-up there
+    verdict = compare([logits], [flipped], ["logits"], GateSettings())
+    assert verdict.passed
+    assert verdict.metrics["logits.top1_agreement"] == 1.0 and verdict.metrics["logits.near_ties"] == 1
+    # Without the rule, that one flip is 97.92% against a 99% gate.
+    strict = compare([logits], [flipped], ["logits"], GateSettings(near_tie=0))
+    assert not strict.passed and "top-1 agrees on 97.92% of rows" in strict.reason
+    # A flip on a row float decides clearly still counts, and the reason says what was set aside.
+    first, runner_up = np.argsort(logits[0])[[-1, -2]]
+    flipped[0, [first, runner_up]] = flipped[0, [runner_up, first]]
+    verdict = compare([logits], [flipped], ["logits"], GateSettings())
+    assert not verdict.passed
+    assert "top-1 agrees on 97.87% of the 47 rows that are not near-ties (1 set aside)" in verdict.reason
+    candidate = Candidate("int8", Path("int8.onnx"), 1, metrics=verdict.metrics)
+    assert "top-1 agree 97.87% (1 near-ties set aside)" in candidate.accuracy_text()
+
+
+def test_near_ties_of_the_probabilities_also_set_aside_the_label_output() -> None:
+    probs = np.tile(np.array([[0.7, 0.2, 0.1]], np.float32), (40, 1))
+    probs[3] = [0.45, 0.45, 0.1]  # an exact tie in float
+    labels = probs.argmax(axis=1).astype(np.int64)
+    got_labels = labels.copy()
+    got_labels[3] = 1
+    verdict = compare([labels, probs], [got_labels, probs.copy()], ["label", "probabilities"], GateSettings())
+    assert verdict.passed and verdict.metrics["label.near_ties"] == 1 and verdict.metrics["label.agreement"] == 1.0
 
 
 def test_gate_reads_small_outputs_as_regression() -> None:

@@ -12,10 +12,9 @@ import pytest
 from mlpack.model_info import inspect_model
 from mlpack.optimize.data import EvalData
 from mlpack.optimize.measure import latencies, outputs, session, timing_batches
-from mlpack.optimize.sensitivity import measure_layers
 from mlpack.targets import load_target
 
-from .models import fixed_batch_cnn, fixed_batch_images, linear_model
+from .models import fixed_batch_cnn, fixed_batch_images, linear_model, save_graph
 from .test_optimize import optimize, two_layer_model
 
 
@@ -30,7 +29,7 @@ def test_every_variant_runs_on_a_cnn_with_a_fixed_batch(tmp_path: Path, batch: i
     assert not [why for _, why in result.skipped if "invalid dimensions" in why or "failed" in why]
     static = next(c for c in result.candidates if c.name == "static-int8")
     assert not static.passed  # conv1's outlier weight zeroes its real weights in int8
-    assert result.sensitive_layers[0][0] == "conv1"
+    assert result.sensitive_layers[0][0] == "conv1"  # its effect measured at the model's batch size
     mixed = next(c for c in result.candidates if c.name == "mixed-int8")
     assert mixed.passed and "conv1" in mixed.recipe and "as static-int8" in mixed.recipe
     assert result.chosen is mixed
@@ -56,14 +55,6 @@ def test_feeds_fill_a_short_last_batch_only_for_a_fixed_batch() -> None:
     assert [(f["x"][:, 0].tolist(), real) for f, real in data.feeds(2)] == [([0, 1], 2), ([2, 3], 2), ([4], 1)]
 
 
-def test_layer_sensitivity_runs_on_a_fixed_batch(tmp_path: Path) -> None:
-    images = np.random.default_rng(0).random((20, 3, 16, 16)).astype(np.float32)
-    images[:, 0] = 0.0
-    model = fixed_batch_cnn(tmp_path / "cnn.onnx", batch=1)
-    layers = measure_layers(model, EvalData({"image": images}, None, "t", False))
-    assert [e.node for e in layers][:1] == ["conv1"] and {e.node for e in layers} == {"conv1", "conv2"}
-
-
 def test_timing_uses_only_batch_sizes_the_model_accepts(tmp_path: Path) -> None:
     target = load_target("x86-cpu")
     fixed = session(fixed_batch_cnn(tmp_path / "cnn.onnx", batch=1), target)
@@ -86,3 +77,39 @@ def test_a_fixed_batch_model_is_calibrated_in_its_batch_size(tmp_path: Path) -> 
     linear = linear_model(tmp_path / "lin.onnx")  # a free batch: one row at a time, as before
     out = static_int8(linear, tmp_path / "lq.onnx", EvalData({"x": np.ones((3, 4), np.float32)}, None, "t", False))
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out)).graph.node}
+
+
+class _CountingSession:
+    """A stand-in session with a free batch axis that records how many rows each run gets."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def get_inputs(self):
+        return [type("Input", (), {"shape": ["batch", 3, "height", "width"]})()]
+
+    def run(self, names, feed):
+        self.batches.append(len(feed["x"]))
+        return [feed["x"].reshape(len(feed["x"]), -1)[:, :2]]
+
+
+def test_large_rows_stream_in_small_batches_so_memory_stays_bounded() -> None:
+    pages = EvalData({"x": np.zeros((20, 3, 320, 480), np.float32)}, None, "t", False)  # 1.8 MB a row
+    assert pages.stream_rows() == 4  # 8 MiB of inputs at once
+    sess = _CountingSession()
+    assert outputs(sess, pages)[0].shape == (20, 2) and sess.batches == [4, 4, 4, 4, 4]
+    assert EvalData({"x": np.zeros((100, 64), np.float32)}, None, "t", False).stream_rows() == 64
+
+
+def test_latency_is_timed_at_a_batch_whose_inputs_fit_what_the_gate_streams(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.onnx"
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1])], "wide",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 600_000])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 1])])
+    save_graph(graph, wide)
+    target = load_target("x86-cpu")
+    target = target.model_copy(update={"optimize": target.optimize.model_copy(update={"variants": []})})
+    result = optimize(inspect_model(wide), target, tmp_path / "work")
+    assert {b for c in result.candidates for b in c.latency} == {1, 3}  # 2.4 MB a row: 3 rows, not 32
+    assert any("timed at batch 1 and 3, not at the target's 32" in note for note in result.notes)

@@ -26,6 +26,8 @@ def build_summary(result: BuildResult) -> str:
         f"Built {m.artifact} ({m.target.name}, {m.platform}) in {where}",
         f"  model      {format_size(model.size_bytes)} ({model.variant}; source {format_size(source.size_bytes)})",
     ]
+    if result.optimization.headline:  # e.g. int8 held back for lack of real data, and how to get it
+        lines.append(f"  optimizer  {result.optimization.headline}")
     lines += processing_summary(m)
     if m.bento is not None:
         lines.append(f"  bento      {m.bento.tag} ({format_size(_folder_size(m, m.bento.path))})")

@@ -28,6 +28,7 @@ class BuildRequest(BaseModel):
     snapstart: bool = False  # Lambda targets: SnapStart in the IaC (docs/deploy.md)
     gate: GateSettings = GateSettings()  # the accuracy gate, with the user's overrides
     variant: str | None = None  # --variant: ship this one, not the policy's pick
+    sample_shapes: dict[str, tuple[int, ...]] = {}  # --sample-shape: synthetic inputs' shapes, by input
     # The target's [serving] request limits, changed for this artifact (None keeps the target's).
     max_request_mb: float | None = None
     max_rows: int | None = None

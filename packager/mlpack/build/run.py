@@ -29,6 +29,7 @@ from ..manifest import BuildInputs, ColdStart, ImageSection, Manifest, ModelSect
 from ..model_files import copy_model, model_bytes
 from ..model_info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
+from ..optimize.data import check_sample_shapes
 from ..optimize.pipeline import check_variant, runtime_fit
 from ..pinned_runtime import for_target
 from ..optimize.report_html import REPORT_HTML, About, to_html
@@ -75,6 +76,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     model_path, data_path, fallback_name = _resolve_model(request, progress)
     name = request.name or fallback_name
     info = info_first if request.model is not None else inspect_model(model_path)
+    check_sample_shapes(request.sample_shapes, info.signature, with_data=data_path is not None)
     processing = _resolve_processing(request, info, target)
     check_cuda_version(target)
     plan = plan_build(name, target, host_versions(target), processing, info.operators)
@@ -87,7 +89,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         inputs = build_inputs(
             source_model_sha256=info.sha256, calibration_sha256=sha256_file(data_path) if data_path else None,
             target=target, versions=plan.versions, options={"name": name, "gate": request.gate.model_dump(),
-                                                                  "variant": request.variant},
+                                                                  "variant": request.variant,
+                                                                  "sample_shapes": request.sample_shapes or None},
             mlpack_version=__version__,
         )
         progress.info(f"Building {dest.name} from {model_path.name} for {target.name} ({target.platform.oci})")
@@ -112,7 +115,7 @@ def _build_into(
         log(f"calibration: the sentences of {request.calibration.name}, tokenized as the service does")
     with progress.step(f"Optimizing for {target.name} (passes: {', '.join(target.optimize.passes) or 'none'})"):
         optimization = optimize_model(info, target, work / "optimize", data_path=data_path, gate=request.gate, log=log, variant=request.variant,
-                                      progress=progress)
+                                      progress=progress, sample_shapes=request.sample_shapes)
     shipped = root / MODEL_FILE
     shipped.parent.mkdir()
     copy_model(optimization.chosen.path, shipped)  # with model.onnx.data when the weights are external
@@ -222,12 +225,17 @@ def gate_verdict(optimization: OptimizationResult) -> dict[str, Any]:
 
 
 def reason_without_figures(optimization: OptimizationResult) -> str:
-    """The manifest's reason for the pick: the rule and the gate's verdicts, no timings (report.md has them)."""
-    passed = [c.name for c in optimization.candidates if c.passed and not c.reference]
+    """The manifest's reason for the pick: the rule and the gate's verdicts, no timings (report.md has them),
+    and the optimizer's headline (int8 held back on synthetic inputs, nothing made, and why)."""
+    if optimization.problem:
+        return f"{optimization.chosen.name} ships; {optimization.headline}"
+    passed = [c.name for c in optimization.candidates if c.passed and not c.reference and not c.held]
     failed = [c.name for c in optimization.candidates if not c.passed and not c.reference]
     text = f"{optimization.chosen.name} ships; passed the accuracy gate: {', '.join(passed) or 'none'}"
     if failed:
         text += f"; failed it: {', '.join(failed)}"
+    if optimization.headline:
+        text += f"; {optimization.headline}"
     return text + "; report.md says why, with the measurements"
 
 

@@ -10,7 +10,7 @@ import typer
 from .application import Application, command
 from .options import (
     CalibrationOption, GateOption, ImagePreprocessOption, LabelsOption, JsonOption, ProcessingOption, QuietOption,
-    TokenizerOption, TopKOption, VariantOption, gate_settings, processing_request,
+    SampleShapeOption, TokenizerOption, TopKOption, VariantOption, gate_settings, processing_request, sample_shapes,
 )
 
 
@@ -25,6 +25,7 @@ def build(
     name: Annotated[Optional[str], typer.Option(help="Artifact name (default: the model file's name).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing artifact folder.")] = False,
     calibration: CalibrationOption = None,
+    sample_shape: SampleShapeOption = None,
     max_cold_start: Annotated[
         Optional[float],
         typer.Option(help="Lambda targets: fail the build if the measured cold start exceeds this many seconds."),
@@ -74,6 +75,7 @@ def build(
     result = run_build(
         BuildRequest(model=model, target=target, out=out, name=name, force=force, calibration=calibration,
                      max_cold_start=max_cold_start, snapstart=snapstart, gate=gate_settings(gate), variant=variant,
+                     sample_shapes=sample_shapes(sample_shape),
                      max_request_mb=max_request_mb, max_rows=max_rows, allow_non_finite=allow_non_finite or None,
                      processing=processing_request(tokenizer, labels, top_k, image_preprocess, processing)),
         progress,

@@ -14,7 +14,10 @@ import typer
 
 from ..errors import InputError
 from .application import Application, command
-from .options import CalibrationOption, GateOption, JsonOption, TokenizerOption, VariantOption, gate_settings
+from .options import (
+    CalibrationOption, GateOption, JsonOption, SampleShapeOption, TokenizerOption, VariantOption, gate_settings,
+    sample_shapes,
+)
 
 
 def optimize(
@@ -22,6 +25,7 @@ def optimize(
     model: Annotated[Path, typer.Argument(help="The trained model (.onnx).", show_default=False)],
     target: Annotated[str, typer.Option("--target", "-t", help="Target name (see `mlpack targets`).")],
     calibration: CalibrationOption = None,
+    sample_shape: SampleShapeOption = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="Output folder (default: ./MODEL-TARGET-optimized).")
     ] = None,
@@ -38,6 +42,7 @@ def optimize(
     from ..model_files import copy_model
     from ..model_info import inspect_model
     from ..optimize import optimize_model
+    from ..optimize.data import check_sample_shapes
     from ..optimize.report_html import REPORT_HTML, About, report_files, to_html
     from ..processing import (
         ProcessingRequest, is_sentences, resolve_processing, sentence_calibration, tokenizer_for_sentences,
@@ -45,8 +50,10 @@ def optimize(
     from ..targets import load_target
 
     settings = gate_settings(gate)
+    shapes = sample_shapes(sample_shape)
     spec = load_target(target)
     info = inspect_model(model)
+    check_sample_shapes(shapes, info.signature, with_data=calibration is not None)
     out = out or Path.cwd() / f"{model.stem}-{spec.name}-optimized"
     if out.exists() and any(out.iterdir()) and not force:
         raise InputError(f"output folder {out} already exists", "pass --force to replace it, or --out DIR")
@@ -62,7 +69,8 @@ def optimize(
             calibration = sentence_calibration(calibration, text, tmp / "calibration")
         progress = app.progress()
         result = optimize_model(info, spec, tmp, data_path=calibration, gate=settings, variant=variant,
-                                log=lambda line: progress.info(f"  {line}"), progress=progress)
+                                log=lambda line: progress.info(f"  {line}"), progress=progress,
+                                sample_shapes=shapes)
         copy_model(result.chosen.path, staged / "model.onnx")  # with model.onnx.data for external weights
         (staged / "report.md").write_text(result.to_markdown(), encoding="utf-8")
         (staged / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")

@@ -43,6 +43,11 @@ VerifyKeyOption = Annotated[
         show_default=False,
     ),
 ]
+SampleShapeOption = Annotated[Optional[list[str]], typer.Option(
+    "--sample-shape", metavar="INPUT=DIMS",
+    help="Without --calibration: the shape of one request for INPUT (e.g. image=1x3x320x480), which the "
+         "synthetic inputs the gate runs on take (repeatable). By default free axes get 16, or for images a "
+         "multiple of the model's downsampling.", show_default=False)]
 CalibrationOption = Annotated[
     Optional[Path],
     typer.Option(help=".npz of inputs by name (and optional labels, as `labels` or `y`) for calibration and the "
@@ -73,6 +78,18 @@ def processing_request(tokenizer: str | None, labels: str | None, top_k: int, im
                        processing: Path | None) -> ProcessingRequest:
     return ProcessingRequest(tokenizer=tokenizer, labels=labels, top_k=top_k, image_preprocess=image_preprocess,
                              hook=processing)
+
+
+def sample_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """`--sample-shape INPUT=DIMS` items: input name -> the shape of one request."""
+    shapes = {}
+    for item in items or []:
+        name, _, dims = item.partition("=")
+        parts = dims.lower().split("x") if dims else []
+        if not name.strip() or not parts or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            raise InputError(f"--sample-shape {item!r} is not INPUT=DIMS", "e.g. --sample-shape image=1x3x320x480")
+        shapes[name.strip()] = tuple(int(p) for p in parts)
+    return shapes
 
 
 def gate_settings(items: list[str] | None) -> GateSettings:

@@ -21,7 +21,14 @@ from ..model_info import Signature, TensorSpec
 LABELS = "labels"
 LABEL_KEYS = (LABELS, "y")  # `y` is scikit-learn's name for them, unless a model input is called so
 SYNTHETIC_ROWS = 64
+STREAM_ROWS = 64  # rows run at once when outputs are compared...
+STREAM_BYTES = 8 << 20  # ...or fewer, so that one batch's inputs stay under this (images): memory stays bounded
 SYNTHETIC_SEQUENCE = 16  # length given to symbolic non-batch axes (sequence, tokens...)
+# Operators that divide the spatial axes by their strides; ConvTranspose multiplies them again.
+DOWNSAMPLING = ("Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool")
+SAMPLE_SHAPE_FIX = "pass --sample-shape INPUT=DIMS with the whole shape of one request, e.g. image=1x3x320x480"
+
+SampleShapes = dict[str, tuple[int, ...]]  # --sample-shape: input name -> the shape of one request
 
 
 @dataclass
@@ -35,9 +42,20 @@ class EvalData:
     def rows(self) -> int:
         return len(next(iter(self.inputs.values())))
 
+    def describe(self) -> str:
+        """How many rows and of what kind, for logs and recipes: synthetic rows are never called
+        calibration data."""
+        return f"{self.rows} {'synthetic' if self.synthetic else 'real'} rows"
+
     def take(self, rows: slice | np.ndarray) -> EvalData:
         labels = self.labels[rows] if self.labels is not None else None
         return EvalData({k: v[rows] for k, v in self.inputs.items()}, labels, self.source, self.synthetic)
+
+    def stream_rows(self) -> int:
+        """Rows to run at once: STREAM_ROWS, or fewer when a row's inputs are large, so that a
+        batch (and its activations) stays near STREAM_BYTES of inputs."""
+        per_row = sum(v[:1].nbytes for v in self.inputs.values()) or 1
+        return max(1, min(STREAM_ROWS, STREAM_BYTES // per_row))
 
     def batch(self, size: int) -> dict[str, np.ndarray]:
         """`size` rows for latency runs, repeating rows when the data has fewer."""
@@ -147,15 +165,44 @@ def _shape_problem(array: np.ndarray, spec: TensorSpec) -> str | None:
     return None
 
 
-def synthetic_data(model: onnx.ModelProto, signature: Signature, rows: int = SYNTHETIC_ROWS, seed: int = 0) -> EvalData:
+def check_sample_shapes(shapes: SampleShapes, signature: Signature, *, with_data: bool = False) -> None:
+    """--sample-shape items against the model's inputs: one line naming the first problem."""
+    if shapes and with_data:
+        raise InputError("--sample-shape sizes synthetic inputs, and --calibration gives real ones",
+                         "drop --sample-shape: the calibration data's own shapes are used")
+    specs = {s.name: s for s in signature.inputs if s.is_tensor}
+    for name, dims in shapes.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise InputError(f"--sample-shape {name}: the model has no tensor input {name!r} "
+                             f"(inputs: {', '.join(specs)})", SAMPLE_SHAPE_FIX)
+        text = "x".join(map(str, dims))
+        if spec.shape is not None and len(dims) != len(spec.shape):
+            raise InputError(f"--sample-shape {name}={text} has {len(dims)} axes; input {name!r} has "
+                             f"{len(spec.shape)}: {spec.shape_text()}", SAMPLE_SHAPE_FIX)
+        fixed = [(i, want) for i, want in enumerate(spec.shape or []) if isinstance(want, int) and dims[i] != want]
+        if fixed:
+            axis, want = fixed[0]
+            raise InputError(f"--sample-shape {name}={text}: axis {axis} of input {name!r} is fixed at {want} "
+                             f"({spec.shape_text()})", SAMPLE_SHAPE_FIX)
+
+
+def synthetic_data(model: onnx.ModelProto, signature: Signature, rows: int = SYNTHETIC_ROWS, seed: int = 0,
+                   shapes: SampleShapes | None = None) -> EvalData:
     """Inputs made from the signature when the user gives no data.
 
     Floats are standard normal; integer inputs that index a table (Gather) stay within
     the table, others are 0/1 (masks, flags). Accuracy on such data says whether the
     variant computes the same function, not how well it does on real inputs.
+
+    Free axes take the size `shapes` gives (--sample-shape, the shape of one request: its
+    first axis is the rows'); else, for an input whose convolutions or pools divide its
+    spatial axes (strides), a multiple of that division, so that feature maps of every
+    scale line up again where the model adds or concatenates them; else SYNTHETIC_SEQUENCE.
     """
     rng = np.random.default_rng(seed)
     bounds = _index_bounds(model)
+    shapes = shapes or {}
     inputs = {}
     for spec in signature.inputs:
         if spec.optional:  # left out, as most requests do: the model's default applies
@@ -165,8 +212,12 @@ def synthetic_data(model: onnx.ModelProto, signature: Signature, rows: int = SYN
                 f"input {spec.name!r} is a {spec.dtype}, which mlpack cannot make synthetic data for",
                 "pass --calibration FILE.npz with real inputs",
             )
-        dims = spec.shape if spec.shape is not None else [None, SYNTHETIC_SEQUENCE]
-        shape = [rows] + [d if isinstance(d, int) else SYNTHETIC_SEQUENCE for d in dims[1:]]
+        if spec.name in shapes:
+            shape = [rows, *shapes[spec.name][1:]]
+        else:
+            dims = spec.shape if spec.shape is not None else [None, SYNTHETIC_SEQUENCE]
+            free = _free_size(model, spec.name) if len(dims) >= 3 else SYNTHETIC_SEQUENCE
+            shape = [rows] + [d if isinstance(d, int) else free for d in dims[1:]]
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             inputs[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -186,7 +237,35 @@ def synthetic_data(model: onnx.ModelProto, signature: Signature, rows: int = SYN
     for name, array in inputs.items():
         if "mask" in name.lower():
             inputs[name] = np.ones_like(array)
-    return EvalData(inputs, None, f"synthetic inputs ({rows} rows made from the signature)", True)
+    given = f", shaped by --sample-shape {', '.join(shapes)}" if shapes else ""
+    return EvalData(inputs, None, f"synthetic inputs ({rows} rows made from the signature{given})", True)
+
+
+def _free_size(model: onnx.ModelProto, name: str) -> int:
+    """The size for the free axes of image-like input `name`: SYNTHETIC_SEQUENCE, or at least twice
+    the model's deepest downsampling of it, as a multiple of that (64 for a stride-32 backbone)."""
+    factor = downsampling(model, name)
+    return factor * -(-max(SYNTHETIC_SEQUENCE, 2 * factor) // factor)
+
+
+def downsampling(model: onnx.ModelProto, name: str) -> int:
+    """How many times strided convolutions and pools divide tensor `name`'s spatial axes on the
+    path that divides them most (1: never). Nodes are in topological order, as ONNX requires."""
+    reach = {name: 1.0}
+    deepest = 1.0
+    for node in model.graph.node:
+        seen = [reach[t] for t in node.input if t in reach]
+        if not seen:
+            continue
+        factor = max(seen)
+        strides = next((list(a.ints) for a in node.attribute if a.name == "strides"), [])
+        if strides and node.op_type in DOWNSAMPLING:
+            factor *= max(strides)
+        elif strides and node.op_type == "ConvTranspose":
+            factor /= max(strides)
+        deepest = max(deepest, factor)
+        reach.update((out, factor) for out in node.output)
+    return max(1, round(deepest))
 
 
 @dataclass(frozen=True)

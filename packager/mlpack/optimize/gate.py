@@ -4,6 +4,10 @@ Each output is compared with the float model's on the same rows, with a metric t
 fits it: classification outputs by top-1 agreement (and accuracy when labels are
 given), embeddings by cosine similarity, small regression outputs by error relative to
 the output's spread. Defaults are strict; every threshold is a `GateSettings` field.
+
+A row on which float itself barely prefers its top class (its top-2 margin is a sliver of
+the row's range) is a near-tie: any variant may flip it, and one flip among 48 rows would
+fail a 99% gate. Such rows do not decide top-1 (or label) agreement; the verdict counts them.
 """
 
 from __future__ import annotations
@@ -37,8 +41,19 @@ class GateSettings(BaseModel):
     max_relative_error: float = Field(
         0.05, ge=0, description="regression: max |error| divided by the float output's standard deviation"
     )
+    near_tie: float = Field(
+        0.001, ge=0, lt=1,
+        description="classification: a row whose float top-2 margin is at most this share of the row's range "
+                    "(max - min) is a near-tie and does not decide top-1 agreement",
+    )
     task: Literal["auto", "classification", "embedding", "regression"] = Field(
         "auto", description="how to read float outputs; auto guesses from shape and values"
+    )
+    synthetic: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="without --calibration the gate runs on synthetic inputs, which say nothing about real data: "
+                    "refuse ships no variant whose accuracy depends on the data (int8, mixed), allow ships it "
+                    "and report and manifest say so",
     )
 
 
@@ -69,6 +84,35 @@ def output_kind(reference: np.ndarray, name: str, task: str = "auto") -> OutputK
     return "embedding" if width >= 4 else "regression"
 
 
+def near_ties(reference: list[np.ndarray], names: list[str], settings: GateSettings) -> np.ndarray | None:
+    """Rows (a boolean mask) on which some classification output of float is a near-tie:
+    its top-2 margin is at most `settings.near_tie` of the row's range. None: no such output."""
+    mask = None
+    for name, ref in zip(names, reference):
+        if output_kind(ref, name, settings.task) != "classification":
+            continue
+        rows = ref.astype(np.float64)
+        top2 = np.sort(rows, axis=1)[:, -2:]
+        spread = rows.max(axis=1) - rows.min(axis=1)
+        tied = (top2[:, 1] - top2[:, 0]) <= settings.near_tie * spread
+        mask = tied if mask is None else mask | tied
+    return mask
+
+
+def _agreement(same: np.ndarray, ties: np.ndarray | None) -> tuple[float, int]:
+    """Mean agreement over the rows that are not near-ties (all rows if every one is), and how
+    many rows were set aside. `same`: per row, the share of its values equal to float's."""
+    if ties is None or len(ties) != len(same) or ties.all():
+        return float(np.mean(same)), 0
+    return float(np.mean(same[~ties])), int(ties.sum())
+
+
+def _agreement_text(what: str, agreement: float, rows: int, set_aside: int) -> str:
+    if not set_aside:
+        return f"{what} on {agreement:.2%} of rows"
+    return f"{what} on {agreement:.2%} of the {rows - set_aside} rows that are not near-ties ({set_aside} set aside)"
+
+
 def compare(
     reference: list[np.ndarray],
     candidate: list[np.ndarray],
@@ -79,24 +123,29 @@ def compare(
     """Compare a variant's outputs with the float model's, output by output."""
     verdict = Verdict(passed=True)
     qualities: list[float] = []
+    ties = near_ties(reference, names, settings)
+    gate = f"(gate {settings.min_top1_agreement:.2%})"
     for name, ref, got in zip(names, reference, candidate):
         kind = output_kind(ref, name, settings.task)
         key = f"{name}."
         if kind == "labels":
-            agreement = float(np.mean(ref.reshape(len(ref), -1) == got.reshape(len(got), -1)))
+            same = (ref.reshape(len(ref), -1) == got.reshape(len(got), -1)).mean(axis=1)
+            agreement, set_aside = _agreement(same, ties)
             verdict.metrics[key + "agreement"] = agreement
+            verdict.metrics[key + "near_ties"] = set_aside
             _check(verdict, agreement >= settings.min_top1_agreement,
-                   f"{name}: labels agree on {agreement:.2%} of rows (gate {settings.min_top1_agreement:.2%})")
+                   f"{name}: {_agreement_text('labels agree', agreement, len(same), set_aside)} {gate}")
             qualities.append(agreement)
             if labels is not None and ref.ndim == 1:
                 _accuracy(verdict, name, ref, got, labels, settings)
         elif kind == "classification":
             top_ref, top_got = ref.argmax(axis=1), got.argmax(axis=1)
-            agreement = float(np.mean(top_ref == top_got))
+            agreement, set_aside = _agreement(top_ref == top_got, ties)
             verdict.metrics[key + "top1_agreement"] = agreement
+            verdict.metrics[key + "near_ties"] = set_aside
             verdict.metrics[key + "max_abs_error"] = float(np.max(np.abs(ref - got)))
             _check(verdict, agreement >= settings.min_top1_agreement,
-                   f"{name}: top-1 agrees on {agreement:.2%} of rows (gate {settings.min_top1_agreement:.2%})")
+                   f"{name}: {_agreement_text('top-1 agrees', agreement, len(top_ref), set_aside)} {gate}")
             qualities.append(agreement)
             if labels is not None:
                 _accuracy(verdict, name, top_ref, top_got, labels, settings)
@@ -105,8 +154,9 @@ def compare(
             b = got.reshape(len(got), -1).astype(np.float64)
             norm_a, norm_b = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
             cosine = (a * b).sum(axis=1) / np.maximum(norm_a * norm_b, 1e-30)
-            # Two zero rows agree; a zero row against a non-zero one does not (cosine 0).
-            cosine = np.where((norm_a == 0) & (norm_b == 0), 1.0, cosine)
+            # Equal rows (two zero rows too) agree exactly, whatever the rounding of the sums says;
+            # a zero row against a non-zero one does not (cosine 0).
+            cosine = np.where((a == b).all(axis=1), 1.0, cosine)
             if not np.isfinite(b).all():
                 cosine = np.where(np.isfinite(b).all(axis=1), cosine, -1.0)
             verdict.metrics[key + "cosine_mean"] = float(cosine.mean())

@@ -76,15 +76,16 @@ def timing_batches(sess, larger: int) -> list[int]:
     return [1, larger] if free else [1]
 
 
-def outputs(sess, data: EvalData, names: list[str] | None = None, batch: int = 64) -> list[np.ndarray]:
+def outputs(sess, data: EvalData, names: list[str] | None = None, batch: int | None = None) -> list[np.ndarray]:
     """The outputs (all, or `names`) for every row, run in batches the session accepts: `batch`
-    rows at a time, or exactly the model's fixed batch size.
+    rows at a time (by default `data.stream_rows()`: fewer for large rows, so memory stays
+    bounded), or exactly the model's fixed batch size.
 
     Outputs that are not tensors become arrays (`mlpack_runtime.values.as_array`): ZipMap's
     list of {class: probability} dicts is a [rows, classes] table, columns in class order."""
     fixed = fixed_batch(sess)
     parts = [[as_array(value)[:real] for value in sess.run(names, feed)]
-             for feed, real in data.feeds(fixed or batch, exact=fixed is not None)]
+             for feed, real in data.feeds(fixed or batch or data.stream_rows(), exact=fixed is not None)]
     return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 

@@ -113,6 +113,31 @@ def _restore_types(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> 
             value.type.CopyFrom(types[value.name])
 
 
+def lift_constants(model: onnx.ModelProto) -> int:
+    """Tensors held by `Constant` nodes (paddle2onnx writes every weight so) become initializers,
+    in place: quantizers quantize initializer weights only, and onnxruntime's leave Constant-node
+    weights float. Returns how many were lifted. The function is unchanged."""
+    if model.ir_version < 4:  # initializers had to be graph inputs then
+        return 0
+    outputs = {o.name for o in model.graph.output}
+    kept = []
+    for node in model.graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR),
+                     None) if node.op_type == "Constant" and node.domain in ("", "ai.onnx") else None
+        if value is None or node.output[0] in outputs:
+            kept.append(node)
+            continue
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(value)
+        tensor.name = node.output[0]
+        model.graph.initializer.append(tensor)
+    lifted = len(model.graph.node) - len(kept)
+    if lifted:
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+    return lifted
+
+
 def graph_optimize(src: Path, dst: Path, level: str = "basic") -> Path:
     """onnxruntime's graph optimizations, saved offline.
 
@@ -207,13 +232,42 @@ def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str
             weight_type=_quant_type(weight_type),
             activation_type=QuantType.QUInt8,
             nodes_to_exclude=list(exclude),
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            # With nodes kept float, a Relu or Clip stays a node (not folded into the range of the
+            # Q after it), so that the tensor a kept node reads instead of that Q is float's own.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "QDQKeepRemovableActivations": bool(exclude)},
             use_external_data_format=stored_external(src),
         )
     if converted:
         for path in model_paths(converted):
             path.unlink()
-    return _save(onnx.load(str(dst)), dst, like=src)
+    quantized = onnx.load(str(dst))
+    float_inputs(quantized, set(exclude))
+    return _save(quantized, dst, like=src)
+
+
+def float_inputs(model: onnx.ModelProto, nodes: set[str]) -> None:
+    """Nodes kept float read float tensors, in place. The QDQ quantizer still rounds a tensor that
+    a kept node shares with quantized ones (a Q/DQ pair after its producer), and then
+    onnxruntime's WeightBiasQuantization, at load, quantizes the float weight of any Conv or Gemm
+    whose input comes from DequantizeLinear: the node would not be float at all. A kept node
+    reads the tensor before the pair instead; pairs nobody reads any more are removed."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    for node in model.graph.node:
+        if node.name not in nodes:
+            continue
+        for i, name in enumerate(node.input):
+            dq = producers.get(name)
+            q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+    while True:
+        read = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not set(n.output) & read]
+        if not dead:
+            return
+        for node in dead:
+            model.graph.node.remove(node)
 
 
 def embedding_tables(model: onnx.ModelProto, min_elements: int = 1 << 16) -> list[str]:

@@ -24,15 +24,18 @@ from ..pinned_runtime.compat import Fit
 from ..progress import Progress
 from ..targets import Target
 from . import passes
-from .data import load_data, synthetic_data
-from .gate import GateSettings
-from .measure import latencies, session, timing_batches
+from .data import SampleShapes, check_sample_shapes, load_data, synthetic_data
+from .gate import GateSettings, near_ties
+from .measure import fixed_batch, latencies, session, timing_batches
 from .report import Candidate, OptimizationResult
 from .run import Log, Run, first_line
 from .select import pick, pinned
 from .variants import REGISTRY
 
 TIMING_BUDGET_S = 10.0  # seconds of latency timing for all candidates and batch sizes together
+HELD = "passed the gate on synthetic inputs only, which say nothing about real data"
+CALIBRATE = "pass --calibration FILE.npz with real inputs"
+COULD_NOT_RUN = "could not run"  # how Run.gated starts the reason of a candidate that did not run
 
 
 def optimize_model(
@@ -45,17 +48,25 @@ def optimize_model(
     gate: GateSettings | None = None,
     progress: Progress | None = None,
     variant: str | None = None,
+    sample_shapes: SampleShapes | None = None,
 ) -> OptimizationResult:
     """Run the target's passes on the model and pick the variant to ship.
 
     `data_path` is a .npz with one array per input (and optional `labels`); without it the
-    gate runs on synthetic inputs and the report says so. Bad data raises InputError
-    before anything is written to `work_dir`. `variant` pins the pick (`--variant`): it
-    must pass the gate, and it ships whatever the timing says.
+    gate runs on synthetic inputs (shaped by `sample_shapes`, if given) and the report says
+    so, and no variant whose accuracy depends on the data ships unless the gate allows it.
+    Bad data raises InputError before anything is written to `work_dir`. `variant` pins the
+    pick (`--variant`): it must pass the gate, and it ships whatever the timing says.
     """
     if variant is not None:
         check_variant(target, variant)
-    run = make_candidates(info, target, work_dir, data_path=data_path, log=log, gate=gate)
+        data_dependent = variant in REGISTRY and REGISTRY[variant].data_dependent
+        if data_dependent and data_path is None and (gate or GateSettings()).synthetic != "allow":
+            raise InputError(f"--variant {variant} cannot ship without real data: its accuracy depends on the "
+                             "data, and the gate would run on synthetic inputs",
+                             "pass --calibration FILE.npz with real inputs, or --gate synthetic=allow")
+    run = make_candidates(info, target, work_dir, data_path=data_path, log=log, gate=gate,
+                          sample_shapes=sample_shapes)
     run.progress = progress  # bars for the timing, on a terminal
     return time_and_pick(run, variant=variant)
 
@@ -76,9 +87,11 @@ def make_candidates(
     data_path: Path | None = None,
     log: Log = lambda _: None,
     gate: GateSettings | None = None,
+    sample_shapes: SampleShapes | None = None,
 ) -> Run:
     """Check the data, write the float model, run the float passes, and make and gate every
     variant the target lists, in its order. Nothing is timed yet."""
+    check_sample_shapes(sample_shapes or {}, info.signature, with_data=data_path is not None)
     model = onnx.load(str(info.path))  # with its external data, if any: saved external again below
     locales = make_portable(model)
     runtime = for_target(target)
@@ -89,7 +102,7 @@ def make_candidates(
         data = load_data(data_path, info.signature)
     else:
         try:
-            data = synthetic_data(model, info.signature)
+            data = synthetic_data(model, info.signature, shapes=sample_shapes)
         except InputError as exc:  # no data given and none can be made: ship float, say why
             problem = exc.message
 
@@ -111,8 +124,8 @@ def make_candidates(
     if data is not None:
         try:
             run.use_data(data)
-        except Exception as exc:  # e.g. ZipMap outputs (lists of dicts) cannot be compared
-            problem = f"the model's outputs cannot be compared ({first_line(exc)})"
+        except Exception as exc:  # e.g. synthetic inputs of a size the model does not accept
+            problem = f"the float model fails on {data.source}: {first_line(exc)}"
     if problem:
         run.problem = problem
         return run
@@ -144,6 +157,7 @@ def time_and_pick(run: Run, *, budget_s: float | None = None, variant: str | Non
         run.note(f"Latency was not measured on the target: {run.off_target}. Accuracy was measured with the "
                  "CPU provider.")
 
+    held = _hold_back(run)
     if variant is not None:
         chosen, why = pinned(run.candidates, variant, run.skipped)
     else:
@@ -153,8 +167,8 @@ def time_and_pick(run: Run, *, budget_s: float | None = None, variant: str | Non
         candidates=run.candidates, chosen=chosen, data_source=run.data_source, why=why,
         target=target.name, policy=target.optimize.policy, gate=run.gate,
         latency_note=latency_note, measured_on=measured_on, skipped=run.skipped,
-        sensitive_layers=run.sensitive_layers, notes=run.notes, gated_with=_gated_with(run),
-        rewrites=run.rewrites, **_data_facts(run),
+        sensitive_layers=run.sensitive_layers, notes=run.notes, headline=_headline(run, chosen, held),
+        gated_with=_gated_with(run), rewrites=run.rewrites, **_data_facts(run),
     )
 
 
@@ -164,23 +178,66 @@ def _gated_with(run: Run) -> str:
     return f"{runtime} (the runtime the artifact ships, {runtime.where}) on {run.providers[0]}"
 
 
+def _data_dependent(candidate: Candidate) -> bool:
+    """Made by a variant whose accuracy depends on the data (int8 of any kind)."""
+    variant = REGISTRY.get(candidate.name)
+    return variant is not None and variant.data_dependent and not candidate.reference
+
+
+def _hold_back(run: Run) -> list[Candidate]:
+    """Without real data, the variants whose accuracy depends on it pass on no evidence: they are
+    held back (never picked), unless the user allows it with --gate synthetic=allow."""
+    if not run.data.synthetic or run.gate.synthetic == "allow":
+        return []
+    held = [c for c in run.candidates if c.passed and _data_dependent(c)]
+    for c in held:
+        c.held = HELD
+    return held
+
+
+def _headline(run: Run, chosen: Candidate, held: list[Candidate]) -> str:
+    """The one line a console prints when the pick needs explaining, else ''."""
+    if held:
+        return (f"int8 held back: {', '.join(c.name for c in held)} {HELD} (no --calibration given); "
+                f"{CALIBRATE} to gate int8 on them, or --gate synthetic=allow to ship it anyway")
+    if run.data.synthetic and _data_dependent(chosen):
+        return (f"{chosen.name} ships on synthetic evidence (--gate synthetic=allow): the gate never saw real "
+                f"data; {CALIBRATE} to check it")
+    listed = [name for name in run.target.optimize.variants]
+    compared = [c for c in run.candidates if c.name in listed and not c.reason.startswith(COULD_NOT_RUN)]
+    if listed and not compared:
+        reasons = [f"{name}: {why}" for name, why in run.skipped if name in listed]
+        reasons += [f"{c.name}: {c.reason}" for c in run.candidates if c.name in listed]
+        return f"no variant could be made or compared with float: {'; '.join(reasons)}"
+    return ""
+
+
 def _data_facts(run: Run) -> dict:
     """What the report says about the data: real or synthetic, and how many rows did what."""
+    ties = near_ties(run.reference, run.output_names, run.gate)
     return {"tolerance": run.target.optimize.tolerance, "synthetic": run.data.synthetic,
-            "gate_rows": run.held_out.rows, "calibration_rows": run.calibration.rows}
+            "gate_rows": run.held_out.rows, "calibration_rows": run.calibration.rows,
+            "near_ties": int(ties.sum()) if ties is not None else 0}
 
 
 def _float_only(run: Run) -> OptimizationResult:
     path = run.float_path
     baseline = Candidate("float", path, model_bytes(path), run.float_recipe, reason="the reference")
+    synthetic = run.data is None or run.data.synthetic
+    if run.data is None:
+        fix = CALIBRATE
+    elif synthetic:
+        fix = "pass --sample-shape INPUT=DIMS with a shape the model accepts, or --calibration FILE.npz"
+    else:
+        fix = "check that the calibration file holds inputs the model accepts"
     return OptimizationResult(
-        candidates=[baseline], chosen=baseline, data_source=run.data_source,
-        why=f"kept the float model: no variant can be checked, since {run.problem}",
+        candidates=[baseline], chosen=baseline, data_source=run.data.source if run.data else run.data_source,
+        why="kept the float model: no variant was compared with it",
         target=run.target.name, policy=run.target.optimize.policy, gate=run.gate,
-        tolerance=run.target.optimize.tolerance, synthetic=bool(run.data and run.data.synthetic),
+        tolerance=run.target.optimize.tolerance, synthetic=synthetic, problem=run.problem,
+        headline=f"no variant was made: {run.problem}; {fix}",
         latency_note="not measured: nothing to compare", rewrites=run.rewrites, notes=[
-            f"No variant was made: {run.problem}. Pass --calibration FILE.npz with real inputs to enable "
-            "the optimizer's accuracy gate."],
+            f"No variant was made: {run.problem}. To enable the optimizer's accuracy gate, {fix}."],
     )
 
 
@@ -219,7 +276,10 @@ def _float_passes(run: Run, float_path: Path) -> Path:
             run.skipped.append(("prune", f"the pass failed on this model: {first_line(exc)}"))
     if base == float_path:  # never touch the shipped float file: name nodes in a copy
         base = copy_model(float_path, run.work / "base.onnx")[0]
-    _name_nodes(base)
+    lifted = _prepare_base(base)
+    if lifted:
+        run.note(f"{lifted} tensors held in Constant nodes (weights among them) were made initializers before "
+                 "quantization, so that the int8 variants quantize those weights too.")
     final = base
     if "graph" in opt.passes:
         try:
@@ -236,8 +296,9 @@ def _float_passes(run: Run, float_path: Path) -> Path:
     return base
 
 
-def _name_nodes(path: Path) -> None:
-    """Quantizers select nodes by name; give every node one."""
+def _prepare_base(path: Path) -> int:
+    """Quantizers select nodes by name, and quantize initializer weights only: give every node a
+    name, and lift weights held in Constant nodes into initializers. Returns how many were lifted."""
     model = onnx.load(str(path))
     seen = set()
     changed = False
@@ -246,8 +307,10 @@ def _name_nodes(path: Path) -> None:
             node.name = f"{node.op_type}_{i}"
             changed = True
         seen.add(node.name)
-    if changed:
+    lifted = passes.lift_constants(model)
+    if changed or lifted:
         save_model(model, path, external=stored_external(path))
+    return lifted
 
 
 def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
@@ -257,8 +320,15 @@ def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
             sessions[c.name] = session(c.path, run.target, providers)
         except Exception as exc:  # already failed the gate for the same reason; not timed
             run.log(f"{c.name}: not timed, it does not load ({first_line(exc)})")
-    # Only batch sizes the model accepts: its fixed batch, if it has one.
-    batches = timing_batches(sessions["float"], run.target.optimize.latency_batch)
+    # Only batch sizes the model accepts: its fixed batch, if it has one. The larger batch holds at
+    # most what the gate streams at once: every candidate's session keeps its activations for it.
+    larger = min(run.target.optimize.latency_batch, run.held_out.stream_rows())
+    batches = list(dict.fromkeys(timing_batches(sessions["float"], larger)))
+    wanted = run.target.optimize.latency_batch
+    if wanted not in batches and not fixed_batch(sessions["float"]):
+        run.note(f"Latency was timed at batch {' and '.join(map(str, batches))}, not at the target's {wanted}: "
+                 f"{larger} row(s) of these inputs are as much as the optimizer runs at once, which bounds the "
+                 "build's memory (every candidate's session holds its activations for the batch it runs).")
     progress = run.progress or Progress(quiet=True)
     for batch in batches:
         run.log(f"timing {len(sessions)} candidates at batch {batch} on {providers[0]}")
@@ -273,9 +343,13 @@ def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
 
 def _explain(run: Run, chosen: Candidate) -> None:
     if run.data.synthetic:
+        shipped = (f" {chosen.name} ships on that evidence alone, as --gate synthetic=allow asked."
+                   if _data_dependent(chosen) else
+                   " So no variant whose accuracy depends on the data (int8, mixed) ships; --gate synthetic=allow "
+                   "would let one.")
         run.notes.insert(0, "Accuracy was measured on synthetic inputs made from the model's signature, not on "
                             "real data: it shows the variant computes the same function, not how it does on "
-                            "your data. Pass --calibration FILE.npz to gate on real inputs.")
+                            "your data. Pass --calibration FILE.npz to gate on real inputs." + shipped)
     m = chosen.metrics
     if "accuracy" in m and chosen is not run.candidates[0]:
         within = m["accuracy_drop"] <= run.gate.max_accuracy_drop + 1e-12
@@ -284,5 +358,10 @@ def _explain(run: Run, chosen: Candidate) -> None:
                             f"{'within' if within else 'outside'} the gate's "
                             f"{run.gate.max_accuracy_drop * 100:.1f} points.")
     if run.calibration is not run.held_out:
-        run.notes.append(f"Calibration used the first {run.calibration.rows} rows; the gate used the other "
+        run.notes.append(f"Calibration used the first {run.calibration.describe()}; the gate used the other "
                          f"{run.held_out.rows}.")
+    ties = near_ties(run.reference, run.output_names, run.gate)
+    if ties is not None and ties.any():
+        run.notes.append(f"{int(ties.sum())} of the gate's {run.held_out.rows} rows are near-ties in float (its top "
+                         f"two classes within {run.gate.near_tie:.1%} of the row's range): they decide no top-1 "
+                         f"agreement, which the other {run.held_out.rows - int(ties.sum())} rows decide.")

@@ -27,6 +27,7 @@ class Candidate:
     quality: float = 1.0
     latency: dict[int, Latency] = field(default_factory=dict)
     reference: bool = False  # measured for comparison only (e.g. a plain recipe), never picked
+    held: str = ""  # why a variant that passed may not ship (its gate ran on synthetic inputs)
 
     def accuracy_text(self) -> str:
         m = self.metrics
@@ -35,7 +36,8 @@ class Candidate:
             if key.endswith(".cosine_mean"):
                 parts.append(f"cos mean {value:.4f} min {m[key.replace('mean', 'min')]:.4f}")
             elif key.endswith(".top1_agreement") or key.endswith(".agreement"):
-                parts.append(f"top-1 agree {value:.2%}")
+                ties = int(m.get(key.rsplit(".", 1)[0] + ".near_ties", 0))
+                parts.append(f"top-1 agree {value:.2%}" + (f" ({ties} near-ties set aside)" if ties else ""))
             elif key.endswith(".relative_error"):
                 parts.append(f"max err {value:.3f} of spread")
         if "accuracy" in m:
@@ -64,6 +66,9 @@ class OptimizationResult:
     calibration_rows: int = 0  # rows calibration used (the same rows when there were too few to split)
     gated_with: str = ""  # the onnxruntime release and provider the gate ran on
     rewrites: list[str] = field(default_factory=list)  # what was changed in the model for the pinned runtime
+    near_ties: int = 0  # gate rows where float's top-2 margin is a near-tie: they decide no agreement
+    problem: str = ""  # why no variant was compared with float (then float ships alone)
+    headline: str = ""  # the one line a console prints when the pick needs explaining (held back, nothing made)
 
     @property
     def baseline(self) -> Candidate:
@@ -89,7 +94,7 @@ class OptimizationResult:
                 lat = c.latency.get(b)
                 row += [_ms(lat.p50_ms) if lat else "-", _ms(lat.p95_ms) if lat else "-",
                         self._ratio(c, b)]
-            row += [c.accuracy_text(), "pass" if c.passed else "FAIL"]
+            row += [c.accuracy_text(), _verdict(c)]
             rows.append(row)
         return rows
 
@@ -100,6 +105,8 @@ class OptimizationResult:
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append(f"* chosen: {self.chosen.name} ({self.why})")
+        if self.headline:
+            lines.append(self.headline)
         lines.append(f"accuracy measured on {self.data_source}")
         if self.latency_note:
             lines.append(f"latency {self.latency_note}")
@@ -115,6 +122,7 @@ class OptimizationResult:
             f"**Chosen: `{self.chosen.name}`** ({format_size(self.chosen.size_bytes)}, "
             f"{self.chosen.size_bytes / self.baseline.size_bytes:.2f}x the float size). "
             f"{self.why[:1].upper() + self.why[1:]}.", "",
+            *([f"- **{self.headline}**"] if self.headline else []),
             f"- Accuracy measured on: {self.data_source}.",
             f"- Policy: {self.policy} variant that passes the gate.",
             f"- Latency: {self.latency_note or 'measured with ' + self.measured_on}.",
@@ -126,12 +134,12 @@ class OptimizationResult:
         ]
         md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
         md += ["", "## How each variant was made", ""]
-        md += [f"- `{c.name}`: {c.recipe}. Gate: {'pass' if c.passed else 'FAIL'} ({c.reason})."
-               for c in self.candidates]
+        md += [f"- `{c.name}`: {c.recipe}. Gate: {'pass' if c.passed else 'FAIL'} ({c.reason})"
+               + (f"; held back: {c.held}." if c.held else ".") for c in self.candidates]
         if self.skipped:
             md += ["", "## Not tried", ""] + [f"- `{name}`: {why}" for name, why in self.skipped]
         if self.sensitive_layers:
-            md += ["", "## Most error-sensitive layers (int8 error of the layer's output)", ""]
+            md += ["", "## Most error-sensitive nodes (relative error of the model's output with only that node in int8)", ""]
             md += [f"- `{name}`: {err:.4f}" for name, err in self.sensitive_layers[:8]]
         md += ["", "## Gate", ""]
         md += [f"- `{k}`: {v}" for k, v in self.gate.model_dump().items()]
@@ -146,6 +154,11 @@ class OptimizationResult:
             "data_source": self.data_source,
             "chosen": self.chosen.name,
             "why": self.why,
+            "headline": self.headline or None,
+            "synthetic": self.synthetic,
+            "gate_rows": self.gate_rows,
+            "calibration_rows": self.calibration_rows,
+            "near_ties": self.near_ties,
             "latency_measured_on": self.measured_on or None,
             "latency_note": self.latency_note or None,
             "gated_with": self.gated_with or None,
@@ -159,6 +172,7 @@ class OptimizationResult:
                     "size_bytes": c.size_bytes,
                     "size_ratio": round(c.size_bytes / self.baseline.size_bytes, 4),
                     "passed": c.passed,
+                    "held_back": c.held or None,
                     "reference": c.reference,
                     "reason": c.reason,
                     "metrics": c.metrics,
@@ -173,6 +187,10 @@ class OptimizationResult:
             "sensitive_layers": [{"node": n, "int8_relative_error": e} for n, e in self.sensitive_layers],
             "notes": self.notes,
         }
+
+
+def _verdict(c: Candidate) -> str:
+    return "held" if c.held else "pass" if c.passed else "FAIL"
 
 
 def _ms(value: float) -> str:

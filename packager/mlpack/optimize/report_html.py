@@ -116,6 +116,9 @@ def data_text(result: OptimizationResult) -> str:
              if result.calibration_rows != result.gate_rows
              else f"the same {result.gate_rows} rows for calibration and the gate (too few to hold rows out)")
     text = f"{kind}: {result.data_source}; {split}"
+    if result.near_ties:
+        text += (f"; {result.near_ties} of the gate's rows are near-ties in float and decide no top-1 agreement, "
+                 f"which the other {result.gate_rows - result.near_ties} decide")
     if result.synthetic:
         text += (". Synthetic inputs show that a variant computes the same function as float, "
                  "not how it does on your data: pass --calibration FILE.npz")
@@ -144,15 +147,19 @@ def report_page(result: OptimizationResult, about: About) -> ReportPage:
         chosen=chosen.name,
         chosen_summary=(f"{format_size(chosen.size_bytes)}, {chosen.size_bytes / base.size_bytes:.2f}x the float "
                         f"size; {chosen.accuracy_text()}"),
-        why=result.why[:1].upper() + result.why[1:] + ".",
+        why=_sentence(result.why) + (f" {_sentence(result.headline)}" if result.headline else ""),
         chart=build_chart(result),
         header=header, rows=rows, numeric=numeric, facts=facts,
-        recipes=[(c.name, c.recipe, ("pass" if c.passed else "FAIL") + (f": {c.reason}" if c.reason else ""))
-                 for c in result.candidates],
+        recipes=[(c.name, c.recipe, ("pass" if c.passed else "FAIL") + (f": {c.reason}" if c.reason else "")
+                  + (f"; held back: {c.held}" if c.held else "")) for c in result.candidates],
         skipped=list(result.skipped),
         notes=list(result.notes),
         gate=[(k, str(v)) for k, v in result.gate.model_dump().items()],
     )
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
 
 
 def to_html(result: OptimizationResult, about: About) -> str:

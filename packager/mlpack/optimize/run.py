@@ -3,6 +3,7 @@ made so far, what each variant left for the ones after it, and the report's note
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,9 +25,14 @@ from .variants import Outcome, Variant
 Log = Callable[[str], None]
 
 
+# Where onnxruntime's messages name its C++ source: noise to a user, and it cuts the reason off.
+_SOURCE_NOISE = re.compile(r"\S*onnxruntime_src/\S+:\d+\s+|(?:\b\w+\s+)?onnxruntime::[\w:]+\([^)]*\)\s*")
+
+
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:240]
+    """An exception's whole message on one line, without onnxruntime's source locations."""
+    text = _SOURCE_NOISE.sub("", str(exc)).strip() or type(exc).__name__
+    return " ".join(text.split())
 
 
 class Run:

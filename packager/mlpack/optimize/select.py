@@ -43,13 +43,24 @@ def _names(candidates: Iterable[Candidate]) -> str:
 
 
 def pick(candidates: list[Candidate], policy: str, tolerance: float, latency_measured: bool) -> tuple[Candidate, str]:
-    """The candidate to ship, and why, in words that name the measure and the rule that decided."""
-    candidates = [c for c in candidates if not c.reference]
+    """The candidate to ship, and why, in words that name the measure and the rule that decided.
+    Held-back candidates (passed, but on synthetic inputs only) never ship; the reason names them."""
+    held = [c for c in candidates if c.held and not c.reference]
+    chosen, why = _pick([c for c in candidates if not c.reference and not c.held], policy, tolerance,
+                        latency_measured, bool(held))
+    if held:
+        why += f"; {_names(held)} held back: passed on synthetic inputs only"
+    return chosen, why
+
+
+def _pick(candidates: list[Candidate], policy: str, tolerance: float, latency_measured: bool,
+          held: bool) -> tuple[Candidate, str]:
     baseline = candidates[0]
     passing = [c for c in candidates if c.passed]
     failed = [c.name for c in candidates if not c.passed]
     if passing in ([], [baseline]):
-        why = "no other variant passed the accuracy gate" if failed else "no other variant was made"
+        why = ("no other variant passed the accuracy gate" if failed else
+               "no other variant may ship" if held else "no other variant was made")
         return baseline, f"kept the float model: {why}" + (f" ({', '.join(failed)} failed)" if failed else "")
 
     fallback = ""
@@ -119,4 +130,7 @@ def pinned(candidates: list[Candidate], name: str, skipped: list[tuple[str, str]
     if not chosen.passed:
         raise InputError(f"--variant {name} failed the accuracy gate: {chosen.reason}",
                          "drop --variant, pin another variant, or relax the gate with --gate KEY=VALUE")
+    if chosen.held:
+        raise InputError(f"--variant {name} cannot ship: it {chosen.held}",
+                         "pass --calibration FILE.npz with real inputs, or --gate synthetic=allow to ship it anyway")
     return chosen, f"pinned with --variant {name}, whatever the policy would pick"

@@ -1,29 +1,35 @@
-"""Measure how much error int8 quantization adds at each weight layer of a model.
+"""Measure what int8 quantization costs, node by node, and the helpers smoothing shares.
 
-For every MatMul, Gemm and Conv with constant weights, the float model is run once on
-data to capture the layer's real input; the layer alone is then run again in
-onnxruntime with its input and weights rounded to int8 (activations uint8 per tensor
-over the captured range, weights int8 symmetric per output channel). The relative error
-of the layer's output ranks the layers: mixed precision keeps the worst ones in float.
+Mixed precision ranks the nodes an int8 recipe quantized (`quantized_nodes`) by their
+measured effect on the model's output (`measure_effects`): the float model runs with only
+that node computing on int8-rounded values (its activation inputs uint8 per tensor over
+their range on the data, its weight int8 symmetric per output channel), and the relative
+error of the model's output is the node's effect. The worst ones stay float first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..model_files import stored_external
+from ..model_files import model_paths, save_model, stored_external
 from ..runtime.config import open_session
 from .data import EvalData
 from .measure import outputs
 
+if TYPE_CHECKING:
+    from .run import Run
+
 CPU = ["CPUExecutionProvider"]
 MAX_ROWS = 16  # a few rows rank layers reliably; more only costs memory
 MAX_CAPTURE_BYTES = 1 << 30  # fewer rows for models with large activations (images)
+EFFECT_ROWS = 4  # rows each node's effect is measured on: enough to rank, and each node costs a run
+EFFECT_BYTES = 2 << 20  # fewer rows when one row's inputs are large (one 3x320x480 image)
 WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
 
 
@@ -121,36 +127,135 @@ def int8_error(x: np.ndarray, w: np.ndarray) -> float:
     return float(np.linalg.norm(approx - exact)) / (float(np.linalg.norm(exact)) or 1.0)
 
 
-def _layer_error(node: onnx.NodeProto, x: np.ndarray, w: np.ndarray, extras: dict[str, np.ndarray]) -> float:
-    """Run the node alone on (x, w) and on their int8-rounded copies; relative output error."""
-    inputs = [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(x.shape)),
-              helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, list(w.shape))]
-    inits = [numpy_helper.from_array(v, name) for name, v in extras.items()]
-    rest = [name for name in node.input[2:]]
-    single = helper.make_node(node.op_type, ["x", "w", *rest], ["y"], **{
-        a.name: helper.get_attribute_value(a) for a in node.attribute})
-    graph = helper.make_graph([single], "layer", inputs, [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    session = open_session(model.SerializeToString(), {}, CPU)
-    exact = session.run(None, {"x": x, "w": w})[0]
-    approx = session.run(None, {"x": _fake_quant_activation(x).astype(np.float32),
-                                "w": _fake_quant_weight(w, _output_axis(node)).astype(np.float32)})[0]
-    return float(np.linalg.norm(approx - exact)) / (float(np.linalg.norm(exact)) or 1.0)
+def quantized_nodes(float_graph: onnx.ModelProto, quantized: onnx.ModelProto) -> list[str]:
+    """The nodes of `float_graph` an int8 recipe quantized, in graph order: those the quantized
+    model replaced or folded away (MatMul -> MatMulInteger, Relu into its Q/DQ range), and
+    those that read a DequantizeLinear output there (QDQ). Keeping all of them float with the
+    recipe's `exclude` gives the float graph back."""
+    dequantized = {o for n in quantized.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    by_name = {n.name: n for n in quantized.graph.node}
+    changed = []
+    for node in float_graph.graph.node:
+        same = by_name.get(node.name)
+        if same is None or same.op_type != node.op_type or any(i in dequantized for i in same.input):
+            changed.append(node.name)
+    return changed
 
 
-def measure_layers(model_path: Path, data: EvalData) -> list[LayerError]:
-    """Each weight layer's int8 error on `data`, worst first."""
-    model = onnx.load(str(model_path))
-    layers = weight_layers(model)
-    if not layers:
-        return []
-    captured = capture_inputs(model, [node.input[0] for node, _ in layers], data, source=model_path)
-    inits = {t.name: t for t in model.graph.initializer}
-    errors = []
-    for node, w in layers:
-        extras = {name: numpy_helper.to_array(inits[name]) for name in node.input[2:] if name in inits}
-        if len(extras) != len([n for n in node.input[2:] if n]):
-            continue  # a bias computed at run time: rare, skip
-        errors.append(LayerError(node.name, node.op_type, _layer_error(node, captured[node.input[0]], w, extras), w.size))
-    return sorted(errors, key=lambda e: e.relative_error, reverse=True)
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Names of the float32 tensors of the graph, as far as onnx's shape inference can tell."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    values = [*graph.input, *graph.value_info, *graph.output]
+    return {v.name for v in values if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+
+
+def _quantized_inputs(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto],
+                      floats: set[str]) -> tuple[list[str], str | None]:
+    """(activation inputs int8 would round per tensor, the weight it rounds per channel)."""
+    weight = None
+    if node.op_type in (*WEIGHT_OPS, "ConvTranspose") and len(node.input) > 1 and node.input[1] in weights:
+        tensor = weights[node.input[1]]
+        if tensor.data_type == onnx.TensorProto.FLOAT and len(tensor.dims) >= 2:
+            weight = node.input[1]
+    bias = 2 if node.op_type in (*WEIGHT_OPS, "ConvTranspose") else -1  # int32 in QDQ: no error worth ranking
+    activations = [name for i, name in enumerate(node.input)
+                   if name and name != weight and i != bias and name not in weights and name in floats]
+    return activations, weight
+
+
+def _ranges(model: onnx.ModelProto, tensors: list[str], run: Run, data: EvalData) -> dict[str, tuple[float, float]]:
+    """min and max of each tensor over `data`, from one run of the float model with a
+    ReduceMin and a ReduceMax per tensor added as outputs (rows stream in batches)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    first = len(probe.graph.output)
+    for i, name in enumerate(tensors):
+        for op in ("ReduceMin", "ReduceMax"):
+            out = f"mlpack_range_{i}_{op}"
+            probe.graph.node.append(helper.make_node(op, [name], [out], name=out))
+            probe.graph.output.append(helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
+    path = save_model(probe, run.work / "ranges.onnx", external=False)  # external past 2 GB
+    values = run.outputs(path, data)[first:]
+    for file in model_paths(path):
+        file.unlink()
+    return {name: (float(np.min(values[2 * i])), float(np.max(values[2 * i + 1]))) for i, name in enumerate(tensors)}
+
+
+def _fake_quantize(model: onnx.ModelProto, node: onnx.NodeProto, activations: list[str], weight: str | None,
+                   ranges: dict[str, tuple[float, float]], weights: dict[str, onnx.TensorProto]) -> onnx.ModelProto:
+    """A copy of `model` in which only `node` computes on int8-rounded values: its activation
+    inputs through QuantizeLinear/DequantizeLinear (uint8, per tensor, over their measured range),
+    its weight rounded to int8 per output channel."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    target = next(n for n in out.graph.node if n.name == node.name)
+    added = []
+    for name in activations:
+        low, high = min(0.0, ranges[name][0]), max(0.0, ranges[name][1])
+        scale = (high - low) / 255.0 or 1.0
+        zero = int(np.clip(np.round(-low / scale), 0, 255))
+        prefix = f"mlpack_fq/{name}"
+        out.graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{prefix}/scale"),
+                                      numpy_helper.from_array(np.array(zero, np.uint8), f"{prefix}/zero")])
+        added += [helper.make_node("QuantizeLinear", [name, f"{prefix}/scale", f"{prefix}/zero"], [f"{prefix}/q"]),
+                  helper.make_node("DequantizeLinear", [f"{prefix}/q", f"{prefix}/scale", f"{prefix}/zero"],
+                                   [f"{prefix}/dq"])]
+        target.input[:] = [f"{prefix}/dq" if i == name else i for i in target.input]
+    if weight is not None:
+        w = numpy_helper.to_array(weights[weight]).astype(np.float32)
+        axis = 1 if node.op_type == "ConvTranspose" else _output_axis(node)
+        out.graph.initializer.append(numpy_helper.from_array(_fake_quant_weight(w, axis).astype(np.float32),
+                                                             f"mlpack_fq/{weight}"))
+        target.input[1] = f"mlpack_fq/{weight}"
+    # The Q/DQ pairs go right before the node: what they read exists there, so the order stays topological.
+    nodes = list(out.graph.node)
+    at = next(i for i, n in enumerate(nodes) if n.name == node.name)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes[:at] + added + nodes[at:])
+    return out
+
+
+def output_error(reference: list[np.ndarray], got: list[np.ndarray]) -> float:
+    """How far `got` is from float's outputs: the worst output's relative L2 error (for float
+    outputs), or share of values that differ (labels)."""
+    worst = 0.0
+    for ref, value in zip(reference, got):
+        if ref.dtype.kind == "f":
+            a, b = ref.astype(np.float64).ravel(), value.astype(np.float64).ravel()
+            error = float(np.linalg.norm(a - b)) / (float(np.linalg.norm(a)) or 1.0)
+            worst = max(worst, error if np.isfinite(error) else np.inf)
+        else:
+            worst = max(worst, float(np.mean(ref != value)))
+    return worst
+
+
+def measure_effects(float_graph: Path, units: list[str], run: Run, data: EvalData) -> list[LayerError]:
+    """Each of `units` (nodes an int8 recipe quantized) ranked by its measured effect on the
+    model's output: the float model is run with only that node's inputs and weight rounded to
+    int8, on a few rows of `data`, and compared with float. Worst first.
+
+    Sessions are the optimizer's own (`run.outputs`); rows are few and small (EFFECT_ROWS, at
+    most EFFECT_BYTES of inputs), since every unit costs one session and one run."""
+    model = onnx.load(str(float_graph))
+    weights = {t.name: t for t in model.graph.initializer}
+    floats = _float_tensors(model)
+    nodes = {n.name: n for n in model.graph.node}
+    plan = {name: _quantized_inputs(nodes[name], weights, floats) for name in units if name in nodes}
+    per_row = max(1, sum(v[:1].nbytes for v in data.inputs.values()))
+    rows = data.take(slice(0, max(1, min(EFFECT_ROWS, EFFECT_BYTES // per_row))))
+    tensors = sorted({t for activations, _ in plan.values() for t in activations})
+    ranges = _ranges(model, tensors, run, rows) if tensors else {}  # enough to rank; its memory stays small
+    reference = run.outputs(float_graph, rows)
+    path, external = run.work / "effect.onnx", stored_external(float_graph)
+    effects = []
+    for name, (activations, weight) in plan.items():
+        if not activations and weight is None:
+            continue  # nothing this node reads is rounded (e.g. a Relu folded into its producer's range)
+        probe = _fake_quantize(model, nodes[name], activations, weight, ranges, weights)
+        save_model(probe, path, external=external)
+        size = int(np.prod(weights[weight].dims)) if weight else 0
+        effects.append(LayerError(name, nodes[name].op_type, output_error(reference, run.outputs(path, rows)), size))
+    for file in model_paths(path):
+        file.unlink()
+    return sorted(effects, key=lambda e: e.relative_error, reverse=True)

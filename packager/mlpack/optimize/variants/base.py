@@ -61,10 +61,14 @@ class Variant(ABC):
     - `needs_one_of`: variants of which at least one must be listed before it;
     - `reads`: the variants whose outcome it uses; any that is listed must come before it,
       and `Run.earlier` hands a variant only the outcomes it declares;
-    - `not_applicable(model)`: why it cannot help a model, asked before it runs.
+    - `not_applicable(model)`: why it cannot help a model, asked before it runs;
+    - `data_dependent`: whether its accuracy depends on the data (int8 rounds activations to
+      ranges that real inputs decide): such a variant never ships on a gate that ran on
+      synthetic inputs, unless the user allows it (`--gate synthetic=allow`).
     """
 
     name: ClassVar[str]
+    data_dependent: ClassVar[bool] = True
     Config: ClassVar[type[VariantConfig]] = VariantConfig
     needs_one_of: ClassVar[tuple[str, ...]] = ()
     reads: ClassVar[tuple[str, ...]] = ()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 @register
 class Fp16(Variant):
     name = "fp16"
+    data_dependent = False  # float16 rounds every value alike: no range is fitted to the data
 
     def make(self, run: Run) -> Outcome:
         from ..passes import fp16

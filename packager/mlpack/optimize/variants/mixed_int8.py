@@ -1,13 +1,18 @@
-"""mixed-int8: an earlier int8 recipe with the layers whose int8 error is largest kept in float.
+"""mixed-int8: an earlier int8 recipe with the nodes whose int8 rounding hurts the output most kept float.
 
-Only when no int8 variant passes the gate as is. The error is measured per layer
-(../sensitivity.py), and as few layers as the gate allows stay float: the worst one, then
-two, four, and so on. When the gate passes only with every layer float, that is the float
-model, and nothing is added.
+Only when no int8 variant passes the gate as is. The nodes the recipe quantized (weight
+layers, and in QDQ also the Add, Concat, Resize... whose inputs it rounds) are ranked by
+their measured effect on the model's output (../sensitivity.py). Then as few as the gate
+allows stay float: the worst one, two, four... until the gate passes, then a bisection
+between the last count that failed and the first that passed finds the fewest. Every
+quantized node kept float is the float graph itself (`quantized_nodes` makes sure the recipe
+quantizes nothing then), so when only that passes, that is the float model and nothing is
+added.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .base import Outcome, Variant
@@ -16,6 +21,7 @@ from .registry import register
 if TYPE_CHECKING:
     import onnx
 
+    from ..report import Candidate
     from ..run import Run
 
 NO_LAYERS = "no MatMul, Gemm or Conv layers with constant weights"
@@ -36,34 +42,63 @@ class MixedInt8(Variant):
         return None if weight_layers(model) else NO_LAYERS
 
     def make(self, run: Run) -> Outcome:
-        from ..sensitivity import measure_layers
+        import onnx
+
+        from ..sensitivity import measure_effects, quantized_nodes
 
         earlier = {name: run.earlier(name) for name in self.reads}
-        recipe = next((name for name in self.needs_one_of if earlier[name] and earlier[name].requantize), None)
+        passing = [name for name, outcome in earlier.items() if outcome and outcome.passed]
+        if passing:
+            return Outcome(skipped=f"{passing[0]} passes the gate as is; no layer needs to stay float")
+        recipe = next((name for name in self.needs_one_of
+                       if earlier[name] and earlier[name].requantize and earlier[name].candidate), None)
         if recipe is None:
             return Outcome(skipped=f"needs an int8 variant to start from, and none of "
                                    f"{', '.join(self.needs_one_of)} was made")
         source = earlier[recipe]
-        layers = measure_layers(source.float_graph, run.calibration)
-        passing = [name for name, outcome in earlier.items() if outcome and outcome.passed]
-        if passing:
-            return Outcome(skipped=f"{passing[0]} passes the gate as is; no layer needs to stay float", layers=layers)
-        if not layers:
-            return Outcome(skipped=NO_LAYERS)
-        keep = 1
-        while True:
-            kept = [e.node for e in layers[:keep]]
-            path = source.requantize(kept, run.work / "mixed-int8.onnx")
-            candidate = run.gated(self.name, path)
-            run.log(f"mixed-int8 ({recipe}) with {keep} of {len(layers)} layers in float: gate "
+        units = quantized_nodes(onnx.load(str(source.float_graph), load_external_data=False),
+                                onnx.load(str(source.candidate.path), load_external_data=False))
+        if not units:
+            return Outcome(skipped=f"{recipe} quantized no node of this model")
+        layers = measure_effects(source.float_graph, units, run, run.calibration)
+        ranked = [e.node for e in layers] + [u for u in units if u not in {e.node for e in layers}]
+        tried: dict[int, Candidate] = {}
+
+        def trial(keep: int) -> Candidate:
+            path = source.requantize(ranked[:keep], run.work / f"mixed-int8-{keep}.onnx")
+            tried[keep] = candidate = run.gated(self.name, path)
+            run.log(f"mixed-int8 ({recipe}) with {keep} of {len(ranked)} quantized nodes in float: gate "
                     f"{'pass' if candidate.passed else 'FAIL'}")
-            if candidate.passed or keep >= len(layers):
+            return candidate
+
+        failed, passed = 0, None  # the most nodes float that failed; the fewest that passed
+        keep = 1
+        while keep < len(ranked):  # all float is the float graph: never made
+            if trial(keep).passed:
+                passed = keep
                 break
-            keep = min(len(layers), keep * 2)
-        if keep >= len(layers):
-            path.unlink()
-            return Outcome(skipped=f"the gate failed until all {len(layers)} layers were float, which is the "
-                                   "float model", layers=layers)
-        candidate.recipe = (f"as {recipe}, but the {keep} layer(s) of {len(layers)} with the largest measured "
-                            f"int8 error kept float: {', '.join(kept[:4])}{', ...' if keep > 4 else ''}")
+            failed, keep = keep, min(len(ranked), keep * 2)
+        while passed is not None and passed - failed > 1:
+            middle = (failed + passed) // 2
+            if trial(middle).passed:
+                passed = middle
+            else:
+                failed = middle
+        for count, candidate in tried.items():
+            if count != passed:
+                _remove(candidate.path)
+        if passed is None:
+            return Outcome(skipped=f"the gate failed until all {len(ranked)} nodes {recipe} quantized were float, "
+                                   "which is the float model", layers=layers)
+        candidate, kept = tried[passed], ranked[:passed]
+        candidate.recipe = (f"as {recipe}, but the {passed} of its {len(ranked)} quantized nodes with the largest "
+                            f"measured effect on the output kept float: {', '.join(kept[:4])}"
+                            f"{', ...' if passed > 4 else ''}")
         return Outcome(run.keep(candidate), layers=layers)
+
+
+def _remove(path: Path) -> None:
+    from ...model_files import model_paths
+
+    for file in model_paths(path):
+        file.unlink(missing_ok=True)

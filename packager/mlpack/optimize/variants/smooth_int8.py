@@ -51,7 +51,7 @@ class SmoothInt8(Variant):
             smoothed = smooth.apply(base, run.work / f"smoothed-{strength}.onnx", plan)
             path = dynamic_int8(smoothed, run.work / f"smooth-int8-{strength}.onnx", weight_type=weight)
             quality = run.compare(calibration_reference, run.outputs(path, run.calibration)).quality
-            run.log(f"smooth-int8 at strength {strength}: quality {quality:.4f} on the calibration rows")
+            run.log(f"smooth-int8 at strength {strength}: quality {quality:.4f} on {run.calibration.describe()}")
             trials.append((quality, strength, smoothed, path, len(plan)))
         quality, strength, smoothed, path, tensors = max(trials, key=lambda t: t[0])
         for _, _, other_smoothed, other_path, _ in trials:
@@ -61,7 +61,7 @@ class SmoothInt8(Variant):
         candidate = run.add(self.name, path, (
             f"as dynamic-int8, after moving activation range into the weights on {tensors} tensors "
             f"(SmoothQuant-style, strength {strength} chosen from {', '.join(map(str, self.config.strengths))} "
-            "on the calibration rows)"))
+            f"on {run.calibration.describe()})"))
 
         def requantize(kept, dst):
             return dynamic_int8(smoothed, dst, weight_type=weight, exclude=kept)

@@ -41,5 +41,5 @@ class StaticInt8(Variant):
 
         path = requantize((), run.work / "static-int8.onnx")
         candidate = run.add(self.name, path, f"QDQ int8 ({weight} weights per channel), activation ranges "
-                                             f"calibrated on {calibration.rows} rows")
+                                             f"calibrated on {calibration.describe()}")
         return Outcome(candidate, float_graph=start, requantize=requantize)

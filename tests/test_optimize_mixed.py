@@ -1,0 +1,68 @@
+"""mixed-int8: the nodes an int8 recipe quantized, ranked by their measured effect on the output,
+and the fewest of them kept float until the gate passes; all of them float is the float model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from mlpack.model_info import inspect_model
+from mlpack.optimize import GateSettings
+from mlpack.optimize.data import EvalData
+from mlpack.optimize.gate import compare
+from mlpack.optimize.measure import outputs, session
+from mlpack.optimize.passes import dynamic_int8, static_int8
+from mlpack.optimize.sensitivity import quantized_nodes, weight_layers
+from mlpack.targets import load_target
+
+from .models import chain_images, conv_chain, pyramid_cnn
+from .test_optimize import optimize, with_variants
+
+
+@pytest.mark.parametrize("opset", [12, 17])
+@pytest.mark.parametrize("recipe", ["static", "dynamic"])
+def test_every_quantized_node_kept_float_reproduces_the_float_model_exactly(tmp_path: Path, recipe: str,
+                                                                            opset: int) -> None:
+    model = pyramid_cnn(tmp_path / "pyramid.onnx", opset=opset)  # opset 12: static converts to 13 first
+    images = np.random.default_rng(0).random((12, 3, 64, 96)).astype(np.float32)
+    calibration, held_out = EvalData({"x": images[:4]}, None, "t", False), EvalData({"x": images[4:]}, None, "t", False)
+
+    def make(dst: Path, exclude=()) -> Path:
+        if recipe == "static":
+            return static_int8(model, dst, calibration, exclude=exclude)
+        return dynamic_int8(model, dst, exclude=exclude)
+
+    float_graph = onnx.load(str(model))
+    units = quantized_nodes(float_graph, onnx.load(str(make(tmp_path / "q.onnx"))))
+    target = load_target("x86-cpu")
+    reference = outputs(session(model, target), held_out)
+    every = outputs(session(make(tmp_path / "all.onnx", units), target), held_out)
+    assert all(np.array_equal(a, b) for a, b in zip(reference, every))  # bit for bit
+    assert compare(reference, every, ["features"], GateSettings(min_cosine_min=1.0)).passed
+    if recipe == "static":
+        # Keeping only the weight layers float (what mixed-int8 did before) leaves the Q/DQ pairs
+        # of Concat and Resize in place: not the float model.
+        weights_only = [node.name for node, _ in weight_layers(float_graph)]
+        assert set(weights_only) < set(units)
+        rest = outputs(session(make(tmp_path / "w.onnx", weights_only), target), held_out)
+        assert not np.array_equal(reference[0], rest[0])
+
+
+def test_mixed_keeps_the_fewest_nodes_float_ranked_by_their_measured_effect(tmp_path: Path) -> None:
+    model = conv_chain(tmp_path / "chain.onnx", outliers=(1, 3, 5))
+    target = with_variants("arm-edge", "static-int8", "mixed-int8")
+    result = optimize(inspect_model(model), target, tmp_path / "work", data_path=chain_images(tmp_path / "d.npz"))
+    assert not next(c for c in result.candidates if c.name == "static-int8").passed
+    # Each broken layer, quantized alone, wrecks the output; the others barely move it.
+    effects = dict(result.sensitive_layers)
+    assert {name for name, _ in result.sensitive_layers[:3]} == {"conv1", "conv3", "conv5"}
+    assert min(effects[f"conv{i}"] for i in (1, 3, 5)) > 10 * max(effects[f"conv{i}"] for i in (2, 4, 6))
+    mixed = next(c for c in result.candidates if c.name == "mixed-int8")
+    # 1, 2 fail; 4 passes; the bisection finds that 3 are enough: exactly the broken ones.
+    assert mixed.passed and "but the 3 of its" in mixed.recipe
+    assert all(f"conv{i}" in mixed.recipe for i in (1, 3, 5))
+    assert mixed.size_bytes < result.candidates[0].size_bytes
+    assert [p.name for p in (tmp_path / "work").glob("mixed-int8-*.onnx")] == [mixed.path.name]  # trials removed
