@@ -100,3 +100,40 @@ def test_the_text_path_on_the_float_model_equals_tokenizer_plus_onnxruntime(mini
     served, _ = served_app(tmp_path / "float", model)  # tokenizer.json beside the float model
     embeddings = np.array(served.predict({"text": probes})["sentence_embedding"])
     assert cosine(embeddings, reference(model, tokenizer, probes)).min() >= 0.9999
+
+
+SERVE_TEXT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, onnxruntime
+from mlpack_runtime.served import ServedModel
+model = ServedModel(sys.argv[1])
+texts = json.loads(sys.argv[2])
+print(json.dumps({"runtime": f"{onnxruntime.capi.build_and_package_info.package_name} {onnxruntime.__version__}",
+                  "provider": model.provider, "embeddings": model.predict({"text": texts})["sentence_embedding"]}))
+"""
+
+
+def test_the_cuda_gpu_artifact_answers_text_under_the_onnxruntime_gpu_it_pins(minilm, tmp_path: Path) -> None:
+    """This host has no GPU: the cuda-gpu Bento's own code, run by onnxruntime-gpu at the version the target
+    pins (its CPU provider, allowed on purpose), answers raw sentences as the float model does."""
+    import os
+    import subprocess
+    import sys
+
+    from mlpack.pinned_runtime.environment import runtime_env
+    from mlpack.targets import load_target
+
+    folder, _, model, tokenizer, probes = minilm
+    gpu = load_target("cuda-gpu")
+    result = build(BuildRequest(model=model, target="cuda-gpu", out=tmp_path / "out", name="minilm",
+                                calibration=folder / "sentences.txt"), Progress(quiet=True))
+    assert result.manifest.model.variant == "fp16"
+    env = {**os.environ, "PYTHONPATH": str(runtime_env("onnxruntime-gpu", gpu.runtime.version)),
+           "MLPACK_ALLOW_CPU": "1", "MLPACK_AGENT_DISABLED": "1"}
+    done = subprocess.run([sys.executable, "-c", SERVE_TEXT, str(result.path / "bento" / "src"), json.dumps(probes)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout)
+    assert answer["runtime"] == f"onnxruntime-gpu {gpu.runtime.version}" and answer["provider"] == "CPUExecutionProvider"
+    assert cosine(np.array(answer["embeddings"]), reference(model, tokenizer, probes)).min() >= 0.999
