@@ -34,7 +34,7 @@ def config(**changes) -> DriftConfig:
 
 def counts_of(x: np.ndarray) -> dict:
     """What a served model sends for the requests `x` (one request per row)."""
-    meter = DriftMeter(Profile(PROFILE), ["label", "probabilities"])
+    meter = DriftMeter(Profile(PROFILE), ["label", "probabilities"], max_per_s=None, interval_s=0)
     for row in x:
         out = classify(row[None])
         meter.add({"pixels": row[None]}, [out["label"], out["probabilities"]])
@@ -133,7 +133,7 @@ def test_the_client_sends_counts_with_its_events_and_captures_apart(tmp_path: Pa
     sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sink.bind(path)
     client = EventClient(socket_path=path, batch=2, linger_s=0)
-    meter = DriftMeter(Profile(PROFILE), ["label", "probabilities"])
+    meter = DriftMeter(Profile(PROFILE), ["label", "probabilities"], max_per_s=None, interval_s=0)
     client.attach_drift(meter)
     x = pixels(3)
     meter.add({"pixels": x}, list(classify(x).values()))
@@ -161,7 +161,7 @@ def test_drift_and_captures_through_a_real_agent_and_an_otlp_outage(tmp_path: Pa
                          capture={"dir": str(tmp_path / "capture")},
                          otlp={"endpoint": receiver.endpoint, "interval_s": 1}).start()
     client = EventClient(socket_path=agent.socket, linger_s=0)
-    meter = DriftMeter(Profile(PROFILE), ["label", "probabilities"])
+    meter = DriftMeter(Profile(PROFILE), ["label", "probabilities"], max_per_s=None, interval_s=0)
     client.attach_drift(meter)
     try:
         for x in (pixels(100, seed=3), 1 - pixels(100, seed=4)):

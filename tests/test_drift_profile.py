@@ -53,7 +53,7 @@ def test_few_calibration_rows_get_fewer_bins() -> None:
 
 def test_the_meter_counts_as_the_profile_counts_all_rows_at_once() -> None:
     counter = Profile(profile())
-    meter = DriftMeter(counter, ["label", "probabilities"])
+    meter = DriftMeter(counter, ["label", "probabilities"], max_per_s=None, interval_s=0)
     requests = [pixels(n, seed=s) for s, n in enumerate([1, 3, 7, 1])]
     for x in requests:
         out = classify(x)
@@ -65,6 +65,25 @@ def test_the_meter_counts_as_the_profile_counts_all_rows_at_once() -> None:
     assert meter.take() is None  # nothing since
     meter.put_back(taken)  # a full socket: the counts wait for the next datagram
     assert meter.take() == taken
+
+
+def test_a_busy_service_bins_a_sample_and_sends_counts_a_few_times_a_second() -> None:
+    now = [100.0]
+    meter = DriftMeter(Profile(profile()), ["label", "probabilities"], max_per_s=10, interval_s=0.2,
+                       clock=lambda: now[0])
+    x = pixels(1)
+    out = list(classify(x).values())
+    for second in range(3):  # 40 requests a second: the first 10 the first second, then every 4th
+        for _ in range(40):
+            meter.add({"pixels": x}, out)
+            now[0] += 0.025
+    assert (meter.seen, meter.kept) == (120, 10 + 10 + 10)
+    assert meter.take()["rows"] == 30
+    for _ in range(4):  # one of them kept
+        meter.add({"pixels": x}, out)
+    assert meter.take() is None  # 0.2 s have not passed
+    meter.send_now()  # the end of a Lambda invocation
+    assert meter.take()["rows"] == 1
 
 
 def test_values_outside_the_range_and_nan_land_outside() -> None:
@@ -79,7 +98,7 @@ def test_values_outside_the_range_and_nan_land_outside() -> None:
 
 
 def test_a_request_that_does_not_fit_the_profile_is_left_out_whole() -> None:
-    meter = DriftMeter(Profile(profile()), ["label", "probabilities"])
+    meter = DriftMeter(Profile(profile()), ["label", "probabilities"], max_per_s=None, interval_s=0)
     good = pixels(2)
     meter.add({"pixels": good}, list(classify(good).values()))
     meter.add({"pixels": np.zeros((1, 5), np.float32)}, list(classify(good).values()))  # wrong width
@@ -88,7 +107,7 @@ def test_a_request_that_does_not_fit_the_profile_is_left_out_whole() -> None:
 
 
 def test_adding_keeps_references_only_and_is_thread_safe() -> None:
-    meter = DriftMeter(Profile(profile()), ["label", "probabilities"])
+    meter = DriftMeter(Profile(profile()), ["label", "probabilities"], max_per_s=None, interval_s=0)
     x = pixels(1)
     out = list(classify(x).values())
 

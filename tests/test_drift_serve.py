@@ -157,12 +157,11 @@ def test_a_text_model_drifts_on_sentences_of_another_language_and_length(tmp_pat
               "Übermorgen fahren wir mit dem Zug über die Berge nach Österreich zu unseren Großeltern."]
     try:
         def scores(sentences: list[str]) -> dict[str, float]:
-            before = agent.value("mlpack_drift_rows_total")
             for sentence in sentences:
                 served.predict({"text": [sentence]})
             served.flush(1.0)
-            wait_for(lambda: agent.value("mlpack_drift_rows_total") == before + len(sentences), 20,
-                     what="the agent to count the rows")
+            kept = served.reporter.drift.kept  # every request, unless more than 1,000 a second came
+            wait_for(lambda: agent.value("mlpack_drift_rows_total") == kept, 20, what="the agent to count the rows")
             from prometheus_client.parser import text_string_to_metric_families
 
             return {s.labels["feature"]: s.value for f in text_string_to_metric_families(agent.scrape())

@@ -9,10 +9,14 @@ it (NaN too); a class output has a slot per class and one for any other class.
 
 `DriftMeter` is what a served model uses: `add` keeps a reference to the request's
 arrays (no copy, no computation in the request path), and `take` (called by the agent
-client when it sends a datagram) bins everything added since, all requests at once,
-and returns the summed counts. Nothing of the data itself leaves: only counts. The build
-uses the same `Profile.count` to compute the calibration data's own counts, so served
-and reference counts are binned by the same code.
+client when it sends a datagram, at most every TAKE_INTERVAL_S) bins everything added
+since, all requests at once, and returns the summed counts. Nothing of the data itself
+leaves: only counts. Beyond MAX_BINNED_PER_S requests a second, only every n-th request
+is kept (n from the last second's rate, and never more than MAX_BINNED_PER_S in a
+second): a drift window needs a sample, not every row, and so the cost per request stays
+bounded however busy the service is. The build uses
+the same `Profile.count` to compute the calibration data's own counts, so served and
+reference counts are binned by the same code.
 
 numpy only (this module ships in every artifact as part of mlpack_runtime).
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -30,6 +35,9 @@ VERSION = 1
 # Requests kept for binning before `take` bins them anyway, and the input bytes they may hold.
 MAX_PENDING_REQUESTS = 256
 MAX_PENDING_BYTES = 8 * 2**20
+# Requests binned per second at most (a systematic sample beyond), and how often counts go out.
+MAX_BINNED_PER_S = 1000
+TAKE_INTERVAL_S = 0.2
 
 # Per-row statistics a profile may name, by tensor kind.
 ROW_STATS = ("mean", "std", "norm", "nonzero", "nonzero_mean", "chars", "words", "max", "centroid_cosine")
@@ -189,26 +197,46 @@ class Profile:
     def count(self, requests: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[int, int, np.ndarray]:
         """(rows, rows with an input outside the profile's range, counts per slot) of
         requests given as (inputs by name, outputs by name). A request that lacks a tensor
-        or whose tensors do not fit the profile is left out whole."""
+        or whose tensors do not fit the profile is left out whole.
+
+        Fast path: each tensor of all requests joined, then binned at once; when they cannot
+        be joined (sequences of other lengths) or one does not fit, request by request."""
+        try:
+            values = [g.values(np.concatenate([np.asarray(self._tensor(g, r)) for r in requests]))
+                      for g in self.groups]
+        except (KeyError, ValueError, TypeError, IndexError):
+            values = None
+        if values is None or len({len(v) for v in values}) != 1:
+            values = self._per_request(requests)
+        if values is None:
+            return 0, 0, np.zeros(self.slots, dtype=np.int64)
+        return self._bin(values)
+
+    @staticmethod
+    def _tensor(group: _Group, request: tuple[dict[str, Any], dict[str, Any]]) -> Any:
+        return request[0 if group.source == "input" else 1][group.tensor]
+
+    def _per_request(self, requests: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> list[np.ndarray] | None:
         per_group: list[list[np.ndarray]] = [[] for _ in self.groups]
-        rows = 0
-        for inputs, outputs in requests:
+        for request in requests:
             try:
-                values = [g.values((inputs if g.source == "input" else outputs)[g.tensor]) for g in self.groups]
+                values = [g.values(self._tensor(g, request)) for g in self.groups]
             except (KeyError, ValueError, TypeError, IndexError):
                 continue
-            n = {len(v) for v in values}
-            if len(n) != 1:
+            if len({len(v) for v in values}) != 1:
                 continue
-            rows += n.pop()
             for kept, v in zip(per_group, values):
                 kept.append(v)
+        if not per_group or not per_group[0]:
+            return None
+        return [np.concatenate(kept) for kept in per_group]
+
+    def _bin(self, values: list[np.ndarray]) -> tuple[int, int, np.ndarray]:
+        rows = len(values[0])
         counts = np.zeros(self.slots, dtype=np.int64)
-        if not rows:
-            return 0, 0, counts
         outside = np.zeros(rows, dtype=bool)
-        for group, kept in zip(self.groups, per_group):
-            slots, out = group.slots(np.concatenate(kept))
+        for group, v in zip(self.groups, values):
+            slots, out = group.slots(v)
             counts += np.bincount(slots.ravel(), minlength=self.slots)
             if group.source == "input":
                 outside |= out.any(axis=1)
@@ -219,12 +247,19 @@ class DriftMeter:
     """The served model's side: requests in (by reference), summed slot counts out.
 
     Thread-safe. `take` returns the counts since the last `take` as the agent's datagram
-    field ({"profile", "rows", "outside", "counts"}), or None when nothing was added;
-    `put_back` returns a taken value that could not be sent."""
+    field ({"profile", "rows", "outside", "counts"}), or None when nothing was added or
+    the last was less than `interval_s` ago; `put_back` returns a taken value that could
+    not be sent, and `send_now` makes the next `take` ignore the interval (the end of a
+    Lambda invocation). `max_per_s` None bins every request."""
 
-    def __init__(self, profile: Profile, outputs: Sequence[str]) -> None:
+    def __init__(self, profile: Profile, outputs: Sequence[str], max_per_s: int | None = MAX_BINNED_PER_S,
+                 interval_s: float = TAKE_INTERVAL_S, clock: Any = time.monotonic) -> None:
         self.profile = profile
         self.output_names = list(outputs)
+        self.max_per_s, self.interval_s, self._clock = max_per_s, interval_s, clock
+        self.seen = self.kept = 0  # requests added, and those kept for binning
+        self._stride, self._skip, self._second_first, self._second_end, self._second_kept = 1, 0, 0, 0.0, 0
+        self._last_take, self._now = 0.0, False
         self._lock = threading.Lock()
         self._pending: list[tuple[dict[str, Any], list]] = []
         self._pending_bytes = 0
@@ -232,7 +267,22 @@ class DriftMeter:
         self._counts = np.zeros(profile.slots, dtype=np.int64)
 
     def add(self, inputs: dict[str, Any], outputs: list) -> None:
-        """Keep a reference to one request's model inputs and outputs (binned at `take`)."""
+        """Keep a reference to one request's model inputs and outputs (binned at `take`),
+        or, beyond `max_per_s` requests a second, to every n-th only."""
+        self.seen += 1
+        if self.max_per_s is not None:
+            self._skip += 1
+            if self._skip < self._stride:
+                return
+            self._skip = 0
+            now = self._clock()
+            if now >= self._second_end:  # the stride for the next second, from this one's rate
+                self._stride = max(1, -(-(self.seen - self._second_first) // self.max_per_s))
+                self._second_first, self._second_end, self._second_kept = self.seen, now + 1.0, 0
+            if self._second_kept >= self.max_per_s:  # a burst within the second: the rest waits
+                return
+            self._second_kept += 1
+        self.kept += 1
         size = sum(getattr(a, "nbytes", 0) for a in inputs.values())
         with self._lock:
             self._pending.append((inputs, outputs))
@@ -254,7 +304,14 @@ class DriftMeter:
             self._outside += outside
             self._counts += counts
 
+    def send_now(self) -> None:
+        self._now = True
+
     def take(self) -> dict[str, Any] | None:
+        now = self._clock()
+        if not self._now and now - self._last_take < self.interval_s:
+            return None
+        self._now, self._last_take = False, now
         self._bin_pending()
         with self._lock:
             if not self._rows:
@@ -266,6 +323,7 @@ class DriftMeter:
         return taken
 
     def put_back(self, taken: dict[str, Any]) -> None:
+        self._now = True  # they wait for the next datagram, whenever it goes
         with self._lock:
             self._rows += taken["rows"]
             self._outside += taken["outside"]

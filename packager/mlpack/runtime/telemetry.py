@@ -102,6 +102,8 @@ class InferenceReporter:
 
     def flush(self, timeout_s: float) -> None:
         """Send queued events now: a Lambda environment may freeze right after a reply."""
+        if self.drift is not None:
+            self.drift.send_now()
         try:
             self.client.flush(timeout_s=timeout_s)
         except Exception:  # telemetry never fails a request
