@@ -68,6 +68,8 @@ def test_shifted_traffic_crosses_the_threshold_within_the_window_and_the_alert_f
     artifact = Artifact.open(demo_artifact("x86-cpu").path)
     manifest = artifact.manifest
     assert manifest.drift is not None  # the demo ships its calibration data: it has a profile
+    assert artifact.path(manifest.drift.profile).stat().st_size < 10_000  # docs/agent.md: under 10 KB
+    assert "| pixels | input | 64 columns, binned |" in (artifact.root / "report.md").read_text()
     settings = manifest.target.drift
     short = manifest.model_copy(update={"target": manifest.target.with_drift(sustained="5s")})
     (tmp_path / "alerts.yaml").write_text(render_group("agent", "agent", RenderContext.from_manifest(short))

@@ -78,7 +78,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     info = info_first if request.model is not None else inspect_model(model_path)
     processing = _resolve_processing(request, info, target)
     check_cuda_version(target)
-    plan = plan_build(name, target, host_versions(target), processing, info.operators)
+    plan = plan_build(name, target, host_versions(target), processing, info.operators, calibrated=data_path is not None)
     dest = out / plan.artifact
     with created_folders(out):  # a failed build leaves no empty --out behind
         _prepare_out(out, dest, request.force, progress)
@@ -126,7 +126,7 @@ def _build_into(
     with progress.step("Profiling the calibration data for drift"):
         profile, drift_note = build_profile(shipped, info.signature, target, data_path, optimization.synthetic,
                                             optimization.data_source, sequence_pads(processing))
-    log(drift_note)
+        log(drift_note)
     if profile is not None:
         write_profile(root, profile)
         draft.drift = drift_section(profile)
