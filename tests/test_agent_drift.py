@@ -126,6 +126,39 @@ def test_the_capture_folder_rotates_under_its_cap(tmp_path: Path) -> None:
     assert not folder.write({"x": ["y" * 2000]})  # larger than a file: refused
 
 
+def test_a_capture_folder_others_can_enter_is_refused(tmp_path: Path) -> None:
+    from mlpack_agent.folders import UnsafeFolder
+
+    (tmp_path / "shared").mkdir(mode=0o755)
+    os.chmod(tmp_path / "shared", 0o755)
+    with pytest.raises(UnsafeFolder, match="other users can enter the capture folder"):
+        CaptureFolder(CaptureConfig(dir=str(tmp_path / "shared")))
+
+
+def test_raw_inputs_leave_the_service_only_when_capture_is_turned_on(tmp_path: Path, monkeypatch) -> None:
+    import socket
+
+    from mlpack.runtime.telemetry import InferenceReporter
+
+    path = str(tmp_path / "sink.sock")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(path)
+    sink.settimeout(2)
+    monkeypatch.setenv("MLPACK_AGENT_SOCKET", path)
+    outputs = [{"name": "label", "dtype": "int64", "shape": [None]}]
+    assert InferenceReporter({}, outputs).capture is None  # the default: off
+    monkeypatch.setenv("MLPACK_CAPTURE_RATE", "1")
+    monkeypatch.setenv("MLPACK_CAPTURE_MAX_BYTES", "2000")
+    reporter = InferenceReporter({}, outputs)
+    small, large = pixels(1), pixels(40)
+    reporter.success(0.0, 0.0, {"pixels": large}, [np.array([1] * 40)])  # over the size cap: not sent
+    reporter.success(0.0, 0.0, {"pixels": small}, [np.array([1])])
+    assert (reporter.capture.sent, reporter.capture.skipped) == (1, 1)
+    assert json.loads(sink.recv(65536))["capture"] == {"pixels": small.tolist()}
+    reporter.client.close()
+    sink.close()
+
+
 def test_the_client_sends_counts_with_its_events_and_captures_apart(tmp_path: Path) -> None:
     import socket
 

@@ -2,7 +2,8 @@
 
 Only a service started with MLPACK_CAPTURE_RATE sends samples (mlpack_runtime.capture);
 only an agent with `capture.dir` writes them (else they are refused and counted). Files
-are `capture-<ns since the epoch>.jsonl` (mode 0600, in a folder created 0700); a new
+are `capture-<ns since the epoch>.jsonl` (mode 0600, in a folder created 0700; the agent
+refuses to start with one that another user owns or can enter); a new
 one starts once the current one holds `capture.file_bytes`, and the oldest files are
 deleted while the folder holds more than `capture.max_bytes`. Each line:
 {"time": <unix seconds>, "inputs": {<input name>: <values>}}.
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import CaptureConfig
-from .folders import private_dir
+from .folders import check_private, private_dir
 
 log = logging.getLogger("mlpack_agent.capture")
 PREFIX, SUFFIX = "capture-", ".jsonl"
@@ -27,6 +28,7 @@ PREFIX, SUFFIX = "capture-", ".jsonl"
 class CaptureFolder:
     def __init__(self, config: CaptureConfig) -> None:
         self.folder = private_dir(config.dir)
+        check_private(self.folder, "the capture folder")  # raw inputs: for this user's eyes only
         self.max_bytes, self.file_bytes = config.max_bytes, config.file_bytes
         self.files: list[tuple[Path, int]] = sorted(
             (p, p.stat().st_size) for p in self.folder.glob(f"{PREFIX}*{SUFFIX}"))
