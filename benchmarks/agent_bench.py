@@ -12,7 +12,12 @@ Measures, on this machine, in one run:
      for 10 s (nothing may be lost), with the agent's CPU use, for the shipped config
      (Prometheus only) and with OTLP push on as well;
   4. Lambda: cold-start cost of the agent as an extension process vs the SDK in the
-     handler process (import + provider setup), and the per-invoke flush of each.
+     handler process (import + provider setup), and the per-invoke flush of each;
+  5. drift (a profile of DRIFT_FEATURES input columns and two outputs): the cost per event
+     in the service with drift counts as shipped (mlpack_runtime.drift.DriftMeter attached to
+     the client), binning a request alone, the agent's cost per datagram of counts and per
+     collection of scores, and the agent's memory and CPU with those features tracked
+     while a service sends 20,000 events/s.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from mlpack.runtime.drift import MAX_BINNED_PER_S
 from mlpack_agent.client import EventClient
 from tests.agent_harness import AgentProcess, ExtensionsApi, OtlpReceiver, wait_for
 
@@ -41,6 +49,7 @@ GOAL_EVENTS_PER_S = 20_000
 EVENT = dict(model_ms=1.5, total_ms=2.5, batch_size=1, input_bytes=256, ok=True, predicted=[3])
 REPEATS = 5
 N_EVENTS = 100_000
+DRIFT_FEATURES = 100
 
 
 # -- 1. cost per event ---------------------------------------------------------------------
@@ -56,15 +65,18 @@ def _sink(socket_path: str, ready) -> None:
         sock.recv(1 << 18)
 
 
-def client_cost_us(workdir: Path) -> tuple[float, int, int]:
-    """Median µs per `inference` call, batching and datagram sends included.
+def client_cost_us(workdir: Path, drift: bool = False) -> tuple[float, int, int, float]:
+    """Median µs per `inference` call, batching and datagram sends included; with `drift`,
+    per `DriftMeter.add` + `inference` call, as the served model makes them (binning and the
+    counts in the datagrams included).
 
     Timed in bursts of 10 datagrams (what the kernel queues for a Unix datagram socket,
     net.unix.max_dgram_qlen), with an untimed pause after each for the sink to drain: so
-    every send is a real, successful one even when the machine is busy.
+    every send is a real, successful one even when the machine is busy. Also returns the share
+    of requests the meter binned (1.0 without drift).
     """
     ctx = multiprocessing.get_context("spawn")
-    path = str(workdir / "sink.sock")
+    path = str(workdir / ("sink-drift.sock" if drift else "sink.sock"))
     ready = ctx.Event()
     sink = ctx.Process(target=_sink, args=(path, ready), daemon=True)
     sink.start()
@@ -73,20 +85,29 @@ def client_cost_us(workdir: Path) -> tuple[float, int, int]:
     inference = client.inference
     burst = 10 * client.batch
     runs = []
+    if drift:
+        meter, inputs, outputs = drift_meter()
+        client.attach_drift(meter)
+        add = meter.add
     try:
         for _ in range(REPEATS):
             timed = 0.0
             for _ in range(N_EVENTS // burst):
                 started = time.perf_counter()
-                for _ in range(burst):
-                    inference(**EVENT)
+                if drift:
+                    for _ in range(burst):
+                        add(inputs, outputs)
+                        inference(**EVENT)
+                else:
+                    for _ in range(burst):
+                        inference(**EVENT)
                 timed += time.perf_counter() - started
                 time.sleep(0.005)
             runs.append(timed / (N_EVENTS // burst * burst) * 1e6)
     finally:
         client.close(timeout_s=1.0)
         sink.terminate()
-    return statistics.median(runs), client.sent, client.dropped
+    return statistics.median(runs), client.sent, client.dropped, meter.kept / meter.seen if drift else 1.0
 
 
 def sdk_cost_us() -> float:
@@ -129,12 +150,97 @@ def sdk_cost_us() -> float:
     return statistics.median(runs)
 
 
+# -- 5. drift ---------------------------------------------------------------------------------
+
+def drift_profile() -> dict:
+    """A profile of DRIFT_FEATURES float32 columns (pixel-like values), a class output and
+    a probability table, made by mlpack's own build code from 1,000 synthetic rows."""
+    from mlpack.drift import ProfileData, make_profile
+    from mlpack.model_info import Signature, TensorSpec
+
+    rng = np.random.default_rng(0)
+    x = (np.round(rng.beta(1, 3, (1000, DRIFT_FEATURES)) * 16) / 16).astype(np.float32)
+    signature = Signature(inputs=[TensorSpec(name="x", dtype="float32", shape=["batch", DRIFT_FEATURES])],
+                          outputs=[TensorSpec(name="label", dtype="int64", shape=["batch"]),
+                                   TensorSpec(name="probabilities", dtype="float32", shape=["batch", 10])])
+    return make_profile(ProfileData({"x": x}, _classify(x), "benchmark rows (1000)"), signature, 10)
+
+
+def _classify(x: np.ndarray) -> dict[str, np.ndarray]:
+    logits = x.astype(np.float64) @ np.random.default_rng(1).standard_normal((x.shape[1], 10))
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return {"label": p.argmax(axis=1).astype(np.int64), "probabilities": p.astype(np.float32)}
+
+
+def drift_meter(**options):
+    """A meter for drift_profile(), and one request (a row) with the outputs a model gives it."""
+    from mlpack.runtime.drift import DriftMeter, Profile
+
+    profile = drift_profile()
+    row = (np.round(np.random.default_rng(2).beta(1, 3, (1, DRIFT_FEATURES)) * 16) / 16).astype(np.float32)
+    out = _classify(row)
+    return DriftMeter(Profile(profile), ["label", "probabilities"], **options), {"x": row}, \
+        [out["label"], out["probabilities"]]
+
+
+def binning_us() -> dict[str, float]:
+    """What binning costs when every request is binned (no sampling): one request taken
+    alone (a Lambda invocation), and 64 requests taken together (one datagram's worth)."""
+    results = {}
+    for name, per_take in (("alone", 1), ("per_64", 64)):
+        meter, inputs, outputs = drift_meter(max_per_s=None, interval_s=0)
+        runs = []
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            for _ in range(200):
+                for _ in range(per_take):
+                    meter.add(inputs, outputs)
+                meter.take()
+            runs.append((time.perf_counter() - started) / (200 * per_take) * 1e6)
+        results[name] = statistics.median(runs)
+    return results
+
+
+def agent_drift_us() -> dict[str, float]:
+    """The agent's share: adding one datagram's counts (64 rows) to the window, and
+    computing every feature's scores once (a scrape or an OTLP export)."""
+    from mlpack.drift import features
+    from mlpack_agent.config import DriftConfig
+    from mlpack_agent.drift import DriftWindow
+
+    profile = drift_profile()
+    window = DriftWindow(DriftConfig(profile=profile["id"], features=features(profile)))
+    meter, inputs, outputs = drift_meter(max_per_s=None, interval_s=0)
+    for _ in range(64):
+        meter.add(inputs, outputs)
+    counts = meter.take()
+    started = time.perf_counter()
+    for _ in range(2000):
+        window.add(counts)
+    add_us = (time.perf_counter() - started) / 2000 * 1e6
+    started = time.perf_counter()
+    for _ in range(200):
+        window._cached = (None, None)
+        window.scores()
+    return {"window_add_us": add_us, "scores_us": (time.perf_counter() - started) / 200 * 1e6,
+            "slots": window.slots}
+
+
 # -- 3. throughput ---------------------------------------------------------------------------
 
-def _sender(socket_path: str, rate: float, seconds: float, out) -> None:
-    """A service process: `rate` events/s (0: flat out) for `seconds`."""
+def _sender(socket_path: str, rate: float, seconds: float, out, drift: bool = False) -> None:
+    """A service process: `rate` events/s (0: flat out) for `seconds`; with `drift`, each
+    event's request added to a DriftMeter, whose counts ride on the datagrams."""
     client = EventClient({"model_name": "bench"}, socket_path=socket_path, linger_s=0)
     inference = client.inference
+    if drift:
+        meter, inputs, outputs = drift_meter()
+        client.attach_drift(meter)
+
+        def inference(**event) -> None:  # noqa: F811 - the served model's two calls per request
+            meter.add(inputs, outputs)
+            client.inference(**event)
     started = time.perf_counter()
     end = started + seconds
     count = 0
@@ -159,10 +265,10 @@ def _sender(socket_path: str, rate: float, seconds: float, out) -> None:
     out.put((count, client.sent, client.dropped, time.perf_counter() - started))
 
 
-def run_sender(socket_path: str, rate: float, seconds: float) -> tuple[int, int, int, float]:
+def run_sender(socket_path: str, rate: float, seconds: float, drift: bool = False) -> tuple[int, int, int, float]:
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    proc = ctx.Process(target=_sender, args=(socket_path, rate, seconds, out))
+    proc = ctx.Process(target=_sender, args=(socket_path, rate, seconds, out, drift))
     proc.start()
     result = out.get(timeout=seconds + 60)
     proc.join()
@@ -176,11 +282,11 @@ def _wait_until_idle(counted) -> None:
         time.sleep(0.5)
 
 
-def paced(agent: AgentProcess, rate: float, seconds: float) -> dict[str, float]:
+def paced(agent: AgentProcess, rate: float, seconds: float, drift: bool = False) -> dict[str, float]:
     """A service process reporting `rate` events/s: what the agent records, and its CPU."""
     counted = lambda: agent.value("mlpack_agent_events_received_total")  # noqa: E731
     base, cpu_base = counted(), agent.cpu_seconds()
-    count, sent, dropped, elapsed = run_sender(agent.socket, rate, seconds)
+    count, sent, dropped, elapsed = run_sender(agent.socket, rate, seconds, drift)
     try:
         wait_for(lambda: counted() - base >= sent, 15, interval_s=0.25, what="the agent to catch up")
     except TimeoutError:
@@ -271,19 +377,34 @@ def lambda_modes(workdir: Path) -> dict[str, float]:
 def measure() -> dict:
     results: dict = {"load_before": os.getloadavg()[0], "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        results["client_us"], results["client_sent"], results["client_dropped"] = client_cost_us(Path(tmp))
+        results["client_us"], results["client_sent"], results["client_dropped"], _ = client_cost_us(Path(tmp))
         results["sdk_us"] = sdk_cost_us()
         # The shipped default (agent.json: Prometheus endpoint, OTLP off), then with OTLP
         # push on as well: each measurement is then aggregated for both exporters.
+        results["client_drift_us"], results["client_drift_sent"], results["client_drift_dropped"], \
+            results["binned_share"] = client_cost_us(Path(tmp), drift=True)
+        results["binning_us"] = binning_us()
+        results.update(agent_drift_us())
+        from mlpack.drift import features
+
+        profile = drift_profile()
+        tracked = {"profile": profile["id"], "features": features(profile)}
         receiver = OtlpReceiver().start()
         try:
-            for name, otlp in (("Prometheus only (the shipped default)", {}),
-                               ("Prometheus + OTLP push", {"endpoint": receiver.endpoint, "interval_s": 5})):
-                agent = AgentProcess(Path(tmp) / f"agent{len(results['runs'])}", otlp=otlp).start()
+            for name, otlp, drift in (
+                    ("Prometheus only (the shipped default)", {}, None),
+                    ("Prometheus + OTLP push", {"endpoint": receiver.endpoint, "interval_s": 5}, None),
+                    (f"Prometheus only, drift of {DRIFT_FEATURES} input features and 2 outputs tracked", {}, tracked)):
+                agent = AgentProcess(Path(tmp) / f"agent{len(results['runs'])}", otlp=otlp,
+                                     **({"drift": drift} if drift else {})).start()
                 try:
                     time.sleep(1.0)
                     idle = agent.rss_bytes() / 2**20
-                    run = paced(agent, GOAL_EVENTS_PER_S, 10.0)
+                    run = paced(agent, GOAL_EVENTS_PER_S, 10.0, drift=bool(drift))
+                    if drift:
+                        run["drift_rows"] = agent.value("mlpack_drift_rows_total")
+                        run["drift_series"] = len([line for line in (agent.scrape() or "").splitlines()
+                                                   if line.startswith("mlpack_drift_psi{")])
                     status = Path(f"/proc/{agent.proc.pid}/status").read_text()
                     run["rss_idle_mib"] = idle
                     run["rss_peak_mib"] = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
@@ -301,6 +422,9 @@ def throughput_rows(runs: dict[str, dict[str, float]]) -> str:
     rows = []
     for name, run in runs.items():
         lossless = run["dropped"] == 0 and run["recorded"] >= run["sent"]
+        if "drift_rows" in run:
+            rows.append(f"| {name}: rows binned and windowed by the agent / drift series (PSI) it exports "
+                        f"| {run['drift_rows']:,.0f} / {run['drift_series']} | - |")
         rows += [
             f"| {name}: agent RSS idle / peak over the run (VmHWM) | {run['rss_idle_mib']:.1f} / "
             f"{run['rss_peak_mib']:.1f} MiB | ≤ {GOAL_RSS_MIB:.0f} MiB: {verdict(run['rss_peak_mib'] <= GOAL_RSS_MIB)} |",
@@ -333,6 +457,14 @@ that one run.
 | Same measurement recorded with the OpenTelemetry SDK in-process (same instruments) | {r['sdk_us']:.2f} µs | baseline |
 | Client / SDK | {ratio:.2f} (the client is {1 / ratio:.1f}× cheaper) | ≤ 0.33: {verdict(ratio <= GOAL_RATIO)} |
 {throughput_rows(r['runs'])}
+
+Drift ({DRIFT_FEATURES} float input columns, a class output and a probability table: {r['slots']:,} bins; docs/agent.md):
+
+| Measure | Result | Goal |
+|---|---|---|
+| Cost per event in the service with drift, as shipped (`DriftMeter.add` + `EventClient.inference`; binning and the counts on the datagrams included: {r['client_drift_sent']:,.0f} sent, {r['client_drift_dropped']:,.0f} dropped; beyond {MAX_BINNED_PER_S:,} requests/s a sample is binned: here {r['binned_share']:.1%} of the requests) | {r['client_drift_us']:.2f} µs | ≤ {GOAL_EVENT_US} µs: {verdict(r['client_drift_us'] <= GOAL_EVENT_US)} |
+| Binning when every request is binned (a service under {MAX_BINNED_PER_S:,} requests/s): a request taken alone (a Lambda invocation) / 64 requests taken together | {r['binning_us']['alone']:.1f} / {r['binning_us']['per_64']:.1f} µs per request | at {MAX_BINNED_PER_S:,} requests/s: {MAX_BINNED_PER_S * r['binning_us']['per_64'] / 1e6:.1%} of a core |
+| Agent: one datagram's counts (64 rows) added to the window / every feature's scores computed (once per scrape or export) | {r['window_add_us']:.0f} / {r['scores_us']:.0f} µs | - |
 
 Lambda, the two ways to ship telemetry (cold start: paid once per execution environment):
 

@@ -1,7 +1,8 @@
 """Every generated alert fires on the series that mean trouble and stays silent on healthy ones.
 
-`promtool test rules` evaluates the rendered rules (the cuda-gpu artifact's, which hold every
-alert; a CPU target's hold all but MlpackNotOnAccelerator) on synthetic series with the
+`promtool test rules` evaluates the rendered rules (the cuda-gpu artifact's with a drift
+profile, which hold every alert; a CPU target's hold all but MlpackNotOnAccelerator, an
+artifact without a profile none of the drift alerts) on synthetic series with the
 metric names and labels the agent exports (tests/test_agent_templates.py checks those names
 against a running agent). A wrong threshold, selector, `for:` or label breaks a case here.
 Annotations are text for people: they are dropped from the copy promtool tests, because
@@ -32,7 +33,14 @@ def case(alert: str, series: dict[str, str], at: str, fires: bool, labels: dict[
 
 
 SEVERITY = {"MlpackHighErrorRate": "warning", "MlpackHighLatencyP95": "warning", "MlpackAgentBufferGrowing": "warning",
-            "MlpackAgentDroppingData": "warning", "MlpackAgentDown": "critical", "MlpackNotOnAccelerator": "critical"}
+            "MlpackAgentDroppingData": "warning", "MlpackAgentDown": "critical", "MlpackNotOnAccelerator": "critical",
+            "MlpackInputDrift": "warning", "MlpackOutputDrift": "warning", "MlpackInputsOutOfRange": "warning"}
+
+
+def drift(name: str, source: str, values: dict[str, str]) -> dict[str, str]:
+    """Per-feature drift gauges: `values` by feature."""
+    return {f'{name}{{{SERVICE}, instance="a", feature="{feature}", source="{source}"}}': v
+            for feature, v in values.items()}
 
 
 def latency(le_0_1: str, le_0_5: str, total: str) -> dict[str, str]:
@@ -80,11 +88,26 @@ CASES = {
     "accelerator: on CUDA": case("MlpackNotOnAccelerator", {
         f'mlpack_execution_provider_info{{{SERVICE}, instance="a", execution_provider="CUDAExecutionProvider"}}': "1x10"},
         "5m", fires=False),
+    # The agent scores a sliding window; one feature above 0.25 for the target's 15 minutes fires.
+    "input drift: one feature above the threshold for 20 minutes": case("MlpackInputDrift", drift(
+        "mlpack_drift_psi", "input", {"pixels[3]": "0.05x25", "pixels[4]": "0.05x4 0.6x20"}), "25m", fires=True),
+    "input drift: a spike shorter than sustained": case("MlpackInputDrift", drift(
+        "mlpack_drift_psi", "input", {"pixels[3]": "0.05x15 0.9x5 0.05x5"}), "25m", fires=False),
+    "input drift: only the outputs drift": case("MlpackInputDrift", drift(
+        "mlpack_drift_psi", "output", {"label": "0.9x25"}), "25m", fires=False),
+    "output drift: the class mix moved": case("MlpackOutputDrift", drift(
+        "mlpack_drift_psi", "output", {"label": "0.4x25", "probabilities:max": "0.1x25"}), "25m", fires=True),
+    "output drift: below the threshold": case("MlpackOutputDrift", drift(
+        "mlpack_drift_psi", "output", {"label": "0.2x25"}), "25m", fires=False),
+    "out of range: a tenth of the rows for 20 minutes": case("MlpackInputsOutOfRange", {
+        f'mlpack_drift_inputs_out_of_range_ratio{{{SERVICE}, instance="a"}}': "0.1x25"}, "25m", fires=True),
+    "out of range: 1% of the rows": case("MlpackInputsOutOfRange", {
+        f'mlpack_drift_inputs_out_of_range_ratio{{{SERVICE}, instance="a"}}': "0.01x25"}, "25m", fires=False),
 }
 
 
 def rules_without_annotations(target_name: str) -> dict:
-    rules = yaml.safe_load(render_agent_files(target_name)["alerts.yaml"])
+    rules = yaml.safe_load(render_agent_files(target_name, drift=True)["alerts.yaml"])
     for group in rules["groups"]:
         for rule in group["rules"]:
             rule.pop("annotations", None)

@@ -55,6 +55,13 @@ class _Pause:
         self.resume = threading.Event()
 
 
+class _Replayed:
+    """A datagram of the previous run's journal: recorded again, but writes no capture sample."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 def _copied_to_prometheus_labels(key: str) -> bool:
     # Resource attributes that also label every Prometheus series, so dashboards can
     # filter by model and target without joining on target_info.
@@ -100,11 +107,11 @@ class Agent:
             metric_readers=readers, resource=self.resource, exemplar_filter=AlwaysOffExemplarFilter()
         )
         meter = self.meter_provider.get_meter("mlpack_agent", __version__)
-        self.metrics = InferenceMetrics(meter, config.limits)
+        self.metrics = InferenceMetrics(meter, config.limits, config.drift, config.capture)
         self.senders = trust.SenderPolicy(same_pid_namespace=config.peers.same_pid_namespace)
         if config.health.enabled:
             register_health(meter, config.health.disk_path, config.health.thermal_dir, self.spool)
-        self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[bytes | _Replayed | threading.Event | _Pause | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._sock: socket.socket | None = None
         self._checkpoint_lock = threading.Lock()
@@ -174,6 +181,8 @@ class Agent:
         self.meter_provider.shutdown(timeout_millis=remaining() * 1000)
         if self.journal is not None:
             self.journal.close()
+        if self.metrics.capture is not None:
+            self.metrics.capture.close()
         if self.logger_provider is not None:
             self.logger_provider.shutdown()
         if self.sender is not None:
@@ -243,7 +252,7 @@ class Agent:
         """Record again the datagrams of a killed agent that no export holds yet."""
         replayed = 0
         for data in self.journal.replay():
-            self._queue.put(data)
+            self._queue.put(_Replayed(data))
             replayed += 1
         if replayed:
             log.info("replayed the event journal of the previous run: %d datagrams no export held",
@@ -316,7 +325,10 @@ class Agent:
                 data.resume.wait(30.0)
                 continue
             try:
-                record(check(data))
+                if isinstance(data, _Replayed):
+                    record(check(data.data), replayed=True)
+                else:
+                    record(check(data))
             except Malformed:
                 refuse(REFUSED_MALFORMED)
             except Exception:  # noqa: BLE001 - one bad datagram must not stop the agent

@@ -15,6 +15,13 @@ later datagram carries it, and the agent exports it as
 The agent labels everything it exports from its own configuration: `labels` stay with
 the client (the caller's reference) and are not sent.
 
+Drift: the service may `attach_drift(source)`, an object with `take()` and `put_back(value)`
+(mlpack_runtime.drift.DriftMeter). Each datagram then carries what `take()` returns: the
+summed bin counts of the requests since the last datagram (never the data), under
+`"drift"`. Sampled capture: `capture(json_text)` sends one request's inputs, already
+encoded and size-capped by the service, in a datagram of its own (off unless the service
+turns it on).
+
 Environment (all optional):
     MLPACK_AGENT_SOCKET    the agent's socket (default /tmp/mlpack-agent/agent.sock)
     MLPACK_AGENT_BATCH     events per datagram (default 64; 1 sends every event at once)
@@ -72,8 +79,10 @@ class EventClient:
         self.linger_s = linger_s
         self.enabled = enabled
         self.execution_provider: str | None = None
+        self._drift = None  # see attach_drift
         self.sent = 0  # events handed to the agent's socket
         self.dropped = 0  # events lost: agent absent, socket full, or client error
+        self.dropped_captures = 0
         self._queue: collections.deque[tuple] = collections.deque()
         self._flush_lock = threading.Lock()
         self._retry_at = 0.0
@@ -139,6 +148,26 @@ class EventClient:
             except Exception:  # noqa: BLE001 - never raises
                 pass
 
+    def attach_drift(self, source) -> None:
+        """Send `source.take()` (drift bin counts) with every datagram; `source.put_back(value)`
+        gets back a value the agent's full socket did not take."""
+        self._drift = source
+
+    def capture(self, inputs_json: str) -> None:
+        """Send one sampled request's inputs (a JSON object as text) to the agent's capture
+        folder, at once; dropped (and counted in `dropped_captures`) if the socket is full
+        or the agent absent. Never raises."""
+        if not self.enabled:
+            return
+        try:
+            payload = f'{self._prefix}{self.dropped},"capture":{inputs_json},"events":[]}}'.encode()
+            if len(payload) <= MAX_DATAGRAM_BYTES:
+                self._sock.sendto(payload, self.socket_path)
+                return
+        except Exception:  # noqa: BLE001 - never raises
+            pass
+        self.dropped_captures += 1
+
     def flush(self, timeout_s: float = 0.0) -> None:
         """Send what is queued now. With `timeout_s`, wait up to that long for a full
         socket to drain (the end of a Lambda invocation, before the environment freezes)."""
@@ -175,27 +204,53 @@ class EventClient:
 
     def _send(self, events: list[tuple]) -> list[tuple]:
         """Send events; returns those to retry because the agent's socket is full."""
+        drift = self._take_drift()
         try:
-            payload = (f"{self._prefix}{self.dropped},\"events\":{_encode(events)}}}").encode()
+            encoded = _encode(events)
+            extra = f',"drift":{_encode(drift)}' if drift else ""
         except (TypeError, ValueError):
+            self._put_back(drift)
             self.dropped += len(events)
             return []
+        payload = f"{self._prefix}{self.dropped}{extra},\"events\":{encoded}}}".encode()
         if len(payload) > MAX_DATAGRAM_BYTES:
             if len(events) > 1:
+                self._put_back(drift)  # the first part sent takes it
                 half = len(events) // 2
                 unsent = self._send(events[:half])
                 return unsent + events[half:] if unsent else self._send(events[half:])
-            # One event with a huge `predicted` list: keep the measurement, not the list.
-            return self._send([events[0][:6] + (None, events[0][7])])
+            if events and events[0][6] is not None:
+                # One event with a huge `predicted` list: keep the measurement, not the list.
+                self._put_back(drift)
+                return self._send([events[0][:6] + (None, events[0][7])])
+            # Counts beyond the protocol's size (a profile mlpack would not write): events only.
+            drift, payload = None, f"{self._prefix}{self.dropped},\"events\":{encoded}}}".encode()
         try:
             self._sock.sendto(payload, self.socket_path)
         except BlockingIOError:  # EAGAIN: the agent is behind by a few datagrams
+            self._put_back(drift)
             return events
         except OSError:  # ENOENT/ECONNREFUSED: no agent to send to
             self.dropped += len(events)
         else:
             self.sent += len(events)
         return []
+
+    def _take_drift(self):
+        source = self._drift
+        if source is None:
+            return None
+        try:
+            return source.take()
+        except Exception:  # noqa: BLE001 - drift is best effort; events still go out
+            return None
+
+    def _put_back(self, drift) -> None:
+        if drift:
+            try:
+                self._drift.put_back(drift)
+            except Exception:  # noqa: BLE001
+                pass
 
     def _set_prefix(self) -> None:
         provider = f',"execution_provider":"{self.execution_provider}"' if self.execution_provider else ""

@@ -12,8 +12,15 @@ Example `agent.json`:
       "otlp": {"endpoint": "http://collector:4318", "interval_s": 15},
       "buffer": {"dir": "/var/lib/mlpack-agent", "max_bytes": 67108864},
       "health": {"interval_s": 15, "disk_path": "/"},
-      "limits": {"label_values": 200, "dropped_per_s": 100000, "dropped_burst": 1000000}
+      "limits": {"label_values": 200, "dropped_per_s": 100000, "dropped_burst": 1000000},
+      "drift": {"profile": "0123456789abcdef", "window_rows": 1000, "slices": 10,
+                "features": [{"name": "pixels[0]", "source": "input", "reference": [0, 430, 20, 0],
+                              "outside": [0, 3]}, ...]},
+      "capture": {"dir": "/var/lib/mlpack-agent/capture", "max_bytes": 67108864}
     }
+
+The `drift` section is rendered by mlpack from the artifact's drift profile (its features'
+names and calibration counts); without it the agent exports no drift metrics.
 
 Environment variables override the file: see `_ENV` (MLPACK_AGENT_SOCKET,
 MLPACK_AGENT_PROMETHEUS_HOST, MLPACK_AGENT_OTLP_ENDPOINT (else OTEL_EXPORTER_OTLP_ENDPOINT), ...).
@@ -81,6 +88,30 @@ class LimitsConfig:
 
 
 @dataclass
+class DriftConfig:
+    """Drift of the model's inputs and outputs against its profile (drift.py)."""
+
+    profile: str | None = None  # the profile's id: counts of another profile are refused
+    window_rows: int = 1000  # rows the sliding window holds (the scores' sample)
+    slices: int = 10  # the window slides by window_rows / slices rows at a time
+    min_rows: int = 0  # scores are exported once the window holds this many rows; 0: half the window
+    # One entry per feature, in the profile's slot order: name, source ("input" or
+    # "output"), reference (the calibration data's count per slot), outside (the slots
+    # that lie outside the profile's range).
+    features: list = field(default_factory=list)
+
+
+@dataclass
+class CaptureConfig:
+    """Where sampled request inputs are written (only a service started with
+    MLPACK_CAPTURE_RATE sends any); None: samples are refused."""
+
+    dir: str | None = None
+    max_bytes: int = 64 * 1024 * 1024  # the folder's cap: the oldest files go first
+    file_bytes: int = 1024 * 1024  # a new file once the current one holds this much
+
+
+@dataclass
 class OtlpConfig:
     endpoint: str | None = None  # e.g. http://collector:4318; None turns OTLP push off
     interval_s: float = 15.0
@@ -118,6 +149,8 @@ class AgentConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
     log_level: str = "INFO"
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
 
 
 _ENV = {
@@ -136,6 +169,8 @@ _ENV = {
     "MLPACK_AGENT_BUFFER_MAX_BYTES": ("buffer", "max_bytes"),
     "MLPACK_AGENT_BUFFER_FSYNC_INTERVAL_S": ("buffer", "fsync_interval_s"),
     "MLPACK_AGENT_LOG_LEVEL": ("log_level",),
+    "MLPACK_AGENT_CAPTURE_DIR": ("capture", "dir"),
+    "MLPACK_AGENT_CAPTURE_MAX_BYTES": ("capture", "max_bytes"),
 }
 
 
@@ -160,7 +195,43 @@ def load_config(path: str | os.PathLike[str] | None, env: dict[str, str] | None 
             node[keys[-1]] = env[var]
     config = _build(AgentConfig, data, "")
     _check_pairs(config.prometheus)
+    _check_drift(config.drift)
+    _check_capture(config.capture)
     return config
+
+
+_FEATURE_KEYS = {"name", "source", "reference", "outside"}
+MAX_FEATURE_NAME = 128
+
+
+def _check_drift(drift: DriftConfig) -> None:
+    """Every feature as drift.py reads it; window sizes that make sense."""
+    if drift.window_rows < 1 or drift.slices < 1 or drift.min_rows < 0:
+        raise ConfigError("drift.window_rows and drift.slices must be at least 1, drift.min_rows at least 0")
+    if drift.features and not drift.profile:
+        raise ConfigError("drift.features needs drift.profile (the profile's id); rebuild the artifact")
+    names = set()
+    for i, feature in enumerate(drift.features):
+        where = f"drift.features[{i}]"
+        if not isinstance(feature, dict) or set(feature) != _FEATURE_KEYS:
+            raise ConfigError(f"{where} must be an object with exactly {', '.join(sorted(_FEATURE_KEYS))}")
+        name, reference, outside = feature["name"], feature["reference"], feature["outside"]
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_FEATURE_NAME or not name.isprintable() \
+                or name in names:
+            raise ConfigError(f"{where}.name must be a distinct printable string of at most {MAX_FEATURE_NAME} characters")
+        names.add(name)
+        if feature["source"] not in ("input", "output"):
+            raise ConfigError(f"{where}.source is {feature['source']!r}; use \"input\" or \"output\"")
+        if not isinstance(reference, list) or len(reference) < 2 or not all(
+                type(c) is int and c >= 0 for c in reference) or sum(reference) == 0:
+            raise ConfigError(f"{where}.reference must be at least two non-negative integer counts, not all 0")
+        if not isinstance(outside, list) or not all(type(j) is int and 0 <= j < len(reference) for j in outside):
+            raise ConfigError(f"{where}.outside must list slots of its reference (0 to {len(reference) - 1})")
+
+
+def _check_capture(capture: CaptureConfig) -> None:
+    if capture.max_bytes < 1 or not 0 < capture.file_bytes <= capture.max_bytes:
+        raise ConfigError("capture.max_bytes must be positive and capture.file_bytes between 1 and max_bytes")
 
 
 def _check_pairs(prometheus: PrometheusConfig) -> None:
@@ -205,6 +276,10 @@ def _coerce(default: Any, value: Any, where: str) -> Any:
             if not isinstance(value, dict):
                 raise TypeError
             return {str(k): str(v) for k, v in value.items()}
+        if isinstance(default, list):  # checked item by item by the section's own check
+            if not isinstance(value, list):
+                raise TypeError
+            return value
     except (TypeError, ValueError):
         raise ConfigError(f"{where} has the wrong type ({value!r}); expected {type(default).__name__}") from None
     if where == "otlp.temporality" and value not in ("cumulative", "delta"):

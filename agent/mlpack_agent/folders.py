@@ -34,19 +34,19 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def check_private(folder: str | os.PathLike[str]) -> None:
+def check_private(folder: str | os.PathLike[str], what: str = "the socket's folder") -> None:
     """Raise UnsafeFolder unless `folder` is a real folder owned by this process's user that
-    no other user can enter (no group or other permission bits)."""
+    no other user can enter (no group or other permission bits); `what` names it."""
     folder = Path(folder)
     info = os.lstat(folder)
     uid = os.geteuid()
     fix = (f"use a folder only uid {uid} can enter (mode 0700), or a path whose folder does not exist "
            "yet (the agent creates it with mode 0700)")
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise UnsafeFolder(f"the socket's folder {folder} is not a folder (a link or a file); {fix}")
+        raise UnsafeFolder(f"{what} {folder} is not a folder (a link or a file); {fix}")
     if info.st_uid != uid:
-        raise UnsafeFolder(f"the socket's folder {folder} belongs to uid {info.st_uid}, not to the agent's user "
+        raise UnsafeFolder(f"{what} {folder} belongs to uid {info.st_uid}, not to the agent's user "
                            f"(uid {uid}); {fix}")
     if info.st_mode & 0o077:
-        raise UnsafeFolder(f"other users can enter the socket's folder {folder} (mode "
+        raise UnsafeFolder(f"other users can enter {what} {folder} (mode "
                            f"{stat.S_IMODE(info.st_mode):04o}); {fix}")

@@ -7,7 +7,8 @@ Prometheus they appear with units and `_total` appended, e.g. `mlpack.inference.
 Only checked events arrive here (validate.py), and every series is bounded: measurements
 carry no attributes of their own (the resource, from the agent's configuration, labels
 them), error kinds and classes keep `limits.label_values` distinct values each and fold
-the rest into "other". What the agent refused is counted in one counter, by reason.
+the rest into "other"; drift scores are labelled with the features the configuration's
+profile names (drift.py). What the agent refused is counted in one counter, by reason.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from .config import LimitsConfig
+from .config import CaptureConfig, DriftConfig, LimitsConfig
 from .validate import Checked
 
 log = logging.getLogger("mlpack_agent.events")
@@ -51,6 +52,16 @@ PROMETHEUS_NAMES = {
     "buffer_size": "mlpack_agent_buffer_size_bytes",
     "buffer_dropped": "mlpack_agent_buffer_dropped_total",
 }
+# Exported when the agent's configuration has a drift profile (and, for captured, a capture folder).
+DRIFT_PROMETHEUS_NAMES = {
+    "psi": "mlpack_drift_psi",
+    "js_distance": "mlpack_drift_js_distance",
+    "out_of_range": "mlpack_drift_out_of_range_ratio",
+    "inputs_out_of_range": "mlpack_drift_inputs_out_of_range_ratio",
+    "window_rows": "mlpack_drift_window_rows",
+    "rows": "mlpack_drift_rows_total",
+    "captured": "mlpack_agent_captured_total",
+}
 
 # The reasons of mlpack_agent_refused_total: what was refused, and why.
 REFUSED_SENDER = "sender"  # a datagram from another user (or pid namespace): trust.py
@@ -60,6 +71,8 @@ REFUSED_FIELD = "invalid_field"  # a datagram's pid, dropped or execution_provid
 REFUSED_DROPPED = "implausible_dropped"  # a dropped count rising faster than limits allow
 REFUSED_LABEL = "label_cap"  # an event whose error kind or class was folded into "other"
 REFUSED_CONNECTION = "scrape_connection"  # a /metrics connection beyond the concurrent cap
+REFUSED_DRIFT = "drift"  # drift counts of another profile, or that do not fit this one
+REFUSED_CAPTURE = "capture"  # a sample with no capture folder configured, or one not written
 _MAX_ERROR_LOGS = 4  # "inference errors" log lines per datagram (the most frequent kinds)
 _MAX_CLIENTS = 1024  # client processes whose last dropped count is remembered
 
@@ -96,7 +109,8 @@ class DroppedBooks:
 class InferenceMetrics:
     """Records checked datagrams; one instance per agent."""
 
-    def __init__(self, meter: Meter, limits: LimitsConfig | None = None) -> None:
+    def __init__(self, meter: Meter, limits: LimitsConfig | None = None, drift: DriftConfig | None = None,
+                 capture: CaptureConfig | None = None) -> None:
         limits = limits or LimitsConfig()
         self.max_label_values = limits.label_values
         self.requests = meter.create_counter(
@@ -147,6 +161,49 @@ class InferenceMetrics:
             description="The onnxruntime execution provider the served model's session runs on (value 1)",
         )
         self._seen: dict[str, set[Any]] = {"error.kind": set(), "class": set()}
+        self.drift = self._drift_instruments(meter, drift) if drift is not None and drift.features else None
+        self.capture = None
+        if capture is not None and capture.dir:
+            from .capture import CaptureFolder
+
+            self.capture = CaptureFolder(capture)
+            self.captured = meter.create_counter(
+                "mlpack.agent.captured", unit="{sample}", description="Sampled request inputs written to the capture folder")
+
+    def _drift_instruments(self, meter: Meter, config: DriftConfig):
+        from .drift import DriftWindow, observations
+
+        window = DriftWindow(config)
+        self.drift_rows = meter.create_counter(
+            "mlpack.drift.rows", unit="{row}", description="Rows whose bin counts the agent added to the drift window")
+
+        def per_feature(which: str):
+            def observe(options: CallbackOptions):
+                for value, attributes in observations(window.scores(), which):
+                    yield Observation(value, attributes)
+            return observe
+
+        def overall(options: CallbackOptions):
+            scores = window.scores()
+            if scores is not None:
+                yield Observation(scores.inputs_out_of_range)
+
+        meter.create_observable_gauge(
+            "mlpack.drift.psi", callbacks=[per_feature("psi")], unit="",
+            description="Population stability index of each feature's window against the calibration data")
+        meter.create_observable_gauge(
+            "mlpack.drift.js_distance", callbacks=[per_feature("js")], unit="",
+            description="Jensen-Shannon distance (base 2) of each feature's window against the calibration data")
+        meter.create_observable_gauge(
+            "mlpack.drift.out_of_range.ratio", callbacks=[per_feature("out_of_range")], unit="1",
+            description="Share of the window's rows outside the calibration data's range, per feature")
+        meter.create_observable_gauge(
+            "mlpack.drift.inputs_out_of_range.ratio", callbacks=[overall], unit="1",
+            description="Share of the window's rows with any input outside the calibration data's range")
+        meter.create_observable_gauge(
+            "mlpack.drift.window.rows", callbacks=[lambda options: [Observation(window.window[0])]], unit="{row}",
+            description="Rows in the drift window (scores appear once it holds drift.min_rows)")
+        return window
 
     def _observe_provider(self, options: CallbackOptions):
         if self.execution_provider is not None:
@@ -165,9 +222,12 @@ class InferenceMetrics:
             return str(value)
         return None
 
-    def record(self, checked: Checked) -> int:
-        """Record one checked datagram; returns the number of events recorded."""
+    def record(self, checked: Checked, replayed: bool = False) -> int:
+        """Record one checked datagram; returns the number of events recorded. A datagram
+        replayed from the journal writes no capture sample again."""
         self._record_fields(checked)
+        if checked.capture is not None and not replayed:
+            self._capture(checked.capture)
         events = checked.events
         errors: Tally[str] = Tally()
         classes: Tally[Any] = Tally()
@@ -211,6 +271,12 @@ class InferenceMetrics:
             counter.add(folded, {key: "other"})
             self.refuse(REFUSED_LABEL, folded)
 
+    def _capture(self, inputs: dict[str, Any]) -> None:
+        if self.capture is not None and self.capture.write(inputs):
+            self.captured.add(1)
+        else:
+            self.refuse(REFUSED_CAPTURE)
+
     def _record_fields(self, checked: Checked) -> None:
         if checked.invalid_events:
             self.refuse(REFUSED_EVENT, checked.invalid_events)
@@ -218,6 +284,11 @@ class InferenceMetrics:
             self.refuse(REFUSED_FIELD, checked.invalid_fields)
         if checked.execution_provider is not None:
             self.execution_provider = checked.execution_provider
+        if checked.drift is not None:
+            if self.drift is not None and self.drift.add(checked.drift):
+                self.drift_rows.add(checked.drift["rows"])
+            else:
+                self.refuse(REFUSED_DRIFT)
         if checked.dropped is not None:
             rise = self.dropped_books.rise(checked.pid, checked.dropped)
             if rise is None:

@@ -5,8 +5,10 @@ refused whole. Then each event's values must be in range (durations 0 to 1 h, si
 counts non-negative integers, an error kind from a short alphabet, class names short and
 printable); an
 event that is not is refused alone, and the others are recorded. The datagram's own
-fields (`pid`, `dropped`, `execution_provider`) are checked the same way; one that fails
-is refused and the datagram's events still count. `labels` is never read: the agent
+fields (`pid`, `dropped`, `execution_provider`, `drift`, `capture`) are checked the same
+way; one that fails is refused and the datagram's events still count. Drift counts are
+checked here for shape (a profile id, non-negative integer counts, none above the rows);
+drift.py checks them against the profile the agent was configured with. `labels` is never read: the agent
 labels what it exports from its own configuration.
 """
 
@@ -27,6 +29,9 @@ MAX_CLASSES = 1024  # predicted classes in one event
 MAX_COUNTER = 2**53  # `dropped`: exact in a float, as every exporter handles it
 MAX_PID = 2**22  # the kernel's pid_max ceiling
 MAX_NAME_CHARS = 64  # error kinds and class names
+MAX_DRIFT_SLOTS = 4096  # bins of all features of a profile together (mlpack writes fewer)
+MAX_CAPTURE_KEYS = 64
+_PROFILE_ID = re.compile(r"[0-9a-f]{16}").fullmatch
 _KIND = re.compile(r"[A-Za-z0-9_.:/-]{1,%d}" % MAX_NAME_CHARS).fullmatch
 _PROVIDER = re.compile(EXECUTION_PROVIDER_PATTERN).fullmatch
 _N_FIELDS = len(EVENT_FIELDS)
@@ -43,7 +48,9 @@ class Checked:
     pid: int = 0  # the client's own pid, as it wrote it: a bookkeeping key, not an identity
     dropped: int | None = None  # the client's running count of events it lost; None: absent
     execution_provider: str | None = None
-    invalid_fields: int = 0  # datagram fields refused (pid, dropped, execution_provider)
+    invalid_fields: int = 0  # datagram fields refused (pid, dropped, execution_provider, drift, capture)
+    drift: dict[str, Any] | None = None  # {"profile", "rows", "outside", "counts"}, shape checked
+    capture: dict[str, Any] | None = None  # one sampled request's inputs, by input name
 
 
 def check(data: bytes) -> Checked:
@@ -78,7 +85,29 @@ def check(data: bytes) -> Checked:
         checked.execution_provider = provider
     elif provider is not None:
         checked.invalid_fields += 1
+    drift = datagram.get("drift")
+    if _valid_drift(drift):
+        checked.drift = drift
+    elif drift is not None:
+        checked.invalid_fields += 1
+    capture = datagram.get("capture")
+    if type(capture) is dict and 0 < len(capture) <= MAX_CAPTURE_KEYS and all(
+            type(k) is str and 0 < len(k) <= MAX_NAME_CHARS and k.isprintable() for k in capture):
+        checked.capture = capture
+    elif capture is not None:
+        checked.invalid_fields += 1
     return checked
+
+
+def _valid_drift(drift: Any) -> bool:
+    if type(drift) is not dict or type(drift.get("profile")) is not str or not _PROFILE_ID(drift["profile"]):
+        return False
+    rows, outside, counts = drift.get("rows"), drift.get("outside"), drift.get("counts")
+    if not (_is_int(rows, 1, MAX_COUNTER) and _is_int(outside, 0, rows + 1)):
+        return False
+    if type(counts) is not list or not 0 < len(counts) <= MAX_DRIFT_SLOTS:
+        return False
+    return all(type(c) is int and 0 <= c <= rows for c in counts)
 
 
 def _is_int(value: Any, low: int, high: int) -> bool:

@@ -38,6 +38,8 @@ def runtime_json(ctx: RenderContext) -> str:
     }
     if ctx.processing is not None:  # the served signature and its steps (mlpack_runtime.processing)
         config["processing"] = ctx.processing.runtime_config()
+    if ctx.drift is not None:  # requests binned by the profile (mlpack_runtime.drift)
+        config["drift"] = {"profile": ctx.drift.profile}
     return json.dumps(config, indent=2) + "\n"
 
 
@@ -45,8 +47,8 @@ def write_app(folder: Path, ctx: RenderContext, model: Path, artifact: Path | No
     """Write a complete, runnable app folder from the target's entry-point templates.
 
     Layout: the entry point (service.py or handler.py), runtime.json, the model, the
-    packages mlpack_runtime and mlpack_agent, and the processing's files (processing/,
-    copied from the `artifact` folder being built).
+    packages mlpack_runtime and mlpack_agent, the processing's files (processing/) and the
+    drift profile (drift/), copied from the `artifact` folder being built.
     """
     folder.mkdir(parents=True, exist_ok=True)
     write_files(folder, render_group(ctx.target.app_group.templates, "", ctx))
@@ -55,6 +57,7 @@ def write_app(folder: Path, ctx: RenderContext, model: Path, artifact: Path | No
     shutil.copytree(runtime_dir(), folder / RUNTIME_PACKAGE, ignore=skip)
     shutil.copytree(data_dir("agent") / AGENT_PACKAGE, folder / AGENT_PACKAGE, ignore=skip)
     copy_model(model, folder / ctx.model.file)  # and its external data file, if it has one
-    for ref in ctx.processing.files if ctx.processing else ():
-        (folder / ref.path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(artifact / ref.path, folder / ref.path)
+    shipped = [ref.path for ref in ctx.processing.files] if ctx.processing else []
+    for path in [*shipped, *([ctx.drift.profile] if ctx.drift else [])]:
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artifact / path, folder / path)

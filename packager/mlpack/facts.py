@@ -137,6 +137,20 @@ class MonitoringFacts:
 
 
 @dataclass(frozen=True)
+class DriftFacts:
+    """Drift against the artifact's profile: the agent's window, the alerts' thresholds."""
+
+    enabled: bool  # the artifact has a drift profile: drift alerts and the dashboard's drift row
+    outputs: bool  # the profile tracks outputs too: an output drift alert
+    psi_threshold: float
+    out_of_range_threshold: float
+    sustained: str  # the alerts' `for:`
+    # agent.json's `drift` section: settings, and the features in slot order (from the
+    # profile itself, which only the build passes; None without it).
+    agent: dict | None
+
+
+@dataclass(frozen=True)
 class EcrFacts:
     """The ECR repository the IaC creates (terraform-ecr, terraform-lambda, SAM)."""
 
@@ -243,6 +257,7 @@ class Facts:
     container: ContainerFacts
     agent: AgentFacts
     monitoring: MonitoringFacts
+    drift: DriftFacts
     ecr: EcrFacts
     aws_lambda: LambdaFacts
     kubernetes: KubernetesFacts
@@ -321,6 +336,27 @@ def monitoring_facts(ctx: RenderContext) -> MonitoringFacts:
         # 1,769 MB, cold starts) get a looser starting point.
         p95_limit_s=0.25 if ctx.target.role == "server" else 1.0,
         required_provider=required_provider(ctx.target.runtime.session_settings()),
+    )
+
+
+# The agent's window slides by a tenth of itself (mlpack_agent.drift).
+DRIFT_SLICES = 10
+
+
+def drift_facts(ctx: RenderContext) -> DriftFacts:
+    settings, section, profile = ctx.target.drift, ctx.drift, ctx.drift_profile
+    agent = None
+    if section is not None and profile is not None:
+        from .drift import features
+
+        if profile["id"] != section.id:
+            raise ValueError(f"drift profile {profile['id']} is not the manifest's {section.id}")
+        agent = {"profile": section.id, "window_rows": settings.window_rows, "slices": DRIFT_SLICES,
+                 "features": features(profile)}
+    return DriftFacts(
+        enabled=section is not None, outputs=section is not None and section.output_features > 0,
+        psi_threshold=settings.psi_threshold, out_of_range_threshold=settings.out_of_range_threshold,
+        sustained=settings.sustained, agent=agent,
     )
 
 
@@ -456,6 +492,7 @@ def template_facts(ctx: RenderContext) -> Facts:
         container=container_facts(ctx),
         agent=agent_facts(ctx),
         monitoring=monitoring_facts(ctx),
+        drift=drift_facts(ctx),
         ecr=ecr_facts(ctx),
         aws_lambda=lambda_facts(ctx),
         kubernetes=kubernetes_facts(ctx),

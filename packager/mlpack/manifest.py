@@ -188,6 +188,18 @@ class SbomSection(Section):
     path: ArtifactPath = "sbom.cdx.json"
 
 
+class DriftSection(Section):
+    """The drift profile (mlpack.drift): what the served model bins requests by and the agent
+    compares them with. Absent when the build had no real calibration data."""
+
+    profile: ArtifactPath = Field("drift/profile.json", description="path in the artifact (and in every app folder)")
+    id: str = Field(pattern=r"^[0-9a-f]{16}$", description="the profile's id: the agent refuses counts of another")
+    rows: int = Field(gt=0, description="calibration rows it was made from")
+    data_source: str
+    input_features: int = Field(ge=0)
+    output_features: int = Field(ge=0)
+
+
 class Requirements(Section):
     """The Python packages that ship, pinned once at build (images, Bento, Lambda zip)."""
 
@@ -257,6 +269,7 @@ class Manifest(Section):
     bento: BentoSection | None = None
     lambda_: LambdaSection | None = Field(None, alias="lambda")
     processing: ProcessingSection | None = Field(None, description="pre- and post-processing around the model")
+    drift: DriftSection | None = Field(None, description="the drift profile, made from the calibration data")
     sbom: SbomSection | None = None
     versions: Versions
     build: BuildInputs | None = Field(None, description="the inputs that decided the build")
@@ -305,7 +318,7 @@ class History(Section):
 
 __all__ = [
     "HISTORY", "IMAGE_SBOM", "MANIFEST", "REPORT_FILES", "SCHEMA_VERSION", "SIGNATURE", "NAME_PATTERN", "NAME_RULE",
-    "BentoSection", "BuildInputs", "ColdStart", "DeployRecord", "FileEntry", "History", "ImageIndex", "ImageSection",
+    "BentoSection", "BuildInputs", "ColdStart", "DeployRecord", "DriftSection", "FileEntry", "History", "ImageIndex", "ImageSection",
     "ImportCost", "LambdaSection", "Manifest", "ModelSection", "OptimizationSection", "ProcessingSection",
     "PrunedFiles", "Requirements", "RolloutRecord", "SbomSection", "Signature", "SourceModel", "TensorSpec",
     "Versions",

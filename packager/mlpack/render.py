@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from . import __version__
 from .facts import template_facts
-from .manifest import ImageSection, Manifest, ProcessingSection, Requirements, Versions
+from .manifest import DriftSection, ImageSection, Manifest, ProcessingSection, Requirements, Versions
 from .model_info import Signature, TensorSpec
 from .resources import data_dir
 from .targets import RenderGroup, Target
@@ -94,9 +94,13 @@ class RenderContext(BaseModel):
     memory_mb: int  # sized from the model (and a Lambda's measured peak): requests, Lambda memory
     processing: ProcessingSection | None = None  # runtime.json's processing, and the files app folders get
     snapstart: bool = False  # Lambda: SnapStart was asked for at build (manifest lambda.snapstart)
+    drift: DriftSection | None = None  # the drift profile's manifest section: runtime.json, alert rules
+    # The profile itself (mlpack.drift): the agent's configuration lists its features. Given
+    # where agent/agent.json is rendered (the build); other renders do not need it.
+    drift_profile: dict[str, Any] | None = None
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest) -> RenderContext:
+    def from_manifest(cls, manifest: Manifest, drift_profile: dict[str, Any] | None = None) -> RenderContext:
         model = manifest.model
         processing = manifest.processing
         upload = processing.preprocess.input if processing and processing.preprocess \
@@ -113,6 +117,8 @@ class RenderContext(BaseModel):
             requirements=manifest.requirements,
             memory_mb=manifest.memory_mb,
             snapstart=manifest.lambda_ is not None and manifest.lambda_.snapstart,
+            drift=manifest.drift,
+            drift_profile=drift_profile,
         )
 
     @property

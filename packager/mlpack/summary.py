@@ -42,6 +42,9 @@ def build_summary(result: BuildResult) -> str:
                          f"asks for {m.memory_mb} MB")
         elif cold is not None:
             lines.append(f"  cold start {cold.note}")
+    if m.drift is not None:
+        lines.append(f"  drift      {m.drift.input_features} input and {m.drift.output_features} output features "
+                     f"({m.drift.profile}, {format_size(m.files[m.drift.profile].size)})")
     for folder in ("container", "agent", "iac"):
         count = sum(1 for p in m.files if p.startswith(folder + "/"))
         if count:
@@ -68,6 +71,7 @@ def build_json(result: BuildResult) -> dict[str, Any]:
             "zip": m.lambda_.zip, "zip_bytes": zip_bytes, "memory_mb": m.memory_mb,
             "cold_start_s": cold.seconds if cold else None, "peak_rss_mb": cold.peak_rss_mb if cold else None},
         "image": {"repository": m.image.repository, "tag": m.image.tag, "id": m.image.id},
+        "drift": m.drift.model_dump() if m.drift is not None else None,
         "files": len(m.files),
         "report": report_files(result.path),
         "steps": [{"name": t.name, "seconds": t.seconds} for t in result.timings],

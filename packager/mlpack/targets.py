@@ -191,6 +191,25 @@ class Serving(_Strict):
         }
 
 
+class Drift(_Strict):
+    """When the agent calls inputs or outputs drifted from the calibration data (docs/agent.md):
+    the alert rules' thresholds and the agent's window. `mlpack build --drift KEY=VALUE`
+    changes them for one artifact."""
+
+    psi_threshold: float = Field(
+        0.25, gt=0, description="a feature drifted when its population stability index is above this "
+                                "(0.1 to 0.25 is commonly read as a moderate shift, above 0.25 as a major one)")
+    out_of_range_threshold: float = Field(
+        0.05, gt=0, le=1, description="alert when more than this share of requests' rows has an input outside "
+                                      "the calibration data's range")
+    sustained: str = Field("15m", pattern=r"^[1-9][0-9]*(s|m|h)$",
+                           description="how long a score must stay above its threshold before the alert fires "
+                                       "(a Prometheus duration)")
+    window_rows: int = Field(1000, ge=20, le=10_000_000, description="rows the agent's sliding window holds")
+    max_bins: int = Field(10, ge=2, le=20, description="histogram bins per feature at most (fewer with few "
+                                                        "calibration rows: one per 20 rows)")
+
+
 class Toleration(_Strict):
     key: str
     operator: Literal["Exists", "Equal"] = "Exists"
@@ -232,6 +251,7 @@ class Target(_Strict):
     image: Image
     optimize: Optimize
     serving: Serving = Serving()
+    drift: Drift = Drift()
     kubernetes: Kubernetes = Kubernetes()
     cuda: Cuda | None = Field(None, description="GPU targets: the CUDA libraries their images carry")
     render: list[RenderGroup] = Field(default_factory=list)
@@ -278,6 +298,22 @@ class Target(_Strict):
             option = "--" + str(item["loc"][0]).replace("_", "-")
             raise InputError(f"{option}: {item['msg']}", f"see `mlpack build --help` for {option}") from exc
         return self.model_copy(update={"serving": serving})
+
+    def with_drift(self, **overrides: Any) -> Target:
+        """This target with some `[drift]` values replaced (`mlpack build --drift KEY=VALUE`).
+        Raises InputError naming the key of a value out of range."""
+        if not overrides:
+            return self
+        unknown = sorted(set(overrides) - set(Drift.model_fields))
+        if unknown:
+            raise InputError(f"--drift {unknown[0]}: no such setting", f"drift keys are {', '.join(Drift.model_fields)}")
+        try:
+            drift = Drift.model_validate({**self.drift.model_dump(), **overrides})
+        except ValidationError as exc:
+            item = exc.errors()[0]
+            raise InputError(f"--drift {item['loc'][0]}: {item['msg']}",
+                             f"drift keys are {', '.join(Drift.model_fields)}") from exc
+        return self.model_copy(update={"drift": drift})
 
 
 def _describe(error: ValidationError) -> str:

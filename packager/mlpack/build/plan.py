@@ -79,7 +79,11 @@ EVERY_TARGET_STEPS = ("sbom",)
 
 
 def plan_build(name: str, target: Target, versions: Versions, processing: ResolvedProcessing | None = None,
-               operators: Sequence[str] = ()) -> BuildPlan:
+               operators: Sequence[str] = (), calibrated: bool = False) -> BuildPlan:
+    """`calibrated`: the build has real calibration data, so it writes a drift profile
+    (mlpack.drift; unless the model's outputs on it cannot be read)."""
+    from ..drift import PROFILE_FILE
+
     steps = [PlannedStep(name=step, writes=list(step_class(step).writes))
              for step in [*target.builds, *EVERY_TARGET_STEPS]]
     rendered = [path for group in target.artifact_groups for path in template_paths(group)]
@@ -91,7 +95,8 @@ def plan_build(name: str, target: Target, versions: Versions, processing: Resolv
         steps=steps,
         app=target.app_group,
         render=target.artifact_groups,
-        files=sorted({MANIFEST, MODEL_FILE, *REPORT_FILES, *rendered, *(processing.files if processing else ())}),
+        files=sorted({MANIFEST, MODEL_FILE, *REPORT_FILES, *rendered, *(processing.files if processing else ()),
+                      *([PROFILE_FILE] if calibrated else [])}),
     )
 
 

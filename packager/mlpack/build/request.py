@@ -33,6 +33,8 @@ class BuildRequest(BaseModel):
     max_request_mb: float | None = None
     max_rows: int | None = None
     allow_non_finite: bool | None = None
+    # The target's [drift] settings changed for this artifact (`--drift KEY=VALUE`), as given.
+    drift: dict[str, str] = {}
 
     def serving_overrides(self) -> dict[str, float | int | bool | None]:
         return {"max_request_mb": self.max_request_mb, "max_rows": self.max_rows,

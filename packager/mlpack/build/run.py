@@ -22,6 +22,7 @@ import onnx
 from .. import __version__
 from ..artifact import Artifact
 from ..demo import DEMO_NAME, demo_model
+from ..drift import build_profile, drift_json, drift_markdown, drift_section, sequence_pads, write_profile
 from ..errors import InputError
 from ..facts import short_sha
 from ..fsutil import created_folders, staged_folder, sweep
@@ -58,7 +59,7 @@ class BuildResult:
 
 def build(request: BuildRequest, progress: Progress | None = None) -> BuildResult:
     progress = progress or Progress()
-    target = load_target(request.target).with_serving(**request.serving_overrides())
+    target = load_target(request.target).with_serving(**request.serving_overrides()).with_drift(**request.drift)
     if request.calibration is not None and not request.calibration.is_file():
         raise InputError(f"calibration file {request.calibration} does not exist",
                          "pass an existing .npz file (or .txt of sentences, for a model with a tokenizer)")
@@ -79,7 +80,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     check_sample_shapes(request.sample_shapes, info.signature, with_data=data_path is not None)
     processing = _resolve_processing(request, info, target)
     check_cuda_version(target)
-    plan = plan_build(name, target, host_versions(target), processing, info.operators)
+    plan = plan_build(name, target, host_versions(target), processing, info.operators, calibrated=data_path is not None)
     dest = out / plan.artifact
     with created_folders(out):  # a failed build leaves no empty --out behind
         _prepare_out(out, dest, request.force, progress)
@@ -125,6 +126,13 @@ def _build_into(
     if processing is not None:  # the sample through the processing and the shipped variant
         draft.processing = ship_processing(processing, root, shipped, info.signature,
                                            target.runtime.session_settings())
+    with progress.step("Profiling the calibration data for drift"):
+        profile, drift_note = build_profile(shipped, info.signature, target, data_path, optimization.synthetic,
+                                            optimization.data_source, sequence_pads(processing))
+        log(drift_note)
+    if profile is not None:
+        write_profile(root, profile)
+        draft.drift = drift_section(profile)
     draft.build = inputs
     context = StepContext(root=root, work=work, manifest=draft, model=shipped,
                           options=StepOptions(max_cold_start=request.max_cold_start, snapstart=request.snapstart),
@@ -134,20 +142,24 @@ def _build_into(
     manifest, measured = finish_manifest(draft, results), measurements(results)
 
     with progress.step("Rendering container context, telemetry and infrastructure files"):
-        write_files(root, render_artifact(RenderContext.from_manifest(manifest), plan.render))
+        write_files(root, render_artifact(RenderContext.from_manifest(manifest, profile), plan.render))
     write_files(root, {
-        "report.md": optimization.to_markdown() + processing_markdown(manifest) + _lambda_report(root, manifest, cold),
-        "report.json": _json({**optimization.to_json(), **measured, "build_steps": [asdict(t) for t in timings]}),
-        REPORT_HTML: report_html(root, manifest, optimization, cold),
+        "report.md": optimization.to_markdown() + processing_markdown(manifest) + drift_markdown(profile, drift_note)
+                     + _lambda_report(root, manifest, cold),
+        "report.json": _json({**optimization.to_json(), **measured, "build_steps": [asdict(t) for t in timings],
+                              "drift": drift_json(profile, drift_note)}),
+        REPORT_HTML: report_html(root, manifest, optimization, cold, drift_note),
     })
     shutil.rmtree(work)
     return Artifact.create(root, manifest).manifest, optimization, timings, cold
 
 
-def report_html(root: Path, manifest: Manifest, optimization: OptimizationResult, cold: ColdStart | None) -> str:
+def report_html(root: Path, manifest: Manifest, optimization: OptimizationResult, cold: ColdStart | None,
+                drift_note: str = "") -> str:
     """The optimization report as a page, with what the steps measured (the Lambda cold start)."""
     zip_file = root / manifest.lambda_.zip if manifest.lambda_ is not None else None
-    about = About.from_manifest(manifest, zip_file.stat().st_size if zip_file and zip_file.is_file() else None, cold)
+    about = About.from_manifest(manifest, zip_file.stat().st_size if zip_file and zip_file.is_file() else None, cold,
+                                drift_note)
     return to_html(optimization, about)
 
 

@@ -9,8 +9,9 @@ import typer
 
 from .application import Application, command
 from .options import (
-    CalibrationOption, GateOption, ImagePreprocessOption, LabelsOption, JsonOption, ProcessingOption, QuietOption,
-    SampleShapeOption, TokenizerOption, TopKOption, VariantOption, gate_settings, processing_request, sample_shapes,
+    CalibrationOption, DriftOption, GateOption, ImagePreprocessOption, LabelsOption, JsonOption, ProcessingOption,
+    QuietOption, SampleShapeOption, TokenizerOption, TopKOption, VariantOption, gate_settings, key_values,
+    processing_request, sample_shapes,
 )
 
 
@@ -37,6 +38,7 @@ def build(
                      "See docs/deploy.md for its cost."),
     ] = False,
     gate: GateOption = None,
+    drift: DriftOption = None,
     variant: VariantOption = None,
     max_request_mb: Annotated[
         Optional[float],
@@ -77,6 +79,7 @@ def build(
                      max_cold_start=max_cold_start, snapstart=snapstart, gate=gate_settings(gate), variant=variant,
                      sample_shapes=sample_shapes(sample_shape),
                      max_request_mb=max_request_mb, max_rows=max_rows, allow_non_finite=allow_non_finite or None,
+                     drift=key_values("--drift", drift, "psi_threshold=0.2"),
                      processing=processing_request(tokenizer, labels, top_k, image_preprocess, processing)),
         progress,
     )

@@ -19,6 +19,16 @@ def _gate_help() -> str:
 
 
 GateOption = Annotated[Optional[list[str]], typer.Option("--gate", metavar="KEY=VALUE", help=_gate_help())]
+
+
+def _drift_help() -> str:
+    from ..targets import Drift
+
+    keys = "; ".join(f"{name} ({field.default}): {field.description}" for name, field in Drift.model_fields.items())
+    return (f"Change a drift setting of the target's [drift] (repeatable). Keys, with their defaults: {keys}.")
+
+
+DriftOption = Annotated[Optional[list[str]], typer.Option("--drift", metavar="KEY=VALUE", help=_drift_help())]
 VariantOption = Annotated[Optional[str], typer.Option(
     "--variant", metavar="NAME",
     help="Ship this variant (float, or one the target tries: `mlpack targets --variants` lists them) instead of the one the "
@@ -92,14 +102,20 @@ def sample_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def gate_settings(items: list[str] | None) -> GateSettings:
-    """The accuracy gate: strict defaults, changed by `--gate KEY=VALUE` items."""
+def key_values(option: str, items: list[str] | None, example: str) -> dict[str, str]:
+    """`KEY=VALUE` items of a repeatable option, by key."""
     overrides = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise InputError(f"--gate {item!r} is not KEY=VALUE", "e.g. --gate min_cosine_mean=0.98")
+            raise InputError(f"{option} {item!r} is not KEY=VALUE", f"e.g. {option} {example}")
         overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def gate_settings(items: list[str] | None) -> GateSettings:
+    """The accuracy gate: strict defaults, changed by `--gate KEY=VALUE` items."""
+    overrides = key_values("--gate", items, "min_cosine_mean=0.98")
     try:
         return GateSettings(**overrides)
     except ValidationError as exc:

@@ -31,7 +31,7 @@ def serve(
     target onnxruntime-gpu, fetched once into mlpack's cache when this installation has
     another). Prints the URLs; Ctrl-C or SIGTERM stops both processes."""
     from ..artifact import Artifact
-    from ..serve import Endpoint, ServeOptions, serve as run_serve
+    from ..serve import Endpoint, ServeOptions, drift_lines, serve as run_serve
 
     opened = Artifact.open(artifact)
     options = ServeOptions(host=host, port=port, agent_port=agent_port, allow_cpu=allow_cpu)
@@ -40,6 +40,8 @@ def serve(
         app.echo(f"Serving {opened.name} ({opened.manifest.target.name}): {what}")
         for endpoint in found:
             app.echo(f"  {endpoint.what:<8} {endpoint.method:<4} {endpoint.url}")
+        for i, line in enumerate(drift_lines(opened)):
+            app.echo(f"  {'drift' if i == 0 else '':<8} {line}")
         app.echo("Ctrl-C or SIGTERM stops the service and its agent.")
 
     stopped_by = run_serve(opened, options, app.progress(quiet), ready)

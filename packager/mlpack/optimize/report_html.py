@@ -41,9 +41,11 @@ class About:
     serving: list[tuple[str, str]] = field(default_factory=list)  # e.g. the Lambda cold start
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, zip_bytes: int | None = None, cold: ColdStart | None = None) -> About:
+    def from_manifest(cls, manifest: Manifest, zip_bytes: int | None = None, cold: ColdStart | None = None,
+                      drift_note: str = "") -> About:
         """The build's facts; `cold` is the Lambda cold start the build measured (report.json
-        has it too; the manifest does not, as a measurement)."""
+        has it too; the manifest does not, as a measurement); `drift_note` what the build's
+        drift profile holds, or why there is none (mlpack.drift)."""
         from ..limits import LAMBDA_ZIP_LIMIT_TEXT
 
         serving = []
@@ -58,6 +60,8 @@ class About:
             if zip_bytes is not None:
                 serving.append((manifest.lambda_.zip, f"{format_size(zip_bytes)} of {LAMBDA_ZIP_LIMIT_TEXT}"))
             serving.append(("memory size", f"{manifest.memory_mb} MB"))
+        if drift_note:
+            serving.append(("drift", drift_note))
         return cls(
             title=manifest.artifact, target=manifest.target.name, platform=manifest.platform,
             mlpack_version=manifest.mlpack_version, versions=_versions(manifest.versions.model_dump()),

@@ -84,6 +84,7 @@ class RuntimeConfig:
     labels: dict[str, str]
     limits: RequestLimits = RequestLimits()
     processing: dict[str, Any] | None = None  # see processing/: the served signature and its steps
+    drift_profile: str | None = None  # the app's drift profile (drift.py), relative to the app folder
 
     def parse_inputs(self, payload: Any) -> dict:
         return parse_inputs(payload, self.inputs)
@@ -107,4 +108,5 @@ def load_runtime(path: Path | str) -> RuntimeConfig:
         labels=raw.get("labels", {}),
         limits=RequestLimits.from_json(raw.get("limits")),
         processing=raw.get("processing"),
+        drift_profile=(raw.get("drift") or {}).get("profile"),
     )

@@ -38,7 +38,9 @@ class ServedModel:
         # Never on the CPU in silence: a GPU artifact whose provider did not load raises
         # ProviderUnavailable (not ready) unless MLPACK_ALLOW_CPU=1 says to serve anyway.
         self.provider = check_session(self.session, self.config.session, allowed_on_cpu=allow_cpu())
-        self.reporter = InferenceReporter(self.config.labels, self.config.outputs)
+        profile = self.config.drift_profile
+        self.reporter = InferenceReporter(self.config.labels, self.config.outputs,
+                                          os.path.join(self._folder, profile) if profile else None)
         self.reporter.provider(self.provider)
         self.processing: Processing = load_processing(
             self.config.processing, self._folder, self.config.inputs, self.config.outputs)

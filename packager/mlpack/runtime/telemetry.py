@@ -1,7 +1,11 @@
 """Report one event per inference to the mlpack agent, if the agent's client is installed.
 
 The client (`mlpack_agent.client`) uses the standard library only and never raises into
-the request path; without it (a bare local run) reporting is a no-op.
+the request path; without it (a bare local run) reporting is a no-op. With a drift
+profile in the app (drift.py), each request's model inputs and outputs are also binned
+and the counts ride on the client's datagrams; with MLPACK_CAPTURE_RATE set, a sample of
+requests' inputs goes to the agent's capture folder (capture.py). Neither is loaded when
+telemetry is off.
 """
 
 from __future__ import annotations
@@ -41,9 +45,21 @@ def telemetry_client(labels: dict[str, str]) -> Any:
 class InferenceReporter:
     """Turns one request's timings and values into the agent's inference event."""
 
-    def __init__(self, labels: dict[str, str], outputs: list[dict[str, Any]]) -> None:
+    def __init__(self, labels: dict[str, str], outputs: list[dict[str, Any]], drift_profile: str | None = None) -> None:
         self.labels = labels
         self.client = telemetry_client(labels)
+        self.drift = self.capture = None
+        if not isinstance(self.client, _NoTelemetry):  # else: no profile loaded, nothing sampled
+            if drift_profile and hasattr(self.client, "attach_drift"):
+                from .drift import load_meter
+
+                self.drift = load_meter(drift_profile, [o["name"] for o in outputs])
+            # Only imported when asked for (a cold start pays nothing for it): capture.RATE_ENV.
+            if os.environ.get("MLPACK_CAPTURE_RATE") and hasattr(self.client, "capture"):
+                from .capture import Capture
+
+                self.capture = Capture.from_env(self.client.capture)
+        self._attach()
         # A 1-D integer or string output is a predicted class; a float matrix output is an embedding.
         self._label_index = next(
             (i for i, o in enumerate(outputs)
@@ -54,6 +70,10 @@ class InferenceReporter:
 
     def success(self, started: float, model_started: float, arrays: dict, values: list) -> None:
         done = time.perf_counter()
+        if self.drift is not None:
+            self.drift.add(arrays, values)  # a reference: binned when the client sends
+        if self.capture is not None:
+            self.capture.offer(arrays)
         first = next(iter(arrays.values()), None)
         batch = int(first.shape[0]) if isinstance(first, np.ndarray) and first.ndim else 1
         predicted = output_norm = None
@@ -82,6 +102,8 @@ class InferenceReporter:
 
     def flush(self, timeout_s: float) -> None:
         """Send queued events now: a Lambda environment may freeze right after a reply."""
+        if self.drift is not None:
+            self.drift.send_now()
         try:
             self.client.flush(timeout_s=timeout_s)
         except Exception:  # telemetry never fails a request
@@ -91,6 +113,7 @@ class InferenceReporter:
         """A new client (and socket) in place of the current one: after a SnapStart
         restore, each copy of the environment sends from a socket of its own."""
         old, self.client = self.client, telemetry_client(self.labels)
+        self._attach()
         close = getattr(old, "close", None)
         if close is not None:
             try:
@@ -99,6 +122,13 @@ class InferenceReporter:
                 pass
         if getattr(self, "_provider", None):
             self.provider(self._provider)
+
+    def _attach(self) -> None:
+        """The drift counts go out with the client's datagrams."""
+        if self.drift is not None and hasattr(self.client, "attach_drift"):
+            self.client.attach_drift(self.drift)
+        if self.capture is not None and hasattr(self.client, "capture"):
+            self.capture.send = self.client.capture
 
     def failure(self, started: float, error_kind: str) -> None:
         self.client.inference(

@@ -99,6 +99,22 @@ def serve(artifact: Artifact, options: ServeOptions, progress: Progress,
                 close()
 
 
+def drift_lines(artifact: Artifact) -> list[str]:
+    """What the agent compares traffic with: the artifact's drift profile, per tensor."""
+    m = artifact.manifest
+    if m.drift is None:
+        return ["no drift profile (built without calibration data): the agent exports no drift metrics"]
+    from ..drift import feature_summary
+
+    profile = json.loads(artifact.path(m.drift.profile).read_text(encoding="utf-8"))
+    d = m.target.drift
+    lines = [f"profile {m.drift.id}: {m.drift.input_features} input and {m.drift.output_features} output features "
+             f"from {m.drift.data_source}; window {d.window_rows} rows, alerts above PSI {d.psi_threshold} or "
+             f"{d.out_of_range_threshold:.0%} of rows out of range for {d.sustained}"]
+    lines += [f"  {source} {tensor}: {what}" for tensor, source, what in feature_summary(profile)]
+    return lines
+
+
 # ---- the agent ----------------------------------------------------------------------
 
 
