@@ -170,3 +170,11 @@ def test_told_to_the_image_serves_on_the_cpu_and_answers_as_the_float_model(cuda
     assert answer["label"] == float_labels.tolist()
     assert np.mean(np.array(answer["label"]) == labels) >= 0.9
     assert "mlpack: serving on CPUExecutionProvider on purpose (MLPACK_ALLOW_CPU=1)" in done.stderr
+
+
+def test_the_bento_declares_the_same_cuda_wheels_so_its_own_containerize_gets_them_too(demo_artifact) -> None:
+    result = demo_artifact("cuda-gpu")
+    declared = (result.path / "bento" / "env" / "python" / "requirements.txt").read_text().split()
+    assert result.manifest.requirements.cuda and set(result.manifest.requirements.cuda) <= set(declared)
+    assert f"onnxruntime-gpu=={GPU.runtime.version}" in declared
+    assert not demo_artifact("x86-cpu").manifest.requirements.cuda

@@ -205,7 +205,9 @@ class Requirements(Section):
 
     runtime: list[str] = Field(description="what the model's session needs (onnxruntime, numpy): the Lambda "
                                "zip's and the Bento's packages (BentoML adds itself to a Bento)")
-    server: list[str] = Field(description="the server image's packages: runtime plus bentoml")
+    server: list[str] = Field(description="the server image's packages: runtime, cuda, processing and bentoml")
+    cuda: list[str] = Field(default_factory=list, description="GPU targets: NVIDIA's CUDA wheels the runtime links "
+                            "(mlpack.cuda): in the Bento and the server image, never in a Lambda zip")
     processing: list[str] = Field(default_factory=list, description="what the artifact's processing imports "
                                   "(tokenizers, pillow): in the server list too; the Lambda zip installs them "
                                   "without their dependencies")

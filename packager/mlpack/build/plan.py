@@ -68,10 +68,9 @@ def pin_requirements(target: Target, versions: Versions, processing: Sequence[st
     """`processing`: what the artifact's processing imports, already pinned (mlpack.processing);
     `operators`: the model's, which decide what a GPU image carries of CUDA (mlpack.cuda)."""
     runtime = [f"{target.runtime.onnxruntime}=={versions.onnxruntime}", f"numpy=={versions.numpy}"]
-    cuda = cuda_plan(target, operators)
-    return Requirements(runtime=runtime, server=[*runtime, *(cuda.requirements if cuda else ()), *processing,
-                                                 f"bentoml=={versions.bentoml}"],
-                        processing=list(processing))
+    cuda = list(cuda_plan(target, operators).requirements) if target.cuda else []
+    return Requirements(runtime=runtime, server=[*runtime, *cuda, *processing, f"bentoml=={versions.bentoml}"],
+                        processing=list(processing), cuda=cuda)
 
 
 # Run for every target, after the target's own steps: it lists what they packaged.

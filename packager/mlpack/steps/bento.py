@@ -37,7 +37,7 @@ class BentoStep:
         source = ctx.work / "bento-src"
         write_app(source, RenderContext.from_manifest(m), ctx.model, ctx.root)
         tag = build_bento(
-            source, name=m.artifact, version=m.image.tag, packages=[*m.requirements.runtime, *m.requirements.processing],
+            source, name=m.artifact, version=m.image.tag, packages=[*m.requirements.runtime, *m.requirements.cuda, *m.requirements.processing],
             python_version=m.target.platform.python_version,
             labels={"mlpack.target": m.target.name, "mlpack.model_sha256": m.model.sha256},
             dest=ctx.root / "bento", epoch=epoch_of(m),
