@@ -263,6 +263,17 @@ class Device:
         except OSError:
             return ""
 
+    def diagnosis(self, version: str) -> str:
+        """Why the device is not ready: what its runner serves, whether its agent reports, log tails."""
+        served = self.served()
+        lines = [f"{self.name}: serves {served.get('version') if served else None!r} (want {version}), "
+                 f"agent target_info={'target_info' in self.agent_metrics()}, pids={self.pids()}"]
+        for name in PROCESSES:
+            log = self.root / "log" / f"{name}.log"
+            if log.exists():
+                lines.append(f"  {name}.log: {log.read_text(errors='replace')[-400:]!r}")
+        return "\n".join(lines)
+
     def restarted_over_ssh(self) -> bool:
         return bool(json.loads((self.root / "run" / "last-restart.json").read_text())["ssh_connection"])
 
@@ -527,9 +538,8 @@ class SimulatedFleet:
             pending = [d for d in pending if (d.served() or {}).get("version") != version
                        or "target_info" not in d.agent_metrics()]
             if pending and time.monotonic() > deadline:
-                logs = {d.name: (d.root / "log" / "service.log").read_text()[-500:] for d in pending
-                        if (d.root / "log" / "service.log").exists()}
-                raise TimeoutError(f"devices not serving {version}: {[d.name for d in pending]} {logs}")
+                raise TimeoutError(f"devices not serving {version}: {[d.name for d in pending]}\n"
+                                   + "\n".join(d.diagnosis(version) for d in pending[:3]))
             time.sleep(0.1)
 
     def stop(self) -> None:

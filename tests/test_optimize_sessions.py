@@ -30,7 +30,7 @@ def served_settings(target_name: str) -> dict:
         inputs=[TensorSpec(name="x", dtype="float32", shape=["batch", 4])],
         outputs=[TensorSpec(name="y", dtype="float32", shape=["batch", 3])]))
     ctx = SimpleNamespace(name="m", target=load_target(target_name), model=model, mlpack_version="0",
-                          processing=None)
+                          processing=None, drift=None)
     return json.loads(runtime_json(ctx))["session"]
 
 
