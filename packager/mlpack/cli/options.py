@@ -19,6 +19,17 @@ def _gate_help() -> str:
 
 
 GateOption = Annotated[Optional[list[str]], typer.Option("--gate", metavar="KEY=VALUE", help=_gate_help())]
+
+
+def _slo_help() -> str:
+    from ..targets import Slo
+
+    keys = "; ".join(f"{name}: {field.description}" for name, field in Slo.model_fields.items())
+    return (f"Change the service-level objective of the target's [slo] for this artifact (repeatable); every "
+            f"generated alert and canary check derives from it (docs/kubernetes.md). Keys: {keys}.")
+
+
+SloOption = Annotated[Optional[list[str]], typer.Option("--slo", metavar="KEY=VALUE", help=_slo_help())]
 VariantOption = Annotated[Optional[str], typer.Option(
     "--variant", metavar="NAME",
     help="Ship this variant (float, or one the target tries: `mlpack targets --variants` lists them) instead of the one the "
@@ -75,14 +86,22 @@ def processing_request(tokenizer: str | None, labels: str | None, top_k: int, im
                              hook=processing)
 
 
-def gate_settings(items: list[str] | None) -> GateSettings:
-    """The accuracy gate: strict defaults, changed by `--gate KEY=VALUE` items."""
+def key_values(option: str, items: list[str] | None, example: str, known: list[str] | None = None) -> dict[str, str]:
+    """`--option KEY=VALUE` items (repeatable) as a dict; a malformed item or an unknown key is one line."""
     overrides = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise InputError(f"--gate {item!r} is not KEY=VALUE", "e.g. --gate min_cosine_mean=0.98")
+            raise InputError(f"{option} {item!r} is not KEY=VALUE", f"e.g. {option} {example}")
+        if known is not None and key.strip() not in known:
+            raise InputError(f"{option} {key.strip()!r} is not a key it knows", f"its keys are {', '.join(known)}")
         overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def gate_settings(items: list[str] | None) -> GateSettings:
+    """The accuracy gate: strict defaults, changed by `--gate KEY=VALUE` items."""
+    overrides = key_values("--gate", items, "min_cosine_mean=0.98")
     try:
         return GateSettings(**overrides)
     except ValidationError as exc:
