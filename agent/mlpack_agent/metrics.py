@@ -60,6 +60,11 @@ REFUSED_FIELD = "invalid_field"  # a datagram's pid, dropped or execution_provid
 REFUSED_DROPPED = "implausible_dropped"  # a dropped count rising faster than limits allow
 REFUSED_LABEL = "label_cap"  # an event whose error kind or class was folded into "other"
 REFUSED_CONNECTION = "scrape_connection"  # a /metrics connection beyond the concurrent cap
+# The error kinds the mlpack runtime reports (mlpack_runtime.served): like the request counter,
+# their series exist from the start, at 0. Prometheus sees no increase in a series that
+# appears with its first value, so without them rate() would miss a new replica's first
+# requests and errors, which is what a canary analysis judges.
+STARTING_ERROR_KINDS = ("bad_request", "model_error")
 _MAX_ERROR_LOGS = 4  # "inference errors" log lines per datagram (the most frequent kinds)
 _MAX_CLIENTS = 1024  # client processes whose last dropped count is remembered
 
@@ -147,6 +152,9 @@ class InferenceMetrics:
             description="The onnxruntime execution provider the served model's session runs on (value 1)",
         )
         self._seen: dict[str, set[Any]] = {"error.kind": set(), "class": set()}
+        self.requests.add(0)
+        for kind in STARTING_ERROR_KINDS:
+            self.errors.add(0, {"error.kind": self._bounded("error.kind", kind) or "other"})
 
     def _observe_provider(self, options: CallbackOptions):
         if self.execution_provider is not None:
