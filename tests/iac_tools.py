@@ -84,7 +84,9 @@ def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
 
     schemas = {}
     for entry in json.loads((CRDS / "sources.json").read_text()):
-        for crd in yaml.safe_load_all(gzip.decompress((CRDS / entry["file"]).read_bytes())):
+        # libyaml's loader where PyYAML has it: KServe's CRD alone is 2 MB of YAML.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        for crd in yaml.load_all(gzip.decompress((CRDS / entry["file"]).read_bytes()), Loader=loader):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue
             spec = crd["spec"]
@@ -109,10 +111,15 @@ def _closed(schema: Any) -> Any:
     return closed
 
 
+_VALIDATORS: dict[int, Any] = {}
+
+
 def _crd_errors(schema: dict[str, Any], document: dict[str, Any]) -> list[str]:
     from openapi_schema_validator import OAS30Validator
 
-    validator = OAS30Validator(_closed(schema))
+    validator = _VALIDATORS.get(id(schema))
+    if validator is None:  # one per schema: closing KServe's takes a while
+        validator = _VALIDATORS[id(schema)] = OAS30Validator(_closed(schema))
     return [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
             for e in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
 
