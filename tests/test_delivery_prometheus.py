@@ -42,9 +42,11 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from mlpack.artifact import Artifact
 from mlpack.build import BuildRequest, build
+from mlpack.cli import app
 from mlpack.iac import render_iac
 from mlpack.processing.request import ProcessingRequest
 from mlpack.progress import Progress
@@ -179,6 +181,7 @@ class Live:
     gpu: InferenceReporter
     cpu_service: str
     gpu_service: str
+    artifact: Path
 
     def value(self, promql: str) -> list[dict[str, Any]]:
         return self.prometheus.query(promql)
@@ -248,7 +251,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             gpu = InferenceReporter({"model_name": "linear"}, [{"name": "y", "dtype": "float32", "shape": [None, 3]}])
         finally:
             del os.environ["MLPACK_AGENT_SOCKET"]
-        yield Live(prometheus, server, cpu_files, gpu_files, gpu, cpu_ctx.artifact, gpu_ctx.artifact)
+        yield Live(prometheus, server, cpu_files, gpu_files, gpu, cpu_ctx.artifact, gpu_ctx.artifact, artifact)
     finally:
         if server is not None:
             server.close()
@@ -365,7 +368,7 @@ def test_injected_latency_fails_the_latency_checks_and_fires_the_alert(live: Liv
 def test_a_gpu_service_on_the_cpu_fails_the_accelerator_check_and_fires_the_alert(live: Live) -> None:
     live.gpu.client.provider("CPUExecutionProvider")
     live.gpu.client.flush()
-    off = 'mlpack_execution_provider_info{execution_provider="CPUExecutionProvider"}'
+    off = f'mlpack_execution_provider_info{{service_name="{live.gpu_service}", execution_provider="CPUExecutionProvider"}}'
     wait_for(lambda: live.value(off), 20, interval_s=0.5, what="the CPU provider in Prometheus")
     verdicts = _judge(live, live.gpu_files)
     assert set(_by(verdicts, "AnalysisTemplate", "off-accelerator")) == {"Failed"}
@@ -373,3 +376,14 @@ def test_a_gpu_service_on_the_cpu_fails_the_accelerator_check_and_fires_the_aler
     assert set(_by(verdicts, "AnalysisTemplate", "error-ratio")) == {"Successful"}
     wait_for(lambda: "MlpackNotOnAccelerator" in live.firing(live.gpu_service), 20, interval_s=0.5,
              what="MlpackNotOnAccelerator to fire")
+
+
+def test_mlpack_iac_renders_the_choices_again_from_the_manifest(live: Live) -> None:
+    """--autoscaler and --delivery are recorded in the manifest's target: `mlpack iac` keeps them."""
+    before = iac_files(live.artifact)
+    result = CliRunner().invoke(app, ["iac", str(live.artifact)])
+    assert result.exit_code == 0, result.output
+    assert iac_files(live.artifact) == before
+    base = {p.name for p in (live.artifact / "iac" / "kubernetes" / "base").iterdir()}
+    assert {"scaledobject.yaml", "rollout.yaml", "analysistemplate.yaml"} <= base and "hpa.yaml" not in base
+    assert Artifact.open(live.artifact).problems() == []
