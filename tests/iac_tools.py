@@ -72,11 +72,64 @@ def _strict_crd_errors(model: Any, document: dict[str, Any]) -> list[str]:
                                          f"{json.dumps(document, sort_keys=True)} != {json.dumps(again, sort_keys=True)}"]
 
 
+CRDS = Path(__file__).with_name("crds")
+
+
+def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> the openAPIV3Schema of every CRD vendored under tests/crds/
+    (the engines' own files of a pinned release; sources.json says where each came from)."""
+    import gzip
+
+    import yaml
+
+    schemas = {}
+    for entry in json.loads((CRDS / "sources.json").read_text()):
+        # libyaml's loader where PyYAML has it: KServe's CRD alone is 2 MB of YAML.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        for crd in yaml.load_all(gzip.decompress((CRDS / entry["file"]).read_bytes()), Loader=loader):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = crd["spec"]
+            for version in spec["versions"]:
+                schemas[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = \
+                    version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def _closed(schema: Any) -> Any:
+    """The schema with every object that lists its properties closed to others: the API
+    server prunes unknown fields silently (structural schemas), so a misspelled field would
+    vanish on apply; here it is an error. Objects that keep unknown fields stay open."""
+    if isinstance(schema, list):
+        return [_closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {k: _closed(v) for k, v in schema.items()}
+    if "properties" in schema and "additionalProperties" not in schema \
+            and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        closed["additionalProperties"] = False
+    return closed
+
+
+_VALIDATORS: dict[int, Any] = {}
+
+
+def _crd_errors(schema: dict[str, Any], document: dict[str, Any]) -> list[str]:
+    from openapi_schema_validator import OAS30Validator
+
+    validator = _VALIDATORS.get(id(schema))
+    if validator is None:  # one per schema: closing KServe's takes a while
+        validator = _VALIDATORS[id(schema)] = OAS30Validator(_closed(schema))
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+            for e in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
+
+
 def k8s_validate(*paths: Path) -> dict[str, Any]:
     import kubernetes_validate
     import yaml
 
     errors, validated, skipped = [], [], []
+    crds = _crd_schemas()
     for path in paths:
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if not document:
@@ -87,8 +140,11 @@ def k8s_validate(*paths: Path) -> dict[str, Any]:
                 skipped.append(f"{label}: kustomize input, not an API object (built and validated separately)")
                 continue
             model = _crd_model(document)
+            crd = crds.get((document.get("apiVersion"), kind))
             try:
-                if model is not None:
+                if crd is not None:
+                    errors += [f"{label}: {e}" for e in _crd_errors(crd, document)]
+                elif model is not None:
                     errors += [f"{label}: {e}" for e in _strict_crd_errors(model, document)]
                 else:
                     for version in KUBERNETES_VERSIONS:

@@ -89,10 +89,12 @@ def wait_until_ready(url: str, proc: subprocess.Popen, what: str, timeout_s: flo
 class BentoServer:
     """`bentoml serve BENTO` on a free local port, ready when /readyz answers."""
 
-    def __init__(self, bento: Path, home: Path) -> None:
+    def __init__(self, bento: Path, home: Path, agent_socket: str | None = None) -> None:
+        """`agent_socket`: report to the agent listening there (by default to none)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "BENTOML_HOME": str(home), **NO_AGENT}
+        agent = {"MLPACK_AGENT_SOCKET": agent_socket, "MLPACK_AGENT_LINGER_S": "0.05"} if agent_socket else NO_AGENT
+        env = {**os.environ, "BENTOML_HOME": str(home), **agent}
         bentoml = Path(sys.executable).with_name("bentoml")
         self.proc = start(
             [str(bentoml), "serve", str(Path(bento).resolve()), "--host", "127.0.0.1", "--port", str(self.port)],

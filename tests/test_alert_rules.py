@@ -5,6 +5,9 @@ profile, which hold every alert; a CPU target's hold all but MlpackNotOnAccelera
 artifact without a profile none of the drift alerts) on synthetic series with the
 metric names and labels the agent exports (tests/test_agent_templates.py checks those names
 against a running agent). A wrong threshold, selector, `for:` or label breaks a case here.
+The objective's alerts (errors, latency, accelerator: cuda-gpu's [slo]) judge the service as
+a whole, the agent's alerts each instance; tests/test_delivery_prometheus.py evaluates the
+same rules on a served artifact's live metrics.
 Annotations are text for people: they are dropped from the copy promtool tests, because
 promtool compares them exactly.
 """
@@ -24,15 +27,20 @@ OTHER = 'service_name="another-model"'  # the selector must keep other artifacts
 pytestmark = pytest.mark.requires_tool("promtool", hint="apt-get install prometheus")
 
 
-def case(alert: str, series: dict[str, str], at: str, fires: bool, labels: dict[str, str] | None = None) -> dict:
-    expected = [{"exp_labels": {"severity": SEVERITY[alert], "service_name": "digits-cuda-gpu", "instance": "a",
-                                **(labels or {})}}] if fires else []
+# The alerts of the service-level objective aggregate every instance: their labels name no instance.
+OBJECTIVE = {"MlpackHighErrorRate", "MlpackHighLatency", "MlpackNotOnAccelerator"}
+
+
+def case(alert: str, series: dict[str, str], at: str, fires: bool) -> dict:
+    instance = {} if alert in OBJECTIVE else {"instance": "a"}
+    expected = [{"exp_labels": {"severity": SEVERITY[alert], "service_name": "digits-cuda-gpu",
+                                **instance}}] if fires else []
     return {"interval": "1m",
             "input_series": [{"series": name, "values": values} for name, values in series.items()],
             "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}]}
 
 
-SEVERITY = {"MlpackHighErrorRate": "warning", "MlpackHighLatencyP95": "warning", "MlpackAgentBufferGrowing": "warning",
+SEVERITY = {"MlpackHighErrorRate": "warning", "MlpackHighLatency": "warning", "MlpackAgentBufferGrowing": "warning",
             "MlpackAgentDroppingData": "warning", "MlpackAgentDown": "critical", "MlpackNotOnAccelerator": "critical",
             "MlpackInputDrift": "warning", "MlpackOutputDrift": "warning", "MlpackInputsOutOfRange": "warning"}
 
@@ -43,10 +51,11 @@ def drift(name: str, source: str, values: dict[str, str]) -> dict[str, str]:
             for feature, v in values.items()}
 
 
-def latency(le_0_1: str, le_0_5: str, total: str) -> dict[str, str]:
+def latency(le_0_1: str, le_0_5: str, le_1: str, total: str) -> dict[str, str]:
     name = "mlpack_inference_duration_seconds_bucket"
     return {f'{name}{{{SERVICE}, instance="a", le="0.1"}}': le_0_1,
             f'{name}{{{SERVICE}, instance="a", le="0.5"}}': le_0_5,
+            f'{name}{{{SERVICE}, instance="a", le="1"}}': le_1,
             f'{name}{{{SERVICE}, instance="a", le="+Inf"}}': total}
 
 
@@ -63,10 +72,18 @@ CASES = {
         f'mlpack_inference_requests_total{{{OTHER}, instance="a"}}': "0+100x20",
         f'mlpack_inference_errors_total{{{OTHER}, instance="a", error_kind="model_error"}}': "0+50x20"},
         "15m", fires=False),
-    "latency: p95 near 0.5 s for 10 minutes": case("MlpackHighLatencyP95", latency("0+0x30", "0+100x30", "0+100x30"),
-                                                  "25m", fires=True),
-    "latency: every request under 0.1 s": case("MlpackHighLatencyP95", latency("0+100x30", "0+100x30", "0+100x30"),
-                                               "25m", fires=False),
+    "errors: 3% fail, over cuda-gpu's 2% objective": case("MlpackHighErrorRate", {
+        f'mlpack_inference_requests_total{{{SERVICE}, instance="a"}}': "0+100x20",
+        f'mlpack_inference_errors_total{{{SERVICE}, instance="a", error_kind="bad_request"}}': "0+3x20"},
+        "15m", fires=True),
+    "errors: none ever counted (no error series)": case("MlpackHighErrorRate", {
+        f'mlpack_inference_requests_total{{{SERVICE}, instance="a"}}': "0+100x20"}, "15m", fires=False),
+    "latency: p99 between 0.5 and 1 s for 10 minutes": case(
+        "MlpackHighLatency", latency("0+0x30", "0+0x30", "0+100x30", "0+100x30"), "25m", fires=True),
+    "latency: every request under 0.1 s": case(
+        "MlpackHighLatency", latency("0+100x30", "0+100x30", "0+100x30", "0+100x30"), "25m", fires=False),
+    "latency: 1% slow is within the p99 objective": case(
+        "MlpackHighLatency", latency("0+99x30", "0+99x30", "0+100x30", "0+100x30"), "25m", fires=False),
     "buffer: growing past 1 MiB for 15 minutes": case("MlpackAgentBufferGrowing", {
         f'mlpack_agent_buffer_size_bytes{{{SERVICE}, instance="a"}}': "2000000+10000x40"}, "35m", fires=True),
     "buffer: large but steady": case("MlpackAgentBufferGrowing", {
@@ -84,7 +101,7 @@ CASES = {
         f'target_info{{{SERVICE}, instance="a"}}': "1x30"}, "25m", fires=False),
     "accelerator: serving on the CPU": case("MlpackNotOnAccelerator", {
         f'mlpack_execution_provider_info{{{SERVICE}, instance="a", execution_provider="CPUExecutionProvider"}}': "1x10"},
-        "5m", fires=True, labels={"execution_provider": "CPUExecutionProvider"}),
+        "5m", fires=True),
     "accelerator: on CUDA": case("MlpackNotOnAccelerator", {
         f'mlpack_execution_provider_info{{{SERVICE}, instance="a", execution_provider="CUDAExecutionProvider"}}': "1x10"},
         "5m", fires=False),

@@ -13,6 +13,7 @@ import pytest
 
 from mlpack.app import runtime_json
 from mlpack.build import BuildPlan, plan_build
+from mlpack.iac import render_iac
 from mlpack.render import RenderContext, render_artifact, render_group
 from mlpack.targets import target_files
 
@@ -50,3 +51,29 @@ def golden_plan(target_name: str) -> BuildPlan:
 @pytest.mark.parametrize("target_name", sorted(target_files()))
 def test_rendered_files_match_golden(target_name: str) -> None:
     match_golden(GOLDEN / target_name, rendered(target_name), target_name)
+
+
+# `mlpack build --autoscaler/--delivery`: what each choice changes in the Kubernetes files
+# (and KServe's), per server target; the files equal to the default render are not repeated.
+DELIVERY_CHOICES = {"keda-argo-rollouts": ("keda", "argo-rollouts"), "hpa-flagger": ("hpa", "flagger"),
+                    "keda-flagger": ("keda", "flagger")}
+KUBERNETES_TARGETS = [t for t in sorted(target_files()) if fixed_context(t).target.renders_kubernetes]
+
+
+def delivery_context(target_name: str, autoscaler: str, delivery: str) -> RenderContext:
+    ctx = fixed_context(target_name)
+    return ctx.model_copy(update={"target": ctx.target.with_kubernetes(autoscaler=autoscaler, delivery=delivery)})
+
+
+def delivery_changes(target_name: str, choice: str) -> dict[str, str]:
+    default = render_iac(fixed_context(target_name))
+    chosen = render_iac(delivery_context(target_name, *DELIVERY_CHOICES[choice]))
+    return {path: text for path, text in chosen.items() if default.get(path) != text}
+
+
+@pytest.mark.parametrize("choice", DELIVERY_CHOICES)
+@pytest.mark.parametrize("target_name", KUBERNETES_TARGETS)
+def test_delivery_files_match_golden(target_name: str, choice: str) -> None:
+    changes = delivery_changes(target_name, choice)
+    assert changes, "the choice changes no file"
+    match_golden(GOLDEN / "delivery" / target_name / choice, changes, f"{target_name} {choice}")

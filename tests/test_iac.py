@@ -40,7 +40,7 @@ TARGETS = sorted(target_files())
 requires_systemd_analyze = pytest.mark.requires_tool("systemd-analyze", hint="apt-get install systemd")
 # Which checkov framework must have scanned each kind of infrastructure code.
 CHECKOV_FRAMEWORK = {
-    "kubernetes": "kubernetes", "k3s": "kubernetes", "terraform-ecr": "terraform",
+    "kubernetes": "kubernetes", "kserve": "kubernetes", "k3s": "kubernetes", "terraform-ecr": "terraform",
     "terraform-lambda": "terraform", "sam": "cloudformation",
 }
 
@@ -156,13 +156,15 @@ def _manifests(root: Path) -> list[Path]:
 @pytest.mark.parametrize("target", _targets_with("kubernetes") + _targets_with("k3s"))
 def test_kubernetes_validate_accepts_every_manifest(demo_artifact, target: str) -> None:
     root = iac_dir(demo_artifact, target)
-    folders = [root / k for k in ("kubernetes", "k3s") if k in kinds(target)]
+    folders = [root / k for k in ("kubernetes", "kserve", "k3s") if k in kinds(target)]
     result = iac_tools("k8s-validate", *[p for f in folders for p in _manifests(f)])
     assert result["errors"] == []
     validated_kinds = {label.split(": ")[1].split("/")[0] for label in result["validated"]}
     if "kubernetes" in kinds(target):
         assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
-                "ServiceAccount", "ServiceMonitor", "PrometheusRule"} <= validated_kinds
+                "ServiceAccount", "PodMonitor", "PrometheusRule"} <= validated_kinds
+    if "kserve" in kinds(target):
+        assert "InferenceService" in validated_kinds
     if "k3s" in kinds(target):
         assert "DaemonSet" in validated_kinds
     assert all("Kustomization" in s for s in result["skipped"])

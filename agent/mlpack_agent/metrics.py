@@ -73,6 +73,11 @@ REFUSED_LABEL = "label_cap"  # an event whose error kind or class was folded int
 REFUSED_CONNECTION = "scrape_connection"  # a /metrics connection beyond the concurrent cap
 REFUSED_DRIFT = "drift"  # drift counts of another profile, or that do not fit this one
 REFUSED_CAPTURE = "capture"  # a sample with no capture folder configured, or one not written
+# The error kinds the mlpack runtime reports (mlpack_runtime.served): like the request counter,
+# their series exist from the start, at 0. Prometheus sees no increase in a series that
+# appears with its first value, so without them rate() would miss a new replica's first
+# requests and errors, which is what a canary analysis judges.
+STARTING_ERROR_KINDS = ("bad_request", "model_error")
 _MAX_ERROR_LOGS = 4  # "inference errors" log lines per datagram (the most frequent kinds)
 _MAX_CLIENTS = 1024  # client processes whose last dropped count is remembered
 
@@ -169,6 +174,9 @@ class InferenceMetrics:
             self.capture = CaptureFolder(capture)
             self.captured = meter.create_counter(
                 "mlpack.agent.captured", unit="{sample}", description="Sampled request inputs written to the capture folder")
+        self.requests.add(0)
+        for kind in STARTING_ERROR_KINDS:
+            self.errors.add(0, {"error.kind": self._bounded("error.kind", kind) or "other"})
 
     def _drift_instruments(self, meter: Meter, config: DriftConfig):
         from .drift import DriftWindow, observations

@@ -17,6 +17,8 @@ import math
 
 from .bytecode import INVALIDATION_MODE
 from .cuda import cuda_plan, library_path
+from .delivery import AUTOSCALERS, DELIVERY_ENGINES, chosen_templates
+from .objectives import Indicator, in_flight, indicators, number
 from .runtime.providers import required_provider
 from .lambda_prune import prune_rules, shell_commands
 from .runtime.budget import RequestBudget
@@ -130,10 +132,12 @@ class MonitoringFacts:
     selector: str
     dashboard_selector: str
     dashboard_uid: str
-    p95_limit_s: float
     # The accelerator a GPU artifact must run on (its first execution provider); None for CPU
     # targets. Its alert fires when the agent reports any other provider.
     required_provider: str | None
+    # The service-level objective (the target's [slo]) over every version of the service:
+    # one alert rule per indicator (mlpack.objectives).
+    objectives: tuple[Indicator, ...]
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,17 @@ class LambdaFacts:
 
 
 @dataclass(frozen=True)
+class ModelContainer:
+    """The model's container in a pod: its name, health routes and what else it is told."""
+
+    name: str
+    startup_path: str
+    ready_path: str
+    live_path: str
+    env: tuple[tuple[str, str], ...]  # besides the agent's socket
+
+
+@dataclass(frozen=True)
 class KubernetesFacts:
     """The Kubernetes and k3s manifests."""
 
@@ -192,6 +207,63 @@ class KubernetesFacts:
     max_replicas: int
     checkov_skips: tuple[CheckovSkip, ...]  # annotations of the Deployment or DaemonSet
     metrics_host: str  # the agent sidecar's /metrics address: the pod's, behind its NetworkPolicy
+    model: ModelContainer
+    deployment_replicas: int  # 0 where a delivery engine runs the pods from the Deployment's template
+    # The files the chosen autoscaler and delivery engine add to the base's kustomization.
+    extra_resources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScalingFacts:
+    """The autoscaler the artifact was built for (mlpack.delivery.AUTOSCALERS) and what it scales."""
+
+    autoscaler: str  # hpa or keda
+    api_version: str  # of the autoscaler object (Flagger's autoscalerRef, the overlays' patches)
+    kind: str
+    min_path: str
+    max_path: str
+    target_api_version: str  # what it scales: the Deployment, or the delivery engine's workload
+    target_kind: str
+    min_replicas: int  # 0 where the target allows cold starts (scale_to_zero)
+    max_replicas: int
+    staging_min_replicas: int  # the staging overlay's floor
+    # KEDA: the agent's requests in flight across the service (Little's law), the number one
+    # replica should carry (as KEDA's metadata writes it, and as a Kubernetes quantity for
+    # KServe), and the level above which the service is active.
+    query: str
+    threshold: str
+    threshold_quantity: str
+    activation: str
+    wake_query: str | None
+    prometheus_url: str
+
+
+@dataclass(frozen=True)
+class DeliveryFacts:
+    """Progressive delivery: the canary's steps and the checks that judge it."""
+
+    engine: str  # mlpack.delivery.DELIVERY_ENGINES: none, argo-rollouts, flagger
+    # The objective over this artifact's version only (its service_version, the image tag).
+    checks: tuple[Indicator, ...]
+    weights: tuple[int, ...]
+    step: str  # each step's watch, a duration
+    interval: str  # between two measurements
+    initial_delay: str  # before the first: the canary's pods start and report
+    failure_limit: int  # failed measurements tolerated (Argo's failureLimit)
+    rollback_after: int  # failed checks that roll back (Flagger's threshold): one more than tolerated
+    gateway_namespace: str  # Flagger: the Gateway API gateway its HTTPRoute attaches to
+    gateway_name: str
+    prometheus_url: str
+
+
+@dataclass(frozen=True)
+class KServeFacts:
+    """The KServe InferenceService (iac/kserve): a custom predictor running the artifact's image."""
+
+    deployment_mode: str  # Standard (KServe 0.16+): a Deployment, no Knative
+    autoscaler_class: str  # hpa or keda
+    min_replicas: int  # at least 1: KServe's KEDA scaler has no wake-up signal at zero
+    model: ModelContainer
 
 
 @dataclass(frozen=True)
@@ -261,6 +333,9 @@ class Facts:
     ecr: EcrFacts
     aws_lambda: LambdaFacts
     kubernetes: KubernetesFacts
+    scaling: ScalingFacts
+    delivery: DeliveryFacts
+    kserve: KServeFacts
     systemd: SystemdFacts
     greengrass: GreengrassFacts
     server_memory: ServerMemoryFacts
@@ -326,16 +401,25 @@ def agent_facts(ctx: RenderContext) -> AgentFacts:
     )
 
 
+def service_selector(ctx: RenderContext) -> str:
+    """Every series of the artifact's service: the agent labels them with its resource."""
+    return f'service_name="{ctx.artifact}"'
+
+
+def version_selector(ctx: RenderContext) -> str:
+    """The series of this build only (service.version is the image tag, `<mlpack>-<sha[:12]>`)."""
+    return f'{service_selector(ctx)}, service_version="{ctx.image.tag}"'
+
+
 def monitoring_facts(ctx: RenderContext) -> MonitoringFacts:
-    selector = f'service_name="{ctx.artifact}"'
+    selector = service_selector(ctx)
+    provider = required_provider(ctx.target.runtime.session_settings())
     return MonitoringFacts(
         selector=selector,
         dashboard_selector=f'{selector}, instance=~"$instance"',
         dashboard_uid=f"mlpack-{ctx.artifact}"[:GRAFANA_UID_LENGTH],
-        # Servers are sized for latency; edge boards and Lambda functions (one vCPU per
-        # 1,769 MB, cold starts) get a looser starting point.
-        p95_limit_s=0.25 if ctx.target.role == "server" else 1.0,
-        required_provider=required_provider(ctx.target.runtime.session_settings()),
+        required_provider=provider,
+        objectives=indicators(ctx.target.slo, selector, provider),
     )
 
 
@@ -402,6 +486,7 @@ def kubernetes_facts(ctx: RenderContext) -> KubernetesFacts:
     skips = () if ctx.image.digest else (CheckovSkip(
         "CKV_K8S_43", "The image is pinned by tag until `mlpack push` records its digest; "
         "run `mlpack iac` after pushing to pin it by digest"),)
+    health = ctx.target.serving.health_path
     return KubernetesFacts(
         arch=ctx.target.platform.oci.split("/")[1],
         min_replicas=k8s.min_replicas,
@@ -409,6 +494,76 @@ def kubernetes_facts(ctx: RenderContext) -> KubernetesFacts:
         max_replicas=max(k8s.max_replicas, k8s.min_replicas),
         checkov_skips=skips,
         metrics_host=ALL_ADDRESSES,
+        model=ModelContainer(name="model", startup_path=health, ready_path=health, live_path=health, env=()),
+        deployment_replicas=0 if DELIVERY_ENGINES[k8s.delivery].deployment_replicas_zero else k8s.min_replicas,
+        extra_resources=tuple(_file_names(chosen_templates(k8s.autoscaler, k8s.delivery))),
+    )
+
+
+def quantity(value: float) -> str:
+    """A Kubernetes quantity: whole numbers as they are, others in thousandths ("2500m")."""
+    return str(int(value)) if float(value).is_integer() else f"{round(value * 1000)}m"
+
+
+def _file_names(template_folders: list[str]) -> list[str]:
+    from .render import template_paths  # render imports this module
+    from .targets import RenderGroup
+
+    return [path for folder in template_folders for path in template_paths(RenderGroup(templates=folder))]
+
+
+def scaling_facts(ctx: RenderContext) -> ScalingFacts:
+    k8s, serving = ctx.target.kubernetes, ctx.target.serving
+    autoscaler = AUTOSCALERS[k8s.autoscaler]
+    scales = DELIVERY_ENGINES[k8s.delivery].scales
+    floor = 0 if k8s.scale_to_zero else k8s.min_replicas
+    # Half of what a replica admits at once (max_concurrency per worker, the rest wait
+    # unread and then get 503): room for a burst while new replicas start.
+    per_replica = k8s.in_flight_per_replica or serving.workers * serving.max_concurrency / 2
+    return ScalingFacts(
+        autoscaler=autoscaler.name, api_version=autoscaler.api_version, kind=autoscaler.kind,
+        min_path=autoscaler.min_path, max_path=autoscaler.max_path,
+        target_api_version=scales.api_version, target_kind=scales.kind,
+        min_replicas=floor, max_replicas=max(k8s.max_replicas, k8s.min_replicas, 1),
+        staging_min_replicas=min(floor, 1),
+        query=in_flight(service_selector(ctx)),
+        threshold=number(per_replica),
+        threshold_quantity=quantity(per_replica),
+        activation=number(k8s.activation_in_flight),
+        wake_query=k8s.wake_query if k8s.scale_to_zero else None,
+        prometheus_url=k8s.prometheus_url,
+    )
+
+
+def delivery_facts(ctx: RenderContext) -> DeliveryFacts:
+    k8s = ctx.target.kubernetes
+    namespace, _, name = k8s.gateway.partition("/")
+    return DeliveryFacts(
+        engine=k8s.delivery,
+        checks=indicators(ctx.target.slo, version_selector(ctx),
+                          required_provider(ctx.target.runtime.session_settings())),
+        weights=tuple(k8s.canary_weights),
+        step=f"{k8s.canary_step_minutes}m",
+        interval="1m",
+        initial_delay="1m",
+        failure_limit=1,
+        rollback_after=2,
+        gateway_namespace=namespace,
+        gateway_name=name,
+        prometheus_url=k8s.prometheus_url,
+    )
+
+
+def kserve_facts(ctx: RenderContext) -> KServeFacts:
+    k8s = ctx.target.kubernetes
+    return KServeFacts(
+        deployment_mode="Standard",
+        autoscaler_class=k8s.autoscaler,
+        min_replicas=max(k8s.min_replicas, 1),
+        # KServe's custom predictor: the container KServe looks for, told the protocol it
+        # speaks; the Open Inference Protocol's own health routes.
+        model=ModelContainer(name="kserve-container", startup_path="/v2/health/live", ready_path="/v2/health/ready",
+                             live_path="/v2/health/live", env=(("PROTOCOL", "v2"),)),
     )
 
 
@@ -496,6 +651,9 @@ def template_facts(ctx: RenderContext) -> Facts:
         ecr=ecr_facts(ctx),
         aws_lambda=lambda_facts(ctx),
         kubernetes=kubernetes_facts(ctx),
+        scaling=scaling_facts(ctx),
+        delivery=delivery_facts(ctx),
+        kserve=kserve_facts(ctx),
         systemd=systemd_facts(ctx),
         greengrass=greengrass_facts(ctx),
         server_memory=server_memory_facts(ctx),

@@ -10,9 +10,12 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .delivery import (
+    AUTOSCALERS, DELIVERY_ENGINES, KUBERNETES_BASE, KUBERNETES_GROUP, choice_problems, chosen_templates,
+)
 from .errors import InputError, MlpackError
 from .paths import ArtifactPath, FolderPath
 from .resources import data_dir
@@ -228,6 +231,74 @@ class Kubernetes(_Strict):
     gpus: int = Field(0, ge=0, description="nvidia.com/gpu per pod")
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
+    # Past one server (docs/kubernetes.md): the autoscaler and the progressive-delivery engine
+    # the manifests are written for (mlpack build --autoscaler, --delivery; mlpack.delivery).
+    autoscaler: str = Field("hpa", description=f"{' or '.join(AUTOSCALERS)} (--autoscaler)")
+    delivery: str = Field("none", description=f"{', '.join(DELIVERY_ENGINES)} (--delivery)")
+    prometheus_url: str = Field(
+        "http://prometheus-operated.monitoring.svc:9090", pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="the Prometheus that KEDA, Argo Rollouts and Flagger query (the Prometheus Operator's service)",
+    )
+    in_flight_per_replica: float | None = Field(
+        None, gt=0, description="KEDA: the requests in flight one replica should carry; default: half of the "
+                                "requests its workers admit at once (serving.workers x serving.max_concurrency / 2)",
+    )
+    activation_in_flight: float = Field(
+        0.5, ge=0, description="KEDA: requests in flight above which the service is active (wakes from zero)")
+    scale_to_zero: bool = Field(
+        False, description="KEDA: the service may cold-start, so idle replicas go to zero; needs wake_query, "
+                           "because at zero replicas no agent reports",
+    )
+    wake_query: str | None = Field(
+        None, min_length=1, description="with scale_to_zero: PromQL that exceeds activation_in_flight when requests "
+                                        "arrive while no replica runs (e.g. your ingress controller's request rate)",
+    )
+    canary_weights: list[int] = Field([10, 25, 50], min_length=1,
+                                      description="percent of traffic (or replicas) the canary gets, step by step")
+    canary_step_minutes: int = Field(5, ge=1, le=120, description="how long each canary step is watched")
+    gateway: str = Field("gateway/mlpack", pattern=r"^[a-z0-9][-a-z0-9]*/[a-z0-9][-a-z0-9.]*$",
+                         description="Flagger: the Gateway API gateway (namespace/name) whose route it shifts")
+
+    @field_validator("autoscaler")
+    @classmethod
+    def _known_autoscaler(cls, name: str, info: ValidationInfo) -> str:
+        if not _snapshot(info):
+            _raise_all(choice_problems(name, "none"))
+        return name
+
+    @field_validator("delivery")
+    @classmethod
+    def _known_engine(cls, name: str, info: ValidationInfo) -> str:
+        if not _snapshot(info):
+            _raise_all(choice_problems("hpa", name))
+        return name
+
+    @field_validator("canary_weights")
+    @classmethod
+    def _rising_percentages(cls, weights: list[int]) -> list[int]:
+        if any(not 0 < w < 100 for w in weights) or weights != sorted(set(weights)):
+            raise ValueError("must rise step by step, each between 1 and 99 (100 is the promotion)")
+        return weights
+
+    @model_validator(mode="after")
+    def _scale_to_zero_can_wake(self) -> Kubernetes:
+        if self.scale_to_zero and (self.autoscaler != "keda" or not self.wake_query):
+            raise ValueError("scale_to_zero needs autoscaler = \"keda\" and a wake_query: at zero replicas no agent "
+                             "reports, so only a signal from in front of the pods can wake the service")
+        return self
+
+
+class Slo(_Strict):
+    """The artifact's service-level objective, declared once: every generated alert and canary
+    check is one PromQL query of it (mlpack.objectives, docs/kubernetes.md). `mlpack build
+    --slo KEY=VALUE` overrides a key for one artifact."""
+
+    error_ratio: float = Field(0.05, gt=0, lt=1, description="failed requests per request over the window, at most")
+    latency_quantile: float = Field(0.99, ge=0.5, lt=1, description="the quantile of end-to-end latency judged")
+    latency_s: float = Field(1.0, gt=0, le=60, description="that quantile's limit, in seconds")
+    window: str = Field("5m", pattern=r"^[1-9][0-9]*[smh]$", description="the PromQL range the ratios are taken over")
+    on_accelerator: bool = Field(True, description="GPU targets: every replica runs on the target's first "
+                                                   "execution provider (mlpack_execution_provider_info)")
 
 
 class RenderGroup(_Strict):
@@ -253,6 +324,7 @@ class Target(_Strict):
     serving: Serving = Serving()
     drift: Drift = Drift()
     kubernetes: Kubernetes = Kubernetes()
+    slo: Slo = Slo()
     cuda: Cuda | None = Field(None, description="GPU targets: the CUDA libraries their images carry")
     render: list[RenderGroup] = Field(default_factory=list)
 
@@ -277,8 +349,25 @@ class Target(_Strict):
 
     @property
     def artifact_groups(self) -> list[RenderGroup]:
-        """The render groups that write into the artifact folder itself."""
-        return [g for g in self.render if not g.app]
+        """The render groups that write into the artifact folder itself: the target's, and
+        where it renders Kubernetes manifests, its autoscaler's and delivery engine's
+        templates into their base (mlpack.delivery)."""
+        groups = [g for g in self.render if not g.app]
+        kubernetes = next((g for g in groups if g.templates == KUBERNETES_GROUP), None)
+        if kubernetes is not None:
+            k8s = self.kubernetes
+            problems = choice_problems(k8s.autoscaler, k8s.delivery)
+            if problems:  # a manifest written by another mlpack
+                raise MlpackError(f"target {self.name}: {'; '.join(problems)} in this mlpack",
+                                  "use the mlpack release that built the artifact, or rebuild it")
+            base = f"{kubernetes.into}/{KUBERNETES_BASE}" if kubernetes.into else KUBERNETES_BASE
+            groups += [RenderGroup(templates=t, into=base) for t in chosen_templates(k8s.autoscaler, k8s.delivery)]
+        return groups
+
+    @property
+    def renders_kubernetes(self) -> bool:
+        """Whether its manifests include the Kubernetes Deployment the autoscalers and engines extend."""
+        return any(g.templates == KUBERNETES_GROUP for g in self.render)
 
     @property
     def is_gpu(self) -> bool:
@@ -288,16 +377,28 @@ class Target(_Strict):
         """This target with some `[serving]` values replaced (`mlpack build --max-rows` and
         friends): what the manifest records, so the artifact carries the limits it serves with.
         Raises InputError naming the option of a value out of range."""
+        return self._with_section("serving", overrides, lambda key: "--" + key.replace("_", "-"))
+
+    def with_slo(self, **overrides: Any) -> Target:
+        """This target with some `[slo]` values replaced (`mlpack build --slo KEY=VALUE`)."""
+        return self._with_section("slo", overrides, lambda key: f"--slo {key}")
+
+    def with_kubernetes(self, **overrides: Any) -> Target:
+        """This target with its `[kubernetes]` choices replaced (`mlpack build --autoscaler`, `--delivery`)."""
+        return self._with_section("kubernetes", overrides, lambda key: "--" + key.replace("_", "-"))
+
+    def _with_section(self, section: str, overrides: dict[str, Any], option: Any) -> Target:
         changes = {key: value for key, value in overrides.items() if value is not None}
         if not changes:
             return self
+        current = getattr(self, section)
         try:
-            serving = Serving.model_validate({**self.serving.model_dump(), **changes})
+            replaced = type(current).model_validate({**current.model_dump(), **changes})
         except ValidationError as exc:
             item = exc.errors()[0]
-            option = "--" + str(item["loc"][0]).replace("_", "-")
-            raise InputError(f"{option}: {item['msg']}", f"see `mlpack build --help` for {option}") from exc
-        return self.model_copy(update={"serving": serving})
+            name = option(str(item["loc"][0])) if item["loc"] else f"[{section}]"
+            raise InputError(f"{name}: {item['msg']}", f"see `mlpack build --help` for {name.split()[0]}") from exc
+        return self.model_copy(update={section: replaced})
 
     def with_drift(self, **overrides: Any) -> Target:
         """This target with some `[drift]` values replaced (`mlpack build --drift KEY=VALUE`).

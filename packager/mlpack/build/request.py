@@ -36,10 +36,25 @@ class BuildRequest(BaseModel):
     # The target's [drift] settings changed for this artifact (`--drift KEY=VALUE`), as given.
     drift: dict[str, str] = {}
 
+    processing: ProcessingRequest = ProcessingRequest()  # --tokenizer, --labels, --image-preprocess, --processing
+    # The target's [slo], changed for this artifact (--slo KEY=VALUE), and its Kubernetes
+    # autoscaler and delivery engine (--autoscaler, --delivery; None keeps the target's).
+    slo: dict[str, str] = {}
+    autoscaler: str | None = None
+    delivery: str | None = None
+
     def serving_overrides(self) -> dict[str, float | int | bool | None]:
         return {"max_request_mb": self.max_request_mb, "max_rows": self.max_rows,
                 "allow_non_finite": self.allow_non_finite}
-    processing: ProcessingRequest = ProcessingRequest()  # --tokenizer, --labels, --image-preprocess, --processing
+
+    def resolve_target(self, target: Target) -> Target:
+        """The target as this artifact is built for it: what its manifest records."""
+        if (self.autoscaler or self.delivery) and not target.renders_kubernetes:
+            option = "--autoscaler" if self.autoscaler else "--delivery"
+            raise InputError(f"{option} applies to targets with Kubernetes manifests; target {target.name} has none",
+                             f"drop {option}, or choose x86-cpu, cuda-gpu or cuda12-gpu")
+        return (target.with_serving(**self.serving_overrides()).with_slo(**self.slo).with_drift(**self.drift)
+                .with_kubernetes(autoscaler=self.autoscaler, delivery=self.delivery))
 
 
 def default_name(model: Path) -> str:

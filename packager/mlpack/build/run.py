@@ -59,7 +59,7 @@ class BuildResult:
 
 def build(request: BuildRequest, progress: Progress | None = None) -> BuildResult:
     progress = progress or Progress()
-    target = load_target(request.target).with_serving(**request.serving_overrides()).with_drift(**request.drift)
+    target = request.resolve_target(load_target(request.target))
     if request.calibration is not None and not request.calibration.is_file():
         raise InputError(f"calibration file {request.calibration} does not exist",
                          "pass an existing .npz file (or .txt of sentences, for a model with a tokenizer)")

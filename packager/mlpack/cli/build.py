@@ -10,7 +10,7 @@ import typer
 from .application import Application, command
 from .options import (
     CalibrationOption, DriftOption, GateOption, ImagePreprocessOption, LabelsOption, JsonOption, ProcessingOption,
-    QuietOption, SampleShapeOption, TokenizerOption, TopKOption, VariantOption, gate_settings, key_values,
+    QuietOption, SampleShapeOption, SloOption, TokenizerOption, TopKOption, VariantOption, gate_settings, key_values,
     processing_request, sample_shapes,
 )
 
@@ -55,6 +55,22 @@ def build(
         typer.Option("--allow-non-finite", help="Serve NaN and infinite numbers in float inputs; by default a "
                                                 "request holding one gets HTTP 400 naming the input."),
     ] = False,
+    slo: SloOption = None,
+    autoscaler: Annotated[
+        Optional[str],
+        typer.Option("--autoscaler", metavar="hpa|keda",
+                     help="Kubernetes targets: scale on CPU (hpa, a HorizontalPodAutoscaler) or on the agent's requests "
+                          "in flight (keda, a KEDA ScaledObject on Prometheus). Default: the target's [kubernetes] "
+                          "autoscaler. See docs/kubernetes.md.", show_default=False),
+    ] = None,
+    delivery: Annotated[
+        Optional[str],
+        typer.Option("--delivery", metavar="none|argo-rollouts|flagger",
+                     help="Kubernetes targets: roll new versions out in canary steps judged by the service-level "
+                          "objective, with an Argo Rollouts Rollout and AnalysisTemplate or a Flagger Canary and "
+                          "MetricTemplates (rolled back when a check fails). Default: the target's, none: the "
+                          "Deployment's rolling update. See docs/kubernetes.md.", show_default=False),
+    ] = None,
     tokenizer: TokenizerOption = None,
     labels: LabelsOption = None,
     top_k: TopKOption = 5,
@@ -71,6 +87,7 @@ def build(
     package, container context, telemetry agent files and infrastructure code."""
     from ..artifact import Artifact
     from ..build import BuildRequest, build as run_build
+    from ..targets import Slo
     from ..summary import build_json, build_summary
 
     progress = app.progress(quiet)
@@ -80,7 +97,9 @@ def build(
                      sample_shapes=sample_shapes(sample_shape),
                      max_request_mb=max_request_mb, max_rows=max_rows, allow_non_finite=allow_non_finite or None,
                      drift=key_values("--drift", drift, "psi_threshold=0.2"),
-                     processing=processing_request(tokenizer, labels, top_k, image_preprocess, processing)),
+                     processing=processing_request(tokenizer, labels, top_k, image_preprocess, processing),
+                     slo=key_values("--slo", slo, "latency_s=0.25", list(Slo.model_fields)),
+                     autoscaler=autoscaler, delivery=delivery),
         progress,
     )
     if not json_summary:

@@ -29,6 +29,17 @@ def _drift_help() -> str:
 
 
 DriftOption = Annotated[Optional[list[str]], typer.Option("--drift", metavar="KEY=VALUE", help=_drift_help())]
+
+
+def _slo_help() -> str:
+    from ..targets import Slo
+
+    keys = "; ".join(f"{name}: {field.description}" for name, field in Slo.model_fields.items())
+    return (f"Change the service-level objective of the target's [slo] for this artifact (repeatable); every "
+            f"generated alert and canary check derives from it (docs/kubernetes.md). Keys: {keys}.")
+
+
+SloOption = Annotated[Optional[list[str]], typer.Option("--slo", metavar="KEY=VALUE", help=_slo_help())]
 VariantOption = Annotated[Optional[str], typer.Option(
     "--variant", metavar="NAME",
     help="Ship this variant (float, or one the target tries: `mlpack targets --variants` lists them) instead of the one the "
@@ -102,13 +113,15 @@ def sample_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def key_values(option: str, items: list[str] | None, example: str) -> dict[str, str]:
-    """`KEY=VALUE` items of a repeatable option, by key."""
+def key_values(option: str, items: list[str] | None, example: str, known: list[str] | None = None) -> dict[str, str]:
+    """`--option KEY=VALUE` items (repeatable) as a dict; a malformed item or an unknown key is one line."""
     overrides = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise InputError(f"{option} {item!r} is not KEY=VALUE", f"e.g. {option} {example}")
+        if known is not None and key.strip() not in known:
+            raise InputError(f"{option} {key.strip()!r} is not a key it knows", f"its keys are {', '.join(known)}")
         overrides[key.strip()] = value.strip()
     return overrides
 
