@@ -28,6 +28,7 @@ from mlpack.progress import Progress
 
 from .agent_harness import free_port
 from .manifests import edit_json, read_history, read_json
+from .pyramid import heavy
 
 pytestmark = [
     pytest.mark.requires_tool("moto.server", module=True, hint="moto[server], a test dependency (make setup)"),
@@ -42,6 +43,7 @@ ACCOUNT = "123456789012"  # moto's account
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
+@heavy
 def server() -> Iterator[str]:
     from moto import server as moto_server
 
@@ -96,6 +98,7 @@ def aws_env(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> s
 
 
 @pytest.fixture(scope="module")
+@heavy
 def built(demo_artifact: Callable[[str], BuildResult]) -> Path:
     """The demo aws-lambda artifact, built once; tests deploy copies of it."""
     path = demo_artifact("aws-lambda").path

@@ -27,6 +27,7 @@ from mlpack.runtime.uvicorn_guard import HEAD_TIMEOUT_S
 
 from .faults import nodeid, record_fault
 from .served_apps import BentoServer, FunctionURL, build_bento, build_lambda_app
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +47,7 @@ def model() -> Path:
 
 
 @pytest.fixture(scope="module")
+@heavy
 def bento(model: Path, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("bento")
     server = BentoServer(build_bento(model, folder / "artifact", NAME), folder / "home")
@@ -54,6 +56,7 @@ def bento(model: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
+@heavy
 def function_url(model: Path, tmp_path_factory: pytest.TempPathFactory):
     app = build_lambda_app(model, tmp_path_factory.mktemp("lambda") / "app", NAME)
     server = FunctionURL(app, NAME)
@@ -62,6 +65,7 @@ def function_url(model: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(params=["bento", "lambda"])
+@heavy
 def served(request: pytest.FixtureRequest):
     server, app = request.getfixturevalue("bento" if request.param == "bento" else "function_url")
     return request.param, server, app

@@ -25,9 +25,9 @@ from mlpack.render import RenderContext
 from mlpack.targets import load_target, target_files
 
 from .iac_support import (
+    cfn_lint_errors,
+    checkov,
     hcl_format_check,
-    iac_env,
-    iac_tool,
     iac_tools,
     kubectl,
     requires_hcl2,
@@ -65,20 +65,10 @@ def test_every_target_writes_each_of_its_iac_kinds(demo_artifact) -> None:
 
 # --- checkov -------------------------------------------------------------------------
 
-def _checkov(path: Path) -> list[dict[str, Any]]:
-    run = subprocess.run(
-        [str(iac_tool("checkov")), "--skip-download", "--compact", "-o", "json", "-d", str(path)],
-        capture_output=True, text=True, timeout=300, env=iac_env(),
-    )
-    assert run.returncode in (0, 1), run.stderr[-2000:]
-    reports = json.loads(run.stdout)
-    return reports if isinstance(reports, list) else [reports]
-
-
 @requires_iac_venv
 @pytest.mark.parametrize("target", TARGETS)
 def test_checkov_finds_no_failed_check(demo_artifact, target: str) -> None:
-    reports = _checkov(iac_dir(demo_artifact, target))
+    reports = checkov(iac_dir(demo_artifact, target))
     failed = [
         f"{r['check_type']}: {c['check_id']} {c['check_name']} in {c['file_path']} ({c['resource']})"
         for r in reports for c in r.get("results", {}).get("failed_checks", [])
@@ -97,24 +87,17 @@ def test_checkov_finds_no_failed_check(demo_artifact, target: str) -> None:
 
 # --- CloudFormation / SAM --------------------------------------------------------------
 
-def _cfn_lint_errors(path: Path) -> list[str]:
-    run = subprocess.run([str(iac_tool("cfn-lint")), "--format", "json", "--", str(path)],
-                         capture_output=True, text=True, timeout=300)
-    findings = json.loads(run.stdout or "[]")
-    return [f"{f['Rule']['Id']} {f['Message']} ({f['Location']['Path']})" for f in findings if f["Level"] == "Error"]
-
-
 @requires_iac_venv
 @pytest.mark.parametrize("target", _targets_with("sam"))
 def test_cfn_lint_passes_the_sam_template_and_its_cloudformation(demo_artifact, target: str, tmp_path: Path) -> None:
     template = iac_dir(demo_artifact, target) / "sam" / "template.yaml"
-    assert _cfn_lint_errors(template) == []
+    assert cfn_lint_errors(template) == []
     plain = tmp_path / "cloudformation.json"
     result = iac_tools("sam-translate", template, plain)
     assert {"AWS::Lambda::Function", "AWS::Lambda::Url", "AWS::ECR::Repository", "AWS::SQS::Queue",
             "AWS::Logs::LogGroup", "AWS::IAM::Role", "AWS::KMS::Key"} <= set(result["resources"])
-    assert _cfn_lint_errors(plain) == []
-    reports = _checkov(plain.parent)
+    assert cfn_lint_errors(plain) == []
+    reports = checkov(plain.parent)
     assert [c["check_id"] for r in reports for c in r["results"]["failed_checks"]] == []
 
 

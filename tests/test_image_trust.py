@@ -26,6 +26,7 @@ from .image_support import buildah, image_config, registry, requires_image_tools
 from .manifests import edit_json, read_json
 from .signing_support import flip_one_byte, make_keys
 from .standin import ensure_standin
+from .pyramid import heavy
 
 pytestmark = [pytest.mark.slow, requires_image_tools]
 
@@ -43,6 +44,7 @@ IMAGE_OUTPUT: dict[Path, str] = {}  # what `mlpack image` printed, by artifact
 
 
 @pytest.fixture(scope="module")
+@heavy
 def images(demo_artifact, tmp_path_factory, keys):
     """Two copies of the x86-cpu demo artifact, each signed, its image built, then signed again."""
     base = ensure_standin("amd64")

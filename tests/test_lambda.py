@@ -19,6 +19,7 @@ from mlpack.progress import Progress
 from mlpack.steps.lambda_zip import COLD_START_RUNS
 
 from mlpack.lambda_emulator import RuntimeAPI
+from .pyramid import local
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,7 @@ def lambda_artifact(demo_artifact):
 
 
 @pytest.fixture(scope="module")
+@local
 def runtime(lambda_artifact):
     """awslambdaric running the artifact's handler against the local Runtime API."""
     api = RuntimeAPI()

@@ -19,11 +19,13 @@ from mlpack.progress import Progress
 from mlpack.steps.lambda_zip import sample_event
 
 from .test_lambda_parts import requires_python312
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
+@heavy
 def lambda_artifact(demo_artifact):
     return demo_artifact("aws-lambda")
 

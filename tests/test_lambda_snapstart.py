@@ -21,9 +21,9 @@ from mlpack.lambda_emulator import RuntimeAPI
 from mlpack.render import RenderContext, render_artifact, write_files
 from mlpack.runtime import snapstart
 
-from .iac_support import hcl_format_check, iac_tools, requires_hcl2, requires_hcl_format, requires_iac_venv
+from .iac_support import (cfn_lint_errors, checkov, hcl_format_check, iac_tools, requires_hcl2, requires_hcl_format,
+                          requires_iac_venv)
 from .manifests import render_context
-from .test_iac import _cfn_lint_errors, _checkov
 from .test_lambda import demo_rows
 
 TARGETS = ["aws-lambda", "aws-lambda-arm64"]
@@ -68,10 +68,10 @@ def test_an_image_function_never_asks_for_snapstart(tmp_path: Path) -> None:
 
 @requires_iac_venv
 @pytest.mark.parametrize("target", TARGETS)
-def test_the_snapstart_sam_template_passes_cfn_lint_and_checkov(target: str, tmp_path: Path) -> None:
+def test_the_snapstart_sam_template_passes_cfn_lint_andcheckov(target: str, tmp_path: Path) -> None:
     iac = rendered_iac(snapstart_context(target), tmp_path / "artifact")
     template = iac / "sam" / "template.yaml"
-    assert _cfn_lint_errors(template) == []
+    assert cfn_lint_errors(template) == []
     plain = tmp_path / "cloudformation" / "cloudformation.json"
     plain.parent.mkdir()
     result = iac_tools("sam-translate", template, plain)
@@ -83,9 +83,9 @@ def test_the_snapstart_sam_template_passes_cfn_lint_and_checkov(target: str, tmp
     # The URL serves the alias, so the latest snapshotted version.
     alias = next(k for k, r in json.loads(plain.read_text())["Resources"].items() if r["Type"] == "AWS::Lambda::Alias")
     assert url["TargetFunctionArn"] == {"Ref": alias}
-    assert _cfn_lint_errors(plain) == []
+    assert cfn_lint_errors(plain) == []
     for folder in (iac, plain.parent):
-        failed = [c["check_id"] for r in _checkov(folder) for c in r.get("results", {}).get("failed_checks", [])]
+        failed = [c["check_id"] for r in checkov(folder) for c in r.get("results", {}).get("failed_checks", [])]
         assert failed == [], folder
 
 
@@ -109,7 +109,7 @@ def test_the_snapstart_terraform_has_the_block_an_alias_and_parses(target: str, 
 @requires_hcl_format
 def test_the_snapstart_terraform_passes_checkov_and_fmt(tmp_path: Path) -> None:
     folder = rendered_iac(snapstart_context("aws-lambda"), tmp_path) / "terraform-lambda"
-    failed = [c["check_id"] for r in _checkov(folder) for c in r.get("results", {}).get("failed_checks", [])]
+    failed = [c["check_id"] for r in checkov(folder) for c in r.get("results", {}).get("failed_checks", [])]
     assert failed == []
     run = hcl_format_check(*sorted(folder.glob("*.tf")))
     assert run.returncode == 0, run.stdout + run.stderr

@@ -19,6 +19,7 @@ from .models import fixed_batch_cnn, fixed_batch_images, linear_model
 from .test_optimize import optimize, two_layer_model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 3])
 def test_every_variant_runs_on_a_cnn_with_a_fixed_batch(tmp_path: Path, batch: int) -> None:
     model = fixed_batch_cnn(tmp_path / "cnn.onnx", batch=batch)

@@ -185,6 +185,7 @@ def test_labels_that_do_not_fit_the_model_are_one_line(tmp_path: Path) -> None:
         resolve_processing(ProcessingRequest(labels="model"), info, SETTINGS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("zipmap", [False, True], ids=["probability-tensor", "zipmap"])
 def test_a_scikit_learn_classifier_answers_its_own_string_classes(tmp_path: Path, zipmap: bool) -> None:
     from skl2onnx import to_onnx

@@ -17,6 +17,7 @@ from mlpack.progress import Progress
 
 from .processing_models import served_app
 from .test_processing_serve import serve_bento
+from .pyramid import heavy
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,6 +46,7 @@ def cosine(a, b) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
+@heavy
 def minilm(tmp_path_factory: pytest.TempPathFactory):
     from benchmarks.minilm_model import build_minilm, package_dir, sentences
 

@@ -30,6 +30,7 @@ from .processing_models import (
     IMAGE_CLASSES, IMAGE_SPEC, SENTENCES, image_classifier, photo_png, reference_pixels, text_encoder,
     text_reference, train_tokenizer, vocab_size, write_labels,
 )
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +88,7 @@ def serve_bento(bento: Path, home: Path):
 
 
 @pytest.fixture(scope="module")
+@heavy
 def image_bento(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("image-bento")
     result, model = image_build(folder, "x86-cpu")
@@ -97,6 +99,7 @@ def image_bento(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
+@heavy
 def text_bento(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("text-bento")
     result, model, tokenizer = text_build(folder, "x86-cpu")
@@ -156,6 +159,7 @@ def test_the_bento_answers_raw_sentences_as_tokenizer_plus_onnxruntime(text_bent
 
 
 @pytest.fixture(scope="module")
+@heavy
 def lambda_builds(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("processing-lambda")
     image, image_model = image_build(folder / "image", "aws-lambda")

@@ -123,6 +123,7 @@ def test_a_bad_unreachable_budget_is_refused(text: str) -> None:
         UnreachableBudget.parse(text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["playbook.yml", "status.yml"])
 def test_ansible_accepts_the_generated_playbooks(playbook: Path, name: str) -> None:
     done = subprocess.run([tool("ansible-playbook"), "--syntax-check", "-i", "device-1,", name],
