@@ -183,6 +183,7 @@ def test_large_initializers_listed_as_inputs_are_weights_not_request_inputs(tmp_
     assert [s.name for s in read_signature(model).inputs] == ["x"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [shapes.defaults_model, shapes.optional_model])
 def test_models_with_optional_inputs_are_optimized_on_their_required_inputs(tmp_path: Path, make) -> None:
     model = make(tmp_path / "model.onnx")
