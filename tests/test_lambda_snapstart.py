@@ -6,25 +6,21 @@ answer); and an image function never asks for it."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from mlpack.lambda_emulator import RuntimeAPI
 from mlpack.render import RenderContext, render_artifact, write_files
 from mlpack.runtime import snapstart
 
 from .iac_support import (cfn_lint_errors, checkov, hcl_format_check, iac_tools, requires_hcl2, requires_hcl_format,
                           requires_iac_venv)
 from .manifests import render_context
-from .test_lambda import demo_rows
+from .demo_data import demo_rows
+from .served_apps import LambdaRuntime
 
 TARGETS = ["aws-lambda", "aws-lambda-arm64"]
 
@@ -121,22 +117,12 @@ def test_the_hooks_run_before_the_snapshot_and_after_the_restore_then_it_answers
     SnapStart function: init, before-snapshot hooks, /restore/next, after-restore hooks,
     and only then the first event."""
     app = demo_artifact("aws-lambda").path / "lambda" / "app"
-    api = RuntimeAPI()
     pixels, labels = demo_rows(4)
-    request = api.queue_event({"inputs": {"pixels": pixels.tolist()}})
-    env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": api.address, "PYTHONPATH": str(app),
-           "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start", "MLPACK_AGENT_SOCKET": "/nonexistent/agent.sock"}
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env,
-                                stderr=err)
-        try:
-            status, body = api.result(request, timeout=120)
-        finally:
-            proc.kill()
-            proc.wait()
-            api.close()
-        err.seek(0)
-        log = err.read().decode()
+    with LambdaRuntime(app, env={"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}) as runtime:
+        api = runtime.api
+        request = api.queue_event({"inputs": {"pixels": pixels.tolist()}})
+        status, body = api.result(request, timeout=120)
+    log = runtime.output()
     assert status == "response" and body["outputs"]["label"] == labels.tolist()
     assert api.init_error is None and api.restore_error is None
     assert api.restored_at is not None and api.restored_at < api.handed_out[request]
