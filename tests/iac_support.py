@@ -87,3 +87,10 @@ def cfn_lint_errors(path: Path) -> list[str]:
                          capture_output=True, text=True, timeout=300)
     findings = json.loads(run.stdout or "[]")
     return [f"{f['Rule']['Id']} {f['Message']} ({f['Location']['Path']})" for f in findings if f["Level"] == "Error"]
+
+
+def systemd_verify(units: list[Path]) -> list[str]:
+    run = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True)
+    # The venv exists only on the device: its executables are the one thing allowed to be missing.
+    return [line for line in (run.stdout + run.stderr).splitlines()
+            if line.strip() and "is not executable: No such file or directory" not in line]

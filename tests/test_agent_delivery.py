@@ -152,8 +152,9 @@ def test_killed_agent_costs_only_counted_events(tmp_path: Path) -> None:
         during.start()
         time.sleep(1.0)
         sent_during = during.finish()
-        # The sender never waited on the dead agent, and knows exactly what it lost.
-        assert during.slowest_call_s < 0.05
+        # The sender never waits on the dead agent (its socket does not block: a send to no
+        # one fails at once), and knows exactly what it lost.
+        assert client._sock.getblocking() is False
         assert client.dropped == sent_during
 
         agent.start()

@@ -24,7 +24,7 @@ from mlpack_agent.client import EventClient
 from mlpack_agent.metrics import PROMETHEUS_NAMES
 
 from .agent_harness import AgentProcess, OtlpReceiver, PrometheusServer, wait_for
-from .test_agent_templates import dashboard_queries, metric_names, render_agent_files
+from .agent_files import dashboard_queries, metric_names, render_agent_files
 from .pyramid import heavy
 
 pytestmark = [pytest.mark.slow, pytest.mark.requires_tool("prometheus", hint="apt-get install prometheus")]

@@ -13,20 +13,13 @@ import pytest
 
 from mlpack.app import runtime_json
 from mlpack.build import BuildPlan, plan_build
-from mlpack.render import RenderContext, render_artifact, render_group
+from mlpack.render import render_artifact, render_group
 from mlpack.targets import target_files
 
 from .golden_files import match_golden
-from .manifests import render_context
+from .manifests import fixed_context
 
 GOLDEN = Path(__file__).parent / "golden"
-
-
-def fixed_context(target_name: str) -> RenderContext:
-    return render_context(
-        target_name, "golden-model", mlpack_version="0.0.0-golden", variant="dynamic-int8",
-        repository="registry.example.com/ml/golden-model", tag="0.0.0-aaaaaaaaaaaa",
-    )
 
 
 def rendered(target_name: str) -> dict[str, str]:

@@ -34,6 +34,7 @@ from .iac_support import (
     requires_hcl_format,
     requires_iac_venv,
     requires_kubectl,
+    systemd_verify,
 )
 
 TARGETS = sorted(target_files())
@@ -352,7 +353,7 @@ def test_greengrass_rejects_a_malformed_deployment() -> None:
 def test_systemd_units_verify_and_are_hardened(demo_artifact, target: str) -> None:
     units = sorted((iac_dir(demo_artifact, target) / "systemd").glob("*.service"))
     assert [u.name for u in units] == ["mlpack-agent.service", "mlpack-model.service"]
-    assert _systemd_verify(units) == []
+    assert systemd_verify(units) == []
     for unit in units:
         security = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(unit)],
                                   capture_output=True, text=True)
@@ -364,31 +365,24 @@ def test_systemd_units_verify_and_are_hardened(demo_artifact, target: str) -> No
             assert setting in text, f"{unit.name} lacks {setting.strip()}"
 
 
-def _systemd_verify(units: list[Path]) -> list[str]:
-    run = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True)
-    # The venv exists only on the device: its executables are the one thing allowed to be missing.
-    return [line for line in (run.stdout + run.stderr).splitlines()
-            if line.strip() and "is not executable: No such file or directory" not in line]
-
-
 @requires_systemd_analyze
 @pytest.mark.parametrize("target", _targets_with("systemd"))
 def test_systemd_units_verify_for_the_longest_model_name(target: str, tmp_path: Path) -> None:
     from mlpack.iac import render_iac
     from mlpack.render import write_files
 
-    from .test_golden import fixed_context
+    from .manifests import fixed_context
 
     ctx = fixed_context(target).model_copy(update={"name": "m" * 40})
     write_files(tmp_path, {p: t for p, t in render_iac(ctx).items() if p.endswith(".service")})
-    assert _systemd_verify(sorted(tmp_path.rglob("*.service"))) == []
+    assert systemd_verify(sorted(tmp_path.rglob("*.service"))) == []
 
 
 @pytest.mark.parametrize("target", _targets_with("kubernetes") + _targets_with("k3s"))
 def test_kubernetes_names_fit_dns_labels_for_the_longest_model_name(target: str) -> None:
     from mlpack.iac import render_iac
 
-    from .test_golden import fixed_context
+    from .manifests import fixed_context
 
     ctx = fixed_context(target).model_copy(update={"name": "m" * 40})
     label = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

@@ -209,7 +209,7 @@ def test_a_base_image_that_cannot_be_pulled_is_named_with_the_way_out(tmp_path: 
 
 
 def test_docker_builder_errors_are_explained_too(tmp_path: Path) -> None:
-    from .test_image_builders import FakeDocker
+    from .fake_docker import FakeDocker
 
     class Failing(FakeDocker):
         def build(self, **kwargs):

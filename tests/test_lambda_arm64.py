@@ -12,7 +12,7 @@ import pytest
 from mlpack.lambda_measure import find_python
 from mlpack.targets import target_files
 
-from .test_lambda_parts import requires_python312
+from .lambda_support import requires_python312
 from .pyramid import heavy
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from mlpack.optimize.sensitivity import measure_layers
 from mlpack.targets import load_target
 
 from .models import fixed_batch_cnn, fixed_batch_images, linear_model
-from .test_optimize import optimize, two_layer_model
+from .optimize_models import optimize, two_layer_model
 
 
 @pytest.mark.slow
