@@ -79,7 +79,7 @@ GENERATED_TREES = {"bento/", "iac/"}
 
 
 def test_the_readme_tree_names_every_file_of_every_targets_artifact(demo_artifact) -> None:
-    from mlpack.manifest import HISTORY, IMAGE_SBOM, SIGNATURE
+    from mlpack.manifest import IMAGE_SBOM, SIGNATURE
     from mlpack.processing.schema import PROCESSING_DIR
 
     def names(text: str) -> set[str]:
@@ -87,9 +87,8 @@ def test_the_readme_tree_names_every_file_of_every_targets_artifact(demo_artifac
 
     tree = readme_tree()
     words = names(" ".join(tree.values()))
-    # Written after the build (`mlpack image`, `mlpack sign`, `deploy`, `rollout`) or only with
-    # processing options.
-    later = {IMAGE_SBOM, SIGNATURE, HISTORY, f"{PROCESSING_DIR}/"}
+    # Written after the build (`mlpack image`, `mlpack sign`) or only with processing options.
+    later = {IMAGE_SBOM, SIGNATURE, f"{PROCESSING_DIR}/"}
     seen = set(later)
     for target in TARGETS:
         root = demo_artifact(target).path
