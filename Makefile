@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: setup demo demo-all test test-fast golden clean wheel
+.PHONY: setup demo demo-all test test-fast test-unit golden clean wheel
 
 setup: $(VENV)/.installed
 
@@ -24,16 +24,26 @@ demo-all: setup
 	done
 
 # Two workers, each taking whole test files (--dist loadfile keeps a file's fixtures in one
-# process): most of the suite's time is spent waiting on servers, fleets and builds.
-PYTEST := $(PY) -m pytest -ra -n 2 --dist loadfile
+# process): most of the suite's time is spent waiting on servers, fleets and builds. The
+# order is random (pytest-randomly prints "Using --randomly-seed=N" first): to run that order
+# again, make test PYTEST_ARGS="--randomly-seed=N"; PYTEST_ARGS="-p no:randomly" runs in file order.
+PYTEST_ARGS ?=
+PYTEST := $(PY) -m pytest -ra -n 2 --dist loadfile $(PYTEST_ARGS)
 
-# The same set-up CI runs (.ci/setup.sh: idempotent, seconds when all is there), then every test.
+# The same set-up CI runs (.ci/setup.sh: idempotent, seconds when all is there), then every
+# test, and the 25 slowest (setup and teardown included) at the end.
 test: setup
 	bash .ci/setup.sh tests
-	$(PYTEST)
+	$(PYTEST) --durations=25
 
+# Without the tests marked slow (those using a build, image, fleet or server fixture, see
+# tests/pyramid.py): under two minutes.
 test-fast: setup
 	$(PYTEST) -m "not slow"
+
+# Only the tests that use no fixture starting a process or building anything.
+test-unit: setup
+	$(PYTEST) -m unit
 
 # The wheel users install (`pip install dist/mlpack-*.whl`, see README.md).
 wheel: setup

@@ -2,6 +2,7 @@
 
     python -m benchmarks.agent_bench            # measure, print, update BENCHMARKS.md
     python -m benchmarks.agent_bench --no-write # measure and print only
+    python -m benchmarks.agent_bench --quick --check  # seconds: the client/SDK ratio against its goal
 
 Measures, on this machine, in one run:
   1. cost per event in the service: `EventClient.inference` (agent running, datagrams
@@ -41,6 +42,7 @@ from mlpack_agent.client import EventClient
 from tests.agent_harness import AgentProcess, ExtensionsApi, OtlpReceiver, wait_for
 
 from benchmarks.markdown import write_section
+from benchmarks.quick import Ratio, add_options, report
 
 GOAL_EVENT_US = 2.0
 GOAL_RATIO = 1 / 3
@@ -65,7 +67,8 @@ def _sink(socket_path: str, ready) -> None:
         sock.recv(1 << 18)
 
 
-def client_cost_us(workdir: Path, drift: bool = False) -> tuple[float, int, int, float]:
+def client_cost_us(workdir: Path, drift: bool = False, n_events: int = N_EVENTS,
+                   repeats: int = REPEATS) -> tuple[float, int, int, float]:
     """Median µs per `inference` call, batching and datagram sends included; with `drift`,
     per `DriftMeter.add` + `inference` call, as the served model makes them (binning and the
     counts in the datagrams included).
@@ -90,9 +93,9 @@ def client_cost_us(workdir: Path, drift: bool = False) -> tuple[float, int, int,
         client.attach_drift(meter)
         add = meter.add
     try:
-        for _ in range(REPEATS):
+        for _ in range(repeats):
             timed = 0.0
-            for _ in range(N_EVENTS // burst):
+            for _ in range(n_events // burst):
                 started = time.perf_counter()
                 if drift:
                     for _ in range(burst):
@@ -103,14 +106,14 @@ def client_cost_us(workdir: Path, drift: bool = False) -> tuple[float, int, int,
                         inference(**EVENT)
                 timed += time.perf_counter() - started
                 time.sleep(0.005)
-            runs.append(timed / (N_EVENTS // burst * burst) * 1e6)
+            runs.append(timed / (n_events // burst * burst) * 1e6)
     finally:
         client.close(timeout_s=1.0)
         sink.terminate()
     return statistics.median(runs), client.sent, client.dropped, meter.kept / meter.seen if drift else 1.0
 
 
-def sdk_cost_us() -> float:
+def sdk_cost_us(n_events: int = N_EVENTS, repeats: int = REPEATS) -> float:
     """Median µs to record the same event with the OpenTelemetry SDK in the service."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -141,11 +144,11 @@ def sdk_cost_us() -> float:
             predictions.add(1, {"class": str(cls)})
 
     runs = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         started = time.perf_counter()
-        for _ in range(N_EVENTS // 2):
+        for _ in range(n_events // 2):
             record(**EVENT)
-        runs.append((time.perf_counter() - started) / (N_EVENTS // 2) * 1e6)
+        runs.append((time.perf_counter() - started) / (n_events // 2) * 1e6)
     provider.shutdown()
     return statistics.median(runs)
 
@@ -479,16 +482,30 @@ Not measured here: a real Lambda (no AWS account or Docker on this machine); the
 
 
 
-def main() -> None:
+def quick() -> list[Ratio]:
+    """The cost per event against the SDK's, on 10,000 events each: a second or two."""
+    with tempfile.TemporaryDirectory(prefix="agent-bench-") as workdir:
+        client_us, _, dropped, _ = client_cost_us(Path(workdir), n_events=10_000, repeats=3)
+    if dropped:
+        raise SystemExit(f"agent_bench: the client dropped {dropped} events with a sink draining its socket")
+    return [Ratio("EventClient.inference / the OpenTelemetry SDK in-process (µs per event)", client_us,
+                  sdk_cost_us(n_events=10_000, repeats=3), GOAL_RATIO)]
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    add_options(parser)
     args = parser.parse_args()
+    if args.quick:
+        return report(quick(), args.check)
     results = measure()
     text = section(results)
     print(text)
     if not args.no_write:
         write_section("Telemetry agent", text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,7 +7,11 @@
 
 Each fault test (tests/faults.py lists them all) records, once its assertions pass, how it
 injected the fault, the line the user saw and the loss it counted. This script writes one
-row per fault between the markers in docs/reliability.md; a fault with no result says so.
+row per injected fault between the markers in docs/reliability.md; a fault with no result
+says so. Faults a test could not inject (recorded with `record_not_injected`) are listed
+apart, with why and what was checked instead: no loss is shown for them and they are not
+counted as measured. `--run` runs the long windows (a 60 s collector outage) that the
+suite shortens.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tests.faults import FAULTS, FaultResult, read_results
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "reliability.md"
 START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
+NOT_INJECTED = "Not injected, so not measured (no loss is claimed for them):"
 FAULT_TESTS = ["tests/test_rollout_fleet.py", "tests/test_rollout_guard.py", "tests/test_agent_delivery.py",
                "tests/test_build_cleanup.py", "tests/test_deploy_signatures.py",
                "tests/test_agent_trust.py", "tests/test_hostile_clients.py"]
@@ -38,15 +43,24 @@ def _amount(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
+def _test_cell(result: FaultResult) -> str:
+    test = result.test.split("::")
+    return f"`{test[0]}`<br>`{test[-1]}`"
+
+
 def table(results: dict[str, FaultResult], kept: dict[str, str] | None = None) -> str:
-    """The table; `kept`: rows of the current table (by fault title) to keep for faults
-    without a result this time (`--keep`)."""
+    """The table of injected faults, then those not injected; `kept`: rows of the current
+    table (by fault title) to keep for faults without a result this time (`--keep`)."""
     kept = kept or {}
     rows = ["| fault | how the test injects it | what the user sees | lost (expected 0) | test |",
             "|---|---|---|---|---|"]
     kept_rows = 0
+    not_injected = [(fault, results[fault.id]) for fault in FAULTS
+                    if fault.id in results and not results[fault.id].measured]
     for fault in FAULTS:
         result = results.get(fault.id)
+        if result is not None and not result.measured:
+            continue
         if result is None and _cell(fault.title) in kept:
             rows.append(kept[_cell(fault.title)])
             kept_rows += 1
@@ -54,19 +68,23 @@ def table(results: dict[str, FaultResult], kept: dict[str, str] | None = None) -
         if result is None:
             rows.append(f"| {_cell(fault.title)} | no result: the test did not run or did not pass | | | |")
             continue
-        test = result.test.split("::")
         rows.append(
             f"| {_cell(fault.title)} | {_cell(result.injected)} | {_cell(result.user_sees)} | "
-            f"**{_amount(result.lost)}** {fault.loss_unit}; {_cell(result.detail)} | "
-            f"`{test[0]}`<br>`{test[-1]}` |"
+            f"**{_amount(result.lost)}** {fault.loss_unit}; {_cell(result.detail)} | {_test_cell(result)} |"
         )
+    if not_injected:
+        rows += ["", NOT_INJECTED, "",
+                 "| fault | why it is not injected | what the test checks instead | test |", "|---|---|---|---|"]
+        rows += [f"| {_cell(fault.title)} | {_cell(r.injected)} | {_cell(r.detail)} | {_test_cell(r)} |"
+                 for fault, r in not_injected]
+    measured = [r for r in results.values() if r.measured]
     times = [r.at for r in results.values()]
     when = (datetime.fromtimestamp(min(times), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             if times else "never")
     rows.append("")
-    earlier = f", {kept_rows} rows kept from an earlier run" if kept_rows else ""
-    rows.append(f"{len(results)} of {len(FAULTS)} faults measured; results from {when}{earlier} "
-                f"(`python -m benchmarks.fault_table --run`).")
+    earlier = f" ({kept_rows} of those rows kept from an earlier run)" if kept_rows else ""
+    rows.append(f"{len(measured) + kept_rows} of {len(FAULTS)} faults injected and measured{earlier}, "
+                f"{len(not_injected)} not injected; results from {when} (`python -m benchmarks.fault_table --run`).")
     return "\n".join(rows)
 
 
@@ -75,7 +93,7 @@ def current_rows(doc: Path = DOC) -> dict[str, str]:
     text = doc.read_text(encoding="utf-8")
     if START not in text or END not in text:
         return {}
-    body = text.split(START, 1)[1].split(END, 1)[0]
+    body = text.split(START, 1)[1].split(END, 1)[0].split(NOT_INJECTED, 1)[0]  # injected faults only
     return {line.split(" | ", 1)[0].removeprefix("| "): line for line in body.splitlines()
             if line.startswith("| ") and not line.startswith(("| fault |", "|---"))
             and "| no result:" not in line}
@@ -90,8 +108,12 @@ def write(text: str, doc: Path = DOC) -> None:
     doc.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
 
 
+# The windows the suite shortens, at their full length here (the tests read them).
+LONG_WINDOWS = {"MLPACK_FAULT_OUTAGE_S": "60"}
+
+
 def run_tests(results: Path) -> int:
-    env = {**os.environ, "MLPACK_FAULT_RESULTS": str(results)}
+    env = {**os.environ, "MLPACK_FAULT_RESULTS": str(results), **LONG_WINDOWS}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-ra", *FAULT_TESTS], cwd=REPO, env=env).returncode
 
 
@@ -100,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="store_true", help="run the fault tests first (several minutes)")
     parser.add_argument("--check", action="store_true", help="fail if a fault has no result or lost something")
     parser.add_argument("--results", type=Path, help="the results folder (default build/faults)")
+    parser.add_argument("--doc", type=Path, default=DOC, help="the page whose table is rewritten")
     parser.add_argument("--keep", action="store_true",
                         help="keep the doc's rows of faults that have no result this time (e.g. after running one file)")
     args = parser.parse_args(argv)
@@ -108,11 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         folder = folder or Path(tempfile.mkdtemp(prefix="mlpack-faults-"))
         run_tests(folder)  # a failed test leaves its row empty, which --check reports
     results = read_results(folder)
-    text = table(results, current_rows() if args.keep else None)
-    write(text)
+    text = table(results, current_rows(args.doc) if args.keep else None)
+    write(text, args.doc)
     print(text)
     missing = [f.id for f in FAULTS if f.id not in results]
-    lossy = [r.id for r in results.values() if r.lost]
+    lossy = [r.id for r in results.values() if r.measured and r.lost]
+    not_injected = [r.id for r in results.values() if not r.measured]
+    if not_injected:
+        print(f"fault_table: not injected (listed apart, not measured): {', '.join(not_injected)}", file=sys.stderr)
     if args.check and (missing or lossy):
         print(f"fault_table: no result for {', '.join(missing) or '-'}; losses in {', '.join(lossy) or '-'}",
               file=sys.stderr)

@@ -36,11 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlpack.build import BuildRequest, build
-from mlpack.errors import MlpackError
 from mlpack.artifact import Artifact
 from mlpack.image.build import build_image
 from mlpack.image.builder import BuildahBuilder
-from mlpack.image.context import stage_context
 from mlpack.uv import uv_binary
 from tests.standin import ensure_standin, in_slim_image, rootfs_tarball
 from mlpack.progress import Progress

@@ -3,6 +3,7 @@ for the server targets' default limits and a few model signatures, as docs/servi
 states them.
 
     python -m benchmarks.request_memory [--no-write]
+    python -m benchmarks.request_memory --quick --check   # docs/serving.md's table is what the code computes now
 
 Computed, not measured: `RequestBudget.peak_bytes` and `facts.server_memory_facts` on
 manifests made for each signature (a model of 1 MiB). What a served Bento really uses
@@ -19,6 +20,7 @@ from mlpack.facts import server_memory_facts
 from mlpack.model_info import Signature, TensorSpec
 from mlpack.runtime.budget import RequestBudget
 from mlpack.runtime.limits import RequestLimits
+from benchmarks.quick import add_options
 from tests.manifests import DIGITS_SIGNATURE, render_context
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "serving.md"
@@ -59,6 +61,11 @@ def rows() -> list[str]:
     return lines
 
 
+def current(doc: Path = DOC) -> str:
+    """The table docs/serving.md holds now."""
+    return doc.read_text(encoding="utf-8").split(START, 1)[1].split(END, 1)[0].strip("\n")
+
+
 def write(text: str, doc: Path = DOC) -> None:
     current = doc.read_text(encoding="utf-8")
     head, rest = current.split(START, 1)
@@ -69,9 +76,15 @@ def write(text: str, doc: Path = DOC) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print only")
+    add_options(parser)
     args = parser.parse_args(argv)
     text = "\n".join(rows()) + f"\n\nComputed by `python -m benchmarks.request_memory` (a model of {MODEL_BYTES // 2**20} MiB)."
     print(text)
+    if args.quick:
+        # Computed, not measured: the check is that the doc states what the code computes now.
+        stale = current() != text
+        print(f"check: {DOC.name}'s request-memory table matches the code: {'NO, rerun the command' if stale else 'ok'}")
+        return 1 if args.check and stale else 0
     if not args.no_write:
         write(text)
     return 0

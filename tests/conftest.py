@@ -22,14 +22,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
 from mlpack.build import BuildRequest, BuildResult, build
 from mlpack.progress import Progress
 
+from . import pyramid
 from .models import linear_model
+from .session_builds import Snapshot, shared
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,25 +98,65 @@ def linear_onnx(tmp_path: Path) -> Path:
     return linear_model(tmp_path / "linear.onnx")
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    pyramid.mark(items)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Tests not marked slow that took long: mark them, or give them a @heavy fixture."""
+    slow = []
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        if report.when == "call" and "slow" not in report.keywords and report.duration > pyramid.SLOW_NOTICE_S:
+            slow.append((report.duration, report.nodeid))
+    if slow:
+        terminalreporter.section("not marked slow, over %.0f s (tests/pyramid.py)" % pyramid.SLOW_NOTICE_S)
+        for duration, nodeid in sorted(slow, reverse=True):
+            terminalreporter.write_line(f"{duration:6.1f}s {nodeid}")
+
+
+_DEMO_SNAPSHOTS: dict[str, tuple[BuildResult, Snapshot]] = {}
+
+
 @pytest.fixture(scope="session")
+@pyramid.heavy
 def demo_artifact(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], BuildResult]:
-    """Build the demo for a target once per test session: demo_artifact("x86-cpu")."""
-    out = tmp_path_factory.mktemp("demo-artifacts")
-    built: dict[str, BuildResult] = {}
+    """The demo built for a target once per test run, whichever worker asks first:
+    demo_artifact("x86-cpu"). Shared: copy it before changing anything in it."""
+
+    def make(target: str, out: Path) -> tuple[BuildResult, Snapshot]:
+        result = build(BuildRequest(target=target, out=out), Progress(quiet=True))
+        return result, Snapshot.of(result.path)
 
     def get(target: str) -> BuildResult:
-        if target not in built:
-            built[target] = build(BuildRequest(target=target, out=out), Progress(quiet=True))
-        return built[target]
+        if target not in _DEMO_SNAPSHOTS:
+            _DEMO_SNAPSHOTS[target] = shared(tmp_path_factory, f"demo-{target}", lambda out: make(target, out))
+        return _DEMO_SNAPSHOTS[target][0]
 
     return get
 
 
+@pytest.fixture(autouse=True)
+def _shared_demo_artifacts_unchanged(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that writes into a shared demo artifact fails here, naming what it changed."""
+    yield
+    if "demo_artifact" not in request.fixturenames:
+        return
+    for target, (_, snapshot) in _DEMO_SNAPSHOTS.items():
+        changed = snapshot.changed()
+        assert not changed, (f"the shared demo artifact for {target} changed during this test (or one running "
+                             f"beside it): {changed[:5]}; copy it to tmp_path before changing it")
+
+
 @pytest.fixture(scope="session")
+@pyramid.heavy
 def mlpack_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The mlpack wheel built from this repository, once per test session."""
-    dist = tmp_path_factory.mktemp("wheel-dist")
-    uv("build", "--wheel", "--out-dir", str(dist), str(REPO))
-    wheels = list(dist.glob("mlpack-*.whl"))
-    assert len(wheels) == 1
-    return wheels[0]
+    """The mlpack wheel built from this repository, once per test run (shared by the workers)."""
+
+    def make(dist: Path) -> Path:
+        uv("build", "--wheel", "--out-dir", str(dist), str(REPO))
+        wheels = list(dist.glob("mlpack-*.whl"))
+        assert len(wheels) == 1
+        return wheels[0]
+
+    return shared(tmp_path_factory, "wheel", make)

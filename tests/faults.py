@@ -3,7 +3,9 @@
 Every fault mlpack promises to survive has an id here. The test that injects it calls
 `record_fault(...)` once its assertions have passed, with how it injected the fault, the
 line the user sees (taken from the real output: the CLI, `--status`, the agent's log) and
-the loss it counted. Results go to `build/faults/<id>.json` (or `$MLPACK_FAULT_RESULTS`);
+the loss it counted. A fault the tests cannot inject here (a crash under systemd as PID 1)
+is recorded with `record_not_injected(...)`: why, and what the test checks instead; the
+table lists it apart, with no loss, and never counts it as measured. Results go to `build/faults/<id>.json` (or `$MLPACK_FAULT_RESULTS`);
 `python -m benchmarks.fault_table` turns the latest of them into the table in
 docs/reliability.md, and says which faults have no result yet.
 """
@@ -39,7 +41,8 @@ FAULTS = [
     Fault("disk-too-small", "rollout", "A device has too little disk for the new version", "devices changed"),
     Fault("failed-health-gate", "rollout", "The new version fails its health gate on the canary", "devices left broken"),
     Fault("service-crash", "systemd", "The service or the agent crashes", "units left stopped"),
-    Fault("collector-outage-60s", "agent", "The OTLP collector is down for 60 s under steady traffic", "data points"),
+    Fault("collector-outage", "agent", "The OTLP collector is down under steady traffic (60 s in the table's run)",
+          "data points"),
     Fault("agent-kill-9", "agent", "The agent is killed (kill -9) while the collector is down", "data points"),
     Fault("buffer-cap", "agent", "The disk buffer reaches its cap during an outage", "data points lost uncounted"),
     Fault("disk-full", "agent", "The agent's disk fills up during an outage", "data points lost uncounted"),
@@ -88,16 +91,26 @@ class FaultResult:
     lost: float  # measured, in the fault's loss_unit
     detail: str  # what else was counted, e.g. "12,000 points sent, 12,000 received"
     at: float  # when the test passed (Unix time)
+    measured: bool = True  # False: not injected (`injected` says why, `detail` what was checked instead)
 
 
 def record_fault(fault_id: str, test: str, injected: str, user_sees: str, lost: float, detail: str = "") -> None:
     """Write the result of a fault test that passed (call it after the assertions)."""
-    if fault_id not in BY_ID:
-        raise KeyError(f"unknown fault {fault_id!r}: add it to tests/faults.py FAULTS")
+    _write(FaultResult(fault_id, test, _short(injected), _short(user_sees), lost, _short(detail), time.time()))
+
+
+def record_not_injected(fault_id: str, test: str, why: str, checked_instead: str) -> None:
+    """Write that a fault was NOT injected, why, and what the test checked instead: the
+    table lists it apart, as not measured (call it after the test's assertions)."""
+    _write(FaultResult(fault_id, test, _short(why), "", 0, _short(checked_instead), time.time(), measured=False))
+
+
+def _write(result: FaultResult) -> None:
+    if result.id not in BY_ID:
+        raise KeyError(f"unknown fault {result.id!r}: add it to tests/faults.py FAULTS")
     folder = results_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    result = FaultResult(fault_id, test, _short(injected), _short(user_sees), lost, _short(detail), time.time())
-    (folder / f"{fault_id}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+    (folder / f"{result.id}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
 
 
 _TMP = re.compile(r"/tmp/pytest-of-[^/]+/pytest-\d+/[^/\s]+")

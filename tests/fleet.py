@@ -507,8 +507,10 @@ class SimulatedFleet:
             }} for d in self.devices
         ]))
 
-    def install(self, artifact: Path, timeout_s: float = 60.0) -> str:
-        """Flash every device with `artifact` (the factory image), start it, wait until ready."""
+    def install(self, artifact: Path, timeout_s: float = 180.0) -> str:
+        """Flash every device with `artifact` (the factory image), start it, wait until ready
+        (a bound, not a speed: ten devices start twenty Python processes at once, which on two
+        busy cores took over 60 s in full `make test` runs)."""
         import tarfile
         import tempfile
 

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -17,10 +17,15 @@ IAC_VENV = Path(os.environ.get("MLPACK_IAC_VENV", REPO / ".venv-iac"))
 TOOLS = Path(__file__).with_name("iac_tools.py")
 HCL_FORMAT = Path(__file__).with_name("hcl_format")
 
-requires_iac_venv = pytest.mark.requires_tool(
+_needs_iac_venv = pytest.mark.requires_tool(
     IAC_VENV / "bin" / "checkov",
     hint="the IaC validator venv: bash .ci/iac-venv.sh (or point MLPACK_IAC_VENV at one)",
 )
+
+
+def requires_iac_venv(test: Callable) -> Callable:
+    """The IaC validators' venv; each run of one of its tools takes seconds: the test is slow."""
+    return pytest.mark.slow(_needs_iac_venv(test))
 requires_hcl2 = pytest.mark.requires_tool("hcl2", module=True, hint="python-hcl2, a test dependency (make setup)")
 # HashiCorp's hclwrite formatter (what `terraform fmt` runs) from npm: no Terraform or
 # OpenTofu binary can be installed here.
@@ -63,3 +68,29 @@ def iac_tools(command: str, *args: Any) -> dict[str, Any]:
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout)
+
+
+def checkov(path: Path) -> list[dict[str, Any]]:
+    """checkov's JSON reports for a folder (one per framework it scanned)."""
+    run = subprocess.run(
+        [str(iac_tool("checkov")), "--skip-download", "--compact", "-o", "json", "-d", str(path)],
+        capture_output=True, text=True, timeout=300, env=iac_env(),
+    )
+    assert run.returncode in (0, 1), run.stderr[-2000:]
+    reports = json.loads(run.stdout)
+    return reports if isinstance(reports, list) else [reports]
+
+
+def cfn_lint_errors(path: Path) -> list[str]:
+    """cfn-lint's errors (not warnings) for a template, one line each."""
+    run = subprocess.run([str(iac_tool("cfn-lint")), "--format", "json", "--", str(path)],
+                         capture_output=True, text=True, timeout=300)
+    findings = json.loads(run.stdout or "[]")
+    return [f"{f['Rule']['Id']} {f['Message']} ({f['Location']['Path']})" for f in findings if f["Level"] == "Error"]
+
+
+def systemd_verify(units: list[Path]) -> list[str]:
+    run = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True)
+    # The venv exists only on the device: its executables are the one thing allowed to be missing.
+    return [line for line in (run.stdout + run.stderr).splitlines()
+            if line.strip() and "is not executable: No such file or directory" not in line]

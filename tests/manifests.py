@@ -10,11 +10,13 @@ from typing import Any, Callable
 from mlpack.artifact import Artifact, file_entries
 from mlpack.build.plan import pin_requirements
 from mlpack.manifest import (
-    ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel, Versions,
+    BentoSection, ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel, Versions,
 )
 from mlpack.model_info import Signature, TensorSpec
 from mlpack.render import RenderContext
-from mlpack.targets import load_target
+from mlpack.targets import load_target, target_files
+
+from .models import linear_model
 
 DIGITS_SIGNATURE = Signature(
     inputs=[TensorSpec(name="pixels", dtype="float32", shape=["batch", 64])],
@@ -93,3 +95,42 @@ def read_history(root: Path) -> dict[str, Any]:
 def read_json(root: Path) -> dict[str, Any]:
     """manifest.json as the JSON a user (or another tool) reads."""
     return json.loads((root / "manifest.json").read_text())
+
+
+def agent_context(target_name: str, name: str = "digits") -> RenderContext:
+    return render_context(
+        target_name, name, model_sha256="c" * 64, source_sha256="d" * 64, size_bytes=200_000, memory_mb=512,
+        signature=Signature(inputs=[TensorSpec(name="pixels", dtype="float32", shape=["batch", 64])],
+                            outputs=[TensorSpec(name="label", dtype="int64", shape=["batch"])]),
+        tag="0.1.0-cccccccccccc",
+    )
+
+
+def fixed_context(target_name: str) -> RenderContext:
+    return render_context(
+        target_name, "golden-model", mlpack_version="0.0.0-golden", variant="dynamic-int8",
+        repository="registry.example.com/ml/golden-model", tag="0.0.0-aaaaaaaaaaaa",
+    )
+
+
+# The targets whose artifacts carry Kubernetes files (the golden delivery files, objectives).
+KUBERNETES_TARGETS = [t for t in sorted(target_files()) if fixed_context(t).target.renders_kubernetes]
+
+
+def delivery_context(target_name: str, autoscaler: str, delivery: str) -> RenderContext:
+    """The golden model's context with `mlpack build --autoscaler/--delivery` chosen."""
+    ctx = fixed_context(target_name)
+    return ctx.model_copy(update={"target": ctx.target.with_kubernetes(autoscaler=autoscaler, delivery=delivery)})
+
+
+def sensor_artifact(tmp_path: Path, bento: bool = True) -> Path:
+    """A small arm-edge artifact ("sensor", a linear model, written without building) to roll out."""
+    root = tmp_path / "sensor-arm-edge"
+    (root / "model").mkdir(parents=True)
+    linear_model(root / "model" / "model.onnx")
+    signature = Signature(inputs=[TensorSpec(name="x", dtype="float32", shape=[None, 4])],
+                          outputs=[TensorSpec(name="y", dtype="float32", shape=[None, 2])])
+    manifest = make_manifest("arm-edge", "sensor", signature=signature, tag="0.1.0-0123456789ab",
+                             bento=BentoSection(tag="sensor-arm-edge:0.1.0-0123456789ab") if bento else None)
+    write_artifact(root, manifest)
+    return root

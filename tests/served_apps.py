@@ -6,10 +6,13 @@ models no optimizer variant handles are served too) but run the real serving cod
 the `lambda-zip` step zips. `serving` changes the target's `[serving]` values, as
 `mlpack build --max-rows` and friends do.
 
-`BentoServer` serves a Bento with `bentoml serve`. `FunctionURL` runs a Lambda app's
-handler under awslambdaric against the local Runtime API and fronts it with mlpack
-serve's HTTP front, which sends Function URL events (payload format 2.0, binary bodies in
-base64), so HTTP clients such as tritonclient reach the handler unchanged.
+The servers every served test starts, in one place: `BentoServer` serves a Bento with
+`bentoml serve`; `LambdaRuntime` runs a Lambda app's handler under awslambdaric against the
+local Runtime API; `FunctionURL` fronts that with mlpack serve's HTTP front, which sends
+Function URL events (payload format 2.0, binary bodies in base64), so HTTP clients such as
+tritonclient reach the handler unchanged. Their output goes to a temporary file, never to
+a pipe nobody reads (a full pipe stalls the server); `wait_until_ready` is the one
+readiness loop. Each is a context manager.
 """
 
 from __future__ import annotations
@@ -62,17 +65,29 @@ def build_lambda_app(model: Path, folder: Path, name: str = "model", **serving: 
 
 
 def start(command: list[str], **kwargs: Any) -> subprocess.Popen:
-    """A server process whose output goes to a temporary file (a pipe nobody reads would
-    fill up and stall it); `last_words` reads it back."""
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=tempfile.TemporaryFile(), **kwargs)
+    """A server process whose stderr goes to a temporary file (a pipe nobody reads would
+    fill up and stall it), kept as `proc.log`; `output` and `last_words` read it back."""
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, **kwargs)
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def output(proc: subprocess.Popen) -> str:
+    """Everything the process wrote to stderr so far."""
+    log = proc.log  # type: ignore[attr-defined]
+    log.seek(0)
+    return log.read().decode(errors="replace")
 
 
 def last_words(proc: subprocess.Popen) -> str:
-    proc.stderr.seek(0)
-    return proc.stderr.read().decode(errors="replace")[-2000:]
+    return output(proc)[-2000:]
 
 
-def wait_until_ready(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 60) -> None:
+def wait_until_ready(url: str, proc: subprocess.Popen | None = None, what: str = "the server",
+                     timeout_s: float = 60) -> None:
+    """Poll `url` until it answers 200: the one readiness loop of the served tests. With
+    `proc`, a server that exits fails at once with its last words."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -80,50 +95,116 @@ def wait_until_ready(url: str, proc: subprocess.Popen, what: str, timeout_s: flo
                 return
         except httpx.HTTPError:
             pass
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what} exited: {last_words(proc)}")
         time.sleep(0.3)
-    raise RuntimeError(f"{what} was not ready within {timeout_s:.0f} s: {last_words(proc)}")
+    words = f": {last_words(proc)}" if proc is not None else ""
+    raise RuntimeError(f"{what} was not ready within {timeout_s:.0f} s{words}")
 
 
-class BentoServer:
-    """`bentoml serve BENTO` on a free local port, ready when /readyz answers."""
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, by parent links in /proc (new sessions included)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
 
-    def __init__(self, bento: Path, home: Path, agent_socket: str | None = None) -> None:
-        """`agent_socket`: report to the agent listening there (by default to none)."""
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it is still there after timeout_s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Served:
+    """A running server: a context manager that stops it; `output()` is its stderr so far."""
+
+    proc: subprocess.Popen
+
+    def output(self) -> str:
+        return output(self.proc)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BentoServer(Served):
+    """`bentoml serve BENTO` on a free local port, ready when /readyz answers. `env` adds to
+    the server's environment (the agent's socket, a GPU artifact's runtime variables)."""
+
+    def __init__(self, bento: Path, home: Path, env: dict[str, str] | None = None, timeout_s: float = 60) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        agent = {"MLPACK_AGENT_SOCKET": agent_socket, "MLPACK_AGENT_LINGER_S": "0.05"} if agent_socket else NO_AGENT
-        env = {**os.environ, "BENTOML_HOME": str(home), **agent}
+        env = {**os.environ, "BENTOML_HOME": str(home), **NO_AGENT, **(env or {})}
         bentoml = Path(sys.executable).with_name("bentoml")
         self.proc = start(
             [str(bentoml), "serve", str(Path(bento).resolve()), "--host", "127.0.0.1", "--port", str(self.port)],
             env=env,
         )
         try:
-            wait_until_ready(f"{self.url}/readyz", self.proc, "bentoml serve")
+            wait_until_ready(f"{self.url}/readyz", self.proc, "bentoml serve", timeout_s)
         except RuntimeError:
             self.close()
             raise
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
 
 
-class FunctionURL:
+class LambdaRuntime(Served):
+    """A Lambda app's handler under awslambdaric against the local Runtime API, as Lambda runs
+    it; `invoke(event)` hands it one event. `env` adds to its environment."""
+
+    def __init__(self, app: Path, env: dict[str, str] | None = None) -> None:
+        self.api = RuntimeAPI()
+        env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": self.api.address, "PYTHONPATH": str(app), **NO_AGENT,
+               **(env or {})}
+        self.proc = start([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env)
+
+    def invoke(self, event: dict, timeout: float = 60) -> tuple[str, Any]:
+        return self.api.invoke(event, timeout=timeout)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.api.close()
+
+
+class FunctionURL(Served):
     """A Lambda app's handler under awslambdaric, reachable over HTTP like a Function URL
     (mlpack serve's own front, serve/function_url.py)."""
 
     def __init__(self, app: Path, name: str = "model") -> None:
-        self.api = RuntimeAPI()
-        env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": self.api.address, "PYTHONPATH": str(app), **NO_AGENT}
-        self.proc = start([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env)
-        self.front = FunctionUrlFront(self.api, port=0, budget=lambda_budget(app, name)).start()
+        self.runtime = LambdaRuntime(app)
+        self.proc = self.runtime.proc
+        self.front = FunctionUrlFront(self.runtime.api, port=0, budget=lambda_budget(app, name)).start()
         self.url = f"http://{self.front.address}"
         try:
             wait_until_ready(f"{self.url}/v2/health/live", self.proc, "awslambdaric")
@@ -133,6 +214,15 @@ class FunctionURL:
 
     def close(self) -> None:
         self.front.close()
-        self.proc.kill()
-        self.proc.wait()
-        self.api.close()
+        self.runtime.close()
+
+
+def start_serve(artifact: Path, port: int, agent_port: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
+    """`mlpack serve ARTIFACT` on `port` (its agent on `agent_port`); stdout goes to the returned file."""
+    out = workdir / "serve.out"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlpack")), "serve", str(artifact), "--port", str(port),
+         "--agent-port", str(agent_port)],
+        stdout=open(out, "wb"), stderr=open(workdir / "serve.err", "wb"), env={**os.environ},
+    )
+    return proc, out

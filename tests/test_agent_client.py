@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -86,11 +85,10 @@ def test_numpy_values_and_huge_outputs_are_sent_not_raised(listener) -> None:
 
 def test_without_an_agent_nothing_raises_and_every_event_is_counted(tmp_path: Path) -> None:
     client = EventClient({}, socket_path=str(tmp_path / "nobody.sock"), batch=8, linger_s=0)
-    started = time.perf_counter()
+    assert client._sock.getblocking() is False  # no send can wait: it succeeds, or fails at once
     for _ in range(100):
         client.inference(model_ms=1.0, total_ms=2.0, batch_size=1, input_bytes=8, ok=True)
     client.flush()
-    assert time.perf_counter() - started < 0.5
     assert client.dropped == 100 and client.sent == 0
 
 
@@ -148,11 +146,11 @@ def test_cli_check_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
 def test_a_busy_agent_delays_events_without_losing_or_blocking(listener) -> None:
     path, sock = listener  # bound but not read: the kernel queue fills after ~10 datagrams
     client = EventClient({}, socket_path=path, batch=1, linger_s=0)
-    started = time.perf_counter()
+    assert client._sock.getblocking() is False  # a full queue is EAGAIN at once, never a wait
     for _ in range(50):
         client.inference(model_ms=1.0, total_ms=2.0, batch_size=1, input_bytes=8, ok=True)
-    assert time.perf_counter() - started < 0.5
-    assert client.dropped == 0 and 0 < client.sent < 50
+    # Some went to the kernel's queue, the rest wait in the client's; none lost, none blocked.
+    assert client.dropped == 0 and 0 < client.sent < 50 and len(client._queue) == 50 - client.sent
     received = []
     for _ in range(20):  # the agent catches up
         received.extend(receive_all(sock))

@@ -24,7 +24,8 @@ from mlpack_agent.client import EventClient
 from mlpack_agent.metrics import PROMETHEUS_NAMES
 
 from .agent_harness import AgentProcess, OtlpReceiver, PrometheusServer, wait_for
-from .test_agent_templates import dashboard_queries, metric_names, render_agent_files
+from .agent_files import dashboard_queries, metric_names, render_agent_files
+from .pyramid import heavy
 
 pytestmark = [pytest.mark.slow, pytest.mark.requires_tool("prometheus", hint="apt-get install prometheus")]
 
@@ -45,6 +46,7 @@ def _reporter(outputs: list[dict], socket_path: str) -> InferenceReporter:
 
 
 @pytest.fixture(scope="module")
+@heavy
 def live(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("agent-prometheus")
     files = render_agent_files("x86-cpu")

@@ -6,9 +6,6 @@ scraping the agent counts exactly N.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -18,36 +15,14 @@ import pytest
 from mlpack.build import BuildRequest, build
 from mlpack.progress import Progress
 
-from .agent_harness import AgentProcess, PrometheusServer, free_port, wait_for
+from .agent_harness import AgentProcess, PrometheusServer, wait_for
 from .models import linear_model
+from .served_apps import BentoServer
 
 pytestmark = pytest.mark.slow
 
 N_OK = 25
 N_BAD = 4
-
-
-def _serve(bento: Path, home: Path, socket_path: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "BENTOML_HOME": str(home), "MLPACK_AGENT_SOCKET": socket_path,
-           "MLPACK_AGENT_LINGER_S": "0.05"}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("bentoml")), "serve", str(bento), "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, 60, interval_s=0.3, what="bentoml serve")
-    return proc, base
 
 
 @pytest.mark.requires_tool("prometheus", hint="apt-get install prometheus")
@@ -60,7 +35,9 @@ def test_prometheus_counts_every_request_the_served_model_answers(tmp_path: Path
     prometheus = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{agent.port}"]).start()
     server = None
     try:
-        server, base = _serve(artifact / "bento", tmp_path / "bentoml-home", agent.socket)
+        server = BentoServer(artifact / "bento", tmp_path / "bentoml-home",
+                             env={"MLPACK_AGENT_SOCKET": agent.socket, "MLPACK_AGENT_LINGER_S": "0.05"})
+        base = server.url
         x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
         for _ in range(N_OK):
             assert httpx.post(f"{base}/predict", json={"inputs": {"x": x.tolist()}}, timeout=30).status_code == 200
@@ -82,7 +59,6 @@ def test_prometheus_counts_every_request_the_served_model_answers(tmp_path: Path
         assert len(prometheus.query(f'mlpack_inference_requests_total{{service_name="{service_name}"}}')) == 1
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(30)
+            server.close()
         prometheus.stop()
         agent.stop()

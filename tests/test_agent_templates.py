@@ -8,7 +8,6 @@ a live scrape in test_agent_prometheus.py.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,42 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
-from mlpack.model_info import Signature, TensorSpec
-from mlpack.render import RenderContext, render_artifact, render_group
+from mlpack.render import render_artifact
 from mlpack.targets import load_target, target_files
 from mlpack_agent.config import load_config
 
-from .manifests import render_context
+from .agent_files import dashboard_queries, render_agent_files
+from .manifests import agent_context
 
 TARGETS = sorted(target_files())
-
-
-def agent_context(target_name: str, name: str = "digits") -> RenderContext:
-    return render_context(
-        target_name, name, model_sha256="c" * 64, source_sha256="d" * 64, size_bytes=200_000, memory_mb=512,
-        signature=Signature(inputs=[TensorSpec(name="pixels", dtype="float32", shape=["batch", 64])],
-                            outputs=[TensorSpec(name="label", dtype="int64", shape=["batch"])]),
-        tag="0.1.0-cccccccccccc",
-    )
-
-
-def render_agent_files(target_name: str, name: str = "digits", drift: bool = False) -> dict[str, str]:
-    """The agent files of an artifact without a drift profile, or with one (`drift`)."""
-    ctx = agent_context(target_name, name)
-    if drift:
-        from .drift_support import drift_context
-
-        ctx = drift_context(target_name, name, model_sha256="c" * 64, tag="0.1.0-cccccccccccc")
-    files = render_group("agent", "agent", ctx)
-    return {path.removeprefix("agent/"): text for path, text in files.items()}
-
-
-def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
-    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-
-
-def metric_names(expr: str) -> set[str]:
-    return set(re.findall(r"\b(mlpack_[a-z0-9_]+|target_info)\b", expr))
 
 
 def _is_within(ours: Any, model: Any, where: str = "") -> list[str]:

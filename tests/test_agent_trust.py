@@ -32,6 +32,7 @@ from mlpack_agent.exposition import MAX_CONNECTIONS
 
 from .agent_harness import AgentProcess, free_port, wait_for
 from .faults import nodeid, record_fault
+from .pyramid import local
 
 NOBODY = 65534
 AS_ROOT = pytest.mark.requires_tool(
@@ -62,6 +63,7 @@ def series(text: str) -> set[tuple[str, tuple]]:
 
 
 @pytest.fixture(scope="module")
+@local
 def agent(tmp_path_factory: pytest.TempPathFactory):
     process = AgentProcess(tmp_path_factory.mktemp("trust") / "agent").start()
     yield process
@@ -244,6 +246,7 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+@pytest.mark.slow
 def test_a_flood_with_the_collector_down_keeps_the_buffer_under_its_cap_and_memory_bounded(tmp_path: Path) -> None:
     cap = 4 * 1024 * 1024
     down = f"http://127.0.0.1:{free_port()}"  # nobody listens: the collector is down
@@ -287,6 +290,7 @@ def test_a_flood_with_the_collector_down_keeps_the_buffer_under_its_cap_and_memo
                         f"{total:,}; all {3 * total:,} events recorded")
 
 
+@pytest.mark.slow
 @AS_ROOT
 @pytest.mark.requires_tool("unshare", "nsenter", hint="util-linux (Debian: apt-get install util-linux)")
 def test_with_same_pid_namespace_only_senders_the_agent_can_see_are_believed(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .test_agent_templates import render_agent_files
+from .agent_files import render_agent_files
 
 SERVICE = 'service_name="digits-cuda-gpu"'
 OTHER = 'service_name="another-model"'  # the selector must keep other artifacts' series out

@@ -20,6 +20,7 @@ from mlpack.pinned_runtime.environment import runtime_env
 from mlpack.targets import load_target
 
 from .conftest import REPO
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +31,7 @@ def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 
 
 @pytest.fixture(scope="module")
+@heavy
 def built(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("gpu-bench")
     done = bench("build", "--out", str(out), "--quick")

@@ -99,6 +99,7 @@ def test_a_build_that_fails_on_its_calibration_leaves_no_empty_out_folder(tmp_pa
                  len(left), "neither --out nor its new parent left behind")
 
 
+@pytest.mark.slow
 def test_force_replaces_a_link_to_an_artifact_or_a_dangling_one_in_one_line(tmp_path: Path) -> None:
     model = linear_model(tmp_path / "linear.onnx")
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"

@@ -19,6 +19,7 @@ from mlpack.pinned_runtime.environment import runtime_env
 from mlpack.progress import Progress
 from mlpack.render import RenderContext
 from mlpack.targets import load_target, target_files
+from .pyramid import heavy
 
 CUDA12 = load_target("cuda12-gpu")
 
@@ -29,6 +30,7 @@ def test_adding_the_target_was_adding_its_file() -> None:
 
 
 @pytest.fixture(scope="module")
+@heavy
 def cuda12_demo(tmp_path_factory):
     return build(BuildRequest(target="cuda12-gpu", out=tmp_path_factory.mktemp("cuda12")), Progress(quiet=True))
 

@@ -24,7 +24,7 @@ from mlpack.iac import render_iac
 from mlpack.render import write_files
 
 from .iac_support import iac_env, iac_tool, iac_tools, kubectl, requires_iac_venv, requires_kubectl
-from .test_golden import KUBERNETES_TARGETS, delivery_context, fixed_context
+from .manifests import KUBERNETES_TARGETS, delivery_context, fixed_context
 
 CRDS = Path(__file__).with_name("crds")
 CHOICES = [("keda", "none"), ("hpa", "argo-rollouts"), ("keda", "argo-rollouts"), ("hpa", "flagger"),

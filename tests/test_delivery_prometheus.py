@@ -245,7 +245,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     ).start()
     server = None
     try:
-        server = BentoServer(artifact / "bento", root / "bentoml-home", agent_socket=agent.socket)
+        server = BentoServer(artifact / "bento", root / "bentoml-home",
+                             env={"MLPACK_AGENT_SOCKET": agent.socket, "MLPACK_AGENT_LINGER_S": "0.05"})
         os.environ["MLPACK_AGENT_SOCKET"] = gpu_agent.socket
         try:
             gpu = InferenceReporter({"model_name": "linear"}, [{"name": "y", "dtype": "float32", "shape": [None, 3]}])

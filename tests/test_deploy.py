@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import urllib.request
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,140 +19,30 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mlpack.build import BuildResult
 from mlpack.cli import app
-from mlpack.deploy import DeployRequest, deploy
 from mlpack.errors import MlpackError
-from mlpack.progress import Progress
 
 from .agent_harness import free_port
 from .manifests import edit_json, read_history, read_json
+from .moto_support import (  # noqa: F401 - fixtures
+    ACCOUNT, MOTO_SERVER, REGION, artifact, aws_client, aws_env, built, code_sha, endpoint, refresh_manifest,
+    run_deploy, server, stack_info, stack_name, write_template,
+)
 
-pytestmark = [
-    pytest.mark.requires_tool("moto.server", module=True, hint="moto[server], a test dependency (make setup)"),
-    # moto's own notices about what its CloudFormation skips (see docs/deploy.md).
-    pytest.mark.filterwarnings("ignore:Tried to parse AWS..Lambda..Url:UserWarning"),
-    pytest.mark.filterwarnings("ignore:Unable to delete Broken:UserWarning"),
-]
+pytestmark = MOTO_SERVER
 
-REGION = "eu-west-1"
-ACCOUNT = "123456789012"  # moto's account
-
-# ---------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    from moto import server as moto_server
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with _moto_kms_cloudformation_tags():
-        yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def endpoint(server: str) -> str:
-    """A clean account for each test: the template names its function and log group."""
-    urllib.request.urlopen(urllib.request.Request(f"{server}/moto-api/reset", method="POST")).close()
-    return server
-
-
-@contextmanager
-def _moto_kms_cloudformation_tags() -> Iterator[None]:
-    """A moto bug: CloudFormation gives AWS::KMS::Key tags as Key/Value (the resource's
-    schema), moto's KMS tagger reads TagKey/TagValue and fails with KeyError."""
-    from moto.kms.models import Key
-
-    original = Key.__dict__["create_from_cloudformation_json"]
-
-    def create(cls: Any, resource_name: str, cloudformation_json: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        props = cloudformation_json.get("Properties", {})
-        props["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in props.get("Tags", [])]
-        return original.__func__(cls, resource_name, cloudformation_json, *args, **kwargs)
-
-    Key.create_from_cloudformation_json = classmethod(create)
-    try:
-        yield
-    finally:
-        Key.create_from_cloudformation_json = original
-
-
-@pytest.fixture
-def aws_env(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Credentials and region from the environment only, as the AWS CLI would read them."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMLPACKTEST")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    return endpoint
-
-
-@pytest.fixture(scope="module")
-def built(demo_artifact: Callable[[str], BuildResult]) -> Path:
-    """The demo aws-lambda artifact, built once; tests deploy copies of it."""
-    path = demo_artifact("aws-lambda").path
-    assert (path / "iac/sam/template.yaml").is_file(), "the aws-lambda build wrote no iac/sam/template.yaml"
-    return path
-
-
-@pytest.fixture
-def artifact(built: Path, tmp_path: Path) -> Path:
-    """A private copy: deploy records itself in history.json."""
-    copy = tmp_path / built.name
-    shutil.copytree(built, copy)
-    return copy
-
-
-@pytest.fixture
-def stack_name(request: pytest.FixtureRequest) -> str:
-    return "t-" + request.node.name.replace("_", "-")[:100]
-
-
-def _write_template(root: Path, text: str) -> None:
-    (root / "iac/sam").mkdir(parents=True, exist_ok=True)
-    (root / "iac/sam/template.yaml").write_text(text)
-    _refresh_manifest(root)
-
-
-def _refresh_manifest(root: Path) -> None:
-    """What a rebuild does to the file list, so that deploy's integrity check passes."""
-    edit_json(root, lambda m: None, rehash=True)
-
+# ---------------------------------------------------------------- helpers
 
 def _new_code(root: Path) -> None:
     """A new build of the artifact: different code in function.zip."""
     with zipfile.ZipFile(root / "lambda/function.zip", "a") as zf:
         zf.writestr("mlpack_build_note.txt", "second build\n")
-    _refresh_manifest(root)
-
-
-def _run(artifact: Path, stack: str, **options: Any):
-    return deploy(DeployRequest(artifact=artifact, stack_name=stack, poll_seconds=0.05, timeout_seconds=60,
-                                **options), Progress(quiet=True))
-
-
-def _client(service: str) -> Any:
-    return boto3.client(service)  # endpoint, region and keys from aws_env
-
-
-def _stack(name: str) -> dict[str, Any]:
-    return _client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
-
-
-def _code_sha(function_arn: str) -> str:
-    return _client("lambda").get_function(FunctionName=function_arn.rsplit(":", 1)[1])["Configuration"]["CodeSha256"]
+    refresh_manifest(root)
 
 
 def _pending_change_sets(stack: str) -> list[str]:
     """Change sets left unexecuted (moto, unlike CloudFormation, also lists executed ones)."""
-    summaries = _client("cloudformation").list_change_sets(StackName=stack)["Summaries"]
+    summaries = aws_client("cloudformation").list_change_sets(StackName=stack)["Summaries"]
     return [s["ChangeSetName"] for s in summaries if s.get("ExecutionStatus") != "EXECUTE_COMPLETE"]
 
 
@@ -170,11 +59,11 @@ def test_first_deploy_creates_the_stack_and_prints_function_arn(aws_env: str, ar
     service_role = f"arn:aws:iam::{ACCOUNT}:role/cloudformation-deployer"
     result = CliRunner().invoke(app, ["deploy", str(artifact), "--stack-name", stack_name, "--role-arn", service_role])
     assert result.exit_code == 0, result.output
-    assert _stack(stack_name)["RoleARN"] == service_role
+    assert stack_info(stack_name)["RoleARN"] == service_role
     # Progress: the upload, the change set, then the stack's events until it settles.
     assert "uploading function.zip" in result.output and "Creating a change set (CREATE)" in result.output
     assert f"CREATE_COMPLETE              {stack_name} (AWS::CloudFormation::Stack)" in result.output
-    stack = _stack(stack_name)
+    stack = stack_info(stack_name)
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     recorded = read_history(artifact)["deploys"][-1]
     assert recorded["stack"] == stack_name and recorded["region"] == REGION
@@ -184,49 +73,49 @@ def test_first_deploy_creates_the_stack_and_prints_function_arn(aws_env: str, ar
     # Lambda runs exactly the artifact's zip, taken from S3 at its content address.
     zip_sha = read_json(artifact)["files"]["lambda/function.zip"]["sha256"]
     assert recorded["code"].endswith(f"/function-{zip_sha}.zip")
-    function = _client("lambda").get_function(FunctionName=arn.rsplit(":", 1)[1])["Configuration"]
+    function = aws_client("lambda").get_function(FunctionName=arn.rsplit(":", 1)[1])["Configuration"]
     assert function["CodeSize"] == (artifact / "lambda/function.zip").stat().st_size
     assert function["Runtime"].startswith("python3")
 
 
 def test_redeploying_the_same_artifact_changes_nothing(aws_env: str, artifact: Path, stack_name: str) -> None:
-    first = _run(artifact, stack_name)
-    events_before = _client("cloudformation").describe_stack_events(StackName=stack_name)["StackEvents"]
-    again = _run(artifact, stack_name)
+    first = run_deploy(artifact, stack_name)
+    events_before = aws_client("cloudformation").describe_stack_events(StackName=stack_name)["StackEvents"]
+    again = run_deploy(artifact, stack_name)
     assert (first.outcome, again.outcome) == ("created", "unchanged")
     assert again.function_arn == first.function_arn
-    events_after = _client("cloudformation").describe_stack_events(StackName=stack_name)["StackEvents"]
+    events_after = aws_client("cloudformation").describe_stack_events(StackName=stack_name)["StackEvents"]
     assert len(events_after) == len(events_before)
     assert _pending_change_sets(stack_name) == []
 
 
 def test_a_new_artifact_updates_the_function_in_place(aws_env: str, artifact: Path, stack_name: str) -> None:
-    first = _run(artifact, stack_name)
-    old_sha = _code_sha(first.function_arn)
+    first = run_deploy(artifact, stack_name)
+    old_sha = code_sha(first.function_arn)
     _new_code(artifact)
-    second = _run(artifact, stack_name)
+    second = run_deploy(artifact, stack_name)
     assert second.outcome == "updated"
     assert second.stack_id == first.stack_id and second.function_arn == first.function_arn
-    assert _stack(stack_name)["StackStatus"] == "UPDATE_COMPLETE"
-    assert _code_sha(second.function_arn) != old_sha
+    assert stack_info(stack_name)["StackStatus"] == "UPDATE_COMPLETE"
+    assert code_sha(second.function_arn) != old_sha
 
 
 def test_dry_run_shows_the_change_set_and_leaves_nothing(aws_env: str, artifact: Path, stack_name: str) -> None:
     result = CliRunner().invoke(app, ["deploy", str(artifact), "--stack-name", stack_name, "--dry-run", "-q"])
     assert result.exit_code == 0, result.output
     assert "dry run" in result.output and "AWS::Lambda::Function" in result.output and "Add" in result.output
-    stacks = _client("cloudformation").list_stacks()["StackSummaries"]
+    stacks = aws_client("cloudformation").list_stacks()["StackSummaries"]
     assert all(s["StackName"] != stack_name or s["StackStatus"] == "DELETE_COMPLETE" for s in stacks)
     assert read_history(artifact)["deploys"] == []
 
-    created = _run(artifact, stack_name)
-    deployed_sha = _code_sha(created.function_arn)
+    created = run_deploy(artifact, stack_name)
+    deployed_sha = code_sha(created.function_arn)
     _new_code(artifact)
-    preview = _run(artifact, stack_name, dry_run=True)
+    preview = run_deploy(artifact, stack_name, dry_run=True)
     assert preview.outcome == "dry-run"
     assert any("Modify" in line and "AWS::Lambda::Function" in line for line in preview.changes)
-    assert _stack(stack_name)["StackStatus"] == "CREATE_COMPLETE"
-    assert _code_sha(created.function_arn) == deployed_sha
+    assert stack_info(stack_name)["StackStatus"] == "CREATE_COMPLETE"
+    assert code_sha(created.function_arn) == deployed_sha
     assert _pending_change_sets(stack_name) == []
 
 
@@ -236,17 +125,17 @@ def test_a_template_over_the_inline_limit_goes_through_s3(
     from mlpack.deploy import lambda_deploy
 
     monkeypatch.setattr(lambda_deploy, "TEMPLATE_BODY_LIMIT", 100)
-    assert _run(artifact, stack_name).outcome == "created"
-    keys = [o["Key"] for o in _client("s3").list_objects_v2(Bucket=f"mlpack-deploy-{ACCOUNT}-{REGION}")["Contents"]]
+    assert run_deploy(artifact, stack_name).outcome == "created"
+    keys = [o["Key"] for o in aws_client("s3").list_objects_v2(Bucket=f"mlpack-deploy-{ACCOUNT}-{REGION}")["Contents"]]
     assert any(k.startswith(f"mlpack/{artifact.name}/template-") for k in keys)
-    assert _run(artifact, stack_name).outcome == "unchanged"
+    assert run_deploy(artifact, stack_name).outcome == "unchanged"
 
 
 def test_function_url_is_printed_when_the_function_has_one(aws_env: str, artifact: Path, stack_name: str) -> None:
-    first = _run(artifact, stack_name)
+    first = run_deploy(artifact, stack_name)
     # moto's CloudFormation has no AWS::Lambda::Url; make the URL through the Lambda API.
     name = first.function_arn.rsplit(":", 1)[1]
-    url = _client("lambda").create_function_url_config(FunctionName=name, AuthType="AWS_IAM")["FunctionUrl"]
+    url = aws_client("lambda").create_function_url_config(FunctionName=name, AuthType="AWS_IAM")["FunctionUrl"]
     result = CliRunner().invoke(app, ["deploy", str(artifact), "--stack-name", stack_name, "-q"])
     assert result.exit_code == 0, result.output
     assert "unchanged" in result.output and f"url:      {url}" in result.output
@@ -337,15 +226,15 @@ def _add_broken_function(root: Path) -> None:
         "Code": {"ZipFile": "def handler(event, context):\n    return 1\n"}}}}
     resources_at = text.index("\nResources:\n") + len("\nResources:\n")
     block = yaml.safe_dump(broken, default_flow_style=False)
-    _write_template(root, text[:resources_at] + "".join(f"  {line}\n" for line in block.splitlines())
+    write_template(root, text[:resources_at] + "".join(f"  {line}\n" for line in block.splitlines())
                     + text[resources_at:])
 
 
 def test_a_failed_update_is_rolled_back_and_names_the_failing_resource(
     aws_env: str, artifact: Path, stack_name: str
 ) -> None:
-    good = _run(artifact, stack_name)
-    good_sha = _code_sha(good.function_arn)
+    good = run_deploy(artifact, stack_name)
+    good_sha = code_sha(good.function_arn)
     bad = artifact.with_name("bad-" + artifact.name)
     shutil.copytree(artifact, bad)
     _new_code(bad)
@@ -356,22 +245,22 @@ def test_a_failed_update_is_rolled_back_and_names_the_failing_resource(
     assert "Broken (AWS::Lambda::Function) CREATE_FAILED" in line
     assert "The role defined for the function cannot be assumed by Lambda" in line
     assert "rolled the stack back" in line and "UPDATE_ROLLBACK_COMPLETE" in line
-    assert _stack(stack_name)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
-    assert _code_sha(good.function_arn) == good_sha, "the previous version must still be deployed"
+    assert stack_info(stack_name)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert code_sha(good.function_arn) == good_sha, "the previous version must still be deployed"
     # After the rollback the stack holds the good artifact again: deploying it is a no-op.
-    assert _run(artifact, stack_name).outcome == "unchanged"
+    assert run_deploy(artifact, stack_name).outcome == "unchanged"
 
 
 def test_a_failed_first_deploy_is_replaced_by_the_next(aws_env: str, artifact: Path, stack_name: str) -> None:
     _add_broken_function(artifact)
     with cloudformation_rollback(), pytest.raises(MlpackError) as failed:
-        _run(artifact, stack_name)
+        run_deploy(artifact, stack_name)
     assert "Broken (AWS::Lambda::Function) CREATE_FAILED" in failed.value.one_line()
     assert "the next deploy replaces it (ROLLBACK_COMPLETE)" in failed.value.one_line()
-    assert _stack(stack_name)["StackStatus"] == "ROLLBACK_COMPLETE"
-    _write_template(artifact, _without_broken(artifact))
-    assert _run(artifact, stack_name).outcome == "created"
-    assert _stack(stack_name)["StackStatus"] == "CREATE_COMPLETE"
+    assert stack_info(stack_name)["StackStatus"] == "ROLLBACK_COMPLETE"
+    write_template(artifact, _without_broken(artifact))
+    assert run_deploy(artifact, stack_name).outcome == "created"
+    assert stack_info(stack_name)["StackStatus"] == "CREATE_COMPLETE"
 
 
 def _without_broken(root: Path) -> str:
@@ -422,7 +311,7 @@ def test_profile_and_region_resolve_like_the_aws_cli(
         monkeypatch.delenv(name)
     (tmp_path / "no-aws-config").write_text("[profile ml]\nregion = us-west-2\n")
     (tmp_path / "no-aws-credentials").write_text("[ml]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = s\n")
-    result = _run(artifact, stack_name, profile="ml", dry_run=True)
+    result = run_deploy(artifact, stack_name, profile="ml", dry_run=True)
     assert result.region == "us-west-2"
 
 
@@ -461,7 +350,7 @@ def _push_to_ecr(artifact: Path) -> str:
     manifest, the repository with its registry, the digest and the pinned reference."""
     repository = read_json(artifact)["image"]["repository"]
     registry = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
-    ecr = _client("ecr")
+    ecr = aws_client("ecr")
     ecr.create_repository(repositoryName=repository)
     image_manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
@@ -476,11 +365,11 @@ def _push_to_ecr(artifact: Path) -> str:
 
 def test_image_package_deploys_the_pushed_digest(aws_env: str, artifact: Path, stack_name: str) -> None:
     image_uri = _push_to_ecr(artifact)
-    result = _run(artifact, stack_name, package="image")
+    result = run_deploy(artifact, stack_name, package="image")
     assert result.outcome == "created" and result.code == image_uri
     # moto's CloudFormation drops PackageType when it creates the function, so check
     # what CloudFormation was given: the function runs the image, pinned by digest.
-    body = _client("cloudformation").get_template(StackName=stack_name)["TemplateBody"]
+    body = aws_client("cloudformation").get_template(StackName=stack_name)["TemplateBody"]
     template = body if isinstance(body, dict) else json.loads(body)
     function = next(r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function")
     assert function["Properties"]["PackageType"] == "Image"
@@ -492,7 +381,7 @@ def test_after_push_and_iac_the_image_template_deploys_by_digest(aws_env: str, a
     image_uri = _push_to_ecr(artifact)
     regenerated = CliRunner().invoke(app, ["iac", str(artifact)])
     assert regenerated.exit_code == 0, regenerated.output
-    result = _run(artifact, stack_name)  # --package auto: the template now declares an image
+    result = run_deploy(artifact, stack_name)  # --package auto: the template now declares an image
     assert result.outcome == "created" and result.code == image_uri
 
 
@@ -501,7 +390,7 @@ def test_image_package_without_a_push_is_one_line_and_readies_the_repository(aws
     repository = read_json(artifact)["image"]["repository"]
     assert "has not been pushed" in line
     assert f"mlpack push ARTIFACT --to {ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}" in line
-    found = _client("ecr").describe_repositories(repositoryNames=[repository])["repositories"][0]
+    found = aws_client("ecr").describe_repositories(repositoryNames=[repository])["repositories"][0]
     assert found["imageTagMutability"] == "IMMUTABLE" and found["imageScanningConfiguration"]["scanOnPush"]
 
 

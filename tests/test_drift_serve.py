@@ -25,7 +25,7 @@ from mlpack.artifact import Artifact
 from mlpack.render import RenderContext, render_group
 
 from .agent_harness import PrometheusServer, free_port, wait_for
-from .test_serve_local import start_serve
+from .served_apps import start_serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.requires_tool("prometheus", hint="apt-get install prometheus")]
 ROWS_PER_REQUEST = 10

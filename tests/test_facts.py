@@ -26,7 +26,7 @@ from mlpack.manifest import ImageSection
 from mlpack.render import RenderContext, render_artifact
 from mlpack.targets import target_files
 
-from .test_golden import fixed_context
+from .manifests import fixed_context
 
 TARGETS = sorted(target_files())
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/golden-model-aws-lambda"

@@ -14,20 +14,13 @@ import pytest
 from mlpack.app import runtime_json
 from mlpack.build import BuildPlan, plan_build
 from mlpack.iac import render_iac
-from mlpack.render import RenderContext, render_artifact, render_group
+from mlpack.render import render_artifact, render_group
 from mlpack.targets import target_files
 
 from .golden_files import match_golden
-from .manifests import render_context
+from .manifests import KUBERNETES_TARGETS, delivery_context, fixed_context
 
 GOLDEN = Path(__file__).parent / "golden"
-
-
-def fixed_context(target_name: str) -> RenderContext:
-    return render_context(
-        target_name, "golden-model", mlpack_version="0.0.0-golden", variant="dynamic-int8",
-        repository="registry.example.com/ml/golden-model", tag="0.0.0-aaaaaaaaaaaa",
-    )
 
 
 def rendered(target_name: str) -> dict[str, str]:
@@ -57,14 +50,6 @@ def test_rendered_files_match_golden(target_name: str) -> None:
 # (and KServe's), per server target; the files equal to the default render are not repeated.
 DELIVERY_CHOICES = {"keda-argo-rollouts": ("keda", "argo-rollouts"), "hpa-flagger": ("hpa", "flagger"),
                     "keda-flagger": ("keda", "flagger")}
-KUBERNETES_TARGETS = [t for t in sorted(target_files()) if fixed_context(t).target.renders_kubernetes]
-
-
-def delivery_context(target_name: str, autoscaler: str, delivery: str) -> RenderContext:
-    ctx = fixed_context(target_name)
-    return ctx.model_copy(update={"target": ctx.target.with_kubernetes(autoscaler=autoscaler, delivery=delivery)})
-
-
 def delivery_changes(target_name: str, choice: str) -> dict[str, str]:
     default = render_iac(fixed_context(target_name))
     chosen = render_iac(delivery_context(target_name, *DELIVERY_CHOICES[choice]))

@@ -26,7 +26,9 @@ from mlpack.runtime.config import load_runtime
 from mlpack.runtime.uvicorn_guard import HEAD_TIMEOUT_S
 
 from .faults import nodeid, record_fault
+from .demo_data import demo_rows
 from .served_apps import BentoServer, FunctionURL, build_bento, build_lambda_app
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +48,7 @@ def model() -> Path:
 
 
 @pytest.fixture(scope="module")
+@heavy
 def bento(model: Path, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("bento")
     server = BentoServer(build_bento(model, folder / "artifact", NAME), folder / "home")
@@ -54,6 +57,7 @@ def bento(model: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
+@heavy
 def function_url(model: Path, tmp_path_factory: pytest.TempPathFactory):
     app = build_lambda_app(model, tmp_path_factory.mktemp("lambda") / "app", NAME)
     server = FunctionURL(app, NAME)
@@ -62,6 +66,7 @@ def function_url(model: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(params=["bento", "lambda"])
+@heavy
 def served(request: pytest.FixtureRequest):
     server, app = request.getfixturevalue("bento" if request.param == "bento" else "function_url")
     return request.param, server, app
@@ -104,9 +109,8 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def demo_rows(n: int) -> list[list[float]]:
-    with np.load(demo_model()[1]) as archive:
-        return archive["pixels"][:n].tolist()
+def demo_pixels(n: int) -> list[list[float]]:
+    return demo_rows(n)[0].tolist()
 
 
 def test_a_million_rows_get_a_400_and_the_worker_stays_within_the_stated_bound(bento) -> None:
@@ -118,7 +122,7 @@ def test_a_million_rows_get_a_400_and_the_worker_stays_within_the_stated_bound(b
     assert at_rest["arbiter"] <= BENTO_ARBITER_MB and at_rest["worker"] <= BENTO_WORKER_MB + model_mb
 
     # The costliest request the limits let through: 1,024 rows padded to the body limit.
-    rows = json.dumps({"inputs": {"pixels": demo_rows(1) * 1024}}).encode()
+    rows = json.dumps({"inputs": {"pixels": demo_pixels(1) * 1024}}).encode()
     full = rows[:-2] + b" " * (budget.limits.max_request_bytes - len(rows)) + rows[-2:]
     assert post(f"{server.url}/predict", full)[0] == 200
     reset_peak(worker)
@@ -176,7 +180,7 @@ def test_every_bad_body_is_a_400_on_every_route_of_both_entry_points(served) -> 
             # BentoML parses its own routes' JSON (pydantic): a 400 in its words, once the guard let it through.
             if message and (kind == "lambda" or route.startswith("/v2") or what.startswith("nested")):
                 assert message in error_of(body), (what, route, body[:300])
-    assert post(f"{server.url}/predict", json.dumps({"inputs": {"pixels": demo_rows(2)}}).encode())[0] == 200
+    assert post(f"{server.url}/predict", json.dumps({"inputs": {"pixels": demo_pixels(2)}}).encode())[0] == 200
     record_fault(
         f"parser-bombs-{kind}", nodeid(),
         f"JSON nested 100,000 deep, an integer of 5,001 digits, cut-off JSON and bytes that are not UTF-8, on "
@@ -194,7 +198,7 @@ def test_urllib_reads_the_413_for_a_128_mb_body(served) -> None:
     assert code == 413  # a connection reset would raise here instead
     message = error_of(body)
     assert "is over this service's limit" in message and "with binary tensor data" in message
-    assert post(f"{server.url}/predict", json.dumps({"inputs": {"pixels": demo_rows(1)}}).encode())[0] == 200
+    assert post(f"{server.url}/predict", json.dumps({"inputs": {"pixels": demo_pixels(1)}}).encode())[0] == 200
     record_fault(
         f"urllib-413-{kind}", nodeid(),
         f"Python's urllib posting 128 MiB to /predict of the demo's {'Bento' if kind == 'bento' else 'Lambda front'} "
@@ -225,7 +229,7 @@ def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(served) -> None:
                 break
     assert closed_after is not None, f"the connection was still open after {time.monotonic() - started:.0f} s"
     assert closed_after >= HEAD_TIMEOUT_S - 1  # the deadline, not something else
-    assert post(f"{server.url}/predict", json.dumps({"inputs": {"pixels": demo_rows(1)}}).encode())[0] == 200
+    assert post(f"{server.url}/predict", json.dumps({"inputs": {"pixels": demo_pixels(1)}}).encode())[0] == 200
     record_fault(
         f"slow-request-head-{kind}", nodeid(),
         f"a request head sent one byte every 0.5 s to the demo's {'Bento' if kind == 'bento' else 'Lambda front'}",
@@ -235,7 +239,7 @@ def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(served) -> None:
 
 def test_the_lambda_front_answers_200_clients_of_5_requests_without_a_reset(function_url) -> None:
     server, _ = function_url
-    body = json.dumps({"inputs": {"pixels": demo_rows(1)}}).encode()
+    body = json.dumps({"inputs": {"pixels": demo_pixels(1)}}).encode()
     start = threading.Barrier(200)
     failures: list[str] = []
 
@@ -263,7 +267,7 @@ def test_the_lambda_front_answers_200_clients_of_5_requests_without_a_reset(func
 def test_a_chunked_body_reaches_the_handler(served) -> None:
     kind, server, _ = served
     host, port = server.url.removeprefix("http://").split(":")
-    rows = demo_rows(2)
+    rows = demo_pixels(2)
     text = json.dumps({"inputs": {"pixels": rows}}).encode()
     connection = http.client.HTTPConnection(host, int(port), timeout=60)
     connection.request("POST", "/predict", body=iter([text[:100], text[100:]]),

@@ -25,15 +25,16 @@ from mlpack.render import RenderContext
 from mlpack.targets import load_target, target_files
 
 from .iac_support import (
+    cfn_lint_errors,
+    checkov,
     hcl_format_check,
-    iac_env,
-    iac_tool,
     iac_tools,
     kubectl,
     requires_hcl2,
     requires_hcl_format,
     requires_iac_venv,
     requires_kubectl,
+    systemd_verify,
 )
 
 TARGETS = sorted(target_files())
@@ -65,20 +66,10 @@ def test_every_target_writes_each_of_its_iac_kinds(demo_artifact) -> None:
 
 # --- checkov -------------------------------------------------------------------------
 
-def _checkov(path: Path) -> list[dict[str, Any]]:
-    run = subprocess.run(
-        [str(iac_tool("checkov")), "--skip-download", "--compact", "-o", "json", "-d", str(path)],
-        capture_output=True, text=True, timeout=300, env=iac_env(),
-    )
-    assert run.returncode in (0, 1), run.stderr[-2000:]
-    reports = json.loads(run.stdout)
-    return reports if isinstance(reports, list) else [reports]
-
-
 @requires_iac_venv
 @pytest.mark.parametrize("target", TARGETS)
 def test_checkov_finds_no_failed_check(demo_artifact, target: str) -> None:
-    reports = _checkov(iac_dir(demo_artifact, target))
+    reports = checkov(iac_dir(demo_artifact, target))
     failed = [
         f"{r['check_type']}: {c['check_id']} {c['check_name']} in {c['file_path']} ({c['resource']})"
         for r in reports for c in r.get("results", {}).get("failed_checks", [])
@@ -97,24 +88,17 @@ def test_checkov_finds_no_failed_check(demo_artifact, target: str) -> None:
 
 # --- CloudFormation / SAM --------------------------------------------------------------
 
-def _cfn_lint_errors(path: Path) -> list[str]:
-    run = subprocess.run([str(iac_tool("cfn-lint")), "--format", "json", "--", str(path)],
-                         capture_output=True, text=True, timeout=300)
-    findings = json.loads(run.stdout or "[]")
-    return [f"{f['Rule']['Id']} {f['Message']} ({f['Location']['Path']})" for f in findings if f["Level"] == "Error"]
-
-
 @requires_iac_venv
 @pytest.mark.parametrize("target", _targets_with("sam"))
 def test_cfn_lint_passes_the_sam_template_and_its_cloudformation(demo_artifact, target: str, tmp_path: Path) -> None:
     template = iac_dir(demo_artifact, target) / "sam" / "template.yaml"
-    assert _cfn_lint_errors(template) == []
+    assert cfn_lint_errors(template) == []
     plain = tmp_path / "cloudformation.json"
     result = iac_tools("sam-translate", template, plain)
     assert {"AWS::Lambda::Function", "AWS::Lambda::Url", "AWS::ECR::Repository", "AWS::SQS::Queue",
             "AWS::Logs::LogGroup", "AWS::IAM::Role", "AWS::KMS::Key"} <= set(result["resources"])
-    assert _cfn_lint_errors(plain) == []
-    reports = _checkov(plain.parent)
+    assert cfn_lint_errors(plain) == []
+    reports = checkov(plain.parent)
     assert [c["check_id"] for r in reports for c in r["results"]["failed_checks"]] == []
 
 
@@ -371,7 +355,7 @@ def test_greengrass_rejects_a_malformed_deployment() -> None:
 def test_systemd_units_verify_and_are_hardened(demo_artifact, target: str) -> None:
     units = sorted((iac_dir(demo_artifact, target) / "systemd").glob("*.service"))
     assert [u.name for u in units] == ["mlpack-agent.service", "mlpack-model.service"]
-    assert _systemd_verify(units) == []
+    assert systemd_verify(units) == []
     for unit in units:
         security = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(unit)],
                                   capture_output=True, text=True)
@@ -383,31 +367,24 @@ def test_systemd_units_verify_and_are_hardened(demo_artifact, target: str) -> No
             assert setting in text, f"{unit.name} lacks {setting.strip()}"
 
 
-def _systemd_verify(units: list[Path]) -> list[str]:
-    run = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True)
-    # The venv exists only on the device: its executables are the one thing allowed to be missing.
-    return [line for line in (run.stdout + run.stderr).splitlines()
-            if line.strip() and "is not executable: No such file or directory" not in line]
-
-
 @requires_systemd_analyze
 @pytest.mark.parametrize("target", _targets_with("systemd"))
 def test_systemd_units_verify_for_the_longest_model_name(target: str, tmp_path: Path) -> None:
     from mlpack.iac import render_iac
     from mlpack.render import write_files
 
-    from .test_golden import fixed_context
+    from .manifests import fixed_context
 
     ctx = fixed_context(target).model_copy(update={"name": "m" * 40})
     write_files(tmp_path, {p: t for p, t in render_iac(ctx).items() if p.endswith(".service")})
-    assert _systemd_verify(sorted(tmp_path.rglob("*.service"))) == []
+    assert systemd_verify(sorted(tmp_path.rglob("*.service"))) == []
 
 
 @pytest.mark.parametrize("target", _targets_with("kubernetes") + _targets_with("k3s"))
 def test_kubernetes_names_fit_dns_labels_for_the_longest_model_name(target: str) -> None:
     from mlpack.iac import render_iac
 
-    from .test_golden import fixed_context
+    from .manifests import fixed_context
 
     ctx = fixed_context(target).model_copy(update={"name": "m" * 40})
     label = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

@@ -15,10 +15,9 @@ from typer.testing import CliRunner
 from mlpack.artifact import Artifact
 from mlpack.cli import app
 
-from .iac_support import iac_tools, requires_iac_venv
+from .iac_support import cfn_lint_errors, checkov, iac_tools, requires_iac_venv
 from .manifests import edit_json, read
 from .signing_support import make_keys
-from .test_iac import _cfn_lint_errors, _checkov
 
 DIGEST = "sha256:" + "4f" * 32
 runner = CliRunner()
@@ -86,15 +85,15 @@ def test_digest_pinned_iac_stays_clean_under_checkov_and_cfn_lint(demo_artifact,
     for target in ("x86-cpu", "aws-lambda"):
         root = pushed_copy(demo_artifact, target, tmp_path)
         assert mlpack_iac(root).exit_code == 0
-        reports = _checkov(root / "iac")
+        reports = checkov(root / "iac")
         assert [c["check_id"] for r in reports for c in r["results"]["failed_checks"]] == [], target
         skipped = {c["check_id"] for r in reports for c in r["results"]["skipped_checks"]}
         assert "CKV_K8S_43" not in skipped, "pinned by digest: nothing to skip"
     template = tmp_path / "digits-demo-aws-lambda" / "iac" / "sam" / "template.yaml"
-    assert _cfn_lint_errors(template) == []
+    assert cfn_lint_errors(template) == []
     plain = tmp_path / "cloudformation.json"
     iac_tools("sam-translate", template, plain)
-    assert _cfn_lint_errors(plain) == []
+    assert cfn_lint_errors(plain) == []
 
 
 def test_iac_on_a_folder_that_is_not_an_artifact_is_one_line(tmp_path: Path) -> None:

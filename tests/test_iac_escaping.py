@@ -20,7 +20,7 @@ from mlpack.targets import target_files
 
 from .iac_support import requires_hcl2
 from .manifests import make_manifest
-from .test_golden import fixed_context
+from .manifests import fixed_context
 
 # Quotes, shell and HCL/CloudFormation template syntax, a comment, a YAML mapping, a newline.
 HOSTILE = "evil\" 'q' $HOME ${var.x} %{if 1} `id` \\ # c: d\ninjected: true"

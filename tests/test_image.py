@@ -27,9 +27,10 @@ import onnxruntime as ort
 import pytest
 import requests
 from mlpack.cli import app
-from mlpack.demo import DEMO_NAME, demo_model
+from mlpack.demo import DEMO_NAME
 from typer.testing import CliRunner
 
+from .demo_data import held_out_demo_rows
 from .manifests import read_json
 from .image_support import (
     Flaky503Proxy,
@@ -44,11 +45,12 @@ from .image_support import (
     wait_for,
 )
 from .standin import PACKAGES, SUITE, ensure_standin, rootfs_tarball
+from .pyramid import heavy, local
 
 pytestmark = [pytest.mark.slow, requires_image_tools, requires_arm64_emulation]
 
 TARGETS = {"x86-cpu": "amd64", "arm-edge": "arm64"}
-ROWS = 16  # validation rows sent through the model inside each image
+ROWS = 16  # held-out validation rows sent through the model inside each image
 
 # Runs inside the image: the serving stack and the agent import, and the artifact's own
 # runtime (what the Bento service calls) answers for the rows given as JSON.
@@ -104,6 +106,7 @@ def documented_base(folder: Path) -> str:
 
 
 @pytest.fixture(scope="module")
+@heavy
 def bases(tmp_path_factory) -> Iterator[dict[str, str]]:
     made = documented_base(tmp_path_factory.mktemp("documented-base"))
     yield {"amd64": made, "arm64": ensure_standin("arm64")}
@@ -111,8 +114,10 @@ def bases(tmp_path_factory) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
+@heavy
 def artifacts(demo_artifact, bases, tmp_path_factory) -> Iterator[dict[str, Path]]:
-    """Private copies of the demo artifacts (this module writes their manifests), with images built."""
+    """Copies of the demo artifacts with their images built, never pushed: a test that pushes
+    (and so writes the manifest) works on its own copy (`private`)."""
     out = tmp_path_factory.mktemp("image-artifacts")
     built = {}
     for target, arch in TARGETS.items():
@@ -126,7 +131,13 @@ def artifacts(demo_artifact, bases, tmp_path_factory) -> Iterator[dict[str, Path
         buildah("rmi", "-f", read_json(artifact)["image"]["id"], check=False)
 
 
+def private(artifacts: dict[str, Path], target: str, folder: Path) -> Path:
+    """A test's own copy of an image-built artifact (pushing records the digest in it)."""
+    return shutil.copytree(artifacts[target], folder / artifacts[target].name)
+
+
 @pytest.fixture
+@local
 def registry_host(tmp_path: Path):
     with registry(tmp_path / "registry") as host:
         yield host
@@ -167,8 +178,8 @@ def test_images_are_non_root_labelled_and_hold_only_what_serving_needs(artifacts
 
 
 def test_a_refused_push_records_no_digest(artifacts, tmp_path: Path) -> None:
-    """Runs before the successful push below, so no digest was ever recorded for the artifact."""
-    artifact = artifacts["x86-cpu"]
+    artifact = private(artifacts, "x86-cpu", tmp_path)
+    assert read_json(artifact)["image"]["digest"] is None  # never pushed
     before = (artifact / "manifest.json").read_bytes()
     with registry(tmp_path / "readonly", read_only=True) as host:
         result = cli("push", str(artifact), "--to", f"{host}/demo/digits:refused", "--builder", "buildah", "-q")
@@ -190,7 +201,7 @@ def test_a_refused_push_records_no_digest(artifacts, tmp_path: Path) -> None:
 
 def test_credentials_come_from_the_docker_config(artifacts, tmp_path: Path, monkeypatch) -> None:
     """A registry with a password: wrong ones are one clear line; right ones (docker config) push."""
-    artifact = shutil.copytree(artifacts["x86-cpu"], tmp_path / "digits-demo-x86-cpu")
+    artifact = private(artifacts, "x86-cpu", tmp_path)
     with registry(tmp_path / "private", user=("robot", "s3cret")) as host:
         for password in ("wrong", "s3cret"):
             auth = base64.b64encode(f"robot:{password}".encode()).decode()
@@ -213,7 +224,8 @@ def test_credentials_come_from_the_docker_config(artifacts, tmp_path: Path, monk
 
 
 def test_push_both_pull_back_by_digest_and_predict_inside(artifacts, registry_host, tmp_path: Path) -> None:
-    x86, arm = artifacts["x86-cpu"], artifacts["arm-edge"]
+    pushed = {target: private(artifacts, target, tmp_path / target) for target in TARGETS}
+    x86, arm = pushed["x86-cpu"], pushed["arm-edge"]
     dest = f"{registry_host}/demo/digits:test"
     result = cli("push", str(x86), str(arm), "--to", dest, "--builder", "buildah", "-q", "--json")
     assert result.exit_code == 0, result.output
@@ -225,16 +237,14 @@ def test_push_both_pull_back_by_digest_and_predict_inside(artifacts, registry_ho
     index = requests.get(f"http://{registry_host}/v2/demo/digits/manifests/test",
                          headers={"Accept": "application/vnd.oci.image.index.v1+json"}).json()
     by_platform = {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
-    recorded = {target: read_json(artifacts[target])["image"] for target in TARGETS}
+    recorded = {target: read_json(pushed[target])["image"] for target in TARGETS}
     assert by_platform == {arch: recorded[target]["digest"] for target, arch in TARGETS.items()}
     for target in TARGETS:
         assert recorded[target]["ref"] == f"{registry_host}/demo/digits@{recorded[target]['digest']}"
         assert recorded[target]["index"]["digest"] in result.stdout
 
     # Pull each image by digest into an empty image store, run it, compare with the host.
-    model, data = demo_model()
-    with np.load(data) as npz:
-        rows, labels = npz["pixels"][:ROWS], npz["labels"][:ROWS]
+    rows, labels = held_out_demo_rows(ROWS)
     store = tmp_path / "pulled"
     for target, arch in TARGETS.items():
         by_digest = recorded[target]["ref"]
@@ -259,9 +269,7 @@ def test_the_x86_image_serves_predictions_and_its_agent_counts_them(artifacts) -
     command = list(config["Cmd"])
     command[command.index("--port") + 1] = str(port)
     command[command.index("--host") + 1] = "127.0.0.1"
-    _, data = demo_model()
-    with np.load(data) as npz:
-        rows = npz["pixels"][:4]
+    rows, _ = held_out_demo_rows(4)
     with serving(image["local"], command, {}) as (_, start):
         start(["python3", "-m", "mlpack_agent.main", "--config", "/opt/mlpack/agent/agent.json"],
               {"MLPACK_AGENT_PROMETHEUS_PORT": str(metrics_port), "MLPACK_AGENT_PROMETHEUS_HOST": "127.0.0.1"})
@@ -303,7 +311,7 @@ def test_build_with_image_builds_the_artifact_and_its_image(linear_onnx: Path, b
 def test_a_registry_answering_503_is_retried_until_the_push_lands(artifacts, registry_host, tmp_path: Path) -> None:
     """A load balancer in front of the registry says 503 to the first requests: buildah's push
     fails, mlpack waits and pushes again, and the digest it records is the registry's."""
-    artifact = shutil.copytree(artifacts["x86-cpu"], tmp_path / "digits-demo-x86-cpu")
+    artifact = private(artifacts, "x86-cpu", tmp_path)
     proxy = Flaky503Proxy(registry_host, failures=1)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:

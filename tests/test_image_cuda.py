@@ -32,6 +32,7 @@ from mlpack.targets import load_target
 
 from .image_support import buildah, image_config, requires_image_tools, run_python
 from .standin import ensure_standin
+from .pyramid import heavy
 
 GPU = load_target("cuda-gpu")
 CUDA_12_BASE = GPU.model_copy(update={
@@ -82,6 +83,7 @@ print(json.dumps({"provider": model.provider, "label": model.predict({"pixels": 
 
 
 @pytest.fixture(scope="module")
+@heavy
 def cuda_image(demo_artifact, tmp_path_factory):
     """The demo's cuda-gpu artifact (a private copy) with its image built on the stand-in base."""
     from typer.testing import CliRunner

@@ -21,11 +21,13 @@ from typer.testing import CliRunner
 from .image_support import buildah, image_config, registry, requires_image_tools, requires_podman
 from .manifests import read_json
 from .standin import ensure_standin
+from .pyramid import heavy
 
 pytestmark = [pytest.mark.slow, requires_image_tools, requires_podman]
 
 
 @pytest.fixture
+@heavy
 def docker_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with registry(tmp_path / "registry") as host:
         conf = tmp_path / "registries.conf"

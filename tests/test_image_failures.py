@@ -27,6 +27,7 @@ from mlpack.image.emulation import emulation_problem
 from mlpack.image.failures import explain_build_failure
 
 from .manifests import make_manifest, write_artifact
+from .pyramid import local
 
 requires_buildah = pytest.mark.requires_tool("buildah", hint="apt-get install buildah (bash .ci/image-setup.sh)")
 
@@ -151,6 +152,7 @@ def shell_files() -> dict[str, Path]:
 
 
 @pytest.fixture
+@local
 def images(tmp_path: Path):
     made: list[str] = []
     yield made
@@ -194,6 +196,7 @@ def test_a_base_whose_shell_this_machine_cannot_run_is_named(tmp_path: Path, ima
         f"{platform} image")
 
 
+@pytest.mark.slow
 @requires_buildah
 def test_a_base_image_that_cannot_be_pulled_is_named_with_the_way_out(tmp_path: Path) -> None:
     error = build(tmp_path, "ARG BASE_IMAGE=python:3.11-slim-bookworm\nFROM ${BASE_IMAGE}\nRUN true\n",
@@ -206,7 +209,7 @@ def test_a_base_image_that_cannot_be_pulled_is_named_with_the_way_out(tmp_path: 
 
 
 def test_docker_builder_errors_are_explained_too(tmp_path: Path) -> None:
-    from .test_image_builders import FakeDocker
+    from .fake_docker import FakeDocker
 
     class Failing(FakeDocker):
         def build(self, **kwargs):

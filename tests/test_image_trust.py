@@ -26,6 +26,7 @@ from .image_support import buildah, image_config, registry, requires_image_tools
 from .manifests import edit_json, read_json
 from .signing_support import flip_one_byte, make_keys
 from .standin import ensure_standin
+from .pyramid import heavy
 
 pytestmark = [pytest.mark.slow, requires_image_tools]
 
@@ -43,6 +44,7 @@ IMAGE_OUTPUT: dict[Path, str] = {}  # what `mlpack image` printed, by artifact
 
 
 @pytest.fixture(scope="module")
+@heavy
 def images(demo_artifact, tmp_path_factory, keys):
     """Two copies of the x86-cpu demo artifact, each signed, its image built, then signed again."""
     base = ensure_standin("amd64")
@@ -110,7 +112,8 @@ def test_building_the_image_of_a_signed_artifact_removes_the_signature_and_the_n
     assert {"manifest.json", "image.cdx.json"} <= set(signed)
 
 def test_push_attaches_the_sbom_beside_the_image(images, keys, tmp_path: Path) -> None:
-    artifact = images[0]
+    # A copy: the push rewrites the manifest (and removes the signature) that other tests read.
+    artifact = shutil.copytree(images[0], tmp_path / images[0].name)
     with registry(tmp_path / "registry") as host:
         result = cli("push", str(artifact), "--to", f"{host}/demo/digits:1", "--builder", "buildah",
                      "--key", str(keys.public))
@@ -149,7 +152,7 @@ def test_push_refuses_a_signed_artifact_whose_manifest_was_edited(images, keys, 
 
 
 def test_push_refuses_an_artifact_whose_signature_does_not_verify(images, keys, tmp_path: Path) -> None:
-    artifact = images[1]
+    artifact = shutil.copytree(images[1], tmp_path / images[1].name)  # its model is changed below
     model = artifact / "model" / "model.onnx"
     flip_one_byte(model)
     edit_json(artifact, lambda m: m["model"].update(sha256=sha256_file(model)), rehash=True)

@@ -4,7 +4,6 @@ through awslambdaric, without importing BentoML, and a measured cold start."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -18,7 +17,9 @@ from mlpack.errors import MlpackError
 from mlpack.progress import Progress
 from mlpack.steps.lambda_zip import COLD_START_RUNS
 
-from mlpack.lambda_emulator import RuntimeAPI
+from .demo_data import demo_rows
+from .served_apps import LambdaRuntime
+from .pyramid import local
 
 pytestmark = pytest.mark.slow
 
@@ -29,25 +30,11 @@ def lambda_artifact(demo_artifact):
 
 
 @pytest.fixture(scope="module")
+@local
 def runtime(lambda_artifact):
     """awslambdaric running the artifact's handler against the local Runtime API."""
-    api = RuntimeAPI()
-    app = lambda_artifact.path / "lambda" / "app"
-    env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": api.address, "PYTHONPATH": str(app),
-           "MLPACK_AGENT_SOCKET": "/nonexistent/agent.sock"}
-    proc = subprocess.Popen([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env)
-    yield api
-    proc.kill()
-    proc.wait()
-    api.close()
-
-
-def demo_rows(n: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    from mlpack.demo import demo_model
-
-    _, data = demo_model()
-    with np.load(data) as archive:
-        return archive["pixels"][:n], archive["labels"][:n]
+    with LambdaRuntime(lambda_artifact.path / "lambda" / "app") as running:
+        yield running
 
 
 def test_the_zip_is_under_the_direct_upload_limit_and_holds_no_bentoml(lambda_artifact) -> None:

@@ -12,7 +12,8 @@ import pytest
 from mlpack.lambda_measure import find_python
 from mlpack.targets import target_files
 
-from .test_lambda_parts import requires_python312
+from .lambda_support import requires_python312
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +21,7 @@ ELF_MACHINES = {62: "x86_64", 183: "aarch64"}  # e_machine: EM_X86_64, EM_AARCH6
 
 
 @pytest.fixture(scope="module")
+@heavy
 def arm64_artifact(demo_artifact):
     return demo_artifact("aws-lambda-arm64")
 

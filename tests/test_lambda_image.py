@@ -20,13 +20,15 @@ from mlpack.lambda_measure import find_python, run_once
 from .image_support import buildah, requires_image_tools
 from .manifests import read_json
 from .standin import ensure_lambda_standin
-from .test_lambda import demo_rows
-from .test_lambda_parts import requires_python312
+from .demo_data import demo_rows
+from .lambda_support import requires_python312
+from .pyramid import heavy
 
 pytestmark = [pytest.mark.slow, requires_image_tools, requires_python312]
 
 
 @pytest.fixture(scope="module")
+@heavy
 def image_root(demo_artifact, tmp_path_factory):
     """The demo's Lambda image, built on the stand-in, mounted: its root file system."""
     built = demo_artifact("aws-lambda")

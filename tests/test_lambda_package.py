@@ -18,12 +18,14 @@ from mlpack.lambda_measure import find_python, install_runtime_client, make_writ
 from mlpack.progress import Progress
 from mlpack.steps.lambda_zip import sample_event
 
-from .test_lambda_parts import requires_python312
+from .lambda_support import requires_python312
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
+@heavy
 def lambda_artifact(demo_artifact):
     return demo_artifact("aws-lambda")
 

@@ -22,10 +22,7 @@ from mlpack.steps import lambda_zip
 from mlpack.steps.lambda_zip import enforce_cold_start, write_zip
 from mlpack.targets import load_target
 
-requires_python312 = pytest.mark.requires_tool(
-    "python3.12", present=lambda: find_python("3.12") is not None,
-    hint="the Lambda targets' Python: pyenv install 3.12, or set MLPACK_LAMBDA_PYTHON",
-)
+from .lambda_support import requires_python312
 
 SITE = {
     "numpy/__init__.py": "x = 1\n",

@@ -6,25 +6,21 @@ answer); and an image function never asks for it."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from mlpack.lambda_emulator import RuntimeAPI
 from mlpack.render import RenderContext, render_artifact, write_files
 from mlpack.runtime import snapstart
 
-from .iac_support import hcl_format_check, iac_tools, requires_hcl2, requires_hcl_format, requires_iac_venv
+from .iac_support import (cfn_lint_errors, checkov, hcl_format_check, iac_tools, requires_hcl2, requires_hcl_format,
+                          requires_iac_venv)
 from .manifests import render_context
-from .test_iac import _cfn_lint_errors, _checkov
-from .test_lambda import demo_rows
+from .demo_data import demo_rows
+from .served_apps import LambdaRuntime
 
 TARGETS = ["aws-lambda", "aws-lambda-arm64"]
 
@@ -68,10 +64,10 @@ def test_an_image_function_never_asks_for_snapstart(tmp_path: Path) -> None:
 
 @requires_iac_venv
 @pytest.mark.parametrize("target", TARGETS)
-def test_the_snapstart_sam_template_passes_cfn_lint_and_checkov(target: str, tmp_path: Path) -> None:
+def test_the_snapstart_sam_template_passes_cfn_lint_andcheckov(target: str, tmp_path: Path) -> None:
     iac = rendered_iac(snapstart_context(target), tmp_path / "artifact")
     template = iac / "sam" / "template.yaml"
-    assert _cfn_lint_errors(template) == []
+    assert cfn_lint_errors(template) == []
     plain = tmp_path / "cloudformation" / "cloudformation.json"
     plain.parent.mkdir()
     result = iac_tools("sam-translate", template, plain)
@@ -83,9 +79,9 @@ def test_the_snapstart_sam_template_passes_cfn_lint_and_checkov(target: str, tmp
     # The URL serves the alias, so the latest snapshotted version.
     alias = next(k for k, r in json.loads(plain.read_text())["Resources"].items() if r["Type"] == "AWS::Lambda::Alias")
     assert url["TargetFunctionArn"] == {"Ref": alias}
-    assert _cfn_lint_errors(plain) == []
+    assert cfn_lint_errors(plain) == []
     for folder in (iac, plain.parent):
-        failed = [c["check_id"] for r in _checkov(folder) for c in r.get("results", {}).get("failed_checks", [])]
+        failed = [c["check_id"] for r in checkov(folder) for c in r.get("results", {}).get("failed_checks", [])]
         assert failed == [], folder
 
 
@@ -109,7 +105,7 @@ def test_the_snapstart_terraform_has_the_block_an_alias_and_parses(target: str, 
 @requires_hcl_format
 def test_the_snapstart_terraform_passes_checkov_and_fmt(tmp_path: Path) -> None:
     folder = rendered_iac(snapstart_context("aws-lambda"), tmp_path) / "terraform-lambda"
-    failed = [c["check_id"] for r in _checkov(folder) for c in r.get("results", {}).get("failed_checks", [])]
+    failed = [c["check_id"] for r in checkov(folder) for c in r.get("results", {}).get("failed_checks", [])]
     assert failed == []
     run = hcl_format_check(*sorted(folder.glob("*.tf")))
     assert run.returncode == 0, run.stdout + run.stderr
@@ -121,22 +117,12 @@ def test_the_hooks_run_before_the_snapshot_and_after_the_restore_then_it_answers
     SnapStart function: init, before-snapshot hooks, /restore/next, after-restore hooks,
     and only then the first event."""
     app = demo_artifact("aws-lambda").path / "lambda" / "app"
-    api = RuntimeAPI()
     pixels, labels = demo_rows(4)
-    request = api.queue_event({"inputs": {"pixels": pixels.tolist()}})
-    env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": api.address, "PYTHONPATH": str(app),
-           "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start", "MLPACK_AGENT_SOCKET": "/nonexistent/agent.sock"}
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env,
-                                stderr=err)
-        try:
-            status, body = api.result(request, timeout=120)
-        finally:
-            proc.kill()
-            proc.wait()
-            api.close()
-        err.seek(0)
-        log = err.read().decode()
+    with LambdaRuntime(app, env={"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}) as runtime:
+        api = runtime.api
+        request = api.queue_event({"inputs": {"pixels": pixels.tolist()}})
+        status, body = api.result(request, timeout=120)
+    log = runtime.output()
     assert status == "response" and body["outputs"]["label"] == labels.tolist()
     assert api.init_error is None and api.restore_error is None
     assert api.restored_at is not None and api.restored_at < api.handed_out[request]

@@ -18,6 +18,7 @@ from mlpack.optimize import optimize_model
 from mlpack.targets import load_target
 
 from . import shape_models as shapes
+from .demo_data import held_out
 
 
 def inspect_lines(model: Path) -> list[str]:
@@ -43,11 +44,7 @@ def test_inspect_shows_a_zipmap_output_as_one_class_map_per_row(tmp_path: Path) 
             "(3 classes: 0, 1, 2); served as those maps, gated as a [rows, classes] probability table") in lines
 
 
-def held_out(rows: np.ndarray) -> np.ndarray:
-    """The rows the gate measures on: all but the calibration quarter (data.EvalData.split)."""
-    return rows[min(128, len(rows) // 4):]
-
-
+@pytest.mark.slow
 def test_a_zipmap_classifier_is_gated_as_its_probability_table(tmp_path: Path) -> None:
     model, clf = shapes.zipmap_classifier(tmp_path / "iris.onnx")
     x, y = shapes.iris()
@@ -89,6 +86,7 @@ def test_string_labels_are_gated_by_agreement(tmp_path: Path) -> None:
     assert metrics["float_accuracy"] == pytest.approx(np.mean(clf.predict(held_out(x)) == held_out(names)))
 
 
+@pytest.mark.slow
 def test_inspect_shows_string_inputs_and_the_locale_rewrite(tmp_path: Path) -> None:
     model, _ = shapes.text_classifier(tmp_path / "text.onnx")
     lines = inspect_lines(model)
@@ -185,6 +183,7 @@ def test_large_initializers_listed_as_inputs_are_weights_not_request_inputs(tmp_
     assert [s.name for s in read_signature(model).inputs] == ["x"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [shapes.defaults_model, shapes.optional_model])
 def test_models_with_optional_inputs_are_optimized_on_their_required_inputs(tmp_path: Path, make) -> None:
     model = make(tmp_path / "model.onnx")
@@ -204,6 +203,7 @@ def test_inspect_lists_external_data_files_and_their_sizes(tmp_path: Path) -> No
             "optimization, shipped as model.onnx + model.onnx.data") in inspect_lines(model)
 
 
+@pytest.mark.slow
 def test_external_weights_stay_external_through_optimization(tmp_path: Path) -> None:
     from mlpack.model_files import model_paths
 
@@ -330,6 +330,7 @@ def mlpack_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(mlpack), *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_model_onnxruntime_refuses_is_one_line_on_stderr(tmp_path: Path) -> None:
     model = shapes.unloadable_model(tmp_path / "strings.onnx")
     for command in (["inspect", str(model)], ["optimize", str(model), "-t", "x86-cpu", "-o", str(tmp_path / "o")]):
@@ -340,6 +341,7 @@ def test_a_model_onnxruntime_refuses_is_one_line_on_stderr(tmp_path: Path) -> No
         assert lines[0].startswith("error: onnxruntime cannot load strings.onnx: [ONNXRuntimeError]")
 
 
+@pytest.mark.slow
 def test_onnxruntime_warnings_do_not_reach_the_terminal_while_optimizing(tmp_path: Path) -> None:
     # onnxruntime warns at load that an initializer is also a graph input (an input with a default).
     model = shapes.defaults_model(tmp_path / "defaults.onnx")

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,8 +20,7 @@ from mlpack.build import BuildRequest, BuildResult, build
 from mlpack.progress import Progress
 
 from . import shape_models as shapes
-from .agent_harness import free_port
-from mlpack.lambda_emulator import RuntimeAPI
+from .served_apps import BentoServer, LambdaRuntime
 
 pytestmark = pytest.mark.slow
 
@@ -62,68 +57,40 @@ def sklearn_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[
 @contextlib.contextmanager
 def bento_server(result: BuildResult, home: Path) -> Iterator[tuple[Predict, list[str]]]:
     """`bentoml serve` on the artifact's Bento; yields predict and, after exit, its stderr lines."""
-    port = free_port()
-    env = {**os.environ, "BENTOML_HOME": str(home), "MLPACK_AGENT_SOCKET": "/nonexistent"}
+    env = {}
     if result.manifest.target.cuda is not None:  # no GPU here: the pinned onnxruntime-gpu on the CPU, on purpose
-        env.update(runtime_env_vars(Artifact.open(result.path), ServeOptions(allow_cpu=True)))
-    bentoml = Path(sys.executable).with_name("bentoml")
-    home.mkdir(parents=True, exist_ok=True)
-    log = home / "stderr.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen([str(bentoml), "serve", str(result.path / "bento"), "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=err)
-    base = f"http://127.0.0.1:{port}"
+        env = runtime_env_vars(Artifact.open(result.path), ServeOptions(allow_cpu=True))
     stderr: list[str] = []
+    server = BentoServer(result.path / "bento", home, env=env, timeout_s=90)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"bentoml serve did not get ready: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
-
         def predict(body: dict) -> tuple[int, Any]:
-            reply = httpx.post(f"{base}/predict", json=body, timeout=30)
+            reply = httpx.post(f"{server.url}/predict", json=body, timeout=30)
             return reply.status_code, reply.json()
 
         yield predict, stderr
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        stderr.extend(log.read_text().splitlines())
+        server.close()
+        stderr.extend(server.output().splitlines())
 
 
 @contextlib.contextmanager
 def lambda_function(result: BuildResult) -> Iterator[tuple[Predict, list[str]]]:
     """The artifact's handler under awslambdaric, as Lambda runs it, invoked through a
     Function URL event."""
-    api = RuntimeAPI()
-    app = result.path / "lambda" / "app"
-    env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": api.address, "PYTHONPATH": str(app),
-           "MLPACK_AGENT_SOCKET": "/nonexistent/agent.sock", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    log = result.path.parent / f"{result.path.name}-stderr.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
     stderr: list[str] = []
+    runtime = LambdaRuntime(result.path / "lambda" / "app", env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"})
 
     def predict(body: dict) -> tuple[int, Any]:
-        status, reply = api.invoke({"body": json.dumps(body), "isBase64Encoded": False,
-                                    "requestContext": {"http": {"method": "POST"}}})
+        status, reply = runtime.invoke({"body": json.dumps(body), "isBase64Encoded": False,
+                                        "requestContext": {"http": {"method": "POST"}}})
         assert status == "response", reply
         return reply["statusCode"], json.loads(reply["body"])
 
     try:
         yield predict, stderr
     finally:
-        proc.kill()
-        proc.wait()
-        api.close()
-        stderr.extend(log.read_text().splitlines())
+        runtime.close()
+        stderr.extend(runtime.output().splitlines())
 
 
 def served(result: BuildResult, home: Path):

@@ -22,7 +22,7 @@ from mlpack.render import RenderContext, render_artifact
 from mlpack.targets import Kubernetes, load_target, target_files
 from mlpack_agent.metrics import PROMETHEUS_NAMES
 
-from .test_golden import KUBERNETES_TARGETS, fixed_context
+from .manifests import KUBERNETES_TARGETS, fixed_context
 
 GPU_TARGETS = [t for t in KUBERNETES_TARGETS if load_target(t).is_gpu]
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mlpack.cli import app
 
-from .test_optimize import two_layer_data, two_layer_model
+from .optimize_models import two_layer_data, two_layer_model
 
 
 def test_optimize_writes_the_pick_and_the_report_and_prints_the_table(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from mlpack.optimize import optimize_model
 from mlpack.optimize.data import load_data, synthetic_data
 from mlpack.targets import load_target
 
-from .test_optimize import embedding_model, two_layer_model
+from .optimize_models import embedding_model, two_layer_model
 
 GOOD = np.zeros((8, 64), np.float32)
 

@@ -20,7 +20,7 @@ from mlpack.model_info import inspect_model
 from mlpack.optimize.data import synthetic_data
 
 from .models import pyramid_cnn, save_graph
-from .test_optimize import optimize, two_layer_model, with_variants
+from .optimize_models import optimize, two_layer_model, with_variants
 
 
 def console_lines(output: str, start: str) -> list[str]:

@@ -15,9 +15,10 @@ from mlpack.optimize.measure import latencies, outputs, session, timing_batches
 from mlpack.targets import load_target
 
 from .models import fixed_batch_cnn, fixed_batch_images, linear_model, save_graph
-from .test_optimize import optimize, two_layer_model
+from .optimize_models import optimize, two_layer_model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 3])
 def test_every_variant_runs_on_a_cnn_with_a_fixed_batch(tmp_path: Path, batch: int) -> None:
     model = fixed_batch_cnn(tmp_path / "cnn.onnx", batch=batch)

@@ -19,7 +19,7 @@ from mlpack.optimize.sensitivity import quantized_nodes, weight_layers
 from mlpack.targets import load_target
 
 from .models import chain_images, conv_chain, pyramid_cnn
-from .test_optimize import optimize, with_variants
+from .optimize_models import optimize, with_variants
 
 
 @pytest.mark.parametrize("opset", [12, 17])

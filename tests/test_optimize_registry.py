@@ -17,7 +17,7 @@ from mlpack.optimize.variants import REGISTRY, Int8Config, Outcome, Variant, Var
 from mlpack.targets import load_target, load_target_file
 
 from .models import linear_model
-from .test_optimize import embedding_model, optimize, two_layer_data, two_layer_model, with_variants
+from .optimize_models import embedding_model, optimize, two_layer_data, two_layer_model, with_variants
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = '"dynamic-int8", "smooth-int8", "static-int8", "compact-int8", "mixed-int8"'

@@ -96,6 +96,7 @@ def test_onnxruntime_errors_read_without_source_paths_and_signatures() -> None:
 
 # -- a cuda-gpu build on this CPU host ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_model_of_ir_version_14_builds_for_cuda_gpu_and_loads_in_the_pinned_runtime(tmp_path: Path) -> None:
     source = as_written_by_onnx_helper(tmp_path / "plus.onnx")
     assert onnx.load(str(source)).ir_version == 14
@@ -125,6 +126,7 @@ def test_a_model_the_pinned_runtime_cannot_read_stops_the_build_in_one_line_befo
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_same_model_builds_for_x86_cpu_in_this_process_whose_runtime_reads_it(tmp_path: Path) -> None:
     source = as_written_by_onnx_helper(tmp_path / "plus.onnx")
     result = build(BuildRequest(model=source, target="x86-cpu", out=tmp_path / "out"), Progress(quiet=True))
@@ -145,6 +147,7 @@ print(json.dumps({"runtime": onnxruntime.__version__, "provider": model.provider
 """
 
 
+@pytest.mark.slow
 def test_a_cuda_gpu_bento_answers_under_the_pinned_onnxruntime_gpu_on_the_cpu_when_allowed(tmp_path: Path) -> None:
     source = linear_model(tmp_path / "linear.onnx")
     result = build(BuildRequest(model=source, target="cuda-gpu", out=tmp_path / "out"), Progress(quiet=True))

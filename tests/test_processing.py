@@ -185,6 +185,7 @@ def test_labels_that_do_not_fit_the_model_are_one_line(tmp_path: Path) -> None:
         resolve_processing(ProcessingRequest(labels="model"), info, SETTINGS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("zipmap", [False, True], ids=["probability-tensor", "zipmap"])
 def test_a_scikit_learn_classifier_answers_its_own_string_classes(tmp_path: Path, zipmap: bool) -> None:
     from skl2onnx import to_onnx
@@ -419,7 +420,7 @@ def test_the_v2_protocol_lists_and_answers_text_as_bytes(encoder, tmp_path: Path
 
     from mlpack.runtime import protocol_v2
 
-    from .test_protocol_v2 import infer, result, tensor
+    from .protocol_v2_client import infer, result, tensor
 
     model, tokenizer = encoder
     served, _ = served_app(tmp_path / "served", model)
@@ -434,7 +435,7 @@ def test_the_v2_protocol_lists_and_answers_text_as_bytes(encoder, tmp_path: Path
 
 
 def test_the_v2_protocol_takes_image_bytes_and_answers_class_names(tmp_path: Path) -> None:
-    from .test_protocol_v2 import infer, result, tensor
+    from .protocol_v2_client import infer, result, tensor
 
     model = image_classifier(tmp_path / "image.onnx")
     (tmp_path / "spec.toml").write_text(IMAGE_SPEC)

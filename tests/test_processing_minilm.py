@@ -16,7 +16,8 @@ from mlpack.build import BuildRequest, build
 from mlpack.progress import Progress
 
 from .processing_models import served_app
-from .test_processing_serve import serve_bento
+from .served_apps import BentoServer
+from .pyramid import heavy
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,6 +46,7 @@ def cosine(a, b) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
+@heavy
 def minilm(tmp_path_factory: pytest.TempPathFactory):
     from benchmarks.minilm_model import build_minilm, package_dir, sentences
 
@@ -80,12 +82,8 @@ def test_the_shipped_variant_passed_the_gate_on_the_calibration_sentences(minilm
 
 def test_raw_sentences_through_the_bento_equal_tokenizer_plus_onnxruntime(minilm) -> None:
     folder, result, model, tokenizer, probes = minilm
-    proc, base = serve_bento(result.path / "bento", folder / "home")
-    try:
-        reply = httpx.post(f"{base}/predict", json={"inputs": {"text": probes}}, timeout=60)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with BentoServer(result.path / "bento", folder / "home") as server:
+        reply = httpx.post(f"{server.url}/predict", json={"inputs": {"text": probes}}, timeout=60)
     assert reply.status_code == 200, reply.text
     served = np.array(reply.json()["outputs"]["sentence_embedding"])
     shipped = reference(result.path / "model" / "model.onnx", tokenizer, probes)

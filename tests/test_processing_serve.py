@@ -8,8 +8,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -23,13 +21,13 @@ from mlpack.processing import ProcessingRequest
 from mlpack.progress import Progress
 from mlpack.steps.lambda_zip import COLD_START_RUNS
 
-from .agent_harness import free_port
+from .served_apps import BentoServer, LambdaRuntime
 from .serving_docs import documented_lines, expect, outputs, requires_curl, run_documented
-from mlpack.lambda_emulator import RuntimeAPI
 from .processing_models import (
     IMAGE_CLASSES, IMAGE_SPEC, SENTENCES, image_classifier, photo_png, reference_pixels, text_encoder,
     text_reference, train_tokenizer, vocab_size, write_labels,
 )
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
@@ -65,45 +63,22 @@ def expected_classes(model: Path, png: bytes) -> tuple[list[str], np.ndarray]:
 # ---- the Bento ---------------------------------------------------------------------------
 
 
-def serve_bento(bento: Path, home: Path):
-    port = free_port()
-    env = {**os.environ, "BENTOML_HOME": str(home), "MLPACK_AGENT_SOCKET": "/nonexistent"}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", str(bento), "--host",
-                             "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"bentoml serve exited: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.3)
-    proc.kill()
-    pytest.fail("bentoml serve was not ready within 60 s")
-
-
 @pytest.fixture(scope="module")
+@heavy
 def image_bento(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("image-bento")
     result, model = image_build(folder, "x86-cpu")
-    proc, base = serve_bento(result.path / "bento", folder / "home")
-    yield base, model, folder
-    proc.terminate()
-    proc.wait(timeout=30)
+    with BentoServer(result.path / "bento", folder / "home") as server:
+        yield server.url, model, folder
 
 
 @pytest.fixture(scope="module")
+@heavy
 def text_bento(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("text-bento")
     result, model, tokenizer = text_build(folder, "x86-cpu")
-    proc, base = serve_bento(result.path / "bento", folder / "home")
-    yield base, result, tokenizer
-    proc.terminate()
-    proc.wait(timeout=30)
+    with BentoServer(result.path / "bento", folder / "home") as server:
+        yield server.url, result, tokenizer
 
 
 def test_the_bento_answers_an_uploaded_png_with_class_names(image_bento) -> None:
@@ -156,19 +131,12 @@ def test_the_bento_answers_raw_sentences_as_tokenizer_plus_onnxruntime(text_bent
 
 
 @pytest.fixture(scope="module")
+@heavy
 def lambda_builds(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("processing-lambda")
     image, image_model = image_build(folder / "image", "aws-lambda")
     text, _, tokenizer = text_build(folder / "text", "aws-lambda")
     return {"image": (image, image_model, folder), "text": (text, tokenizer)}
-
-
-def handler_runtime(app: Path):
-    api = RuntimeAPI()
-    env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": api.address, "PYTHONPATH": str(app),
-           "MLPACK_AGENT_SOCKET": "/nonexistent/agent.sock"}
-    proc = subprocess.Popen([sys.executable, "-m", "awslambdaric", "handler.handler"], cwd=app, env=env)
-    return api, proc
 
 
 def test_the_lambda_zip_ships_the_processing_and_its_libraries_alone(lambda_builds) -> None:
@@ -186,8 +154,7 @@ def test_the_lambda_handler_answers_an_image_body_and_json_text(lambda_builds) -
     image, model, folder = lambda_builds["image"]
     png = photo_png(folder / "photo.png")
     labels, probabilities = expected_classes(model, png)
-    api, proc = handler_runtime(image.path / "lambda" / "app")
-    try:
+    with LambdaRuntime(image.path / "lambda" / "app") as api:
         event = {"body": base64.b64encode(png).decode(), "isBase64Encoded": True,
                  "headers": {"content-type": "image/png"}, "requestContext": {"http": {"method": "POST"}}}
         status, reply = api.invoke(event)
@@ -199,22 +166,13 @@ def test_the_lambda_handler_answers_an_image_body_and_json_text(lambda_builds) -
         status, reply = api.invoke(bad)
         assert reply["statusCode"] == 400
         assert json.loads(reply["body"]) == {"error": "input 'image' row 0 is not a PNG or JPEG image"}
-    finally:
-        proc.kill()
-        proc.wait()
-        api.close()
 
     text, tokenizer = lambda_builds["text"]
-    api, proc = handler_runtime(text.path / "lambda" / "app")
-    try:
+    with LambdaRuntime(text.path / "lambda" / "app") as api:
         status, body = api.invoke({"inputs": {"text": SENTENCES[:3]}})
         assert status == "response", body
         expected = text_reference(text.path / "model" / "model.onnx", tokenizer, SENTENCES[:3])
         np.testing.assert_allclose(body["outputs"]["embedding"], expected, atol=1e-5)
-    finally:
-        proc.kill()
-        proc.wait()
-        api.close()
 
 
 def _function_python() -> bool:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mlpack.cli import app
 from mlpack.progress import Progress, live_terminal
 
-from .test_optimize import two_layer_data, two_layer_model
+from .optimize_models import two_layer_data, two_layer_model
 
 
 def test_off_a_terminal_progress_is_the_plain_lines_it_always_was(capsys: pytest.CaptureFixture) -> None:

@@ -32,8 +32,9 @@ from .agent_harness import free_port, wait_for
 from .conftest import REPO, uv
 from .models import linear_model
 from .signing_support import make_keys
-from .test_deploy import REGION, server  # noqa: F401  (server: the moto server fixture, patched as there)
-from .test_serve_local import alive, descendants, demo_rows
+from .moto_support import REGION, server  # noqa: F401  (server: the moto server fixture)
+from .demo_data import demo_rows
+from .served_apps import alive, descendants
 
 pytestmark = pytest.mark.slow
 README = REPO / "README.md"

@@ -13,17 +13,14 @@ from typer.testing import CliRunner
 from mlpack.artifact import Artifact
 from mlpack.cli import app
 from mlpack.errors import InputError
-from mlpack.manifest import BentoSection
-from mlpack.model_info import Signature, TensorSpec
 from mlpack.resources import data_dir
 from mlpack.rollout.ansible import DEFAULT_WAVES, parse_waves, prepare, render_inventory, tool
 from mlpack.rollout.waves import UnreachableBudget, plan_waves
 from mlpack.rollout.release import Release, probe_request, read_release
 from mlpack.signing import key_from, sign_artifact
 
-from .manifests import edit_json, make_manifest, write_artifact
+from .manifests import edit_json, sensor_artifact
 from .signing_support import make_keys
-from .models import linear_model
 
 pytestmark = pytest.mark.requires_tool("ansible", module=True, hint="ansible-core, in mlpack's edge extra (make setup)")
 
@@ -123,6 +120,7 @@ def test_a_bad_unreachable_budget_is_refused(text: str) -> None:
         UnreachableBudget.parse(text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["playbook.yml", "status.yml"])
 def test_ansible_accepts_the_generated_playbooks(playbook: Path, name: str) -> None:
     done = subprocess.run([tool("ansible-playbook"), "--syntax-check", "-i", "device-1,", name],
@@ -190,26 +188,14 @@ def test_bad_waves_are_refused(text: str) -> None:
         parse_waves(text)
 
 
-def _artifact(tmp_path: Path, bento: bool = True) -> Path:
-    root = tmp_path / "sensor-arm-edge"
-    (root / "model").mkdir(parents=True)
-    linear_model(root / "model" / "model.onnx")
-    signature = Signature(inputs=[TensorSpec(name="x", dtype="float32", shape=[None, 4])],
-                          outputs=[TensorSpec(name="y", dtype="float32", shape=[None, 2])])
-    manifest = make_manifest("arm-edge", "sensor", signature=signature, tag="0.1.0-0123456789ab",
-                             bento=BentoSection(tag="sensor-arm-edge:0.1.0-0123456789ab") if bento else None)
-    write_artifact(root, manifest)
-    return root
-
-
 def test_an_artifact_is_read_for_a_rollout(tmp_path: Path) -> None:
-    release = read_release(_artifact(tmp_path))
+    release = read_release(sensor_artifact(tmp_path))
     assert (release.name, release.version, release.service_port, release.agent_port) == \
         ("sensor-arm-edge", "0.1.0-0123456789ab", 3000, 9464)
 
 
 def test_a_changed_artifact_is_never_rolled_out(tmp_path: Path) -> None:
-    root = _artifact(tmp_path)
+    root = sensor_artifact(tmp_path)
     (root / "model" / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(InputError, match="does not match its manifest.json.*changed: model/model.onnx"):
         read_release(root)
@@ -217,7 +203,7 @@ def test_a_changed_artifact_is_never_rolled_out(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("key, value", [("image.tag", "9.9.9-elsewhere"), ("memory_mb", 64)])
 def test_an_edited_manifest_of_a_signed_artifact_is_never_rolled_out(tmp_path: Path, key: str, value) -> None:
-    root = _artifact(tmp_path)
+    root = sensor_artifact(tmp_path)
     keys = make_keys(tmp_path / "keys")
     sign_artifact(Artifact.open(root), key_from(keys.private, "UNUSED"))
     section, _, field = key.partition(".")
@@ -233,12 +219,12 @@ def test_an_edited_manifest_of_a_signed_artifact_is_never_rolled_out(tmp_path: P
 
 def test_an_artifact_without_a_bento_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no Bento"):
-        read_release(_artifact(tmp_path, bento=False))
+        read_release(sensor_artifact(tmp_path, bento=False))
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
-    artifact = _artifact(tmp_path)
+    artifact = sensor_artifact(tmp_path)
     cases = [
         (["rollout", "--fleet", "inventory.ini"], "no artifact given"),
         (["rollout", str(artifact), "--fleet", str(tmp_path / "missing.ini")], "does not exist"),

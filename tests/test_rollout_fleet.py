@@ -27,6 +27,7 @@ from .faults import NEEDS_TMPFS, mount_tmpfs, nodeid, record_fault, unmount
 from .fleet import SSHD, SimulatedFleet, SshServer, stop_processes
 from .manifests import edit_json, read_history
 from .models import linear_model, linear_reference
+from .pyramid import heavy
 
 pytestmark = pytest.mark.requires_tool("ansible", module=True, hint="ansible-core, in mlpack's edge extra (make setup)")
 
@@ -92,6 +93,7 @@ def with_swapped_model(good: Path, model: Path, dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+@heavy
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("rollout-artifacts")
     v1 = _build(linear_model(base / "v1.onnx", features=64, outputs=3, seed=1), base / "v1")
@@ -101,6 +103,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
+@heavy
 def sshd(tmp_path_factory: pytest.TempPathFactory):
     """Real SSH to the first and last device when OpenSSH's server is installed."""
     if SSHD is None:
@@ -114,6 +117,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
+@heavy
 def fleet(tmp_path: Path, artifacts: dict[str, Path], sshd: SshServer | None):
     fleet = SimulatedFleet(tmp_path / "devices", FLEET_SIZE, f"{NAME}-arm-edge", ssh=sshd)
     try:

@@ -19,6 +19,7 @@ from mlpack.deploy.aws import Aws
 from mlpack.errors import MlpackError
 from mlpack.rollout import greengrass
 from mlpack.rollout.greengrass import Greengrass, RolloutPolicy
+from .pyramid import heavy
 
 pytestmark = pytest.mark.requires_tool("moto", module=True, hint="moto, a test dependency (make setup)")
 
@@ -60,6 +61,7 @@ def aws(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture(scope="module")
+@heavy
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlpack.build import BuildRequest, build
     from mlpack.progress import Progress

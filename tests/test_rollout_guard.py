@@ -127,7 +127,7 @@ def test_the_control_nodes_rollback_ends_the_switch(device: Path) -> None:
 def _unit_texts() -> dict[str, str]:
     from mlpack.iac import render_iac
 
-    from .test_golden import fixed_context
+    from .manifests import fixed_context
 
     return {Path(path).name: text for path, text in render_iac(fixed_context("arm-edge")).items()
             if path.endswith(".service")}
@@ -145,8 +145,8 @@ def _units() -> dict[str, configparser.ConfigParser]:
 
 @pytest.mark.requires_tool("systemd-analyze", hint="apt-get install systemd")
 def test_the_units_restart_after_a_crash_within_limits_and_run_the_guard_first(tmp_path: Path) -> None:
-    from .faults import nodeid, record_fault
-    from .test_iac import _systemd_verify
+    from .faults import nodeid, record_not_injected
+    from .iac_support import systemd_verify
 
     units = _units()
     assert sorted(units) == ["mlpack-agent.service", "mlpack-model.service"]
@@ -158,15 +158,14 @@ def test_the_units_restart_after_a_crash_within_limits_and_run_the_guard_first(t
         pre = unit["Service"]["ExecStartPre"]
         assert pre.startswith("+-") and pre.endswith("/rollout/guard.py boot /opt/mlpack/golden-model-arm-edge")
         (tmp_path / name).write_text(_unit_texts()[name])
-    assert _systemd_verify(sorted(tmp_path.glob("*.service"))) == []  # systemd itself reads them so
+    assert systemd_verify(sorted(tmp_path.glob("*.service"))) == []  # systemd itself reads them so
     restart = units["mlpack-model.service"]["Service"]
-    record_fault("service-crash", nodeid(),
-                 "not injected: no systemd runs here as PID 1; the rendered units are checked "
-                 "(systemd-analyze verify) and their guard command is run",
-                 f"Restart={restart['Restart']} RestartSec={restart['RestartSec']}, "
-                 f"StartLimitBurst=5 in StartLimitIntervalSec=300, then `systemctl --failed` lists the unit",
-                 lost=sum(u["Service"]["Restart"] != "on-failure" for u in units.values()),
-                 detail="both units (service, agent); the ExecStartPre guard check runs before every start")
+    record_not_injected(
+        "service-crash", nodeid(),
+        "no systemd runs as PID 1 where the tests run, so no unit is crashed and restarted by it",
+        f"both rendered units read by systemd-analyze verify: Restart={restart['Restart']} "
+        f"RestartSec={restart['RestartSec']}, StartLimitBurst=5 in StartLimitIntervalSec=300, and the "
+        "ExecStartPre guard command, which the boot-check test runs")
 
 
 def test_the_units_boot_check_reverts_an_unconfirmed_switch(device: Path) -> None:

@@ -29,6 +29,7 @@ from .fleet import SimulatedFleet
 from .manifests import edit_json
 from .models import linear_model
 from .signing_support import flip_one_byte, make_keys
+from .pyramid import heavy
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.requires_tool("ansible", module=True, hint="ansible-core, in mlpack's edge extra (make setup)")]
@@ -43,6 +44,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
+@heavy
 def artifacts(tmp_path_factory: pytest.TempPathFactory, keys) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("signed-artifacts")
     built = {}
@@ -55,6 +57,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, keys) -> dict[str, Path]
 
 
 @pytest.fixture
+@heavy
 def fleet(tmp_path: Path, artifacts: dict[str, Path]):
     fleet = SimulatedFleet(tmp_path / "devices", FLEET_SIZE, f"{NAME}-arm-edge")
     try:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name
@@ -77,3 +81,50 @@ def test_the_installed_wheel_is_found_by_its_tags_else_the_one_pip_would_choose(
     assert _pick_wheel(wheels, frozenset(), "aarch64-manylinux_2_28", "3.12")["hashes"]["sha256"] == "c" * 64
     assert _pick_wheel(wheels, frozenset({"cp312-cp312-win_amd64"}), "x86_64-manylinux_2_28", "3.12") is None
     assert supported_tags("x86_64-manylinux_2_28", "3.11")[0] == "cp311-cp311-manylinux_2_28_x86_64"
+
+
+def install_by_hash(name: str, version: str, sha256: str, platform, folder: Path) -> subprocess.CompletedProcess:
+    """uv installs name==version only if its wheel's sha256 is `sha256` (--require-hashes):
+    uv hashes the wheel it has (its cache, where the build's wheels are) and refuses any
+    other. Online only if the cache lacks it."""
+    requirements = folder.with_suffix(".txt")
+    requirements.write_text(f"{name}=={version} --hash=sha256:{sha256}\n")
+    args = [sys.executable, "-m", "uv", "pip", "install", "--quiet", "--target", str(folder), "--no-deps",
+            "--no-compile", "--only-binary", ":all:", "--python-platform", platform.python_platform,
+            "--python-version", platform.python_version, "--require-hashes", "-r", str(requirements)]
+    done = subprocess.run([*args, "--offline"], capture_output=True, text=True)
+    return done if done.returncode == 0 or "Hash mismatch" in done.stderr else subprocess.run(
+        args, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_the_lambda_zips_sbom_hashes_are_those_of_the_wheels_whose_files_it_ships(demo_artifact, tmp_path) -> None:
+    """Recomputed, not read from the document: each package's wheel is installed again by
+    uv, which accepts it only if its sha256 is the SBOM's, and every file of the package
+    in the zip is byte for byte that wheel's (pruned files are absent, bytecode is added).
+    A Bento ships no wheels (its environment is installed from pinned requirements later):
+    only the zip has wheels to compare with."""
+    built = demo_artifact("aws-lambda")
+    sbom = json.loads((built.path / "sbom.cdx.json").read_text())
+    libraries = [c for c in sbom["components"] if c["type"] == "library" and "purl" in c]
+    with zipfile.ZipFile(built.path / "lambda" / "function.zip") as zf:
+        shipped = set(zf.namelist())
+        for component in libraries:
+            name, version, sha256 = component["name"], component["version"], component["hashes"][0]["content"]
+            folder = tmp_path / canonicalize_name(name)
+            done = install_by_hash(name, version, sha256, built.manifest.target.platform, folder)
+            assert done.returncode == 0, f"{name} {version}: no wheel with the SBOM's sha256: {done.stderr[-1500:]}"
+            wheel_files = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+            same = [f for f in sorted(wheel_files & shipped) if ".dist-info/" not in f and not f.startswith("bin/")]
+            assert len(same) >= 2, f"{name}: none of the wheel's files is in the zip"
+            for file in same:
+                assert hashlib.sha256(zf.read(file)).digest() == hashlib.sha256((folder / file).read_bytes()).digest(), \
+                    f"{file} in the zip is not the file of {name}'s wheel {sha256[:12]}"
+            # What the zip ships of the package (its RECORD lists it) comes from that wheel.
+            record = next(f for f in shipped if re.fullmatch(rf"{re.escape(folder.name.replace('-', '_'))}-"
+                                                              rf"[^/]+\.dist-info/RECORD", f, re.I))
+            listed = {line.split(",")[0] for line in zf.read(record).decode().splitlines()}
+            extra = sorted(f for f in listed & shipped - wheel_files
+                           if ".dist-info/" not in f and "__pycache__/" not in f and not f.startswith("bin/"))
+            assert extra == [], f"{name}: files in the zip that its wheel does not hold: {extra[:5]}"
+

@@ -14,6 +14,7 @@ from mlpack.progress import Progress
 
 from .models import linear_model, linear_reference
 from .served_apps import BentoServer
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +23,7 @@ MAX_ROWS = 32
 
 
 @pytest.fixture(scope="module")
+@heavy
 def served(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("serve")
     model = linear_model(folder / "linear.onnx", features=4, outputs=3)

@@ -5,7 +5,6 @@ SIGTERM (or Ctrl-C) stops everything: no process is left behind."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -22,37 +21,14 @@ from mlpack.cli import app
 
 from .agent_harness import free_port, wait_for
 from .conftest import REPO
+from .demo_data import demo_rows
+from .served_apps import alive, descendants, start_serve
 from .serving_docs import (
     DEMO, SERVING_DOC, demo_checks, documented_lines, documented_row, requires_curl, run_documented,
 )
 
 pytestmark = pytest.mark.slow
 N_PREDICTIONS = 7
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid`, by parent links in /proc (new sessions included)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def port_free(port: int) -> bool:
@@ -63,24 +39,6 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def demo_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
-    from mlpack.demo import demo_model
-
-    _, data = demo_model()
-    with np.load(data) as archive:
-        return archive["pixels"][:n], archive["labels"][:n]
-
-
-def start_serve(artifact: Path, port: int, agent_port: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
-    out = workdir / "serve.out"
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlpack")), "serve", str(artifact), "--port", str(port),
-         "--agent-port", str(agent_port)],
-        stdout=open(out, "wb"), stderr=open(workdir / "serve.err", "wb"), env={**os.environ},
-    )
-    return proc, out
 
 
 def lambda_serves(route: str) -> bool:

@@ -13,6 +13,7 @@ from tritonclient.utils import InferenceServerException
 
 from .models import onnxruntime_reference, text_and_numbers_model
 from .served_apps import BentoServer, FunctionURL, build_bento, build_lambda_app
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +28,7 @@ def model(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module", params=["bento", "lambda"])
+@heavy
 def server(request: pytest.FixtureRequest, model, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp(request.param)
     if request.param == "bento":

@@ -20,7 +20,9 @@ from mlpack.model_info import sha256_file
 from mlpack.signing import Key, key_from, sign_artifact, verify_artifact
 
 from .manifests import edit_json
-from .signing_support import flip_one_byte, make_certificates, make_keys, model_signing_cli, small_artifact
+from .pyramid import heavy
+from .signing_support import flip_one_byte, make_certificates, make_keys, small_artifact
+from .signing_support import model_signing_cli as run_model_signing
 
 runner = CliRunner()
 
@@ -39,12 +41,27 @@ def cli(*args: str, **env: str):
     return runner.invoke(app, list(args), env=env or None)
 
 
-def model_signing_verify(root: Path, public: Path):
-    return model_signing_cli("verify", "key", str(root), "--signature", str(root / "signature.sig"),
-                             "--public_key", str(public))
+@pytest.fixture
+@heavy
+def model_signing_cli():
+    """The PyPI `model_signing` command (a Python process of its own: seconds a run)."""
+    return run_model_signing
 
 
-def test_sign_writes_a_signature_that_mlpack_and_the_model_signing_cli_both_verify(artifact, keys) -> None:
+@pytest.fixture
+def model_signing_verify(model_signing_cli):
+    """`model_signing verify key` of an artifact's signature.sig with a public key."""
+
+    def verify(root: Path, public: Path):
+        return model_signing_cli("verify", "key", str(root), "--signature", str(root / "signature.sig"),
+                                 "--public_key", str(public))
+
+    return verify
+
+
+def test_sign_writes_a_signature_that_mlpack_and_the_model_signing_cli_both_verify(
+    artifact, keys, model_signing_verify
+) -> None:
     done = cli("sign", str(artifact.root), "--key", str(keys.private))
     assert done.exit_code == 0, done.output
     assert (artifact.root / "signature.sig").is_file()
@@ -59,7 +76,9 @@ def test_sign_writes_a_signature_that_mlpack_and_the_model_signing_cli_both_veri
     assert "Verification succeeded" in standalone.stdout + standalone.stderr
 
 
-def test_one_changed_byte_of_the_model_fails_mlpack_and_the_model_signing_cli(artifact, keys) -> None:
+def test_one_changed_byte_of_the_model_fails_mlpack_and_the_model_signing_cli(
+    artifact, keys, model_signing_verify
+) -> None:
     sign_artifact(artifact, key_from(keys.private, "UNUSED"))
     flip_one_byte(artifact.root / "model" / "model.onnx")
 
@@ -82,7 +101,7 @@ def test_a_manifest_resealed_over_a_changed_model_passes_the_hashes_but_not_the_
     assert "signature does not verify" in done.output and "model/model.onnx" in done.output
 
 
-def test_a_signature_from_another_key_is_refused(artifact, keys, tmp_path: Path) -> None:
+def test_a_signature_from_another_key_is_refused(artifact, keys, tmp_path: Path, model_signing_verify) -> None:
     sign_artifact(artifact, key_from(make_keys(tmp_path / "other").private, "UNUSED"))
     done = cli("verify", str(artifact.root), "--key", str(keys.public))
     assert done.exit_code == 1 and "signature does not verify" in done.output
@@ -108,7 +127,9 @@ EDITS = {
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
-def test_an_edited_manifest_fails_the_signature_in_mlpack_and_in_the_model_signing_cli(artifact, keys, edit) -> None:
+def test_an_edited_manifest_fails_the_signature_in_mlpack_and_in_the_model_signing_cli(
+    artifact, keys, edit, model_signing_verify
+) -> None:
     sign_artifact(artifact, key_from(keys.private, "UNUSED"))
     edit_json(artifact.root, EDITS[edit])
 
@@ -124,8 +145,7 @@ def test_an_edited_manifest_fails_the_signature_in_mlpack_and_in_the_model_signi
 
 
 def test_a_command_that_changes_a_signed_manifest_removes_the_signature_and_says_to_sign_again(
-    artifact, keys
-) -> None:
+    artifact, keys, model_signing_verify) -> None:
     sign_artifact(artifact, key_from(keys.private, "UNUSED"))
     artifact.update(lambda m: setattr(m.image, "digest", "sha256:" + "c" * 64))  # as `mlpack push` does
     assert not (artifact.root / "signature.sig").exists()
@@ -138,7 +158,7 @@ def test_a_command_that_changes_a_signed_manifest_removes_the_signature_and_says
     assert model_signing_verify(artifact.root, keys.public).returncode == 0
 
 
-def test_deploy_and_rollout_records_go_to_history_and_keep_the_signature(artifact, keys) -> None:
+def test_deploy_and_rollout_records_go_to_history_and_keep_the_signature(artifact, keys, model_signing_verify) -> None:
     from datetime import datetime, timezone
 
     from mlpack.manifest import DeployRecord
@@ -153,7 +173,7 @@ def test_deploy_and_rollout_records_go_to_history_and_keep_the_signature(artifac
     assert model_signing_verify(artifact.root, keys.public).returncode == 0
 
 
-def test_a_signature_that_leaves_the_manifest_unsigned_is_refused(artifact, keys) -> None:
+def test_a_signature_that_leaves_the_manifest_unsigned_is_refused(artifact, keys, model_signing_verify) -> None:
     # As an mlpack that did not sign manifest.json signed: the library alone accepts it.
     from model_signing import hashing, signing
 
@@ -212,7 +232,7 @@ def test_verify_without_a_key_names_the_files_the_manifest_does_not_hash_and_why
         "  the signature covers manifest.json and every other file but signature.sig and history.json"
 
 
-def test_a_file_added_after_signing_is_refused(artifact, keys) -> None:
+def test_a_file_added_after_signing_is_refused(artifact, keys, model_signing_verify) -> None:
     sign_artifact(artifact, key_from(keys.private, "UNUSED"))
     (artifact.root / "agent" / "extra.json").write_text("{}")
     done = cli("verify", str(artifact.root), "--key", str(keys.public))
@@ -251,7 +271,7 @@ def test_a_changed_artifact_is_never_signed(artifact, keys) -> None:
     assert not (artifact.root / "signature.sig").exists()
 
 
-def test_certificate_mode_verifies_against_the_root_ca(artifact, tmp_path: Path) -> None:
+def test_certificate_mode_verifies_against_the_root_ca(artifact, tmp_path: Path, model_signing_cli) -> None:
     chain = make_certificates(tmp_path / "pki")
     done = cli("sign", str(artifact.root), "--key", str(chain.key), "--cert", str(chain.certificate),
                "--chain", str(chain.ca))

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from .conftest import uv
+from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
+@heavy
 def installed(mlpack_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with mlpack installed from its wheel (not editable)."""
     venv = tmp_path_factory.mktemp("wheel") / "venv"

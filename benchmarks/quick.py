@@ -1,0 +1,50 @@
+"""`--quick --check`: a benchmark's short run, for CI (tests/test_benchmarks_quick.py).
+
+A quick run takes seconds: small sizes, short windows, nothing written to BENCHMARKS.md
+or the docs. It measures each figure beside its baseline in the same run (so a busy
+machine slows both) and compares their ratio with the limit the benchmark's goal states;
+with `--check` a ratio past its limit exits 1. The figures of a quick run are a regression
+guard, not the published ones: those come from the full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """`measured / baseline`, both from this run, which must stay at most `at_most`."""
+
+    name: str
+    measured: float
+    baseline: float
+    at_most: float
+
+    @property
+    def value(self) -> float:
+        return self.measured / self.baseline
+
+    @property
+    def ok(self) -> bool:
+        return self.value <= self.at_most
+
+    def line(self) -> str:
+        verdict = "ok" if self.ok else "REGRESSION"
+        return (f"check: {self.name}: {self.measured:.4g} / {self.baseline:.4g} = {self.value:.3f} "
+                f"(at most {self.at_most:g}): {verdict}")
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run (seconds) that writes nothing; for CI, with --check")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if a ratio passes its limit (measured against its baseline in this run)")
+
+
+def report(ratios: list[Ratio], check: bool) -> int:
+    """Print one line per ratio; the exit code for `--check`."""
+    for ratio in ratios:
+        print(ratio.line())
+    return 1 if check and not all(r.ok for r in ratios) else 0

@@ -1,0 +1,114 @@
+"""The suite's own rules: markers come from the fixtures a test uses (tests/pyramid.py),
+session builds run once for all xdist workers (tests/session_builds.py), a shared artifact
+that changes is caught, and test modules share helpers through support modules only."""
+
+from __future__ import annotations
+
+import ast
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from .session_builds import Snapshot, shared
+
+TESTS = Path(__file__).parent
+
+GENERATED = '''
+import pytest
+from tests.pyramid import heavy, local
+
+@pytest.fixture
+@heavy
+def built():
+    return "artifact"
+
+@pytest.fixture
+@local
+def agent():
+    return "process"
+
+@pytest.fixture
+def through(built):
+    return built
+
+def test_plain():
+    pass
+
+def test_builds(built):
+    pass
+
+def test_builds_through_another_fixture(through):
+    pass
+
+def test_talks_to_a_process(agent):
+    pass
+
+@pytest.mark.slow
+def test_marked_by_hand():
+    pass
+'''
+
+
+def test_markers_follow_the_fixtures_a_test_uses(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n")
+    pytester.makepyfile(test_generated=GENERATED)
+    for expression, expected in (
+        ("unit", ["test_plain"]),
+        ("slow", ["test_builds", "test_builds_through_another_fixture", "test_marked_by_hand"]),
+        ("not slow", ["test_plain", "test_talks_to_a_process"]),
+    ):
+        run = pytester.runpytest("-m", expression, "--collect-only", "-q", "-p", "no:randomly")
+        collected = sorted(line.split("::")[-1] for line in run.outlines if "::" in line)
+        assert collected == expected, expression
+
+
+def _build_once(root: str, name: str, log: str) -> str:
+    class Factory:  # what shared() needs of pytest's TempPathFactory
+        def getbasetemp(self) -> Path:
+            return Path(root)
+
+    def make(folder: Path) -> str:
+        with open(log, "a") as out:
+            out.write("built\n")
+        time.sleep(0.5)  # long enough for the other process to be waiting on the lock
+        (folder / "artifact").write_text("x")
+        return str(folder / "artifact")
+
+    return shared(Factory(), name, make)
+
+
+def test_a_session_build_runs_once_for_every_worker(tmp_path: Path) -> None:
+    log = tmp_path / "builds.log"
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        paths = pool.starmap(_build_once, [(str(tmp_path), "demo", str(log))] * 2)
+    assert log.read_text() == "built\n"
+    assert paths[0] == paths[1] and Path(paths[0]).read_text() == "x"
+
+
+def test_a_snapshot_names_what_was_written_added_or_removed(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.onnx").write_bytes(b"weights")
+    snapshot = Snapshot.of(tmp_path)
+    assert snapshot.changed() == []
+    (tmp_path / "manifest.json").write_text('{"edited": true}')
+    (tmp_path / "history.json").write_text("{}")
+    (tmp_path / "model" / "model.onnx").unlink()
+    assert snapshot.changed() == ["history.json", "manifest.json", "model/model.onnx"]
+
+
+def test_test_modules_import_helpers_from_support_modules_not_from_each_other() -> None:
+    offenders = []
+    for path in sorted(TESTS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module.split(".")[-1]
+                if module.startswith("test_"):
+                    offenders.append(f"{path.name}: from {'.' * node.level}{node.module}")
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.name}: import {a.name}" for a in node.names
+                              if a.name.split(".")[-1].startswith("test_")]
+    assert offenders == [], "move what is shared into a support module (tests/*.py without test_)"
