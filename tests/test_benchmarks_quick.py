@@ -16,6 +16,7 @@ QUICK = ["agent_bench", "request_memory"]
 # Scripts without a quick mode yet: each needs builds, servers or images that take minutes.
 NO_QUICK_MODE_YET = {
     "gpu": "needs a GPU host; its CPU-side steps run in tests/test_benchmark_gpu.py",
+    "build_memory": "builds the OCR detector with calibration images (minutes, gigabytes)",
     "fault_table": "its --check runs on recorded results; tests/test_fault_table.py checks the table",
     "image_sizes": "builds container images (minutes)",
     "lambda_cold_start": "builds Lambda zips, then starts them 10 times each",
