@@ -101,6 +101,7 @@ def linear_onnx(tmp_path: Path) -> Path:
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     pyramid.mark(items)
+    pyramid.keep_phases_in_order(items)  # after pytest-randomly's shuffle (a wrapper, it runs first)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

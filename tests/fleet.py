@@ -37,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -134,7 +135,9 @@ def restart(root: Path) -> None:
     (run / "last-restart.json").write_text(json.dumps({"ssh_connection": os.environ.get("SSH_CONNECTION")}))
     env = {
         **os.environ,
-        "MLPACK_AGENT_SOCKET": str(run / "agent" / "agent.sock"),  # a folder of its own, as systemd's
+        # A folder of its own, as systemd's RuntimeDirectory, on a short path (a Unix socket's is
+        # at most 107 bytes; pytest's tmp_path for a long test name is close to that).
+        "MLPACK_AGENT_SOCKET": settings["agent_socket"],
         "MLPACK_AGENT_PROMETHEUS_HOST": "127.0.0.1",
         "MLPACK_AGENT_PROMETHEUS_PORT": str(settings["agent_port"]),
         "MLPACK_AGENT_BUFFER_DIR": str(root / "var" / "agent-buffer"),
@@ -478,6 +481,7 @@ class SimulatedFleet:
         from mlpack.rollout.ansible import render_inventory
 
         self.base = Path(base)
+        self.sockets = Path(tempfile.mkdtemp(prefix="mlpack-fleet-"))  # mode 0700
         ports = free_ports(2 * size)
         self.devices = [
             Device(f"device-{i:02d}", self.base / f"device-{i:02d}", ports[2 * i], ports[2 * i + 1])
@@ -486,7 +490,8 @@ class SimulatedFleet:
         for device in self.devices:
             device.root.mkdir(parents=True, exist_ok=True)
             (device.root / "device.json").write_text(json.dumps(
-                {"service_port": device.service_port, "agent_port": device.agent_port}))
+                {"service_port": device.service_port, "agent_port": device.agent_port,
+                 "agent_socket": str(self.sockets / device.name[-2:] / "agent.sock")}))
         self.over_ssh = [d.name for i, d in enumerate(self.devices) if ssh is not None and i in ssh_devices]
         self.links = {self.devices[i].name: Link(ssh.port, self.devices[i].root)
                       for i in links if ssh is not None and self.devices[i].name in self.over_ssh}
@@ -512,7 +517,6 @@ class SimulatedFleet:
         (a bound, not a speed: ten devices start twenty Python processes at once, which on two
         busy cores took over 60 s in full `make test` runs)."""
         import tarfile
-        import tempfile
 
         from mlpack.rollout.release import read_release, write_bundle
 
@@ -550,6 +554,7 @@ class SimulatedFleet:
         stop_processes([d.root / "run" / f"{name}.pid" for d in self.devices for name in PROCESSES])
         for link in self.links.values():
             link.cut()
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -61,3 +61,17 @@ def mark(items: Iterable[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
         if not kinds and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.unit)
+
+
+def keep_phases_in_order(items: list[pytest.Item]) -> None:
+    """A module marked `phases` tells one scenario test by test, against one live system
+    (a Prometheus that counts every request so far): pytest-randomly still places the
+    module anywhere, but its tests run in the order they are written."""
+    slots: dict[object, list[int]] = {}
+    for i, item in enumerate(items):
+        if item.get_closest_marker("phases") is not None:
+            slots.setdefault(getattr(item, "module", None), []).append(i)
+    for positions in slots.values():
+        ordered = sorted((items[i] for i in positions), key=lambda item: (item.location[1] or 0, item.nodeid))
+        for i, item in zip(positions, ordered):
+            items[i] = item

@@ -185,6 +185,30 @@ def test_the_client_sends_counts_with_its_events_and_captures_apart(tmp_path: Pa
     sink.close()
 
 
+def test_the_last_requests_counts_reach_the_agent_when_no_request_follows(tmp_path: Path) -> None:
+    """Counts taken too soon for the last datagram (the meter sends at most every 0.2 s)
+    still go out, from the client's lingerer, with no event to carry them."""
+    import socket
+
+    path = str(tmp_path / "sink.sock")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(path)
+    sink.settimeout(5)
+    client = EventClient(socket_path=path, batch=1, linger_s=0.02)
+    meter = DriftMeter(Profile(PROFILE), ["label", "probabilities"], max_per_s=None, interval_s=0.2)
+    client.attach_drift(meter)
+    x = pixels(3)
+    rows = 0
+    for _ in range(2):  # the second request's event goes out at once, its counts are not due yet
+        meter.add({"pixels": x}, list(classify(x).values()))
+        client.inference(1.0, 2.0, 3, 64, True)
+    while rows < 6:
+        rows += (json.loads(sink.recv(65536)).get("drift") or {}).get("rows", 0)
+    assert rows == 6 and not meter.waiting()
+    client.close()
+    sink.close()
+
+
 @pytest.mark.slow
 def test_drift_and_captures_through_a_real_agent_and_an_otlp_outage(tmp_path: Path) -> None:
     """The edge's path: the collector is down while drift is measured; the scores wait in the

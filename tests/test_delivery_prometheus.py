@@ -58,7 +58,8 @@ from .manifests import render_context
 from .models import linear_model
 from .served_apps import BentoServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.requires_tool("prometheus", hint="apt-get install prometheus")]
+pytestmark = [pytest.mark.slow, pytest.mark.phases,
+              pytest.mark.requires_tool("prometheus", hint="apt-get install prometheus")]
 
 SLOW_MARKER = 7777.0
 HOOK = f'''"""Test processing: a request whose first value is {SLOW_MARKER} waits 0.8 s (latency injected)."""
@@ -296,7 +297,7 @@ def _by(verdicts: dict, kind: str, name: str | None = None) -> list[Any]:
     return [v for (_, k, n), v in verdicts.items() if k == kind and (name is None or n == name or n.startswith(name))]
 
 
-# --- the checks, phase by phase (the tests of this module run in order) ------------------------
+# --- the checks, phase by phase (marked `phases`: they run in this order, even in random order) -----
 
 def test_every_engine_file_holds_queries_of_the_objective(live: Live) -> None:
     for files in (live.cpu_files, live.gpu_files):

@@ -64,6 +64,21 @@ def test_markers_follow_the_fixtures_a_test_uses(pytester: pytest.Pytester) -> N
         assert collected == expected, expression
 
 
+def test_a_phases_module_keeps_its_written_order_under_random_order(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n")
+    steps = [f"test_step_{name}" for name in "dcbafehg"]  # written in this order, not alphabetically
+    body = "".join(f"def {name}():\n    pass\n\n" for name in steps)
+    pytester.makepyfile(test_phased="import pytest\npytestmark = pytest.mark.phases\n\n" + body,
+                        test_shuffled=body)
+
+    def order(seed: int, module: str) -> list[str]:
+        run = pytester.runpytest("--collect-only", "-q", f"--randomly-seed={seed}")
+        return [line.split("::")[-1] for line in run.outlines if line.startswith(f"{module}.py::")]
+
+    assert all(order(seed, "test_phased") == steps for seed in (1, 2, 3))
+    assert any(order(seed, "test_shuffled") != steps for seed in (1, 2, 3))  # the others are shuffled
+
+
 def _build_once(root: str, name: str, log: str) -> str:
     class Factory:  # what shared() needs of pytest's TempPathFactory
         def getbasetemp(self) -> Path:

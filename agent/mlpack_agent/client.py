@@ -18,7 +18,8 @@ the client (the caller's reference) and are not sent.
 Drift: the service may `attach_drift(source)`, an object with `take()` and `put_back(value)`
 (mlpack_runtime.drift.DriftMeter). Each datagram then carries what `take()` returns: the
 summed bin counts of the requests since the last datagram (never the data), under
-`"drift"`. Sampled capture: `capture(json_text)` sends one request's inputs, already
+`"drift"`; when the source has a `waiting()` that says counts wait and no event is left
+to carry them, the lingerer sends them in a datagram of their own. Sampled capture: `capture(json_text)` sends one request's inputs, already
 encoded and size-capped by the service, in a datagram of its own (off unless the service
 turns it on).
 
@@ -191,6 +192,8 @@ class EventClient:
                     queue.extendleft(reversed(unsent))
                     self._retry_at = time.monotonic() + _RETRY_S
                     return
+            if not queue and time.monotonic() >= self._retry_at and self._drift_waiting():
+                self._send_drift()
         except Exception:  # noqa: BLE001 - the request path must never see telemetry errors
             pass
         finally:
@@ -263,8 +266,22 @@ class EventClient:
     def _linger(self) -> None:
         while True:
             time.sleep(self.linger_s)
-            if self._queue:
+            if self._queue or self._drift_waiting():
                 self.flush()
+
+    def _drift_waiting(self) -> bool:
+        waiting = getattr(self._drift, "waiting", None)
+        try:
+            return bool(waiting()) if waiting is not None else False
+        except Exception:  # noqa: BLE001 - drift is best effort
+            return False
+
+    def _send_drift(self) -> None:
+        """The counts of the last requests, which no event is left to carry (a quiet service)."""
+        drift = self._take_drift()  # None until the source's interval has passed
+        if drift:
+            self._put_back(drift)  # put back marks it to go now: the send below takes it again
+            self._send([])
 
     def _after_fork(self) -> None:
         # A forked worker inherits the queue but not the background thread.

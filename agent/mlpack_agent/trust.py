@@ -56,10 +56,18 @@ class Received:
     truncated: bool  # larger than the receive buffer: never a datagram of the client
 
 
+# sun_path is 108 bytes on Linux, with the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
 def bind(path: str) -> socket.socket:
     """Bind the agent's datagram socket at `path`, in a private folder, mode 0600, with
     sender credentials on. Raises UnsafeFolder (an OSError) for a folder others can enter."""
     target = Path(path)
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:  # the kernel's sun_path: say so before creating folders
+        raise OSError(f"the socket path {path} is {len(os.fsencode(path))} bytes, over the {MAX_SOCKET_PATH} "
+                      "a Unix socket path may have; choose a shorter path (MLPACK_AGENT_SOCKET or `socket` in "
+                      "agent.json)")
     check_private(private_dir(target.parent))
     if target.exists() or target.is_symlink():
         if not stat.S_ISSOCK(target.lstat().st_mode):

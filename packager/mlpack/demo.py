@@ -25,8 +25,9 @@ def demo_model() -> tuple[Path, Path]:
     """Return (model.onnx, validation.npz), training and converting them on first use."""
     from importlib.metadata import version
 
-    # Keyed by the scikit-learn version: its training is deterministic for a given version.
-    folder = cache_dir() / f"demo-sklearn{version('scikit-learn')}"
+    # Keyed by the scikit-learn version: its training is deterministic for a given version
+    # (v2: the converted graph has a fixed name, so two machines make the same bytes).
+    folder = cache_dir() / f"demo-v2-sklearn{version('scikit-learn')}"
     model, data = folder / f"{DEMO_NAME}.onnx", folder / "validation.npz"
     if model.is_file() and data.is_file():
         return model, data
@@ -63,6 +64,7 @@ def _train() -> tuple[bytes, np.ndarray, np.ndarray]:
         # A plain probability tensor (no ZipMap) so every output is an ndarray.
         options={id(clf): {"zipmap": False}},
         target_opset=17,
+        name="mlpack-demo",  # not skl2onnx's random default: the same demo model on every machine
     )
     onx.doc_string = "mlpack demo: scikit-learn MLP on the digits data set"
     return onx.SerializeToString(), x_val, y_val.astype(np.int64)

@@ -11,10 +11,11 @@ it (NaN too); a class output has a slot per class and one for any other class.
 arrays (no copy, no computation in the request path), and `take` (called by the agent
 client when it sends a datagram, at most every TAKE_INTERVAL_S) bins everything added
 since, all requests at once, and returns the summed counts. Nothing of the data itself
-leaves: only counts. Beyond MAX_BINNED_PER_S requests a second, only every n-th request
-is kept (n from the last second's rate, and never more than MAX_BINNED_PER_S in a
-second): a drift window needs a sample, not every row, and so the cost per request stays
-bounded however busy the service is. The build uses
+leaves: only counts. Beyond MAX_BINNED_PER_S requests a second, each request is kept
+with probability MAX_BINNED_PER_S / the last second's rate (at random, not every n-th:
+traffic that repeats with a period would otherwise be sampled at one phase of it), and
+never more than MAX_BINNED_PER_S in a second: a drift window needs a sample, not every
+row, and so the cost per request stays bounded however busy the service is. The build uses
 the same `Profile.count` to compute the calibration data's own counts, so served and
 reference counts are binned by the same code.
 
@@ -24,6 +25,7 @@ numpy only (this module ships in every artifact as part of mlpack_runtime).
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from typing import Any, Sequence
@@ -258,7 +260,8 @@ class DriftMeter:
         self.output_names = list(outputs)
         self.max_per_s, self.interval_s, self._clock = max_per_s, interval_s, clock
         self.seen = self.kept = 0  # requests added, and those kept for binning
-        self._stride, self._skip, self._second_first, self._second_end, self._second_kept = 1, 0, 0, 0.0, 0
+        self._keep, self._second_first, self._second_end, self._second_kept = 1.0, 0, 0.0, 0
+        self._random = random.Random(0).random
         self._last_take, self._now = 0.0, False
         self._lock = threading.Lock()
         self._pending: list[tuple[dict[str, Any], list]] = []
@@ -268,17 +271,15 @@ class DriftMeter:
 
     def add(self, inputs: dict[str, Any], outputs: list) -> None:
         """Keep a reference to one request's model inputs and outputs (binned at `take`),
-        or, beyond `max_per_s` requests a second, to every n-th only."""
+        or, beyond `max_per_s` requests a second, a random sample of them."""
         self.seen += 1
         if self.max_per_s is not None:
-            self._skip += 1
-            if self._skip < self._stride:
-                return
-            self._skip = 0
             now = self._clock()
-            if now >= self._second_end:  # the stride for the next second, from this one's rate
-                self._stride = max(1, -(-(self.seen - self._second_first) // self.max_per_s))
+            if now >= self._second_end:  # the share to keep next second, from this one's rate
+                self._keep = min(1.0, self.max_per_s / max(1, self.seen - self._second_first))
                 self._second_first, self._second_end, self._second_kept = self.seen, now + 1.0, 0
+            if self._keep < 1.0 and self._random() >= self._keep:
+                return
             if self._second_kept >= self.max_per_s:  # a burst within the second: the rest waits
                 return
             self._second_kept += 1
@@ -303,6 +304,11 @@ class DriftMeter:
             self._rows += rows
             self._outside += outside
             self._counts += counts
+
+    def waiting(self) -> bool:
+        """Whether counts wait for a datagram (the client's lingerer then sends one, so the
+        last requests before a quiet spell are not held back until the next request)."""
+        return bool(self._pending) or self._rows > 0
 
     def send_now(self) -> None:
         self._now = True
