@@ -25,7 +25,7 @@ numpy only (this module ships in every artifact as part of mlpack_runtime).
 from __future__ import annotations
 
 import json
-import random
+import os
 import threading
 import time
 from typing import Any, Sequence
@@ -261,7 +261,7 @@ class DriftMeter:
         self.max_per_s, self.interval_s, self._clock = max_per_s, interval_s, clock
         self.seen = self.kept = 0  # requests added, and those kept for binning
         self._keep, self._second_first, self._second_end, self._second_kept = 1.0, 0, 0.0, 0
-        self._random = random.Random(0).random
+        self._uniform: list[float] = []  # from os.urandom: numpy.random would add 30 modules to a Lambda's import
         self._last_take, self._now = 0.0, False
         self._lock = threading.Lock()
         self._pending: list[tuple[dict[str, Any], list]] = []
@@ -278,8 +278,11 @@ class DriftMeter:
             if now >= self._second_end:  # the share to keep next second, from this one's rate
                 self._keep = min(1.0, self.max_per_s / max(1, self.seen - self._second_first))
                 self._second_first, self._second_end, self._second_kept = self.seen, now + 1.0, 0
-            if self._keep < 1.0 and self._random() >= self._keep:
-                return
+            if self._keep < 1.0:
+                if not self._uniform:
+                    self._uniform = (np.frombuffer(os.urandom(8192), dtype=np.uint64) / 2.0**64).tolist()
+                if self._uniform.pop() >= self._keep:
+                    return
             if self._second_kept >= self.max_per_s:  # a burst within the second: the rest waits
                 return
             self._second_kept += 1
