@@ -163,6 +163,30 @@ def test_sequences_embeddings_and_strings_are_summarised_per_row() -> None:
     assert (rows, outside) == (1, 1)  # 2 tokens, 2 characters: below anything seen at build
 
 
+def test_a_normalized_embedding_is_tracked_by_its_direction_not_its_norm() -> None:
+    """Its norm is 1 up to float32 rounding, which differs with the batch a row ran in: binned,
+    the first single-row request would land outside the calibration range."""
+    embedding = np.random.default_rng(0).standard_normal((60, 24)).astype(np.float32)
+    embedding /= np.linalg.norm(embedding, axis=1, keepdims=True)
+    signature = Signature(inputs=[TensorSpec(name="x", dtype="float32", shape=["batch", 2])],
+                          outputs=[TensorSpec(name="embedding", dtype="float32", shape=["batch", 24])])
+    made = make_profile(ProfileData({"x": np.ones((60, 2), np.float32)}, {"embedding": embedding}, "test"),
+                        signature, 10)
+    assert [f["name"] for f in features(made) if f["name"].startswith("embedding")] == ["embedding:centroid_cosine"]
+
+
+def test_an_output_equal_up_to_rounding_lands_in_the_bin_of_its_calibration_row() -> None:
+    """Edges of what a model computes lie between calibration values, not on them: the same
+    rows run in another batch (rounding one float32 ulp either way) count the same."""
+    scores = np.repeat(np.array([[0.1], [0.25], [0.5], [0.75], [0.9]], np.float32), 12, axis=0)
+    signature = Signature(inputs=[TensorSpec(name="x", dtype="float32", shape=["batch", 1])],
+                          outputs=[TensorSpec(name="score", dtype="float32", shape=["batch", 1])])
+    counter = Profile(make_profile(ProfileData({"x": scores}, {"score": scores}, "test"), signature, 10))
+    for nudged in (np.nextafter(scores, np.float32(2)), np.nextafter(scores, np.float32(-2))):
+        assert np.array_equal(counter.count([({"x": scores}, {"score": nudged})])[2],
+                              counter.count([({"x": scores}, {"score": scores})])[2])
+
+
 def test_a_wide_input_is_summarised_not_binned_per_column() -> None:
     wide = np.random.default_rng(0).random((40, MAX_COLUMNS + 1)).astype(np.float32)
     signature = Signature(inputs=[TensorSpec(name="x", dtype="float32", shape=["batch", MAX_COLUMNS + 1])],

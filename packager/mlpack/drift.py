@@ -75,7 +75,7 @@ def make_profile(data: ProfileData, signature: Signature, max_bins: int,
             if group is not None:
                 groups.append(group)
     profile = {"format": FORMAT, "version": VERSION, "id": "0" * 16, "rows": rows, "source": data.source,
-               "groups": groups}
+               "groups": [g for g in groups if g["features"]]}
     _fill_references(profile, data)
     profile["id"] = profile_id(profile)
     return profile
@@ -101,6 +101,14 @@ def features(profile: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ---- groups -------------------------------------------------------------------------------
+
+
+# A float statistic whose calibration values all lie within this (relative) spread is fixed
+# by the model, not by the data: the norm of an L2-normalized embedding is 1 +- 1e-7, and
+# which side of 1 a row lands on depends on the batch it ran in. Binned, it would read as
+# drift on the first served request; it is left out of the profile.
+FLOAT32_NOISE = 1e-5
+FIXABLE_STATS = ("norm", "mean", "std", "max", "centroid_cosine")
 
 
 def _input_group(spec: TensorSpec, array: np.ndarray, bins: int, pad: int | None) -> dict[str, Any]:
@@ -145,7 +153,8 @@ def _columns(name: str, source: str, array: np.ndarray, bins: int) -> dict[str, 
     float32 = array.dtype == np.float32
     one = x.shape[1] == 1 and array.ndim == 1
     return {"tensor": name, "source": source, "kind": "columns", "dtype": "float32" if float32 else "float64",
-            "features": [{"name": name if one else f"{name}[{j}]", "edges": edges(x[:, j], bins, float32)}
+            "features": [{"name": name if one else f"{name}[{j}]",
+                          "edges": edges(x[:, j], bins, float32, between=source == "output")}
                          for j in range(x.shape[1])]}
 
 
@@ -157,9 +166,20 @@ def _rows(name: str, source: str, array: np.ndarray, stats: tuple[str, ...], bin
     if pad:
         group["pad"] = pad
     center = np.asarray(centroid, dtype=np.float64) if centroid is not None else None
-    group["features"] = [{"name": f"{name}:{stat}", "stat": stat,
-                          "edges": edges(row_statistic(stat, array, center, pad), bins, False)} for stat in stats]
+    group["features"] = []
+    for stat in stats:
+        values = row_statistic(stat, array, center, pad)
+        if stat in FIXABLE_STATS and _fixed(values):
+            continue  # the model fixes it (a normalized embedding's norm): only rounding would vary
+        group["features"].append({"name": f"{name}:{stat}", "stat": stat,
+                                  "edges": edges(values, bins, False, between=True)})
     return group
+
+
+def _fixed(values: np.ndarray) -> bool:
+    """Every value the same up to float32 rounding (which differs with the batch a row ran in)."""
+    v = values[np.isfinite(values)]
+    return bool(len(v)) and float(v.max() - v.min()) <= FLOAT32_NOISE * max(1.0, float(np.abs(v).max()))
 
 
 def _classes(name: str, values: np.ndarray) -> dict[str, Any]:
@@ -170,10 +190,15 @@ def _classes(name: str, values: np.ndarray) -> dict[str, Any]:
     return {"tensor": name, "source": "output", "kind": "classes", "features": [{"name": name, "classes": classes}]}
 
 
-def edges(values: np.ndarray, bins: int, float32: bool) -> list[float]:
+def edges(values: np.ndarray, bins: int, float32: bool, between: bool = False) -> list[float]:
     """Bin edges at the values' quantiles (min and max included); a value holding at least
     one bin's share of the rows gets a bin of its own, so a mostly-zero pixel still has
-    a bin for "not zero". Float32 features get float32 edges, written in their shortest form."""
+    a bin for "not zero". Float32 features get float32 edges, written in their shortest form.
+
+    `between`, for what a model computes (outputs, per-row statistics): each inner edge sits
+    halfway between the calibration values on either side of it, and the outer ones a float32
+    rounding further out, so a served row that equals a calibration row up to rounding (a
+    different batch, another thread count) lands in the same bin, not the next one."""
     v = np.sort(values[np.isfinite(values)].astype(np.float64))
     if not len(v):
         return [0.0, 0.0]
@@ -184,9 +209,23 @@ def edges(values: np.ndarray, bins: int, float32: bool) -> list[float]:
         if mass * bins >= len(v) and above < len(v):
             cut.add(float(v[above]))
     ordered = sorted(cut)
+    if between:
+        ordered = _between_values(ordered, v)
     if float32:
         ordered = sorted({float(np.format_float_positional(np.float32(e), unique=True)) for e in ordered})
     return ordered if len(ordered) > 1 else ordered * 2  # a constant: one bin, [v, v]
+
+
+def _between_values(ordered: list[float], v: np.ndarray) -> list[float]:
+    """Inner edges (each a calibration value) moved halfway down to the value below; the
+    outer ones out by FLOAT32_NOISE. Every calibration row keeps its bin."""
+    noise = FLOAT32_NOISE * max(1.0, float(np.abs(v[[0, -1]]).max()))
+    inner = []
+    for e in ordered[1:-1]:
+        k = int(np.searchsorted(v, e, side="left"))  # v[k-1] < e <= v[k]
+        inner.append((float(v[k - 1]) + e) / 2 if k > 0 else e)
+    return [ordered[0] - noise, *inner, ordered[-1] + noise] if len(ordered) > 1 else \
+        [ordered[0] - noise, ordered[0] + noise]
 
 
 def _float32_list(values: np.ndarray) -> list[float]:
