@@ -391,6 +391,15 @@ def test_the_agent_will_not_bind_in_a_folder_others_can_enter(tmp_path: Path, mo
     assert not (folder / "agent.sock").exists()
 
 
+def test_a_socket_path_too_long_for_the_kernel_is_named_before_any_folder_is_made(tmp_path: Path) -> None:
+    from mlpack_agent.trust import MAX_SOCKET_PATH, bind
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    with pytest.raises(OSError, match=f"over the {MAX_SOCKET_PATH} a Unix socket path may have"):
+        bind(str(deep / "agent.sock"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_agent_told_to_use_a_shared_folder_says_why_in_one_line(tmp_path: Path) -> None:
     config = tmp_path / "agent.json"
     config.write_text(json.dumps({"socket": "/tmp/mlpack-agent.sock", "prometheus": {"enabled": False}}))
