@@ -145,9 +145,16 @@ def test_alert_rules_load_and_evaluate(live) -> None:
              20, what="every rule to be evaluated")
     for rule in prometheus.api("/api/v1/rules")["groups"][0]["rules"]:
         assert rule["health"] == "ok", rule
-    # The agent is up: the agent-down alert stays silent.
-    down = next(r for r in prometheus.api("/api/v1/rules")["groups"][0]["rules"] if r["name"] == "MlpackAgentDown")
-    assert down["state"] == "inactive"
+    # The agent is up: once Prometheus has scraped it (a rule evaluated before the first scrape
+    # sees no target_info yet, and is pending), the agent-down alert is silent.
+    wait_for(lambda: prometheus.query("target_info"), 20, what="Prometheus to scrape the agent")
+
+    def agent_down_state() -> str:
+        rules = prometheus.api("/api/v1/rules")["groups"][0]["rules"]
+        return next(r for r in rules if r["name"] == "MlpackAgentDown")["state"]
+
+    wait_for(lambda: agent_down_state() == "inactive", 20, interval_s=0.5,
+             what="MlpackAgentDown to be inactive while the agent answers")
 
 
 def test_the_documented_metric_names_are_the_exported_ones(live) -> None:
