@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ def stop(proc: subprocess.Popen, timeout_s: float = 30) -> None:
         proc.wait()
 
 
-class Served:
+class Served(ABC):
     """A running server: a context manager that stops it; `output()` is its stderr so far."""
 
     proc: subprocess.Popen
@@ -145,8 +146,9 @@ class Served:
     def output(self) -> str:
         return output(self.proc)
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop the server and everything it started."""
 
     def __enter__(self):
         return self
