@@ -19,7 +19,8 @@ Drift: the service may `attach_drift(source)`, an object with `take()` and `put_
 (mlpack_runtime.drift.DriftMeter). Each datagram then carries what `take()` returns: the
 summed bin counts of the requests since the last datagram (never the data), under
 `"drift"`; when the source has a `waiting()` that says counts wait and no event is left
-to carry them, the lingerer sends them in a datagram of their own. Sampled capture: `capture(json_text)` sends one request's inputs, already
+to carry them, the lingerer sends them in a datagram of their own. Sampled capture:
+`capture(json_text)` sends one request's inputs, already
 encoded and size-capped by the service, in a datagram of its own (off unless the service
 turns it on).
 
