@@ -89,8 +89,19 @@ def write_bundle(release: Release, dest: Path) -> Path:
         for part in bundle_parts(release.artifact):
             path = release.artifact / part
             if path.exists():
-                tar.add(path, arcname=part)
+                tar.add(path, arcname=part, filter=_readable_by_the_service)
     return dest
+
+
+def _readable_by_the_service(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Root's files that every user may read, none may write. The build leaves its folder
+    mode 0700 and the manifest 0600 (it is made in a private temporary folder), but on a
+    device the units run as a DynamicUser= of systemd, which owns nothing it could be given
+    in advance: it reads the version through the "other" bits (tests/test_systemd_units.py)."""
+    member.uid = member.gid = 0
+    member.uname = member.gname = "root"
+    member.mode = 0o755 if member.isdir() or member.mode & 0o111 else 0o644
+    return member
 
 
 def unpacked_size(bundle: Path, block: int = 4096) -> int:
