@@ -277,6 +277,15 @@ class SystemdFacts:
     run_dir: str
     agent_state_dir: str
     agent_memory_mb: int
+    # RestrictAddressFamilies=: the agent needs its socket and TCP; the model service also
+    # netlink, which libzmq (BentoML's process manager, circus) opens to list the network
+    # interfaces: without it the service aborts at start (tests/test_systemd_units.py).
+    agent_address_families: str = "AF_UNIX AF_INET AF_INET6"
+    service_address_families: str = "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
+    # The system call groups denied beyond @system-service's allow list. libzmq sets its
+    # threads' scheduling (sched_setscheduler, in @resources) and aborts when refused.
+    agent_denied_calls: str = "@privileged @resources"
+    service_denied_calls: str = "@privileged"
 
 
 @dataclass(frozen=True)
