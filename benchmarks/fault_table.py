@@ -32,7 +32,7 @@ START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
 NOT_INJECTED = "Not injected, so not measured (no loss is claimed for them):"
 FAULT_TESTS = ["tests/test_rollout_fleet.py", "tests/test_rollout_guard.py", "tests/test_agent_delivery.py",
                "tests/test_build_cleanup.py", "tests/test_deploy_signatures.py",
-               "tests/test_agent_trust.py", "tests/test_hostile_clients.py"]
+               "tests/test_agent_trust.py", "tests/test_hostile_clients.py", "tests/test_systemd_units.py"]
 
 
 def _cell(text: str) -> str:
