@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..model_files import model_paths, save_model, stored_external
+from ..model.files import model_paths, save_model, stored_external
 from ..runtime.config import open_session
 from .data import EvalData
 from .measure import outputs

@@ -60,8 +60,8 @@ class StepTiming:
 def step_class(name: str) -> type[Step]:
     # Imported here: the step modules import this one for the interface.
     from .bento import BentoStep
-    from .lambda_zip import LambdaZipStep
-    from .sbom import SbomStep
+    from ..awslambda.zip_step import LambdaZipStep
+    from ..trust.sbom_step import SbomStep
 
     steps: dict[str, type[Step]] = {cls.name: cls for cls in (BentoStep, LambdaZipStep, SbomStep)}
     return steps[name]

@@ -98,7 +98,7 @@ class MixedInt8(Variant):
 
 
 def _remove(path: Path) -> None:
-    from ...model_files import model_paths
+    from ...model.files import model_paths
 
     for file in model_paths(path):
         file.unlink(missing_ok=True)

@@ -19,12 +19,12 @@ from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
-from . import __version__
+from .. import __version__
 from .facts import template_facts
-from .manifest import DriftSection, ImageSection, Manifest, ProcessingSection, Requirements, Versions
-from .model_info import Signature, TensorSpec
-from .resources import data_dir
-from .targets import RenderGroup, Target
+from ..manifest import DriftSection, ImageSection, Manifest, ProcessingSection, Requirements, Versions
+from ..model.info import Signature, TensorSpec
+from ..resources import data_dir
+from ..targets import RenderGroup, Target
 
 TEMPLATE_SUFFIX = ".j2"
 
@@ -95,7 +95,7 @@ class RenderContext(BaseModel):
     processing: ProcessingSection | None = None  # runtime.json's processing, and the files app folders get
     snapstart: bool = False  # Lambda: SnapStart was asked for at build (manifest lambda.snapstart)
     drift: DriftSection | None = None  # the drift profile's manifest section: runtime.json, alert rules
-    # The profile itself (mlpack.drift): the agent's configuration lists its features. Given
+    # The profile itself (mlpack.monitoring.drift): the agent's configuration lists its features. Given
     # where agent/agent.json is rendered (the build); other renders do not need it.
     drift_profile: dict[str, Any] | None = None
 
