@@ -63,7 +63,7 @@ def build(out: Path, quick: bool = False) -> dict:
     from mlpack.model.demo import demo_model
     from mlpack.render.facts import container_facts
     from mlpack.progress import Progress
-    from mlpack.render.templates import RenderContext
+    from mlpack.render.context import RenderContext
 
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work"

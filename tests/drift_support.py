@@ -10,7 +10,7 @@ import numpy as np
 
 from mlpack.monitoring.drift import PROFILE_FILE, ProfileData, drift_section, make_profile
 from mlpack.model.info import Signature, TensorSpec
-from mlpack.render.templates import RenderContext
+from mlpack.render.context import RenderContext
 
 from .manifests import make_manifest
 

@@ -13,7 +13,7 @@ from mlpack.manifest import (
     BentoSection, ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel, Versions,
 )
 from mlpack.model.info import Signature, TensorSpec
-from mlpack.render.templates import RenderContext
+from mlpack.render.context import RenderContext
 from mlpack.targets import load_target, target_files
 
 from .models import linear_model

@@ -224,7 +224,7 @@ def served_app(folder: Path, model: Path, request=None, target: str = "x86-cpu")
     from mlpack.steps.app import write_app
     from mlpack.model.info import inspect_model, sha256_file
     from mlpack.processing import ProcessingRequest, resolve_processing, ship_processing
-    from mlpack.render.templates import RenderContext
+    from mlpack.render.context import RenderContext
     from mlpack.runtime import ServedModel
 
     from .manifests import make_manifest

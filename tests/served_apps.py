@@ -32,7 +32,7 @@ from mlpack.steps.app import write_app
 from mlpack.awslambda.emulator import RuntimeAPI
 from mlpack.manifest import Manifest
 from mlpack.model.info import inspect_model
-from mlpack.render.templates import RenderContext
+from mlpack.render.context import RenderContext
 from mlpack.awslambda.function_url import FunctionUrlFront, lambda_budget
 from mlpack.steps import StepContext
 from mlpack.steps.bento import BentoStep

@@ -17,7 +17,7 @@ from mlpack.image.native_libs import missing_libraries
 from mlpack.pinned_runtime import for_target
 from mlpack.pinned_runtime.environment import runtime_env
 from mlpack.progress import Progress
-from mlpack.render.templates import RenderContext
+from mlpack.render.context import RenderContext
 from mlpack.targets import load_target, target_files
 from .pyramid import heavy
 

@@ -50,7 +50,8 @@ from mlpack.cli import app
 from mlpack.render.iac import render_iac
 from mlpack.processing.request import ProcessingRequest
 from mlpack.progress import Progress
-from mlpack.render.templates import RenderContext, render_group
+from mlpack.render.context import RenderContext
+from mlpack.render.templates import render_group
 from mlpack.runtime.telemetry import InferenceReporter
 
 from .agent_harness import AgentProcess, PrometheusServer, wait_for

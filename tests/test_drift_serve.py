@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from mlpack.artifact import Artifact
-from mlpack.render.templates import RenderContext, render_group
+from mlpack.render.context import RenderContext
+from mlpack.render.templates import render_group
 
 from .agent_harness import PrometheusServer, free_port, wait_for
 from .served_apps import start_serve

@@ -23,7 +23,8 @@ from mlpack.render.facts import (
     template_facts,
 )
 from mlpack.manifest import ImageSection
-from mlpack.render.templates import RenderContext, render_artifact
+from mlpack.render.context import RenderContext
+from mlpack.render.templates import render_artifact
 from mlpack.targets import target_files
 
 from .manifests import fixed_context

@@ -21,7 +21,7 @@ import yaml
 
 from mlpack.build import BuildResult
 from mlpack.render.facts import server_memory_facts
-from mlpack.render.templates import RenderContext
+from mlpack.render.context import RenderContext
 from mlpack.targets import load_target, target_files
 
 from .iac_support import (

@@ -27,7 +27,7 @@ from mlpack.errors import MlpackError
 from mlpack.render.facts import container_facts
 from mlpack.image.native_libs import check_cuda_libraries, missing_libraries
 from mlpack.pinned_runtime.environment import runtime_env
-from mlpack.render.templates import RenderContext
+from mlpack.render.context import RenderContext
 from mlpack.targets import load_target
 
 from .image_support import buildah, image_config, requires_image_tools, run_python

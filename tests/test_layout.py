@@ -18,14 +18,13 @@ def _module_name(package: str, root: Path, path: Path) -> str:
 
 
 def _top_level_imports(module: str, path: Path, is_package: bool) -> set[str]:
-    """Modules imported when this module is imported: statements at module level, not the
-    ones inside functions, and not the ones only type checkers read."""
+    """Modules imported at module level: when this module is imported, and those only type
+    checkers read (`if TYPE_CHECKING:`), which tie the modules together just the same. Not
+    the ones inside functions."""
     found: set[str] = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
     base = module.split(".") if is_package else module.split(".")[:-1]
     for node in tree.body:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
         for item in ast.walk(node) if isinstance(node, (ast.Try, ast.If)) else [node]:
             if isinstance(item, ast.Import):
                 found.update(alias.name for alias in item.names)

@@ -20,7 +20,7 @@ from mlpack.progress import Progress
 from mlpack.runtime import RequestError, limits
 from mlpack.runtime.limits import RequestLimits
 from mlpack.targets import known_targets, load_target
-from mlpack.render.templates import RenderContext
+from mlpack.render.context import RenderContext
 
 from .manifests import make_manifest
 

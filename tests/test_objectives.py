@@ -18,7 +18,8 @@ from mlpack.cli import app
 from mlpack.errors import InputError, MlpackError
 from mlpack.render.iac import render_iac
 from mlpack.monitoring.objectives import DURATION, ERRORS, PROVIDER, REQUESTS
-from mlpack.render.templates import RenderContext, render_artifact
+from mlpack.render.context import RenderContext
+from mlpack.render.templates import render_artifact
 from mlpack.targets import Kubernetes, load_target, target_files
 from mlpack_agent.metrics import PROMETHEUS_NAMES
 

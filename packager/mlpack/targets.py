@@ -21,7 +21,7 @@ from .paths import ArtifactPath, FolderPath
 from .resources import data_dir
 
 if TYPE_CHECKING:
-    from .optimize.variants import VariantConfig
+    from .optimize.variants.config import VariantConfig
 
 Build = Literal["bento", "lambda-zip"]
 

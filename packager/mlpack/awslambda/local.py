@@ -28,7 +28,7 @@ from .emulator import RuntimeAPI
 from .measure import (
     RUNTIME_CLIENT, Interpreter, find_python, install_runtime_client, make_writable, unpack_read_only,
 )
-from ..render.templates import RenderContext
+from ..render.context import RenderContext
 from .zip_step import APP
 from ..serve import ServeOptions, wait_until
 from .function_url import FunctionUrlFront, lambda_budget

@@ -25,7 +25,7 @@ from ..limits import LAMBDA_UNZIPPED_LIMIT, LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_Z
 from ..manifest import ColdStart, LambdaSection, Manifest, PrunedFiles
 from ..model.info import Signature, sample_inputs
 from ..processing.packages import prune_for_lambda
-from ..render.templates import RenderContext
+from ..render.context import RenderContext
 from ..sizes import format_size
 from ..targets import Target
 from ..uv import install_for_platform

@@ -35,7 +35,8 @@ from ..optimize.pipeline import check_variant, runtime_fit
 from ..pinned_runtime import for_target
 from ..optimize.report_html import REPORT_HTML, About, to_html
 from ..progress import Progress
-from ..render.templates import RenderContext, render_artifact, write_files
+from ..render.context import RenderContext
+from ..render.templates import render_artifact, write_files
 from ..trust.reproducible import build_inputs
 from ..steps import StepContext, StepOptions, StepTiming, run_steps
 from ..processing import (

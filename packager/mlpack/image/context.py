@@ -57,7 +57,7 @@ def check_native_libraries(artifact: Path, target: Target, site: Path) -> None:
         return
     from ..artifact import Artifact
     from ..render.facts import container_facts
-    from ..render.templates import RenderContext
+    from ..render.context import RenderContext
     from .native_libs import check_cuda_libraries
 
     cuda = container_facts(RenderContext.from_manifest(Artifact.open(artifact).manifest)).cuda

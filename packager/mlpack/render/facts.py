@@ -25,7 +25,7 @@ from ..runtime.budget import RequestBudget
 from ..runtime.limits import RequestLimits
 
 if TYPE_CHECKING:
-    from .templates import RenderContext
+    from .context import RenderContext
 
 # The telemetry agent's Prometheus endpoint: agent.json, the Kubernetes pod and service,
 # the Greengrass and systemd units all name this one port.

@@ -15,7 +15,8 @@ from __future__ import annotations
 from ..artifact import Artifact
 from ..errors import MlpackError
 from ..fsutil import staged_folder
-from .templates import RenderContext, render_artifact, write_files
+from .context import RenderContext
+from .templates import render_artifact, write_files
 from ..targets import RenderGroup, Target
 
 IAC_DIR = "iac"

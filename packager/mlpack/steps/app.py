@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 from ..model.files import copy_model
-from ..render.templates import RenderContext, render_group, write_files
+from ..render.context import RenderContext
+from ..render.templates import render_group, write_files
 from ..resources import data_dir, runtime_dir
 
 RUNTIME_PACKAGE = "mlpack_runtime"

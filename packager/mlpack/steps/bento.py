@@ -19,7 +19,7 @@ from .app import write_app
 from ..errors import MlpackError
 from ..fsutil import scratch_folder
 from ..manifest import BentoSection, Manifest
-from ..render.templates import RenderContext
+from ..render.context import RenderContext
 from ..trust.reproducible import epoch_of, timestamp
 from . import StepContext
 
