@@ -158,8 +158,8 @@ def sdk_cost_us(n_events: int = N_EVENTS, repeats: int = REPEATS) -> float:
 def drift_profile() -> dict:
     """A profile of DRIFT_FEATURES float32 columns (pixel-like values), a class output and
     a probability table, made by mlpack's own build code from 1,000 synthetic rows."""
-    from mlpack.drift import ProfileData, make_profile
-    from mlpack.model_info import Signature, TensorSpec
+    from mlpack.monitoring.drift import ProfileData, make_profile
+    from mlpack.model.info import Signature, TensorSpec
 
     rng = np.random.default_rng(0)
     x = (np.round(rng.beta(1, 3, (1000, DRIFT_FEATURES)) * 16) / 16).astype(np.float32)
@@ -208,7 +208,7 @@ def binning_us() -> dict[str, float]:
 def agent_drift_us() -> dict[str, float]:
     """The agent's share: adding one datagram's counts (64 rows) to the window, and
     computing every feature's scores once (a scrape or an OTLP export)."""
-    from mlpack.drift import features
+    from mlpack.monitoring.drift import features
     from mlpack_agent.config import DriftConfig
     from mlpack_agent.drift import DriftWindow
 
@@ -388,7 +388,7 @@ def measure() -> dict:
             results["binned_share"] = client_cost_us(Path(tmp), drift=True)
         results["binning_us"] = binning_us()
         results.update(agent_drift_us())
-        from mlpack.drift import features
+        from mlpack.monitoring.drift import features
 
         profile = drift_profile()
         tracked = {"profile": profile["id"], "features": features(profile)}

@@ -9,7 +9,7 @@
 all-MiniLM-L6-v2 sentence encoder (real weights, benchmarks/minilm_model.py; text in,
 tokenizing included) and a small CNN (onnx.helper), and keeps what `run` needs: each
 Bento's app folder (mlpack_runtime, runtime.json, the fp16 model, the tokenizer), the CUDA
-libraries its image would carry (mlpack.cuda), probe inputs, and the float model's outputs
+libraries its image would carry (mlpack.image.cuda), probe inputs, and the float model's outputs
 on them (this host's CPU) for the cosine column.
 
 `run` serves each app through its own `mlpack_runtime.ServedModel`, one fresh process per
@@ -60,10 +60,10 @@ def build(out: Path, quick: bool = False) -> dict:
     import numpy as np
 
     from mlpack.build import BuildRequest, build as build_artifact
-    from mlpack.demo import demo_model
-    from mlpack.facts import container_facts
+    from mlpack.model.demo import demo_model
+    from mlpack.render.facts import container_facts
     from mlpack.progress import Progress
-    from mlpack.render import RenderContext
+    from mlpack.render.context import RenderContext
 
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
@@ -359,7 +359,7 @@ def _optimizer_on_target(out: Path) -> dict:
     """mlpack's optimizer for cuda-gpu on the demo, here: candidates timed (and fp16 gated) on
     the target's provider when it loads. Skipped, and said, where mlpack does not import."""
     try:
-        from mlpack.model_info import inspect_model
+        from mlpack.model.info import inspect_model
         from mlpack.optimize import optimize_model
         from mlpack.targets import load_target
     except ImportError as exc:

@@ -12,7 +12,7 @@ For each model, three packages, each started `--runs` times as a fresh process:
   Mangum (its lifespan started once per container), with BentoML's packages installed
   for the function's platform and compiled the same way, serving the same model.
 Each is unpacked into a read-only folder and run under awslambdaric against the local
-Runtime API, in a python3.12 process, exactly as the build measures (mlpack.lambda_measure):
+Runtime API, in a python3.12 process, exactly as the build measures (mlpack.awslambda.measure):
 init (process start to the runtime's first request) and first invoke apart, peak RSS of
 the process. The runs are interleaved (mlpack, floor, BentoML, mlpack, ...) so that load
 on the machine falls on all three alike; the ratios come from the same run.
@@ -44,15 +44,15 @@ import numpy as np
 
 from benchmarks.markdown import write_section
 from mlpack.build import BuildRequest, BuildResult, build
-from mlpack.bytecode import compile_folder
+from mlpack.awslambda.bytecode import compile_folder
 from mlpack.errors import MlpackError
-from mlpack.lambda_measure import (
+from mlpack.awslambda.measure import (
     Interpreter, Run, find_python, install_runtime_client, make_writable, p90, run_once, unpack_read_only,
 )
-from mlpack.model_info import inspect_model
+from mlpack.model.info import inspect_model
 from mlpack.progress import Progress
 from mlpack.sizes import format_size
-from mlpack.steps.lambda_zip import TASK_ROOT, install_wheels, sample_event, write_zip
+from mlpack.awslambda.zip_step import TASK_ROOT, install_wheels, sample_event, write_zip
 from mlpack.targets import load_target
 
 HEADING = "Lambda cold start"

@@ -82,7 +82,7 @@ def serving_answers_as_float(chosen: Path, source: Path, rows: int) -> float:
 
 
 def run(tables: int, rows: int) -> dict:
-    from mlpack.model_files import model_paths, stored_external
+    from mlpack.model.files import model_paths, stored_external
 
     with tempfile.TemporaryDirectory(prefix="mlpack-large-model-") as tmp:
         folder = Path(tmp)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.markdown import write_section
-from mlpack.model_info import inspect_model
+from mlpack.model.info import inspect_model
 from mlpack.optimize import OptimizationResult, make_candidates, time_and_pick
 from mlpack.targets import load_target
 
@@ -174,7 +174,7 @@ def run_ocr(folder: Path, budget: float) -> tuple[OptimizationResult, list[str]]
 
 
 def run_demo(folder: Path, budget: float) -> list[OptimizationResult]:
-    from mlpack.demo import demo_model
+    from mlpack.model.demo import demo_model
 
     model, data = demo_model()
     return [optimize_beside(model, t, folder / t, data, budget) for t in ("x86-cpu", "aws-lambda")]

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlpack.facts import server_memory_facts
-from mlpack.model_info import Signature, TensorSpec
+from mlpack.render.facts import server_memory_facts
+from mlpack.model.info import Signature, TensorSpec
 from mlpack.runtime.budget import RequestBudget
 from mlpack.runtime.limits import RequestLimits
 from benchmarks.quick import add_options

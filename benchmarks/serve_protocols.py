@@ -86,7 +86,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
 
     from mlpack.build import BuildRequest, build
-    from mlpack.demo import demo_model
+    from mlpack.model.demo import demo_model
     from mlpack.progress import Progress
 
     with tempfile.TemporaryDirectory(prefix="mlpack-protocols-bench-") as tmp_name:

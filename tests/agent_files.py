@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mlpack.render import render_group
+from mlpack.render.templates import render_group
 
 from .manifests import agent_context
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlpack.demo import demo_model
+from mlpack.model.demo import demo_model
 
 
 def _validation() -> tuple[np.ndarray, np.ndarray]:

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from mlpack.drift import PROFILE_FILE, ProfileData, drift_section, make_profile
-from mlpack.model_info import Signature, TensorSpec
-from mlpack.render import RenderContext
+from mlpack.monitoring.drift import PROFILE_FILE, ProfileData, drift_section, make_profile
+from mlpack.model.info import Signature, TensorSpec
+from mlpack.render.context import RenderContext
 
 from .manifests import make_manifest
 

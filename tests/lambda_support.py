@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlpack.lambda_measure import find_python
+from mlpack.awslambda.measure import find_python
 
 requires_python312 = pytest.mark.requires_tool(
     "python3.12", present=lambda: find_python("3.12") is not None,

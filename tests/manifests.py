@@ -12,8 +12,8 @@ from mlpack.build.plan import pin_requirements
 from mlpack.manifest import (
     BentoSection, ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel, Versions,
 )
-from mlpack.model_info import Signature, TensorSpec
-from mlpack.render import RenderContext
+from mlpack.model.info import Signature, TensorSpec
+from mlpack.render.context import RenderContext
 from mlpack.targets import load_target, target_files
 
 from .models import linear_model

@@ -221,10 +221,10 @@ def served_app(folder: Path, model: Path, request=None, target: str = "x86-cpu")
     """The app folder a build writes for `model` with this processing (mlpack's own resolve,
     ship and write_app), and the ServedModel both entry points run on it. No optimizer, no
     Bento: the model ships as given."""
-    from mlpack.app import write_app
-    from mlpack.model_info import inspect_model, sha256_file
+    from mlpack.steps.app import write_app
+    from mlpack.model.info import inspect_model, sha256_file
     from mlpack.processing import ProcessingRequest, resolve_processing, ship_processing
-    from mlpack.render import RenderContext
+    from mlpack.render.context import RenderContext
     from mlpack.runtime import ServedModel
 
     from .manifests import make_manifest

@@ -28,12 +28,12 @@ from typing import Any
 
 import httpx
 
-from mlpack.app import write_app
-from mlpack.lambda_emulator import RuntimeAPI
+from mlpack.steps.app import write_app
+from mlpack.awslambda.emulator import RuntimeAPI
 from mlpack.manifest import Manifest
-from mlpack.model_info import inspect_model
-from mlpack.render import RenderContext
-from mlpack.serve.function_url import FunctionUrlFront, lambda_budget
+from mlpack.model.info import inspect_model
+from mlpack.render.context import RenderContext
+from mlpack.awslambda.function_url import FunctionUrlFront, lambda_budget
 from mlpack.steps import StepContext
 from mlpack.steps.bento import BentoStep
 
@@ -201,7 +201,7 @@ class LambdaRuntime(Served):
 
 class FunctionURL(Served):
     """A Lambda app's handler under awslambdaric, reachable over HTTP like a Function URL
-    (mlpack serve's own front, serve/function_url.py)."""
+    (mlpack serve's own front, awslambda/function_url.py)."""
 
     def __init__(self, app: Path, name: str = "model") -> None:
         self.runtime = LambdaRuntime(app)

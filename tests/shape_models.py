@@ -161,7 +161,7 @@ def run_onnx(path: Path, feeds: dict) -> list:
     """What onnxruntime answers (the locale made portable first, as the build does)."""
     import onnxruntime as ort
 
-    from mlpack.locale_ops import make_portable
+    from mlpack.model.locale_ops import make_portable
 
     model = onnx.load(str(path))
     make_portable(model)

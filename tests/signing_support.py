@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mlpack.artifact import Artifact
-from mlpack.model_info import sha256_file
+from mlpack.model.info import sha256_file
 
 from .manifests import make_manifest, write_artifact
 from .models import linear_model

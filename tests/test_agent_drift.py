@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlpack.drift import features
+from mlpack.monitoring.drift import features
 from mlpack.runtime.drift import DriftMeter, Profile
 from mlpack_agent.capture import CaptureFolder
 from mlpack_agent.client import EventClient

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.requires_tool("prometheus", hint="ap
 ARTIFACT = "digits-x86-cpu"
 N_REQUESTS = 137
 N_ERRORS = 7
-# Labels as the service runtime sends them (packager/mlpack/app.py runtime_json).
+# Labels as the service runtime sends them (packager/mlpack/steps/app.py runtime_json).
 LABELS = {"model_name": "digits", "model_sha256": "c" * 64, "model_variant": "float",
           "target": "x86-cpu", "mlpack_version": "0.1.0"}
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlpack.render import render_artifact
+from mlpack.render.templates import render_artifact
 from mlpack.targets import load_target, target_files
 from mlpack_agent.config import load_config
 
@@ -97,7 +97,7 @@ def test_alert_rules_cover_errors_latency_buffer_and_agent_down(target_name: str
 
 
 def test_an_artifact_with_a_drift_profile_has_drift_alerts_and_its_agent_tracks_the_features(tmp_path: Path) -> None:
-    from mlpack.drift import features
+    from mlpack.monitoring.drift import features
 
     from .drift_support import profile
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from mlpack.artifact import Artifact
 from mlpack.cli import app
 from mlpack.manifest import SCHEMA_VERSION
-from mlpack.model_info import sha256_file
+from mlpack.model.info import sha256_file
 from mlpack.targets import load_target
 
 pytestmark = pytest.mark.slow

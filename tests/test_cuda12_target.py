@@ -12,12 +12,12 @@ import pytest
 
 from mlpack.build import BuildRequest, build
 from mlpack.errors import InputError
-from mlpack.facts import container_facts
+from mlpack.render.facts import container_facts
 from mlpack.image.native_libs import missing_libraries
 from mlpack.pinned_runtime import for_target
 from mlpack.pinned_runtime.environment import runtime_env
 from mlpack.progress import Progress
-from mlpack.render import RenderContext
+from mlpack.render.context import RenderContext
 from mlpack.targets import load_target, target_files
 from .pyramid import heavy
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlpack.iac import render_iac
-from mlpack.render import write_files
+from mlpack.render.iac import render_iac
+from mlpack.render.templates import write_files
 
 from .iac_support import iac_env, iac_tool, iac_tools, kubectl, requires_iac_venv, requires_kubectl
 from .manifests import KUBERNETES_TARGETS, delivery_context, fixed_context

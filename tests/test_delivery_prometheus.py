@@ -47,10 +47,11 @@ from typer.testing import CliRunner
 from mlpack.artifact import Artifact
 from mlpack.build import BuildRequest, build
 from mlpack.cli import app
-from mlpack.iac import render_iac
+from mlpack.render.iac import render_iac
 from mlpack.processing.request import ProcessingRequest
 from mlpack.progress import Progress
-from mlpack.render import RenderContext, render_group
+from mlpack.render.context import RenderContext
+from mlpack.render.templates import render_group
 from mlpack.runtime.telemetry import InferenceReporter
 
 from .agent_harness import AgentProcess, PrometheusServer, wait_for

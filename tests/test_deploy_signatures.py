@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mlpack.artifact import Artifact
 from mlpack.cli import app
 from mlpack.errors import MlpackError
-from mlpack.signing import key_from, sign_artifact
+from mlpack.trust.signing import key_from, sign_artifact
 
 from .faults import nodeid, record_fault
 from .manifests import edit_json

@@ -1,4 +1,4 @@
-"""The drift profile made at build, and the served model's binning by it (mlpack.drift,
+"""The drift profile made at build, and the served model's binning by it (mlpack.monitoring.drift,
 mlpack_runtime.drift): the spec of what a profile holds and of the counts that travel."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlpack.drift import MAX_COLUMNS, ProfileData, build_profile, drift_markdown, features, make_profile, write_profile
-from mlpack.model_info import Signature, TensorSpec
+from mlpack.monitoring.drift import MAX_COLUMNS, ProfileData, build_profile, drift_markdown, features, make_profile, write_profile
+from mlpack.model.info import Signature, TensorSpec
 from mlpack.runtime.drift import DriftMeter, Profile, load_meter
 
 from .drift_support import SIGNATURE, classify, pixels, profile

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from mlpack.artifact import Artifact
-from mlpack.render import RenderContext, render_group
+from mlpack.render.context import RenderContext
+from mlpack.render.templates import render_group
 
 from .agent_harness import PrometheusServer, free_port, wait_for
 from .served_apps import start_serve
@@ -34,7 +35,7 @@ DRIFT_ALERTS = {"MlpackInputDrift", "MlpackOutputDrift", "MlpackInputsOutOfRange
 
 def calibration_like(rows: int) -> np.ndarray:
     """`rows` drawn with replacement from the demo's calibration data: its distribution."""
-    from mlpack.demo import demo_model
+    from mlpack.model.demo import demo_model
 
     with np.load(demo_model()[1]) as data:
         pixels = data["pixels"]

@@ -1,4 +1,4 @@
-"""What the generated files say is decided in mlpack.facts: these tests read as its spec.
+"""What the generated files say is decided in mlpack.render.facts: these tests read as its spec.
 
 The templates only format these facts; tests/test_golden.py pins how they are written.
 """
@@ -12,7 +12,7 @@ import pytest
 from mlpack_agent.config import BufferConfig, OtlpConfig, PrometheusConfig
 from mlpack_agent.protocol import DEFAULT_SOCKET
 
-from mlpack.facts import (
+from mlpack.render.facts import (
     agent_facts,
     container_facts,
     greengrass_facts,
@@ -23,7 +23,8 @@ from mlpack.facts import (
     template_facts,
 )
 from mlpack.manifest import ImageSection
-from mlpack.render import RenderContext, render_artifact
+from mlpack.render.context import RenderContext
+from mlpack.render.templates import render_artifact
 from mlpack.targets import target_files
 
 from .manifests import fixed_context
@@ -263,16 +264,16 @@ def test_facts_are_computed_for_every_target_and_frozen(target: str) -> None:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_shared_values_have_one_definition(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Change a shared value in mlpack.facts and no rendered file keeps the old one."""
-    import mlpack.facts
+    """Change a shared value in mlpack.render.facts and no rendered file keeps the old one."""
+    import mlpack.render.facts
 
     old = {"AGENT_PORT": "9464", "SERVICE_UID": "10001", "AGENT_SOCKET": "/tmp/mlpack-agent/agent.sock",
            "AGENT_STATE_DIR": "/var/lib/mlpack-agent"}
-    monkeypatch.setattr(mlpack.facts, "AGENT_PORT", 12121)
-    monkeypatch.setattr(mlpack.facts, "SERVICE_UID", 20002)
-    monkeypatch.setattr(mlpack.facts, "SERVICE_USER", "20002:20002")
-    monkeypatch.setattr(mlpack.facts, "AGENT_SOCKET", "/tmp/other.sock")
-    monkeypatch.setattr(mlpack.facts, "AGENT_STATE_DIR", "/var/lib/other-agent")
+    monkeypatch.setattr(mlpack.render.facts, "AGENT_PORT", 12121)
+    monkeypatch.setattr(mlpack.render.facts, "SERVICE_UID", 20002)
+    monkeypatch.setattr(mlpack.render.facts, "SERVICE_USER", "20002:20002")
+    monkeypatch.setattr(mlpack.render.facts, "AGENT_SOCKET", "/tmp/other.sock")
+    monkeypatch.setattr(mlpack.render.facts, "AGENT_STATE_DIR", "/var/lib/other-agent")
     for path, text in render_artifact(context(target)).items():
         for name, value in old.items():
             assert value not in text, f"{path} still writes {name} = {value}"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mlpack.app import runtime_json
+from mlpack.steps.app import runtime_json
 from mlpack.build import BuildPlan, plan_build
-from mlpack.iac import render_iac
-from mlpack.render import render_artifact, render_group
+from mlpack.render.iac import render_iac
+from mlpack.render.templates import render_artifact, render_group
 from mlpack.targets import target_files
 
 from .golden_files import match_golden

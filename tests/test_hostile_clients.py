@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlpack.demo import demo_model
-from mlpack.facts import BENTO_ARBITER_MB, BENTO_WORKER_MB, SESSION_MODEL_FACTOR
+from mlpack.model.demo import demo_model
+from mlpack.render.facts import BENTO_ARBITER_MB, BENTO_WORKER_MB, SESSION_MODEL_FACTOR
 from mlpack.runtime.budget import RequestBudget
 from mlpack.runtime.config import load_runtime
 from mlpack.runtime.uvicorn_guard import HEAD_TIMEOUT_S

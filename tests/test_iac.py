@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from mlpack.build import BuildResult
-from mlpack.facts import server_memory_facts
-from mlpack.render import RenderContext
+from mlpack.render.facts import server_memory_facts
+from mlpack.render.context import RenderContext
 from mlpack.targets import load_target, target_files
 
 from .iac_support import (
@@ -370,8 +370,8 @@ def test_systemd_units_verify_and_are_hardened(demo_artifact, target: str) -> No
 @requires_systemd_analyze
 @pytest.mark.parametrize("target", _targets_with("systemd"))
 def test_systemd_units_verify_for_the_longest_model_name(target: str, tmp_path: Path) -> None:
-    from mlpack.iac import render_iac
-    from mlpack.render import write_files
+    from mlpack.render.iac import render_iac
+    from mlpack.render.templates import write_files
 
     from .manifests import fixed_context
 
@@ -382,7 +382,7 @@ def test_systemd_units_verify_for_the_longest_model_name(target: str, tmp_path: 
 
 @pytest.mark.parametrize("target", _targets_with("kubernetes") + _targets_with("k3s"))
 def test_kubernetes_names_fit_dns_labels_for_the_longest_model_name(target: str) -> None:
-    from mlpack.iac import render_iac
+    from mlpack.render.iac import render_iac
 
     from .manifests import fixed_context
 

@@ -14,7 +14,7 @@ import yaml
 
 from mlpack.artifact import parse_manifest
 from mlpack.errors import InputError
-from mlpack.iac import render_iac
+from mlpack.render.iac import render_iac
 from mlpack.manifest import ImageSection
 from mlpack.targets import target_files
 

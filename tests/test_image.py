@@ -27,7 +27,7 @@ import onnxruntime as ort
 import pytest
 import requests
 from mlpack.cli import app
-from mlpack.demo import DEMO_NAME
+from mlpack.model.demo import DEMO_NAME
 from typer.testing import CliRunner
 
 from .demo_data import held_out_demo_rows

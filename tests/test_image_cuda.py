@@ -22,12 +22,12 @@ import onnxruntime as ort
 import pytest
 
 from mlpack.artifact import Artifact
-from mlpack.demo import demo_model
+from mlpack.model.demo import demo_model
 from mlpack.errors import MlpackError
-from mlpack.facts import container_facts
+from mlpack.render.facts import container_facts
 from mlpack.image.native_libs import check_cuda_libraries, missing_libraries
 from mlpack.pinned_runtime.environment import runtime_env
-from mlpack.render import RenderContext
+from mlpack.render.context import RenderContext
 from mlpack.targets import load_target
 
 from .image_support import buildah, image_config, requires_image_tools, run_python

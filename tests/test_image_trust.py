@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from mlpack.artifact import Artifact
 from mlpack.cli import app
-from mlpack.model_info import sha256_file
-from mlpack.signing import key_from, sign_artifact
+from mlpack.model.info import sha256_file
+from mlpack.trust.signing import key_from, sign_artifact
 
 from .image_support import buildah, image_config, registry, requires_image_tools
 from .manifests import edit_json, read_json

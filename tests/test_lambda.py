@@ -15,7 +15,7 @@ import pytest
 from mlpack.build import BuildRequest, build
 from mlpack.errors import MlpackError
 from mlpack.progress import Progress
-from mlpack.steps.lambda_zip import COLD_START_RUNS
+from mlpack.awslambda.zip_step import COLD_START_RUNS
 
 from .demo_data import demo_rows
 from .served_apps import LambdaRuntime
@@ -115,9 +115,9 @@ def test_a_cold_start_budget_that_is_exceeded_fails_the_build(tmp_path: Path) ->
 def test_function_url_paths_under_v2_speak_the_open_inference_protocol(runtime) -> None:
     import tritonclient.http as triton
 
-    from mlpack.demo import DEMO_NAME
+    from mlpack.model.demo import DEMO_NAME
 
-    from mlpack.serve.function_url import function_url_event
+    from mlpack.awslambda.function_url import function_url_event
 
     status, reply = runtime.invoke(function_url_event("GET", "/v2/health/ready", {}, b""))
     assert status == "response" and reply["statusCode"] == 200

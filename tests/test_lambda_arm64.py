@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from mlpack.lambda_measure import find_python
+from mlpack.awslambda.measure import find_python
 from mlpack.targets import target_files
 
 from .lambda_support import requires_python312

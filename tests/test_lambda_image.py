@@ -1,6 +1,6 @@
 """The Lambda function image gets the zip's treatment: the same pruning, bytecode compiled
 by the image's own Python, and its entry point answering under the local Runtime API with
-its cold start measured as the zip's is (lambda_measure.run_once).
+its cold start measured as the zip's is (awslambda.measure.run_once).
 
 Built with buildah on a stand-in for public.ecr.aws/lambda/python:3.12 (tests/standin.py:
 Python 3.12 in /var/lang, awslambdaric in /var/runtime, /lambda-entrypoint.sh).
@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlpack.cli import app
-from mlpack.lambda_measure import find_python, run_once
+from mlpack.awslambda.measure import find_python, run_once
 
 from .image_support import buildah, requires_image_tools
 from .manifests import read_json

@@ -14,9 +14,9 @@ import pytest
 
 from mlpack.build import BuildRequest, build
 from mlpack.build.plan import memory_mb
-from mlpack.lambda_measure import find_python, install_runtime_client, make_writable, unpack_read_only
+from mlpack.awslambda.measure import find_python, install_runtime_client, make_writable, unpack_read_only
 from mlpack.progress import Progress
-from mlpack.steps.lambda_zip import sample_event
+from mlpack.awslambda.zip_step import sample_event
 
 from .lambda_support import requires_python312
 from .pyramid import heavy

@@ -13,13 +13,13 @@ import pytest
 
 from mlpack.build.plan import MEMORY_HEADROOM, MIN_MEMORY_MB, memory_mb
 from mlpack.build.request import check_snapstart
-from mlpack.bytecode import compile_folder
+from mlpack.awslambda.bytecode import compile_folder
 from mlpack.errors import InputError, MlpackError
-from mlpack.lambda_measure import find_python, p90, top_imports
-from mlpack.lambda_prune import prune, prune_rules, shell_commands
+from mlpack.awslambda.measure import find_python, p90, top_imports
+from mlpack.awslambda.prune import prune, prune_rules, shell_commands
 from mlpack.manifest import ColdStart
-from mlpack.steps import lambda_zip
-from mlpack.steps.lambda_zip import enforce_cold_start, write_zip
+from mlpack.awslambda import zip_step as lambda_zip
+from mlpack.awslambda.zip_step import enforce_cold_start, write_zip
 from mlpack.targets import load_target
 
 from .lambda_support import requires_python312

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mlpack.render import RenderContext, render_artifact, write_files
+from mlpack.render.context import RenderContext
+
+from mlpack.render.templates import render_artifact, write_files
 from mlpack.runtime import snapstart
 
 from .iac_support import (cfn_lint_errors, checkov, hcl_format_check, iac_tools, requires_hcl2, requires_hcl_format,

@@ -18,14 +18,13 @@ def _module_name(package: str, root: Path, path: Path) -> str:
 
 
 def _top_level_imports(module: str, path: Path, is_package: bool) -> set[str]:
-    """Modules imported when this module is imported: statements at module level, not the
-    ones inside functions, and not the ones only type checkers read."""
+    """Modules imported at module level: when this module is imported, and those only type
+    checkers read (`if TYPE_CHECKING:`), which tie the modules together just the same. Not
+    the ones inside functions."""
     found: set[str] = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
     base = module.split(".") if is_package else module.split(".")[:-1]
     for node in tree.body:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
         for item in ast.walk(node) if isinstance(node, (ast.Try, ast.If)) else [node]:
             if isinstance(item, ast.Import):
                 found.update(alias.name for alias in item.names)
@@ -58,6 +57,63 @@ def test_no_import_cycle_at_module_level(package: str) -> None:
         list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as exc:
         pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
+
+
+# The root of packager/mlpack: the entry point's package file and small modules every
+# concern shares. Code that belongs to one concern lives in that concern's package.
+ROOT_MODULES = {"__init__", "about", "artifact", "errors", "extras", "fsutil", "limits", "manifest", "paths",
+                "progress", "resources", "sizes", "targets", "uv"}
+ARCHITECTURE = Path(__file__).parent.parent / "docs" / "architecture.md"
+
+
+def _packages(root: Path) -> set[str]:
+    return {p.parent.relative_to(root).as_posix() for p in root.rglob("__init__.py") if p.parent != root}
+
+
+def test_the_package_root_holds_only_entry_points_and_small_shared_modules() -> None:
+    root = PACKAGES["mlpack"]
+    modules = {p.stem for p in root.glob("*.py")}
+    assert modules <= ROOT_MODULES, f"move {sorted(modules - ROOT_MODULES)} into the package of its concern"
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_every_package_says_what_it_owns(package: str) -> None:
+    for init in sorted(PACKAGES[package].rglob("__init__.py")):
+        docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
+        assert docstring and len(docstring.split()) >= 5, f"{init}: a docstring naming the package's concern"
+
+
+def _architecture_tree() -> dict[str, str]:
+    """The entries of docs/architecture.md's packager/mlpack/ tree, by path (`build/run.py`,
+    `optimize/variants/`): each is a line `<│ or spaces per level>├─ NAME` (or └─)."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    block = text.split("```\npackager/mlpack/", 1)[1].split("```", 1)[0]
+    entries: dict[str, str] = {}
+    parents: list[str] = []
+    for line in block.splitlines():
+        prefix, branch, rest = line.partition("─ ")
+        if not branch or not prefix or prefix[-1] not in "├└":
+            continue
+        depth = len(prefix) // 4
+        name = rest.split()[0]
+        parents[depth:] = [name]
+        entries["".join(parents)] = line
+    return entries
+
+
+def test_the_architecture_page_names_every_package_and_only_those() -> None:
+    root = PACKAGES["mlpack"]
+    named = {path.rstrip("/") for path in _architecture_tree() if path.endswith("/")}
+    actual = _packages(root)
+    assert not actual - named, f"docs/architecture.md's tree does not show {sorted(actual - named)}"
+    assert not named - actual, f"docs/architecture.md's tree shows packages that are gone: {sorted(named - actual)}"
+
+
+def test_every_module_the_architecture_page_names_exists() -> None:
+    root = PACKAGES["mlpack"]
+    named = [path for path in _architecture_tree() if path.endswith(".py")]
+    assert named, "the tree names modules"
+    assert [path for path in named if not (root / path).is_file()] == []
 
 
 def test_the_agent_distribution_imports_nothing_of_mlpack() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mlpack.app import runtime_json
+from mlpack.steps.app import runtime_json
 from mlpack.build import BuildRequest, build
 from mlpack.cli import app as cli
 from mlpack.errors import InputError
@@ -20,7 +20,7 @@ from mlpack.progress import Progress
 from mlpack.runtime import RequestError, limits
 from mlpack.runtime.limits import RequestLimits
 from mlpack.targets import known_targets, load_target
-from mlpack.render import RenderContext
+from mlpack.render.context import RenderContext
 
 from .manifests import make_manifest
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlpack.cli import app
-from mlpack.model_info import inspect_model
+from mlpack.model.info import inspect_model
 from mlpack.optimize import optimize_model
 from mlpack.targets import load_target
 
@@ -139,7 +139,7 @@ def _normalizer(locale: str | None) -> onnx.ModelProto:
 def test_the_locale_rewrite_keeps_case_folding_of_non_ascii_text(asked: str | None) -> None:
     import onnxruntime as ort
 
-    from mlpack.locale_ops import make_portable
+    from mlpack.model.locale_ops import make_portable
 
     model = _normalizer(asked)
     changed = make_portable(model)
@@ -151,7 +151,7 @@ def test_the_locale_rewrite_keeps_case_folding_of_non_ascii_text(asked: str | No
 
 
 def test_a_locale_that_exists_everywhere_is_left_alone() -> None:
-    from mlpack.locale_ops import locale_nodes, make_portable
+    from mlpack.model.locale_ops import locale_nodes, make_portable
 
     model = _normalizer("C.UTF-8")
     assert make_portable(model) == [] and locale_nodes(model)[0].locale == "C.UTF-8"
@@ -175,7 +175,7 @@ def test_an_onnx_optional_input_is_optional(tmp_path: Path) -> None:
 
 
 def test_large_initializers_listed_as_inputs_are_weights_not_request_inputs(tmp_path: Path) -> None:
-    from mlpack.model_info import read_signature
+    from mlpack.model.info import read_signature
 
     model = onnx.load(str(shapes.defaults_model(tmp_path / "defaults.onnx")))
     model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(np.ones(4096, np.float32), "scale"))
@@ -205,7 +205,7 @@ def test_inspect_lists_external_data_files_and_their_sizes(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_external_weights_stay_external_through_optimization(tmp_path: Path) -> None:
-    from mlpack.model_files import model_paths
+    from mlpack.model.files import model_paths
 
     model = shapes.external_model(tmp_path / "m")
     info = inspect_model(model)
@@ -222,7 +222,7 @@ def test_external_weights_stay_external_through_optimization(tmp_path: Path) -> 
 
 
 def test_a_copied_external_model_points_at_its_own_data_file(tmp_path: Path) -> None:
-    from mlpack.model_files import copy_model
+    from mlpack.model.files import copy_model
 
     model = shapes.external_model(tmp_path / "m")
     (tmp_path / "ship").mkdir()
@@ -235,7 +235,7 @@ def test_a_copied_external_model_points_at_its_own_data_file(tmp_path: Path) -> 
 def test_a_model_over_the_protobuf_limit_is_saved_external(tmp_path: Path, monkeypatch) -> None:
     """The >2 GB path on a small model: past the inline limit, weights go external whatever
     the source was (protobuf cannot hold them inline)."""
-    from mlpack import model_files
+    from mlpack.model import files as model_files
 
     model = onnx.load(str(shapes.defaults_model(tmp_path / "small.onnx")))
     model.graph.initializer.append(onnx.numpy_helper.from_array(np.ones(4096, np.float32), "unused"))

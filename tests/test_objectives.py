@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 from mlpack.cli import app
 from mlpack.errors import InputError, MlpackError
-from mlpack.iac import render_iac
-from mlpack.objectives import DURATION, ERRORS, PROVIDER, REQUESTS
-from mlpack.render import RenderContext, render_artifact
+from mlpack.render.iac import render_iac
+from mlpack.monitoring.objectives import DURATION, ERRORS, PROVIDER, REQUESTS
+from mlpack.render.context import RenderContext
+from mlpack.render.templates import render_artifact
 from mlpack.targets import Kubernetes, load_target, target_files
 from mlpack_agent.metrics import PROMETHEUS_NAMES
 

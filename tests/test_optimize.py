@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from mlpack.model_info import inspect_model
+from mlpack.model.info import inspect_model
 from mlpack.optimize import GateSettings, make_candidates, time_and_pick
 from mlpack.optimize.gate import compare
 from mlpack.optimize.measure import Latency
@@ -44,7 +44,7 @@ def accuracy(model: Path, pixels: np.ndarray, labels: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_demo_classifier_keeps_accuracy_within_half_a_point_and_the_report_says_so(tmp_path: Path) -> None:
-    from mlpack.demo import demo_model
+    from mlpack.model.demo import demo_model
 
     model, data = demo_model()
     result = optimize(inspect_model(model), load_target("aws-lambda"), tmp_path, data_path=data)

@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from mlpack.errors import InputError
-from mlpack.model_info import inspect_model
+from mlpack.model.info import inspect_model
 from mlpack.optimize import optimize_model
 from mlpack.optimize.data import load_data, synthetic_data
 from mlpack.targets import load_target

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mlpack.build.run import reason_without_figures
 from mlpack.cli import app
-from mlpack.model_info import inspect_model
+from mlpack.model.info import inspect_model
 from mlpack.optimize.data import synthetic_data
 
 from .models import pyramid_cnn, save_graph

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from mlpack.model_info import inspect_model
+from mlpack.model.info import inspect_model
 from mlpack.optimize.data import EvalData
 from mlpack.optimize.measure import latencies, outputs, session, timing_batches
 from mlpack.targets import load_target

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mlpack.errors import MlpackError
-from mlpack.model_info import inspect_model
+from mlpack.model.info import inspect_model
 from mlpack.optimize.variants import REGISTRY, Int8Config, Outcome, Variant, VariantConfig, order_problems
 from mlpack.targets import load_target, load_target_file
 

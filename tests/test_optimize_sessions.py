@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlpack.app import runtime_json
-from mlpack.model_info import Signature, TensorSpec
+from mlpack.steps.app import runtime_json
+from mlpack.model.info import Signature, TensorSpec
 from mlpack.optimize.measure import session
 from mlpack.pinned_runtime import host_runtime, pinned_version
 from mlpack.runtime.config import RuntimeConfig
@@ -71,7 +71,7 @@ UNLOADABLE = """
 import sys
 from pathlib import Path
 from mlpack.errors import MlpackError
-from mlpack.model_info import inspect_model
+from mlpack.model.info import inspect_model
 from mlpack.runtime.config import RuntimeConfig
 path = Path(sys.argv[1])
 try:

@@ -19,7 +19,7 @@ import onnxruntime as ort
 import pytest
 
 from mlpack.errors import InputError
-from mlpack.model_info import inspect_model, sha256_file
+from mlpack.model.info import inspect_model, sha256_file
 from mlpack.processing import ProcessingRequest, resolve_processing, sentence_calibration
 from mlpack.runtime import RequestError
 
@@ -395,7 +395,8 @@ def test_the_hook_docs_processing_md_shows_works_as_documented(tmp_path: Path) -
 
 def test_every_package_of_an_artifact_with_processing_lists_its_libraries(tmp_path: Path) -> None:
     from mlpack.build.plan import pin_requirements
-    from mlpack.render import RenderContext, render_artifact
+    from mlpack.render.context import RenderContext
+    from mlpack.render.templates import render_artifact
 
     from .manifests import make_manifest
 

@@ -19,7 +19,7 @@ import pytest
 from mlpack.build import BuildRequest, build
 from mlpack.processing import ProcessingRequest
 from mlpack.progress import Progress
-from mlpack.steps.lambda_zip import COLD_START_RUNS
+from mlpack.awslambda.zip_step import COLD_START_RUNS
 
 from .served_apps import BentoServer, LambdaRuntime
 from .serving_docs import documented_lines, expect, outputs, requires_curl, run_documented
@@ -176,7 +176,7 @@ def test_the_lambda_handler_answers_an_image_body_and_json_text(lambda_builds) -
 
 
 def _function_python() -> bool:
-    from mlpack.lambda_measure import find_python
+    from mlpack.awslambda.measure import find_python
 
     return find_python("3.12") is not None
 
@@ -190,7 +190,7 @@ def test_the_zips_own_pillow_decodes_png_and_jpeg_after_pruning(lambda_builds, t
 
     from PIL import Image
 
-    from mlpack.lambda_measure import find_python
+    from mlpack.awslambda.measure import find_python
 
     image, model, folder = lambda_builds["image"]
     names = zipfile.ZipFile(image.path / "lambda" / "function.zip").namelist()

@@ -10,7 +10,7 @@ import pytest
 
 from mlpack.build import BuildRequest, build
 from mlpack.progress import Progress
-from mlpack.reproducible import ZIP_EPOCH, source_date_epoch
+from mlpack.trust.reproducible import ZIP_EPOCH, source_date_epoch
 
 TARGETS = ("x86-cpu", "cuda-gpu", "arm-edge", "aws-lambda")
 

@@ -17,7 +17,7 @@ from mlpack.resources import data_dir
 from mlpack.rollout.ansible import DEFAULT_WAVES, parse_waves, prepare, render_inventory, tool
 from mlpack.rollout.waves import UnreachableBudget, plan_waves
 from mlpack.rollout.release import Release, probe_request, read_release
-from mlpack.signing import key_from, sign_artifact
+from mlpack.trust.signing import key_from, sign_artifact
 
 from .manifests import edit_json, sensor_artifact
 from .signing_support import make_keys

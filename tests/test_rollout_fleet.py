@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from mlpack.build import BuildRequest, build
 from mlpack.cli import app
 from mlpack.artifact import Artifact
-from mlpack.model_info import sha256_file
+from mlpack.model.info import sha256_file
 from mlpack.progress import Progress
 from mlpack.rollout.ansible import run_rollout
 from mlpack.rollout.release import read_release

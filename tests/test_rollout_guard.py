@@ -125,7 +125,7 @@ def test_the_control_nodes_rollback_ends_the_switch(device: Path) -> None:
 
 
 def _unit_texts() -> dict[str, str]:
-    from mlpack.iac import render_iac
+    from mlpack.render.iac import render_iac
 
     from .manifests import fixed_context
 

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 from mlpack.build import BuildRequest, build
 from mlpack.cli import app
 from mlpack.errors import MlpackError
-from mlpack.model_info import sha256_file
+from mlpack.model.info import sha256_file
 from mlpack.progress import Progress
 from mlpack.rollout.ansible import run_rollout
 from mlpack.rollout.release import read_release
-from mlpack.signing import key_from, sign_artifact
+from mlpack.trust.signing import key_from, sign_artifact
 from mlpack.artifact import Artifact
 
 from .fleet import SimulatedFleet

@@ -1,4 +1,4 @@
-"""sbom.cdx.json: every artifact's CycloneDX 1.6 bill of materials (mlpack.sbom)."""
+"""sbom.cdx.json: every artifact's CycloneDX 1.6 bill of materials (mlpack.trust.sbom)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from mlpack.model_info import sha256_file
-from mlpack.sbom import _pick_wheel, supported_tags
+from mlpack.model.info import sha256_file
+from mlpack.trust.sbom import _pick_wheel, supported_tags
 
 TARGETS = ("x86-cpu", "cuda-gpu", "arm-edge", "aws-lambda")
 
@@ -54,7 +54,7 @@ def test_every_artifact_has_a_valid_sbom_naming_the_runtime_and_the_model(demo_a
             shipped = {canonicalize_name(m.group(1)) for name in zf.namelist()
                        if (m := re.match(r"([^/]+)-[^-/]+\.dist-info/METADATA$", name))}
         assert {canonicalize_name(n) for n in libraries} == shipped
-        assert "protobuf" not in shipped  # removed with onnxruntime's model tools (lambda_prune.py)
+        assert "protobuf" not in shipped  # removed with onnxruntime's model tools (awslambda/prune.py)
     arch = "aarch64" if manifest.target.platform.arch == "aarch64" else "x86_64"
     assert arch in libraries["numpy"]["externalReferences"][0]["url"]
 

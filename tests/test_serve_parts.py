@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from mlpack.lambda_emulator import PREFIX, RuntimeAPI
-from mlpack.serve.function_url import FunctionUrlFront, function_url_event, http_response
+from mlpack.awslambda.emulator import PREFIX, RuntimeAPI
+from mlpack.awslambda.function_url import FunctionUrlFront, function_url_event, http_response
 from mlpack.serve.processes import Processes, group_members
 
 from .agent_harness import free_port, wait_for

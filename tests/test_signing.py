@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from mlpack.artifact import Artifact
 from mlpack.cli import app
 from mlpack.errors import InputError, MlpackError
-from mlpack.model_info import sha256_file
-from mlpack.signing import Key, key_from, sign_artifact, verify_artifact
+from mlpack.model.info import sha256_file
+from mlpack.trust.signing import Key, key_from, sign_artifact, verify_artifact
 
 from .manifests import edit_json
 from .pyramid import heavy

@@ -27,7 +27,7 @@ from .fsutil import atomic_write
 from .manifest import (
     HISTORY, IMAGE_SBOM, MANIFEST, REPORT_FILES, SCHEMA_VERSION, SIGNATURE, FileEntry, History, Manifest,
 )
-from .model_info import sha256_file
+from .model.info import sha256_file
 from .paths import inside
 
 REBUILD = "rebuild the artifact with `mlpack build`"

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import __version__
-from .model_info import Signature, TensorSpec
+from .model.info import Signature, TensorSpec
 from .paths import ArtifactPath
 from .processing.schema import ProcessingSection
 from .targets import Target
@@ -85,7 +85,7 @@ class ModelSection(Section):
     signature: Signature
     ir_version: int | None = Field(None, description="the shipped model's ONNX IR version")
     operators: list[str] = Field(default_factory=list, description="the model's operator types: what a GPU "
-                                 "image carries of cuDNN follows from them (mlpack.cuda)")
+                                 "image carries of cuDNN follows from them (mlpack.image.cuda)")
     rewrites: list[str] = Field(default_factory=list, description="what the build changed in the model so that "
                                 "the onnxruntime the artifact pins reads it (e.g. a lower IR version)")
 
@@ -164,7 +164,7 @@ class ColdStart(Section):
 
 
 class PrunedFiles(Section):
-    """Files left out of the Lambda package, by kind (`lambda_prune.py` says why)."""
+    """Files left out of the Lambda package, by kind (`awslambda/prune.py` says why)."""
 
     kind: str
     files: int
@@ -174,7 +174,7 @@ class PrunedFiles(Section):
 class LambdaSection(Section):
     zip: ArtifactPath = "lambda/function.zip"
     # A measurement: the build records it in report.json and leaves None here, so that the
-    # same inputs give the same manifest (mlpack.reproducible).
+    # same inputs give the same manifest (mlpack.trust.reproducible).
     cold_start: ColdStart | None = None
     unzipped_bytes: int | None = None
     bytecode: str | None = Field(None, description="the .pyc files' cache tag and invalidation mode; None: none")
@@ -183,13 +183,13 @@ class LambdaSection(Section):
 
 
 class SbomSection(Section):
-    """The artifact's software bill of materials (CycloneDX 1.6 JSON, mlpack.sbom)."""
+    """The artifact's software bill of materials (CycloneDX 1.6 JSON, mlpack.trust.sbom)."""
 
     path: ArtifactPath = "sbom.cdx.json"
 
 
 class DriftSection(Section):
-    """The drift profile (mlpack.drift): what the served model bins requests by and the agent
+    """The drift profile (mlpack.monitoring.drift): what the served model bins requests by and the agent
     compares them with. Absent when the build had no real calibration data."""
 
     profile: ArtifactPath = Field("drift/profile.json", description="path in the artifact (and in every app folder)")
@@ -207,7 +207,7 @@ class Requirements(Section):
                                "zip's and the Bento's packages (BentoML adds itself to a Bento)")
     server: list[str] = Field(description="the server image's packages: runtime, cuda, processing and bentoml")
     cuda: list[str] = Field(default_factory=list, description="GPU targets: NVIDIA's CUDA wheels the runtime links "
-                            "(mlpack.cuda): in the Bento and the server image, never in a Lambda zip")
+                            "(mlpack.image.cuda): in the Bento and the server image, never in a Lambda zip")
     processing: list[str] = Field(default_factory=list, description="what the artifact's processing imports "
                                   "(tokenizers, pillow): in the server list too; the Lambda zip installs them "
                                   "without their dependencies")
@@ -225,7 +225,7 @@ class Versions(Section):
 
 
 class BuildInputs(Section):
-    """What decided the build (mlpack.reproducible): the same inputs give the same bytes."""
+    """What decided the build (mlpack.trust.reproducible): the same inputs give the same bytes."""
 
     digest: str = Field(pattern=SHA256_PATTERN, description="sha256 of the canonical JSON of the other fields")
     source_model_sha256: str = Field(pattern=SHA256_PATTERN)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .delivery import (
+from .render.delivery import (
     AUTOSCALERS, DELIVERY_ENGINES, KUBERNETES_BASE, KUBERNETES_GROUP, choice_problems, chosen_templates,
 )
 from .errors import InputError, MlpackError
@@ -21,7 +21,7 @@ from .paths import ArtifactPath, FolderPath
 from .resources import data_dir
 
 if TYPE_CHECKING:
-    from .optimize.variants import VariantConfig
+    from .optimize.variants.config import VariantConfig
 
 Build = Literal["bento", "lambda-zip"]
 
@@ -232,7 +232,7 @@ class Kubernetes(_Strict):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     # Past one server (docs/kubernetes.md): the autoscaler and the progressive-delivery engine
-    # the manifests are written for (mlpack build --autoscaler, --delivery; mlpack.delivery).
+    # the manifests are written for (mlpack build --autoscaler, --delivery; mlpack.render.delivery).
     autoscaler: str = Field("hpa", description=f"{' or '.join(AUTOSCALERS)} (--autoscaler)")
     delivery: str = Field("none", description=f"{', '.join(DELIVERY_ENGINES)} (--delivery)")
     prometheus_url: str = Field(
@@ -290,7 +290,7 @@ class Kubernetes(_Strict):
 
 class Slo(_Strict):
     """The artifact's service-level objective, declared once: every generated alert and canary
-    check is one PromQL query of it (mlpack.objectives, docs/kubernetes.md). `mlpack build
+    check is one PromQL query of it (mlpack.monitoring.objectives, docs/kubernetes.md). `mlpack build
     --slo KEY=VALUE` overrides a key for one artifact."""
 
     error_ratio: float = Field(0.05, gt=0, lt=1, description="failed requests per request over the window, at most")
@@ -351,7 +351,7 @@ class Target(_Strict):
     def artifact_groups(self) -> list[RenderGroup]:
         """The render groups that write into the artifact folder itself: the target's, and
         where it renders Kubernetes manifests, its autoscaler's and delivery engine's
-        templates into their base (mlpack.delivery)."""
+        templates into their base (mlpack.render.delivery)."""
         groups = [g for g in self.render if not g.app]
         kubernetes = next((g for g in groups if g.templates == KUBERNETES_GROUP), None)
         if kubernetes is not None:

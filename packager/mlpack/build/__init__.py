@@ -1,4 +1,5 @@
-"""`mlpack build`: plan (pure), then run the steps, then finish the artifact. See run.py."""
+"""`mlpack build`: plan (pure), then run the steps, then finish the artifact. See run.py;
+summary.py is what the command prints at the end."""
 
 from .plan import BuildPlan, host_versions, memory_mb, plan_build
 from .request import BuildRequest, check_name, default_name

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Sequence
 from pydantic import BaseModel
 
 from ..pinned_runtime import pinned_version
-from ..cuda import cuda_plan
+from ..image.cuda import cuda_plan
 from ..manifest import MANIFEST, REPORT_FILES, Requirements, Versions
-from ..render import template_paths
+from ..render.templates import template_paths
 from ..steps import step_class
 from ..targets import RenderGroup, Target
 
@@ -66,7 +66,7 @@ def host_versions(target: Target) -> Versions:
 def pin_requirements(target: Target, versions: Versions, processing: Sequence[str] = (),
                      operators: Sequence[str] = ()) -> Requirements:
     """`processing`: what the artifact's processing imports, already pinned (mlpack.processing);
-    `operators`: the model's, which decide what a GPU image carries of CUDA (mlpack.cuda)."""
+    `operators`: the model's, which decide what a GPU image carries of CUDA (mlpack.image.cuda)."""
     runtime = [f"{target.runtime.onnxruntime}=={versions.onnxruntime}", f"numpy=={versions.numpy}"]
     cuda = list(cuda_plan(target, operators).requirements) if target.cuda else []
     return Requirements(runtime=runtime, server=[*runtime, *cuda, *processing, f"bentoml=={versions.bentoml}"],
@@ -80,8 +80,8 @@ EVERY_TARGET_STEPS = ("sbom",)
 def plan_build(name: str, target: Target, versions: Versions, processing: ResolvedProcessing | None = None,
                operators: Sequence[str] = (), calibrated: bool = False) -> BuildPlan:
     """`calibrated`: the build has real calibration data, so it writes a drift profile
-    (mlpack.drift; unless the model's outputs on it cannot be read)."""
-    from ..drift import PROFILE_FILE
+    (mlpack.monitoring.drift; unless the model's outputs on it cannot be read)."""
+    from ..monitoring.drift import PROFILE_FILE
 
     steps = [PlannedStep(name=step, writes=list(step_class(step).writes))
              for step in [*target.builds, *EVERY_TARGET_STEPS]]

@@ -21,22 +21,23 @@ import onnx
 
 from .. import __version__
 from ..artifact import Artifact
-from ..demo import DEMO_NAME, demo_model
-from ..drift import build_profile, drift_json, drift_markdown, drift_section, sequence_pads, write_profile
+from ..model.demo import DEMO_NAME, demo_model
+from ..monitoring.drift import build_profile, drift_json, drift_markdown, drift_section, sequence_pads, write_profile
 from ..errors import InputError
-from ..facts import short_sha
+from ..render.facts import short_sha
 from ..fsutil import created_folders, staged_folder, sweep
 from ..manifest import BuildInputs, ColdStart, ImageSection, Manifest, ModelSection, OptimizationSection, SourceModel
-from ..model_files import copy_model, model_bytes
-from ..model_info import ModelInfo, inspect_model, sha256_file
+from ..model.files import copy_model, model_bytes
+from ..model.info import ModelInfo, inspect_model, sha256_file
 from ..optimize import OptimizationResult, optimize_model
 from ..optimize.data import check_sample_shapes
 from ..optimize.pipeline import check_variant, runtime_fit
 from ..pinned_runtime import for_target
 from ..optimize.report_html import REPORT_HTML, About, to_html
 from ..progress import Progress
-from ..render import RenderContext, render_artifact, write_files
-from ..reproducible import build_inputs
+from ..render.context import RenderContext
+from ..render.templates import render_artifact, write_files
+from ..trust.reproducible import build_inputs
 from ..steps import StepContext, StepOptions, StepTiming, run_steps
 from ..processing import (
     ResolvedProcessing, is_sentences, resolve_processing, sentence_calibration, ship_processing, tokenizer_for_sentences,
@@ -254,7 +255,7 @@ def reason_without_figures(optimization: OptimizationResult) -> str:
 def _lambda_report(root: Path, manifest: Manifest, cold: ColdStart | None) -> str:
     if manifest.lambda_ is None:
         return ""
-    from ..lambda_report import lambda_markdown
+    from ..awslambda.report import lambda_markdown
 
     return lambda_markdown(manifest, (root / manifest.lambda_.zip).stat().st_size, cold)
 

@@ -88,7 +88,7 @@ def build(
     from ..artifact import Artifact
     from ..build import BuildRequest, build as run_build
     from ..targets import Slo
-    from ..summary import build_json, build_summary
+    from ..build.summary import build_json, build_summary
 
     progress = app.progress(quiet)
     result = run_build(

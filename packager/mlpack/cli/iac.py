@@ -13,7 +13,7 @@ def iac(app: Application, artifact: ArtifactArgument) -> None:
     recorded the image digest, so deployments pin the image by digest). It renders for
     the target the artifact was built for, as recorded in its manifest."""
     from ..artifact import Artifact
-    from ..iac import regenerate_iac
+    from ..render.iac import regenerate_iac
 
     opened = Artifact.open(artifact)
     written = regenerate_iac(opened)

@@ -13,7 +13,7 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from ..model_info import ModelInfo
+    from ..model.info import ModelInfo
 
 
 def targets(
@@ -55,7 +55,7 @@ def inspect(
     operators that need a locale, each with what a build does about it; with processing
     (given, or a tokenizer.json beside the model), what a build would serve; with
     --target, whether that target's runtime can load it."""
-    from ..model_info import inspect_model
+    from ..model.info import inspect_model
     from ..targets import load_target
 
     chosen = load_target(target) if target is not None else None  # an unknown name fails before any work
@@ -69,7 +69,7 @@ def inspect(
 
 def describe_model(info: ModelInfo) -> list[str]:
     """`mlpack inspect`'s lines: one per input, output, weight file and locale-dependent node."""
-    from ..model_files import PROTOBUF_LIMIT
+    from ..model.files import PROTOBUF_LIMIT
     from ..sizes import format_size
 
     lines = [f"{info.path.name}: opset {info.opset}, {format_size(info.size_bytes)}, "

@@ -39,8 +39,8 @@ def optimize(
     model on data, and keep the one the target's policy picks. Calibration sentences (.txt)
     are tokenized with the model's tokenizer (--tokenizer, or tokenizer.json beside it)."""
     from ..fsutil import scratch_folder, staged_folder
-    from ..model_files import copy_model
-    from ..model_info import inspect_model
+    from ..model.files import copy_model
+    from ..model.info import inspect_model
     from ..optimize import optimize_model
     from ..optimize.data import check_sample_shapes
     from ..optimize.report_html import REPORT_HTML, About, report_files, to_html

@@ -33,7 +33,7 @@ def sign(
     from ..artifact import Artifact
     from ..errors import InputError
     from ..manifest import HISTORY
-    from ..signing import SIGNING_KEY_ENV, key_from, sign_artifact
+    from ..trust.signing import SIGNING_KEY_ENV, key_from, sign_artifact
 
     private = key_from(key, SIGNING_KEY_ENV)
     if private is None:

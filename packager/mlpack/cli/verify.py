@@ -13,7 +13,7 @@ def verify(app: Application, artifact: ArtifactArgument, key: VerifyKeyOption = 
     """Check that an artifact's files match the sha256 sums in its manifest.json and, with
     --key (or $MLPACK_VERIFY_KEY), that its signature.sig verifies with that key."""
     from ..artifact import Artifact
-    from ..signing import UNSIGNED, VERIFY_KEY_ENV, key_from, verify_artifact
+    from ..trust.signing import UNSIGNED, VERIFY_KEY_ENV, key_from, verify_artifact
 
     opened = Artifact.open(artifact)
     public = key_from(key, VERIFY_KEY_ENV)

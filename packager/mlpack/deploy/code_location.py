@@ -13,7 +13,7 @@ from typing import Callable
 
 from ..errors import MlpackError
 from ..manifest import Manifest
-from ..model_info import sha256_file
+from ..model.info import sha256_file
 from .aws import Aws, AwsError, aws_errors
 from .template import CodeLocation
 

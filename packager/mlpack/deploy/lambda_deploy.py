@@ -19,7 +19,7 @@ from ..artifact import Artifact
 from ..errors import InputError, MlpackError
 from ..manifest import DeployRecord, Manifest
 from ..progress import Progress
-from ..signing import trust_artifact
+from ..trust.signing import trust_artifact
 from . import code_location
 from .aws import Aws, AwsError, aws_errors, connect
 from .stack import Stack

@@ -11,8 +11,8 @@ from ..artifact import Artifact
 from ..fsutil import atomic_write, scratch_folder
 from ..manifest import IMAGE_SBOM, ImageSection, Manifest
 from ..progress import Bar, Progress
-from ..reproducible import epoch_of
-from ..sbom import SBOM, Contents, image_document, installed_packages, with_wheel_hashes
+from ..trust.reproducible import epoch_of
+from ..trust.sbom import SBOM, Contents, image_document, installed_packages, with_wheel_hashes
 from .builder import BuiltImage, ImageBuilder, select_builder
 from .context import stage_context
 
@@ -85,7 +85,7 @@ _STEP = re.compile(r"(^|\] )\s*step \d+/\d+", re.I)
 def write_image_sbom(artifact: Artifact, context: Path, base: str) -> str:
     """The image's SBOM, from the packages staged for it, into the context (the Dockerfile
     copies it to /opt/mlpack/sbom.cdx.json); returns its text."""
-    from ..model_info import sha256_file
+    from ..model.info import sha256_file
 
     manifest, container = artifact.manifest, context / "container"
     platform = manifest.target.platform

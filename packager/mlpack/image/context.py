@@ -56,8 +56,8 @@ def check_native_libraries(artifact: Path, target: Target, site: Path) -> None:
     if target.cuda is None:
         return
     from ..artifact import Artifact
-    from ..facts import container_facts
-    from ..render import RenderContext
+    from ..render.facts import container_facts
+    from ..render.context import RenderContext
     from .native_libs import check_cuda_libraries
 
     cuda = container_facts(RenderContext.from_manifest(Artifact.open(artifact).manifest)).cuda

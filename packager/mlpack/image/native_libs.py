@@ -18,7 +18,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
 from ..errors import MlpackError
-from ..facts import CudaFacts
+from ..render.facts import CudaFacts
 from ..targets import Target
 
 # In every glibc-based image (Debian, Ubuntu): the C library's family, the GCC runtime, zlib.

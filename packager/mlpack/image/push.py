@@ -25,8 +25,8 @@ from ..errors import InputError, MlpackError
 from ..manifest import ImageIndex, Manifest
 from ..manifest import IMAGE_SBOM
 from ..progress import Progress
-from ..reproducible import epoch_of, timestamp
-from ..signing import trust_artifact
+from ..trust.reproducible import epoch_of, timestamp
+from ..trust.signing import trust_artifact
 from .attach import attach_sbom
 from .builder import ImageBuilder, PushedImage, PushFailed, select_builder
 from .registry import Reference, RegistryClient, authfile_json, image_index

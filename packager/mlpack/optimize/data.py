@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from ..errors import InputError
-from ..model_info import Signature, TensorSpec
+from ..model.info import Signature, TensorSpec
 
 LABELS = "labels"
 LABEL_KEYS = (LABELS, "y")  # `y` is scikit-learn's name for them, unless a model input is called so

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import onnx
 
-from ..model_files import EXTERNAL_THRESHOLD, data_file, model_paths, save_model, stored_external
+from ..model.files import EXTERNAL_THRESHOLD, data_file, model_paths, save_model, stored_external
 from .data import EvalData
 
 # The quantizers log every node they skip at INFO; the report says what matters.

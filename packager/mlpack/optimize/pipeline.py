@@ -16,9 +16,9 @@ from pathlib import Path
 import onnx
 
 from ..errors import InputError
-from ..locale_ops import PORTABLE_LOCALE, make_portable
-from ..model_files import copy_model, data_file, model_bytes, save_model, stored_external
-from ..model_info import ModelInfo
+from ..model.locale_ops import PORTABLE_LOCALE, make_portable
+from ..model.files import copy_model, data_file, model_bytes, save_model, stored_external
+from ..model.info import ModelInfo
 from ..pinned_runtime import for_target
 from ..pinned_runtime.compat import Fit
 from ..progress import Progress

@@ -45,7 +45,7 @@ class About:
                       drift_note: str = "") -> About:
         """The build's facts; `cold` is the Lambda cold start the build measured (report.json
         has it too; the manifest does not, as a measurement); `drift_note` what the build's
-        drift profile holds, or why there is none (mlpack.drift)."""
+        drift profile holds, or why there is none (mlpack.monitoring.drift)."""
         from ..limits import LAMBDA_ZIP_LIMIT_TEXT
 
         serving = []
@@ -167,6 +167,6 @@ def _sentence(text: str) -> str:
 
 
 def to_html(result: OptimizationResult, about: About) -> str:
-    from ..render import render_page
+    from ..render.templates import render_page
 
     return render_page(TEMPLATE, page=report_page(result, about))

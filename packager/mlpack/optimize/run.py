@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 
 from ..errors import MlpackError
-from ..model_files import model_bytes
+from ..model.files import model_bytes
 from ..pinned_runtime import for_target, runtime_message
-from ..model_info import ModelInfo
+from ..model.info import ModelInfo
 from ..progress import Progress
 from ..targets import Target
 from .data import EvalData

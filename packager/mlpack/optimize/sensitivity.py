@@ -11,19 +11,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..model_files import model_paths, save_model, stored_external
+from ..model.files import model_paths, save_model, stored_external
 from ..runtime.config import open_session
 from .data import EvalData
 from .measure import outputs
 
-if TYPE_CHECKING:
-    from .run import Run
+
+class Runner(Protocol):
+    """What the measurements use of the optimization run (`run.Run`, or what a variant sees
+    of it): scratch space, and a model's outputs from the sessions the gate uses."""
+
+    work: Path
+
+    def outputs(self, path: Path, data: EvalData) -> list[np.ndarray]: ...
+
 
 CPU = ["CPUExecutionProvider"]
 MAX_ROWS = 16  # a few rows rank layers reliably; more only costs memory
@@ -164,7 +171,7 @@ def _quantized_inputs(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]
     return activations, weight
 
 
-def _ranges(model: onnx.ModelProto, tensors: list[str], run: Run, data: EvalData) -> dict[str, tuple[float, float]]:
+def _ranges(model: onnx.ModelProto, tensors: list[str], run: Runner, data: EvalData) -> dict[str, tuple[float, float]]:
     """min and max of each tensor over `data`, from one run of the float model with a
     ReduceMin and a ReduceMax per tensor added as outputs (rows stream in batches)."""
     probe = onnx.ModelProto()
@@ -230,7 +237,7 @@ def output_error(reference: list[np.ndarray], got: list[np.ndarray]) -> float:
     return worst
 
 
-def measure_effects(float_graph: Path, units: list[str], run: Run, data: EvalData) -> list[LayerError]:
+def measure_effects(float_graph: Path, units: list[str], run: Runner, data: EvalData) -> list[LayerError]:
     """Each of `units` (nodes an int8 recipe quantized) ranked by its measured effect on the
     model's output: the float model is run with only that node's inputs and weight rounded to
     int8, on a few rows of `data`, and compared with float. Worst first.

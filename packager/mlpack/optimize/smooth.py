@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..model_files import save_model, stored_external
+from ..model.files import save_model, stored_external
 from .data import EvalData
 from .sensitivity import capture_inputs, channel_absmax, int8_error
 

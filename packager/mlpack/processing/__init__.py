@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fsutil import scratch_folder
-from ..model_info import ModelInfo, Signature, TensorSpec
+from ..model.info import ModelInfo, Signature, TensorSpec
 from ..runtime.processing.labels import LABEL, TOP_LABELS, TOP_PROBABILITIES
 from ..runtime.validation import _jsonable
 from .check import run_sample

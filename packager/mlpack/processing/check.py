@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import InputError
-from ..model_info import Signature
+from ..model.info import Signature
 from ..runtime.config import open_session
 from ..runtime.processing import load_processing
 from ..runtime.validation import RequestError, outputs_to_json, parse_inputs

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from ..model_info import Signature, TensorSpec
+from ..model.info import Signature, TensorSpec
 from .schema import HookProcessing, ImagePreprocess, LabelsPostprocess, ProcessingSection, TextPreprocess
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from ..model_info import sha256_file
+from ..model.info import sha256_file
 from .schema import PROCESSING_DIR, FileRef
 
 Source = Path | bytes  # a file to copy, or the bytes the build wrote for it (e.g. the model's labels)

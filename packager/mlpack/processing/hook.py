@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from ..errors import InputError
-from ..model_info import TensorSpec
+from ..model.info import TensorSpec
 from ..runtime.processing.hook import FUNCTIONS, load_module
 from .files import file_ref
 from .schema import HookProcessing

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import InputError
-from ..model_info import ModelInfo, TensorSpec
+from ..model.info import ModelInfo, TensorSpec
 from .schema import ImagePreprocess, ImageSpec
 
 _FIX = "fix the keys named above (docs/processing.md lists them)"

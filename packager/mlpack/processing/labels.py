@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from ..errors import InputError
-from ..model_info import ModelInfo, TensorSpec
+from ..model.info import ModelInfo, TensorSpec
 from .files import Source, file_ref
 from .request import MODEL_LABELS
 from .schema import LabelsPostprocess

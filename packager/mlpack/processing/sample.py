@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model_info import TensorSpec
+from ..model.info import TensorSpec
 from .schema import ImagePreprocess, TextPreprocess
 
 SENTENCE = "mlpack runs this sentence through the tokenizer and the model before the artifact ships."

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..model_info import Signature
+from ..model.info import Signature
 from ..paths import ArtifactPath
 
 PROCESSING_DIR = "processing"  # in the artifact and in every app folder

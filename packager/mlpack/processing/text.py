@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from ..errors import InputError
-from ..model_info import ModelInfo, TensorSpec
+from ..model.info import ModelInfo, TensorSpec
 from .files import file_ref
 from .request import NO_TOKENIZER
 from .schema import TextPreprocess

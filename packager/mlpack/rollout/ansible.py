@@ -23,7 +23,7 @@ from .. import __version__
 from ..errors import InputError, MlpackError
 from ..progress import Progress
 from ..resources import data_dir
-from ..signing import VERIFY_KEY_ENV, Key, key_from
+from ..trust.signing import VERIFY_KEY_ENV, Key, key_from
 from .release import Release, read_release, unpacked_size, write_bundle
 from .state import FleetLock, RolloutState, fleet_dir, fleet_id
 from .waves import DEFAULT_WAVES, UnreachableBudget, check_waves, parse_waves, plan_waves
@@ -92,7 +92,7 @@ def tool(name: str) -> str:
 def _environment() -> Any:
     """mlpack's sandboxed Jinja environment with [[ ]] / [% %] delimiters, so Ansible's
     own {{ }} expressions in the templates pass through untouched."""
-    from ..render import _environment as mlpack_environment
+    from ..render.templates import _environment as mlpack_environment
 
     return mlpack_environment().overlay(
         block_start_string="[%", block_end_string="%]",

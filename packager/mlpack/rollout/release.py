@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from ..artifact import Artifact
 from ..errors import InputError
-from ..facts import AGENT_PORT
+from ..render.facts import AGENT_PORT
 from ..manifest import HISTORY, SIGNATURE, RolloutRecord
-from ..signing import trust_artifact
+from ..trust.signing import trust_artifact
 
 # The parts of an artifact a device runs; container/, reports and IaC stay behind.
 BUNDLE_PARTS = ("manifest.json", "model", "bento", "agent")

@@ -5,8 +5,8 @@ its telemetry agent beside it.
                (Prometheus on the agent port, the socket shared through MLPACK_AGENT_SOCKET)
     service    a Bento (servers, edge): `bentoml serve <absolute bento path>`
                a Lambda package: the handler under awslambdaric against the local Runtime
-               API (lambda_emulator.py), behind an HTTP front that sends Function URL
-               events (function_url.py)
+               API (awslambda/emulator.py), behind an HTTP front that sends Function URL
+               events (awslambda/function_url.py)
 
 Everything runs from a temporary folder that is removed at the end; the artifact itself
 is only read. Ctrl-C or SIGTERM stops the service, then the agent, whole process groups
@@ -28,7 +28,7 @@ from typing import Callable
 
 from ..artifact import Artifact
 from ..errors import InputError, MlpackError
-from ..facts import AGENT_PORT
+from ..render.facts import AGENT_PORT
 from ..progress import Progress
 from ..resources import data_dir
 from ..runtime.providers import ALLOW_CPU_ENV
@@ -80,7 +80,7 @@ def serve(artifact: Artifact, options: ServeOptions, progress: Progress,
             with progress.step(f"Starting the telemetry agent (Prometheus on port {options.agent_port})"):
                 socket_path = start_agent(artifact, options, work, processes, signals.stop)
             if m.lambda_ is not None:
-                from .lambda_local import start_lambda
+                from ..awslambda.local import start_lambda
 
                 with progress.step("Starting the Lambda handler under the local Runtime API"):
                     note = start_lambda(artifact, options, work, socket_path, processes, cleanup, signals.stop)
@@ -104,7 +104,7 @@ def drift_lines(artifact: Artifact) -> list[str]:
     m = artifact.manifest
     if m.drift is None:
         return ["no drift profile (built without calibration data): the agent exports no drift metrics"]
-    from ..drift import feature_summary
+    from ..monitoring.drift import feature_summary
 
     profile = json.loads(artifact.path(m.drift.profile).read_text(encoding="utf-8"))
     d = m.target.drift

@@ -3,8 +3,9 @@
 A target names its steps in `builds = [...]`; each is a small class behind one interface
 (`describe` for the progress line, `run` for the work) that returns a typed result,
 the manifest section it fills. Progress and timing wrap the steps (`run_steps`); a step
-never prints on its own, it logs through its context. Adding a step means adding a
-module here and listing its class in `step_class`.
+never prints on its own, it logs through its context. A step lives here (bento.py) or
+with its concern (awslambda/zip_step.py, trust/sbom_step.py); adding one means listing
+its class in `step_class`. app.py assembles the app folder the packaging steps ship.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class StepTiming:
 def step_class(name: str) -> type[Step]:
     # Imported here: the step modules import this one for the interface.
     from .bento import BentoStep
-    from .lambda_zip import LambdaZipStep
-    from .sbom import SbomStep
+    from ..awslambda.zip_step import LambdaZipStep
+    from ..trust.sbom_step import SbomStep
 
     steps: dict[str, type[Step]] = {cls.name: cls for cls in (BentoStep, LambdaZipStep, SbomStep)}
     return steps[name]

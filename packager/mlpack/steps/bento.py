@@ -15,12 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..app import write_app
+from .app import write_app
 from ..errors import MlpackError
 from ..fsutil import scratch_folder
 from ..manifest import BentoSection, Manifest
-from ..render import RenderContext
-from ..reproducible import epoch_of, timestamp
+from ..render.context import RenderContext
+from ..trust.reproducible import epoch_of, timestamp
 from . import StepContext
 
 

@@ -9,28 +9,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from .config import Int8Config, VariantConfig
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnx
 
+    from ..data import EvalData
+    from ..gate import Verdict
     from ..report import Candidate
-    from ..run import Run
     from ..sensitivity import LayerError
 
-
-class VariantConfig(BaseModel):
-    """A variant's settings: its defaults, then the target's `[optimize.config.NAME]` table."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Int8Config(VariantConfig):
-    weight_type: Literal["qint8", "quint8"] = Field(
-        "qint8", description="int8 weight type; by default the target's `optimize.weight_type`"
-    )
+__all__ = ["Int8Config", "Outcome", "Requantize", "Variant", "VariantConfig", "VariantRun"]
 
 
 Requantize = Callable[[Sequence[str], Path], Path]
@@ -50,6 +42,32 @@ class Outcome:
     @property
     def passed(self) -> bool:
         return self.candidate is not None and self.candidate.passed
+
+
+class VariantRun(Protocol):
+    """What a variant may read and call of the optimization it runs in (`optimize/run.py`'s
+    `Run`, which imports the variants: they see it only through this)."""
+
+    work: Path  # scratch space for the models it makes
+    quant_base: Path  # the float graph the quantizers start from (after the float passes)
+    calibration: EvalData  # the rows int8 recipes calibrate on (never the gate's)
+    fixed_batch: int | None  # the batch size the model's inputs fix, if any
+    log: Callable[[str], None]
+
+    def outputs(self, path: Path, data: EvalData) -> list[np.ndarray]: ...
+
+    def compare(self, reference: list[np.ndarray], got: list[np.ndarray],
+                labels: np.ndarray | None = None) -> Verdict: ...
+
+    def gated(self, name: str, path: Path, recipe: str = "") -> Candidate: ...
+
+    def keep(self, candidate: Candidate) -> Candidate: ...
+
+    def add(self, name: str, path: Path, recipe: str) -> Candidate: ...
+
+    def note(self, text: str) -> None: ...
+
+    def earlier(self, name: str) -> Outcome | None: ...
 
 
 class Variant(ABC):
@@ -82,5 +100,5 @@ class Variant(ABC):
         return None
 
     @abstractmethod
-    def make(self, run: Run) -> Outcome:
+    def make(self, run: VariantRun) -> Outcome:
         """Make and gate the candidate (`run.add`), or return `Outcome(skipped=...)`."""

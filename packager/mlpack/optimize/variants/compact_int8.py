@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from .base import Int8Config, Outcome, Variant
+from .base import Int8Config, Outcome, Variant, VariantRun
 from .registry import register
 
 if TYPE_CHECKING:
     import onnx
-
-    from ..run import Run
 
 
 class CompactInt8Config(Int8Config):
@@ -37,7 +35,7 @@ class CompactInt8(Variant):
 
         return None if embedding_tables(model) else "no large embedding tables to store in 4 bits"
 
-    def make(self, run: Run) -> Outcome:
+    def make(self, run: VariantRun) -> Outcome:
         from ..passes import dynamic_int8, int4_tables
 
         smooth = run.earlier("smooth-int8")

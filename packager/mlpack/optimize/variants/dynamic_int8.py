@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .base import Int8Config, Outcome, Variant
+from .base import Int8Config, Outcome, Variant, VariantRun
 from .registry import register
-
-if TYPE_CHECKING:
-    from ..run import Run
 
 
 @register
@@ -17,7 +12,7 @@ class DynamicInt8(Variant):
     Config = Int8Config
     config: Int8Config
 
-    def make(self, run: Run) -> Outcome:
+    def make(self, run: VariantRun) -> Outcome:
         from ..passes import dynamic_int8
 
         start, weight = run.quant_base, self.config.weight_type

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .base import Outcome, Variant
+from .base import Outcome, Variant, VariantRun
 from .registry import register
-
-if TYPE_CHECKING:
-    from ..run import Run
 
 
 @register
@@ -16,7 +11,7 @@ class Fp16(Variant):
     name = "fp16"
     data_dependent = False  # float16 rounds every value alike: no range is fitted to the data
 
-    def make(self, run: Run) -> Outcome:
+    def make(self, run: VariantRun) -> Outcome:
         from ..passes import fp16
 
         path = fp16(run.quant_base, run.work / "fp16.onnx")

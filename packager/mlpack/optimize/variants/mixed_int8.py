@@ -15,14 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .base import Outcome, Variant
+from .base import Outcome, Variant, VariantRun
 from .registry import register
 
 if TYPE_CHECKING:
     import onnx
 
     from ..report import Candidate
-    from ..run import Run
+
 
 NO_LAYERS = "no MatMul, Gemm or Conv layers with constant weights"
 
@@ -41,7 +41,7 @@ class MixedInt8(Variant):
 
         return None if weight_layers(model) else NO_LAYERS
 
-    def make(self, run: Run) -> Outcome:
+    def make(self, run: VariantRun) -> Outcome:
         import onnx
 
         from ..sensitivity import measure_effects, quantized_nodes
@@ -98,7 +98,7 @@ class MixedInt8(Variant):
 
 
 def _remove(path: Path) -> None:
-    from ...model_files import model_paths
+    from ...model.files import model_paths
 
     for file in model_paths(path):
         file.unlink(missing_ok=True)

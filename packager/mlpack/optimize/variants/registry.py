@@ -6,7 +6,8 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 from pydantic import ValidationError
 
-from .base import Variant, VariantConfig
+from .base import Variant
+from .config import VariantConfig
 
 REGISTRY: dict[str, type[Variant]] = {}
 

@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from .base import Int8Config, Outcome, Variant
+from .base import Int8Config, Outcome, Variant, VariantRun
 from .registry import register
 
 if TYPE_CHECKING:
     import onnx
-
-    from ..run import Run
 
 
 class SmoothInt8Config(Int8Config):
@@ -39,7 +37,7 @@ class SmoothInt8(Variant):
 
         return None if activation_groups(model) else "no MatMul reads an activation with constant weights"
 
-    def make(self, run: Run) -> Outcome:
+    def make(self, run: VariantRun) -> Outcome:
         from .. import smooth
         from ..passes import dynamic_int8
 

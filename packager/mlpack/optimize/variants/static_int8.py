@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Int8Config, Outcome, Variant
+from .base import Int8Config, Outcome, Variant, VariantRun
 from .registry import register
 
 if TYPE_CHECKING:
     import onnx
 
-    from ..run import Run
 
 CONVOLUTIONS = ("Conv", "ConvTranspose")
 
@@ -27,7 +26,7 @@ class StaticInt8(Variant):
         return "no convolutions: static QDQ pays off for conv layers, and dynamic-int8 covers MatMul layers " \
                "without calibration"
 
-    def make(self, run: Run) -> Outcome:
+    def make(self, run: VariantRun) -> Outcome:
         from ..passes import static_int8
 
         if run.calibration.synthetic:

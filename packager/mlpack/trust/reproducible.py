@@ -19,10 +19,10 @@ import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:
-    from .manifest import BuildInputs
+    from ..manifest import BuildInputs
 
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
@@ -56,7 +56,7 @@ def timestamp(epoch: int) -> datetime:
 def build_inputs(*, source_model_sha256: str, calibration_sha256: str | None, target: Any, versions: Any,
                  options: dict[str, Any], mlpack_version: str) -> "BuildInputs":
     """The manifest's `build` section: the inputs, their digest and the time derived from it."""
-    from .manifest import BuildInputs
+    from ..manifest import BuildInputs
 
     fields = {
         "source_model_sha256": source_model_sha256,

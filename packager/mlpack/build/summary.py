@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .build import BuildResult
-from .limits import LAMBDA_ZIP_LIMIT_TEXT
-from .manifest import Manifest
-from .optimize.report_html import report_files
-from .processing.describe import processing_summary
-from .sizes import format_size
+from .run import BuildResult
+from ..limits import LAMBDA_ZIP_LIMIT_TEXT
+from ..manifest import Manifest
+from ..optimize.report_html import report_files
+from ..processing.describe import processing_summary
+from ..sizes import format_size
 
 
 def _folder_size(manifest: Manifest, prefix: str) -> int:

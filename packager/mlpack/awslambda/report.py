@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .build.plan import MEMORY_HEADROOM, MIN_MEMORY_MB
-from .lambda_prune import prune_rules
-from .limits import LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_ZIP_LIMIT_TEXT
-from .manifest import ColdStart, LambdaSection, Manifest
-from .sizes import format_size
+from ..build.plan import MEMORY_HEADROOM, MIN_MEMORY_MB
+from .prune import prune_rules
+from ..limits import LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_ZIP_LIMIT_TEXT
+from ..manifest import ColdStart, LambdaSection, Manifest
+from ..sizes import format_size
 
 
 def _ms(seconds: float | None) -> str:

@@ -4,7 +4,7 @@ Wheels ship their tests, type stubs, C headers, static libraries, build tools an
 onnxruntime, a C API library and the dependencies of its model tools: tens of MB that a
 cold start never reads but that count against Lambda's 50 MB zip and 250 MB unzipped
 limits. Each rule names a kind of file and why the handler does without it; the zip
-step (`steps/lambda_zip.py`) applies them in Python and records what each removed, and
+step (`zip_step.py`) applies them in Python and records what each removed, and
 the function image's Dockerfile (`templates/container/lambda/`) runs the same rules as
 shell commands (`shell_commands`). Pure data and file operations, no tools.
 """
@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .targets import Target
+from ..targets import Target
 
 
 @dataclass(frozen=True)

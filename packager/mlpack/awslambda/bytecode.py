@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MlpackError
+from ..errors import MlpackError
 
 INVALIDATION_MODE = "unchecked-hash"
 

@@ -9,10 +9,10 @@ accuracy gate's verdict; mlpack's runtime code; the base image by reference. See
 from __future__ import annotations
 
 from ..manifest import Manifest, SbomSection
-from ..model_info import sha256_file
-from ..sbom import SBOM, Contents, document, installed_packages, pinned_packages, with_wheel_hashes
-from . import StepContext
-from .lambda_zip import ZIP
+from ..model.info import sha256_file
+from .sbom import SBOM, Contents, document, installed_packages, pinned_packages, with_wheel_hashes
+from ..steps import StepContext
+from ..awslambda.zip_step import ZIP
 
 
 class SbomStep:

@@ -1,11 +1,11 @@
 """The `lambda-zip` step (runs uv and interpreters): the function's zip, and its cold start.
 
 `uv` fetches the target's wheels (manylinux, the function's Python); what the handler
-never imports is pruned (`lambda_prune.py`); an interpreter of the function's Python
+never imports is pruned (`prune.py`); an interpreter of the function's Python
 version compiles the bytecode (`bytecode.py`: hash-based, so the zip's bytes are the
 same at every rebuild); the zip is written with fixed entry order, times and modes; and
 the zip itself is measured, unpacked read-only and run under awslambdaric as Lambda runs
-it (`lambda_measure.py`). Without an interpreter of the function's Python version (and
+it (`measure.py`). Without an interpreter of the function's Python version (and
 architecture, for the measurement) the build still completes and says what it lacked.
 """
 
@@ -16,20 +16,20 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 
-from ..app import write_app
-from ..bytecode import INVALIDATION_MODE, compile_folder
+from ..steps.app import write_app
+from .bytecode import INVALIDATION_MODE, compile_folder
 from ..errors import MlpackError
-from ..lambda_measure import TASK_ROOT, find_python, install_runtime_client, measure_zip, not_measured
-from ..lambda_prune import Pruned, prune, prune_rules
+from .measure import TASK_ROOT, find_python, install_runtime_client, measure_zip, not_measured
+from .prune import Pruned, prune, prune_rules
 from ..limits import LAMBDA_UNZIPPED_LIMIT, LAMBDA_UNZIPPED_LIMIT_TEXT, LAMBDA_ZIP_LIMIT, LAMBDA_ZIP_LIMIT_TEXT
 from ..manifest import ColdStart, LambdaSection, Manifest, PrunedFiles
-from ..model_info import Signature, sample_inputs
+from ..model.info import Signature, sample_inputs
 from ..processing.packages import prune_for_lambda
-from ..render import RenderContext
+from ..render.context import RenderContext
 from ..sizes import format_size
 from ..targets import Target
 from ..uv import install_for_platform
-from . import StepContext
+from ..steps import StepContext
 
 ZIP = "lambda/function.zip"
 APP = "lambda/app"

@@ -10,9 +10,10 @@ import json
 import shutil
 from pathlib import Path
 
-from .model_files import copy_model
-from .render import RenderContext, render_group, write_files
-from .resources import data_dir, runtime_dir
+from ..model.files import copy_model
+from ..render.context import RenderContext
+from ..render.templates import render_group, write_files
+from ..resources import data_dir, runtime_dir
 
 RUNTIME_PACKAGE = "mlpack_runtime"
 # The agent's event client is standard library only; the service imports just that part,

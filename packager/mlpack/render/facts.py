@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING
 
 import math
 
-from .bytecode import INVALIDATION_MODE
-from .cuda import cuda_plan, library_path
+from ..awslambda.bytecode import INVALIDATION_MODE
+from ..image.cuda import cuda_plan, library_path
 from .delivery import AUTOSCALERS, DELIVERY_ENGINES, chosen_templates
-from .objectives import Indicator, in_flight, indicators, number
-from .runtime.providers import required_provider
-from .lambda_prune import prune_rules, shell_commands
-from .runtime.budget import RequestBudget
-from .runtime.limits import RequestLimits
+from ..monitoring.objectives import Indicator, in_flight, indicators, number
+from ..runtime.providers import required_provider
+from ..awslambda.prune import prune_rules, shell_commands
+from ..runtime.budget import RequestBudget
+from ..runtime.limits import RequestLimits
 
 if TYPE_CHECKING:
-    from .render import RenderContext
+    from .context import RenderContext
 
 # The telemetry agent's Prometheus endpoint: agent.json, the Kubernetes pod and service,
 # the Greengrass and systemd units all name this one port.
@@ -90,7 +90,7 @@ class ContainerFacts:
 
 @dataclass(frozen=True)
 class CudaFacts:
-    """A GPU image's CUDA libraries (mlpack.cuda): where they are, what is kept, what is checked."""
+    """A GPU image's CUDA libraries (mlpack.image.cuda): where they are, what is kept, what is checked."""
 
     library_path: str  # the image's LD_LIBRARY_PATH
     library_dirs: tuple[str, ...]  # the CUDA wheels' library folders, relative to site-packages
@@ -136,7 +136,7 @@ class MonitoringFacts:
     # targets. Its alert fires when the agent reports any other provider.
     required_provider: str | None
     # The service-level objective (the target's [slo]) over every version of the service:
-    # one alert rule per indicator (mlpack.objectives).
+    # one alert rule per indicator (mlpack.monitoring.objectives).
     objectives: tuple[Indicator, ...]
 
 
@@ -215,7 +215,7 @@ class KubernetesFacts:
 
 @dataclass(frozen=True)
 class ScalingFacts:
-    """The autoscaler the artifact was built for (mlpack.delivery.AUTOSCALERS) and what it scales."""
+    """The autoscaler the artifact was built for (mlpack.render.delivery.AUTOSCALERS) and what it scales."""
 
     autoscaler: str  # hpa or keda
     api_version: str  # of the autoscaler object (Flagger's autoscalerRef, the overlays' patches)
@@ -242,7 +242,7 @@ class ScalingFacts:
 class DeliveryFacts:
     """Progressive delivery: the canary's steps and the checks that judge it."""
 
-    engine: str  # mlpack.delivery.DELIVERY_ENGINES: none, argo-rollouts, flagger
+    engine: str  # mlpack.render.delivery.DELIVERY_ENGINES: none, argo-rollouts, flagger
     # The objective over this artifact's version only (its service_version, the image tag).
     checks: tuple[Indicator, ...]
     weights: tuple[int, ...]
@@ -440,7 +440,7 @@ def drift_facts(ctx: RenderContext) -> DriftFacts:
     settings, section, profile = ctx.target.drift, ctx.drift, ctx.drift_profile
     agent = None
     if section is not None and profile is not None:
-        from .drift import features
+        from ..monitoring.drift import features
 
         if profile["id"] != section.id:
             raise ValueError(f"drift profile {profile['id']} is not the manifest's {section.id}")
@@ -515,8 +515,8 @@ def quantity(value: float) -> str:
 
 
 def _file_names(template_folders: list[str]) -> list[str]:
-    from .render import template_paths  # render imports this module
-    from .targets import RenderGroup
+    from .templates import template_paths  # render imports this module
+    from ..targets import RenderGroup
 
     return [path for folder in template_folders for path in template_paths(RenderGroup(templates=folder))]
 

@@ -12,11 +12,12 @@ loses its signature first (`Artifact.resign_note` says so).
 from __future__ import annotations
 
 
-from .artifact import Artifact
-from .errors import MlpackError
-from .fsutil import staged_folder
-from .render import RenderContext, render_artifact, write_files
-from .targets import RenderGroup, Target
+from ..artifact import Artifact
+from ..errors import MlpackError
+from ..fsutil import staged_folder
+from .context import RenderContext
+from .templates import render_artifact, write_files
+from ..targets import RenderGroup, Target
 
 IAC_DIR = "iac"
 IAC_TEMPLATES = "iac/"

@@ -2,7 +2,7 @@
 
 awslambdaric long-polls /invocation/next for events and posts each result back, exactly
 as it does inside Lambda; this server queues events and collects the results. The build
-uses it to measure a function's cold start as Lambda runs it (`lambda_measure.py`), and
+uses it to measure a function's cold start as Lambda runs it (`measure.py`), and
 the tests to invoke a packaged handler.
 
 It also records when things happen, so that a cold start splits as Lambda reports it:

@@ -10,9 +10,9 @@ import onnx
 from onnx import helper, numpy_helper
 from pydantic import BaseModel, model_serializer
 
-from .errors import InputError
+from ..errors import InputError
 from .locale_ops import LocaleNode, locale_nodes, make_portable
-from .model_files import external_files
+from .files import external_files
 
 Dim = int | str | None  # a fixed size, a symbolic name, or unknown
 # A graph input with an initializer of the same name is an input with a default (ONNX IR
@@ -257,7 +257,7 @@ def _check_loads(path: Path, graph: onnx.ModelProto | None = None) -> None:
     data) has locale-dependent nodes: those are checked as the build rewrites them."""
     import onnxruntime as ort
 
-    from .runtime.config import open_session
+    from ..runtime.config import open_session
 
     source: Path | bytes = path
     if graph is not None:

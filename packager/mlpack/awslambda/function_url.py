@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import uvicorn
 
-from ..lambda_emulator import RuntimeAPI
+from .emulator import RuntimeAPI
 from ..runtime.asgi import RequestGuard
 from ..runtime.budget import RequestBudget, served_inputs
 from ..runtime.config import load_runtime

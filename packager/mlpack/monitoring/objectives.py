@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .targets import Slo
+from ..targets import Slo
 
 # The agent's names for them in Prometheus (mlpack_agent.metrics.PROMETHEUS_NAMES, which an
 # installed mlpack may not import: tests/test_objectives.py checks that they agree).

@@ -16,7 +16,7 @@ pylock.toml --no-deps` for exactly those versions and the target platform; uv ch
 them when it installs), or the sha256 of a local wheel file (mlpack-agent).
 
 The document is reproducible: its serial number and timestamp derive from the build's
-inputs (mlpack.reproducible), components are sorted, keys are sorted.
+inputs (mlpack.trust.reproducible), components are sorted, keys are sorted.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import __version__
-from .errors import MlpackError
-from .manifest import Manifest
-from .model_info import sha256_file
+from .. import __version__
+from ..errors import MlpackError
+from ..manifest import Manifest
+from ..model.info import sha256_file
 from .reproducible import epoch_of, timestamp
-from .uv import run_uv
+from ..uv import run_uv
 
 SBOM = "sbom.cdx.json"  # in every artifact, listed in its manifest
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
@@ -135,7 +135,7 @@ def _replace(package: Package, **changes: Any) -> Package:
 
 def _locked_wheels(packages: list[Package], python_platform: str, python_version: str) -> dict:
     """(name, version) -> the wheels the index lists for the platform, from a PEP 751 lock."""
-    from .fsutil import scratch_folder
+    from ..fsutil import scratch_folder
 
     with scratch_folder("sbom") as scratch:
         requirements, lock = scratch.path / "requirements.in", scratch.path / "pylock.toml"

@@ -4,7 +4,7 @@ The zip is unpacked into a read-only folder (Lambda's `/var/task` is read-only: 
 is compiled or cached there at run time), and fresh processes of an interpreter of the
 function's Python version and architecture run it under awslambdaric, the runtime
 interface client of Lambda's Python runtimes, against the local Runtime API
-(`lambda_emulator.py`), each on one CPU. Each run reports its init (process start to the
+(`emulator.py`), each on one CPU. Each run reports its init (process start to the
 runtime's first request: interpreter, imports, the handler's module code with the
 session) and its first invoke (event handed out to answer received), and the process's
 peak RSS and CPU time. One more run under `-X importtime` shows where the import time goes.
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .bytecode import compile_folder
-from .errors import MlpackError
-from mlpack.lambda_emulator import RuntimeAPI
-from .manifest import ColdStart, ImportCost
-from .uv import install_for_platform
+from ..errors import MlpackError
+from mlpack.awslambda.emulator import RuntimeAPI
+from ..manifest import ColdStart, ImportCost
+from ..uv import install_for_platform
 
 RUNTIME_CLIENT = "awslambdaric"
 HANDLER = "handler.handler"

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from .model_info import Signature, TensorSpec
-from .runtime.drift import FORMAT, VERSION, Profile, outside_slots, row_statistic, slot_count
+from ..model.info import Signature, TensorSpec
+from ..runtime.drift import FORMAT, VERSION, Profile, outside_slots, row_statistic, slot_count
 
 PROFILE_FILE = "drift/profile.json"
 MAX_COLUMNS = 128
@@ -259,8 +259,8 @@ def build_profile(model: Path, signature: Signature, target: Any, data_path: Pat
     gated on, at most MAX_ROWS rows of it), or None and why there is none."""
     if data_path is None or synthetic:
         return None, "no drift profile: the build had no calibration data (pass --calibration with real inputs)"
-    from .optimize.data import load_data
-    from .optimize.measure import outputs, session
+    from ..optimize.data import load_data
+    from ..optimize.measure import outputs, session
 
     data = load_data(data_path, signature)
     if data.rows > MAX_ROWS:
@@ -291,7 +291,7 @@ def counts(profile: dict[str, Any]) -> tuple[int, int]:
 
 
 def drift_section(profile: dict[str, Any]) -> Any:
-    from .manifest import DriftSection
+    from ..manifest import DriftSection
 
     inputs, outputs = counts(profile)
     return DriftSection(profile=PROFILE_FILE, id=profile["id"], rows=profile["rows"], data_source=profile["source"],

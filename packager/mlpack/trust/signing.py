@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
-from .artifact import Artifact
-from .errors import InputError, MlpackError
-from .fsutil import scratch_folder
-from .manifest import HISTORY, SIGNATURE
+from ..artifact import Artifact
+from ..errors import InputError, MlpackError
+from ..fsutil import scratch_folder
+from ..manifest import HISTORY, SIGNATURE
 
 UNSIGNED = (SIGNATURE, HISTORY)  # everything else is signed, manifest.json included
 SIGNING_KEY_ENV = "MLPACK_SIGNING_KEY"  # the private key: a path, or the PEM text

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from .targets import Target
+from ..targets import Target
 
 # ONNX operators whose onnxruntime CUDA kernels call cuDNN, by the cuDNN 9 sub-libraries they
 # load: reductions and normalizations (cudnnReduceTensor, batch and instance norm, pooling,

@@ -3,7 +3,7 @@
 
 What runs is what ships, where this machine allows it: `lambda/function.zip` unpacked
 into a read-only task folder (as /var/task is), run by an interpreter of the function's
-Python version and architecture (`lambda_measure.find_python`: MLPACK_LAMBDA_PYTHON, e.g.
+Python version and architecture (`measure.find_python`: MLPACK_LAMBDA_PYTHON, e.g.
 an aarch64 one under qemu, PATH, pyenv), with awslambdaric for it beside the task (as
 /var/runtime is; fetched once into mlpack's cache, as the build fetches it to measure the
 cold start). Without such an interpreter the handler runs from `lambda/app` with this
@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Callable
 
 from ..artifact import Artifact
-from ..demo import cache_dir
+from ..model.demo import cache_dir
 from ..extras import require_module
-from ..facts import lambda_facts
-from ..lambda_emulator import RuntimeAPI
-from ..lambda_measure import (
+from ..render.facts import lambda_facts
+from .emulator import RuntimeAPI
+from .measure import (
     RUNTIME_CLIENT, Interpreter, find_python, install_runtime_client, make_writable, unpack_read_only,
 )
-from ..render import RenderContext
-from ..steps.lambda_zip import APP
-from . import ServeOptions, wait_until
+from ..render.context import RenderContext
+from .zip_step import APP
+from ..serve import ServeOptions, wait_until
 from .function_url import FunctionUrlFront, lambda_budget
-from .processes import Processes
+from ..serve.processes import Processes
 
 def start_lambda(artifact: Artifact, options: ServeOptions, work: Path, socket_path: str, processes: Processes,
                  cleanup: list[Callable[[], None]], stop) -> str:
