@@ -1,6 +1,7 @@
-"""mlpack_runtime.asgi.RequestGuard driven by hand, message by message: what reaches the
-application, what is read and dropped before a 413, what waits for a slot (the served
-processes: tests/test_hostile_clients.py)."""
+"""mlpack_runtime.asgi's middleware driven by hand, message by message: what reaches the
+application, what is read and dropped before a 413, what waits for a slot, the body each
+error comes in (RequestGuard's, errors.reply_for's, ErrorBodies' rewrite of the framework's).
+The served processes: tests/test_hostile_clients.py, tests/test_serve_errors.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import pytest
 
 from mlpack.runtime import asgi
+from mlpack.runtime import errors
 from mlpack.runtime.asgi import ErrorBodies, RequestGuard
 from mlpack.runtime.budget import RequestBudget
 from mlpack.runtime.limits import RequestLimits
@@ -238,3 +240,14 @@ def test_errors_the_framework_answers_get_mlpacks_body(status, body, content_typ
 ])
 def test_answers_that_are_not_the_frameworks_errors_pass_untouched(path: str, status: int, body: bytes) -> None:
     assert run(ErrorBodies(answering(status, body)), [b"{}"], [], path=path)[:2] == (status, body)
+
+
+def test_a_failure_that_is_not_the_requests_is_a_500_in_the_same_body_and_logged(capsys) -> None:
+    try:
+        raise RuntimeError("CUDA failure 700: an illegal memory access\nmore lines")
+    except RuntimeError as exc:
+        failed = exc
+    message = "the model failed on this request: CUDA failure 700: an illegal memory access"
+    assert errors.reply_for(failed) == (500, {"error": {"message": message}})
+    assert errors.reply_for(failed, "/v2/models/m/infer") == (500, {"error": message})
+    assert "Traceback" in capsys.readouterr().err  # the server's or the function's log
