@@ -40,6 +40,20 @@ def linear_model(path: Path, features: int = 4, outputs: int = 3, seed: int = 0)
     return save_graph(graph, path)
 
 
+def free_width_model(path: Path, features: int = 4, outputs: int = 3) -> Path:
+    """y = x @ W + b whose input declares both axes free: "x" float32 [batch, width]. A request
+    of any width fits the signature; onnxruntime's MatMul refuses every width but `features`."""
+    nodes, initializer = _linear(features, outputs, seed=0)
+    graph = helper.make_graph(
+        nodes,
+        "free_width",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", outputs])],
+        initializer=initializer,
+    )
+    return save_graph(graph, path)
+
+
 def linear_reference(path: Path, x: np.ndarray) -> np.ndarray:
     """What onnxruntime answers for the model, the reference a server must match."""
     import onnxruntime as ort

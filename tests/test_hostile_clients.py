@@ -83,8 +83,10 @@ def post(url: str, body: bytes, content_type: str = "application/json", timeout:
 
 
 def error_of(body: bytes) -> str:
-    parsed = json.loads(body)
-    return (parsed[0] if isinstance(parsed, list) else parsed)["error"]
+    """The message of an error body: mlpack's routes' {"error": {"message": ...}}, or the
+    Open Inference Protocol's {"error": "..."}."""
+    error = json.loads(body)["error"]
+    return error["message"] if isinstance(error, dict) else error
 
 
 def status(pid: int) -> dict[str, int]:

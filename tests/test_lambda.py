@@ -66,9 +66,10 @@ def test_a_malformed_request_gets_a_400_naming_the_input(runtime) -> None:
     event = {"body": json.dumps({"inputs": {"pixels": [[1.0, 2.0]]}})}
     status, reply = runtime.invoke(event)
     assert status == "response" and reply["statusCode"] == 400
-    assert json.loads(reply["body"]) == {"error": "input 'pixels' has shape [1, 2]: expected float32 [?, 64]"}
+    assert json.loads(reply["body"]) == {
+        "error": {"message": "input 'pixels' has shape [1, 2]: expected float32 [?, 64]", "input": "pixels"}}
     status, reply = runtime.invoke({"body": "{not json"})
-    assert reply["statusCode"] == 400 and "not valid JSON" in json.loads(reply["body"])["error"]
+    assert reply["statusCode"] == 400 and "not valid JSON" in json.loads(reply["body"])["error"]["message"]
 
 
 def test_the_handler_imports_neither_bentoml_nor_opentelemetry(lambda_artifact) -> None:
@@ -136,7 +137,8 @@ def test_an_http_body_over_the_limit_gets_a_413_before_it_is_parsed(runtime, lam
     limit = lambda_artifact.manifest.target.serving.max_request_mb
     status, reply = runtime.invoke({"body": "[" * int(limit * 2**20 + 1), "requestContext": {"http": {"method": "POST"}}})
     assert status == "response" and reply["statusCode"] == 413
-    assert json.loads(reply["body"])["error"].endswith("rebuild the artifact with `mlpack build --max-request-mb N`")
+    assert json.loads(reply["body"])["error"]["message"].endswith(
+        "rebuild the artifact with `mlpack build --max-request-mb N`")
 
 
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -162,4 +164,5 @@ def test_no_request_makes_the_handler_raise(runtime, event) -> None:
     assert status == "response", reply  # a raised exception would be a function error: 502 from a Function URL
     assert reply["statusCode"] == 400, reply
     error = json.loads(reply["body"])["error"] if "body" in reply else reply["error"]
-    assert error and "Traceback" not in error
+    message = error if isinstance(error, str) else error["message"]  # the Open Inference Protocol's, or mlpack's
+    assert message and "Traceback" not in message

@@ -111,8 +111,7 @@ def test_the_bento_refuses_an_upload_that_is_not_an_image_with_a_400(image_bento
     base, _, _ = image_bento
     reply = httpx.post(f"{base}/predict_image", files={"file": ("notes.txt", b"hello", "text/plain")}, timeout=30)
     assert reply.status_code == 400
-    body = reply.json()
-    assert (body[0] if isinstance(body, list) else body)["error"] == "input 'image' row 0 is not a PNG or JPEG image"
+    assert reply.json() == {"error": {"message": "input 'image' row 0 is not a PNG or JPEG image"}}
 
 
 def test_the_bento_answers_raw_sentences_as_tokenizer_plus_onnxruntime(text_bento) -> None:
@@ -165,7 +164,7 @@ def test_the_lambda_handler_answers_an_image_body_and_json_text(lambda_builds) -
         bad = {**event, "body": base64.b64encode(b"not an image").decode()}
         status, reply = api.invoke(bad)
         assert reply["statusCode"] == 400
-        assert json.loads(reply["body"]) == {"error": "input 'image' row 0 is not a PNG or JPEG image"}
+        assert json.loads(reply["body"]) == {"error": {"message": "input 'image' row 0 is not a PNG or JPEG image"}}
 
     text, tokenizer = lambda_builds["text"]
     with LambdaRuntime(text.path / "lambda" / "app") as api:

@@ -121,8 +121,8 @@ def test_serving_md_sends_a_request_to_every_route_the_artifacts_serve() -> None
     """Every route of the Bento service template and of the routes table, Open Inference
     Protocol included, has a request in docs/serving.md's route section."""
     service = (REPO / "templates" / "bento" / "service.py.j2").read_text()
-    table = SERVING_DOC.read_text().split("## The Open Inference Protocol v2")[0]
-    routes = set(re.findall(r'route="(/[^"]+)"', service))
+    table = SERVING_DOC.read_text().split("\n## ")[0]  # the routes table, before the first section
+    routes = set(re.findall(r'(?:route=|Route\()"(/[^"{]+)"', service))  # BentoML's APIs, mlpack's Starlette routes
     routes |= {route.replace("NAME", DEMO) for route in re.findall(r"`(?:GET |POST )?(/(?:v2|readyz|livez)[^`]*)`",
                                                                        table)}
     assert {"/predict", "/predict_batch", "/predict_npz", "/predict_image", "/v2/models/digits-demo/infer"} <= routes

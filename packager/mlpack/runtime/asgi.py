@@ -16,6 +16,10 @@ through, before the application parses a byte of it.
 - **JSON is measured before it is parsed**: `RequestBudget.check_json` (400). The body
   then reaches the application whole, as one message.
 
+Its errors come in the body of the route asked (errors.error_json). `ErrorBodies`, the
+Bento's other middleware, puts the errors BentoML and Starlette answer themselves in
+errors.py's body too.
+
 Standard library only: this module ships in every artifact (the Lambda handler does not use it).
 """
 
@@ -26,6 +30,7 @@ import json
 from typing import Any, Awaitable, Callable, Mapping
 
 from .budget import RequestBudget, json_part
+from .errors import error_body, error_json, is_protocol_v2
 from .limits import MIB
 from .validation import RequestError
 
@@ -59,7 +64,7 @@ class RequestGuard:
         try:
             await asyncio.wait_for(self._slots.acquire(), SLOT_WAIT_S)
         except asyncio.TimeoutError:
-            return await send_error(send, 503, (
+            return await send_error(scope, send, 503, (
                 f"the service is busy: {self.budget.limits.max_concurrency} requests were in progress for "
                 f"{SLOT_WAIT_S:.0f} s; retry later, or run more replicas"), {"retry-after": "5"})
         try:
@@ -75,14 +80,14 @@ class RequestGuard:
             # A client waiting for 100 Continue sends nothing unless the body is read.
             if headers.get(b"expect", b"").lower() != b"100-continue" and declared <= DRAIN_LIMIT_BYTES:
                 await _within(BODY_TIMEOUT_S, _drain(receive, 0))
-            return await send_error(send, 413, str(problem), close=True)
+            return await send_error(scope, send, 413, str(problem), close=True)
         try:
             body = await asyncio.wait_for(self._read(receive), BODY_TIMEOUT_S)
         except asyncio.TimeoutError:
-            return await send_error(send, 408, f"the request body did not arrive within {BODY_TIMEOUT_S:.0f} s",
+            return await send_error(scope, send, 408, f"the request body did not arrive within {BODY_TIMEOUT_S:.0f} s",
                                     close=True)
         except RequestError as exc:  # over the limit while arriving (its rest was drained)
-            return await send_error(send, 413, str(exc), close=True)
+            return await send_error(scope, send, 413, str(exc), close=True)
         if body is None:
             return  # the client left
         length = headers.get(_HEADER_LENGTH)
@@ -95,7 +100,7 @@ class RequestGuard:
                 else:  # tens of milliseconds for megabytes: off the event loop, which serves everyone
                     await asyncio.get_running_loop().run_in_executor(None, self.budget.check_json, parsed)
             except RequestError as exc:
-                return await send_error(send, 400, str(exc))
+                return await send_error(scope, send, 400, str(exc))
         await self.app(scope, _replay(body, receive), send)
 
     async def _read(self, receive: Receive) -> bytes | None:
@@ -160,10 +165,11 @@ def _content_length(headers: Mapping[bytes, bytes]) -> int | None:
         return None
 
 
-async def send_error(send: Send, status: int, message: str, headers: Mapping[str, str] | None = None,
+async def send_error(scope: Scope, send: Send, status: int, message: str, headers: Mapping[str, str] | None = None,
                      close: bool = False) -> None:
-    """A JSON {"error": ...} reply; `close`: the connection ends after it."""
-    body = json.dumps({"error": message}).encode()
+    """An error reply in the body of the route asked (errors.error_json); `close`: the
+    connection ends after it."""
+    body = error_json(scope.get("path", ""), message)
     extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     await send({
         "type": "http.response.start",
@@ -172,3 +178,78 @@ async def send_error(send: Send, status: int, message: str, headers: Mapping[str
                     *extra, *([(b"connection", b"close")] if close else [])],
     })
     await send({"type": "http.response.body", "body": body})
+
+
+class ErrorBodies:
+    """Errors the web framework answers itself, before or around mlpack's code, in
+    errors.py's body: BentoML's validation of /predict_batch (a pydantic dump), the list
+    it wraps an API's 4xx in, its 500 text, Starlette's 404 and 405. An answer already in
+    that body, an Open Inference Protocol route's (its own body) and a HEAD's pass as they are."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") == "HEAD" or is_protocol_v2(scope.get("path", "")):
+            return await self.app(scope, receive, send)
+        held: dict | None = None
+        chunks: list[bytes] = []
+
+        async def rewrite(message: dict) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                held = message  # sent with the body, once it is whole
+                return
+            if held is None or message["type"] != "http.response.body":
+                return await send(message)
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            headers = dict(held.get("headers", ()))
+            if not _ours(body):
+                body = json.dumps(framework_error(held["status"], body)).encode()
+                headers.update({b"content-type": b"application/json", b"content-length": str(len(body)).encode()})
+            await send({**held, "headers": list(headers.items())})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, rewrite)
+
+
+def _ours(body: bytes) -> bool:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and isinstance(parsed.get("error"), dict) and "message" in parsed["error"]
+
+
+def framework_error(status: int, body: bytes) -> dict[str, Any]:
+    """errors.py's body for an error BentoML or Starlette answered: its message, and for
+    pydantic's validation errors (`{"error": "1 validation error for Input", "detail":
+    [{"type", "loc", "msg"}]}`) the first error, in mlpack's words where it is mlpack's."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:  # Starlette's text ("Not Found"), or nothing
+        return error_body(body.decode("utf-8", "replace").strip() or f"HTTP {status}")
+    if isinstance(parsed, list) and parsed:  # BentoML's 4xx of an API: [{"error": ...}]
+        parsed = parsed[0]
+    if not isinstance(parsed, dict):
+        return error_body(str(parsed))
+    detail = parsed.get("detail")
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        return _validation_error(detail[0])
+    return error_body(str(parsed.get("error", parsed)))
+
+
+def _validation_error(error: Mapping[str, Any]) -> dict[str, Any]:
+    kind, message = error.get("type"), str(error.get("msg", ""))
+    where = [str(part) for part in error.get("loc") or []]
+    field = where[0] if where else None
+    if kind == "json_invalid":
+        return error_body(f"the request body is not valid JSON: {message.removeprefix('Invalid JSON: ')}")
+    if kind == "value_error":  # mlpack's own check (a RequestError in a validator), or numpy's
+        return error_body(message.removeprefix("Value error, "), input=field)
+    if kind == "missing":
+        return error_body(f"missing {field!r}" if field else "the request body is empty", input=field)
+    return error_body(f"{'.'.join(where) or 'the request body'}: {message}", input=field)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .validation import RequestError
+from .validation import RequestError, parse_inputs
 
 MIB = 2**20
 # Defaults when runtime.json has no `limits` (artifacts built before limits existed).
@@ -98,16 +98,19 @@ class RequestLimits:
             if not self.allow_non_finite:
                 _check_finite(spec["name"], array)
 
-    def input_checker(self, name: str, specs: list[Mapping[str, Any]]) -> Callable[[np.ndarray], np.ndarray]:
-        """`check_arrays` for one input, as a validator: for routes whose framework parses
-        and validates each request itself (BentoML's /predict_batch, before batching)."""
+    def input_parser(self, name: str, specs: list[Mapping[str, Any]]) -> Callable[[Any], np.ndarray]:
+        """One input's JSON value to its array, checked as /predict checks it (signature,
+        rows, non-finite numbers), as a validator: for routes whose framework parses each
+        request itself (BentoML's /predict_batch, before batching; BentoML's own conversion
+        would reshape a row of the wrong length into other rows)."""
         spec = next(s for s in specs if s["name"] == name)
 
-        def check(array: np.ndarray) -> np.ndarray:
-            self.check_arrays({name: array}, [spec])
-            return array
+        def parse(value: Any) -> np.ndarray:
+            arrays = parse_inputs({name: value}, [spec])
+            self.check_arrays(arrays, [spec])
+            return arrays[name]
 
-        return check
+        return parse
 
     def _check_rows(self, spec: Mapping[str, Any], array: np.ndarray) -> None:
         shape = spec.get("shape")
@@ -116,7 +119,7 @@ class RequestLimits:
             raise RequestError(
                 f"input {spec['name']!r} has {array.shape[0]} rows, over this service's limit of "
                 f"{self.max_rows} rows per request: split the request, or rebuild the artifact with "
-                f"`mlpack build {ROWS_OPTION} N`"
+                f"`mlpack build {ROWS_OPTION} N`", input=spec["name"]
             )
 
 
@@ -130,5 +133,5 @@ def _check_finite(name: str, array: np.ndarray) -> None:
     value = array[tuple(where)].item()
     raise RequestError(
         f"input {name!r} holds {value} at {where}: send finite numbers, or rebuild the artifact with "
-        f"`mlpack build {NON_FINITE_OPTION}` if the model handles them"
+        f"`mlpack build {NON_FINITE_OPTION}` if the model handles them", input=name
     )

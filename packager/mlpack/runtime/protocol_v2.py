@@ -33,6 +33,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
+from .errors import FAILED, first_line
 from .limits import BodyTooLarge
 from .validation import RequestError, outputs_to_json, read_json
 
@@ -181,13 +182,13 @@ def infer(model: ServedModel, body: bytes, headers: Mapping[str, str], started: 
         raise
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # data numpy cannot take as given
         model.rejected(started)
-        raise RequestError(f"the inference request's data cannot be read: {_first_line(exc)}") from None
+        raise RequestError(f"the inference request's data cannot be read: {first_line(exc)}") from None
     try:
         values = model.infer(arrays, started)
     except RequestError:
         raise
     except Exception as exc:  # the model itself failed: a 500 that says why, the server goes on
-        return Reply.error(500, f"the model failed on this request: {_first_line(exc)}")
+        return Reply.error(500, f"{FAILED}: {first_line(exc)}")
     by_name = {spec["name"]: (spec, value) for spec, value in zip(model.outputs, values)}
     outputs, blobs = [], []
     for name, binary_out in wanted:
@@ -205,10 +206,6 @@ def infer(model: ServedModel, body: bytes, headers: Mapping[str, str], started: 
         return Reply(200, header, {"content-type": JSON_TYPE})
     return Reply(200, header + b"".join(blobs),
                  {"content-type": BINARY_TYPE, HEADER_LENGTH: str(len(header))})
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _split_body(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any], bytes]:

@@ -3,8 +3,8 @@ Bento service and in the Lambda handler.
 
 It owns the session (created once, with the target's settings), checks each request
 against the served signature, runs the model and reports the inference to the telemetry
-agent. The entry points only translate their transport (BentoML routes, Lambda events)
-to these calls and a `RequestError` to HTTP 400.
+agent. The entry points only translate their transport (HTTP requests, Lambda events)
+to these calls, and what they raise to errors.py's body.
 """
 
 from __future__ import annotations
@@ -16,16 +16,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import RuntimeConfig, load_runtime
+from .errors import first_line
 from .limits import RequestLimits
 from .processing import Processing, ServedSignature, load_processing
 from .providers import allow_cpu, check_session
 from .telemetry import InferenceReporter
-from .validation import RequestError, outputs_to_json, parse_inputs
+from .validation import RequestError, outputs_to_json, parse_inputs, read_json
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 RUNTIME_JSON = "runtime.json"
+REFUSED_HINT = "the inputs fit the served signature, but the model cannot compute on their sizes: send the sizes it was made for"
 
 
 class ServedModel:
@@ -77,6 +79,28 @@ class ServedModel:
     def limits(self) -> RequestLimits:
         return self.config.limits
 
+    def predict_json(self, body: bytes | str, started: float | None = None) -> dict[str, Any]:
+        """/predict, from the request's body to its answer: {"inputs": {...}} in,
+        {"outputs": {...}} out, in the Bento service and the Lambda handler alike.
+
+        Raises RequestError (HTTP 400) for a body that is not that JSON object or does not
+        fit the signature."""
+        started = time.perf_counter() if started is None else started
+        try:
+            request = read_json(body)
+        except RequestError:
+            self.rejected(started)
+            raise
+        return self.answer(request, started)
+
+    def answer(self, request: Any, started: float | None = None) -> dict[str, Any]:
+        """/predict's answer to its request already parsed (a Lambda's direct invocation)."""
+        started = time.perf_counter() if started is None else started
+        if not isinstance(request, dict):
+            self.rejected(started)
+            raise RequestError('the request is not a JSON object: expected {"inputs": {"<input name>": array}}')
+        return {"outputs": self.predict(request.get("inputs"), started)}
+
     def predict(self, payload: Any, started: float | None = None) -> dict[str, Any]:
         """mlpack's JSON: {"<input name>": nested lists} in, {"<output name>": values} out.
 
@@ -118,9 +142,12 @@ class ServedModel:
         model_started = time.perf_counter()
         try:
             values = self.session.run(None, arrays)
-        except Exception:
-            self.reporter.failure(started, "model_error")
-            raise
+        except Exception as exc:
+            if not _refused(exc):
+                self.reporter.failure(started, "model_error")
+                raise
+            self.rejected(started)
+            raise RequestError(f"the model refused these inputs: {first_line(exc)}", hint=REFUSED_HINT) from None
         self.reporter.success(started, model_started, arrays, values)
         return values
 
@@ -131,3 +158,13 @@ class ServedModel:
     def flush(self, timeout_s: float) -> None:
         """Hand queued telemetry to the agent now (a Lambda environment may freeze after a reply)."""
         self.reporter.flush(timeout_s)
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether onnxruntime refused the request's tensors: its own input checks
+    (INVALID_ARGUMENT: rank, element type, a fixed dimension) or a node failing on them
+    (FAIL: sizes the signature's free axes allowed that its operators cannot combine). A
+    400 with onnxruntime's message; any other failure is the model's or the server's (500)."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument  # loaded with the session
+
+    return isinstance(exc, (Fail, InvalidArgument))

@@ -23,7 +23,20 @@ _ACCEPTED_KINDS = {
 
 
 class RequestError(ValueError):
-    """The request does not fit the model's signature (HTTP 400)."""
+    """The request does not fit the model's signature (HTTP 400).
+
+    `input` names the input at fault, where one is; `hint` is advice the message does not
+    already carry. errors.py answers them as fields of its body; `str()` (what the Open
+    Inference Protocol's `{"error": "..."}` says) is the message and the hint together."""
+
+    def __init__(self, message: str, *, input: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.input = input
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message}; {self.hint}"
 
 
 def read_json(body: bytes | str, what: str = "the request body") -> Any:
@@ -73,14 +86,14 @@ def parse_inputs(payload: Any, specs: list[Mapping[str, Any]]) -> dict[str, np.n
     names = [s["name"] for s in specs]
     unknown = sorted(set(payload) - set(names))
     if unknown:
-        raise RequestError(f"unknown input {unknown[0]!r}; the model's inputs are {names}")
+        raise RequestError(f"unknown input {unknown[0]!r}; the model's inputs are {names}", input=unknown[0])
     arrays: dict[str, np.ndarray] = {}
     for spec in specs:
         name = spec["name"]
         if payload.get(name) is None:
             if spec.get("optional"):  # left out (or null): the model's default, or no value
                 continue
-            raise RequestError(f"missing input {name!r}: expected {_expected(spec)}")
+            raise RequestError(f"missing input {name!r}: expected {_expected(spec)}", input=name)
         value = payload[name]
         arrays[name] = _to_array(name, value, spec) if _is_tensor(spec) else _to_value(name, value, spec)
     return arrays
@@ -92,11 +105,11 @@ def _to_array(name: str, value: Any, spec: Mapping[str, Any]) -> np.ndarray:
         array = np.asarray(value)
     except ValueError:  # ragged nested lists
         raise RequestError(
-            f"input {name!r} is not a rectangular array: expected {_expected(spec)}"
+            f"input {name!r} is not a rectangular array: expected {_expected(spec)}", input=name
         ) from None
     if array.dtype.kind not in _ACCEPTED_KINDS.get(dtype.kind, dtype.kind):
         raise RequestError(
-            f"input {name!r} has values of type {_kind_text(array)}: expected {_expected(spec)}"
+            f"input {name!r} has values of type {_kind_text(array)}: expected {_expected(spec)}", input=name
         )
     shape = spec["shape"]
     if shape is not None:
@@ -104,14 +117,15 @@ def _to_array(name: str, value: Any, spec: Mapping[str, Any]) -> np.ndarray:
             isinstance(want, int) and got != want for got, want in zip(array.shape, shape)
         ):
             raise RequestError(
-                f"input {name!r} has shape {list(array.shape)}: expected {_expected(spec)}"
+                f"input {name!r} has shape {list(array.shape)}: expected {_expected(spec)}", input=name
             )
     if dtype.kind == "O":
         return _strings(name, array, spec)
     if dtype.kind in "iu" and array.dtype.kind in "iu" and array.size:
         info = np.iinfo(dtype)  # astype would wrap (2**63 as int64 is -2**63)
         if array.min() < info.min or array.max() > info.max:
-            raise RequestError(f"input {name!r} has values outside the range of {dtype.name}: expected {_expected(spec)}")
+            raise RequestError(f"input {name!r} has values outside the range of {dtype.name}: expected {_expected(spec)}",
+                               input=name)
     return array.astype(dtype, copy=False)
 
 
@@ -133,9 +147,10 @@ def _strings(name: str, array: np.ndarray, spec: Mapping[str, Any]) -> np.ndarra
             try:
                 flat[row] = value.decode("utf-8")
             except UnicodeDecodeError:
-                raise RequestError(f"input {name!r} row {row} is not UTF-8 text") from None
+                raise RequestError(f"input {name!r} row {row} is not UTF-8 text", input=name) from None
         elif not isinstance(value, (str, bytes)):
-            raise RequestError(f"input {name!r} mixes strings with other values: expected {_expected(spec)}")
+            raise RequestError(f"input {name!r} mixes strings with other values: expected {_expected(spec)}",
+                                   input=name)
     return values
 
 
@@ -148,7 +163,7 @@ def _to_value(name: str, value: Any, spec: Mapping[str, Any]) -> Any:
     try:
         return _convert(value, spec["dtype"])
     except (TypeError, ValueError, KeyError):
-        raise RequestError(f"input {name!r} does not fit {_expected(spec)}") from None
+        raise RequestError(f"input {name!r} does not fit {_expected(spec)}", input=name) from None
 
 
 def _convert(value: Any, type_text: str) -> Any:

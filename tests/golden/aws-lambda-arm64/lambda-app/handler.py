@@ -8,7 +8,8 @@ body is that JSON. Function URL paths under /v2 speak the Open Inference Protoco
 An HTTP body over the artifact's limit gets HTTP 413 before it is decoded or parsed, and
 JSON that would hold more than the limits allow gets 400 before it is parsed
 (mlpack_runtime.budget). No request makes the handler raise: 400/413 for what it sends,
-500 when the model fails on it.
+500 when the model fails on it, in mlpack_runtime.errors' body (the Bento's):
+{"error": {"message", "input"?, "hint"?}}, or the protocol's {"error": "..."} under /v2.
 The session is created at init, so it counts once, in the cold start.
 """
 
@@ -19,10 +20,9 @@ import os
 import time
 from typing import Any
 
-from mlpack_runtime import RequestError, ServedModel
+from mlpack_runtime import RequestError, ServedModel, errors
 from mlpack_runtime.budget import RequestBudget, json_part
 from mlpack_runtime.snapstart import register_hooks
-from mlpack_runtime.validation import read_json
 
 # Created at init, so the session counts once, in the cold start.
 MODEL = ServedModel(os.path.dirname(os.path.realpath(__file__)))
@@ -56,19 +56,13 @@ def _handle(event: Any) -> dict[str, Any]:
             too_large = BUDGET.body_problem(_body_size(event))
             if too_large is not None:
                 MODEL.rejected(started)
-                return _reply(True, 413, {"error": str(too_large)})
-            if _path(event) == "/v2" or _path(event).startswith("/v2/"):
+                raise too_large
+            if errors.is_protocol_v2(_path(event)):
                 return _open_inference_protocol(event, started)
-        request = _request(event, is_http, started)
-        return _reply(is_http, 200, {"outputs": MODEL.predict(request.get("inputs"), started)})
-    except RequestError as exc:
-        return _reply(is_http, 400, {"error": str(exc)})
-    except Exception as exc:  # the model (or the artifact's processing) failed on this request
-        import traceback  # only when something failed: not imported at init
-
-        traceback.print_exc()  # to the function's log
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return _reply(is_http, 500, {"error": f"the model failed on this request: {reason}"})
+            return _reply(True, 200, MODEL.predict_json(_json_body(event, started), started))
+        return _reply(False, 200, MODEL.answer(event, started))
+    except Exception as exc:  # 400/413 for the request; 500 (logged) when the model or its processing failed on it
+        return _reply(is_http, *errors.reply_for(exc, _path(event) if is_http else ""))
 
 
 def _path(event: dict[str, Any]) -> str:
@@ -119,18 +113,14 @@ def _open_inference_protocol(event: dict[str, Any], started: float) -> dict[str,
     }
 
 
-def _request(event: Any, is_http: bool, started: float) -> dict[str, Any]:
+def _json_body(event: dict[str, Any], started: float) -> bytes:
     try:
-        if is_http:
-            body = _body_bytes(event)
-            BUDGET.check_json(body)  # before json.loads builds a Python object per value
-            event = read_json(body)
-        if not isinstance(event, dict):
-            raise RequestError('expected a JSON object {"inputs": {"<input name>": array}}')
+        body = _body_bytes(event)
     except RequestError:
         MODEL.rejected(started)
         raise
-    return event
+    _check_json(body, started)  # before json.loads builds a Python object per value
+    return body
 
 
 def _check_json(body: bytes | None, started: float) -> None:

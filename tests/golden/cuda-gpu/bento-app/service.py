@@ -12,6 +12,13 @@ mlpack_runtime.protocol_v2:
 GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/golden-model, /v2/models/golden-model/ready
 POST /v2/models/golden-model/infer
 
+mlpack's routes are Starlette routes that read the request themselves (all but BentoML's
+/predict_batch, for its adaptive batching), so that every error they answer is
+mlpack_runtime.errors' body, as the Lambda handler's: {"error": {"message", "input"?,
+"hint"?}}, the protocol's {"error": "..."} under /v2. mlpack_runtime.asgi.ErrorBodies gives
+the errors BentoML answers itself (an API's validation, 404, 405) the same body.
+docs/serving.md lists every route's statuses.
+
 Every route goes through mlpack_runtime.asgi.RequestGuard first: a body over the artifact's
 limit gets HTTP 413 (read and dropped, so that the client reads the status), JSON that would
 hold more than the limits allow gets 400 before it is parsed, and a worker answers at most
@@ -21,23 +28,25 @@ mlpack_runtime.uvicorn_guard's deadline.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Awaitable, Callable
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import InvalidArgument
 from bentoml.validators import DType, Shape
-from pydantic import AfterValidator
+from pydantic import BeforeValidator
 
-from mlpack_runtime import ProviderUnavailable, RequestError, ServedModel, load_runtime, protocol_v2, uvicorn_guard
-from mlpack_runtime.asgi import RequestGuard
+from mlpack_runtime import ProviderUnavailable, RequestError, ServedModel, errors, load_runtime, protocol_v2, uvicorn_guard
+from mlpack_runtime.asgi import ErrorBodies, RequestGuard
 from mlpack_runtime.budget import RequestBudget
 from mlpack_runtime.providers import UNAVAILABLE_EXIT, preflight
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -53,16 +62,69 @@ BUDGET = RequestBudget.for_runtime(RUNTIME, binary_routes=(
 uvicorn_guard.install()  # BentoML's worker imports this module before it configures uvicorn
 
 
+def _model() -> ServedModel:
+    return bentoml.get_current_service().model
+
+
 async def open_inference_protocol(request: Request) -> Response:
     """Any /v2 route: the body as bytes to protocol_v2.handle, its reply back as it is."""
-    model = bentoml.get_current_service().model
     body = await request.body()
-    reply = await run_in_threadpool(protocol_v2.handle, model, request.method, request.url.path, request.headers, body)
+    reply = await run_in_threadpool(protocol_v2.handle, _model(), request.method, request.url.path, request.headers, body)
     return Response(reply.body, status_code=reply.status, headers=reply.headers)
 
 
+async def predict(request: Request) -> Response:
+    """POST /predict: {"inputs": {"<input name>": nested lists}} -> {"outputs": {...}}, as the Lambda answers it."""
+    return await _answer(request.body(), _model().predict_json)
+
+
+async def predict_npz(request: Request) -> Response:
+    """POST /predict_npz: an uploaded .npz archive holding one array per input name."""
+    model = _model()
+    return await _answer(_upload(request), lambda data: {"outputs": model.predict(_npz_arrays(data))})
+
+
+async def _answer(read: Awaitable[bytes], work: Callable[[bytes], dict[str, Any]]) -> Response:
+    """`work` on what `read` gives, in a worker thread: its JSON answer, or
+    mlpack_runtime.errors' body and status for what either raised."""
+    try:
+        data = await read
+        status, body = 200, await run_in_threadpool(work, data)
+    except Exception as exc:
+        status, body = errors.reply_for(exc)
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+async def _upload(request: Request) -> bytes:
+    """The multipart upload's "file" field."""
+    try:
+        form = await request.form(max_files=1)
+    except Exception:
+        raise RequestError('the body is not a multipart/form-data upload: send the file as its field "file"') from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise RequestError('missing "file": send the file as the multipart/form-data field "file"')
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+def _npz_arrays(data: bytes) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            BUDGET.check_npz(archive)  # from the arrays' headers, before any is unpacked
+            return {name: archive[name] for name in archive.files}
+    except RequestError:
+        raise
+    except Exception:
+        raise RequestError("file is not a readable .npz archive of arrays") from None
+
+
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]  # protocol_v2 answers a wrong method with its 405
-V2_APP = Starlette(routes=[
+APP = Starlette(routes=[
+    Route("/predict", predict, methods=["POST"]),
+    Route("/predict_npz", predict_npz, methods=["POST"]),
     Route("/v2", open_inference_protocol, methods=_METHODS),
     Route("/v2/{path:path}", open_inference_protocol, methods=_METHODS),
 ])
@@ -73,7 +135,7 @@ V2_APP = Starlette(routes=[
     workers=1,
     traffic={"timeout": 60},
 )
-@bentoml.asgi_app(V2_APP, path="/", name="open-inference-protocol-v2")
+@bentoml.asgi_app(APP, path="/", name="mlpack-routes")
 class MlpackService:
     @bentoml.on_deployment
     def check_execution_provider() -> None:
@@ -90,24 +152,6 @@ class MlpackService:
             print(f"mlpack: not ready: {exc}", file=sys.stderr, flush=True)
             os._exit(UNAVAILABLE_EXIT)
 
-    @bentoml.api(route="/predict")
-    def predict(self, inputs: Any = None) -> dict[str, Any]:
-        """Run the model on {"inputs": {"<input name>": nested lists}}."""
-        return self._run(inputs)
-
-    @bentoml.api(route="/predict_npz")
-    def predict_npz(self, file: Path) -> dict[str, Any]:
-        """Run the model on an uploaded .npz archive holding one array per input name."""
-        try:
-            with np.load(file, allow_pickle=False) as archive:
-                BUDGET.check_npz(archive)  # from the arrays' headers, before any is unpacked
-                payload = {name: archive[name] for name in archive.files}
-        except RequestError as exc:
-            raise InvalidArgument(str(exc)) from None
-        except Exception:
-            raise InvalidArgument("file is not a readable .npz archive of arrays") from None
-        return self._run(payload)
-
     @bentoml.api(
         route="/predict_batch",
         batchable=True,
@@ -118,7 +162,7 @@ class MlpackService:
         self,
         pixels: Annotated[
             np.ndarray, Shape((-1, 64)), DType("float32"),
-            AfterValidator(LIMITS.input_checker("pixels", RUNTIME.inputs)),  # rows, NaN
+            BeforeValidator(LIMITS.input_parser("pixels", RUNTIME.inputs)),  # as /predict checks it
         ],
     ) -> list[dict[str, Any]]:
         """One output object per input row; BentoML concatenates concurrent requests."""
@@ -126,11 +170,6 @@ class MlpackService:
         columns = self.model.config.outputs_to_json(values)
         return [{name: column[i] for name, column in columns.items()} for i in range(len(pixels))]
 
-    def _run(self, payload: Any) -> dict[str, Any]:
-        try:
-            return {"outputs": self.model.predict(payload)}
-        except RequestError as exc:
-            raise InvalidArgument(str(exc)) from None
-
 
 MlpackService.add_asgi_middleware(RequestGuard, budget=BUDGET)
+MlpackService.add_asgi_middleware(ErrorBodies)
