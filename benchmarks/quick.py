@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
+
+from mlpack.artifact import Artifact
 
 
 @dataclass(frozen=True)
@@ -48,3 +51,23 @@ def report(ratios: list[Ratio], check: bool) -> int:
     for ratio in ratios:
         print(ratio.line())
     return 1 if check and not all(r.ok for r in ratios) else 0
+
+
+def add_artifact_option(parser: argparse.ArgumentParser, target: str) -> None:
+    parser.add_argument("--artifact", type=Path, metavar="DIR",
+                        help=f"with --quick: the demo's {target} artifact to reuse (the test session builds one); "
+                             "built here when absent")
+
+
+def demo_artifact(given: Path | None, target: str, out: Path) -> Artifact:
+    """The demo built for `target`: `given` (an artifact folder), or a build into `out`."""
+    from mlpack.build import BuildRequest, build
+    from mlpack.progress import Progress
+
+    if given is None:
+        return Artifact.open(build(BuildRequest(target=target, out=out), Progress(quiet=True)).path)
+    artifact = Artifact.open(given)
+    if artifact.manifest.target.name != target:
+        raise SystemExit(f"--artifact {given} is built for {artifact.manifest.target.name}; "
+                         f"this benchmark needs a {target} artifact of the demo")
+    return artifact
