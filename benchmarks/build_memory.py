@@ -23,12 +23,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.child import run_child
 from benchmarks.markdown import write_section
 from benchmarks.optimize_bench import ocr_images
 
@@ -66,17 +66,12 @@ def pages(count: int, height: int, width: int) -> np.ndarray:
 def measure(model: Path, data: Path, target: str, out: Path) -> Measured:
     command = [sys.executable, "-c", "from mlpack.cli import main; main()", "optimize", str(model), "--target", target,
                "--calibration", str(data), "--out", str(out), "--force"]
-    started = time.perf_counter()
-    with open(out.parent / "optimize.log", "w+b") as log:  # a file: a full pipe would block the child
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status):
-            log.seek(0)
-            raise SystemExit(f"mlpack optimize failed: {log.read().decode(errors='replace')[-2000:]}")
+    done = run_child(command, out.parent / "optimize.log")
+    if done.returncode:
+        raise SystemExit(f"mlpack optimize failed: {done.output[-2000:]}")
     report = json.loads((out / "report.json").read_text())
     variants = ", ".join(f"{c['name']} {'pass' if c['passed'] else 'FAIL'}" for c in report["candidates"])
-    return Measured(seconds, usage.ru_maxrss / 1024, report["chosen"], variants)
+    return Measured(done.seconds, done.peak_mb, report["chosen"], variants)
 
 
 def markdown(m: Measured, count: int, height: int, width: int, target: str, revision: str) -> str:
