@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,3 +28,14 @@ def run_child(command: list[str], log: Path) -> ChildRun:
         out.seek(0)
         text = out.read().decode(errors="replace")[-4000:]
     return ChildRun(seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), text)
+
+
+def optimize_command(model: Path, target: str, out: Path, *options: str,
+                     timing_budget_s: float | None = None) -> list[str]:
+    """`mlpack optimize MODEL --target TARGET --out OUT OPTIONS...` as a user runs it; with
+    `timing_budget_s`, that many seconds of latency timing instead of the pipeline's default
+    (quick runs: timing adds time, not memory)."""
+    preset = "" if timing_budget_s is None else \
+        f"import mlpack.optimize.pipeline as p; p.TIMING_BUDGET_S = {timing_budget_s!r}; "
+    return [sys.executable, "-c", preset + "from mlpack.cli import main; main()", "optimize", str(model),
+            "--target", target, "--out", str(out), *options]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.child import run_child
+from benchmarks.child import optimize_command, run_child
 from benchmarks.markdown import write_section
 from benchmarks.quick import Ratio, add_options, report
 
@@ -94,16 +94,6 @@ def serving_answers_as_float(chosen: Path, source: Path, rows: int) -> float:
     return float(cosine.min())
 
 
-def optimize_command(model: Path, out: Path, timing_budget_s: float | None) -> list[str]:
-    """`mlpack optimize` as a user runs it; with `timing_budget_s`, seconds of latency timing
-    instead of the pipeline's default (the quick run: timing adds time, not memory)."""
-    if timing_budget_s is None:
-        return [str(Path(sys.executable).with_name("mlpack")), "optimize", str(model), "-t", "x86-cpu", "-o", str(out)]
-    code = (f"import mlpack.optimize.pipeline as p; p.TIMING_BUDGET_S = {timing_budget_s!r}; "
-            "from mlpack.cli import main; main()")
-    return [sys.executable, "-c", code, "optimize", str(model), "-t", "x86-cpu", "-o", str(out)]
-
-
 def run(tables: int, rows: int, timing_budget_s: float | None = None) -> dict:
     from mlpack.model_files import model_paths, stored_external
 
@@ -114,7 +104,8 @@ def run(tables: int, rows: int, timing_budget_s: float | None = None) -> dict:
         made_s = time.perf_counter() - started
         size = sum(p.stat().st_size for p in model_paths(model))
         out = folder / "optimized"
-        done = run_child(optimize_command(model, out, timing_budget_s), folder / "optimize.log")
+        done = run_child(optimize_command(model, "x86-cpu", out, timing_budget_s=timing_budget_s),
+                         folder / "optimize.log")
         if done.returncode != 0:
             raise SystemExit(f"mlpack optimize failed: {done.output.strip()}")
         report = json.loads((out / "report.json").read_text())
