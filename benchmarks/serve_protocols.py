@@ -13,7 +13,7 @@ this run.
 
 Goal (what the section shows): the Open Inference Protocol routes cost no more per request
 than /predict. `--quick` times each route for QUICK_SECONDS with QUICK_CONCURRENCY clients
-after a short warm-up, on the demo artifact given by `--artifact` (or built), and checks
+after a short warm-up, the routes in turn in four rounds, on the demo artifact given by `--artifact` (or built), and checks
 each v2 route's seconds per request against /predict's, measured in the same server.
 """
 
@@ -30,14 +30,14 @@ import httpx
 import numpy as np
 
 from benchmarks.markdown import write_section
-from benchmarks.quick import Ratio, add_artifact_option, add_options, demo_artifact, report
+from benchmarks.quick import Ratio, add_artifact_option, add_options, demo_artifact, interleaved, report
 from benchmarks.serve_throughput import load, serve, table_rows
 from mlpack.artifact import Artifact
 from tests.agent_harness import free_port
 
 PORT = 3990
 PREDICT = "mlpack JSON `POST /predict`"
-QUICK_SECONDS, QUICK_CONCURRENCY = 2.0, 4
+QUICK_SECONDS, QUICK_CONCURRENCY = 2.0, 4  # seconds per route, in 4 alternating rounds
 
 
 def request_bodies(pixels: np.ndarray, rows: int, name: str) -> dict[str, tuple[str, list]]:
@@ -89,8 +89,9 @@ def same_labels(base: str, routes: dict[str, tuple[str, list]]) -> list[list[int
 
 
 def measure(artifact: Artifact, rows: int, seconds: float, concurrency: int, port: int,
-            tmp: Path, warmup_s: float = 3) -> dict[str, dict[str, float]]:
-    """Each route's load run against one `bentoml serve` of the artifact's Bento."""
+            tmp: Path, warmup_s: float = 3, rounds: int | None = None) -> dict[str, dict[str, float]]:
+    """Each route's load run against one `bentoml serve` of the artifact's Bento: one route
+    after another, or with `rounds`, in turn (benchmarks.quick.interleaved)."""
     from mlpack.demo import demo_model
 
     _, data = demo_model()
@@ -99,13 +100,14 @@ def measure(artifact: Artifact, rows: int, seconds: float, concurrency: int, por
     routes = request_bodies(pixels, rows, artifact.manifest.name)
     proc = serve([str(artifact.root / "bento")], tmp, port, tmp / "home")
     base = f"http://127.0.0.1:{port}"
-    runs = {}
     try:
         same_labels(base, routes)
         for path, bodies in routes.values():  # every route warm before any is timed
             load(base + path, bodies, warmup_s, concurrency)
-        for label, (path, bodies) in routes.items():
-            runs[label] = load(base + path, bodies, seconds, concurrency)
+        timed = {label: (lambda s, url=base + path, bodies=bodies: load(url, bodies, s, concurrency))
+                 for label, (path, bodies) in routes.items()}
+        runs = (interleaved(timed, seconds, rounds) if rounds else
+                {label: run(seconds) for label, run in timed.items()})
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -116,7 +118,7 @@ def quick(given: Path | None) -> list[Ratio]:
     with tempfile.TemporaryDirectory(prefix="mlpack-protocols-quick-") as tmp_name:
         tmp = Path(tmp_name)
         artifact = demo_artifact(given, "x86-cpu", tmp / "out")
-        runs = measure(artifact, 1, QUICK_SECONDS, QUICK_CONCURRENCY, free_port(), tmp, warmup_s=1)
+        runs = measure(artifact, 1, QUICK_SECONDS, QUICK_CONCURRENCY, free_port(), tmp, warmup_s=1, rounds=4)
     print("\n".join(table_rows(runs)))
     failed = {label: r["errors"] for label, r in runs.items() if r["errors"]}
     if failed:
