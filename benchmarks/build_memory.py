@@ -3,6 +3,7 @@
     python -m benchmarks.build_memory                  # print the section
     python -m benchmarks.build_memory --write          # also replace it in BENCHMARKS.md
     python -m benchmarks.build_memory --pages 32 --size 320x480 --target x86-cpu
+    python -m benchmarks.build_memory --quick --check   # seconds: a small conv net, 8 pages vs 64
 
 The model is PP-OCRv4's text detector from the `rapidocr-onnxruntime` package (a real conv
 net with dynamic height and width; `pip install --no-deps rapidocr-onnxruntime`). Its
@@ -10,6 +11,16 @@ calibration file holds text pages made by `optimize_bench.ocr_images` (digits dr
 of text), cut to the size asked. `mlpack optimize` runs in a child process; its peak
 resident memory is what the kernel reports for that child (`wait4`'s ru_maxrss), and its
 time is the wall clock around it. Nothing else runs in the child.
+
+Goal (the section tracks memory): the optimizer streams calibration rows in bounded
+batches, so its peak memory does not grow with the calibration set. `--quick` optimizes a
+small convolutional net (two 3x3 convolutions, dynamic height and width; onnx.helper) with
+QUICK_PAGES[0] and then QUICK_PAGES[1] pages of QUICK_SIZE and QUICK_TIMING_S of latency
+timing, and checks how much the peak RSS grew against how much the calibration data grew:
+at most QUICK_LIMIT times. Holding the data once or twice stays under it; holding every
+row's activations at once (what streaming in bounded batches prevents) does not: the first
+convolution's output alone is 16/3 = 5.3 times its input. Not checked here: the page size's
+effect at a fixed batch (the full run's 320x480 pages, and its BEFORE figure).
 """
 
 from __future__ import annotations
@@ -23,14 +34,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.child import optimize_command, run_child
 from benchmarks.markdown import write_section
 from benchmarks.optimize_bench import ocr_images
+from benchmarks.quick import Ratio, add_options, report
 
 HEADING = "Build memory (calibrated convolutional model)"
 # A fixed past measurement, for comparison: this script run (PYTHONPATH) on the package of commit ecbf7e3,
@@ -39,6 +51,8 @@ BEFORE = ("Before the optimizer streamed rows in bounded batches (commit ecbf7e3
           "on 2026-12-04 on the same machine): 5298 MB peak, 113 s, float chosen. The peak was the latency "
           "timing at batch 32: every candidate's session held the activations of 32 pages at once.")
 COMMAND = "python -m benchmarks.build_memory --write"
+QUICK_PAGES, QUICK_SIZE, QUICK_TIMING_S = (8, 64), (192, 192), 0.5
+QUICK_LIMIT = 3.0  # bytes of peak RSS growth per byte of calibration data added
 
 
 @dataclass(frozen=True)
@@ -63,20 +77,57 @@ def pages(count: int, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(ocr_images(count, side)[:, :, :height, :width])
 
 
-def measure(model: Path, data: Path, target: str, out: Path) -> Measured:
-    command = [sys.executable, "-c", "from mlpack.cli import main; main()", "optimize", str(model), "--target", target,
-               "--calibration", str(data), "--out", str(out), "--force"]
-    started = time.perf_counter()
-    with open(out.parent / "optimize.log", "w+b") as log:  # a file: a full pipe would block the child
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status):
-            log.seek(0)
-            raise SystemExit(f"mlpack optimize failed: {log.read().decode(errors='replace')[-2000:]}")
+def measure(model: Path, data: Path, target: str, out: Path, timing_budget_s: float | None = None) -> Measured:
+    command = optimize_command(model, target, out, "--calibration", str(data), "--force",
+                               timing_budget_s=timing_budget_s)
+    done = run_child(command, out.parent / "optimize.log")
+    if done.returncode:
+        raise SystemExit(f"mlpack optimize failed: {done.output[-2000:]}")
     report = json.loads((out / "report.json").read_text())
     variants = ", ".join(f"{c['name']} {'pass' if c['passed'] else 'FAIL'}" for c in report["candidates"])
-    return Measured(seconds, usage.ru_maxrss / 1024, report["chosen"], variants)
+    return Measured(done.seconds, done.peak_mb, report["chosen"], variants)
+
+
+def small_detector(path: Path) -> Path:
+    """x [batch, 3, H, W] (PP-OCR's input name) -> Conv 3x3 (16) -> Relu -> Conv 3x3 (1) -> Sigmoid -> map [batch, 1, H, W]:
+    a text-probability map in miniature, random weights, fixed seed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {"k1": rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.3,
+               "b1": np.zeros(16, np.float32),
+               "k2": rng.standard_normal((1, 16, 3, 3)).astype(np.float32) * 0.1,
+               "b2": np.zeros(1, np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "k1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "k2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["c2"], ["map"])]
+    graph = helper.make_graph(
+        nodes, "small_detector",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("map", TensorProto.FLOAT, ["batch", 1, "height", "width"])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def quick(target: str) -> list[Ratio]:
+    with tempfile.TemporaryDirectory(prefix="mlpack-build-memory-quick-") as tmp:
+        folder = Path(tmp)
+        model = small_detector(folder / "det.onnx")
+        runs = {}
+        for count in QUICK_PAGES:
+            np.savez(folder / f"pages{count}.npz", x=pages(count, *QUICK_SIZE))
+            runs[count] = measure(model, folder / f"pages{count}.npz", target, folder / f"out{count}", QUICK_TIMING_S)
+            print(f"{count} pages of {QUICK_SIZE[0]}x{QUICK_SIZE[1]}: peak {runs[count].peak_mb:.0f} MB, "
+                  f"{runs[count].seconds:.1f} s, chose {runs[count].chosen} ({runs[count].variants})")
+    few, many = (runs[c].peak_mb * 2**20 for c in QUICK_PAGES)
+    added = (QUICK_PAGES[1] - QUICK_PAGES[0]) * 3 * QUICK_SIZE[0] * QUICK_SIZE[1] * 4  # float32 pages
+    return [Ratio(f"optimize's peak RSS growth from {QUICK_PAGES[0]} to {QUICK_PAGES[1]} pages / the calibration "
+                  "data's growth (bytes)", max(many - few, 1.0), added, QUICK_LIMIT)]
 
 
 def markdown(m: Measured, count: int, height: int, width: int, target: str, revision: str) -> str:
@@ -98,13 +149,16 @@ def markdown(m: Measured, count: int, height: int, width: int, target: str, revi
     ])
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=32)
     parser.add_argument("--size", default="320x480", help="HEIGHTxWIDTH of each page")
     parser.add_argument("--target", default="x86-cpu")
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
+    add_options(parser)
     args = parser.parse_args()
+    if args.quick:
+        return report(quick(args.target), args.check)
     height, width = (int(v) for v in args.size.lower().split("x"))
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parent).stdout.strip() or "unknown"
@@ -117,7 +171,8 @@ def main() -> None:
     print(text)
     if args.write:
         write_section(HEADING, text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

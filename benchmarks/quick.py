@@ -10,7 +10,14 @@ guard, not the published ones: those come from the full run.
 from __future__ import annotations
 
 import argparse
+import statistics
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Hashable, TypeVar
+
+from mlpack.artifact import Artifact
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -48,3 +55,39 @@ def report(ratios: list[Ratio], check: bool) -> int:
     for ratio in ratios:
         print(ratio.line())
     return 1 if check and not all(r.ok for r in ratios) else 0
+
+
+def add_artifact_option(parser: argparse.ArgumentParser, target: str) -> None:
+    parser.add_argument("--artifact", type=Path, metavar="DIR",
+                        help=f"with --quick: the demo's {target} artifact to reuse (the test session builds one); "
+                             "built here when absent")
+
+
+def demo_artifact(given: Path | None, target: str, out: Path) -> Artifact:
+    """The demo built for `target`: `given` (an artifact folder), or a build into `out`."""
+    from mlpack.build import BuildRequest, build
+    from mlpack.progress import Progress
+
+    if given is None:
+        return Artifact.open(build(BuildRequest(target=target, out=out), Progress(quiet=True)).path)
+    artifact = Artifact.open(given)
+    if artifact.manifest.target.name != target:
+        raise SystemExit(f"--artifact {given} is built for {artifact.manifest.target.name}; "
+                         f"this benchmark needs a {target} artifact of the demo")
+    return artifact
+
+
+def interleaved(runs: dict[K, Callable[[float], dict[str, float]]], seconds: float, rounds: int = 4,
+                ) -> dict[K, dict[str, float]]:
+    """Each of `runs` (a load run for so many seconds: serve_throughput.load) `rounds` times for
+    `seconds / rounds`, in turn (A B C A B C ...): on a shared machine a change of load falls
+    on all of them alike, where one after the other it would favour one. Requests/s is the
+    mean over the rounds, p50 and p95 their medians, errors their sum."""
+    parts: dict[K, list[dict[str, float]]] = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key, run in runs.items():
+            parts[key].append(run(seconds / rounds))
+    return {key: {"rps": statistics.mean(p["rps"] for p in got),
+                  "p50_ms": statistics.median(p["p50_ms"] for p in got),
+                  "p95_ms": statistics.median(p["p95_ms"] for p in got),
+                  "errors": sum(p["errors"] for p in got)} for key, got in parts.items()}

@@ -3,11 +3,18 @@ v2 (/v2/models/NAME/infer, JSON tensors and binary tensors) on the same artifact
 same server process and the same load generator, in one run.
 
     python -m benchmarks.serve_protocols [--seconds 20] [--concurrency 8] [--rows 1] [--no-write]
+    python -m benchmarks.serve_protocols --quick --check [--artifact DIR]   # seconds: each v2 route
+                                                                            # against /predict
 
 The artifact is the x86-cpu build of the embedded digits demo (no download): a small
 model, so the figures show what each protocol costs around the model. Prints the
 "Serving protocols" section and writes it into BENCHMARKS.md; every figure comes from
 this run.
+
+Goal (what the section shows): the Open Inference Protocol routes cost no more per request
+than /predict. `--quick` times each route for QUICK_SECONDS with QUICK_CONCURRENCY clients
+after a short warm-up, the routes in turn in four rounds, on the demo artifact given by `--artifact` (or built), and checks
+each v2 route's seconds per request against /predict's, measured in the same server.
 """
 
 from __future__ import annotations
@@ -23,9 +30,14 @@ import httpx
 import numpy as np
 
 from benchmarks.markdown import write_section
+from benchmarks.quick import Ratio, add_artifact_option, add_options, demo_artifact, interleaved, report
 from benchmarks.serve_throughput import load, serve, table_rows
+from mlpack.artifact import Artifact
+from tests.agent_harness import free_port
 
 PORT = 3990
+PREDICT = "mlpack JSON `POST /predict`"
+QUICK_SECONDS, QUICK_CONCURRENCY = 2.0, 4  # seconds per route, in 4 alternating rounds
 
 
 def request_bodies(pixels: np.ndarray, rows: int, name: str) -> dict[str, tuple[str, list]]:
@@ -47,7 +59,7 @@ def request_bodies(pixels: np.ndarray, rows: int, name: str) -> dict[str, tuple[
         return body, {"Inference-Header-Content-Length": str(length), "Content-Type": "application/octet-stream"}
 
     return {
-        "mlpack JSON `POST /predict`": ("/predict", [{"inputs": {"pixels": b.tolist()}} for b in batches]),
+        PREDICT: ("/predict", [{"inputs": {"pixels": b.tolist()}} for b in batches]),
         "Open Inference Protocol v2, JSON tensors": (infer, [v2_json(b) for b in batches]),
         "Open Inference Protocol v2, binary tensors (tritonclient's default)": (infer, [v2_binary(b) for b in batches]),
     }
@@ -76,38 +88,67 @@ def same_labels(base: str, routes: dict[str, tuple[str, list]]) -> list[list[int
     return answers
 
 
-def main() -> None:
+def measure(artifact: Artifact, rows: int, seconds: float, concurrency: int, port: int,
+            tmp: Path, warmup_s: float = 3, rounds: int | None = None) -> dict[str, dict[str, float]]:
+    """Each route's load run against one `bentoml serve` of the artifact's Bento: one route
+    after another, or with `rounds`, in turn (benchmarks.quick.interleaved)."""
+    from mlpack.model.demo import demo_model
+
+    _, data = demo_model()
+    with np.load(data) as archive:
+        pixels = archive["pixels"][: 64 * rows]
+    routes = request_bodies(pixels, rows, artifact.manifest.name)
+    proc = serve([str(artifact.root / "bento")], tmp, port, tmp / "home")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        same_labels(base, routes)
+        for path, bodies in routes.values():  # every route warm before any is timed
+            load(base + path, bodies, warmup_s, concurrency)
+        timed = {label: (lambda s, url=base + path, bodies=bodies: load(url, bodies, s, concurrency))
+                 for label, (path, bodies) in routes.items()}
+        runs = (interleaved(timed, seconds, rounds) if rounds else
+                {label: run(seconds) for label, run in timed.items()})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return runs
+
+
+def quick(given: Path | None) -> list[Ratio]:
+    with tempfile.TemporaryDirectory(prefix="mlpack-protocols-quick-") as tmp_name:
+        tmp = Path(tmp_name)
+        artifact = demo_artifact(given, "x86-cpu", tmp / "out")
+        runs = measure(artifact, 1, QUICK_SECONDS, QUICK_CONCURRENCY, free_port(), tmp, warmup_s=1, rounds=4)
+    print("\n".join(table_rows(runs)))
+    failed = {label: r["errors"] for label, r in runs.items() if r["errors"]}
+    if failed:
+        raise SystemExit(f"serve_protocols: requests failed: {failed}")
+    predict = runs[PREDICT]["rps"]
+    return [Ratio(f"{label}: seconds per request / /predict's", 1 / r["rps"], 1 / predict, 1.0)
+            for label, r in runs.items() if label != PREDICT]
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rows", type=int, default=1, help="rows (digit images) per request")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    add_options(parser)
+    add_artifact_option(parser, "x86-cpu")
     opts = parser.parse_args()
+    if opts.quick:
+        return report(quick(opts.artifact), opts.check)
     load_before = os.getloadavg()[0]
 
     from mlpack.build import BuildRequest, build
-    from mlpack.model.demo import demo_model
     from mlpack.progress import Progress
 
     with tempfile.TemporaryDirectory(prefix="mlpack-protocols-bench-") as tmp_name:
         tmp = Path(tmp_name)
         print("building the x86-cpu demo artifact ...", file=sys.stderr)
         result = build(BuildRequest(target="x86-cpu", out=tmp / "out"), Progress(quiet=True))
-        _, data = demo_model()
-        with np.load(data) as archive:
-            pixels = archive["pixels"][: 64 * opts.rows]
-        routes = request_bodies(pixels, opts.rows, result.manifest.name)
-        proc = serve([str(result.path / "bento")], tmp, PORT, tmp / "home")
-        base = f"http://127.0.0.1:{PORT}"
-        runs = {}
-        try:
-            same_labels(base, routes)
-            for label, (path, bodies) in routes.items():
-                load(base + path, bodies, 3, opts.concurrency)  # warm-up
-                runs[label] = load(base + path, bodies, opts.seconds, opts.concurrency)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        runs = measure(Artifact.open(result.path), opts.rows, opts.seconds, opts.concurrency, PORT, tmp)
         variant = result.manifest.model.variant
 
     lines = [
@@ -127,7 +168,8 @@ def main() -> None:
     print(text)
     if not opts.no_write:
         write_section("Serving protocols", text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
