@@ -203,4 +203,5 @@ def test_a_killed_unit_is_restarted_by_systemd_and_answers_again(machine: Machin
                  "SIGKILL to each unit's main process, systemd 252 as PID 1 (systemd-nspawn)",
                  "the unit restarts after RestartSec=5 and answers again: "
                  + ", ".join(f"{name.split('.')[0]} in {s:.1f} s" for name, s in restarted.items()),
-                 len(left_stopped))
+                 len(left_stopped), "each unit's NRestarts rose by one, a new main process, status=9/KILL in its "
+                 "journal; a prediction answered 200 after both")
