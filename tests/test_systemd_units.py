@@ -6,9 +6,8 @@ two units an arm-edge artifact ships (`iac/systemd/`), as they are, with all the
 hardening (DynamicUser=, ProtectSystem=strict, the system call filter, ...), over a device
 folder laid out as `mlpack rollout` leaves it: the release bundle unpacked under
 versions/, `current` pointing at it, the device guard installed, and a venv made with the
-system's python3 from the artifact's container/requirements.txt. The one stand-in: the
-agent is installed from this checkout's agent/ (requirements.txt names `mlpack-agent`,
-whose wheel `mlpack image` builds; it is not on PyPI).
+system's python3 by the install lines of the model unit's own comment (uv stands in for
+pip, for speed).
 
 Then the crash fault: each unit's process is killed (SIGKILL) and systemd restarts it.
 """
@@ -17,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -93,6 +93,12 @@ def wait_for(what: str, check: Callable[[], bool], machine: Machine, timeout_s: 
     pytest.fail(f"{what}: not within {timeout_s:.0f} s\n{logs}")
 
 
+def install_commands(unit: str) -> list[list[str]]:
+    """The arguments of each `.../venv/bin/pip install ...` line of a unit's comment."""
+    return [shlex.split(line.split("/bin/pip install", 1)[1].split("#", 1)[0])
+            for line in unit.splitlines() if line.startswith("#") and "/venv/bin/pip install" in line]
+
+
 def _device(demo_artifact, root: Path) -> tuple[Path, Path]:
     """(the artifact's units, the device folder /opt/mlpack/NAME) as a rollout leaves them."""
     artifact = demo_artifact("arm-edge").path
@@ -106,12 +112,12 @@ def _device(demo_artifact, root: Path) -> tuple[Path, Path]:
     (device / "current").symlink_to(f"versions/{release.version}")
     (device / "rollout").mkdir()
     shutil.copy2(GUARD, device / "rollout" / "guard.py")
-    requirements = root / "requirements.txt"
-    requirements.write_text("".join(line for line in (artifact / "container" / "requirements.txt").read_text()
-                                    .splitlines(keepends=True) if line.strip() != "mlpack-agent"))
+    # The venv, made as the model unit's comment says, with its own commands (uv for pip).
+    home = f"/opt/mlpack/{release.name}"
     uv("venv", "-q", "--python", "/usr/bin/python3", str(device / "venv"))
-    uv("pip", "install", "-q", "--python", str(device / "venv" / "bin" / "python"), "-r", str(requirements),
-       str(Path(__file__).parents[1] / "agent"))
+    for argv in install_commands((artifact / "iac" / "systemd" / "mlpack-model.service").read_text()):
+        uv("pip", "install", "-q", "--python", str(device / "venv" / "bin" / "python"),
+           *(arg.replace(f"{home}/current", str(version)) for arg in argv))
     units = root / "units"
     units.mkdir()
     for name in UNITS:

@@ -10,12 +10,15 @@ nothing. Every function is pure and every fact object frozen.
 
 from __future__ import annotations
 
+import functools
+import tomllib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import math
 
 from ..awslambda.bytecode import INVALIDATION_MODE
+from ..resources import data_dir
 from ..image.cuda import cuda_plan, library_path
 from .delivery import AUTOSCALERS, DELIVERY_ENGINES, chosen_templates
 from ..monitoring.objectives import Indicator, in_flight, indicators, number
@@ -286,6 +289,9 @@ class SystemdFacts:
     # threads' scheduling (sched_setscheduler, in @resources) and aborts when refused.
     agent_denied_calls: str = "@privileged @resources"
     service_denied_calls: str = "@privileged"
+    # What the device's venv installs beside the Bento's own requirements: the agent's
+    # dependencies (its code comes with the Bento, bento/src/mlpack_agent).
+    agent_requirements: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -606,7 +612,15 @@ def systemd_facts(ctx: RenderContext) -> SystemdFacts:
         run_dir=run_dir,
         agent_state_dir=f"{run_dir}-agent",
         agent_memory_mb=256,
+        agent_requirements=agent_requirements(),
     )
+
+
+@functools.cache
+def agent_requirements() -> tuple[str, ...]:
+    """The mlpack-agent distribution's dependencies, as its pyproject.toml declares them."""
+    with (data_dir("agent") / "pyproject.toml").open("rb") as f:
+        return tuple(tomllib.load(f)["project"]["dependencies"])
 
 
 def greengrass_facts(ctx: RenderContext) -> GreengrassFacts:
