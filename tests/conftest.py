@@ -29,7 +29,7 @@ import pytest
 from mlpack.build import BuildRequest, BuildResult, build
 from mlpack.progress import Progress
 
-from . import pyramid
+from . import pyramid, schedule
 from .models import linear_model
 from .session_builds import Snapshot, shared
 
@@ -106,6 +106,12 @@ def linear_onnx(tmp_path: Path) -> Path:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     pyramid.mark(items)
     pyramid.keep_phases_in_order(items)  # after pytest-randomly's shuffle (a wrapper, it runs first)
+    schedule.order(items, schedule.recorded(config))  # longest files first, for xdist's two workers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if schedule.records(config):
+        config.pluginmanager.register(schedule.Recorder(config), "mlpack-file-seconds")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
