@@ -29,7 +29,7 @@ import pytest
 from mlpack.build import BuildRequest, BuildResult, build
 from mlpack.progress import Progress
 
-from . import pyramid
+from . import pyramid, schedule
 from .models import linear_model
 from .session_builds import Snapshot, shared
 
@@ -89,6 +89,10 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.setenv("MLPACK_CACHE", str(tmp_path_factory.mktemp("mlpack-cache")))
     mp.setenv("MLPACK_STATE_DIR", str(tmp_path_factory.mktemp("mlpack-state")))  # rollout state and locks
     mp.setenv("BENTOML_DO_NOT_TRACK", "true")
+    # uv never fetches a Python interpreter: a Lambda build's SBOM asks `uv pip compile
+    # --python-version 3.12` for wheel tags only, and without python3.12 here uv tried to
+    # download one (unreachable) for ~10 s per build before going on with the same lock.
+    mp.setenv("UV_PYTHON_DOWNLOADS", "never")
     yield
     mp.undo()
 
@@ -102,6 +106,12 @@ def linear_onnx(tmp_path: Path) -> Path:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     pyramid.mark(items)
     pyramid.keep_phases_in_order(items)  # after pytest-randomly's shuffle (a wrapper, it runs first)
+    schedule.order(items, schedule.recorded(config))  # longest files first, for xdist's two workers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if schedule.records(config):
+        config.pluginmanager.register(schedule.Recorder(config), "mlpack-file-seconds")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

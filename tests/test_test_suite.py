@@ -1,6 +1,7 @@
 """The suite's own rules: markers come from the fixtures a test uses (tests/pyramid.py),
-session builds run once for all xdist workers (tests/session_builds.py), a shared artifact
-that changes is caught, and test modules share helpers through support modules only."""
+files run longest first (tests/schedule.py), session builds run once for all xdist workers
+(tests/session_builds.py), a shared artifact that changes is caught, and test modules share
+helpers through support modules only."""
 
 from __future__ import annotations
 
@@ -77,6 +78,26 @@ def test_a_phases_module_keeps_its_written_order_under_random_order(pytester: py
 
     assert all(order(seed, "test_phased") == steps for seed in (1, 2, 3))
     assert any(order(seed, "test_shuffled") != steps for seed in (1, 2, 3))  # the others are shuffled
+
+
+def test_files_run_longest_first_by_the_last_run_and_unrecorded_ones_before(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems, pytest_configure  # noqa: F401\n")
+    quick = "".join(f"def test_quick_{i}():\n    pass\n\n" for i in range(3))
+    pytester.makepyfile(test_many_quick=quick, test_one_long="import time\n\ndef test_long():\n    time.sleep(0.3)\n",
+                        test_two="def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+
+    def files(*args: str) -> list[str]:
+        run = pytester.runpytest("--collect-only", "-q", *args)
+        return list(dict.fromkeys(line.split("::")[0] for line in run.outlines if "::" in line))
+
+    # Nothing recorded yet: most tests first, as xdist orders files.
+    assert files() == ["test_many_quick.py", "test_two.py", "test_one_long.py"]
+    assert pytester.runpytest("-k", "long").ret == 0  # a selection by name records nothing
+    assert files() == ["test_many_quick.py", "test_two.py", "test_one_long.py"]
+    assert pytester.runpytest("test_one_long.py", "test_many_quick.py").ret == 0
+    # Recorded files by their seconds, longest first, after the one not recorded.
+    assert files() == ["test_two.py", "test_one_long.py", "test_many_quick.py"]
+    assert files("-p", "no:randomly") == ["test_two.py", "test_one_long.py", "test_many_quick.py"]
 
 
 def _build_once(root: str, name: str, log: str) -> str:
