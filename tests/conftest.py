@@ -89,10 +89,6 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.setenv("MLPACK_CACHE", str(tmp_path_factory.mktemp("mlpack-cache")))
     mp.setenv("MLPACK_STATE_DIR", str(tmp_path_factory.mktemp("mlpack-state")))  # rollout state and locks
     mp.setenv("BENTOML_DO_NOT_TRACK", "true")
-    # uv never fetches a Python interpreter: a Lambda build's SBOM asks `uv pip compile
-    # --python-version 3.12` for wheel tags only, and without python3.12 here uv tried to
-    # download one (unreachable) for ~10 s per build before going on with the same lock.
-    mp.setenv("UV_PYTHON_DOWNLOADS", "never")
     yield
     mp.undo()
 

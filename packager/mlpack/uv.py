@@ -51,7 +51,7 @@ def install_for_platform(
     args = [
         "pip", "install", "--quiet", "--target", str(dest),
         "--python-platform", python_platform, "--python-version", python_version,
-        "--only-binary", ":all:", "--no-compile", "--link-mode", "copy",
+        "--only-binary", ":all:", "--no-compile", "--link-mode", "copy", "--no-python-downloads",
     ]
     if find_links is not None:
         args += ["--find-links", str(find_links)]

@@ -140,9 +140,11 @@ def _locked_wheels(packages: list[Package], python_platform: str, python_version
     with scratch_folder("sbom") as scratch:
         requirements, lock = scratch.path / "requirements.in", scratch.path / "pylock.toml"
         requirements.write_text("".join(f"{p.name}=={p.version}\n" for p in packages))
+        # --python-version only names the wheel tags: without that interpreter here, uv would
+        # otherwise try to download one (~10 s where the Python builds' host is unreachable).
         args = ["pip", "compile", "--quiet", "--format", "pylock.toml", "--no-deps", "--no-header",
                 "--only-binary", ":all:", "--python-platform", python_platform, "--python-version", python_version,
-                str(requirements), "-o", str(lock)]
+                "--no-python-downloads", str(requirements), "-o", str(lock)]
         try:
             run_uv(args, "looking up the wheels' hashes")
         except MlpackError:
