@@ -14,7 +14,10 @@ this run.
 Goal (what the section shows): the Open Inference Protocol routes cost no more per request
 than /predict. `--quick` times each route for QUICK_SECONDS with QUICK_CONCURRENCY clients
 after a short warm-up, the routes in turn in four rounds, on the demo artifact given by `--artifact` (or built), and checks
-each v2 route's seconds per request against /predict's, measured in the same server.
+each v2 route's seconds per request against /predict's, measured in the same server. Since
+/predict is a plain Starlette route like /v2 (the same guard, thread hop and JSON), the two
+cost the same within this machine's noise: quick runs here gave 0.69x to 1.27x. QUICK_LIMIT
+is that band, so the check catches a v2 route becoming clearly dearer, not a coin toss.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from tests.agent_harness import free_port
 
 PORT = 3990
 QUICK_SECONDS, QUICK_CONCURRENCY = 2.0, 4  # seconds per route, in 4 alternating rounds
+QUICK_LIMIT = 1.4  # a v2 route's seconds per request against /predict's (see the docstring)
 
 
 def request_bodies(pixels: np.ndarray, rows: int, name: str) -> dict[str, tuple[str, list]]:
@@ -91,7 +95,7 @@ def quick(given: Path | None) -> list[Ratio]:
     if failed:
         raise SystemExit(f"serve_protocols: requests failed: {failed}")
     predict = runs[PREDICT]["rps"]
-    return [Ratio(f"{label}: seconds per request / /predict's", 1 / r["rps"], 1 / predict, 1.0)
+    return [Ratio(f"{label}: seconds per request / /predict's", 1 / r["rps"], 1 / predict, QUICK_LIMIT)
             for label, r in runs.items() if label != PREDICT]
 
 
