@@ -347,10 +347,13 @@ def side_by_side(predict: dict[str, Any], threads: dict[str, Any], slots: int) -
     """Where mlpack's lead comes from: its /predict against the plain service given as many
     model calls at once (`threads`), in the same rounds."""
     ratios = round_ratios(predict, threads)
-    where = ("within 10%: most of the lead over BentoML's defaults is running requests side by side, which "
-             "BentoML's `threads` setting gives a plain service too; mlpack's own path, with its checks, costs "
-             "about what BentoML's does" if statistics.median(ratios) < 1.1 else
-             "mlpack's path itself serves more than BentoML's at the same concurrency")
+    median = statistics.median(ratios)
+    if abs(median - 1) < 0.1:
+        where = ("within 10%: most of the lead over BentoML's defaults is running requests side by side, which "
+                 "BentoML's `threads` setting gives a plain service too; mlpack's own path, with its checks, costs "
+                 "about what BentoML's does")
+    else:
+        where = f"mlpack's path itself serves {'more' if median > 1 else 'less'} than BentoML's at the same concurrency"
     return (f"mlpack's `/predict` against the plain service with `threads={slots}`: {spread(ratios, 2, 'x')} "
             f"in requests/s, {where}.")
 
