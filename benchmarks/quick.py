@@ -13,7 +13,7 @@ import argparse
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Hashable, TypeVar
+from typing import Any, Callable, Hashable, TypeVar
 
 from mlpack.artifact import Artifact
 
@@ -78,16 +78,17 @@ def demo_artifact(given: Path | None, target: str, out: Path) -> Artifact:
 
 
 def interleaved(runs: dict[K, Callable[[float], dict[str, float]]], seconds: float, rounds: int = 4,
-                ) -> dict[K, dict[str, float]]:
+                ) -> dict[K, dict[str, Any]]:
     """Each of `runs` (a load run for so many seconds: serve_throughput.load) `rounds` times for
     `seconds / rounds`, in turn (A B C A B C ...): on a shared machine a change of load falls
     on all of them alike, where one after the other it would favour one. Requests/s is the
-    mean over the rounds, p50 and p95 their medians, errors their sum."""
+    mean over the rounds, p50 and p95 their medians, errors their sum; `rounds` holds each
+    round's own figures, for ratios taken round by round."""
     parts: dict[K, list[dict[str, float]]] = {key: [] for key in runs}
     for _ in range(rounds):
         for key, run in runs.items():
             parts[key].append(run(seconds / rounds))
-    return {key: {"rps": statistics.mean(p["rps"] for p in got),
+    return {key: {"rps": statistics.mean(p["rps"] for p in got), "rounds": got,
                   "p50_ms": statistics.median(p["p50_ms"] for p in got),
                   "p95_ms": statistics.median(p["p95_ms"] for p in got),
                   "errors": sum(p["errors"] for p in got)} for key, got in parts.items()}

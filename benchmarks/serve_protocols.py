@@ -14,7 +14,10 @@ this run.
 Goal (what the section shows): the Open Inference Protocol routes cost no more per request
 than /predict. `--quick` times each route for QUICK_SECONDS with QUICK_CONCURRENCY clients
 after a short warm-up, the routes in turn in four rounds, on the demo artifact given by `--artifact` (or built), and checks
-each v2 route's seconds per request against /predict's, measured in the same server.
+each v2 route's seconds per request against /predict's, measured in the same server. Since
+/predict is a plain Starlette route like /v2 (the same guard, thread hop and JSON), the two
+cost the same within this machine's noise: quick runs here gave 0.69x to 1.27x. QUICK_LIMIT
+is that band, so the check catches a v2 route becoming clearly dearer, not a coin toss.
 """
 
 from __future__ import annotations
@@ -26,63 +29,31 @@ import sys
 import tempfile
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from benchmarks.markdown import write_section
 from benchmarks.quick import Ratio, add_artifact_option, add_options, demo_artifact, interleaved, report
+from benchmarks.routes import PREDICT, V2_BINARY, V2_JSON, answer, mlpack_routes, post
 from benchmarks.serve_throughput import load, serve, table_rows
 from mlpack.artifact import Artifact
 from tests.agent_harness import free_port
 
 PORT = 3990
-PREDICT = "mlpack JSON `POST /predict`"
 QUICK_SECONDS, QUICK_CONCURRENCY = 2.0, 4  # seconds per route, in 4 alternating rounds
+QUICK_LIMIT = 1.4  # a v2 route's seconds per request against /predict's (see the docstring)
 
 
 def request_bodies(pixels: np.ndarray, rows: int, name: str) -> dict[str, tuple[str, list]]:
     """For each route: its path and the request bodies (the same rows, in its encoding)."""
-    import tritonclient.http as triton
-
-    batches = [pixels[i : i + rows].astype(np.float32) for i in range(0, len(pixels) - rows + 1, rows)]
-    infer = f"/v2/models/{name}/infer"
-
-    def v2_json(batch: np.ndarray) -> dict:
-        return {"inputs": [{"name": "pixels", "shape": list(batch.shape), "datatype": "FP32",
-                            "data": batch.ravel().tolist()}]}
-
-    def v2_binary(batch: np.ndarray) -> tuple[bytes, dict[str, str]]:
-        given = triton.InferInput("pixels", list(batch.shape), "FP32")
-        given.set_data_from_numpy(batch, binary_data=True)
-        wanted = [triton.InferRequestedOutput(o, binary_data=True) for o in ("label", "probabilities")]
-        body, length = triton.InferenceServerClient.generate_request_body([given], outputs=wanted)
-        return body, {"Inference-Header-Content-Length": str(length), "Content-Type": "application/octet-stream"}
-
-    return {
-        PREDICT: ("/predict", [{"inputs": {"pixels": b.tolist()}} for b in batches]),
-        "Open Inference Protocol v2, JSON tensors": (infer, [v2_json(b) for b in batches]),
-        "Open Inference Protocol v2, binary tensors (tritonclient's default)": (infer, [v2_binary(b) for b in batches]),
-    }
+    batches = [{"pixels": pixels[i : i + rows].astype(np.float32)} for i in range(0, len(pixels) - rows + 1, rows)]
+    return {label: (path, [encode(b) for b in batches])
+            for label, (path, encode) in mlpack_routes(name, ["label", "probabilities"],
+                                                       (PREDICT, V2_JSON, V2_BINARY)).items()}
 
 
 def same_labels(base: str, routes: dict[str, tuple[str, list]]) -> list[list[int]]:
     """Each route's labels for its first request: the routes must agree before they are timed."""
-    import tritonclient.http as triton
-
-    answers = []
-    for path, bodies in routes.values():
-        body = bodies[0]
-        if isinstance(body, tuple):
-            reply = httpx.post(base + path, content=body[0], headers=body[1], timeout=30)
-            length = reply.headers.get("inference-header-content-length")
-            result = triton.InferenceServerClient.parse_response_body(
-                reply.content, header_length=int(length) if length else None)
-            answers.append(result.as_numpy("label").tolist())
-        else:
-            reply = httpx.post(base + path, json=body, timeout=30).json()
-            outputs = reply["outputs"]
-            answers.append(outputs["label"] if isinstance(outputs, dict) else
-                           next(o["data"] for o in outputs if o["name"] == "label"))
+    answers = [answer(post(base + path, bodies[0], timeout=30), "label").tolist() for path, bodies in routes.values()]
     if any(a != answers[0] for a in answers):
         raise SystemExit(f"the routes disagree: {json.dumps(answers)}")
     return answers
@@ -124,7 +95,7 @@ def quick(given: Path | None) -> list[Ratio]:
     if failed:
         raise SystemExit(f"serve_protocols: requests failed: {failed}")
     predict = runs[PREDICT]["rps"]
-    return [Ratio(f"{label}: seconds per request / /predict's", 1 / r["rps"], 1 / predict, 1.0)
+    return [Ratio(f"{label}: seconds per request / /predict's", 1 / r["rps"], 1 / predict, QUICK_LIMIT)
             for label, r in runs.items() if label != PREDICT]
 
 

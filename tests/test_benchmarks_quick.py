@@ -33,7 +33,7 @@ NO_QUICK_MODE_YET = {
                    "measurement), and BentoML's layers need a debootstrap with build-essential (minutes "
                    "uncached); the image tests build theirs in fixtures a subprocess cannot reuse",
 }
-HELPERS = {"__init__", "markdown", "quick", "minilm_model", "child"}  # imported by the scripts, not run
+HELPERS = {"__init__", "markdown", "quick", "minilm_model", "child", "routes"}  # imported by the scripts, not run
 
 
 def quick_check(name: str, *options: str) -> None:
