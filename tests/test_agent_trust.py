@@ -401,13 +401,12 @@ def test_the_agent_will_not_bind_in_a_folder_others_can_enter(tmp_path: Path, mo
     assert not (folder / "agent.sock").exists()
 
 
+@AS_ROOT
 def test_systemds_dynamic_user_link_to_the_runtime_directory_is_followed(tmp_path: Path) -> None:
     """DynamicUser= units reach RuntimeDirectory= through /run/NAME -> private/NAME, a link
     root made in a folder only root writes (tests/test_systemd_units.py boots the real one)."""
     from mlpack_agent.trust import bind
 
-    if os.geteuid() != 0:
-        pytest.skip("the link must belong to root")
     run = tmp_path / "run"
     (run / "private" / "mlpack-x").mkdir(parents=True, mode=0o700)
     run.chmod(0o755)
@@ -417,13 +416,12 @@ def test_systemds_dynamic_user_link_to_the_runtime_directory_is_followed(tmp_pat
     assert (run / "private" / "mlpack-x" / "agent.sock").is_socket()
 
 
+@AS_ROOT
 @pytest.mark.parametrize("how", ["others can write its folder", "another user owns it"])
 def test_any_other_link_as_the_socket_folder_is_refused(tmp_path: Path, how: str) -> None:
     from mlpack_agent.folders import UnsafeFolder
     from mlpack_agent.trust import bind
 
-    if os.geteuid() != 0:
-        pytest.skip("only root can give a link to another user")
     (tmp_path / "real").mkdir(mode=0o700)
     shared = tmp_path / "shared"
     shared.mkdir()
