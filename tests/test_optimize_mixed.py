@@ -14,8 +14,8 @@ from mlpack.optimize import GateSettings
 from mlpack.optimize.data import EvalData
 from mlpack.optimize.gate import compare
 from mlpack.optimize.measure import outputs, session
-from mlpack.optimize.passes import dynamic_int8, static_int8
-from mlpack.optimize.sensitivity import quantized_nodes, weight_layers
+from mlpack.optimize.passes import STATIC_INT8_OPS, dynamic_int8, static_int8
+from mlpack.optimize.sensitivity import quantized_nodes
 from mlpack.targets import load_target
 
 from .models import chain_images, conv_chain, pyramid_cnn
@@ -43,12 +43,17 @@ def test_every_quantized_node_kept_float_reproduces_the_float_model_exactly(tmp_
     assert all(np.array_equal(a, b) for a, b in zip(reference, every))  # bit for bit
     assert compare(reference, every, ["features"], GateSettings(min_cosine_min=1.0)).passed
     if recipe == "static":
-        # Keeping only the weight layers float (what mixed-int8 did before) leaves the Q/DQ pairs
-        # of Concat and Resize in place: not the float model.
-        weights_only = [node.name for node, _ in weight_layers(float_graph)]
-        assert set(weights_only) < set(units)
-        rest = outputs(session(make(tmp_path / "w.onnx", weights_only), target), held_out)
-        assert not np.array_equal(reference[0], rest[0])
+        # Static int8 rounds a tensor only at a layer with weights, as its input or its output:
+        # the Concat and Resize between layers get no Q/DQ pair of their own.
+        quantized = onnx.load(str(tmp_path / "q.onnx")).graph.node
+        op_of = {out: node.op_type for node in quantized for out in node.output}
+        q_input = {node.output[0]: node.input[0] for node in quantized if node.op_type == "QuantizeLinear"}
+        pairs = [(q_input.get(node.input[0]), node.output[0]) for node in quantized if node.op_type == "DequantizeLinear"]
+        at_layer = [op_of.get(rounded) in STATIC_INT8_OPS
+                    or any(out in node.input and node.op_type in STATIC_INT8_OPS for node in quantized)
+                    for rounded, out in pairs]
+        assert pairs and all(at_layer)
+        assert {"Concat", "Resize"} <= {node.op_type for node in float_graph.graph.node}
 
 
 def test_mixed_keeps_the_fewest_nodes_float_ranked_by_their_measured_effect(tmp_path: Path) -> None:
