@@ -239,6 +239,43 @@ def test_gate_checks_top1_agreement_and_accuracy_drop_for_classifiers() -> None:
     assert compare([probs], [flipped], ["probabilities"], loose, labels).passed
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_a_sequence_of_class_probabilities_agrees_only_when_every_position_does() -> None:
+    # [rows, positions, classes], as a CTC text recognizer answers: 100 lines of 40 steps.
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((100, 40, 30)) * 4
+    reference = _softmax(logits)
+    got = reference.copy()
+    # One position changed on each of two lines: 99.95% of positions agree, but two lines now
+    # read differently, and the gate counts lines (98% against 99%).
+    for row in (3, 7):
+        first, second = np.argsort(logits[row, 10])[[-1, -2]]
+        got[row, 10, [first, second]] = got[row, 10, [second, first]]
+    verdict = compare([reference], [got], ["softmax"], GateSettings())
+    assert not verdict.passed
+    assert verdict.metrics["softmax.sequence_agreement"] == pytest.approx(0.98)
+    assert verdict.metrics["softmax.position_agreement"] == pytest.approx(1 - 2 / 4000)
+    assert "98.00% of 100 rows have float's top class at every position" in verdict.reason
+    candidate = Candidate("int8", Path("int8.onnx"), 1, metrics=verdict.metrics)
+    assert candidate.accuracy_text() == "same at every position 98.00% (positions 99.95%)"
+    # Read as one flat vector per line (what the gate did before), the same change looks harmless.
+    flat = compare([reference], [got], ["softmax"], GateSettings(task="embedding"))
+    assert flat.passed and flat.metrics["softmax.cosine_min"] > 0.95
+    # A position where float's top two are inside numeric noise does not decide the line.
+    tied = logits.copy()
+    first, second = np.argsort(tied[3, 10])[[-1, -2]]
+    tied[3, 10, first] = tied[3, 10, second] + 1e-6
+    tied_reference = _softmax(tied)
+    tied_got = tied_reference.copy()
+    tied_got[3, 10, [first, second]] = tied_got[3, 10, [second, first]]
+    verdict = compare([tied_reference], [tied_got], ["softmax"], GateSettings())
+    assert verdict.passed and verdict.metrics["softmax.near_tie_positions"] >= 1
+
+
 def test_rows_where_float_is_a_near_tie_do_not_decide_top1_agreement() -> None:
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((48, 10)).astype(np.float32) * 3

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-OutputKind = Literal["labels", "classification", "embedding", "regression"]
+OutputKind = Literal["labels", "classification", "sequence", "embedding", "regression"]
 
 
 class GateSettings(BaseModel):
@@ -27,7 +27,8 @@ class GateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_top1_agreement: float = Field(
-        0.99, ge=0, le=1, description="classification: share of rows whose top class matches float"
+        0.99, ge=0, le=1, description="classification: share of rows whose top class matches float (sequences: "
+                                      "whose top class matches at every position)"
     )
     max_accuracy_drop: float = Field(
         0.005, ge=0, le=1, description="classification with labels: accuracy may fall at most this (0.005 = 0.5 points)"
@@ -46,7 +47,7 @@ class GateSettings(BaseModel):
         description="classification: a row whose float top-2 margin is at most this share of the row's range "
                     "(max - min) is a near-tie and does not decide top-1 agreement",
     )
-    task: Literal["auto", "classification", "embedding", "regression"] = Field(
+    task: Literal["auto", "classification", "sequence", "embedding", "regression"] = Field(
         "auto", description="how to read float outputs; auto guesses from shape and values"
     )
     synthetic: Literal["refuse", "allow"] = Field(
@@ -76,12 +77,28 @@ def output_kind(reference: np.ndarray, name: str, task: str = "auto") -> OutputK
     if task != "auto":
         return task  # type: ignore[return-value]
     width = int(np.prod(reference.shape[1:])) if reference.ndim > 1 else 1
+    if reference.ndim == 3 and reference.shape[-1] >= 2 and _is_probability(reference):
+        # [rows, positions, classes]: a class per position (a CTC recognizer, a token tagger).
+        # What the row says is its classes read in order: one position changed changes it.
+        return "sequence"
     if reference.ndim == 2 and width >= 2:
-        rows = reference.astype(np.float64)
-        is_probability = (rows >= -1e-6).all() and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3)
-        if is_probability or any(word in name.lower() for word in ("logit", "prob", "score", "class")):
+        if _is_probability(reference) or any(word in name.lower() for word in ("logit", "prob", "score", "class")):
             return "classification"
     return "embedding" if width >= 4 else "regression"
+
+
+def _is_probability(reference: np.ndarray) -> bool:
+    """Non-negative, and summing to 1 over the last axis."""
+    values = reference.astype(np.float64)
+    return bool((values >= -1e-6).all() and np.allclose(values.sum(axis=-1), 1.0, atol=1e-3))
+
+
+def _tied(values: np.ndarray, settings: GateSettings) -> np.ndarray:
+    """Where the top-2 margin over the last axis is at most `settings.near_tie` of its range."""
+    values = values.astype(np.float64)
+    top2 = np.sort(values, axis=-1)[..., -2:]
+    spread = values.max(axis=-1) - values.min(axis=-1)
+    return (top2[..., 1] - top2[..., 0]) <= settings.near_tie * spread
 
 
 def near_ties(reference: list[np.ndarray], names: list[str], settings: GateSettings) -> np.ndarray | None:
@@ -91,10 +108,7 @@ def near_ties(reference: list[np.ndarray], names: list[str], settings: GateSetti
     for name, ref in zip(names, reference):
         if output_kind(ref, name, settings.task) != "classification":
             continue
-        rows = ref.astype(np.float64)
-        top2 = np.sort(rows, axis=1)[:, -2:]
-        spread = rows.max(axis=1) - rows.min(axis=1)
-        tied = (top2[:, 1] - top2[:, 0]) <= settings.near_tie * spread
+        tied = _tied(ref, settings)
         mask = tied if mask is None else mask | tied
     return mask
 
@@ -149,6 +163,19 @@ def compare(
             qualities.append(agreement)
             if labels is not None:
                 _accuracy(verdict, name, top_ref, top_got, labels, settings)
+        elif kind == "sequence":
+            same = ref.argmax(axis=-1) == got.argmax(axis=-1)  # [rows, positions]
+            tied = _tied(ref, settings)
+            # A row agrees when every position whose float top-2 margin is outside the noise agrees.
+            agreement = float((same | tied).all(axis=1).mean())
+            verdict.metrics[key + "sequence_agreement"] = agreement
+            verdict.metrics[key + "position_agreement"] = float(same.mean())
+            verdict.metrics[key + "near_tie_positions"] = int(tied.sum())
+            set_aside = f" ({int(tied.sum())} near-tie positions not counted)" if tied.any() else ""
+            _check(verdict, agreement >= settings.min_top1_agreement,
+                   f"{name}: {agreement:.2%} of {len(same)} rows have float's top class at every position"
+                   f"{set_aside} {gate}")
+            qualities.append(agreement)
         elif kind == "embedding":
             a = ref.reshape(len(ref), -1).astype(np.float64)
             b = got.reshape(len(got), -1).astype(np.float64)

@@ -38,6 +38,9 @@ class Candidate:
             elif key.endswith(".top1_agreement") or key.endswith(".agreement"):
                 ties = int(m.get(key.rsplit(".", 1)[0] + ".near_ties", 0))
                 parts.append(f"top-1 agree {value:.2%}" + (f" ({ties} near-ties set aside)" if ties else ""))
+            elif key.endswith(".sequence_agreement"):
+                parts.append(f"same at every position {value:.2%} "
+                             f"(positions {m[key.replace('sequence', 'position')]:.2%})")
             elif key.endswith(".relative_error"):
                 parts.append(f"max err {value:.3f} of spread")
         if "accuracy" in m:
