@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The quick modes that take a second or two: they run in `make test-fast`.
 QUICK = ["request_memory"]
 # The quick modes that build, serve or start processes (seconds each): slow.
-SLOW_QUICK = ["agent_bench", "optimize_bench", "large_model", "build_memory", "gpu", "fault_table", "text_processing"]
+SLOW_QUICK = ["agent_bench", "optimize_bench", "large_model", "build_memory", "gpu", "fault_table", "text_processing",
+              "vision"]
 # The quick modes that reuse the session's demo artifact for a target: slow.
 ON_THE_DEMO = {"serve_protocols": "x86-cpu", "serve_throughput": "x86-cpu", "lambda_cold_start": "aws-lambda"}
 # Scripts without a quick mode yet.

@@ -1,0 +1,365 @@
+"""PP-OCRv4's text detector and recognizer through `mlpack optimize`, beside onnxruntime's own recipe.
+
+    python -m benchmarks.vision                   # both models, print the section
+    python -m benchmarks.vision --write           # also replace it in BENCHMARKS.md
+    python -m benchmarks.vision --only det        # or rec
+    python -m benchmarks.vision --quick --check   # a minute: a small conv net, the same comparison
+
+The models are the ones PyPI's `rapidocr-onnxruntime` ships (`pip install --no-deps
+rapidocr-onnxruntime`): the detector (DB, dynamic height and width, weights in Constant
+nodes) and the recognizer (CTC over 6,625 characters, 48 pixels high).
+
+The data is made here, nothing is downloaded: lines of words from the standard library's
+docstrings drawn with Pillow's built-in font, at random sizes, inks and paper shades; pages of
+PAGE x PAGE for the detector, crops of LINE_HEIGHT x LINE_WIDTH for the recognizer. The file
+given to `--calibration` holds CALIBRATION rows made with seed 1, then GATE rows with seed 2:
+the optimizer calibrates on the first quarter of the file and gates on the rest, so the
+images it calibrates on and those it is judged on differ. A third set (seed 3, CHECK rows),
+which the optimizer never sees, checks each model with plain onnxruntime on what the model
+is for: the detector's text mask (probability > 0.3, DB's binarization threshold) as IoU with
+float's mask, the recognizer's greedy CTC reading (best class per step, repeats merged,
+blanks dropped) as the share of lines read exactly as float reads them.
+
+Each build runs as a user runs it, `mlpack optimize MODEL --target x86-cpu --calibration
+FILE`, in a child process: its wall time and peak RSS. The reference is the recipe
+onnxruntime's documentation shows for CNNs: `quant_pre_process`, then `quantize_static`
+(QDQ, int8 weights per channel, its default operator types), calibrated on the same rows.
+Latency: float, mlpack's pick and the reference timed round-robin in one process
+(`mlpack.optimize.measure.latencies`), at batch 1 and 8.
+
+Goal (issue 20): on each model, mlpack's pick is at least as accurate as the reference and at
+least as small and as fast. `--quick` runs the same comparison on a small conv net (build_memory's
+`small_detector`) with QUICK_PAGES pages of QUICK_SIZE: it checks the pick's held-out mask IoU
+against the reference's (1 - IoU, at most the reference's) and its batch-1 latency (at most
+QUICK_LIMIT times the reference's: a two-layer net is all overhead, so only a gross loss shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.build_memory import small_detector
+from benchmarks.child import optimize_command, run_child
+from benchmarks.markdown import write_section
+from benchmarks.quick import Ratio, add_options, report
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADING = "Vision models (PP-OCRv4)"
+COMMAND = "python -m benchmarks.vision --write"
+TARGET = "x86-cpu"
+PAGE, LINE_HEIGHT, LINE_WIDTH = 256, 48, 320
+CALIBRATION, GATE, CHECK = 32, 96, 32  # CALIBRATION is a quarter of the file: what the optimizer calibrates on
+MASK_THRESHOLD = 0.3  # DB's binarization threshold (PaddleOCR's det_db_thresh)
+MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+QUICK_PAGES, QUICK_SIZE, QUICK_LIMIT = 32, 64, 1.5
+BATCHES = (1, 8)
+
+
+def _words() -> list[str]:
+    import inspect
+    import json as json_module
+    import os
+    import textwrap
+
+    text = " ".join(module.__doc__ or "" for module in (json_module, os, textwrap, inspect, re))
+    return re.findall(r"[A-Za-z][A-Za-z0-9,.'-]{1,14}", text)
+
+
+def _draw_lines(width: int, height: int, rng: np.random.Generator, words: list[str], one_line: bool):
+    from PIL import Image, ImageDraw, ImageFont
+
+    paper = tuple(int(v) for v in rng.integers(190, 256, 3))
+    image = Image.new("RGB", (width, height), paper)
+    draw = ImageDraw.Draw(image)
+    y = 0 if one_line else int(rng.integers(4, 20))
+    while y < height - 20 or (one_line and y == 0):
+        size = int(rng.integers(26, 34)) if one_line else int(rng.integers(12, 28))
+        font = ImageFont.load_default(size=size)
+        line = " ".join(rng.choice(words, int(rng.integers(1, 4) if one_line else rng.integers(2, 6))))
+        ink = tuple(int(v) for v in rng.integers(0, 80, 3))
+        x = int(rng.integers(2, 12)) if one_line else int(rng.integers(2, width // 3))
+        draw.text((x, (height - size) // 2 - 2 if one_line else y), line, fill=ink, font=font)
+        if one_line:
+            break
+        y += size + int(rng.integers(6, 30))
+    return np.asarray(image, np.float32) / 255.0
+
+
+def text_pages(count: int, seed: int, size: int = PAGE) -> np.ndarray:
+    """Pages of text lines, normalised as PP-OCR's detector expects (ImageNet mean and std, NCHW)."""
+    rng, words = np.random.default_rng(seed), _words()
+    pages = [(_draw_lines(size, size, rng, words, one_line=False) - MEAN) / STD for _ in range(count)]
+    return np.stack(pages).transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def text_lines(count: int, seed: int) -> np.ndarray:
+    """Crops of one line of words, normalised as PP-OCR's recognizer expects ((x - 0.5) / 0.5, NCHW)."""
+    rng, words = np.random.default_rng(seed), _words()
+    lines = [(_draw_lines(LINE_WIDTH, LINE_HEIGHT, rng, words, one_line=True) - 0.5) / 0.5 for _ in range(count)]
+    return np.stack(lines).transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def packaged_model(name: str, folder: Path) -> Path:
+    """One model file of the package (importing it would pull in OpenCV)."""
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("this benchmark needs: pip install --no-deps rapidocr-onnxruntime")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    return Path(shutil.copyfile(package / "models" / name, folder / name))
+
+
+def mask_iou(reference: np.ndarray, got: np.ndarray) -> float:
+    """Mean over rows of the IoU of the text masks (probability > MASK_THRESHOLD)."""
+    a = reference.reshape(len(reference), -1) > MASK_THRESHOLD
+    b = got.reshape(len(got), -1) > MASK_THRESHOLD
+    union = (a | b).sum(axis=1)
+    return float(np.mean(np.where(union > 0, (a & b).sum(axis=1) / np.maximum(union, 1), 1.0)))
+
+
+def ctc_readings(probabilities: np.ndarray) -> list[tuple[int, ...]]:
+    """Greedy CTC: the best class per time step, repeats merged, blanks (class 0) dropped."""
+    readings = []
+    for steps in probabilities.argmax(axis=-1):
+        merged = [int(c) for i, c in enumerate(steps) if c != 0 and (i == 0 or c != steps[i - 1])]
+        readings.append(tuple(merged))
+    return readings
+
+
+def same_reading(reference: np.ndarray, got: np.ndarray) -> float:
+    return float(np.mean([a == b for a, b in zip(ctc_readings(reference), ctc_readings(got))]))
+
+
+@dataclass
+class Model:
+    key: str
+    title: str
+    file: str
+    make: object  # (count, seed) -> inputs
+    metric: object  # (float outputs, outputs) -> score in [0, 1]
+    metric_name: str
+
+
+MODELS = {
+    "det": Model("det", "text detector", "ch_PP-OCRv4_det_infer.onnx", text_pages, mask_iou,
+                 f"text-mask IoU with float (probability > {MASK_THRESHOLD})"),
+    "rec": Model("rec", "text recognizer", "ch_PP-OCRv4_rec_infer.onnx", text_lines, same_reading,
+                 "lines read exactly as float reads them (greedy CTC)"),
+}
+
+
+def ort_static(model: Path, rows: np.ndarray, dst: Path) -> tuple[Path | None, str]:
+    """onnxruntime's own recipe for CNNs, or None and why it failed (in one line)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = _input_name(model)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._rows = iter(rows)
+
+        def get_next(self):
+            row = next(self._rows, None)
+            return None if row is None else {name: row[None]}
+
+    recipe = "onnxruntime quant_pre_process, then quantize_static(QDQ, per_channel=True, QInt8 weights)"
+    prepared = dst.with_name(dst.stem + "-pre.onnx")
+    try:
+        with contextlib.chdir(dst.parent):  # its shape inference leaves sym_shape_infer_temp.onnx in the cwd
+            quant_pre_process(str(model), str(prepared))
+    except Exception:  # what onnxruntime's docs say to do when symbolic shape inference fails
+        recipe = recipe.replace("quant_pre_process", "quant_pre_process(skip_symbolic_shape=True)")
+        try:
+            quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+        except Exception as exc:
+            return None, f"{recipe} fails: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    try:
+        quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+    except Exception as exc:  # the recipe is what is measured: its failure is a result
+        return None, f"{recipe} fails: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return dst, recipe
+
+
+def _input_name(model: Path) -> str:
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    return next(i.name for i in graph.input if i.name not in initializers)
+
+
+@dataclass
+class Row:
+    name: str
+    size_bytes: int
+    score: float
+    latency_ms: dict[int, float]
+
+
+def compare(model: Path, shipped: Path, reference: Path | None, check: np.ndarray, metric, budget_s: float
+            ) -> list[Row]:
+    """Float, mlpack's pick and the reference on the held-out rows, then timed round-robin."""
+    from mlpack.model.files import model_paths
+    from mlpack.optimize.data import EvalData
+    from mlpack.optimize.measure import latencies, outputs, session
+    from mlpack.targets import load_target
+
+    target = load_target(TARGET)
+    name = _input_name(model)
+    paths = {"float": model, "mlpack": shipped} | ({"onnxruntime static": reference} if reference else {})
+    sessions = {key: session(path, target) for key, path in paths.items()}
+    data = EvalData({name: check}, None, "check rows", False)
+    got = {key: outputs(sess, data)[0] for key, sess in sessions.items()}
+    timed = {batch: latencies(sessions, data, batch, budget_s=budget_s / len(BATCHES)) for batch in BATCHES}
+    return [Row(key, sum(p.stat().st_size for p in model_paths(path)), metric(got["float"], got[key]),
+                {batch: timed[batch][key].p50_ms for batch in BATCHES}) for key, path in paths.items()]
+
+
+@dataclass
+class Result:
+    model: Model
+    seconds: float
+    peak_mb: float
+    report: dict
+    rows: list[Row]
+    reference_note: str
+
+
+def run_model(model: Model, folder: Path, budget_s: float) -> Result:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = packaged_model(model.file, folder)
+    calibration, gate = model.make(CALIBRATION, 1), model.make(GATE, 2)
+    data = folder / "calibration.npz"
+    name = _input_name(path)
+    np.savez(data, **{name: np.concatenate([calibration, gate])})
+    out = folder / "optimized"
+    print(f"{model.key}: mlpack optimize on {CALIBRATION} + {GATE} rows ...", file=sys.stderr)
+    done = run_child(optimize_command(path, TARGET, out, "--calibration", str(data), "--force"),
+                     folder / "optimize.log")
+    if done.returncode:
+        raise SystemExit(f"mlpack optimize failed: {done.output[-2000:]}")
+    report_json = json.loads((out / "report.json").read_text())
+    reference, note = ort_static(path, calibration, folder / "ort-static.onnx")
+    print(f"{model.key}: comparing on {CHECK} held-out rows and timing ...", file=sys.stderr)
+    rows = compare(path, out / "model.onnx", reference, model.make(CHECK, 3), model.metric, budget_s)
+    return Result(model, done.seconds, done.peak_mb, report_json, rows, note)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.2f} MB"
+
+
+def markdown(results: list[Result]) -> str:
+    import onnxruntime
+
+    out = [f"## {HEADING}", "",
+           f"Made by `{COMMAND}` on {platform.machine()} Linux, 2 cores shared with other work, onnxruntime "
+           f"{onnxruntime.__version__}, {time.strftime('%Y-%m-%d')}. The models PyPI's `rapidocr-onnxruntime` ships, "
+           f"built for {TARGET} with `mlpack optimize --calibration` on images this script draws (Pillow's built-in "
+           f"font, words from the standard library's docstrings): {CALIBRATION} calibration images (seed 1) and "
+           f"{GATE} gate images (seed 2) in one file, then every model checked with plain onnxruntime on {CHECK} "
+           "held-out images (seed 3). The reference is onnxruntime's recipe for CNNs, calibrated on the same "
+           "images. Latency: p50, timed round-robin in one process.", ""]
+    for r in results:
+        float_row = r.rows[0]
+        chosen = r.report["chosen"]
+        out += [f"### PP-OCRv4 {r.model.title}", "",
+                f"`mlpack optimize`: {r.seconds:.0f} s, peak RSS {r.peak_mb:.0f} MB; ships `{chosen}`: {r.report['why']}.",
+                "", f"| model | size | vs float | {r.model.metric_name} | "
+                + " | ".join(f"p50 b{b} | vs float" for b in BATCHES) + " |",
+                "|---|---:|---:|---:|" + "---:|---:|" * len(BATCHES)]
+        for row in r.rows:
+            label = {"float": "float (as shipped in the package)", "mlpack": f"mlpack's pick (`{chosen}`)",
+                     "onnxruntime static": "onnxruntime quant_pre_process + quantize_static"}[row.name]
+            cells = " | ".join(f"{row.latency_ms[b]:.1f} ms | {row.latency_ms[b] / float_row.latency_ms[b]:.2f}x"
+                               for b in BATCHES)
+            out.append(f"| {label} | {_mb(row.size_bytes)} | {row.size_bytes / float_row.size_bytes:.2f}x | "
+                       f"{row.score:.4f} | {cells} |")
+        out += ["", *verdict(r), ""]
+        out += ["mlpack's candidates (gate on the seed-2 images):", ""]
+        out += [f"- `{c['name']}`: {'pass' if c['passed'] else 'FAIL'}, {c.get('recipe', '')}"
+                for c in r.report["candidates"]]
+        if any(row.name == "onnxruntime static" for row in r.rows):
+            out += [f"- reference: {r.reference_note}"]
+        else:
+            out += [f"- reference not compared: {r.reference_note}"]
+        out += [""]
+    return "\n".join(out)
+
+
+def verdict(r: Result) -> list[str]:
+    rows = {row.name: row for row in r.rows}
+    pick, ref = rows["mlpack"], rows.get("onnxruntime static")
+    if ref is None:
+        return ["Goal not assessable: the reference recipe did not run."]
+    accurate = pick.score >= ref.score
+    small = pick.size_bytes <= ref.size_bytes * 1.1
+    fast = all(pick.latency_ms[b] <= ref.latency_ms[b] * 1.1 for b in BATCHES)
+    met = accurate and small and fast
+    return [f"Goal (at least as accurate as the reference, and as small and as fast within 10%): "
+            f"{'**met**' if met else '**not met**'}: {r.model.metric_name} {pick.score:.4f} against "
+            f"{ref.score:.4f}, size {pick.size_bytes / ref.size_bytes:.2f}x, p50 "
+            + ", ".join(f"b{b} {pick.latency_ms[b] / ref.latency_ms[b]:.2f}x" for b in BATCHES) + "."]
+
+
+def quick() -> list[Ratio]:
+    with tempfile.TemporaryDirectory(prefix="mlpack-vision-quick-") as tmp:
+        folder = Path(tmp)
+        model = small_detector(folder / "det.onnx")
+        calibration = text_pages(QUICK_PAGES // 4, 1, QUICK_SIZE)
+        np.savez(folder / "pages.npz", x=np.concatenate([calibration, text_pages(QUICK_PAGES - len(calibration), 2,
+                                                                                 QUICK_SIZE)]))
+        done = run_child(optimize_command(model, TARGET, folder / "out", "--calibration", str(folder / "pages.npz"),
+                                          timing_budget_s=0.5), folder / "optimize.log")
+        if done.returncode:
+            raise SystemExit(f"mlpack optimize failed: {done.output[-2000:]}")
+        reference, note = ort_static(model, calibration, folder / "ort.onnx")
+        if reference is None:
+            raise SystemExit(note)
+        rows = {row.name: row for row in compare(model, folder / "out" / "model.onnx", reference,
+                                                 text_pages(16, 3, QUICK_SIZE), mask_iou, 2.0)}
+    pick, ref = rows["mlpack"], rows["onnxruntime static"]
+    print(f"pick: IoU {pick.score:.4f}, {pick.latency_ms[1]:.3f} ms; reference: IoU {ref.score:.4f}, "
+          f"{ref.latency_ms[1]:.3f} ms")
+    return [Ratio("1 - held-out mask IoU: the pick / onnxruntime quantize_static", max(1 - pick.score, 1e-6),
+                  max(1 - ref.score, 1e-6), 1.0),
+            Ratio("batch-1 p50 latency: the pick / onnxruntime quantize_static (ms)", pick.latency_ms[1],
+                  ref.latency_ms[1], QUICK_LIMIT)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(MODELS))
+    parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds of latency timing per model")
+    add_options(parser)
+    args = parser.parse_args()
+    if args.quick:
+        return report(quick(), args.check)
+    with tempfile.TemporaryDirectory(prefix="mlpack-vision-") as tmp:
+        results = [run_model(MODELS[key], Path(tmp) / key, args.budget)
+                   for key in MODELS if args.only in (None, key)]
+    text = markdown(results)
+    print(text)
+    if args.write:
+        write_section(HEADING, text, ROOT / "BENCHMARKS.md")
+        print(f"wrote the {HEADING!r} section of {ROOT / 'BENCHMARKS.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
