@@ -414,7 +414,7 @@ def free_ports(count: int) -> list[int]:
 # discovery finds on a Debian device (the modules need nothing else). The device's own venv,
 # with mlpack's runtime and model-signing, is `mlpack_device_python` (the guard, the signature
 # check). Under this venv's Python the same modules cost about a fifth more CPU: they import
-# optional libraries it has, such as cryptography (18 stat tasks on 10 hosts: 64 s against 51 s).
+# optional libraries it has, such as cryptography (18 stat tasks on 10 hosts: 59 to 64 s of CPU against 51 s).
 MODULE_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").is_file() else sys.executable
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
