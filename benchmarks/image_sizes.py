@@ -2,6 +2,7 @@
 
     python -m benchmarks.image_sizes            # build, measure, print, update BENCHMARKS.md
     python -m benchmarks.image_sizes --no-write # print only
+    python -m benchmarks.image_sizes --quick --check [--artifact DIR]   # CI: seconds, writes nothing
 
 mlpack's images are built for real with buildah on the offline stand-in bases (Debian
 bookworm minbase + python3; see tests/standin.py) and measured layer by layer as a
@@ -21,6 +22,15 @@ on the same stand-in base:
   COPY ./env/docker, ./env/python, . (the whole Bento)               -> the Bento folder.
 The method is checked on the base: the tar+gzip of the stand-in root file system is
 compared with the layer buildah wrote for it.
+
+`--quick --check` measures one x86-cpu image (the one `--artifact`'s manifest names, as
+`mlpack image` left it: tests/test_image.py passes the image its fixture built; else the
+demo and its image are built here) beside a lower bound of BentoML's default image for the
+same Bento, both in this run: the stand-in base, the requirements installed for the
+platform with bytecode, and the Bento. The apt layer (a debootstrap with build-essential,
+minutes uncached) and uv are left out, so the baseline is smaller than BentoML's image and
+the quick limit, QUICK_LIMIT, is larger than the full goal's one third; it is a guard
+against an image that grows, the goal itself is the full run's.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import argparse
 import gzip
 import json
 import re
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -44,12 +55,17 @@ from tests.standin import ensure_standin, in_slim_image, rootfs_tarball
 from mlpack.progress import Progress
 
 from benchmarks.markdown import write_section
+from benchmarks.quick import Ratio, add_artifact_option, add_options, demo_artifact, report
 
 ARCH = {"x86-cpu": "amd64", "arm-edge": "arm64", "aws-lambda": "amd64", "cuda-gpu": "amd64"}
 BUILT = ("x86-cpu", "arm-edge", "aws-lambda", "cuda-gpu")
 COMPARED = ("x86-cpu", "arm-edge", "cuda-gpu")  # the targets with a Bento, against BentoML's default image
 BENTO_APT = ("ca-certificates", "gnupg2", "bash", "build-essential", "git")
 MB = 1e6
+# --quick: the x86-cpu image against the baseline without BentoML's apt and uv layers, compressed
+# and uncompressed. The full run measured 0.48 / 0.49 on that baseline (BENCHMARKS.md: 60.9 / 184.9
+# against 52.4 + 75.5 + 0.1 / 128.3 + 247.3 + 0.5); an image a quarter larger than today fails.
+QUICK_LIMIT = 0.6
 
 
 @dataclass
@@ -155,17 +171,26 @@ def bentoml_default_layers(artifact: Path, arch: str, work: Path) -> dict[str, S
     subprocess.run([uv_binary(), "pip", "install", "--quiet", "--target", str(uv_dir), *platform,
                     f"uv=={_uv_version(bento / 'env' / 'docker' / 'Dockerfile')}"], check=True)
     layers["pip install uv"] = measure_dir(uv_dir, "usr/local/lib/python3.11/site-packages")
-    venv = work / f"venv-{arch}"
+    return {**layers, **bento_layers(artifact, work / f"venv-{arch}")}
+
+
+def bento_layers(artifact: Path, venv: Path) -> dict[str, Size]:
+    """BentoML's default image's layers of the Bento itself: its requirements installed for the
+    target's platform with bytecode (into `venv`), and the Bento's folders copied."""
+    target = Artifact.open(artifact).manifest.target
+    bento = artifact / "bento"
+    platform = ["--python-platform", target.platform.python_platform, "--python-version",
+                target.platform.python_version, "--only-binary", ":all:"]
     subprocess.run([uv_binary(), "pip", "install", "--quiet", "--target", str(venv), *platform,
                     "--compile-bytecode", "-r", str(bento / "env" / "python" / "requirements.txt")], check=True)
-    layers["uv venv + uv pip install -r requirements.txt (bytecode compiled)"] = measure_dir(
-        venv, "app/.venv/lib/python3.11/site-packages")
-    layers["COPY env/docker, env/python, the Bento"] = (
-        measure_dir(bento / "env" / "docker", "home/bentoml/bento/env/docker")
-        + measure_dir(bento / "env" / "python", "home/bentoml/bento/env/python")
-        + measure_dir(bento, "home/bentoml/bento")
-    )
-    return layers
+    return {
+        "uv venv + uv pip install -r requirements.txt (bytecode compiled)": measure_dir(
+            venv, "app/.venv/lib/python3.11/site-packages"),
+        "COPY env/docker, env/python, the Bento": (
+            measure_dir(bento / "env" / "docker", "home/bentoml/bento/env/docker")
+            + measure_dir(bento / "env" / "python", "home/bentoml/bento/env/python")
+            + measure_dir(bento, "home/bentoml/bento")),
+    }
 
 
 def measure() -> dict:
@@ -300,10 +325,39 @@ def section(r: dict) -> str:
 
 
 
+def quick(given: Path | None) -> list[Ratio]:
+    """The x86-cpu image (built by `mlpack image`, or here) against BentoML's default image
+    without its apt and uv layers, for the same Bento on the same stand-in base."""
+    with tempfile.TemporaryDirectory(prefix="image-sizes-quick-") as tmp:
+        work = Path(tmp)
+        artifact = demo_artifact(given, "x86-cpu", work / "out")
+        built = None
+        if not artifact.manifest.image.id:  # no image yet: build one on the stand-in (into a copy), removed after
+            if given is not None:
+                artifact = Artifact.open(shutil.copytree(artifact.root, work / "copy" / artifact.root.name))
+            built = build_image(artifact, BuildahBuilder(), ensure_standin("amd64"), Progress(quiet=True))
+        try:  # by id: the demo's name:tag is the same for every build of it
+            ours, _ = image_size(built.id if built else artifact.manifest.image.id)
+        finally:
+            if built is not None:
+                subprocess.run(["buildah", "rmi", "-f", built.id], capture_output=True)
+        base, _ = image_size(ensure_standin("amd64"))
+        theirs = sum(bento_layers(artifact.root, work / "venv").values(), base)
+    print(f"x86-cpu image {ours.text()} MB; BentoML's default without apt and uv {theirs.text()} MB "
+          "(compressed / uncompressed)")
+    return [Ratio("x86-cpu image / BentoML's default without apt and uv, compressed", ours.gz, theirs.gz, QUICK_LIMIT),
+            Ratio("x86-cpu image / BentoML's default without apt and uv, uncompressed", ours.raw, theirs.raw,
+                  QUICK_LIMIT)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    add_options(parser)
+    add_artifact_option(parser, "x86-cpu")
     args = parser.parse_args()
+    if args.quick:
+        raise SystemExit(report(quick(args.artifact), args.check))
     text = section(measure())
     print(text)
     if not args.no_write:

@@ -4,14 +4,14 @@ goal its section of BENCHMARKS.md states (benchmarks/quick.py). The scripts with
 yet are listed, with why, and the list is checked against the scripts.
 
 Scripts that serve or package the demo get the session's demo artifact (`--artifact`), so
-the quick run adds its measurement, not a build. `--help` of every script runs too, so a
+the quick run adds its measurement, not a build; a script that measures an image runs in
+the test file whose fixture built one (ON_AN_IMAGE). `--help` of every script runs too, so a
 full mode that no longer imports fails here."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -19,8 +19,7 @@ import pytest
 from mlpack.build import BuildResult
 
 from .lambda_support import requires_python312
-
-REPO = Path(__file__).resolve().parents[1]
+from .quick_checks import REPO, quick_check
 # The quick modes that take a second or two: they run in `make test-fast`.
 QUICK = ["request_memory"]
 # The quick modes that build, serve or start processes (seconds each): slow.
@@ -28,21 +27,11 @@ SLOW_QUICK = ["agent_bench", "optimize_bench", "large_model", "build_memory", "g
               "vision"]
 # The quick modes that reuse the session's demo artifact for a target: slow.
 ON_THE_DEMO = {"serve_protocols": "x86-cpu", "serve_throughput": "x86-cpu", "lambda_cold_start": "aws-lambda"}
-# Scripts without a quick mode yet.
-NO_QUICK_MODE_YET = {
-    "image_sizes": "its one x86-cpu image takes about a minute to build with buildah here (85 s with its "
-                   "measurement), and BentoML's layers need a debootstrap with build-essential (minutes "
-                   "uncached); the image tests build theirs in fixtures a subprocess cannot reuse",
-}
+# The quick modes that measure an image another test file's fixture built: run there.
+ON_AN_IMAGE = {"image_sizes": "test_image.py"}
+# Scripts without a quick mode yet, with why.
+NO_QUICK_MODE_YET: dict[str, str] = {}
 HELPERS = {"__init__", "markdown", "quick", "minilm_model", "child", "routes"}  # imported by the scripts, not run
-
-
-def quick_check(name: str, *options: str) -> None:
-    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--quick", "--check", *options], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-    checks = [line for line in done.stdout.splitlines() if line.startswith("check: ")]
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert checks and all(line.endswith(": ok") for line in checks), checks
 
 
 def scripts() -> set[str]:
@@ -50,11 +39,13 @@ def scripts() -> set[str]:
 
 
 def test_every_benchmark_script_has_a_quick_check_or_says_why_not() -> None:
-    with_quick = [*QUICK, *SLOW_QUICK, *ON_THE_DEMO]
+    with_quick = [*QUICK, *SLOW_QUICK, *ON_THE_DEMO, *ON_AN_IMAGE]
     assert len(set(with_quick)) == len(with_quick) and not set(with_quick) & set(NO_QUICK_MODE_YET)
     assert scripts() == set(with_quick) | set(NO_QUICK_MODE_YET)
     for name in with_quick:
         assert "--quick --check" in (REPO / "benchmarks" / f"{name}.py").read_text(), name
+    for name, test_file in ON_AN_IMAGE.items():
+        assert f'quick_check("{name}"' in (REPO / "tests" / test_file).read_text(), f"{test_file} runs {name}"
 
 
 @pytest.mark.parametrize("name", sorted(scripts()))

@@ -46,6 +46,7 @@ from .image_support import (
 )
 from .standin import PACKAGES, SUITE, ensure_standin, rootfs_tarball
 from .pyramid import heavy, local
+from .quick_checks import quick_check
 
 pytestmark = [pytest.mark.slow, requires_image_tools, requires_arm64_emulation]
 
@@ -259,6 +260,12 @@ def test_push_both_pull_back_by_digest_and_predict_inside(artifacts, registry_ho
         assert answer["label"] == expected_labels.tolist(), target
         np.testing.assert_allclose(np.array(answer["probabilities"]), expected_probs, atol=1e-3)
         assert (np.array(answer["label"]) == labels).mean() >= 0.9, f"{target} ({arch}) predicts badly"
+
+
+def test_the_image_sizes_quick_check_passes_on_the_x86_image(artifacts) -> None:
+    """benchmarks/image_sizes.py --quick --check on the image this file built (no build of its own)."""
+    assert read_json(artifacts["x86-cpu"])["image"]["id"]
+    quick_check("image_sizes", "--artifact", str(artifacts["x86-cpu"]))
 
 
 def test_the_x86_image_serves_predictions_and_its_agent_counts_them(artifacts) -> None:

@@ -66,6 +66,10 @@ def test_the_playbook_checks_the_disk_switches_through_the_guard_and_rolls_back_
         < names.index("Switch to the new version atomically, reverted by the device unless confirmed") \
         < names.index("Restart the service and the agent") < names.index("Check health of the new version") \
         < names.index("Confirm the switch, so the device keeps it")
+    # A version a reverted switch left complete is not unpacked again (decided on the control node).
+    [unpack] = [t for t in guarded["block"] if t["name"] == "Unpack the new version"]
+    assert unpack["when"] == "not mlpack_have_version"
+    assert [t["name"] for t in unpack["block"]][-1] == "Move the complete version into place"
     rescue = [t["name"] for t in guarded["rescue"]]
     assert rescue[2:5] == ["Switch back to the previous version", "Restart the previous version",
                            "Check health of the previous version"]
