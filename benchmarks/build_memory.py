@@ -7,8 +7,8 @@
 
 The model is PP-OCRv4's text detector from the `rapidocr-onnxruntime` package (a real conv
 net with dynamic height and width; `pip install --no-deps rapidocr-onnxruntime`). Its
-calibration file holds text pages made by `optimize_bench.ocr_images` (digits drawn as lines
-of text), cut to the size asked. `mlpack optimize` runs in a child process; its peak
+calibration file holds text pages made by `vision.text_pages` (lines of words drawn with
+Pillow's built-in font), cut to the size asked. `mlpack optimize` runs in a child process; its peak
 resident memory is what the kernel reports for that child (`wait4`'s ru_maxrss), and its
 time is the wall clock around it. Nothing else runs in the child.
 
@@ -41,15 +41,15 @@ import numpy as np
 
 from benchmarks.child import optimize_command, run_child
 from benchmarks.markdown import write_section
-from benchmarks.optimize_bench import ocr_images
 from benchmarks.quick import Ratio, add_options, report
+from benchmarks.vision import text_pages
 
 HEADING = "Build memory (calibrated convolutional model)"
 # A fixed past measurement, for comparison: this script run (PYTHONPATH) on the package of commit ecbf7e3,
 # before the optimizer streamed rows and capped the timed batch; not re-measured by --write.
 BEFORE = ("Before the optimizer streamed rows in bounded batches (commit ecbf7e3, measured once with this script "
-          "on 2026-12-04 on the same machine): 5298 MB peak, 113 s, float chosen. The peak was the latency "
-          "timing at batch 32: every candidate's session held the activations of 32 pages at once.")
+          "on 2026-12-04 on the same machine, on the pages of digits it drew then): 5298 MB peak, 113 s, float "
+          "chosen. The peak was the latency timing at batch 32: every candidate's session held the activations of 32 pages at once.")
 COMMAND = "python -m benchmarks.build_memory --write"
 QUICK_PAGES, QUICK_SIZE, QUICK_TIMING_S = (8, 64), (192, 192), 0.5
 QUICK_LIMIT = 3.0  # bytes of peak RSS growth per byte of calibration data added
@@ -74,7 +74,7 @@ def detector(folder: Path) -> Path:
 
 def pages(count: int, height: int, width: int) -> np.ndarray:
     side = max(height, width)
-    return np.ascontiguousarray(ocr_images(count, side)[:, :, :height, :width])
+    return np.ascontiguousarray(text_pages(count, 0, side)[:, :, :height, :width])
 
 
 def measure(model: Path, data: Path, target: str, out: Path, timing_budget_s: float | None = None) -> Measured:

