@@ -163,6 +163,23 @@ def test_static_int8_is_tried_for_convolutions_and_skipped_otherwise(tmp_path: P
     assert any(name == "static-int8" and "no convolutions" in why for name, why in plain.skipped)
 
 
+def test_dynamic_int8_leaves_convolutions_float_and_skips_a_model_of_convolutions_only(tmp_path: Path) -> None:
+    # onnxruntime runs a dynamically quantized Conv as ConvInteger, slower than the float Conv.
+    images = np.random.default_rng(0).random((64, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", image=images)
+    target = with_variants("x86-cpu", "dynamic-int8")
+    mixed = make_candidates(inspect_model(conv_model(tmp_path / "cnn.onnx")), target, tmp_path / "work",
+                            data_path=tmp_path / "d.npz")
+    dynamic = next(c for c in mixed.candidates if c.name == "dynamic-int8")
+    ops = {n.op_type for n in onnx.load(str(dynamic.path)).graph.node}
+    assert "MatMulInteger" in ops and "Conv" in ops and "ConvInteger" not in ops
+
+    convs = make_candidates(inspect_model(two_conv_model(tmp_path / "convs.onnx")), target, tmp_path / "work2",
+                            data_path=tmp_path / "d.npz")
+    assert "dynamic-int8" not in {c.name for c in convs.candidates}
+    assert "ConvInteger" in dict(convs.skipped)["dynamic-int8"]
+
+
 def test_compact_stores_embedding_tables_in_four_bits(tmp_path: Path) -> None:
     model = embedding_model(tmp_path / "emb.onnx")
     ids = np.random.default_rng(0).integers(0, 2048, size=(64, 12)).astype(np.int64)
