@@ -163,6 +163,23 @@ def test_static_int8_is_tried_for_convolutions_and_skipped_otherwise(tmp_path: P
     assert any(name == "static-int8" and "no convolutions" in why for name, why in plain.skipped)
 
 
+def test_dynamic_int8_leaves_convolutions_float_and_skips_a_model_of_convolutions_only(tmp_path: Path) -> None:
+    # onnxruntime runs a dynamically quantized Conv as ConvInteger, slower than the float Conv.
+    images = np.random.default_rng(0).random((64, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", image=images)
+    target = with_variants("x86-cpu", "dynamic-int8")
+    mixed = make_candidates(inspect_model(conv_model(tmp_path / "cnn.onnx")), target, tmp_path / "work",
+                            data_path=tmp_path / "d.npz")
+    dynamic = next(c for c in mixed.candidates if c.name == "dynamic-int8")
+    ops = {n.op_type for n in onnx.load(str(dynamic.path)).graph.node}
+    assert "MatMulInteger" in ops and "Conv" in ops and "ConvInteger" not in ops
+
+    convs = make_candidates(inspect_model(two_conv_model(tmp_path / "convs.onnx")), target, tmp_path / "work2",
+                            data_path=tmp_path / "d.npz")
+    assert "dynamic-int8" not in {c.name for c in convs.candidates}
+    assert "ConvInteger" in dict(convs.skipped)["dynamic-int8"]
+
+
 def test_compact_stores_embedding_tables_in_four_bits(tmp_path: Path) -> None:
     model = embedding_model(tmp_path / "emb.onnx")
     ids = np.random.default_rng(0).integers(0, 2048, size=(64, 12)).astype(np.int64)
@@ -274,6 +291,37 @@ def test_a_sequence_of_class_probabilities_agrees_only_when_every_position_does(
     tied_got[3, 10, [first, second]] = tied_got[3, 10, [second, first]]
     verdict = compare([tied_reference], [tied_got], ["softmax"], GateSettings())
     assert verdict.passed and verdict.metrics["softmax.near_tie_positions"] >= 1
+
+
+def test_a_ctc_output_read_as_text_agrees_when_the_text_does() -> None:
+    # --gate task=ctc: 100 lines of 40 steps over 30 classes, class 0 the blank.
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((100, 40, 30))
+    text = rng.integers(1, 30, (100, 40))
+    text[:, 1::2] = 0  # a character, a blank, a character...
+    text[:, 2] = np.where(text[:, 2] == text[:, 0], text[:, 0] % 29 + 1, text[:, 2])  # no double first letter
+    np.put_along_axis(logits, text[..., None], 12.0, axis=-1)
+    reference = _softmax(logits)
+    # Where a character ends a step later (its blank after it becomes the character again), the
+    # text is the same: every line of a CTC recognizer in int8 differs so, and reads the same.
+    shifted = logits.copy()
+    for row in range(100):
+        shifted[row, 1, text[row, 0]] = 13.0
+    got = _softmax(shifted)
+    ctc = GateSettings(task="ctc")
+    verdict = compare([reference], [got], ["softmax"], ctc)
+    assert verdict.passed and verdict.metrics["softmax.text_agreement"] == 1.0
+    assert verdict.metrics["softmax.position_agreement"] == pytest.approx(39 / 40)
+    assert not compare([reference], [got], ["softmax"], GateSettings()).passed  # every position: 0 rows agree
+    # A character read as another one changes the text: two lines of 100 fail the 99% gate.
+    changed = got.copy()
+    for row in (3, 7):
+        changed[row, 4] = changed[row, 4, ::-1]
+    verdict = compare([reference], [changed], ["softmax"], ctc)
+    assert not verdict.passed and verdict.metrics["softmax.text_agreement"] == pytest.approx(0.98)
+    assert "98.00% of 100 rows read the same text as float (CTC)" in verdict.reason
+    candidate = Candidate("int8", Path("int8.onnx"), 1, metrics=verdict.metrics)
+    assert candidate.accuracy_text().startswith("same CTC text 98.00% (positions ")
 
 
 def test_rows_where_float_is_a_near_tie_do_not_decide_top1_agreement() -> None:

@@ -18,7 +18,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-OutputKind = Literal["labels", "classification", "sequence", "embedding", "regression"]
+OutputKind = Literal["labels", "classification", "sequence", "ctc", "embedding", "regression"]
+CTC_BLANK = 0  # the blank class of a CTC output: PaddleOCR's, and PyTorch's CTCLoss default
 
 
 class GateSettings(BaseModel):
@@ -47,8 +48,10 @@ class GateSettings(BaseModel):
         description="classification: a row whose float top-2 margin is at most this share of the row's range "
                     "(max - min) is a near-tie and does not decide top-1 agreement",
     )
-    task: Literal["auto", "classification", "sequence", "embedding", "regression"] = Field(
-        "auto", description="how to read float outputs; auto guesses from shape and values"
+    task: Literal["auto", "classification", "sequence", "ctc", "embedding", "regression"] = Field(
+        "auto", description="how to read float outputs; auto guesses from shape and values; ctc: "
+                            "[rows, steps, classes] read as CTC text (class 0 blank, repeats merged), a row "
+                            "agrees when its text does"
     )
     synthetic: Literal["refuse", "allow"] = Field(
         "refuse",
@@ -74,7 +77,7 @@ def output_kind(reference: np.ndarray, name: str, task: str = "auto") -> OutputK
     """Guess what an output is from the float model's values."""
     if reference.dtype.kind in "iubOUS":  # integer, boolean or string class labels
         return "labels"
-    if task != "auto":
+    if task != "auto" and (task != "ctc" or reference.ndim == 3):  # other outputs of a CTC model: guessed
         return task  # type: ignore[return-value]
     width = int(np.prod(reference.shape[1:])) if reference.ndim > 1 else 1
     if reference.ndim == 3 and reference.shape[-1] >= 2 and _is_probability(reference):
@@ -85,6 +88,15 @@ def output_kind(reference: np.ndarray, name: str, task: str = "auto") -> OutputK
         if _is_probability(reference) or any(word in name.lower() for word in ("logit", "prob", "score", "class")):
             return "classification"
     return "embedding" if width >= 4 else "regression"
+
+
+def ctc_text(steps: np.ndarray) -> tuple[int, ...]:
+    """What a CTC output says for one row ([steps, classes]): the best class of each step,
+    repeats merged, blanks dropped. Steps that differ only where a character starts, ends or
+    repeats (blank against the character) read the same."""
+    best = steps.argmax(axis=-1)
+    keep = np.r_[True, best[1:] != best[:-1]] & (best != CTC_BLANK)
+    return tuple(int(c) for c in best[keep])
 
 
 def _is_probability(reference: np.ndarray) -> bool:
@@ -175,6 +187,13 @@ def compare(
             _check(verdict, agreement >= settings.min_top1_agreement,
                    f"{name}: {agreement:.2%} of {len(same)} rows have float's top class at every position"
                    f"{set_aside} {gate}")
+            qualities.append(agreement)
+        elif kind == "ctc":
+            agreement = float(np.mean([ctc_text(r) == ctc_text(g) for r, g in zip(ref, got)]))
+            verdict.metrics[key + "text_agreement"] = agreement
+            verdict.metrics[key + "position_agreement"] = float((ref.argmax(axis=-1) == got.argmax(axis=-1)).mean())
+            _check(verdict, agreement >= settings.min_top1_agreement,
+                   f"{name}: {agreement:.2%} of {len(ref)} rows read the same text as float (CTC) {gate}")
             qualities.append(agreement)
         elif kind == "embedding":
             a = ref.reshape(len(ref), -1).astype(np.float64)

@@ -33,6 +33,10 @@ BLOCKED_QUANT_OPSET = 21
 # more and gains no speed (on PP-OCRv4's text detector it cost 0.09 of mean cosine to float;
 # `python -m benchmarks.vision` shows onnxruntime's default beside mlpack's static-int8).
 STATIC_INT8_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+# What dynamic int8 quantizes: quantize_dynamic's ops but Conv, which onnxruntime would run as
+# ConvInteger, slower than the float Conv (PP-OCRv4's text detector: 4.7x, BENCHMARKS.md);
+# static-int8 quantizes convolutions. Transpose is quantized only after a quantized node.
+DYNAMIC_INT8_OPS = ("MatMul", "Attention", "LSTM", "Gather", "Transpose", "EmbedLayerNormalization")
 INT4_IR_VERSION = 10  # the first IR version with 4-bit tensor types
 
 
@@ -189,6 +193,7 @@ def dynamic_int8(
     reduce_range: bool = False,
 ) -> Path:
     """Weights int8 per output channel, activations quantized at run time (no calibration).
+    `op_types` defaults to DYNAMIC_INT8_OPS: convolutions stay float.
 
     `reduce_range` keeps weights to 7 bits, which avoids the int16 overflow of the u8 x s8
     pair sums in x86 AVX2 kernels (CPUs without VNNI) when both operands use their full range.
@@ -202,7 +207,7 @@ def dynamic_int8(
             reduce_range=reduce_range,
             weight_type=_quant_type(weight_type),
             nodes_to_exclude=list(exclude),
-            op_types_to_quantize=list(op_types) if op_types else None,
+            op_types_to_quantize=list(op_types or DYNAMIC_INT8_OPS),
             # Nodes after fused or contrib ops have no inferred type; they are float.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             use_external_data_format=stored_external(src),

@@ -38,6 +38,8 @@ class Candidate:
             elif key.endswith(".top1_agreement") or key.endswith(".agreement"):
                 ties = int(m.get(key.rsplit(".", 1)[0] + ".near_ties", 0))
                 parts.append(f"top-1 agree {value:.2%}" + (f" ({ties} near-ties set aside)" if ties else ""))
+            elif key.endswith(".text_agreement"):
+                parts.append(f"same CTC text {value:.2%} (positions {m[key.replace('text', 'position')]:.2%})")
             elif key.endswith(".sequence_agreement"):
                 parts.append(f"same at every position {value:.2%} "
                              f"(positions {m[key.replace('sequence', 'position')]:.2%})")
