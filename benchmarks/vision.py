@@ -149,13 +149,14 @@ class Model:
     make: object  # (count, seed) -> inputs
     metric: object  # (float outputs, outputs) -> score in [0, 1]
     metric_name: str
+    options: tuple[str, ...] = ()  # what a user of this model adds to `mlpack optimize`
 
 
 MODELS = {
     "det": Model("det", "text detector", "ch_PP-OCRv4_det_infer.onnx", text_pages, mask_iou,
                  f"text-mask IoU with float (probability > {MASK_THRESHOLD})"),
     "rec": Model("rec", "text recognizer", "ch_PP-OCRv4_rec_infer.onnx", text_lines, same_reading,
-                 "lines read exactly as float reads them (greedy CTC)"),
+                 "lines read exactly as float reads them (greedy CTC)", ("--gate", "task=ctc")),
 }
 
 
@@ -261,7 +262,7 @@ def run_model(model: Model, folder: Path, budget_s: float) -> Result:
     np.savez(data, **{name: np.concatenate([calibration, gate])})
     out = folder / "optimized"
     print(f"{model.key}: mlpack optimize on {CALIBRATION} + {GATE} rows ...", file=sys.stderr)
-    done = run_child(optimize_command(path, TARGET, out, "--calibration", str(data), "--force"),
+    done = run_child(optimize_command(path, TARGET, out, "--calibration", str(data), "--force", *model.options),
                      folder / "optimize.log")
     if done.returncode:
         raise SystemExit(f"mlpack optimize failed: {done.output[-2000:]}")
@@ -291,7 +292,8 @@ def markdown(results: list[Result]) -> str:
         float_row = r.rows[0]
         chosen = r.report["chosen"]
         out += [f"### PP-OCRv4 {r.model.title}", "",
-                f"`mlpack optimize`: {r.seconds:.0f} s, peak RSS {r.peak_mb:.0f} MB; ships `{chosen}`: {r.report['why']}.",
+                f"`mlpack optimize{''.join(' ' + o for o in r.model.options)}`: {r.seconds:.0f} s, peak RSS "
+                f"{r.peak_mb:.0f} MB; ships `{chosen}`: {r.report['why']}.",
                 "", f"| model | size | vs float | {r.model.metric_name} | "
                 + " | ".join(f"p50 b{b} | vs float" for b in BATCHES) + " |",
                 "|---|---:|---:|---:|" + "---:|---:|" * len(BATCHES)]
