@@ -89,7 +89,7 @@ def test_a_variant_listed_after_one_that_reads_its_outcome_is_an_error(tmp_path:
 
 def test_unknown_and_repeated_variants_are_named(tmp_path: Path) -> None:
     message = load_error(target_file(tmp_path, '"dynamic-int8", "int3", "dynamic-int8"'))
-    assert "unknown variant 'int3' (known: compact-int8, dynamic-int8, fp16, mixed-int8, smooth-int8, static-int8)" \
+    assert "unknown variant 'int3' (known: compact-int8, dynamic-int8, fp16, mixed-int8, pruned, pruned-int8, smooth-int8, static-int8)" \
         in message
     assert "dynamic-int8 is listed 2 times" in message
 

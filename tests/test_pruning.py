@@ -135,16 +135,25 @@ def test_a_cnn_loses_conv_filters_and_the_next_conv_its_input_channels(tmp_path:
     assert layer_weights(onnx.load(str(pruned.path))) < 0.55 * layer_weights(onnx.load(str(model)))
 
 
+def _pruned_at(ratios: list[float]):
+    target = with_variants("x86-cpu", "pruned")
+    return target.model_copy(update={"optimize": target.optimize.model_copy(
+        update={"config": {"pruned": {"ratios": ratios}}})})
+
+
 def test_a_pruning_that_fails_the_gate_is_never_shipped_and_the_report_says_why(tmp_path: Path) -> None:
     model = transformer_ffn_model(tmp_path / "ffn.onnx")
     data = _data(tmp_path / "x.npz", "x", (SEQ, D))
-    target = with_variants("x86-cpu", "pruned")
-    target = target.model_copy(update={"optimize": target.optimize.model_copy(
-        update={"config": {"pruned": {"ratios": [0.875]}}})})
-    result = optimize(inspect_model(model), target, tmp_path / "work", data_path=data)
+    result = optimize(inspect_model(model), _pruned_at([0.875]), tmp_path / "work", data_path=data)
     assert "pruned" not in {c.name for c in result.candidates}
     assert result.chosen.name == "float"
     assert "no pruning ratio passed the gate (0.875:" in result.to_markdown()
+    # Smallest first, up to the first that fails: the largest that passed ships, the rest are gone.
+    result = optimize(inspect_model(model), _pruned_at([0.875, 0.25, 0.5]), tmp_path / "work2", data_path=data)
+    pruned = {c.name: c for c in result.candidates}["pruned"]
+    assert pruned.passed and pruned.path.name == "pruned-0.5.onnx"
+    assert "the next ratio failed the gate: 0.875:" in pruned.recipe
+    assert not list((tmp_path / "work2").glob("pruned-0.25*")) and not list((tmp_path / "work2").glob("pruned-0.875*"))
 
 
 def _held_out_error(path: Path, x: np.ndarray, reference: np.ndarray) -> float:

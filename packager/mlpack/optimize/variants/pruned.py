@@ -1,8 +1,10 @@
 """pruned: whole feed-forward channels and conv filters removed, the next layer refit on calibration data.
 
-The pruning is ../structured.py. Each ratio of the config is tried, largest first; the
-first model that passes the gate is the candidate, so the variant never ships a pruning
-that failed. `pruned-int8` quantizes that smaller graph with smooth-int8's recipe.
+The pruning is ../structured.py. The ratios of the config are tried smallest first, up to
+the first that fails the gate (more pruning only adds error, and on a model whose channels
+all matter this costs one pruning, not all); the largest that passed is the candidate, so
+the variant never ships a pruning that failed. `pruned-int8` quantizes that smaller graph
+with smooth-int8's recipe, from the ratio `pruned` kept down.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ if TYPE_CHECKING:
 
 class PrunedConfig(VariantConfig):
     ratios: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = Field(
-        (0.5, 0.25, 0.125), min_length=1,
-        description="shares of each block's channels removed, tried largest first; the largest that passes "
-                    "the gate is kept",
+        (0.0625, 0.125, 0.25, 0.5), min_length=1,
+        description="shares of each block's channels removed, tried smallest first up to the first that "
+                    "fails the gate; the largest that passes is kept",
     )
     multiple: int = Field(8, ge=1, description="kept channels are rounded up to a multiple of this (SIMD widths)")
 
@@ -72,6 +74,27 @@ def _first_passing(run: VariantRun, name: str, ratios: list[float], make: Callab
     return None, None, "; ".join(failed)
 
 
+def _largest_passing(run: VariantRun, name: str, ratios: list[float], make: Callable[[float], tuple[Path, str]]
+                     ) -> tuple[Candidate | None, float | None, str]:
+    """Gate `make(ratio)` at each ratio, smallest first, until one fails; every file but the
+    largest that passed is removed. Returns (candidate, its ratio, what failed, in words)."""
+    from .mixed_int8 import _remove
+
+    best: tuple[Candidate, float] | None = None
+    for ratio in sorted(ratios):
+        path, recipe = make(ratio)
+        candidate = run.gated(name, path, recipe)
+        run.log(f"{name} at ratio {ratio}: gate {'pass' if candidate.passed else 'FAIL'}"
+                + ("" if candidate.passed else f" ({candidate.reason})"))
+        if not candidate.passed:
+            _remove(path)
+            return (*best, f"{ratio}: {candidate.reason}") if best else (None, None, f"{ratio}: {candidate.reason}")
+        if best:
+            _remove(best[0].path)
+        best = candidate, ratio
+    return (*best, "") if best else (None, None, "")
+
+
 @register
 class PrunedVariant(Variant):
     name = "pruned"
@@ -91,11 +114,11 @@ class PrunedVariant(Variant):
             made[ratio] = pruner.prune(ratio, run.work / f"pruned-{ratio}.onnx")
             return made[ratio].path, _recipe(made[ratio], run)
 
-        candidate, ratio, failed = _first_passing(run, self.name, sorted(self.config.ratios, reverse=True), make)
+        candidate, ratio, failed = _largest_passing(run, self.name, list(self.config.ratios), make)
         if candidate is None:
             return Outcome(skipped=f"no pruning ratio passed the gate ({failed})")
         if failed:
-            candidate.recipe += f" (larger ratios failed the gate: {failed})"
+            candidate.recipe += f" (the next ratio failed the gate: {failed})"
         return Outcome(run.keep(candidate), float_graph=candidate.path, chosen={"ratio": ratio, "pruner": pruner,
                                                                           "pruned": made[ratio]})
 
