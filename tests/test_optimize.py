@@ -130,9 +130,9 @@ def test_without_real_data_int8_that_passes_on_synthetic_inputs_is_held_back_and
     dynamic = next(c for c in result.candidates if c.name == "dynamic-int8")
     assert dynamic.passed and dynamic.held  # it passed, on no evidence about real data
     assert result.chosen.name in ("float", "float-optimized")
-    assert "dynamic-int8, smooth-int8 held back: passed on synthetic inputs only" in result.why
+    assert "dynamic-int8, smooth-int8, pruned, pruned-int8 held back: passed on synthetic inputs only" in result.why
     # One line says why and how to get int8, and never calls the synthetic rows calibration data.
-    assert result.headline.startswith("int8 held back: dynamic-int8, smooth-int8 passed the gate on synthetic inputs")
+    assert result.headline.startswith("int8 held back: dynamic-int8, smooth-int8, pruned, pruned-int8 passed the gate on synthetic inputs")
     assert "pass --calibration FILE.npz with real inputs" in result.headline and "\n" not in result.headline
     assert result.headline in result.table() and "held" in result.table()
     assert "calibration rows" not in result.to_markdown()

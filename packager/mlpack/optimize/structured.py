@@ -10,13 +10,15 @@ so dropping column j of W1 (filter j of K1), its per-channel constants and row j
 leaves a smaller dense model. Nothing crosses an Add of two activations, a Concat or a
 Reshape: those tie channels to other tensors (residuals, attention heads).
 
-Which channels: those contributing least to the second layer's output on the calibration
-rows (the energy of x_j w_j, with x_j's mean removed where a bias can take it over). Then
-the second layer's weights and bias are refit by least squares, so that on the calibration
-rows its output matches the float model's (Kwon et al., NeurIPS 2022, "A Fast Post-Training
-Pruning Framework for Transformers"): the kept channels take over what the dropped ones did.
-Blocks are pruned in graph order, each refit on the activations of the model pruned so far,
-so a later block also corrects what an earlier one left.
+Then the second layer's weights and bias are refit by least squares, so that on the
+calibration rows its output matches the float model's (Kwon et al., NeurIPS 2022, "A Fast
+Post-Training Pruning Framework for Transformers"): the kept channels take over what the
+dropped ones did. Which channels: those whose removal, with that refit, loses least, chosen
+greedily on the refit's normal equations as Optimal Brain Surgeon does for whole rows
+(`_least_loss`); without the refit, those with the least output energy. A ridge pulls the
+refit towards the weights as they were, since a few calibration rows cannot pin thousands of
+weights. Blocks are pruned in graph order, each refit on the activations of the model pruned
+so far, so a later block also corrects what an earlier one left.
 """
 
 from __future__ import annotations
