@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from benchmarks.markdown import write_section
 from benchmarks.quick import Ratio, add_options, report
 from mlpack.model.info import inspect_model
 from mlpack.optimize import OptimizationResult, make_candidates, time_and_pick
+from mlpack.optimize.run import Run
 from mlpack.targets import load_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,13 +74,14 @@ def plain_recipes(model: Path, folder: Path, names: tuple[str, ...] = ("plain-dy
 
 
 def optimize_beside(model: Path, target: str, work: Path, data: Path, budget_s: float,
-                    references: dict[str, tuple[Path, str]] | None = None) -> OptimizationResult:
-    """What `optimize_model` does, with the plain `references` gated and timed beside mlpack's
-    candidates (in the same round-robin, so ratios share the machine's load; never picked), and
-    `budget_s` seconds of timing."""
+                    references: dict[str, tuple[Path, str]] | None = None,
+                    more: Callable[[Run], dict[str, tuple[Path, str]]] | None = None) -> OptimizationResult:
+    """What `optimize_model` does, with the plain `references` (and those `more` makes from the
+    run) gated and timed beside mlpack's candidates (in the same round-robin, so ratios share the
+    machine's load; never picked), and `budget_s` seconds of timing."""
     run = make_candidates(inspect_model(model), load_target(target), work, data_path=data,
                           log=lambda line: print("  " + line, file=sys.stderr))
-    for name, (path, recipe) in (references or {}).items():
+    for name, (path, recipe) in {**(references or {}), **(more(run) if more else {})}.items():
         run.add_reference(name, path, recipe)
     return time_and_pick(run, budget_s=budget_s)
 
@@ -90,12 +93,32 @@ def run_minilm(folder: Path, budget: float) -> tuple[OptimizationResult, list[st
     model = build_minilm(folder / "all-MiniLM-L6-v2.onnx")
     data = folder / "sentences.npz"
     np.savez(data, **tokenize(sentences(SENTENCES)))
-    result = optimize_beside(model, "x86-cpu", folder / "work", data, budget, plain_recipes(model, folder))
+    result = optimize_beside(model, "x86-cpu", folder / "work", data, budget, plain_recipes(model, folder),
+                             failed_pruning)
     lines = verdict(result, "plain-dynamic-pc")
+    for name in (c.name for c in result.candidates if c.name.startswith("pruned-int8@")):
+        lines += ["", "The pruning no ratio of which passed the gate, at its smallest ratio, against the same recipe "
+                      "from the same run:", ""] + verdict(result, "plain-dynamic-pc", name)
     if result.chosen.name != "compact-int8" and any(c.name == "compact-int8" for c in result.candidates):
         lines += ["", "The candidate the `smallest` policy (aws-lambda, arm-edge) ranks first, against the same "
                       "recipe from the same run:", ""] + verdict(result, "plain-dynamic-pc", "compact-int8")
     return result, lines
+
+
+def failed_pruning(run: Run) -> dict[str, tuple[Path, str]]:
+    """When `pruned` passed at no ratio, its smallest ratio, float and int8 as `pruned-int8` makes
+    it, to be gated and timed beside the candidates: what pruning buys and what it costs."""
+    from mlpack.optimize.structured import Pruner
+    from mlpack.optimize.variants.smooth_int8 import smooth_quantize
+
+    if run.find("pruned") or "pruned" not in dict(run.skipped):
+        return {}
+    config = run.target.optimize.variant_config("pruned-int8")
+    ratio = min(config.ratios)
+    pruned = Pruner(run.quant_base, run.calibration, multiple=config.multiple).prune(ratio, run.work / "failed-pruned.onnx")
+    path, _, how = smooth_quantize(run, pruned.path, config.strengths, config.weight_type, "failed-pruned-int8")
+    recipe = f"{ratio:.1%} of each block's channels removed (the smallest ratio `pruned` tries): {pruned.describe()}"
+    return {f"pruned@{ratio}": (pruned.path, recipe), f"pruned-int8@{ratio}": (path, f"{recipe}; then {how}")}
 
 
 def verdict(result: OptimizationResult, plain_name: str, candidate: str | None = None) -> list[str]:
@@ -208,7 +231,8 @@ def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[Opt
         out += ["### all-MiniLM-L6-v2 sentence encoder, target x86-cpu", "",
                 f"Accuracy on {result.data_source}: cosine similarity of each variant's embedding to "
                 "float's. Sequences padded to 128 tokens.", "", *_table(result), "", NOISE_NOTE, "", *lines, ""]
-        out += ["How each variant was made:", ""] + [f"- `{c.name}`: {c.recipe}." for c in result.candidates] + [""]
+        out += ["How each variant was made:", ""] + [f"- `{c.name}`: {c.recipe}." for c in result.candidates]
+        out += [f"- `{name}` not tried: {why}" for name, why in result.skipped] + [""]
     for result in demo:
         out += [f"### Demo digits classifier, target {result.target}", "", *_table(result), "",
                 f"Pick: `{result.chosen.name}`: {result.why}.", ""]

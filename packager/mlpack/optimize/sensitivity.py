@@ -88,9 +88,9 @@ def weight_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndarr
     return layers
 
 
-def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData,
-                   source: Path | None = None) -> dict[str, np.ndarray]:
-    """Run the float model on a few rows and return the named intermediate tensors, as they are.
+def capture_session(model: onnx.ModelProto, tensors: list[str], source: Path | None = None):
+    """A CPU session of the float model whose outputs include the named intermediate tensors,
+    with no fusions, so that every tensor exists exactly as named in the graph.
 
     `source`, the file `model` was read from: when its weights are external, the session
     reads them from there and only the graph is copied (a model over 2 GB fits in no one
@@ -103,9 +103,15 @@ def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData,
         if name not in existing:
             model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
             existing.add(name)
-    # No fusions: every captured tensor must exist exactly as named in the graph.
-    session = open_session(model.SerializeToString(), {"graph_optimization_level": "disable"}, CPU,
-                           external_data_folder=source.parent if external else None)
+    return open_session(model.SerializeToString(), {"graph_optimization_level": "disable"}, CPU,
+                        external_data_folder=source.parent if external else None)
+
+
+def capture_inputs(model: onnx.ModelProto, tensors: list[str], data: EvalData,
+                   source: Path | None = None) -> dict[str, np.ndarray]:
+    """Run the float model on a few rows and return the named intermediate tensors, as they are
+    (`capture_session`)."""
+    session = capture_session(model, tensors, source)
     names = list(dict.fromkeys(tensors))
     # Rows go in batches the model accepts (a model may fix its batch size, e.g. to 1).
     first = outputs(session, data.take(slice(0, 1)), names)

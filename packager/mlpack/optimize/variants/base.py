@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence
 
 from .config import Int8Config, VariantConfig
 
@@ -38,6 +38,7 @@ class Outcome:
     float_graph: Path | None = None  # the float graph its int8 recipe quantized
     requantize: Requantize | None = None
     layers: list[LayerError] = field(default_factory=list)  # measured int8 error per layer, worst first
+    chosen: dict[str, Any] = field(default_factory=dict)  # what it settled on (pruned's ratio), for readers
 
     @property
     def passed(self) -> bool:
