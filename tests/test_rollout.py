@@ -160,8 +160,9 @@ def test_the_gate_counts_successful_inferences_of_one_version_from_the_real_agen
         for ok in (True, True, False):
             client.inference(model_ms=1.0, total_ms=2.0, batch_size=1, input_bytes=16, ok=ok,
                              error_kind=None if ok else "model_error")
-        text = wait_for(lambda: (t := agent.scrape()) and "mlpack_inference_errors_total" in t and t,
-                        10, what="the agent to count the events")
+        # Wait for all three events: a scrape between two of them reads a partial count.
+        text = wait_for(lambda: (t := agent.scrape()) and read_agent(t)[2:] == (3.0, 1.0) and t,
+                        20, what="the agent to count the three events")
     finally:
         agent.stop()
     assert gate.successful_inferences(text, "0.1.0-abababababab", sha) == 2  # 3 requests, 1 error
