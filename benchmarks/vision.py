@@ -66,6 +66,7 @@ MASK_THRESHOLD = 0.3  # DB's binarization threshold (PaddleOCR's det_db_thresh)
 MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
 QUICK_PAGES, QUICK_SIZE, QUICK_LIMIT = 32, 64, 1.5
 BATCHES = (1, 8)
+PER_CHANNEL_OPSET = 13  # DequantizeLinear's axis
 
 
 def _words() -> list[str]:
@@ -176,14 +177,17 @@ def ort_static(model: Path, rows: np.ndarray, dst: Path) -> tuple[Path | None, s
             return None if row is None else {name: row[None]}
 
     recipe = "onnxruntime quant_pre_process, then quantize_static(QDQ, per_channel=True, QInt8 weights)"
+    source = _at_per_channel_opset(model, dst.with_name(dst.stem + "-opset.onnx"))
+    if source != model:
+        recipe = f"onnx's version converter to opset {PER_CHANNEL_OPSET}, then {recipe}"
     prepared = dst.with_name(dst.stem + "-pre.onnx")
     try:
         with contextlib.chdir(dst.parent):  # its shape inference leaves sym_shape_infer_temp.onnx in the cwd
-            quant_pre_process(str(model), str(prepared))
+            quant_pre_process(str(source), str(prepared))
     except Exception:  # what onnxruntime's docs say to do when symbolic shape inference fails
         recipe = recipe.replace("quant_pre_process", "quant_pre_process(skip_symbolic_shape=True)")
         try:
-            quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         except Exception as exc:
             return None, f"{recipe} fails: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     try:
@@ -192,6 +196,19 @@ def ort_static(model: Path, rows: np.ndarray, dst: Path) -> tuple[Path | None, s
     except Exception as exc:  # the recipe is what is measured: its failure is a result
         return None, f"{recipe} fails: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     return dst, recipe
+
+
+def _at_per_channel_opset(model: Path, dst: Path) -> Path:
+    """The model at the opset per-channel DequantizeLinear needs (its `axis`): PP-OCRv4's files are
+    opset 12, and quantize_static's per-channel output of them does not load."""
+    import onnx
+    from onnx import version_converter
+
+    proto = onnx.load(str(model))
+    if next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= PER_CHANNEL_OPSET:
+        return model
+    onnx.save(version_converter.convert_version(proto, PER_CHANNEL_OPSET), str(dst))
+    return dst
 
 
 def _input_name(model: Path) -> str:
