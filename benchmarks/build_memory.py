@@ -7,8 +7,9 @@
 
 The model is PP-OCRv4's text detector from the `rapidocr-onnxruntime` package (a real conv
 net with dynamic height and width; `pip install --no-deps rapidocr-onnxruntime`). Its
-calibration file holds text pages made by `optimize_bench.ocr_images` (digits drawn as lines
-of text), cut to the size asked. `mlpack optimize` runs in a child process; its peak
+calibration file holds text pages drawn by `text_images.text_pages` (words in Pillow's font;
+the detector finds text on them, which it did not on the digit pages used before), cut to the
+size asked. `mlpack optimize` runs in a child process; its peak
 resident memory is what the kernel reports for that child (`wait4`'s ru_maxrss), and its
 time is the wall clock around it. Nothing else runs in the child.
 
@@ -41,8 +42,8 @@ import numpy as np
 
 from benchmarks.child import optimize_command, run_child
 from benchmarks.markdown import write_section
-from benchmarks.optimize_bench import ocr_images
 from benchmarks.quick import Ratio, add_options, report
+from benchmarks.text_images import text_pages
 
 HEADING = "Build memory (calibrated convolutional model)"
 # A fixed past measurement, for comparison: this script run (PYTHONPATH) on the package of commit ecbf7e3,
@@ -74,7 +75,7 @@ def detector(folder: Path) -> Path:
 
 def pages(count: int, height: int, width: int) -> np.ndarray:
     side = max(height, width)
-    return np.ascontiguousarray(ocr_images(count, side)[:, :, :height, :width])
+    return np.ascontiguousarray(text_pages(count, 1, side)[:, :, :height, :width])
 
 
 def measure(model: Path, data: Path, target: str, out: Path, timing_budget_s: float | None = None) -> Measured:

@@ -11,7 +11,7 @@ nodes) and the recognizer (CTC over 6,625 characters, 48 pixels high).
 
 The data is made here, nothing is downloaded: lines of words from the standard library's
 docstrings drawn with Pillow's built-in font, at random sizes, inks and paper shades; pages of
-PAGE x PAGE for the detector, crops of LINE_HEIGHT x LINE_WIDTH for the recognizer. The file
+PAGE x PAGE for the detector, crops of LINE_HEIGHT x LINE_WIDTH for the recognizer (text_images.py). The file
 given to `--calibration` holds CALIBRATION rows made with seed 1, then GATE rows with seed 2:
 the optimizer calibrates on the first quarter of the file and gates on the rest, so the
 images it calibrates on and those it is judged on differ. A third set (seed 3, CHECK rows),
@@ -41,7 +41,6 @@ import contextlib
 import importlib.util
 import json
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.build_memory import small_detector
+from benchmarks.text_images import text_lines, text_pages
 from benchmarks.child import optimize_command, run_child
 from benchmarks.markdown import write_section
 from benchmarks.quick import Ratio, add_options, report
@@ -60,57 +60,11 @@ ROOT = Path(__file__).resolve().parent.parent
 HEADING = "Vision models (PP-OCRv4)"
 COMMAND = "python -m benchmarks.vision --write"
 TARGET = "x86-cpu"
-PAGE, LINE_HEIGHT, LINE_WIDTH = 256, 48, 320
 CALIBRATION, GATE, CHECK = 32, 96, 32  # CALIBRATION is a quarter of the file: what the optimizer calibrates on
 MASK_THRESHOLD = 0.3  # DB's binarization threshold (PaddleOCR's det_db_thresh)
-MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
 QUICK_PAGES, QUICK_SIZE, QUICK_LIMIT = 32, 64, 1.5
 BATCHES = (1, 8)
 PER_CHANNEL_OPSET = 13  # DequantizeLinear's axis
-
-
-def _words() -> list[str]:
-    import inspect
-    import json as json_module
-    import os
-    import textwrap
-
-    text = " ".join(module.__doc__ or "" for module in (json_module, os, textwrap, inspect, re))
-    return re.findall(r"[A-Za-z][A-Za-z0-9,.'-]{1,14}", text)
-
-
-def _draw_lines(width: int, height: int, rng: np.random.Generator, words: list[str], one_line: bool):
-    from PIL import Image, ImageDraw, ImageFont
-
-    paper = tuple(int(v) for v in rng.integers(190, 256, 3))
-    image = Image.new("RGB", (width, height), paper)
-    draw = ImageDraw.Draw(image)
-    y = 0 if one_line else int(rng.integers(4, 20))
-    while y < height - 20 or (one_line and y == 0):
-        size = int(rng.integers(26, 34)) if one_line else int(rng.integers(12, 28))
-        font = ImageFont.load_default(size=size)
-        line = " ".join(rng.choice(words, int(rng.integers(1, 4) if one_line else rng.integers(2, 6))))
-        ink = tuple(int(v) for v in rng.integers(0, 80, 3))
-        x = int(rng.integers(2, 12)) if one_line else int(rng.integers(2, width // 3))
-        draw.text((x, (height - size) // 2 - 2 if one_line else y), line, fill=ink, font=font)
-        if one_line:
-            break
-        y += size + int(rng.integers(6, 30))
-    return np.asarray(image, np.float32) / 255.0
-
-
-def text_pages(count: int, seed: int, size: int = PAGE) -> np.ndarray:
-    """Pages of text lines, normalised as PP-OCR's detector expects (ImageNet mean and std, NCHW)."""
-    rng, words = np.random.default_rng(seed), _words()
-    pages = [(_draw_lines(size, size, rng, words, one_line=False) - MEAN) / STD for _ in range(count)]
-    return np.stack(pages).transpose(0, 3, 1, 2).astype(np.float32)
-
-
-def text_lines(count: int, seed: int) -> np.ndarray:
-    """Crops of one line of words, normalised as PP-OCR's recognizer expects ((x - 0.5) / 0.5, NCHW)."""
-    rng, words = np.random.default_rng(seed), _words()
-    lines = [(_draw_lines(LINE_WIDTH, LINE_HEIGHT, rng, words, one_line=True) - 0.5) / 0.5 for _ in range(count)]
-    return np.stack(lines).transpose(0, 3, 1, 2).astype(np.float32)
 
 
 def packaged_model(name: str, folder: Path) -> Path:
