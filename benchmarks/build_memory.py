@@ -148,7 +148,7 @@ def markdown(m: Measured, count: int, height: int, width: int, target: str, revi
         f"| {m.peak_mb:.0f} MB | {m.seconds:.0f} s | {m.chosen} | {m.variants} |", "",
         BEFORE, "",
         "The time includes mixed-int8's search (each quantized node's effect measured, then int8 with the "
-        f"worst 1, 2, 4... nodes float); here mixed-int8: {m.mixed}. Timings move with the machine's load; "
+        f"worst 1, 2, 4... nodes float; here mixed-int8: {m.mixed}). Timings move with the machine's load; "
         "the memory figure is the one this section tracks.", "",
     ])
 

@@ -265,6 +265,7 @@ def markdown(results: list[Result]) -> str:
         out += ["mlpack's candidates (gate on the seed-2 images):", ""]
         out += [f"- `{c['name']}`: {'pass' if c['passed'] else 'FAIL'}, {c.get('recipe', '')}"
                 for c in r.report["candidates"]]
+        out += [f"- `{s['name']}` not made: {s['why']}" for s in r.report["skipped"] if s["name"] == "mixed-int8"]
         out += layer_effects(r.report)
         if any(row.name == "onnxruntime static" for row in r.rows):
             out += [f"- reference: {r.reference_note}"]
