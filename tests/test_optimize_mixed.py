@@ -79,6 +79,8 @@ def test_mixed_keeps_the_fewest_nodes_float_ranked_by_their_measured_effect(tmp_
     (19, 0, 20, 19, [1, 2, 4, 8, 16, 19, 17, 18]),  # the last count below every-node-float is tried too
     (20, 0, 20, None, [1, 2, 4, 8, 16, 19]),  # only all float passes: that is the float model
     (7, 5, 20, 7, [10, 7, 6]),             # on from a count known to fail (the screen's, gated in full)
+    (15, 12, 20, 15, [19, 15, 13, 14]),    # doubling would pass the end: the last count below it instead
+    (20, 19, 20, None, []),                # nothing left between a failed count and all float
 ])
 def test_the_search_doubles_then_bisects_and_never_tries_all_float(first_passing: int, failed: int, total: int,
                                                                    found: int | None, tried: list[int]) -> None:

@@ -113,11 +113,11 @@ class MixedInt8(Variant):
 
 def fewest(passes: Callable[[int], bool], failed: int, total: int) -> int | None:
     """The fewest count above `failed` (known to fail) and below `total` for which `passes`:
-    counts double from there until one passes (failed + 1 first, then 2x), then bisection
+    counts double from there until one passes (2x `failed`, or 1, at most `total` - 1), then bisection
     between the last that failed and the first that passed. None: none below `total` passes
     (`total` itself, every node float, is the float graph: never tried)."""
-    keep, passed = max(failed * 2, failed + 1), None
-    while keep < total:
+    keep, passed = min(total - 1, max(failed * 2, failed + 1)), None
+    while failed < keep < total:
         if passes(keep):
             passed = keep
             break
