@@ -61,6 +61,7 @@ class Measured:
     peak_mb: float
     chosen: str
     variants: str  # each candidate and its gate verdict
+    mixed: str  # what mixed-int8 kept float, or why it made nothing
 
 
 def detector(folder: Path) -> Path:
@@ -85,7 +86,9 @@ def measure(model: Path, data: Path, target: str, out: Path, timing_budget_s: fl
         raise SystemExit(f"mlpack optimize failed: {done.output[-2000:]}")
     report = json.loads((out / "report.json").read_text())
     variants = ", ".join(f"{c['name']} {'pass' if c['passed'] else 'FAIL'}" for c in report["candidates"])
-    return Measured(done.seconds, done.peak_mb, report["chosen"], variants)
+    mixed = next((c["recipe"] for c in report["candidates"] if c["name"] == "mixed-int8"), None) or \
+        next((f"not made: {s['why']}" for s in report["skipped"] if s["name"] == "mixed-int8"), "not run")
+    return Measured(done.seconds, done.peak_mb, report["chosen"], variants, mixed)
 
 
 def small_detector(path: Path) -> Path:
@@ -144,8 +147,8 @@ def markdown(m: Measured, count: int, height: int, width: int, target: str, revi
         f"| {m.peak_mb:.0f} MB | {m.seconds:.0f} s | {m.chosen} | {m.variants} |", "",
         BEFORE, "",
         "The time includes mixed-int8's search (each quantized node's effect measured, then int8 with the "
-        "worst 1, 2, 4... nodes float): on this model no count short of all nodes passes the gate. Timings "
-        "move with the machine's load; the memory figure is the one this section tracks.", "",
+        f"worst 1, 2, 4... nodes float; here mixed-int8: {m.mixed}). Timings move with the machine's load; "
+        "the memory figure is the one this section tracks.", "",
     ])
 
 

@@ -67,6 +67,7 @@ MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224,
 QUICK_PAGES, QUICK_SIZE, QUICK_LIMIT = 32, 64, 1.5
 QUICK_IOU_BAND = 1.01  # a random-weight net: the pick, gated on cosine, may trail the reference a little
 BATCHES = (1, 8)
+LOUD_EFFECT = 0.05  # a node whose int8 rounding alone moves the output this much (relative L2) is counted
 
 
 def _words() -> list[str]:
@@ -310,12 +311,26 @@ def markdown(results: list[Result]) -> str:
         out += ["mlpack's candidates (gate on the seed-2 images):", ""]
         out += [f"- `{c['name']}`: {'pass' if c['passed'] else 'FAIL'}, {c.get('recipe', '')}"
                 for c in r.report["candidates"]]
+        out += [f"- `{s['name']}` not made: {s['why']}" for s in r.report["skipped"] if s["name"] == "mixed-int8"]
+        out += layer_effects(r.report)
         if any(row.name == "onnxruntime static" for row in r.rows):
             out += [f"- reference: {r.reference_note}"]
         else:
             out += [f"- reference not compared: {r.reference_note}"]
         out += [""]
     return "\n".join(out)
+
+
+def layer_effects(report: dict, loud: float = LOUD_EFFECT) -> list[str]:
+    """What mixed-int8 measured, layer by layer: each node the int8 recipe quantized, alone in
+    int8, and the relative L2 error of the model's output it causes (report.json)."""
+    layers = report.get("sensitive_layers") or []
+    if not layers:
+        return []
+    worst = ", ".join(f"`{layer['node']}` {layer['int8_relative_error']:.3f}" for layer in layers[:5])
+    count = sum(layer["int8_relative_error"] > loud for layer in layers)
+    return [f"- layer by layer (each quantized node alone in int8, the relative error of the output it causes): "
+            f"{count} of {len(layers)} above {loud}; the worst {worst}"]
 
 
 def verdict(r: Result) -> list[str]:

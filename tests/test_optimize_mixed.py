@@ -16,6 +16,7 @@ from mlpack.optimize.gate import compare
 from mlpack.optimize.measure import outputs, session
 from mlpack.optimize.passes import STATIC_INT8_OPS, dynamic_int8, static_int8
 from mlpack.optimize.sensitivity import quantized_nodes
+from mlpack.optimize.variants.mixed_int8 import fewest
 from mlpack.targets import load_target
 
 from .models import chain_images, conv_chain, pyramid_cnn
@@ -71,3 +72,39 @@ def test_mixed_keeps_the_fewest_nodes_float_ranked_by_their_measured_effect(tmp_
     assert all(f"conv{i}" in mixed.recipe for i in (1, 3, 5))
     assert mixed.size_bytes < result.candidates[0].size_bytes
     assert [p.name for p in (tmp_path / "work").glob("mixed-int8-*.onnx")] == [mixed.path.name]  # trials removed
+
+
+@pytest.mark.parametrize(("first_passing", "failed", "total", "found", "tried"), [
+    (3, 0, 20, 3, [1, 2, 4, 3]),           # doubling, then bisection
+    (19, 0, 20, 19, [1, 2, 4, 8, 16, 19, 17, 18]),  # the last count below every-node-float is tried too
+    (20, 0, 20, None, [1, 2, 4, 8, 16, 19]),  # only all float passes: that is the float model
+    (7, 5, 20, 7, [10, 7, 6]),             # on from a count known to fail (the screen's, gated in full)
+    (15, 12, 20, 15, [19, 15, 13, 14]),    # doubling would pass the end: the last count below it instead
+    (20, 19, 20, None, []),                # nothing left between a failed count and all float
+])
+def test_the_search_doubles_then_bisects_and_never_tries_all_float(first_passing: int, failed: int, total: int,
+                                                                   found: int | None, tried: list[int]) -> None:
+    calls: list[int] = []
+
+    def passes(keep: int) -> bool:
+        calls.append(keep)
+        return keep >= first_passing
+
+    assert fewest(passes, failed, total) == found
+    assert calls == tried
+
+
+def test_static_ranges_are_calibrated_once_and_read_back_for_other_exclusions(tmp_path: Path) -> None:
+    model = pyramid_cnn(tmp_path / "pyramid.onnx")
+    rng = np.random.default_rng(0)
+    first = EvalData({"x": rng.random((4, 3, 64, 96)).astype(np.float32)}, None, "t", False)
+    other = EvalData({"x": 5 * rng.random((4, 3, 64, 96)).astype(np.float32)}, None, "t", False)
+    ranges = tmp_path / "ranges.json"
+    static_int8(model, tmp_path / "a.onnx", first, ranges=ranges)
+    exclude = quantized_nodes(onnx.load(str(model)), onnx.load(str(tmp_path / "a.onnx")))[:1]
+    cached = onnx.load(str(static_int8(model, tmp_path / "b.onnx", other, exclude=exclude, ranges=ranges)))
+    fresh = onnx.load(str(static_int8(model, tmp_path / "c.onnx", first, exclude=exclude)))
+    # The second call read the first call's ranges: the model is the one those rows give, not `other`'s.
+    assert cached.graph.SerializeToString() == fresh.graph.SerializeToString()
+    recalibrated = onnx.load(str(static_int8(model, tmp_path / "d.onnx", other, exclude=exclude)))
+    assert recalibrated.graph.SerializeToString() != fresh.graph.SerializeToString()

@@ -217,10 +217,13 @@ def dynamic_int8(
 
 
 def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str = "qint8",
-                exclude: Sequence[str] = (), fixed_batch: int | None = None) -> Path:
+                exclude: Sequence[str] = (), fixed_batch: int | None = None, ranges: Path | None = None) -> Path:
     """QDQ int8 with activation ranges calibrated on data: what pays off for convolutions.
 
-    Calibration rows go one at a time, or `fixed_batch` at a time for a model that fixes its batch size."""
+    Calibration rows go one at a time, or `fixed_batch` at a time for a model that fixes its batch size.
+    `ranges`: a file the calibrated ranges are kept in and read back from when it exists, so
+    requantizing `src` with other nodes excluded (mixed-int8's trials) does not calibrate again
+    (the ranges depend on the model and the rows, not on what is excluded)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -248,6 +251,7 @@ def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str
             # Q after it), so that the tensor a kept node reads instead of that Q is float's own.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "QDQKeepRemovableActivations": bool(exclude)},
             use_external_data_format=stored_external(src),
+            **_ranges_cache(quantize_static, ranges),
         )
     if converted:
         for path in model_paths(converted):
@@ -255,6 +259,16 @@ def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str
     quantized = onnx.load(str(dst))
     float_inputs(quantized, set(exclude))
     return _save(quantized, dst, like=src)
+
+
+def _ranges_cache(quantize_static, ranges: Path | None) -> dict[str, str]:
+    """quantize_static's calibration cache argument, where this onnxruntime has it (1.32 and later);
+    older ones calibrate on every call."""
+    import inspect
+
+    if ranges is None or "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        return {}
+    return {"calibration_cache_path": str(ranges)}
 
 
 def float_inputs(model: onnx.ModelProto, nodes: set[str]) -> None:

@@ -107,6 +107,16 @@ class Run:
         candidate.metrics, candidate.quality = verdict.metrics, verdict.quality
         return candidate
 
+    def screen(self, path: Path, rows: int) -> bool:
+        """Whether `path` passes the gate on the first `rows` held-out rows only: a cheap first
+        look for searches that try many models (mixed-int8); what ships is gated on every row."""
+        part = self.held_out.take(slice(0, rows))
+        try:
+            got = self.outputs(path, part)
+        except Exception:  # gated() says why in full when the model is gated
+            return False
+        return self.compare([r[:rows] for r in self.reference], got, part.labels).passed
+
     def keep(self, candidate: Candidate) -> Candidate:
         self.candidates.append(candidate)
         self.log(f"{candidate.name}: {candidate.size_bytes:,} bytes, gate {'pass' if candidate.passed else 'FAIL'}"

@@ -34,9 +34,12 @@ class StaticInt8(Variant):
                      "activation ranges that fit real requests")
         start, weight, calibration = run.quant_base, self.config.weight_type, run.calibration
 
+        ranges = run.work / "static-int8-ranges.json"  # calibrated once, read back by mixed-int8's trials
+        ranges.unlink(missing_ok=True)
+
         def requantize(kept, dst):
             return static_int8(start, dst, calibration, weight_type=weight, exclude=kept,
-                               fixed_batch=run.fixed_batch)
+                               fixed_batch=run.fixed_batch, ranges=ranges)
 
         path = requantize((), run.work / "static-int8.onnx")
         candidate = run.add(self.name, path, f"QDQ int8 ({weight} weights per channel), activation ranges "
