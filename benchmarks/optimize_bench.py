@@ -98,7 +98,8 @@ def optimize_beside(model: Path, target: str, work: Path, data: Path, budget_s: 
                           log=lambda line: print("  " + line, file=sys.stderr))
     for name, (path, recipe) in (references or {}).items():
         run.add_reference(name, path, recipe)
-    for made in make_references(recipes, model, run, work / "references"):
+    made_refs = make_references(recipes, model, run, work / "references")
+    for made in made_refs:
         if made.path is None:
             FAILED_RECIPES[f"{model.stem}:{made.name}"] = f"{made.recipe} fails: {made.failure}"
             run.log(f"{made.name}: not made, {made.failure}")
@@ -106,8 +107,7 @@ def optimize_beside(model: Path, target: str, work: Path, data: Path, budget_s: 
             run.add_reference(made.name, made.path, made.recipe)
     result = time_and_pick(run, budget_s=budget_s)
     _time_more(result, run, extra_batches, budget_s / 2)
-    result.skipped += [(f"{name} (reference)", FAILED_RECIPES[f"{model.stem}:{name}"]) for name in recipes
-                       if f"{model.stem}:{name}" in FAILED_RECIPES]
+    result.skipped += [(f"{made.name} (reference)", made.failure) for made in made_refs if made.path is None]
     return result
 
 
