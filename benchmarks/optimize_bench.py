@@ -57,7 +57,6 @@ SENTENCES = 320  # the optimizer calibrates on the first quarter, gates on the o
 QUICK_BUDGET_S = 2.0
 QUICK_ROWS = 160
 # Other tools' recipes (benchmarks/reference_recipes.py), made on the optimizer's own rows: full runs only.
-REFERENCES = ("plain-dynamic-pc", "ort-static-pc", "nncf-qwac")
 RECIPES = ("ort-static-pc", "nncf-qwac")
 BATCHES_8 = (8,)  # timed besides the optimizer's batch 1 and 32
 
@@ -112,18 +111,19 @@ def optimize_beside(model: Path, target: str, work: Path, data: Path, budget_s: 
 
 
 def _time_more(result: OptimizationResult, run, batches: tuple[int, ...], budget_s: float) -> None:
-    """Time every timed candidate at `batches` too, round-robin as the optimizer times (when the model's batch is free)."""
-    from mlpack.optimize.measure import fixed_batch, latencies, session
+    """Time every timed candidate at `batches` too, round-robin as the optimizer times, when the
+    optimizer timed more than one batch size (the model's batch axis is free)."""
+    from mlpack.optimize.measure import latencies, session
 
     timed = [c for c in result.candidates if c.latency]
-    if not timed or run.fixed_batch:
+    if not timed or len(timed[0].latency) < 2:
         return
     sessions = {c.name: session(c.path, run.target, run.providers) for c in timed}
-    for batch in (b for b in batches if b not in timed[0].latency and not fixed_batch(sessions["float"])):
+    for batch in (b for b in batches if b not in timed[0].latency):
         for name, latency in latencies(sessions, run.held_out, batch, budget_s=budget_s).items():
             next(c for c in timed if c.name == name).latency[batch] = latency
-        for c in timed:  # the table lists batch sizes in order
-            c.latency = dict(sorted(c.latency.items()))
+    for c in timed:  # the table lists batch sizes in order
+        c.latency = dict(sorted(c.latency.items()))
 
 
 def run_minilm(folder: Path, budget: float) -> tuple[OptimizationResult, list[str]]:
@@ -186,11 +186,11 @@ def verdict(result: OptimizationResult, plain_name: str, candidate: str | None =
     return lines
 
 
-def verdict_best(result: OptimizationResult, names: tuple[str, ...] = REFERENCES) -> list[str]:
+def verdict_best(result: OptimizationResult) -> list[str]:
     """The goal of issue 20: at equal or better accuracy, is mlpack's pick at least as small and as
     fast as the best of the references that pass the gate (each figure within the target's tie band)?"""
     pick = result.chosen
-    refs = [c for c in result.candidates if c.reference and c.name in names]
+    refs = [c for c in result.candidates if c.reference]
     lines = []
     for c in refs:
         lat = ", ".join(f"b{b} {pick.latency[b].p50_ms / c.latency[b].p50_ms:.2f}x"

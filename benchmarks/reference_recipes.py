@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -184,5 +185,7 @@ def make_references(names: Sequence[str], model: Path, run: Run, folder: Path) -
         try:
             made.append(Made(name, _make(name, model, run, folder / f"{name}.onnx"), recipe))
         except Exception as exc:  # the recipe itself is what is measured: record why it broke
-            made.append(Made(name, None, recipe, f"{type(exc).__name__}: {first_line(exc)}"))
+            where = traceback.extract_tb(exc.__traceback__)[-1]  # whose code raised: the tool's, usually
+            made.append(Made(name, None, recipe, f"{type(exc).__name__} in {Path(where.filename).parent.name}/"
+                                                  f"{Path(where.filename).name} {where.name}: {first_line(exc)}"))
     return made
