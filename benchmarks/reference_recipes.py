@@ -14,7 +14,9 @@ is listed with its reason in one line, never fatal. NNCF is optional: `pip insta
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 import tempfile
 import traceback
 from dataclasses import dataclass
@@ -129,16 +131,20 @@ def nncf_qwac(model: Path, calibration: EvalData, destination: Path, gate: HeldO
     import nncf
 
     original = onnx.load(str(model))
-    quantized = nncf.quantize_with_accuracy_control(
-        original,
-        nncf.Dataset(_rows(calibration, fixed_batch)),
-        nncf.Dataset(list(range(gate.rows.rows))),
-        gate.validate,
-        max_drop=gate.max_drop(),
-        drop_type=nncf.DropType.ABSOLUTE,
-        subset_size=calibration.rows,
-        model_type=nncf.ModelType.TRANSFORMER if _is_transformer(original) else None,
-    )
+    # NNCF logs and draws progress bars on stdout, where the benchmarks print their markdown:
+    # its warnings and errors only, and its bars on stderr.
+    nncf.set_log_level(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = nncf.quantize_with_accuracy_control(
+            original,
+            nncf.Dataset(_rows(calibration, fixed_batch)),
+            nncf.Dataset(list(range(gate.rows.rows))),
+            gate.validate,
+            max_drop=gate.max_drop(),
+            drop_type=nncf.DropType.ABSOLUTE,
+            subset_size=calibration.rows,
+            model_type=nncf.ModelType.TRANSFORMER if _is_transformer(original) else None,
+        )
     destination.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(quantized, str(destination))
     return destination
