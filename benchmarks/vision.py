@@ -38,7 +38,6 @@ QUICK_LIMIT times the reference's: a two-layer net is all overhead, so only a gr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import platform
@@ -164,51 +163,15 @@ MODELS = {
 
 
 def ort_static(model: Path, rows: np.ndarray, dst: Path) -> tuple[Path | None, str]:
-    """onnxruntime's own recipe for CNNs, or None and why it failed (in one line)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    """onnxruntime's own recipe for CNNs (benchmarks/reference_recipes.py), or None and why it
+    failed (in one line)."""
+    from benchmarks.reference_recipes import ort_static_recipe
 
     name = _input_name(model)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._rows = iter(rows)
-
-        def get_next(self):
-            row = next(self._rows, None)
-            return None if row is None else {name: row[None]}
-
-    recipe = "onnx version_converter to opset 13, onnxruntime quant_pre_process, then quantize_static(QDQ, per_channel=True, QInt8 weights)"
-    prepared = dst.with_name(dst.stem + "-pre.onnx")
-    model = _at_opset_13(model, dst.with_name(dst.stem + "-opset13.onnx"))
     try:
-        with contextlib.chdir(dst.parent):  # its shape inference leaves sym_shape_infer_temp.onnx in the cwd
-            quant_pre_process(str(model), str(prepared))
-    except Exception:  # what onnxruntime's docs say to do when symbolic shape inference fails
-        recipe = recipe.replace("quant_pre_process", "quant_pre_process(skip_symbolic_shape=True)")
-        try:
-            quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
-        except Exception as exc:
-            return None, f"{recipe} fails: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    try:
-        quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+        return dst, ort_static_recipe(model, ({name: row[None]} for row in rows), dst)
     except Exception as exc:  # the recipe is what is measured: its failure is a result
-        return None, f"{recipe} fails: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    return dst, recipe
-
-
-def _at_opset_13(model: Path, dst: Path) -> Path:
-    """Per-channel DequantizeLinear (its `axis`) needs opset 13; PP-OCRv4's models are opset 12.
-    onnxruntime's quantizer writes it anyway, so the model is converted first, as a user would."""
-    import onnx
-    from onnx import version_converter
-
-    loaded = onnx.load(str(model))
-    if next(o.version for o in loaded.opset_import if o.domain in ("", "ai.onnx")) >= 13:
-        return model
-    onnx.save(version_converter.convert_version(loaded, 13), str(dst))
-    return dst
+        return None, f"onnxruntime's static recipe fails: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
 
 
 def _input_name(model: Path) -> str:

@@ -31,7 +31,7 @@ ON_THE_DEMO = {"serve_protocols": "x86-cpu", "serve_throughput": "x86-cpu", "lam
 ON_AN_IMAGE = {"image_sizes": "test_image.py"}
 # Scripts without a quick mode yet, with why.
 NO_QUICK_MODE_YET: dict[str, str] = {}
-HELPERS = {"__init__", "markdown", "quick", "minilm_model", "child", "routes"}  # imported by the scripts, not run
+HELPERS = {"__init__", "markdown", "quick", "minilm_model", "child", "routes", "reference_recipes"}  # imported by the scripts, not run
 
 
 def scripts() -> set[str]:
