@@ -102,11 +102,17 @@ def _weights(path: Path) -> dict[str, tuple[int, ...]]:
     return {n.name: shapes[n.input[1]] for n in model.graph.node if n.op_type in ("MatMul", "Conv")}
 
 
+def _pruned_at(ratios: list[float], *more: str):
+    """x86-cpu with `pruned` (and `more` variants after it) trying only `ratios`."""
+    target = with_variants("x86-cpu", "pruned", *more)
+    return target.model_copy(update={"optimize": target.optimize.model_copy(
+        update={"config": {"pruned": {"ratios": ratios}}})})
+
+
 def test_a_transformer_loses_half_its_feed_forward_channels_and_still_passes_the_gate(tmp_path: Path) -> None:
     model = transformer_ffn_model(tmp_path / "ffn.onnx")
     data = _data(tmp_path / "x.npz", "x", (SEQ, D))
-    result = optimize(inspect_model(model), with_variants("x86-cpu", "pruned", "pruned-int8"), tmp_path / "work",
-                      data_path=data)
+    result = optimize(inspect_model(model), _pruned_at([0.5], "pruned-int8"), tmp_path / "work", data_path=data)
     pruned = {c.name: c for c in result.candidates}["pruned"]
     assert pruned.passed, pruned.reason
     assert "50.0% of each block's channels removed" in pruned.recipe
@@ -133,12 +139,6 @@ def test_a_cnn_loses_conv_filters_and_the_next_conv_its_input_channels(tmp_path:
     convs = [shape for name, shape in _weights(pruned.path).items() if name != "head"]
     assert convs == [(16, 3, 3, 3), (16, 16, 3, 3), (16, 16, 3, 3)]
     assert layer_weights(onnx.load(str(pruned.path))) < 0.55 * layer_weights(onnx.load(str(model)))
-
-
-def _pruned_at(ratios: list[float]):
-    target = with_variants("x86-cpu", "pruned")
-    return target.model_copy(update={"optimize": target.optimize.model_copy(
-        update={"config": {"pruned": {"ratios": ratios}}})})
 
 
 def test_a_pruning_that_fails_the_gate_is_never_shipped_and_the_report_says_why(tmp_path: Path) -> None:

@@ -319,8 +319,8 @@ def _prune_block(model: onnx.ModelProto, block: Block, x: np.ndarray, y: np.ndar
         kept = np.sort(np.argsort(np.einsum("jao,jab,jbo->j", w_rows, diag, w_rows))[::-1][:keep])
     columns = (kept[:, None] * per + np.arange(per)).ravel()
     new_w = w_rows[kept].reshape(keep * per, -1)  # [kept features, outputs]
-    if refit:
-        new_w = np.linalg.lstsq(gram[np.ix_(columns, columns)], cross[columns], rcond=None)[0]
+    if refit:  # the ridge makes the kept block positive definite: solve, not lstsq's SVD (13 s against 0.1 at 2048)
+        new_w = np.linalg.solve(gram[np.ix_(columns, columns)], cross[columns])
     if bias_at and refit:  # the intercept: what the kept channels' means no longer give
         node, index, value = bias_at
         intercept = mean_t - mean_f[columns] @ new_w
@@ -352,11 +352,11 @@ def _prune_block(model: onnx.ModelProto, block: Block, x: np.ndarray, y: np.ndar
 def _least_loss(gram: np.ndarray, cross: np.ndarray, channels: int, per: int, keep: int) -> np.ndarray:
     """The `keep` channels whose least-squares refit loses least, chosen greedily as Optimal Brain
     Surgeon does for whole rows (the cost of dropping channel j with the others refit is
-    tr(W_j' inv([H^-1]_jj) W_j)), a few channels per step. Returns their indices, sorted."""
+    tr(W_j' inv([H^-1]_jj) W_j)), in 32 steps. Returns their indices, sorted."""
     w = np.linalg.solve(gram, cross)  # the best weights on all channels for these inputs
     inverse = np.linalg.inv(gram)
     alive = np.ones(channels, bool)
-    step = max(1, math.ceil((channels - keep) / 64))
+    step = max(1, math.ceil((channels - keep) / 32))  # 32 steps: 2048 channels in ~3 s
     while alive.sum() > keep:
         idx = np.flatnonzero(alive)
         feats = idx[:, None] * per + np.arange(per)  # [alive, per]
