@@ -357,6 +357,10 @@ class Link:
                 client.close()
                 continue
             with self._lock:
+                if self.cut_at is not None:  # accepted as the link was cut: it never got through
+                    client.close()
+                    server.close()
+                    return
                 self._sockets += [client, server]
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -385,9 +389,15 @@ class Link:
     def cut(self) -> None:
         import socket
 
-        self.cut_at = time.time()
-        self.listener.close()
         with self._lock:
+            self.cut_at = time.time()
+            # shutdown() wakes the thread blocked in accept(); close() alone leaves the socket
+            # listening until that accept returns, and one more connection got through.
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
             for sock in self._sockets:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
