@@ -87,7 +87,7 @@ def plain_recipes(model: Path, folder: Path, names: tuple[str, ...] = ("plain-dy
 
 def optimize_beside(model: Path, target: str, work: Path, data: Path, budget_s: float,
                     references: dict[str, tuple[Path, str]] | None = None,
-                    more: Callable[[Run], dict[str, tuple[Path, str]]] | None = None, recipes: tuple[str, ...] = (),
+                    *, more: Callable[[Run], dict[str, tuple[Path, str]]] | None = None, recipes: tuple[str, ...] = (),
                     extra_batches: tuple[int, ...] = ()) -> OptimizationResult:
     """What `optimize_model` does, with the plain `references` (and those `more` makes from the
     run) and the `recipes` of benchmarks/reference_recipes.py (made on the optimizer's own
@@ -137,7 +137,7 @@ def run_minilm(folder: Path, budget: float) -> tuple[OptimizationResult, list[st
     data = folder / "sentences.npz"
     np.savez(data, **tokenize(sentences(SENTENCES)))
     result = optimize_beside(model, "x86-cpu", folder / "work", data, budget, plain_recipes(model, folder),
-                             failed_pruning, RECIPES, BATCHES_8)
+                             more=failed_pruning, recipes=RECIPES, extra_batches=BATCHES_8)
     lines = verdict(result, "plain-dynamic-pc") + ["", *verdict_best(result)]
     for name in (c.name for c in result.candidates if c.name.startswith("pruned-int8@")):
         lines += ["", "The pruning no ratio of which passed the gate, at its smallest ratio, against the same recipe "
@@ -259,7 +259,7 @@ def run_demo(folder: Path, budget: float) -> list[OptimizationResult]:
     for target in ("x86-cpu", "aws-lambda"):
         (folder / target).mkdir(parents=True, exist_ok=True)
         results.append(optimize_beside(model, target, folder / target, data, budget,
-                                       plain_recipes(model, folder / target), RECIPES, BATCHES_8))
+                                       plain_recipes(model, folder / target), recipes=RECIPES, extra_batches=BATCHES_8))
     return results
 
 
@@ -310,8 +310,8 @@ def small_cnn(folder: Path, rows: int = SENTENCES) -> tuple[Path, Path]:
 
 def run_cnn(folder: Path, budget: float) -> OptimizationResult:
     model, data = small_cnn(folder)
-    return optimize_beside(model, "x86-cpu", folder / "work", data, budget, plain_recipes(model, folder), RECIPES,
-                           BATCHES_8)
+    return optimize_beside(model, "x86-cpu", folder / "work", data, budget, plain_recipes(model, folder),
+                           recipes=RECIPES, extra_batches=BATCHES_8)
 
 
 def quick_model(folder: Path) -> tuple[Path, Path]:

@@ -62,7 +62,7 @@ def ort_static_recipe(model: Path, feeds: Iterable[dict[str, np.ndarray]], desti
             return next(self._feeds, None)
 
     destination.parent.mkdir(parents=True, exist_ok=True)
-    recipe = "quant_pre_process, then quantize_static(QDQ, per_channel=True, QInt8 weights)"
+    recipe = "onnxruntime quant_pre_process, then quantize_static(QDQ, per_channel=True, QInt8 weights)"
     source = _at_per_channel_opset(model, destination.with_name(destination.stem + "-opset.onnx"))
     if source != model:
         recipe = f"onnx's version converter to opset {PER_CHANNEL_OPSET}, then {recipe}"
@@ -77,7 +77,7 @@ def ort_static_recipe(model: Path, feeds: Iterable[dict[str, np.ndarray]], desti
     quantize_static(str(prepared), str(destination), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     weight_type=QuantType.QInt8)
     prepared.unlink()
-    return "onnxruntime " + recipe
+    return recipe
 
 
 def _at_per_channel_opset(model: Path, destination: Path) -> Path:
