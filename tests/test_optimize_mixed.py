@@ -14,7 +14,7 @@ from mlpack.optimize import GateSettings
 from mlpack.optimize.data import EvalData
 from mlpack.optimize.gate import compare
 from mlpack.optimize.measure import outputs, session
-from mlpack.optimize.passes import STATIC_INT8_OPS, dynamic_int8, static_int8
+from mlpack.optimize.passes import STATIC_INT8_OPS, dynamic_int8, static_int8, static_int8_nodes
 from mlpack.optimize.sensitivity import quantized_nodes
 from mlpack.optimize.variants.mixed_int8 import fewest
 from mlpack.targets import load_target
@@ -55,6 +55,36 @@ def test_every_quantized_node_kept_float_reproduces_the_float_model_exactly(tmp_
                     for rounded, out in pairs]
         assert pairs and all(at_layer)
         assert {"Concat", "Resize"} <= {node.op_type for node in float_graph.graph.node}
+
+
+def test_static_int8_runs_a_relu_and_maxpool_after_a_layer_in_int8_but_adds_no_rounding_elsewhere(
+        tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    conv = lambda name, x, y: helper.make_node("Conv", [x, f"{name}.w"], [y], name=name, pads=[1, 1, 1, 1])  # noqa: E731
+    nodes = [conv("conv1", "x", "c1"), helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+             conv("conv2", "p1", "c2"), helper.make_node("Add", ["c2", "p1"], ["sum"], name="add"),
+             helper.make_node("Relu", ["sum"], ["y"], name="relu_after_add")]
+    weights = [numpy_helper.from_array((rng.standard_normal((4, 4, 3, 3)) * 0.3).astype(np.float32), f"conv{i}.w")
+               for i in (1, 2)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 4, 4])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+
+    assert static_int8_nodes(model) == ["conv1", "relu1", "pool1", "conv2"]  # not the Relu after the Add
+    images = EvalData({"x": rng.random((8, 4, 8, 8)).astype(np.float32)}, None, "t", False)
+    quantized = onnx.load(str(static_int8(tmp_path / "m.onnx", tmp_path / "q.onnx", images))).graph.node
+    made_by = {out: node for node in quantized for out in node.output}
+    pool = next(node for node in quantized if node.op_type == "MaxPool")
+    # int8 in and out (DQ -> MaxPool -> Q, which onnxruntime runs on int8): no float hop between the layers
+    assert made_by[pool.input[0]].op_type == "DequantizeLinear"
+    assert {node.op_type for node in quantized if pool.output[0] in node.input} == {"QuantizeLinear"}
+    assert made_by[next(n for n in quantized if n.name == "add").input[0]].op_type == "DequantizeLinear"
+    assert made_by[next(n for n in quantized if n.name == "relu_after_add").input[0]].op_type == "Add"
 
 
 def test_mixed_keeps_the_fewest_nodes_float_ranked_by_their_measured_effect(tmp_path: Path) -> None:
