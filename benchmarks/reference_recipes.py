@@ -77,6 +77,8 @@ def ort_static_recipe(model: Path, feeds: Iterable[dict[str, np.ndarray]], desti
     quantize_static(str(prepared), str(destination), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     weight_type=QuantType.QInt8)
     prepared.unlink()
+    if source != model:  # the converted copy: only the quantized model stays
+        source.unlink()
     return recipe
 
 
