@@ -26,7 +26,7 @@ from ..fsutil import scratch_folder
 from ..model.info import ModelInfo, Signature, TensorSpec
 from ..runtime.processing.labels import LABEL, TOP_LABELS, TOP_PROBABILITIES
 from ..runtime.validation import _jsonable
-from .check import run_sample
+from .check import length_groups_agree, run_sample
 from .files import Source, copy_files
 from .hook import HookModule, first_line
 from .image import resolve_image
@@ -147,6 +147,10 @@ def _decide_from_sample(section: ProcessingSection, folder: Path, model: Path, s
             answered = _hook_answer(folder / post.module.path, by_name)
             section = section.model_copy(update={"signature": Signature(
                 inputs=section.signature.inputs, outputs=_specs_of(answered, _batch_dim(signature)))})
+    pre = section.preprocess
+    if pre is not None and pre.kind == "text" and pre.length_groups and \
+            not length_groups_agree(section, folder, model, signature, settings):
+        section = section.model_copy(update={"preprocess": pre.model_copy(update={"length_groups": None})})
     run_sample(section, folder, model, signature, settings)
     return ProcessingSection.model_validate(section.model_dump())
 

@@ -11,10 +11,12 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputError
 from ..model.info import Signature
 from ..runtime.config import open_session
-from ..runtime.processing import load_processing
+from ..runtime.processing import load_processing, run_groups
 from ..runtime.validation import RequestError, outputs_to_json, parse_inputs
 from .hook import first_line
 from .schema import ProcessingSection
@@ -72,3 +74,21 @@ def run_sample(section: ProcessingSection, folder: Path, model: Path, signature:
     except Exception as exc:
         raise InputError(f"{what} fails on the model's answer to the sample: {first_line(exc)}", _FIX) from None
     return values, served
+
+
+def length_groups_agree(section: ProcessingSection, folder: Path, model: Path, signature: Signature,
+                        settings: dict[str, Any]) -> bool:
+    """Whether the model answers rows run in length groups as it answers them in one batch:
+    rows of one word up to the whole sample sentence, in more than one group. A model
+    whose outputs move with padding (no masking inside) disagrees, and runs one batch."""
+    step = section.preprocess
+    words = str(section.sample[step.input][0]).split()
+    texts = [" ".join(words[: 1 + i % len(words)]) for i in range(2 * step.length_groups + 1)]
+    model_inputs = [s.model_dump() for s in signature.inputs]
+    processing = load_processing(section.runtime_config(), folder, model_inputs,
+                                 [s.model_dump() for s in signature.outputs])
+    feeds = processing.preprocess({step.input: np.array(texts, dtype=object)})
+    session = open_session(model, settings, ["CPUExecutionProvider"])
+    whole = session.run(None, feeds)
+    grouped = run_groups(session, feeds, processing.groups(feeds))
+    return all(np.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(whole, grouped))

@@ -48,6 +48,11 @@ class TextPreprocess(_Section):
     pad_id: int
     pad_type_id: int = 0
     pad_token: str
+    length_groups: int | None = Field(
+        None, ge=2, description="a request of more rows runs as groups of this many rows of similar length, "
+        "each padded to its own longest row, so short rows do not pay for the longest; set where the "
+        "outputs have no sequence axis and the build saw grouped outputs equal one batch's on the source "
+        "model; None: every request runs as one batch")
 
 
 class ImageSpec(_Section):

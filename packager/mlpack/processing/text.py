@@ -29,6 +29,9 @@ ROLE_NAMES = {
     "type_ids": ("token_type_ids", "segment_ids", "token_types", "type_ids"),
     "positions": ("position_ids", "positions"),
 }
+# A request of more rows runs in groups of this many rows of similar length: at batch 8 the
+# encoders measured here (benchmarks/text_processing.py) already run near full speed per row.
+LENGTH_GROUP_ROWS = 8
 DEFAULT_MAX_LENGTH = 512  # when neither the tokenizer nor the model states a limit
 PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>")
 _FIX = "pass --tokenizer tokenizer.json (the Hugging Face `tokenizers` format), or --tokenizer none"
@@ -81,8 +84,26 @@ def resolve_text(path: Path, found: str, info: ModelInfo) -> TextPreprocess:
         tokenizer=file_ref(path, TOKENIZER_FILE), found=found, feeds=feeds, max_length=max_length,
         max_length_from=limit_from, padding="fixed" if fixed else "longest",
         direction=padding.get("direction", "right"), pad_id=pad_id, pad_type_id=int(padding.get("pad_type_id", 0)),
-        pad_token=pad_token,
+        pad_token=pad_token, length_groups=length_groups(feeds, fixed, info),
     )
+
+
+def length_groups(feeds: dict[str, str], fixed: int | None, info: ModelInfo) -> int | None:
+    """Rows per length group, or None where grouping could change an answer: the model must
+    mask padding (an attention mask input), and every output must be per row (first axis the
+    batch) with no sequence axis, so rows cut to another length give the same outputs.
+    `_decide_from_sample` then checks that on the model itself."""
+    if fixed or "mask" not in feeds.values():
+        return None
+    inputs = [s for s in info.signature.inputs if s.name in feeds]
+    batch = {s.shape[0] for s in inputs}
+    sequence = {s.shape[1] for s in inputs}
+    if len(batch) != 1 or len(sequence) != 1 or not all(isinstance(d, str) for d in (*batch, *sequence)):
+        return None  # unnamed axes: no way to tell a sequence axis in the outputs
+    for out in info.signature.outputs:
+        if not out.is_tensor or not out.shape or out.shape[0] not in batch or any(d in sequence for d in out.shape):
+            return None
+    return LENGTH_GROUP_ROWS
 
 
 def _role(spec: TensorSpec) -> str:

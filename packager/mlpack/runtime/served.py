@@ -18,7 +18,7 @@ import numpy as np
 from .config import RuntimeConfig, load_runtime
 from .errors import first_line
 from .limits import RequestLimits
-from .processing import Processing, ServedSignature, load_processing
+from .processing import Processing, ServedSignature, load_processing, run_groups
 from .providers import allow_cpu, check_session
 from .telemetry import InferenceReporter
 from .validation import RequestError, outputs_to_json, parse_inputs, read_json
@@ -141,7 +141,7 @@ class ServedModel:
         started = time.perf_counter() if started is None else started
         model_started = time.perf_counter()
         try:
-            values = self.session.run(None, arrays)
+            values = run_groups(self.session, arrays, self.processing.groups(arrays))
         except Exception as exc:
             if not _refused(exc):
                 self.reporter.failure(started, "model_error")

@@ -50,10 +50,16 @@ class Processing:
     post: Step | None = None
     upload_input: str | None = None  # the served input an encoded file upload fills (an image)
     kinds: dict[str, str] = field(default_factory=dict)  # "preprocess"/"postprocess" -> kind
+    # feeds -> [(row indices, the group's feeds)] to run apart, or None for one batch (text's length groups)
+    group: Callable[[Arrays], list | None] | None = None
 
     def preprocess(self, arrays: Arrays) -> dict[str, np.ndarray]:
         """Served inputs (already checked against the signature) -> the model's feeds."""
         return self.pre(arrays) if self.pre else arrays
+
+    def groups(self, feeds: Arrays) -> list | None:
+        """How the model runs these feeds: None as one batch, else [(row indices, feeds)] apart."""
+        return self.group(feeds) if self.group else None
 
     def postprocess(self, values: list) -> list:
         """The model's outputs, in its order -> the served outputs, in the signature's order."""
@@ -92,6 +98,7 @@ def load_processing(config: Mapping[str, Any] | None, folder: Path | str, model_
             from .text import TextPreprocess
 
             processing.pre = TextPreprocess(step, folder, model_inputs)
+            processing.group = processing.pre.groups if step.get("length_groups") else None
         elif step["kind"] == "image":
             from .image import ImagePreprocess
 
@@ -106,4 +113,18 @@ def load_processing(config: Mapping[str, Any] | None, folder: Path | str, model_
     return processing
 
 
-__all__ = ["Processing", "ServedSignature", "load_processing"]
+def run_groups(session: Any, feeds: dict[str, np.ndarray], groups: list | None) -> list:
+    """The model's outputs for `feeds`: one run, or one per group of rows (processing's
+    length groups), the rows then put back in the request's order."""
+    if not groups:
+        return session.run(None, feeds)
+    answers = [(rows, session.run(None, group)) for rows, group in groups]
+    total = sum(len(rows) for rows, _ in answers)
+    values = [np.empty((total, *value.shape[1:]), value.dtype) for value in answers[0][1]]
+    for rows, answer in answers:
+        for whole, part in zip(values, answer):
+            whole[rows] = part
+    return values
+
+
+__all__ = ["Processing", "ServedSignature", "load_processing", "run_groups"]

@@ -3,7 +3,9 @@ model's token inputs from the served `text` input, one string per row.
 
 Truncation and padding were decided at build (manifest `processing.preprocess`): rows are
 cut at `max_length` tokens and padded to the longest row of the request, or to the
-model's fixed length when its inputs fix one.
+model's fixed length when its inputs fix one. Where the build allowed it (`length_groups`), a
+request of many rows runs as groups of rows of similar length (`groups`), so that a batch
+of short sentences does not pay for its longest one.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class TextPreprocess:
             length=int(step["max_length"]) if step["padding"] == "fixed" else None,
         )
         self.tokenizer = tokenizer
+        self.direction = step.get("direction", "right")
+        self.group_rows = step.get("length_groups")
+        self.mask = next((name for name, role in self.feeds.items() if role == "mask"), None)
         # encode_batch_fast skips character offsets, which nothing here reads (tokenizers >= 0.20).
         self._encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
 
@@ -52,6 +57,24 @@ class TextPreprocess:
         }
         return {name: np.array(columns[role](), dtype=self.dtypes[name]).reshape(len(texts), -1)
                 for name, role in self.feeds.items()}
+
+
+    def groups(self, feeds: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, dict[str, np.ndarray]]] | None:
+        """The rows of a request longer than one group, sorted by length into groups of
+        `length_groups` rows, each cut to its own longest row: (row indices, the group's
+        feeds). None: run the request as one batch. The build set `length_groups` only for a
+        model whose outputs it saw unchanged by padding."""
+        if not self.group_rows or self.mask is None or len(feeds[self.mask]) <= self.group_rows:
+            return None
+        lengths = np.count_nonzero(feeds[self.mask], axis=1)
+        order = np.argsort(lengths, kind="stable")
+        groups = []
+        for start in range(0, len(order), self.group_rows):
+            rows = order[start:start + self.group_rows]
+            width = max(int(lengths[rows].max()), 1)
+            cut = slice(None, width) if self.direction == "right" else slice(-width, None)
+            groups.append((rows, {name: array[rows][:, cut] for name, array in feeds.items()}))
+        return groups
 
 
 def _texts(name: str, values: Any) -> list[str]:
