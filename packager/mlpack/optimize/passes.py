@@ -198,9 +198,11 @@ def dynamic_int8(
     exclude: Sequence[str] = (),
     op_types: Sequence[str] | None = None,
     reduce_range: bool = False,
+    per_channel: bool = True,
 ) -> Path:
-    """Weights int8 per output channel, activations quantized at run time (no calibration).
-    `op_types` defaults to DYNAMIC_INT8_OPS: convolutions stay float.
+    """Weights int8 per output channel (one scale per weight tensor with `per_channel=False`),
+    activations quantized at run time (no calibration). `op_types` defaults to
+    DYNAMIC_INT8_OPS: convolutions stay float.
 
     `reduce_range` keeps weights to 7 bits, which avoids the int16 overflow of the u8 x s8
     pair sums in x86 AVX2 kernels (CPUs without VNNI) when both operands use their full range.
@@ -210,7 +212,7 @@ def dynamic_int8(
     with _quiet():
         quantize_dynamic(
             str(src), str(dst),
-            per_channel=True,
+            per_channel=per_channel,
             reduce_range=reduce_range,
             weight_type=_quant_type(weight_type),
             nodes_to_exclude=list(exclude),
