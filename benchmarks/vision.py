@@ -192,7 +192,8 @@ def nncf_reference(model: Path, calibration: np.ndarray, gate_rows: np.ndarray, 
         nncf_qwac(model, EvalData({name: calibration}, None, "calibration images", False), dst, gate)
     except Exception as exc:  # the recipe is what is measured: its failure is a result
         return None, f"NNCF's recipe fails: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    return dst, (f"NNCF quantize_with_accuracy_control (ONNX backend) calibrated on the {len(calibration)} "
+    return dst, (f"onnx's version converter to opset 13, then NNCF quantize_with_accuracy_control (ONNX backend) "
+                 f"calibrated on the {len(calibration)} "
                  f"calibration images, validated with mlpack's gate on the {len(gate_rows)} gate images, "
                  f"max_drop {gate.max_drop():g} absolute")
 
