@@ -58,21 +58,6 @@ def test_the_smallest_policy_may_ship_a_variant_slower_than_float() -> None:
     assert "slower than float" not in why
 
 
-def test_under_smallest_sizes_within_64_kib_tie_and_the_tie_goes_to_accuracy() -> None:
-    """The demo for aws-lambda: pruned-int8 is 30 KB smaller than the int8 that agrees with
-    float on every row, in a zip of megabytes; that buys nothing worth a less accurate model."""
-    cands = [cand("float", 199.8, {1: 0.013}), cand("dynamic-int8-per-tensor", 54.6, {1: 0.013}),
-             cand("pruned-int8", 24.2, {1: 0.0145}, quality=0.9941)]
-    chosen, why = pick(cands, "smallest", 0.1, latency_measured=True)
-    assert chosen.name == "dynamic-int8-per-tensor"
-    assert ("tied on size with pruned-int8 (within 10% of pruned-int8, the smallest, or, for "
-            "dynamic-int8-per-tensor, within 64.0 KB of it, which no package notices), and the more accurate "
-            "(its worst gate metric 1.0000 against 0.9941)") in why
-    # 65 KB apart is past the band: the smallest ships.
-    cands[1] = cand("dynamic-int8-per-tensor", 24.2 + 65, {1: 0.013})
-    assert pick(cands, "smallest", 0.1, latency_measured=True)[0].name == "pruned-int8"
-
-
 def test_the_reason_names_a_clear_winner_as_such() -> None:
     cands = [cand("float", 100, {1: 10.0}), cand("int8", 30, {1: 5.0}, quality=0.99),
              cand("fp16", 50, {1: 8.0}), cand("broken", 20, {1: 1.0}, passed=False)]

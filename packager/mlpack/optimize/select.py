@@ -6,9 +6,7 @@ under it, however accurate or small. "smallest" (Lambda, edge) ranks by file siz
 Differences within the target's tolerance are noise on a shared machine, not a win: such
 candidates tie, and the tie goes to the more accurate, then to the smaller (or faster)
 one. Latencies within 0.05 ms of the fastest also tie: for tiny models that is overhead,
-not speed. Sizes within 64 KiB of the smallest tie too: a Lambda zip or an edge image is
-megabytes, so a smaller file there buys nothing that pays for lower accuracy. The reason
-returned names the rule that decided.
+not speed. The reason returned names the rule that decided.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from ..sizes import format_size
 from .report import Candidate
 
 NOTICEABLE_MS = 0.05  # below this, a latency difference drowns in any request's overhead
-NOTICEABLE_BYTES = 64 * 1024  # below this, a size difference drowns in any package (zip, image)
 
 
 def _speed(c: Candidate, baseline: Candidate) -> float:
@@ -81,9 +78,7 @@ def _pick(candidates: list[Candidate], policy: str, tolerance: float, latency_me
     leader = next(c for c in eligible if primary[c.name] == best)
     in_band = [c for c in eligible if primary[c.name] <= best * (1 + tolerance)]
     by_ms = [c for c in eligible if c not in in_band and fastest and _unnoticeable(c, leader)]
-    by_bytes = [c for c in eligible if c not in in_band and not fastest
-                and c.size_bytes - leader.size_bytes <= NOTICEABLE_BYTES]
-    tied = [c for c in eligible if c in in_band or c in by_ms or c in by_bytes]
+    tied = [c for c in eligible if c in in_band or c in by_ms]
     accuracy = {c.name: round(c.quality, 4) for c in tied}
     most_accurate = [c for c in tied if accuracy[c.name] == max(accuracy.values())]
     chosen = min(most_accurate, key=lambda c: secondary[c.name])
@@ -102,9 +97,7 @@ def _pick(candidates: list[Candidate], policy: str, tolerance: float, latency_me
     else:
         why += (f"; tied on {measure} with {_names(others)} (within {tolerance:.0%} of {leader.name}, the {what}"
                 + (f", or, for {_names(by_ms)}, within {NOTICEABLE_MS} ms of it at every batch size, which no "
-                   "request notices" if by_ms else "")
-                + (f", or, for {_names(by_bytes)}, within {format_size(NOTICEABLE_BYTES)} of it, which no package "
-                   "notices" if by_bytes else "") + ")")
+                   "request notices" if by_ms else "") + ")")
         if not rivals:
             why += (f", and the more accurate (its worst gate metric {accuracy[chosen.name]:.4f} against "
                     f"{max(accuracy[c.name] for c in others):.4f})")
