@@ -320,8 +320,12 @@ def test_devices_lost_between_switch_and_health_gate_revert_by_themselves(
         # The one still running reverts itself within the timeout, and serves v1 again.
         switched_at = cut_off.switch()["switched_at"]
         fleet.wait_serving_on([cut_off], v1, timeout_s=confirm_timeout + 15)
-        reverted_after = cut_off.switch()["reverted_at"] - switched_at
-        assert cut_off.switch()["state"] == "reverted" and reverted_after <= confirm_timeout + 2
+        switch = cut_off.switch()
+        reverted_after = switch["reverted_at"] - switched_at
+        # Reverted by the device's own watcher at the deadline, not before; how long after it
+        # depends on the machine's load (wait_serving_on above bounds it), so no wall-clock limit.
+        assert switch["state"] == "reverted" and switch["reverted_at"] >= switch["deadline"]
+        assert switch["deadline"] - switched_at == pytest.approx(confirm_timeout, abs=1)
         assert cut_off.complete_version() == v1
         # The one that lost power is off; it boots after the deadline on v1, complete.
         assert powered_off.served() is None and powered_off.switch()["state"] == "pending"
