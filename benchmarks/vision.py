@@ -176,7 +176,6 @@ def nncf_reference(model: Path, calibration: np.ndarray, gate_rows: np.ndarray, 
     same images, validated with mlpack's gate (the model's `--gate` options) on the gate
     images, or None and why it failed (in one line)."""
     from benchmarks.reference_recipes import HeldOutGate, nncf_qwac
-    from mlpack.cli.options import gate_settings
     from mlpack.optimize.data import EvalData
     from mlpack.optimize.measure import outputs, session
     from mlpack.targets import load_target
@@ -186,7 +185,7 @@ def nncf_reference(model: Path, calibration: np.ndarray, gate_rows: np.ndarray, 
     held_out = EvalData({name: gate_rows}, None, f"{len(gate_rows)} gate images", False)
     float_session = session(model, target)
     gate = HeldOutGate(held_out, outputs(float_session, held_out), [o.name for o in float_session.get_outputs()],
-                       gate_settings([v for flag, v in zip(options[::2], options[1::2]) if flag == "--gate"]),
+                       _gate(options),
                        lambda path, rows: outputs(session(path, target), rows))
     try:
         nncf_qwac(model, EvalData({name: calibration}, None, "calibration images", False), dst, gate)
@@ -196,6 +195,13 @@ def nncf_reference(model: Path, calibration: np.ndarray, gate_rows: np.ndarray, 
                  f"calibrated on the {len(calibration)} "
                  f"calibration images, validated with mlpack's gate on the {len(gate_rows)} gate images, "
                  f"max_drop {gate.max_drop():g} absolute")
+
+
+def _gate(options: tuple[str, ...]):
+    """mlpack's gate settings from a model's `mlpack optimize` options (its `--gate KEY=VALUE`s)."""
+    from mlpack.cli.options import gate_settings
+
+    return gate_settings([value for flag, value in zip(options[::2], options[1::2]) if flag == "--gate"])
 
 
 def ort_static(model: Path, rows: np.ndarray, dst: Path) -> tuple[Path | None, str]:
@@ -233,7 +239,6 @@ def compare(model: Path, shipped: Path, references: dict[str, Path], check: np.n
     through mlpack's gate (with the model's `--gate` options) there too, then timed round-robin."""
     from mlpack.model.files import model_paths
     from mlpack.optimize.data import EvalData
-    from mlpack.cli.options import gate_settings
     from mlpack.optimize.gate import compare as gate_compare
     from mlpack.optimize.measure import latencies, outputs, session
     from mlpack.targets import load_target
@@ -244,7 +249,7 @@ def compare(model: Path, shipped: Path, references: dict[str, Path], check: np.n
     sessions = {key: session(path, target) for key, path in paths.items()}
     data = EvalData({name: check}, None, "check rows", False)
     got = {key: outputs(sess, data)[0] for key, sess in sessions.items()}
-    settings = gate_settings([value for flag, value in zip(options[::2], options[1::2]) if flag == "--gate"])
+    settings = _gate(options)
     output = sessions["float"].get_outputs()[0].name
     gates = {key: gate_compare([got["float"]], [value], [output], settings) for key, value in got.items()}
     timed = {batch: latencies(sessions, data, batch, budget_s=budget_s / len(BATCHES)) for batch in BATCHES}
