@@ -29,8 +29,9 @@ ROLE_NAMES = {
     "type_ids": ("token_type_ids", "segment_ids", "token_types", "type_ids"),
     "positions": ("position_ids", "positions"),
 }
-# A request of more rows runs in groups of this many rows of similar length: at batch 8 the
-# encoders measured here (benchmarks/text_processing.py) already run near full speed per row.
+# A request of more rows runs in groups of this many rows of similar length. Chosen, not
+# tuned: fewer rows per group means more session runs; benchmarks/text_processing.py measures
+# the result on MiniLM at batch 32.
 LENGTH_GROUP_ROWS = 8
 DEFAULT_MAX_LENGTH = 512  # when neither the tokenizer nor the model states a limit
 PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>")
