@@ -26,7 +26,7 @@ demo-all: setup
 # Two workers, each taking whole test files (--dist loadfile keeps a file's fixtures in one
 # process): most of the suite's time is spent waiting on servers, fleets and builds. Files go
 # out in collection order (--no-loadscope-reorder), which is longest first by the last run's
-# seconds (tests/schedule.py), so both workers end together. The tests of a file run in a
+# seconds (tests/schedule.py; a fresh clone: tests/file_seconds.json), so both workers end together. The tests of a file run in a
 # random order (pytest-randomly prints "Using --randomly-seed=N" first): to run that order
 # again, make test PYTEST_ARGS="--randomly-seed=N"; PYTEST_ARGS="-p no:randomly" runs in file order.
 PYTEST_ARGS ?=

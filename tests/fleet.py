@@ -5,7 +5,7 @@ Each device is a root folder with the layout a real device has (`versions/<versi
 and two processes: the real mlpack agent (`mlpack_agent.main` with the version's
 agent.json) and a light device runner.
 
-The runner stands in for `bentoml serve <current>/bento`: ten BentoML servers (about
+The runner stands in for `bentoml serve <current>/bento`: six BentoML servers (about
 300 MiB and 3 to 4 s each to start) are too heavy for this 2-core machine. It serves the
 artifact's own model with the artifact's own `mlpack_runtime` (from `bento/src`:
 `load_runtime`, `parse_inputs`, `open_session`) and reports every request to the agent
@@ -491,10 +491,13 @@ class SimulatedFleet:
     """`size` devices under `base`, described by an Ansible inventory: most reached through
     Ansible's local connection, the devices at `ssh_devices` over SSH when `ssh` is given."""
 
-    def __init__(self, base: Path, size: int = 10, artifact_name: str = "fleet",
-                 ssh: SshServer | None = None, ssh_devices: tuple[int, ...] = (0, 9),
+    def __init__(self, base: Path, size: int = 6, artifact_name: str = "fleet",
+                 ssh: SshServer | None = None, ssh_devices: tuple[int, ...] | None = None,
                  links: tuple[int, ...] = ()) -> None:
-        """`links`: devices (of `ssh_devices`) reached through a `Link` the test can cut."""
+        """`ssh_devices`: by default the first and the last. `links`: devices (of `ssh_devices`)
+        reached through a `Link` the test can cut."""
+        if ssh_devices is None:
+            ssh_devices = (0, size - 1)
         from mlpack.rollout.ansible import render_inventory
 
         self.base = Path(base)
@@ -531,7 +534,7 @@ class SimulatedFleet:
 
     def install(self, artifact: Path, timeout_s: float = 180.0) -> str:
         """Flash every device with `artifact` (the factory image), start it, wait until ready
-        (a bound, not a speed: ten devices start twenty Python processes at once, which on two
+        (a bound, not a speed: ten devices started twenty Python processes at once, which on two
         busy cores took over 60 s in full `make test` runs)."""
         import tarfile
 

@@ -8,9 +8,12 @@ each file took (setup, call and teardown of its tests) in pytest's cache
 (`.pytest_cache/v/mlpack/file-seconds`), and the next run starts with the files that took
 longest: the shortest fill in at the end, on whichever worker is free.
 
-A file with no record (a new file, a fresh clone) comes before every recorded one, most
-tests first, as xdist would order it. The tests of a file keep pytest-randomly's order;
-files of the same length keep theirs too.
+A fresh clone has no cache: there the seconds committed in tests/file_seconds.json (a full
+run's, written by `python -m tests.schedule --record JUNIT.xml` from `--junitxml`) stand in,
+and the cache's figures replace them file by file once there are some. A file with no record
+in either (a new file) comes before every recorded one, most tests first, as xdist would
+order it. The tests of a file keep pytest-randomly's order; files of the same length keep
+theirs too.
 
 Only a run that selects by file (no `-k`, `-m` or `--lf`) records, so a partial file never
 looks short.
@@ -18,11 +21,18 @@ looks short.
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+import xml.etree.ElementTree as ET
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 CACHE_KEY = "mlpack/file-seconds"
+# A full run's seconds by file, for a clone whose cache holds none (see the docstring).
+COMMITTED = Path(__file__).with_name("file_seconds.json")
 
 
 def file_of(nodeid: str) -> str:
@@ -44,10 +54,36 @@ def order(items: list[pytest.Item], seconds: dict[str, float]) -> None:
     items.sort(key=key)
 
 
-def recorded(config: pytest.Config) -> dict[str, float]:
+def committed(path: Path) -> dict[str, float]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def cached(config: pytest.Config) -> dict[str, float]:
     cache = getattr(config, "cache", None)
     value = cache.get(CACHE_KEY, {}) if cache is not None else {}
     return value if isinstance(value, dict) else {}
+
+
+def recorded(config: pytest.Config) -> dict[str, float]:
+    """This clone's own seconds by file (pytest's cache), over the committed ones."""
+    return {**committed(COMMITTED), **cached(config)}
+
+
+def from_junit(junit: Path) -> dict[str, float]:
+    """Seconds by test file from a `--junitxml` report (a test's time there is its setup,
+    call and teardown, as the Recorder sums them)."""
+    seconds: Counter[str] = Counter()
+    for case in ET.parse(junit).iter("testcase"):
+        module = case.get("classname", "")
+        parts = module.split(".")
+        # "tests.test_x" or "tests.test_x.TestClass": the module is the part up to test_*.
+        index = next((i for i, part in enumerate(parts) if part.startswith("test_")), len(parts) - 1)
+        seconds["/".join(parts[:index + 1]) + ".py"] += float(case.get("time", 0) or 0)
+    return {name: round(s, 1) for name, s in sorted(seconds.items())}
 
 
 def records(config: pytest.Config) -> bool:
@@ -70,5 +106,22 @@ class Recorder:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.seconds:
-            merged = {**recorded(self.config), **{name: round(s, 1) for name, s in self.seconds.items()}}
+            merged = {**cached(self.config), **{name: round(s, 1) for name, s in self.seconds.items()}}
             self.config.cache.set(CACHE_KEY, dict(sorted(merged.items())))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.schedule", description=(
+        "Write the committed seconds by file (tests/file_seconds.json) from a full run's junit "
+        "report: make test PYTEST_ARGS=--junitxml=junit.xml, then --record junit.xml."))
+    parser.add_argument("--record", type=Path, required=True, metavar="JUNIT.xml")
+    parser.add_argument("--out", type=Path, default=COMMITTED)
+    args = parser.parse_args(argv)
+    seconds = from_junit(args.record)
+    args.out.write_text(json.dumps(seconds, indent=2) + "\n")
+    print(f"{len(seconds)} files, {sum(seconds.values()):.0f} s, written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

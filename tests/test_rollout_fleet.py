@@ -1,4 +1,4 @@
-"""`mlpack rollout` with Ansible on a simulated fleet of ten devices (see tests/fleet.py).
+"""`mlpack rollout` with Ansible on a simulated fleet of six devices (see tests/fleet.py).
 
 Each device is its own root folder with a runner and the real mlpack agent on their own
 loopback ports; ansible-playbook reaches them through the local connection.
@@ -22,6 +22,7 @@ from mlpack.progress import Progress
 from mlpack.rollout.ansible import run_rollout
 from mlpack.rollout.release import read_release
 from mlpack.rollout.status import fleet_status
+from mlpack.rollout.waves import plan_waves
 
 from .faults import NEEDS_TMPFS, mount_tmpfs, nodeid, record_fault, unmount
 from .fleet import SSHD, SimulatedFleet, SshServer, stop_processes
@@ -31,7 +32,7 @@ from .pyramid import heavy
 
 pytestmark = pytest.mark.requires_tool("ansible", module=True, hint="ansible-core, in mlpack's edge extra (make setup)")
 
-FLEET_SIZE = 10
+FLEET_SIZE = 6
 NAME = "fleet-model"
 
 
@@ -175,11 +176,14 @@ def test_a_good_artifact_reaches_every_device(
     assert [row[0] for row in rows] == [d.name for d in fleet.devices]
     assert all(row[1:4] == [v2, "ok", v2] and int(row[4]) >= 1 and row[5] == "0" for row in rows), rows
     # The rollout restarted the first and last device over SSH (when sshd is installed).
-    assert fleet.over_ssh == ([] if sshd is None else ["device-00", "device-09"])
+    assert fleet.over_ssh == ([] if sshd is None else ["device-00", f"device-{FLEET_SIZE - 1:02d}"])
     assert [d.name for d in fleet.devices if d.restarted_over_ssh()] == fleet.over_ssh
-    # Rolling the same artifact out again changes nothing (two devices, to keep it short).
+    # Rolling the same artifact out again changes nothing (two devices in one wave, to keep it
+    # short; that unchanged devices let the rollout go on to the next wave, the unreachable
+    # test's --resume checks: device-01 unchanged in wave 2, then wave 3).
     pids = {d.name: d.pids() for d in fleet.devices[:2]}
-    again = run_rollout(artifacts["v2"], fleet.inventory, limit="device-00,device-01", health_timeout_s=30)
+    again = run_rollout(artifacts["v2"], fleet.inventory, limit="device-00,device-01", waves=["100%"],
+                        health_timeout_s=30)
     assert again.ok and again.hosts == ["device-00", "device-01"]
     assert {again.status_of(h) for h in again.hosts} == {"unchanged"}
     assert {d.name: d.pids() for d in fleet.devices[:2]} == pids
@@ -219,7 +223,7 @@ def test_a_failing_artifact_stops_in_the_first_wave_and_rolls_back(
                  "an artifact whose model loads but fails on a one-row request (the gate's probe)",
                  f"{canary.name}: rolled_back ({record['reason']})",
                  lost=sum(d.complete_version() != v1 for d in fleet.devices),
-                 detail="the canary rolled back and serves the old version; the 9 others untouched")
+                 detail=f"the canary rolled back and serves the old version; the {FLEET_SIZE - 1} others untouched")
 
 
 def _inventory_with(fleet: SimulatedFleet, **changes: dict) -> dict:
@@ -254,13 +258,14 @@ def test_an_unreachable_device_in_the_second_wave_stops_the_rollout_before_the_t
     v1, v2 = read_release(artifacts["v1"]).version, read_release(artifacts["v2"]).version
     lost = fleet.devices[2]
     original = _inventory_with(fleet, **{lost.name: _unreachable_vars()})
+    assert [len(wave) for wave in plan_waves([d.name for d in fleet.devices], [1, "50%", "100%"])] == [1, 3, 2]
     third_wave = fleet.devices[4:]
     pids = {d.name: d.pids() for d in third_wave}
     runner = CliRunner()
 
-    # Waves of 1, 3 and 6 devices: the second wave has the unreachable device and two others.
+    # Waves of 1, 3 and 2 devices: the second wave has the unreachable device and two others.
     done = runner.invoke(app, ["rollout", str(artifacts["v2"]), "--fleet", str(fleet.inventory),
-                               "--waves", "1,30%,100%", "--health-timeout", "30"])
+                               "--waves", "1,50%,100%", "--health-timeout", "30"])
 
     assert done.exit_code == 1, done.output
     stopped = _line(done.output, "stopped after")
@@ -285,7 +290,7 @@ def test_an_unreachable_device_in_the_second_wave_stops_the_rollout_before_the_t
     assert "device-01: unchanged" in resumed.output and "device-02: updated" in resumed.output
     assert {d.current_version for d in fleet.devices} == {v2}
     record_fault("unreachable-in-wave", nodeid(),
-                 "device-02 of 10 behind an SSH port nobody listens on; waves of 1, 3 and 6 devices",
+                 f"device-02 of {FLEET_SIZE} behind an SSH port nobody listens on; waves of 1, 3 and 2 devices",
                  stopped, lost=sum(d.complete_version() is None for d in fleet.devices),
                  detail="waves 1 and 2 done except device-02, wave 3 untouched (same processes); "
                         "--resume once it was back updated it and wave 3")
@@ -301,7 +306,7 @@ def test_devices_lost_between_switch_and_health_gate_revert_by_themselves(
 
     v1 = read_release(artifacts["v1"]).version
     fleet = SimulatedFleet(tmp_path / "devices", FLEET_SIZE, f"{NAME}-arm-edge", ssh=sshd,
-                           ssh_devices=(0, 1, 9), links=(0, 1))
+                           ssh_devices=(0, 1, FLEET_SIZE - 1), links=(0, 1))
     confirm_timeout = 20.0
     try:
         fleet.install(artifacts["v1"])
@@ -343,7 +348,7 @@ def test_devices_lost_between_switch_and_health_gate_revert_by_themselves(
                  + next(li for li in cut_off.guard_log().splitlines() if "reverted" in li).split(" ", 1)[1],
                  lost=int(cut_off.complete_version() != v1),
                  detail=f"reverted {reverted_after:.1f} s after the switch and restarted on {v1}; "
-                        "the 8 other devices untouched")
+                        f"the {FLEET_SIZE - 2} other devices untouched")
     record_fault("reboot-during-switch", nodeid(),
                  "the second device's processes and guard watcher killed (power cut) right after its switch, "
                  "link cut; booted again after the deadline",
@@ -364,7 +369,7 @@ def test_resume_after_the_control_node_is_killed_finishes_the_rollout(
     from mlpack.rollout.state import RolloutState, fleet_dir
 
     v2 = read_release(artifacts["v2"]).version
-    third_wave = fleet.devices[2:7]
+    third_wave = fleet.devices[2:5]
     command = [str(Path(sys.executable).parent / "mlpack"), "rollout", str(artifacts["v2"]),
                "--fleet", str(fleet.inventory), "--health-timeout", "30"]
     with open(tmp_path / "first.log", "wb") as log:
@@ -404,7 +409,7 @@ def test_resume_after_the_control_node_is_killed_finishes_the_rollout(
                  _line(resumed.output, "resuming the rollout"),
                  lost=sum(d.current_version != v2 for d in fleet.devices),
                  detail="wave 3 ran again (its devices half-way through were switched again and confirmed), "
-                        "then wave 4; all 10 devices on the new version")
+                        f"then wave 4; all {FLEET_SIZE} devices on the new version")
     record_fault("second-rollout", nodeid(), "a second `mlpack rollout` to the same fleet during wave 3",
                  refused, lost=int(state.pid != first.pid),  # the state stayed the first rollout's
                  detail="exit 2, nothing started; the first rollout went on")

@@ -74,8 +74,9 @@ def snapshot(fleet: SimulatedFleet) -> dict[str, tuple]:
 
 def test_a_signed_artifact_is_checked_on_each_device_then_rolled_out(fleet, artifacts, keys, tmp_path) -> None:
     v2 = read_release(artifacts["v2"]).version
+    # The canary, then the other two in one wave (waves are not what is tested here).
     done = CliRunner().invoke(app, ["rollout", str(artifacts["v2"]), "--fleet", str(fleet.inventory),
-                                    "--health-timeout", "30", "--key", str(keys.public)])
+                                    "--waves", "1,100%", "--health-timeout", "30", "--key", str(keys.public)])
     assert done.exit_code == 0, done.output
     assert f"{FLEET_SIZE} updated" in done.output
     for device in fleet.devices:

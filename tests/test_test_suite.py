@@ -6,12 +6,14 @@ helpers through support modules only."""
 from __future__ import annotations
 
 import ast
+import json
 import multiprocessing
 import time
 from pathlib import Path
 
 import pytest
 
+from . import schedule
 from .session_builds import Snapshot, shared
 
 TESTS = Path(__file__).parent
@@ -98,6 +100,41 @@ def test_files_run_longest_first_by_the_last_run_and_unrecorded_ones_before(pyte
     # Recorded files by their seconds, longest first, after the one not recorded.
     assert files() == ["test_two.py", "test_one_long.py", "test_many_quick.py"]
     assert files("-p", "no:randomly") == ["test_two.py", "test_one_long.py", "test_many_quick.py"]
+
+
+def test_a_fresh_clone_orders_files_by_the_committed_seconds_until_its_cache_has_its_own(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems, pytest_configure  # noqa: F401\n")
+    pytester.makepyfile(test_many="".join(f"def test_{i}():\n    pass\n\n" for i in range(3)),
+                        test_slow="def test_slow():\n    pass\n", test_new="def test_new():\n    pass\n")
+    junit = pytester.path / "junit.xml"  # a full run's report, as `--junitxml` writes it
+    junit.write_text('<testsuites><testsuite name="pytest">'
+                     '<testcase classname="test_many" name="test_0" time="0.5" />'
+                     '<testcase classname="test_slow" name="test_slow" time="40.0" />'
+                     '<testcase classname="test_many" name="test_1" time="1.2" /></testsuite></testsuites>')
+    committed = pytester.path / "file_seconds.json"
+    assert schedule.main(["--record", str(junit), "--out", str(committed)]) == 0
+    assert json.loads(committed.read_text()) == {"test_many.py": 1.7, "test_slow.py": 40.0}
+    monkeypatch.setattr(schedule, "COMMITTED", committed)
+
+    def files(*args: str) -> list[str]:
+        run = pytester.runpytest("--collect-only", "-q", "-p", "no:randomly", *args)
+        return list(dict.fromkeys(line.split("::")[0] for line in run.outlines if "::" in line))
+
+    # No cache: the committed seconds order the files; the file they lack comes first.
+    assert files() == ["test_new.py", "test_slow.py", "test_many.py"]
+    # The cache's own figure replaces the committed one for that file only.
+    pytester.mkdir(".pytest_cache")
+    assert pytester.runpytest("test_slow.py", "-p", "no:randomly").ret == 0  # records test_slow.py: ~0 s
+    assert files() == ["test_new.py", "test_many.py", "test_slow.py"]
+
+
+def test_the_committed_seconds_name_test_files_of_the_suite() -> None:
+    seconds = schedule.committed(schedule.COMMITTED)
+    assert seconds, "tests/file_seconds.json is missing: python -m tests.schedule --record JUNIT.xml"
+    assert all(name.startswith("tests/test_") and name.endswith(".py") and s >= 0 for name, s in seconds.items())
+    assert sum((TESTS.parent / name).is_file() for name in seconds) >= 0.9 * len(seconds)
 
 
 def _build_once(root: str, name: str, log: str) -> str:
