@@ -27,7 +27,7 @@ the full run. `--quick` builds a miniature sentence encoder (onnx.helper, 16 dim
 with a WordPiece tokenizer.json trained on the same sentences; tests/processing_models.py)
 instead of MiniLM, serves both apps at once and loads each row for QUICK_SECONDS with
 QUICK_CONCURRENCY clients, the rows in turn in four rounds; then times 32-sentence batches
-in process, length groups against one batch (GROUPS_QUICK_LIMIT: on a model that takes
+in process, length groups against one batch, the fastest of 40 batches each (GROUPS_QUICK_LIMIT: on a model that takes
 microseconds the groups' extra runs cost more than they save, so this guards the overhead). Its model takes microseconds, so
 what is compared is where tokenizing runs, client threads or server, on the same 2 shared
 cores: quick runs here gave 0.36x to 1.35x the client's seconds per sentence. The quick
@@ -220,7 +220,8 @@ def in_process(result, source: Path, probes: list[str], tmp: Path, batch: int, r
                 seconds[name].append(time.perf_counter() - started)
             cosines[name].extend((answer * expected).sum(1) / np.linalg.norm(answer, axis=1)
                                  / np.linalg.norm(expected, axis=1))
-    return {name: {"s": statistics.median(seconds[name]), "cos_mean": float(np.mean(cosines[name])),
+    return {name: {"s": statistics.median(seconds[name]), "best_s": min(seconds[name]),
+                   "cos_mean": float(np.mean(cosines[name])),
                    "cos_min": float(np.min(cosines[name]))} for name in ways}
 
 
@@ -279,17 +280,20 @@ def quick() -> list[Ratio]:
         result = build_with_tokenizer(model, texts[:64], tmp)
         runs = measure(result, texts[64:], tmp, QUICK_BATCHES, QUICK_SECONDS, QUICK_CONCURRENCY,
                        (free_port(), free_port()), warmup_s=0.5, rounds=4)
-        batches = in_process(result, model, texts[64:], tmp, 32, 10)
+        batches = in_process(result, model, texts[64:], tmp, 32, 40)
     print(*(f"| {label} | {batch} | {r['rps'] * batch:.1f} sentences/s | {r['errors']} errors |"
             for (label, batch), r in runs.items()), sep="\n")
     failed = {key: r["errors"] for key, r in runs.items() if r["errors"]}
     if failed:
         raise SystemExit(f"text_processing: requests failed: {failed}")
-    one, groups = (r["s"] for name, r in batches.items() if name.startswith("mlpack"))
+    # The fastest of 40 batches each: the miniature model runs in microseconds, so a median
+    # still holds the other process's turns on the 2 shared cores (a full test run once gave
+    # 3.7x on medians of 10, where a quiet machine gives 1.0x).
+    one, groups = (r["best_s"] for name, r in batches.items() if name.startswith("mlpack"))
     return [*(Ratio(f"{batch} sentence(s) per request: seconds per sentence, raw text / client tokenizing",
                     1 / (r["rps"] * batch), 1 / (runs[(CLIENT, batch)]["rps"] * batch), QUICK_LIMIT)
               for (label, batch), r in runs.items() if label != CLIENT),
-            Ratio("32 sentences in one process: seconds per batch, length groups / one batch", groups, one,
+            Ratio("32 sentences in one process: seconds per batch (fastest of 40), length groups / one batch", groups, one,
                   GROUPS_QUICK_LIMIT)]
 
 
