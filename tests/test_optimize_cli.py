@@ -56,3 +56,19 @@ def test_bad_calibration_and_bad_options_are_one_line_errors_and_write_nothing(t
     result = CliRunner().invoke(app, ["optimize", str(model), "-t", "x86-cpu", "--gate", "min_cosine_mean=2"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --gate min_cosine_mean: Input should be less than or equal to 1;")
+
+
+def test_a_pinned_variant_skips_the_search_and_the_report_says_which_were_not_made(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    data = two_layer_data(tmp_path / "d.npz")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["optimize", str(model), "-t", "x86-cpu", "--out", str(out),
+                                      "--calibration", str(data), "--variant", "dynamic-int8"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["chosen"] == "dynamic-int8"
+    assert [c["name"] for c in report["candidates"]] == ["float", "float-optimized", "dynamic-int8"]
+    not_made = [s["name"] for s in report["skipped"] if s["why"] == "not made: --variant dynamic-int8 pins the pick"]
+    assert not_made == ["dynamic-int8-per-tensor", "smooth-int8", "static-int8", "compact-int8", "mixed-int8",
+                        "pruned", "pruned-int8"]
+    assert "not made, --variant dynamic-int8 pins the pick: dynamic-int8-per-tensor, smooth-int8," in result.output

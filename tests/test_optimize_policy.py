@@ -9,7 +9,7 @@ import pytest
 
 from mlpack.errors import InputError
 from mlpack.optimize.measure import Latency
-from mlpack.optimize.pipeline import check_variant
+from mlpack.optimize.pipeline import check_variant, pinned_and_read
 from mlpack.optimize.report import Candidate
 from mlpack.optimize.select import pick, pinned
 from mlpack.targets import load_target
@@ -103,3 +103,14 @@ def test_an_unknown_pinned_variant_is_refused_before_any_work() -> None:
     with pytest.raises(InputError) as err:
         check_variant(load_target("aws-lambda"), "fp16")
     assert err.value.message.startswith("unknown --variant 'fp16': target aws-lambda makes float, ")
+
+
+def test_a_pinned_variant_is_made_with_only_the_variants_it_reads() -> None:
+    """--variant skips the search: the build makes the pinned variant and what it builds on."""
+    listed = load_target("x86-cpu").optimize.variants
+    assert pinned_and_read(listed, "dynamic-int8") == ["dynamic-int8"]
+    assert pinned_and_read(listed, "compact-int8") == ["smooth-int8", "compact-int8"]
+    assert pinned_and_read(listed, "pruned-int8") == ["pruned", "pruned-int8"]
+    assert pinned_and_read(listed, "mixed-int8") == [
+        "dynamic-int8", "smooth-int8", "static-int8", "compact-int8", "mixed-int8"]
+    assert pinned_and_read(listed, "float") == []

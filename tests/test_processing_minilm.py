@@ -26,6 +26,10 @@ pytestmark = [
                                    ".ci/run installs it"),
 ]
 CALIBRATION_SENTENCES = 96  # 24 calibrate, 72 gate: enough for the gate, quick on two cores
+# The variant the build makes (--variant): the one whose recipe reads the calibration sentences
+# (SmoothQuant's scales). The search among all of x86-cpu's variants on MiniLM, and its pick,
+# is what `python -m benchmarks.optimize_bench` measures; here it would only add a minute.
+VARIANT = "smooth-int8"
 
 
 def reference(model: Path, tokenizer: Path, texts: list[str]) -> np.ndarray:
@@ -78,7 +82,7 @@ def minilm(tmp_path_factory: pytest.TempPathFactory):
     texts = sentences(CALIBRATION_SENTENCES + 16)
     (folder / "sentences.txt").write_text("\n".join(texts[:CALIBRATION_SENTENCES]) + "\n")
     result = build(BuildRequest(model=model, target="x86-cpu", out=folder / "out", name="minilm",
-                                calibration=folder / "sentences.txt"), Progress(quiet=True))
+                                calibration=folder / "sentences.txt", variant=VARIANT), Progress(quiet=True))
     probes = texts[CALIBRATION_SENTENCES:] + ["Short.", " ".join(texts[:12])]  # one far past 128 tokens
     return folder, result, model, tokenizer, probes
 
@@ -98,7 +102,7 @@ def test_the_shipped_variant_passed_the_gate_on_the_calibration_sentences(minilm
     _, result, _, _, _ = minilm
     report = json.loads((result.path / "report.json").read_text())
     chosen = next(c for c in report["candidates"] if c["name"] == report["chosen"])
-    assert chosen["passed"], chosen
+    assert report["chosen"] == VARIANT and chosen["passed"], chosen
     assert report["data_source"].startswith("calibration data sentences.txt.npz")
 
 

@@ -43,7 +43,8 @@ SloOption = Annotated[Optional[list[str]], typer.Option("--slo", metavar="KEY=VA
 VariantOption = Annotated[Optional[str], typer.Option(
     "--variant", metavar="NAME",
     help="Ship this variant (float, or one the target tries: `mlpack targets --variants` lists them) instead of the one the "
-         "target's policy picks; it must still pass the accuracy gate. Pins the pick for reproducible builds.",
+         "target's policy picks; it must still pass the accuracy gate. Only it (and the variants it builds on) is made, "
+         "so the build is quicker; pins the pick for reproducible builds.",
     show_default=False)]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 JsonOption = Annotated[bool, typer.Option(

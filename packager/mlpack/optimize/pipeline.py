@@ -66,7 +66,7 @@ def optimize_model(
                              "data, and the gate would run on synthetic inputs",
                              "pass --calibration FILE.npz with real inputs, or --gate synthetic=allow")
     run = make_candidates(info, target, work_dir, data_path=data_path, log=log, gate=gate,
-                          sample_shapes=sample_shapes)
+                          sample_shapes=sample_shapes, only=variant)
     run.progress = progress  # bars for the timing, on a terminal
     return time_and_pick(run, variant=variant)
 
@@ -88,9 +88,11 @@ def make_candidates(
     log: Log = lambda _: None,
     gate: GateSettings | None = None,
     sample_shapes: SampleShapes | None = None,
+    only: str | None = None,
 ) -> Run:
     """Check the data, write the float model, run the float passes, and make and gate every
-    variant the target lists, in its order. Nothing is timed yet."""
+    variant the target lists, in its order. Nothing is timed yet. With `only` (a pinned
+    `--variant`), just that variant and those whose outcome it reads are made."""
     check_sample_shapes(sample_shapes or {}, info.signature, with_data=data_path is not None)
     model = onnx.load(str(info.path))  # with its external data, if any: saved external again below
     locales = make_portable(model)
@@ -134,8 +136,26 @@ def make_candidates(
 
     run.quant_base = _float_passes(run, float_path)
     opt = target.optimize
-    run.make_variants([REGISTRY[name](opt.variant_config(name)) for name in opt.variants])
+    names = opt.variants if only is None else pinned_and_read(opt.variants, only)
+    left_out = [name for name in opt.variants if name not in names]
+    run.skipped.extend((name, f"not made: --variant {only} pins the pick") for name in left_out)
+    if left_out:
+        log(f"not made, --variant {only} pins the pick: {', '.join(left_out)}")
+    run.make_variants([REGISTRY[name](opt.variant_config(name)) for name in names])
     return run
+
+
+def pinned_and_read(variants: list[str], pinned_name: str) -> list[str]:
+    """Of a target's `variants`, in their order, the pinned one and every one it reads
+    (`Variant.reads`), however indirectly; none for float."""
+    wanted: set[str] = set()
+    todo = [pinned_name] if pinned_name in variants else []
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(other for other in REGISTRY[name].reads if other in variants)
+    return [name for name in variants if name in wanted]
 
 
 def time_and_pick(run: Run, *, budget_s: float | None = None, variant: str | None = None) -> OptimizationResult:
