@@ -69,6 +69,29 @@ def test_a_cuda_12_base_under_the_cuda_13_runtime_fails_the_image_in_one_line(de
     assert "\n" not in line
 
 
+
+FAKE_LDD = """#!/bin/sh
+printf '\\tlinux-vdso.so.1 (0x0000)\\n\\tlibcublas.so.13 => not found\\n\\tlibcuda.so.1 => not found\\n'
+printf '\\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x0000)\\n'
+"""
+
+
+def test_the_build_stage_library_check_needs_only_sed_and_grep(tmp_path: Path) -> None:
+    """The Dockerfile's ldd check (as rendered: the golden file), run by a shell that has sed
+    and grep but no awk, as a base whose packages' install scripts never ran: a library
+    ldd cannot find fails the build, the driver's own libcuda.so.1 does not."""
+    dockerfile = (Path(__file__).parent / "golden" / "cuda-gpu" / "container" / "Dockerfile").read_text()
+    check = next(line for line in dockerfile.splitlines() if "missing=$(" in line).strip().removesuffix("\\").strip()
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("sed", "grep"):
+        (tools / name).symlink_to(shutil.which(name))
+    (tools / "ldd").write_text(FAKE_LDD)
+    (tools / "ldd").chmod(0o755)
+    script = f'site=/site; cuda_path=/cuda; lib=provider.so; {check} printf "%s" "$missing"'
+    done = subprocess.run(["/bin/sh", "-c", script], env={"PATH": str(tools)}, capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "libcublas.so.13", "")
+
 # -- the image, built for real -----------------------------------------------------------------
 
 SERVED = """
