@@ -30,7 +30,7 @@ from mlpack.pinned_runtime.environment import runtime_env
 from mlpack.render.context import RenderContext
 from mlpack.targets import load_target
 
-from .image_support import buildah, image_config, requires_image_tools, run_python
+from .image_support import buildah, image_config, requires_image_tools
 from .standin import ensure_standin
 from .pyramid import heavy
 
