@@ -29,10 +29,10 @@ awslambdaric, numpy, onnxruntime).
 
 Goal: mlpack at most 1.15x the floor and 0.15x BentoML + Mangum. `--quick` measures the
 demo only (its aws-lambda artifact from `--artifact`, or built): mlpack's zip and the
-floor, QUICK_RUNS interleaved fresh processes each, and checks the ratio of their median
-CPU time to the answer (the steadier figure on a busy machine) against QUICK_LIMIT, 1.4: with
-QUICK_RUNS starts a side, one slow start moves the median, and quick runs here measured 1.18
-and 1.20 (0.13 s against 0.11 s, 0.12 against 0.10) where the full run's 10 starts give 1.04;
+floor, QUICK_RUNS interleaved fresh processes each, and checks the ratio of their fastest
+CPU time to the answer against QUICK_LIMIT, 1.4. The fastest start of each side, not the
+median: with the other test worker busy on the same 2 cores, medians of 5 once gave 2.0x
+(starts of 0.14 s to 0.46 s on both sides), where the full run's 10 starts give 1.08x;
 1.4 still catches mlpack's zip importing something heavy at start. The BentoML + Mangum package is left to the full run: it
 takes 20 s to install and compile, longer than the rest of the quick run.
 """
@@ -69,7 +69,7 @@ from mlpack.targets import load_target
 HEADING = "Lambda cold start"
 GOAL_VS_FLOOR = 1.15
 QUICK_LIMIT = 1.4  # the quick run's few starts (see the docstring)
-QUICK_RUNS = 5
+QUICK_RUNS = 7
 TARGET = "aws-lambda"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -303,10 +303,10 @@ def quick(given: Path | None, python: Interpreter) -> list[Ratio]:
                             raw_event(artifact.root / manifest.model.file, event), has_outputs)]
         measure(packages, python, runtime, QUICK_RUNS, work)
         print("\n".join(table("demo", packages)))
-    # CPU time to the answer, not wall time: a few runs on a shared machine wander too far in
-    # wall time (the full run's medians of 10 carry the published ratio).
-    mlpack, floor = (statistics.median(r.cpu_s for r in p.runs) for p in packages)
-    return [Ratio(f"demo cold start CPU time, median of {QUICK_RUNS}: mlpack's zip / the floor (s)", mlpack, floor,
+    # CPU time to the answer, not wall time, and the fastest start of each side: a few runs on
+    # a shared machine wander too far (the full run's medians of 10 carry the published ratio).
+    mlpack, floor = (min(r.cpu_s for r in p.runs) for p in packages)
+    return [Ratio(f"demo cold start CPU time, fastest of {QUICK_RUNS}: mlpack's zip / the floor (s)", mlpack, floor,
                   QUICK_LIMIT)]
 
 
