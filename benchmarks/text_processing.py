@@ -27,8 +27,9 @@ the full run. `--quick` builds a miniature sentence encoder (onnx.helper, 16 dim
 with a WordPiece tokenizer.json trained on the same sentences; tests/processing_models.py)
 instead of MiniLM, serves both apps at once and loads each row for QUICK_SECONDS with
 QUICK_CONCURRENCY clients, the rows in turn in four rounds; then times 32-sentence batches
-in process, length groups against one batch, the fastest of 40 batches each (GROUPS_QUICK_LIMIT: on a model that takes
-microseconds the groups' extra runs cost more than they save, so this guards the overhead). Its model takes microseconds, so
+in process, length groups against one batch, the fastest of 40 batches each
+(GROUPS_QUICK_LIMIT: on a model that takes microseconds the groups' extra runs cost more
+than they save, so this guards the overhead). Its model takes microseconds, so
 what is compared is where tokenizing runs, client threads or server, on the same 2 shared
 cores: quick runs here gave 0.36x to 1.35x the client's seconds per sentence. The quick
 limit, QUICK_LIMIT, is loosened to that spread: it catches tokenizing in the artifact

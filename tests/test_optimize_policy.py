@@ -9,9 +9,10 @@ import pytest
 
 from mlpack.errors import InputError
 from mlpack.optimize.measure import Latency
-from mlpack.optimize.pipeline import check_variant, pinned_and_read
+from mlpack.optimize.pipeline import check_variant
 from mlpack.optimize.report import Candidate
 from mlpack.optimize.select import pick, pinned
+from mlpack.optimize.variants import pinned_and_read
 from mlpack.targets import load_target
 
 

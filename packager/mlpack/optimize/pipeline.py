@@ -30,7 +30,7 @@ from .measure import fixed_batch, latencies, session, timing_batches
 from .report import Candidate, OptimizationResult
 from .run import Log, Run, first_line
 from .select import pick, pinned
-from .variants import REGISTRY
+from .variants import REGISTRY, pinned_and_read
 
 TIMING_BUDGET_S = 10.0  # seconds of latency timing for all candidates and batch sizes together
 HELD = "passed the gate on synthetic inputs only, which say nothing about real data"
@@ -144,18 +144,6 @@ def make_candidates(
     run.make_variants([REGISTRY[name](opt.variant_config(name)) for name in names])
     return run
 
-
-def pinned_and_read(variants: list[str], pinned_name: str) -> list[str]:
-    """Of a target's `variants`, in their order, the pinned one and every one it reads
-    (`Variant.reads`), however indirectly; none for float."""
-    wanted: set[str] = set()
-    todo = [pinned_name] if pinned_name in variants else []
-    while todo:
-        name = todo.pop()
-        if name not in wanted:
-            wanted.add(name)
-            todo.extend(other for other in REGISTRY[name].reads if other in variants)
-    return [name for name in variants if name in wanted]
 
 
 def time_and_pick(run: Run, *, budget_s: float | None = None, variant: str | None = None) -> OptimizationResult:

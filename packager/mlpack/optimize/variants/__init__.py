@@ -11,7 +11,7 @@ from . import (  # noqa: F401 (they register)
     compact_int8, dynamic_int8, dynamic_int8_per_tensor, fp16, mixed_int8, pruned, smooth_int8, static_int8,
 )
 from .base import Int8Config, Outcome, Variant, VariantConfig
-from .registry import REGISTRY, config_problems, order_problems, variant_config
+from .registry import REGISTRY, config_problems, order_problems, pinned_and_read, variant_config
 
 __all__ = ["REGISTRY", "Int8Config", "Outcome", "Variant", "VariantConfig", "config_problems", "order_problems",
-           "variant_config"]
+           "pinned_and_read", "variant_config"]

@@ -54,6 +54,19 @@ def order_problems(names: Sequence[str]) -> list[str]:
     return problems
 
 
+def pinned_and_read(variants: Sequence[str], pinned_name: str) -> list[str]:
+    """Of a target's `variants`, in their order, the pinned one and every one it reads
+    (`Variant.reads`), however indirectly; none for float."""
+    wanted: set[str] = set()
+    todo = [pinned_name] if pinned_name in variants else []
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(other for other in REGISTRY[name].reads if other in variants)
+    return [name for name in variants if name in wanted]
+
+
 def variant_config(name: str, table: Mapping[str, Any], defaults: Mapping[str, Any]) -> VariantConfig:
     """A variant's typed config: its own defaults, the target's shared `defaults` for the fields it
     has (weight_type), then its `[optimize.config.NAME]` table. Raises pydantic's ValidationError."""
