@@ -204,7 +204,10 @@ def cmd_revert(device: Device, args: argparse.Namespace) -> dict:
 
 
 def cmd_watch(device: Device, args: argparse.Namespace) -> dict:
-    end = time.monotonic() + remaining_s(device.switch_state())  # immune to the clock being set meanwhile
+    # The time left is read before the monotonic clock, so the end is never earlier than the
+    # deadline (the other order lost the state file's read time: a revert 3 ms early).
+    left = remaining_s(device.switch_state())
+    end = time.monotonic() + left  # immune to the clock being set meanwhile
     while True:
         state = device.switch_state()
         if state.get("id") != args.id or state.get("state") != "pending":
