@@ -89,10 +89,6 @@ def clean_env(folder: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(REPO)))
     env["MLPACK_PROGRESS"] = "plain"
-    # pip without byte-compiling what it installs (about 30 of its 70 CPU seconds per install
-    # of mlpack[aws,edge] here); Python compiles what it imports. "0" is pip's spelling of
-    # --no-compile in the environment: PIP_NO_COMPILE sets `compile`, so "1" would compile.
-    env["PIP_NO_COMPILE"] = "0"
     env.update(extra)
     return env
 
@@ -328,7 +324,10 @@ class InstallFromClone:
 
     def __init__(self, clone: Path) -> None:
         self.clone = repository_copy(clone)
-        self.env = clean_env(self.clone)
+        # Its venv runs one command: pip need not byte-compile all it installs (about 30 of
+        # the install's 70 CPU seconds here). PIP_NO_COMPILE sets pip's `compile` option, so
+        # "0" is --no-compile ("1" would compile).
+        self.env = clean_env(self.clone, PIP_NO_COMPILE="0")
         self.lines = console_blocks("Install as a user")[1]
         self.log = open(clone.parent / "install-from-clone.log", "w+")
         self.proc = subprocess.Popen(["bash", "-c", " && ".join(self.lines)], cwd=self.clone, env=self.env,
