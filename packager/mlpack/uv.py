@@ -3,6 +3,7 @@ platform's wheels into a folder, and building a wheel."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,9 +27,16 @@ def uv_binary() -> str:
         return found
 
 
+# Settings of the user's environment that conflict with the flags mlpack passes: uv refuses
+# `--no-compile` beside UV_COMPILE_BYTECODE=1 (a common setting in Dockerfiles), and
+# mlpack installs wheels for another platform, which this host's Python must not compile.
+_DECIDED_HERE = ("UV_COMPILE_BYTECODE",)
+
+
 def run_uv(args: Sequence[str], what: str, hint: str = OFFLINE_HINT) -> subprocess.CompletedProcess:
-    """Run `uv ARGS`; a failure is one MlpackError naming `what` failed and uv's last words."""
-    done = subprocess.run([uv_binary(), *args], capture_output=True, text=True)
+    """Run `uv ARGS`; a failure is one MlpackError naming `what` failed and uv's error."""
+    env = {k: v for k, v in os.environ.items() if k not in _DECIDED_HERE}
+    done = subprocess.run([uv_binary(), *args], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise MlpackError(f"{what} failed: {_tail(done.stderr)}", hint)
     return done
@@ -68,5 +76,15 @@ def build_wheel(source: Path, out: Path, what: str = "building a wheel") -> None
 
 
 def _tail(text: str) -> str:
+    """uv's last error with its causes, without the usage text that may follow it; else
+    its last two lines."""
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return " ".join(lines[-2:])[:300] or "no output"
+    starts = [i for i, ln in enumerate(lines) if ln.lower().startswith("error:")]
+    if not starts:
+        return " ".join(lines[-2:])[:300] or "no output"
+    error = []
+    for line in lines[starts[-1]:]:
+        if line.startswith(("Usage:", "For more information")):
+            break
+        error.append(line)
+    return " ".join(error)[:300]
