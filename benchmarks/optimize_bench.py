@@ -23,8 +23,9 @@ Goal (the section's verdicts): mlpack's pick is not beaten by onnxruntime's plai
 tie band, and at least as accurate. `--quick` runs the same comparison, with
 QUICK_BUDGET_S of timing, on a two-layer MatMul model (512 -> 2048 -> 512, float weights of
 8 MiB) whose inputs carry a few large channels, as transformer activations do; it checks
-the pick's size and batch-32 latency against the recipe's (at most 1 + the tie band) and
-its worst row's distance from float (1 - cosine min, at most the recipe's).
+the pick's size and batch-32 latency against the recipe's (at most 1 + the tie band; for
+latency also within 0.05 ms, the optimizer's own tie rule) and its worst row's distance
+from float (1 - cosine min, at most the recipe's).
 
 Goal of issue 20 (`verdict_best`, a line per model): at equal or better accuracy, mlpack's pick
 is at least as small and as fast (each within the tie band) as the best of the references that
@@ -48,6 +49,7 @@ from benchmarks.quick import Ratio, add_options, report
 from mlpack.model.info import inspect_model
 from mlpack.optimize import OptimizationResult, make_candidates, time_and_pick
 from mlpack.optimize.run import Run
+from mlpack.optimize.select import NOTICEABLE_MS
 from mlpack.targets import load_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,10 +351,14 @@ def quick() -> list[Ratio]:
     plain = next(c for c in result.candidates if c.name == "plain-dynamic-pc")
     band = 1 + load_target(result.target).optimize.tolerance
     key = next(k for k in pick.metrics if k.endswith("cosine_min"))
+    # The optimizer's own tie rule (optimize/select.py): within the band, or within
+    # NOTICEABLE_MS, which this model's 0.3 ms at batch 32 turns into 17%.
+    plain_ms = plain.latency[32].p50_ms
+    latency_limit = max(band, (plain_ms + NOTICEABLE_MS) / plain_ms)
     return [
         Ratio(f"size: the pick ({pick.name}) / plain-dynamic-pc (bytes)", pick.size_bytes, plain.size_bytes, band),
-        Ratio(f"batch-32 p50 latency: the pick ({pick.name}) / plain-dynamic-pc (ms)", pick.latency[32].p50_ms,
-              plain.latency[32].p50_ms, band),
+        Ratio(f"batch-32 p50 latency: the pick ({pick.name}) / plain-dynamic-pc (ms; tied within "
+              f"{(band - 1):.0%} or {NOTICEABLE_MS} ms)", pick.latency[32].p50_ms, plain_ms, latency_limit),
         # 1e-6: a floor, so that two models both equal to float (cosine 1.0) compare as equal
         Ratio(f"1 - cosine min: the pick ({pick.name}) / plain-dynamic-pc", max(1 - pick.metrics[key], 1e-6),
               max(1 - plain.metrics[key], 1e-6), 1.0),

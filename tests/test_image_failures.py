@@ -32,7 +32,9 @@ from .pyramid import local
 requires_buildah = pytest.mark.requires_tool("buildah", hint="apt-get install buildah (bash .ci/image-setup.sh)")
 
 # A RUN script shaped like the Dockerfiles' build stage (shell builtins only: the tiny base has no tools).
-SCRIPT = ('set -eu; site=/out/opt/mlpack/site-packages; echo "installing into $site"; '
+# Both lines on stderr: buildah relays a step's stdout and stderr through pipes of their own,
+# so a line on one can overtake a line on the other (a full run once showed the stdout line last).
+SCRIPT = ('set -eu; site=/out/opt/mlpack/site-packages; echo "installing into $site" >&2; '
           'if [ -d /tmp/build/site-packages ]; then mv /tmp/build/site-packages "$site"; else '
           'echo "container/wheels/ (the mlpack-agent wheel) is missing" >&2; exit 3; fi')
 ENABLE = "apt-get install qemu-user-static binfmt-support && update-binfmts --enable qemu-aarch64"
