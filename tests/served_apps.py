@@ -220,11 +220,14 @@ class FunctionURL(Served):
 
 
 def start_serve(artifact: Path, port: int, agent_port: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
-    """`mlpack serve ARTIFACT` on `port` (its agent on `agent_port`); stdout goes to the returned file."""
+    """`mlpack serve ARTIFACT` on `port` (its agent on `agent_port`); stdout goes to the returned file.
+    Run as from a user's shell, where Python writes bytecode (this machine's CI environment
+    turns that off): the artifact must come out as it went in."""
     out = workdir / "serve.out"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlpack")), "serve", str(artifact), "--port", str(port),
          "--agent-port", str(agent_port)],
-        stdout=open(out, "wb"), stderr=open(workdir / "serve.err", "wb"), env={**os.environ},
+        stdout=open(out, "wb"), stderr=open(workdir / "serve.err", "wb"), env=env,
     )
     return proc, out

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from mlpack.artifact import Artifact
 from mlpack.cli import app
 
 from .agent_harness import free_port, wait_for
@@ -102,6 +103,8 @@ def test_serve_answers_counts_predictions_and_leaves_nothing_running(demo_artifa
     assert left == [], f"still running after SIGTERM: {left}"
     assert port_free(port) and port_free(agent_port)
     assert "nothing is left running" in (tmp_path / "serve.err").read_text()
+    # Only read: no __pycache__ (or anything else) written into it, so it still signs and verifies.
+    assert Artifact.open(artifact).problems() == []
 
 
 def test_serve_refuses_a_port_in_use_in_one_line(demo_artifact) -> None:

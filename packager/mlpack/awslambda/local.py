@@ -30,7 +30,7 @@ from .measure import (
 )
 from ..render.context import RenderContext
 from .zip_step import APP
-from ..serve import ServeOptions, wait_until
+from ..serve import READ_ONLY_SOURCE, ServeOptions, wait_until
 from .function_url import FunctionUrlFront, lambda_budget
 from ..serve.processes import Processes
 
@@ -52,7 +52,7 @@ def start_lambda(artifact: Artifact, options: ServeOptions, work: Path, socket_p
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(m.memory_mb),
         "AWS_REGION": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         "PYTHONPATH": os.pathsep.join(str(p) for p in (task, runtime_dir) if p is not None),
-        "MLPACK_AGENT_SOCKET": socket_path,
+        "MLPACK_AGENT_SOCKET": socket_path, **READ_ONLY_SOURCE,
     }
     if runtime_dir is not None:
         env["LAMBDA_RUNTIME_DIR"] = str(runtime_dir)

@@ -36,6 +36,10 @@ from .processes import Processes, StopSignals
 
 DEFAULT_PORT = 3000  # BentoML's default, kept for the Lambda front too
 READY_TIMEOUT_S = 120.0
+# The service imports its code from the artifact: without this, Python writes __pycache__
+# folders into it, files the manifest does not list, and `mlpack sign` or `verify` then
+# refuses the artifact. Production does the same (the image's ENV, the systemd units).
+READ_ONLY_SOURCE = {"PYTHONDONTWRITEBYTECODE": "1"}
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ def start_bento(artifact: Artifact, options: ServeOptions, work: Path, socket_pa
                 processes: Processes, stop) -> str:
     bento = artifact.path(artifact.manifest.bento.path)
     env = {**os.environ, "BENTOML_HOME": str(work / "bentoml-home"), "BENTOML_DO_NOT_TRACK": "true",
-           "MLPACK_AGENT_SOCKET": socket_path, **runtime_env_vars(artifact, options)}
+           "MLPACK_AGENT_SOCKET": socket_path, **READ_ONLY_SOURCE, **runtime_env_vars(artifact, options)}
     # An absolute path: `bentoml serve` reads a relative one as a module name.
     processes.start("bentoml serve", [sys.executable, "-m", "bentoml", "serve", str(bento.resolve()),
                                       "--host", options.host, "--port", str(options.port)], env=env)
