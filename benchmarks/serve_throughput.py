@@ -122,7 +122,9 @@ def load(url: str, bodies: list, seconds: float, concurrency: int) -> dict[str, 
     def client(k: int) -> None:
         with httpx.Client(timeout=60) as http:
             i = k
-            while time.monotonic() < stop:
+            # At least one request each: on a loaded machine a thread (or its client) can
+            # start after a short round's end, and a round must still measure something.
+            while i == k or time.monotonic() < stop:
                 body = bodies[i % len(bodies)]
                 sent = {"content": body[0], "headers": body[1]} if isinstance(body, tuple) else {"json": body}
                 started = time.perf_counter()
@@ -142,6 +144,8 @@ def load(url: str, bodies: list, seconds: float, concurrency: int) -> dict[str, 
     for t in threads:
         t.join()
     wall = time.monotonic() - began
+    if not latencies:
+        raise SystemExit(f"{url}: no request answered 200 ({errors[0]} errors)")
     latencies.sort()
     return {
         "requests": len(latencies),
