@@ -75,8 +75,9 @@ def test_the_readme_shows_the_commands_this_test_types() -> None:
         "make test",
     ]
     assert console_blocks("Install as a user") == [
-        ["python3 -m venv .venv", ".venv/bin/pip install 'dist/mlpack-0.1.0-py3-none-any.whl[aws,edge]'"],
-        ["python3 -m venv .venv", ".venv/bin/pip install '.[aws,edge]'"],  # inside a clone
+        ["python3 -m venv .venv", ".venv/bin/pip install --upgrade pip",
+         ".venv/bin/pip install 'dist/mlpack-0.1.0-py3-none-any.whl[aws,edge]'"],
+        ["python3 -m venv .venv", ".venv/bin/pip install --upgrade pip", ".venv/bin/pip install '.[aws,edge]'"],
     ]
     assert sorted(table_commands()) == sorted(TABLE)
 
@@ -85,8 +86,10 @@ def test_the_readme_shows_the_commands_this_test_types() -> None:
 
 
 def clean_env(folder: Path, **extra: str) -> dict[str, str]:
-    """This shell's environment without this test run's venv: as a user's would be."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    """This shell's environment without this test run's venv: as a user's would be (Python
+    writes bytecode too, which CI machines often turn off with PYTHONDONTWRITEBYTECODE)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE")}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(REPO)))
     env["MLPACK_PROGRESS"] = "plain"
     env.update(extra)
