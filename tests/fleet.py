@@ -451,12 +451,18 @@ class SshServer:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.dir / name)], check=True)
         (self.dir / "authorized_keys").write_text((self.dir / "client_ed25519.pub").read_text())
         config = self.dir / "sshd_config"
+        home = self.dir / "home"
+        home.mkdir(exist_ok=True)
         config.write_text("\n".join([
             "ListenAddress 127.0.0.1", f"Port {self.port}", f"HostKey {self.dir / 'host_ed25519'}",
             f"PidFile {self.dir / 'sshd.pid'}", f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
             "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "PermitRootLogin prohibit-password", "UsePAM no", "StrictModes no",
-            "Subsystem sftp internal-sftp", "MaxStartups 50", "MaxSessions 50", "",
+            "Subsystem sftp internal-sftp", "MaxStartups 50", "MaxSessions 50",
+            # A home of the device's own: bash run by sshd reads ~/.bashrc even for a command,
+            # and this machine's (pyenv init) started about 100 processes for every SSH command
+            # Ansible sent, a cost no device has.
+            f"SetEnv HOME={home}", "",
         ]))
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation directory
         self.log = open(self.dir / "sshd.log", "ab")
