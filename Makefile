@@ -28,14 +28,16 @@ demo-all: setup
 	  $(VENV)/bin/mlpack build --target $$target --out $(OUT) --force --quiet || exit 1; \
 	done
 
-# Two workers, each taking whole test files (--dist loadfile keeps a file's fixtures in one
-# process): most of the suite's time is spent waiting on servers, fleets and builds. Files go
-# out in collection order (--no-loadscope-reorder), which is longest first by the last run's
-# seconds (tests/schedule.py; a fresh clone: tests/file_seconds.json), so both workers end together. The tests of a file run in a
-# random order (pytest-randomly prints "Using --randomly-seed=N" first): to run that order
-# again, make test PYTEST_ARGS="--randomly-seed=N"; PYTEST_ARGS="-p no:randomly" runs in file order.
+# Three workers on two cores, each taking whole test files (--dist loadfile keeps a file's
+# fixtures in one process): much of the suite's time is spent waiting on servers, fleets and
+# timeouts, so a third worker keeps the cores busy (fresh-clone runs here: 17:06 with two,
+# 16:15 with three). Files go out in collection order (--no-loadscope-reorder), which is
+# longest first by the last run's seconds (tests/schedule.py; a fresh clone:
+# tests/file_seconds.json), so the workers end together. The tests of a file run in a random
+# order (pytest-randomly prints "Using --randomly-seed=N" first): to run that order again,
+# make test PYTEST_ARGS="--randomly-seed=N"; PYTEST_ARGS="-p no:randomly" runs in file order.
 PYTEST_ARGS ?=
-PYTEST := $(PY) -m pytest -ra -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+PYTEST := $(PY) -m pytest -ra -n 3 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The same set-up CI runs (.ci/setup.sh: idempotent, seconds when all is there), then every
 # test, and the 25 slowest (setup and teardown included) at the end.

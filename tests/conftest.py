@@ -102,7 +102,7 @@ def linear_onnx(tmp_path: Path) -> Path:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     pyramid.mark(items)
     pyramid.keep_phases_in_order(items)  # after pytest-randomly's shuffle (a wrapper, it runs first)
-    schedule.order(items, schedule.recorded(config))  # longest files first, for xdist's two workers
+    schedule.order(items, schedule.recorded(config))  # longest files first, for xdist's workers
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,6 +1,6 @@
-"""Longest test files first, so that both xdist workers end together (applied in tests/conftest.py).
+"""Longest test files first, so that the xdist workers end together (applied in tests/conftest.py).
 
-`make test` runs two workers, each taking whole files (`--dist loadfile`), in collection
+`make test` runs three workers, each taking whole files (`--dist loadfile`), in collection
 order (`--no-loadscope-reorder`). xdist's own order (most tests first) handed out a file of
 a few very long tests, such as the ten-device fleet or the README's installs, late in a
 run: one worker went on alone for minutes at the end. Here every run records the seconds

@@ -1,7 +1,7 @@
 """Builds made once per test run and shared by every pytest-xdist worker.
 
-`make test` runs two workers; a session fixture runs once per worker, so the demo
-artifacts and the wheel used to be built twice. `shared(factory, name, make)` runs
+`make test` runs three workers; a session fixture runs once per worker, so the demo
+artifacts and the wheel used to be built once in each. `shared(factory, name, make)` runs
 `make(folder)` in the first worker that asks, behind a file lock in a folder every worker
 of this run shares (the parent of the workers' basetemps: `pytest-N/shared/`); the other
 workers wait on the lock and read the pickled result. A new run has a new basetemp, so a
