@@ -121,6 +121,46 @@ def test_the_control_nodes_rollback_ends_the_switch(device: Path) -> None:
     assert guard(device, "revert") == {"reverted": False, "current": "v1"}  # nothing pending: no-op
 
 
+def test_inspect_reads_the_device_and_writes_nothing(device: Path) -> None:
+    before = sorted(p.relative_to(device).as_posix() for p in device.rglob("*"))
+    found = guard(device, "inspect", "v2")
+    assert found["current"] == "v1" and found["switch"] == {} and found["have_version"] is True
+    assert found["free_path"] == str(device / "versions") and found["free_bytes"] > 0
+    assert sorted(p.relative_to(device).as_posix() for p in device.rglob("*")) == before
+    # A first install: no versions/ yet, measured at the nearest folder that exists.
+    fresh = guard(device / "new-root", "inspect", "v1")
+    assert (fresh["current"], fresh["have_version"], fresh["free_path"]) == ("", False, str(device))
+    assert not (device / "new-root").exists()
+
+
+def test_an_unpack_goes_through_a_partial_folder_and_lands_whole(device: Path) -> None:
+    leftover = device / "versions" / ".v3.partial" / "model.onnx"
+    leftover.parent.mkdir()
+    leftover.write_text("cut short")
+    assert guard(device, "prepare", "v3") == {"partial": str(leftover.parent)}
+    assert list(leftover.parent.iterdir()) == []  # the earlier attempt is gone
+    (leftover.parent / "manifest.json").write_text("v3")
+    guard(device, "place", "v3")
+    assert (device / "versions" / "v3" / "manifest.json").read_text() == "v3"
+    assert not leftover.parent.exists()
+
+
+def test_a_switch_with_install_leaves_the_guard_the_watcher_and_the_units_run(device: Path) -> None:
+    guard(device, "switch", "v2", "--previous", "v1", "--timeout", "30", "--install")
+    installed = device / "rollout" / "guard.py"
+    assert installed.read_bytes() == GUARD.read_bytes() and os.stat(installed).st_mode & 0o777 == 0o755
+    watcher = int((device / "rollout" / "watcher.pid").read_text())
+    assert str(installed).encode() in Path(f"/proc/{watcher}/cmdline").read_bytes().split(b"\0")
+    guard(device, "confirm", "v2")
+
+
+def test_prune_keeps_the_versions_named_and_the_current_one(device: Path) -> None:
+    for name in ("v0", "v3", ".v4.partial"):
+        (device / "versions" / name).mkdir()
+    assert guard(device, "prune", "--keep", "v2", "--keep", "") == {"removed": ["v0", "v3"]}
+    assert sorted(p.name for p in (device / "versions").iterdir()) == [".v4.partial", "v1", "v2"]
+
+
 # -- the systemd units -----------------------------------------------------------------
 
 

@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
 """mlpack's device guard: a switch of `current` that is not confirmed in time is undone by the device.
 
-`mlpack rollout` copies this file to ROOT/rollout/guard.py on every device (standard
-library only: it runs with the Python that Ansible uses there) and calls it to switch
-versions. The state of the last switch is ROOT/rollout/switch.json:
+`mlpack rollout` runs this file on every device (standard library only: it runs with the
+device's Python, sent by Ansible's `script` for each call, no Ansible module around it) for
+all it does there but the unpack, the restart and the health gate; `switch --install`
+leaves a copy at ROOT/rollout/guard.py for the watcher and the units' boot check. The
+state of the last switch is ROOT/rollout/switch.json:
 
     {"id": ..., "from": OLD, "to": NEW, "state": "pending" | "confirmed" | "reverted",
      "deadline": unix time, "timeout_s": ..., "restart": [[argv], ...]}
 
-- `switch ROOT NEW --previous OLD --timeout S --restart JSON`: record a pending switch
-  (deadline now + S), move `current` to versions/NEW atomically (a new link renamed over
-  the old one), and start a watcher that outlives the SSH session.
+- `inspect ROOT NEW` (writes nothing): JSON with the version `current` points at, the last
+  switch, whether versions/NEW is complete (it has its manifest.json), and the free disk
+  where versions/ is (or the nearest folder above it that exists).
+- `prepare ROOT NEW`: an empty versions/.NEW.partial (an earlier attempt's removed first).
+- `place ROOT NEW`: versions/.NEW.partial renamed to versions/NEW, once it is complete.
+- `switch ROOT NEW --previous OLD --timeout S --restart JSON [--install]`: (install this
+  file as ROOT/rollout/guard.py,) record a pending switch (deadline now + S), move
+  `current` to versions/NEW atomically (a new link renamed over the old one), and start a
+  watcher that outlives the SSH session.
 - `confirm ROOT NEW`: the health gate passed; the switch stays. Refused (exit 1) if the
   device already reverted it.
 - `revert ROOT`: the control node's rollback: `current` back to OLD (it restarts itself).
@@ -21,6 +29,8 @@ versions. The state of the last switch is ROOT/rollout/switch.json:
   deadline is reverted before anything starts (a device that lost power mid-update comes
   back on the old version); one still within it gets its watcher again.
 - `status ROOT`: JSON with `current` and the switch.
+- `prune ROOT --keep V...`: remove the version folders other than those kept and the one
+  `current` points at.
 
 Every command takes ROOT/rollout/lock (flock), so the watcher, the boot check and the
 control node never act on the same switch at once. The guard writes its log to
@@ -50,6 +60,8 @@ class Device:
         self.dir = self.root / "rollout"
         self.state_file = self.dir / "switch.json"
         self.current = self.root / "current"
+        self.versions = self.root / "versions"
+        self.installed = self.dir / "guard.py"
 
     # -- state -------------------------------------------------------------------------
 
@@ -123,7 +135,9 @@ class Device:
         """Start `watch` detached from this session (and from Ansible's SSH connection)."""
         if self.watcher_running(state):
             return
-        argv = [sys.executable, os.path.abspath(__file__), "watch", str(self.root), state["id"]]
+        # The installed copy: the one Ansible sent for this call is removed after it.
+        guard = self.installed if self.installed.is_file() else Path(os.path.abspath(__file__))
+        argv = [sys.executable, str(guard), "watch", str(self.root), state["id"]]
         if Path("/run/systemd/system").is_dir() and shutil.which("systemd-run"):
             # A transient unit: outside the login session, so logging out cannot end it.
             unit = f"mlpack-guard-{state['id'][:12]}"
@@ -168,7 +182,46 @@ def fsync_dir(folder: Path) -> None:
 # -- commands --------------------------------------------------------------------------
 
 
+def cmd_inspect(device: Device, args: argparse.Namespace) -> dict:
+    where = device.versions
+    while not where.exists():
+        where = where.parent
+    disk = os.statvfs(where)
+    return {"current": device.current_version(), "switch": device.switch_state(),
+            "have_version": (device.versions / args.version / "manifest.json").is_file(),
+            "free_bytes": disk.f_bavail * disk.f_frsize, "free_path": str(where)}
+
+
+def partial(device: Device, version: str) -> Path:
+    return device.versions / f".{version}.partial"
+
+
+def cmd_prepare(device: Device, args: argparse.Namespace) -> dict:
+    folder = partial(device, args.version)
+    shutil.rmtree(folder, ignore_errors=True)  # what an unpack cut short (a power cut, a full disk) left
+    folder.mkdir(mode=0o755, parents=True)
+    return {"partial": str(folder)}
+
+
+def cmd_place(device: Device, args: argparse.Namespace) -> dict:
+    # A rename, like `mv -T`: a version folder is complete or absent.
+    os.rename(partial(device, args.version), device.versions / args.version)
+    fsync_dir(device.versions)
+    return {"placed": str(device.versions / args.version)}
+
+
+def install(device: Device) -> None:
+    """This file as ROOT/rollout/guard.py (what the watcher and the units' boot check run)."""
+    source = Path(os.path.abspath(__file__)).read_bytes()
+    device.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if not device.installed.is_file() or device.installed.read_bytes() != source:
+        write_durably(device.installed, source)
+    device.installed.chmod(0o755)
+
+
 def cmd_switch(device: Device, args: argparse.Namespace) -> dict:
+    if args.install:
+        install(device)
     with device.locked():
         state = {
             "id": uuid.uuid4().hex, "from": args.previous, "to": args.version, "state": "pending",
@@ -246,6 +299,19 @@ def cmd_status(device: Device, args: argparse.Namespace) -> dict:
     return {"current": device.current_version(), "switch": device.switch_state()}
 
 
+def cmd_prune(device: Device, args: argparse.Namespace) -> dict:
+    keep = {*args.keep, device.current_version()}
+    removed = []
+    if device.versions.is_dir():
+        for folder in sorted(device.versions.iterdir()):
+            # Hidden folders (an unpack in progress) are not versions.
+            if folder.is_dir() and not folder.is_symlink() and not folder.name.startswith(".") \
+                    and folder.name not in keep:
+                shutil.rmtree(folder)
+                removed.append(folder.name)
+    return {"removed": removed}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="guard.py", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--previous", default="")
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--restart", default="[]", help="JSON list of argv lists that restart the service and agent")
+    p.add_argument("--install", action="store_true", help="first install this file as ROOT/rollout/guard.py")
     p = sub.add_parser("confirm")
     p.add_argument("root")
     p.add_argument("version")
@@ -264,11 +331,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("watch")
     p.add_argument("root")
     p.add_argument("id")
+    for name in ("inspect", "prepare", "place"):
+        p = sub.add_parser(name)
+        p.add_argument("root")
+        p.add_argument("version")
+    p = sub.add_parser("prune")
+    p.add_argument("root")
+    p.add_argument("--keep", action="append", default=[])
     for name in ("boot", "status"):
         sub.add_parser(name).add_argument("root")
     args = parser.parse_args(argv)
     command = {"switch": cmd_switch, "confirm": cmd_confirm, "revert": cmd_revert, "watch": cmd_watch,
-               "boot": cmd_boot, "status": cmd_status}[args.command]
+               "boot": cmd_boot, "status": cmd_status, "inspect": cmd_inspect, "prepare": cmd_prepare,
+               "place": cmd_place, "prune": cmd_prune}[args.command]
     print(json.dumps(command(Device(args.root), args)))
     return 0
 
