@@ -39,6 +39,12 @@ REPO = Path(__file__).resolve().parents[1]
 def uv(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "uv", *args], check=True, capture_output=True, text=True, **kwargs)
 
+
+def user_environ(drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """This environment as a user's shell has it, less `drop`: Python writes bytecode there
+    (CI machines, this one too, set PYTHONDONTWRITEBYTECODE)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", *drop)}
+
 pytest_plugins = ["pytester"]  # tests/test_requires_tool.py runs pytest on generated tests
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # sshd and friends, off a user's PATH
 

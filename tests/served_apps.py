@@ -38,6 +38,7 @@ from mlpack.steps import StepContext
 from mlpack.steps.bento import BentoStep
 
 from .agent_harness import free_port
+from .conftest import user_environ
 from .manifests import make_manifest
 
 NO_AGENT = {"MLPACK_AGENT_SOCKET": "/nonexistent/agent.sock"}
@@ -224,7 +225,7 @@ def start_serve(artifact: Path, port: int, agent_port: int, workdir: Path) -> tu
     Run as from a user's shell, where Python writes bytecode (this machine's CI environment
     turns that off): the artifact must come out as it went in."""
     out = workdir / "serve.out"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = user_environ()
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlpack")), "serve", str(artifact), "--port", str(port),
          "--agent-port", str(agent_port)],

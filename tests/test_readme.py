@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from .agent_harness import free_port, wait_for
-from .conftest import REPO, uv
+from .conftest import REPO, user_environ, uv
 from .models import linear_model
 from .signing_support import make_keys
 from .moto_support import REGION, server  # noqa: F401  (server: the moto server fixture)
@@ -88,8 +88,7 @@ def test_the_readme_shows_the_commands_this_test_types() -> None:
 def clean_env(folder: Path, **extra: str) -> dict[str, str]:
     """This shell's environment without this test run's venv: as a user's would be (Python
     writes bytecode too, which CI machines often turn off with PYTHONDONTWRITEBYTECODE)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE")}
+    env = user_environ(drop=("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"))
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(REPO)))
     env["MLPACK_PROGRESS"] = "plain"
     env.update(extra)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import uv
+from .conftest import user_environ, uv
 from .pyramid import heavy
 
 pytestmark = pytest.mark.slow
@@ -38,7 +37,7 @@ def test_mlpack_build_works_from_the_wheel_in_an_empty_folder(installed: Path, t
     # A user's environment: Python writes bytecode beside what it imports, so the first build
     # compiles mlpack and its dependencies and the commands after it reuse that (CI machines
     # often set PYTHONDONTWRITEBYTECODE, under which every command compiled all it imported).
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")}
+    env = user_environ(drop=("PYTHONPATH", "VIRTUAL_ENV"))
     env["PATH"] = f"{installed / 'bin'}:{env['PATH']}"
     run = subprocess.run(["mlpack", "build", "--target", target, "-q"], cwd=tmp_path, env=env,
                          capture_output=True, text=True)
