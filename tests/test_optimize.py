@@ -109,6 +109,35 @@ def test_smoothing_moves_activation_outliers_into_the_weights_and_is_more_accura
     assert "Mul" in {n.op_type for n in onnx.load(str(smooth.path)).graph.node}
 
 
+def _smoothed_ops_and_outputs(model: Path, tmp_path: Path, tensors: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    import onnxruntime as ort
+
+    from mlpack.optimize.smooth import Smoothing, apply
+
+    widths = {"x": 64, "r": 256}
+    scales = {t: np.random.default_rng(2).uniform(1.0, 50.0, widths[t]).astype(np.float32) for t in tensors}
+    smoothed = apply(model, tmp_path / "smoothed.onnx", [Smoothing(t, 0.5, 0.0, 0.0, scales[t]) for t in tensors])
+    x = np.random.default_rng(3).standard_normal((8, 64)).astype(np.float32)
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+    return [n.op_type for n in onnx.load(str(smoothed)).graph.node], run(model), run(smoothed)
+
+
+def test_smoothing_after_a_weight_matmul_and_relu_folds_into_that_weight_and_a_graph_input_gets_a_mul(
+        tmp_path: Path) -> None:
+    ops, before, after = _smoothed_ops_and_outputs(two_layer_model(tmp_path / "m.onnx"), tmp_path, ["x", "r"])
+    assert ops == ["Mul", "MatMul", "Relu", "MatMul"]  # r's division went into W1's columns: relu(h) / s = relu(h / s)
+    np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_smoothing_a_tensor_something_else_reads_too_keeps_its_mul(tmp_path: Path) -> None:
+    model = onnx.load(str(two_layer_model(tmp_path / "m.onnx")))
+    model.graph.output.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, ["batch", 256]))  # a second reader
+    onnx.save(model, str(tmp_path / "two_outputs.onnx"))
+    ops, before, after = _smoothed_ops_and_outputs(tmp_path / "two_outputs.onnx", tmp_path, ["r"])
+    assert ops == ["MatMul", "Relu", "Mul", "MatMul"]
+    np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-4)
+
+
 def test_mixed_precision_on_a_convolutional_model_keeps_the_broken_conv_in_float(tmp_path: Path) -> None:
     model = two_conv_model(tmp_path / "cnn.onnx")
     images = np.random.default_rng(0).random((64, 3, 16, 16)).astype(np.float32)

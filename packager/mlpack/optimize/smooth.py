@@ -10,8 +10,13 @@ s_k = max|x_k|^a / max|w_k|^(1-a). The strength `a` is chosen from a small grid 
 smooth-int8 variant's config, variants/smooth_int8.py) by quantizing the whole model at
 each strength and comparing its outputs with float's on the calibration rows (not the
 gate's rows): the per-layer error alone misleads, since padding positions and later
-layers decide what matters. Each smoothed tensor costs one
-element-wise Mul, inserted on the MatMuls' side so other readers see the tensor as it was.
+layers decide what matters.
+
+Where the smoothed tensor comes from a weight MatMul (and its bias Add), directly or
+through a Relu (relu(h) / s = relu(h / s) for s > 0), and nothing else reads it, the
+division is folded into that MatMul's weight columns and bias: no extra op at all (the
+SmoothQuant paper folds into the LayerNorm before). Otherwise it costs one element-wise
+Mul, inserted on the MatMuls' side so other readers see the tensor as it was.
 """
 
 from __future__ import annotations
@@ -81,26 +86,76 @@ def plan(model_path: Path, data: EvalData, strength: float) -> list[Smoothing]:
     return chosen
 
 
+def foldable_into(model: onnx.ModelProto, tensor: str) -> list[str]:
+    """The initializers whose last axis can take `tensor`'s division instead of a Mul: the
+    weight of the MatMul that makes it, and that MatMul's bias, when `tensor` is that
+    MatMul's (+ bias) output, or its Relu's, every tensor on the way has one reader, and
+    only weight MatMuls read `tensor`. Empty when anything else would see scaled values."""
+    weights = {t.name: t for t in model.graph.initializer}
+    made_by = {out: n for n in model.graph.node for out in n.output}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    graph_outputs = {o.name for o in model.graph.output}
+
+    def private(name: str) -> bool:  # one reader and not a graph output
+        return name in made_by and readers.get(name) == 1 and name not in graph_outputs
+
+    def const_vector(name: str, width: int) -> bool:
+        t = weights.get(name)
+        return (t is not None and readers.get(name) == 1 and list(t.dims) in ([width], [1, width])
+                and t.data_type == onnx.TensorProto.FLOAT)
+
+    if tensor in graph_outputs or tensor not in made_by or readers[tensor] != len(activation_groups(model).get(tensor, [])):
+        return []
+    node = made_by[tensor]
+    if node.op_type == "Relu" and private(node.input[0]):
+        node = made_by[node.input[0]]
+    folded = []
+    if node.op_type == "Add" and len(node.input) == 2:
+        bias, inner = (node.input[1], node.input[0]) if node.input[1] in weights else (node.input[0], node.input[1])
+        if not private(inner) or made_by[inner].op_type != "MatMul":
+            return []
+        folded.append(bias)
+        node = made_by[inner]
+    if node.op_type != "MatMul" or node.input[1] not in weights or readers.get(node.input[1]) != 1:
+        return []
+    w = weights[node.input[1]]
+    if len(w.dims) != 2 or w.data_type != onnx.TensorProto.FLOAT or not all(const_vector(b, w.dims[1]) for b in folded):
+        return []
+    return [node.input[1], *folded]
+
+
 def apply(src: Path, dst: Path, smoothing: list[Smoothing]) -> Path:
     """Write the smoothed float model: same function, int8-friendlier activations."""
     model = onnx.load(str(src))
     by_tensor = {s.tensor: s for s in smoothing}
     weights = {t.name: t for t in model.graph.initializer}
-    # Insert one Mul per smoothed tensor right where it is read, and rescale the weights.
+
+    def rescale(name: str, factor: np.ndarray) -> None:
+        weights[name].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights[name]).astype(np.float32) * factor,
+                                                       name))
+
+    # Fold the division into the producer where nothing else reads the tensor (see above),
+    # else insert one Mul right where it is read; then rescale the weights that read it.
+    folded = {tensor: names for tensor in by_tensor if (names := foldable_into(model, tensor))}
+    for tensor, names in folded.items():
+        for name in names:
+            rescale(name, 1.0 / by_tensor[tensor].scales)
     new_nodes = []
-    inserted: set[str] = set()
+    inserted: set[str] = set(folded)
     for node in model.graph.node:
         tensor = node.input[0] if node.op_type == "MatMul" and node.input else None
         if tensor in by_tensor:
             s = by_tensor[tensor].scales
-            smoothed = f"{tensor}/smoothed"
+            smoothed = tensor if tensor in folded else f"{tensor}/smoothed"
             if tensor not in inserted:
                 inv = f"{tensor}/smooth_inv"
                 model.graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), inv))
                 new_nodes.append(helper.make_node("Mul", [tensor, inv], [smoothed], name=f"{tensor}/smooth"))
                 inserted.add(tensor)
-            w = weights[node.input[1]]
-            w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w).astype(np.float32) * s[:, None], w.name))
+            rescale(node.input[1], s[:, None])
             node.input[0] = smoothed
         new_nodes.append(node)
     del model.graph.node[:]
