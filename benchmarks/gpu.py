@@ -29,7 +29,8 @@ GPU's name and driver.
 Where no GPU ran it, BENCHMARKS.md says so: no figure is made up.
 
 `--quick --check` (CI, any host) measures no GPU figure: it runs `build --quick` into a
-temporary folder (or `--out`) and checks what the build decides on the CPU: every artifact
+temporary folder (or `--out`; with `--built`, it checks the `build --quick` already in
+`--out` instead) and checks what the build decides on the CPU: every artifact
 ships fp16, gated in the runtime it pins, its image carries cuDNN's convolution libraries
 only where the model has convolutions, and the fp16 model is at most FP16_SIZE_LIMIT of the
 float model's bytes (fp16 halves the weights; the graph and integer tensors stay).
@@ -442,11 +443,14 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
-def quick_check(out: Path) -> int:
-    """The build side of the cuda-gpu target, checked (no GPU figure): see the docstring."""
+def quick_check(out: Path, built: bool = False) -> int:
+    """The build side of the cuda-gpu target, checked (no GPU figure): see the docstring.
+    `built`: check the `build --quick` already in `out`."""
     from benchmarks.quick import Ratio, report as check_report
 
-    plan = build(out, quick=True)
+    plan = json.loads((out / "plan.json").read_text()) if built else build(out, quick=True)
+    if built and [a["name"] for a in plan["artifacts"]] != ["demo", "cnn"]:
+        raise SystemExit(f"--built: {out} holds a full build, not `build --quick`")
     ratios, problems = [], []
     for artifact in plan["artifacts"]:
         name = artifact["name"]
@@ -485,13 +489,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="build: the demo and the CNN only (no MiniLM); "
                         "with --check and no step: check that build's CPU side (no GPU figure)")
     parser.add_argument("--check", action="store_true", help="with --quick: exit 1 if a check fails")
+    parser.add_argument("--built", action="store_true", help="with --quick --check --out DIR: check the "
+                        "`build --quick --out DIR` already there instead of building")
     parser.add_argument("--allow-cpu", action="store_true", help="run: on a host without a GPU (CI), marked so")
     parser.add_argument("--sweep", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     if args.quick and args.check and args.step == "all":
         if args.out:
-            raise SystemExit(quick_check(args.out))
+            raise SystemExit(quick_check(args.out, built=args.built))
+        if args.built:
+            raise SystemExit("--built checks the build in --out DIR: name the folder")
         with tempfile.TemporaryDirectory(prefix="mlpack-gpu-quick-") as tmp:
             code = quick_check(Path(tmp))
         raise SystemExit(code)

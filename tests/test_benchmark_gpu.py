@@ -21,6 +21,7 @@ from mlpack.targets import load_target
 
 from .conftest import REPO
 from .pyramid import heavy
+from .quick_checks import quick_check
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +49,11 @@ def test_build_keeps_each_app_its_images_cuda_libraries_and_the_float_reference(
     for name in ("demo", "cnn"):
         assert (built / "apps" / name / "runtime.json").is_file()
         assert (built / "inputs" / f"{name}-reference.npy").is_file()
+
+
+def test_the_quick_check_passes_on_this_build(built: Path) -> None:
+    """benchmarks/gpu.py --quick --check on the build above (no build of its own)."""
+    quick_check("gpu", "--out", str(built), "--built")
 
 
 def test_where_cuda_does_not_load_the_run_fails_and_says_why(built: Path) -> None:

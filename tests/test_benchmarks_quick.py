@@ -4,9 +4,10 @@ goal its section of BENCHMARKS.md states (benchmarks/quick.py). The scripts with
 yet are listed, with why, and the list is checked against the scripts.
 
 Scripts that serve or package the demo get the session's demo artifact (`--artifact`), so
-the quick run adds its measurement, not a build; a script that measures an image runs in
-the test file whose fixture built one (ON_AN_IMAGE). `--help` of every script runs too, so a
-full mode that no longer imports fails here."""
+the quick run adds its measurement, not a build; a script that checks what another test
+file's fixture built (an image, the cuda-gpu benchmark's build) runs there
+(BUILT_ELSEWHERE). `--help` of every script runs too, so a full mode that no longer
+imports fails here."""
 
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ from .quick_checks import REPO, quick_check
 # The quick modes that take a second or two: they run in `make test-fast`.
 QUICK = ["request_memory"]
 # The quick modes that build, serve or start processes (seconds each): slow.
-SLOW_QUICK = ["agent_bench", "optimize_bench", "large_model", "build_memory", "gpu", "fault_table", "text_processing",
+SLOW_QUICK = ["agent_bench", "optimize_bench", "large_model", "build_memory", "fault_table", "text_processing",
               "vision"]
 # The quick modes that reuse the session's demo artifact for a target: slow.
 ON_THE_DEMO = {"serve_protocols": "x86-cpu", "serve_throughput": "x86-cpu", "lambda_cold_start": "aws-lambda"}
-# The quick modes that measure an image another test file's fixture built: run there.
-ON_AN_IMAGE = {"image_sizes": "test_image.py"}
+# The quick modes that check what another test file's fixture built: run there.
+BUILT_ELSEWHERE = {"image_sizes": "test_image.py", "gpu": "test_benchmark_gpu.py"}
 # Scripts without a quick mode yet, with why.
 NO_QUICK_MODE_YET: dict[str, str] = {}
 HELPERS = {"__init__", "markdown", "quick", "minilm_model", "child", "routes", "reference_recipes"}  # imported by the scripts, not run
@@ -39,12 +40,12 @@ def scripts() -> set[str]:
 
 
 def test_every_benchmark_script_has_a_quick_check_or_says_why_not() -> None:
-    with_quick = [*QUICK, *SLOW_QUICK, *ON_THE_DEMO, *ON_AN_IMAGE]
+    with_quick = [*QUICK, *SLOW_QUICK, *ON_THE_DEMO, *BUILT_ELSEWHERE]
     assert len(set(with_quick)) == len(with_quick) and not set(with_quick) & set(NO_QUICK_MODE_YET)
     assert scripts() == set(with_quick) | set(NO_QUICK_MODE_YET)
     for name in with_quick:
         assert "--quick --check" in (REPO / "benchmarks" / f"{name}.py").read_text(), name
-    for name, test_file in ON_AN_IMAGE.items():
+    for name, test_file in BUILT_ELSEWHERE.items():
         assert f'quick_check("{name}"' in (REPO / "tests" / test_file).read_text(), f"{test_file} runs {name}"
 
 
