@@ -448,6 +448,8 @@ def quick_check(out: Path, built: bool = False) -> int:
     `built`: check the `build --quick` already in `out`."""
     from benchmarks.quick import Ratio, report as check_report
 
+    if built and not (out / "plan.json").is_file():
+        raise SystemExit(f"--built: {out} holds no build; run `python -m benchmarks.gpu build --quick --out {out}` first")
     plan = json.loads((out / "plan.json").read_text()) if built else build(out, quick=True)
     if built and [a["name"] for a in plan["artifacts"]] != ["demo", "cnn"]:
         raise SystemExit(f"--built: {out} holds a full build, not `build --quick`")
