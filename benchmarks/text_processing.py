@@ -291,7 +291,8 @@ def quick() -> list[Ratio]:
         # which the groups' extra runs wake more often), where a quiet machine gives 1.09x. A
         # real regression fails every try; each try's ratio is printed.
         for attempt in range(GROUPS_QUICK_ATTEMPTS):
-            batches = in_process(result, model, texts[64:], tmp, 32, 40)
+            (tmp / f"try-{attempt}").mkdir()  # each try writes its own apps and recipe
+            batches = in_process(result, model, texts[64:], tmp / f"try-{attempt}", 32, 40)
             one, groups = (r["best_cpu_s"] for name, r in batches.items() if name.startswith("mlpack"))
             print(f"length groups / one batch, try {attempt + 1}: {groups / one:.3f}")
             if groups / one <= GROUPS_QUICK_LIMIT:
