@@ -57,6 +57,21 @@ def report(ratios: list[Ratio], check: bool) -> int:
     return 1 if check and not all(r.ok for r in ratios) else 0
 
 
+def measured_again(run: Callable[[int], list[Ratio]], attempts: int = 3) -> list[Ratio]:
+    """`run(try_number)`, again while any of its ratios is past its limit, up to `attempts` tries;
+    each try's lines are printed, the last try's ratios returned.
+
+    For the checks whose two sides share the 2 cores with three pytest workers: one try can
+    land on another process's burst (a served route at 2.0x where quiet runs give 0.7x to
+    1.3x), a real regression fails every try."""
+    for attempt in range(1, attempts + 1):
+        ratios = run(attempt)
+        if attempt == attempts or all(r.ok for r in ratios):
+            return ratios
+        print(*(f"try {attempt} of at most {attempts}: {r.line()}" for r in ratios), sep="\n")
+    raise ValueError("attempts must be at least 1")
+
+
 def add_artifact_option(parser: argparse.ArgumentParser, target: str) -> None:
     parser.add_argument("--artifact", type=Path, metavar="DIR",
                         help=f"with --quick: the demo's {target} artifact to reuse (the test session builds one); "

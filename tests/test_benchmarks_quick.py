@@ -72,3 +72,31 @@ def test_the_slower_quick_check_passes(name: str) -> None:
 def test_the_quick_check_passes_on_the_sessions_demo(name: str,
                                                      demo_artifact: Callable[[str], BuildResult]) -> None:
     quick_check(name, "--artifact", str(demo_artifact(ON_THE_DEMO[name]).path))
+
+
+def _tries(values: list[float]) -> tuple[list[int], Callable[[int], list]]:
+    from benchmarks.quick import Ratio
+
+    calls: list[int] = []
+
+    def run(attempt: int) -> list[Ratio]:
+        calls.append(attempt)
+        return [Ratio("x", values[attempt - 1], 1.0, 1.5)]
+    return calls, run
+
+
+def test_a_check_past_its_limit_is_measured_again_and_the_passing_try_is_reported(capsys) -> None:
+    from benchmarks.quick import measured_again
+
+    calls, run = _tries([2.0, 1.2, 9.0])
+    assert [r.value for r in measured_again(run)] == [1.2]
+    assert calls == [1, 2]
+    assert capsys.readouterr().out == "try 1 of at most 3: check: x: 2 / 1 = 2.000 (at most 1.5): REGRESSION\n"
+
+
+def test_a_check_past_its_limit_in_every_try_fails_with_the_last_one() -> None:
+    from benchmarks.quick import measured_again
+
+    calls, run = _tries([2.0, 3.0, 4.0])
+    ratios = measured_again(run)
+    assert calls == [1, 2, 3] and [(r.value, r.ok) for r in ratios] == [(4.0, False)]
