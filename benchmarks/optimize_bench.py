@@ -125,7 +125,7 @@ def _time_more(result: OptimizationResult, run, batches: tuple[int, ...], budget
     timed = [c for c in result.candidates if c.latency]
     if not timed or len(timed[0].latency) < 2:
         return
-    sessions = {c.name: session(c.path, run.target, run.providers) for c in timed}
+    sessions = {c.name: session(c.path, run.target, run.providers, as_recipe=c.reference) for c in timed}
     for batch in (b for b in batches if b not in timed[0].latency):
         for name, latency in latencies(sessions, run.held_out, batch, budget_s=budget_s).items():
             next(c for c in timed if c.name == name).latency[batch] = latency
@@ -352,7 +352,7 @@ def head_to_head(result: OptimizationResult, names: tuple[str, ...], data: Path,
     from mlpack.optimize.measure import latencies, session
 
     target = load_target(result.target)
-    sessions = {c.name: session(c.path, target) for c in result.candidates if c.name in names}
+    sessions = {c.name: session(c.path, target, as_recipe=c.reference) for c in result.candidates if c.name in names}
     rows = EvalData(dict(np.load(data)), None, data.name, synthetic=False)
     return {name: lat.p50_ms for name, lat in latencies(sessions, rows, batch, budget_s=budget_s).items()}
 

@@ -107,7 +107,8 @@ class HeldOutGate:
 
     @classmethod
     def of(cls, run: Run) -> HeldOutGate:
-        return cls(run.held_out, run.reference, run.output_names, run.gate, run.outputs)
+        return cls(run.held_out, run.reference, run.output_names, run.gate,
+                   lambda path, rows: run.outputs(path, rows, as_recipe=True))
 
     def max_drop(self) -> float:
         """How far the gate's primary metric (Verdict.quality: the worst output's cosine mean,

@@ -186,7 +186,7 @@ def nncf_reference(model: Path, calibration: np.ndarray, gate_rows: np.ndarray, 
     float_session = session(model, target)
     gate = HeldOutGate(held_out, outputs(float_session, held_out), [o.name for o in float_session.get_outputs()],
                        _gate(options),
-                       lambda path, rows: outputs(session(path, target), rows))
+                       lambda path, rows: outputs(session(path, target, as_recipe=True), rows))
     try:
         nncf_qwac(model, EvalData({name: calibration}, None, "calibration images", False), dst, gate)
     except Exception as exc:  # the recipe is what is measured: its failure is a result
@@ -246,7 +246,7 @@ def compare(model: Path, shipped: Path, references: dict[str, Path], check: np.n
     target = load_target(TARGET)
     name = _input_name(model)
     paths = {"float": model, "mlpack": shipped} | references
-    sessions = {key: session(path, target) for key, path in paths.items()}
+    sessions = {key: session(path, target, as_recipe=key in references) for key, path in paths.items()}
     data = EvalData({name: check}, None, "check rows", False)
     got = {key: outputs(sess, data)[0] for key, sess in sessions.items()}
     settings = _gate(options)

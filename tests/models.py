@@ -54,6 +54,21 @@ def free_width_model(path: Path, features: int = 4, outputs: int = 3) -> Path:
     return save_graph(graph, path)
 
 
+def residual_layer_norm_model(path: Path, hidden: int = 8) -> Path:
+    """LayerNormalization(x + r) over [batch, sequence, hidden]: the pattern onnxruntime fuses into
+    SkipLayerNormalization (SkipLayerNormFusion), as in every transformer block."""
+    shape = ["batch", "sequence", hidden]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "r"], ["sum"]),
+         helper.make_node("LayerNormalization", ["sum", "gamma", "beta"], ["y"], axis=-1)],
+        "residual_layer_norm",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in ("x", "r")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(np.ones(hidden, np.float32), "gamma"),
+         numpy_helper.from_array(np.zeros(hidden, np.float32), "beta")])
+    return save_graph(graph, path)
+
+
 def linear_reference(path: Path, x: np.ndarray) -> np.ndarray:
     """What onnxruntime answers for the model, the reference a server must match."""
     import onnxruntime as ort

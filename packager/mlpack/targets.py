@@ -49,6 +49,10 @@ class Runtime(_Strict):
     intra_op_threads: int = Field(0, ge=0, description="0 lets onnxruntime choose")
     inter_op_threads: int = Field(0, ge=0)
     enable_cpu_mem_arena: bool = True
+    disabled_optimizers: list[str] = Field(
+        default_factory=list,
+        description="onnxruntime graph optimizers (by name, e.g. SkipLayerNormFusion) the session leaves out",
+    )
 
     def session_settings(self) -> dict[str, Any]:
         """The `session` settings of runtime.json: what serving, the gate and the timer open sessions with."""

@@ -44,11 +44,18 @@ def target_providers(target: Target, model: Path) -> tuple[list[str] | None, str
     return None, f"{wanted[0]} did not load on this host ({runtime} ran the session on {got})"
 
 
-def session(path: Path, target: Target, providers: list[str] | None = None):
+def session(path: Path, target: Target, providers: list[str] | None = None, *, as_recipe: bool = False):
     """A session in the onnxruntime the target pins (see mlpack.pinned_runtime), made by the
     serving runtime's own `open_session` with the target's settings (threads, arena, graph
-    level), on `providers`: by default the CPU, which every host has."""
-    return for_target(target).open(path, target.runtime.session_settings(), providers or CPU)
+    level, fusions left out), on `providers`: by default the CPU, which every host has.
+
+    `as_recipe`: a reference recipe's model (benchmarks), opened as its user would open it:
+    the same threads and graph level, with every fusion onnxruntime has, so a ratio against
+    it counts what the target's `disabled_optimizers` buy."""
+    settings = target.runtime.session_settings()
+    if as_recipe:
+        settings["disabled_optimizers"] = []
+    return for_target(target).open(path, settings, providers or CPU)
 
 
 def run_time_ms(sess, feed: dict[str, np.ndarray]) -> float:

@@ -325,7 +325,7 @@ def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
     sessions = {}
     for c in run.candidates:
         try:
-            sessions[c.name] = session(c.path, run.target, providers)
+            sessions[c.name] = session(c.path, run.target, providers, as_recipe=c.reference)
         except Exception as exc:  # already failed the gate for the same reason; not timed
             run.log(f"{c.name}: not timed, it does not load ({first_line(exc)})")
     # Only batch sizes the model accepts: its fixed batch, if it has one. The larger batch holds at

@@ -80,15 +80,16 @@ class Run:
 
     # ---- what variants use -----------------------------------------------------------
 
-    def outputs(self, path: Path, data: EvalData) -> list[np.ndarray]:
+    def outputs(self, path: Path, data: EvalData, as_recipe: bool = False) -> list[np.ndarray]:
         """A model's outputs on `data`, from a session made as the target serves, in its pinned
-        onnxruntime, on the target's provider when it is here, else the CPU."""
-        return outputs(session(path, self.target, self.providers), data)
+        onnxruntime, on the target's provider when it is here, else the CPU (`as_recipe`:
+        measure.session)."""
+        return outputs(session(path, self.target, self.providers, as_recipe=as_recipe), data)
 
     def compare(self, reference: list[np.ndarray], got: list[np.ndarray], labels: np.ndarray | None = None) -> Verdict:
         return compare(reference, got, self.output_names, self.gate, labels)
 
-    def gated(self, name: str, path: Path, recipe: str = "") -> Candidate:
+    def gated(self, name: str, path: Path, recipe: str = "", as_recipe: bool = False) -> Candidate:
         """A candidate for `path`, gated against float on the held-out rows; not kept yet."""
         problem = fit_ir_version(path, self.max_ir_version)
         candidate = Candidate(name, path, model_bytes(path), recipe)  # external data counted in
@@ -96,7 +97,7 @@ class Run:
             candidate.passed, candidate.reason = False, f"the runtime the target ships cannot read it: {problem}"
             return candidate
         try:
-            got = self.outputs(path, self.held_out)
+            got = self.outputs(path, self.held_out, as_recipe)
         except Exception as exc:  # e.g. an operator the pinned onnxruntime lacks a kernel for
             candidate.passed = False
             candidate.reason = (f"could not run in {for_target(self.target)} on {self.providers[0]}, so accuracy "
@@ -123,8 +124,8 @@ class Run:
                  + ("" if candidate.passed else f" ({candidate.reason})"))
         return candidate
 
-    def add(self, name: str, path: Path, recipe: str) -> Candidate:
-        return self.keep(self.gated(name, path, recipe))
+    def add(self, name: str, path: Path, recipe: str, as_recipe: bool = False) -> Candidate:
+        return self.keep(self.gated(name, path, recipe, as_recipe))
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -159,10 +160,11 @@ class Run:
                 self.log(f"{variant.name}: skipped, {outcome.skipped}")
 
     def add_reference(self, name: str, path: Path, recipe: str) -> Candidate:
-        """Gate a model made elsewhere beside the candidates: timed with them, never picked (benchmarks)."""
+        """Gate a model made elsewhere beside the candidates: timed with them, never picked (benchmarks);
+        gated and timed in a session as its recipe's user opens it (measure.session's `as_recipe`)."""
         if self.problem:
             raise MlpackError(f"cannot compare {name} with float: {self.problem}")
-        candidate = self.add(name, path, recipe)
+        candidate = self.add(name, path, recipe, as_recipe=True)
         candidate.reference = True
         return candidate
 

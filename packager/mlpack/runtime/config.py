@@ -60,7 +60,8 @@ def serving_providers(settings: Mapping[str, Any]) -> list[str]:
 
 def open_session(model: str | Path | bytes, settings: Mapping[str, Any], providers: Sequence[str] | None = None,
                  external_data_folder: str | Path | None = None):
-    """An onnxruntime session for a model file (or serialized model) with these settings.
+    """An onnxruntime session for a model file (or serialized model) with these settings
+    (and without the graph optimizers they disable).
 
     `providers` defaults to `serving_providers(settings)`; the optimizer passes its own
     (the CPU provider to gate, the target's providers to time). A serialized model whose
@@ -72,7 +73,10 @@ def open_session(model: str | Path | bytes, settings: Mapping[str, Any], provide
     options = session_options(settings)
     if external_data_folder is not None and isinstance(model, bytes):
         options.add_session_config_entry(_EXTERNAL_DATA_FOLDER, str(external_data_folder))
-    return ort.InferenceSession(source, sess_options=options, providers=chosen)
+    # Named graph optimizers left out (the target's `disabled_optimizers`): a fusion whose
+    # kernel is slower than the ops it replaces on the target's CPU (docs/optimization.md).
+    return ort.InferenceSession(source, sess_options=options, providers=chosen,
+                                disabled_optimizers=list(settings.get("disabled_optimizers", ())) or None)
 
 
 @dataclass(frozen=True)
