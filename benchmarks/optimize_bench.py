@@ -56,8 +56,11 @@ from mlpack.targets import load_target
 ROOT = Path(__file__).resolve().parent.parent
 HEADING = "Model optimization"
 COMMAND = "python -m benchmarks.optimize_bench --write"
-NOISE_NOTE = ('`dynamic-int8` and `plain-dynamic-pc` are the same recipe (quantize_dynamic per channel, on the prun'
-              "ed and on the original graph): the gap between their latencies is this machine's timing noise, the yardstick for the ratios below.")
+NOISE_NOTE = ("`dynamic-int8` and `plain-dynamic-pc` are the same recipe (quantize_dynamic per channel, on the "
+              "pruned and on the original graph), opened differently: mlpack's candidates with x86-cpu's "
+              "`disabled_optimizers` (SkipLayerNormFusion off), the references as onnxruntime opens a model by "
+              "default. The gap between their latencies is what that setting buys on this graph, plus this "
+              "machine's timing noise.")
 SENTENCES = 320  # the optimizer calibrates on the first quarter, gates on the other 240
 QUICK_BUDGET_S = 2.0
 QUICK_ROWS = 160
@@ -383,11 +386,30 @@ def quick() -> list[Ratio]:
     ]
 
 
-MINILM_END_TO_END = (
-    "Issue 20's MiniLM goal, 1.2x the speed of `plain-dynamic-pc` at batch 32 at equal or better accuracy, is not "
-    "reached by the model alone on rows padded to 128 tokens (the ratio above). End to end, sentences in and "
-    "embeddings out, where the artifact's length groups count too, the ratio and its verdict are in section \"Sentence batches in one process\" "
-    "(`python -m benchmarks.text_processing`), with the model's share and the groups' share apart.")
+MINILM_GOAL = 1.2  # issue 20: the MiniLM pick's speed against plain-dynamic-pc at batch 32, at equal or better accuracy
+
+
+def minilm_goal(result: OptimizationResult, batch: int = 32) -> str:
+    """Issue 20's MiniLM goal on the model alone, from this run's figures."""
+    pick = result.chosen
+    plain = next((c for c in result.candidates if c.name == "plain-dynamic-pc"), None)
+    head = (f"Issue 20's MiniLM goal, {MINILM_GOAL:g}x the speed of `plain-dynamic-pc` at batch {batch} at equal or "
+            "better accuracy, by the model alone on rows padded to 128 tokens")
+    if plain is None or batch not in pick.latency or batch not in plain.latency or not pick.metrics:
+        return f"{head}: not measured in this run."
+    key_mean = next(k for k in pick.metrics if k.endswith("cosine_mean"))
+    key_min = key_mean.replace("mean", "min")
+    speed = plain.latency[batch].p50_ms / pick.latency[batch].p50_ms
+    accurate = pick.metrics[key_mean] >= plain.metrics[key_mean] and pick.metrics[key_min] >= plain.metrics[key_min]
+    met = speed >= MINILM_GOAL and accurate
+    return (f"{head}: `{pick.name}` {speed:.2f}x, cosine mean {pick.metrics[key_mean]:.4f} vs "
+            f"{plain.metrics[key_mean]:.4f}, min {pick.metrics[key_min]:.4f} vs {plain.metrics[key_min]:.4f}: "
+            f"**{'met' if met else 'not reached'}** in this run. `plain-dynamic-pc` runs as onnxruntime opens a "
+            "model by default, every fusion on; mlpack's candidates with x86-cpu's `disabled_optimizers` "
+            "(SkipLayerNormFusion off, docs/optimization.md), which is most of the gap: an onnxruntime user who "
+            "knew could set it too. Batch-32 timings move from run to run. End to end, sentences in and embeddings "
+            "out, where the artifact's length groups count too, the ratio and its verdict are in section "
+            "\"Sentence batches in one process\" (`python -m benchmarks.text_processing`).")
 
 
 def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[OptimizationResult],
@@ -412,7 +434,7 @@ def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[Opt
                 "float's. Sequences padded to 128 tokens.", "", *_table(result), "", NOISE_NOTE, "", *lines, ""]
         out += ["How each variant was made:", ""] + [f"- `{c.name}`: {c.recipe}." for c in result.candidates]
         out += [f"- `{name}` not tried: {why}" for name, why in result.skipped] + [""]
-        out += [MINILM_END_TO_END, ""]
+        out += [minilm_goal(result), ""]
     for result in demo:
         out += [f"### Demo digits classifier, target {result.target}", "", *_table(result), "",
                 f"Pick: `{result.chosen.name}`: {result.why}.", ""]
