@@ -47,7 +47,7 @@ from typing import Callable
 import numpy as np
 
 from benchmarks.markdown import write_section
-from benchmarks.quick import Ratio, add_options, report
+from benchmarks.quick import Ratio, add_options, measured_again, report
 from mlpack.model.info import inspect_model
 from mlpack.optimize import OptimizationResult, make_candidates, time_and_pick
 from mlpack.optimize.run import Run
@@ -394,19 +394,25 @@ def quick() -> list[Ratio]:
         result = optimize_beside(model, "x86-cpu", folder / "work", data, QUICK_BUDGET_S,
                                  plain_recipes(model, folder, ("plain-dynamic-pc",)))
         pick = result.chosen
-        ms = head_to_head(result, (pick.name, "plain-dynamic-pc"), data, 32, HEAD_TO_HEAD_S)
-    print(result.table(), *verdict(result, "plain-dynamic-pc"), sep="\n")
-    plain = next(c for c in result.candidates if c.name == "plain-dynamic-pc")
-    band = 1 + load_target(result.target).optimize.tolerance
+        print(result.table(), *verdict(result, "plain-dynamic-pc"), sep="\n")
+        plain = next(c for c in result.candidates if c.name == "plain-dynamic-pc")
+        band = 1 + load_target(result.target).optimize.tolerance
+
+        def latency(attempt: int) -> list[Ratio]:
+            # The optimizer's own tie rule (optimize/select.py): within the band, or within NOTICEABLE_MS,
+            # the wider of the two for a model that answers in under half a millisecond. Timed again
+            # while past it (measured_again): under a loaded full run one try gave 1.127 against 1.118.
+            ms = head_to_head(result, (pick.name, "plain-dynamic-pc"), data, 32, HEAD_TO_HEAD_S)
+            plain_ms = ms["plain-dynamic-pc"]
+            return [Ratio(f"batch-32 p50 latency: the pick ({pick.name}) / plain-dynamic-pc, the two alone for "
+                          f"{HEAD_TO_HEAD_S:g} s (ms; tied within {(band - 1):.0%} or {NOTICEABLE_MS} ms)",
+                          ms[pick.name], plain_ms, max(band, (plain_ms + NOTICEABLE_MS) / plain_ms))]
+
+        timed = measured_again(latency)
     key = next(k for k in pick.metrics if k.endswith("cosine_min"))
-    # The optimizer's own tie rule (optimize/select.py): within the band, or within
-    # NOTICEABLE_MS, the wider of the two for a model that answers in under half a millisecond.
-    plain_ms = ms["plain-dynamic-pc"]
-    latency_limit = max(band, (plain_ms + NOTICEABLE_MS) / plain_ms)
     return [
         Ratio(f"size: the pick ({pick.name}) / plain-dynamic-pc (bytes)", pick.size_bytes, plain.size_bytes, band),
-        Ratio(f"batch-32 p50 latency: the pick ({pick.name}) / plain-dynamic-pc, the two alone for {HEAD_TO_HEAD_S:g} s "
-              f"(ms; tied within {(band - 1):.0%} or {NOTICEABLE_MS} ms)", ms[pick.name], plain_ms, latency_limit),
+        *timed,
         # As accurate, within the verdict's allowance: a full run under load once picked
         # dynamic-int8-per-tensor at cosine min 0.993993 against plain-dynamic-pc's 0.994017.
         Ratio(f"1 - cosine min: the pick ({pick.name}) / plain-dynamic-pc's + {AS_ACCURATE_MIN:g}",
