@@ -124,8 +124,8 @@ class Run:
                  + ("" if candidate.passed else f" ({candidate.reason})"))
         return candidate
 
-    def add(self, name: str, path: Path, recipe: str, as_recipe: bool = False) -> Candidate:
-        return self.keep(self.gated(name, path, recipe, as_recipe))
+    def add(self, name: str, path: Path, recipe: str) -> Candidate:
+        return self.keep(self.gated(name, path, recipe))
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -164,7 +164,7 @@ class Run:
         gated and timed in a session as its recipe's user opens it (measure.session's `as_recipe`)."""
         if self.problem:
             raise MlpackError(f"cannot compare {name} with float: {self.problem}")
-        candidate = self.add(name, path, recipe, as_recipe=True)
+        candidate = self.keep(self.gated(name, path, recipe, as_recipe=True))
         candidate.reference = True
         return candidate
 
