@@ -78,9 +78,13 @@ class CheckovSkip:
 class ContainerFacts:
     """The serving image (container/server) and the function image (container/lambda)."""
 
-    # A shell-less image: the base's Python, the libraries it links (found with ldd) and the
+    # A shell-less image: the base's Python, the libraries it links (as ldd lists them) and the
     # packages, copied onto an empty image.
     distroless: bool
+    # glibc's dynamic loader on the target's architecture (the ELF interpreter its ABI fixes):
+    # its `--list` prints what `ldd` prints, without ldd's bash script around it, which under
+    # qemu-user costs about ten times the listing itself (arm64 images built on x86).
+    loader: str
     uid: int
     gid: int
     user: str  # "uid:gid"
@@ -360,6 +364,9 @@ def short_sha(sha256: str) -> str:
     return sha256[:SHORT_SHA_LENGTH]
 
 
+GLIBC_LOADER = {"x86_64": "/lib64/ld-linux-x86-64.so.2", "aarch64": "/lib/ld-linux-aarch64.so.1"}
+
+
 def container_facts(ctx: RenderContext) -> ContainerFacts:
     config = "/opt/mlpack/agent/agent.json"
     return ContainerFacts(
@@ -367,6 +374,7 @@ def container_facts(ctx: RenderContext) -> ContainerFacts:
         # CUDA base's, which cuDNN dlopens): GPU images carry CUDA as wheels in site-packages,
         # which the copy takes whole.
         distroless=not ctx.target.image.provides_libraries,
+        loader=GLIBC_LOADER[ctx.target.platform.arch],
         uid=SERVICE_UID,
         gid=SERVICE_UID,
         user=SERVICE_USER,
