@@ -99,6 +99,16 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.undo()
 
 
+@pytest.fixture(scope="module")
+def short_timing() -> Iterator[None]:
+    """Builds time their candidates for 0.2 s instead of TIMING_BUDGET_S (10 s), for tests
+    where what is built, gated and served is under test, not latency. Module-scoped, so a
+    module's shared builds get it too; the pick still ranks measured latencies."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("mlpack.optimize.pipeline.TIMING_BUDGET_S", 0.2)
+        yield
+
+
 @pytest.fixture
 def linear_onnx(tmp_path: Path) -> Path:
     return linear_model(tmp_path / "linear.onnx")

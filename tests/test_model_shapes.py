@@ -20,17 +20,14 @@ from mlpack.targets import load_target
 from . import shape_models as shapes
 from .demo_data import held_out
 
+# These models take microseconds; the gate, not the timing, is under test here.
+pytestmark = pytest.mark.usefixtures("short_timing")
+
 
 def inspect_lines(model: Path) -> list[str]:
     result = CliRunner().invoke(app, ["inspect", str(model)])
     assert result.exit_code == 0, result.stderr
     return result.stdout.splitlines()
-
-
-@pytest.fixture(autouse=True)
-def _short_timing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These models take microseconds; the gate, not the timing, is under test here."""
-    monkeypatch.setattr("mlpack.optimize.pipeline.TIMING_BUDGET_S", 0.2)
 
 
 # ---- ZipMap: seq(map(class, probability)) ------------------------------------------

@@ -33,8 +33,7 @@ print(json.dumps(model.predict({"text": [[s] for s in json.loads(sys.argv[1])]})
 """
 
 
-def test_a_text_pipeline_answers_inside_the_x86_image(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("mlpack.optimize.pipeline.TIMING_BUDGET_S", 0.2)
+def test_a_text_pipeline_answers_inside_the_x86_image(tmp_path: Path, short_timing) -> None:
     model, pipe = shapes.text_classifier(tmp_path / "text.onnx")
     result = build(BuildRequest(model=model, target="x86-cpu", out=tmp_path / "out"), Progress(quiet=True))
     image = CliRunner().invoke(app, ["image", str(result.path), "--builder", "buildah",

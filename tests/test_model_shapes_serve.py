@@ -30,14 +30,6 @@ Predict = Callable[[dict], tuple[int, Any]]
 
 
 @pytest.fixture(scope="module")
-def fast_timing() -> Iterator[None]:
-    """Tiny models: what is under test is the shape of what they take and answer, not timing."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("mlpack.optimize.pipeline.TIMING_BUDGET_S", 0.2)
-        yield
-
-
-@pytest.fixture(scope="module")
 def sklearn_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any, Path, dict]]:
     """name -> (model.onnx, fitted estimator, calibration .npz, probe inputs for /predict)."""
     folder = tmp_path_factory.mktemp("sklearn-models")
@@ -100,7 +92,7 @@ def served(result: BuildResult, home: Path):
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("kind", ["zipmap", "text"])
 def test_a_scikit_learn_model_answers_as_scikit_learn_on_every_target(
-    kind: str, target: str, sklearn_models, fast_timing, tmp_path: Path
+    kind: str, target: str, sklearn_models, short_timing, tmp_path: Path
 ) -> None:
     model, estimator, calibration, probe = sklearn_models[kind]
     result = build(BuildRequest(model=model, target=target, out=tmp_path / "out", calibration=calibration),
@@ -125,7 +117,7 @@ def test_a_scikit_learn_model_answers_as_scikit_learn_on_every_target(
 
 
 @pytest.mark.parametrize("target", ["x86-cpu", "aws-lambda"])
-def test_external_weights_ship_beside_the_model_and_serve(target: str, fast_timing, tmp_path: Path) -> None:
+def test_external_weights_ship_beside_the_model_and_serve(target: str, short_timing, tmp_path: Path) -> None:
     import zipfile
 
     model = shapes.external_model(tmp_path / "source")
@@ -148,7 +140,7 @@ def test_external_weights_ship_beside_the_model_and_serve(target: str, fast_timi
 
 
 @pytest.mark.parametrize("target", ["x86-cpu", "aws-lambda"])
-def test_several_inputs_one_optional_are_served_with_and_without_it(target: str, fast_timing, tmp_path: Path) -> None:
+def test_several_inputs_one_optional_are_served_with_and_without_it(target: str, short_timing, tmp_path: Path) -> None:
     model = shapes.optional_model(tmp_path / "optional.onnx")
     result = build(BuildRequest(model=model, target=target, out=tmp_path / "out"), Progress(quiet=True))
     x = np.arange(6, dtype=np.float32).reshape(2, 3)

@@ -78,7 +78,7 @@ def cosine(a, b) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 @heavy
-def minilm(tmp_path_factory: pytest.TempPathFactory):
+def minilm(tmp_path_factory: pytest.TempPathFactory, short_timing):
     from benchmarks.minilm_model import build_minilm, package_dir, sentences
 
     folder = tmp_path_factory.mktemp("minilm")

@@ -65,7 +65,7 @@ def expected_classes(model: Path, png: bytes) -> tuple[list[str], np.ndarray]:
 
 @pytest.fixture(scope="module")
 @heavy
-def image_bento(tmp_path_factory: pytest.TempPathFactory):
+def image_bento(tmp_path_factory: pytest.TempPathFactory, short_timing):
     folder = tmp_path_factory.mktemp("image-bento")
     result, model = image_build(folder, "x86-cpu")
     with BentoServer(result.path / "bento", folder / "home") as server:
@@ -74,7 +74,7 @@ def image_bento(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 @heavy
-def text_bento(tmp_path_factory: pytest.TempPathFactory):
+def text_bento(tmp_path_factory: pytest.TempPathFactory, short_timing):
     folder = tmp_path_factory.mktemp("text-bento")
     result, model, tokenizer = text_build(folder, "x86-cpu")
     with BentoServer(result.path / "bento", folder / "home") as server:
@@ -131,7 +131,7 @@ def test_the_bento_answers_raw_sentences_as_tokenizer_plus_onnxruntime(text_bent
 
 @pytest.fixture(scope="module")
 @heavy
-def lambda_builds(tmp_path_factory: pytest.TempPathFactory):
+def lambda_builds(tmp_path_factory: pytest.TempPathFactory, short_timing):
     folder = tmp_path_factory.mktemp("processing-lambda")
     image, image_model = image_build(folder / "image", "aws-lambda")
     text, _, tokenizer = text_build(folder / "text", "aws-lambda")
