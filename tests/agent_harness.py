@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def free_port() -> int:
@@ -30,14 +30,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate, timeout_s: float, interval_s: float = 0.05, what: str = "condition"):
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.05, what: str = "condition",
+             state: Callable[[], str] | None = None):
+    """`predicate()` once it is true; on timeout, an error naming `what`, and `state()` (how far
+    it got) where given."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}"
+                               + (f": {state()}" if state is not None else ""))
         time.sleep(interval_s)
 
 

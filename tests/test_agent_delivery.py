@@ -305,7 +305,9 @@ def test_kill_9_during_an_outage_loses_no_data_point(tmp_path: Path) -> None:
         # A bound on the wait, not a timing check (the count is): a loaded fresh-clone run (every
         # file a third slower) ran past 30 s once.
         wait_for(lambda: receiver.sum_of("mlpack.inference.requests") >= client.sent, 90, interval_s=0.2,
-                 what="everything to arrive")
+                 what="everything to arrive", state=lambda: (
+                     f"{receiver.sum_of('mlpack.inference.requests'):.0f} of {client.sent} arrived; the agent's "
+                     f"log ends: {(agent.workdir / 'agent.log').read_text()[-1500:]}"))
         time.sleep(2)  # a duplicate would arrive now
     finally:
         sender._stop_event.set()
