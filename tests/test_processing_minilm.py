@@ -14,6 +14,7 @@ import pytest
 
 from mlpack.build import BuildRequest, build
 from mlpack.progress import Progress
+from mlpack.runtime.config import load_runtime
 
 from .processing_models import served_app
 from .served_apps import BentoServer
@@ -119,7 +120,7 @@ def test_raw_sentences_through_the_bento_equal_tokenizer_plus_onnxruntime(minilm
     served = np.array(reply.json()["outputs"]["sentence_embedding"])
     rows = result.manifest.processing.preprocess.length_groups
     assert rows == 8 and len(probes) > rows  # the request runs in length groups
-    served_session = json.loads((result.path / "bento" / "src" / "runtime.json").read_text())["session"]
+    served_session = load_runtime(result.path / "bento" / "src" / "runtime.json").session
     shipped = reference_in_groups(result.path / "model" / "model.onnx", tokenizer, probes, rows,
                                   served_session["disabled_optimizers"])
     assert cosine(served, shipped).min() >= 0.9999  # the bundled tokenizer is the client's
