@@ -156,6 +156,21 @@ def test_a_pruning_that_fails_the_gate_is_never_shipped_and_the_report_says_why(
     assert not list((tmp_path / "work2").glob("pruned-0.25*")) and not list((tmp_path / "work2").glob("pruned-0.875*"))
 
 
+def test_a_ratio_that_rounds_back_to_every_channel_is_not_called_pruning(tmp_path: Path) -> None:
+    # 32-channel blocks, kept channels rounded up to 8: 0.0625 keeps 30 -> 32, nothing removed.
+    model = cnn_model(tmp_path / "cnn.onnx")
+    data = _data(tmp_path / "images.npz", "image", (3, 16, 16), rows=64)
+    result = optimize(inspect_model(model), _pruned_at([0.0625], "pruned-int8"), tmp_path / "work", data_path=data)
+    assert not {"pruned", "pruned-int8"} & {c.name for c in result.candidates}
+    assert ("no ratio of 0.0625 removes a channel: kept channels round up to a multiple of 8 and the blocks "
+            "have 32") in result.to_markdown()
+    # With a ratio that does remove some, only that one is tried.
+    result = optimize(inspect_model(model), _pruned_at([0.0625, 0.5]), tmp_path / "work2", data_path=data)
+    pruned = {c.name: c for c in result.candidates}["pruned"]
+    assert pruned.passed and pruned.path.name == "pruned-0.5.onnx"
+    assert not list((tmp_path / "work2").glob("pruned-0.0625*"))
+
+
 def _held_out_error(path: Path, x: np.ndarray, reference: np.ndarray) -> float:
     import onnxruntime as ort
 

@@ -116,6 +116,16 @@ class Pruner:
         self.targets = _capture(self.model, list(self.target_names.values()), self.rows)
         self.mask = _token_mask(self.rows)
 
+    def keep(self, block: Block, ratio: float) -> int:
+        """The channels of `block` that `ratio` keeps, rounded up to `multiple`."""
+        return min(block.channels,
+                   max(self.multiple, math.ceil((1 - ratio) * block.channels / self.multiple) * self.multiple))
+
+    def removes_any(self, ratio: float) -> bool:
+        """Whether `ratio` removes a channel from any block: on narrow blocks a small ratio
+        rounds back up to every channel, and the 'pruned' model would be the model itself."""
+        return any(self.keep(block, ratio) < block.channels for block in self.blocks)
+
     def prune(self, ratio: float, dst: Path, *, refit: bool = True) -> Pruned:
         """The model with `ratio` of each block's channels removed (kept counts rounded up to
         `multiple`), the second layers refit by least squares unless `refit` is False."""
@@ -123,8 +133,7 @@ class Pruner:
         model.CopyFrom(self.model)
         result = Pruned(dst, ratio, weights_before=layer_weights(model))
         for block in self.blocks:
-            keep = min(block.channels, max(self.multiple, math.ceil((1 - ratio) * block.channels / self.multiple)
-                                           * self.multiple))
+            keep = self.keep(block, ratio)
             if keep >= block.channels:
                 continue
             nodes = {n.name: n for n in model.graph.node}

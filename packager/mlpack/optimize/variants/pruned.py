@@ -50,6 +50,17 @@ def _not_applicable(model: onnx.ModelProto) -> str | None:
     return None if find_blocks(model) else NO_BLOCKS
 
 
+def _removing(pruner: Pruner, config: PrunedConfig) -> list[float]:
+    """The config's ratios that remove at least one channel somewhere."""
+    return [ratio for ratio in config.ratios if pruner.removes_any(ratio)]
+
+
+def _removes_nothing(pruner: Pruner, config: PrunedConfig) -> str:
+    widths = ", ".join(str(w) for w in sorted({b.channels for b in pruner.blocks}))
+    return (f"no ratio of {', '.join(f'{r:g}' for r in config.ratios)} removes a channel: kept channels round up "
+            f"to a multiple of {config.multiple} and the blocks have {widths}")
+
+
 def _recipe(pruned: Pruned, run: VariantRun) -> str:
     return (f"{pruned.ratio:.1%} of each block's channels removed: {pruned.describe()}; chosen by their "
             f"least-squares loss and the next layer refit on {run.calibration.describe()}")
@@ -114,7 +125,10 @@ class PrunedVariant(Variant):
             made[ratio] = pruner.prune(ratio, run.work / f"pruned-{ratio}.onnx")
             return made[ratio].path, _recipe(made[ratio], run)
 
-        candidate, ratio, failed = _largest_passing(run, self.name, list(self.config.ratios), make)
+        ratios = _removing(pruner, self.config)
+        if not ratios:
+            return Outcome(skipped=_removes_nothing(pruner, self.config))
+        candidate, ratio, failed = _largest_passing(run, self.name, ratios, make)
         if candidate is None:
             return Outcome(skipped=f"no pruning ratio passed the gate ({failed})")
         if failed:
@@ -150,6 +164,8 @@ class PrunedInt8(Variant):
             ratios = [r for r in ratios if r <= pruned.chosen["ratio"]]
             pruner = pruned.chosen["pruner"]
         pruner = pruner or Pruner(run.quant_base, run.calibration, multiple=self.config.multiple)
+        if not (ratios := [r for r in ratios if pruner.removes_any(r)]):
+            return Outcome(skipped=_removes_nothing(pruner, self.config))
         weight = self.config.weight_type
 
         def make(ratio: float) -> tuple[Path, str]:
@@ -163,8 +179,6 @@ class PrunedInt8(Variant):
                     "as dynamic-int8"
             return path, f"{_recipe(done, run)}; then {how}"
 
-        if not ratios:
-            return Outcome(skipped="no ratio left to try")
         candidate, ratio, failed = _first_passing(run, self.name, ratios, make)
         if candidate is None:
             return Outcome(skipped=f"no pruning ratio passed the gate in int8 ({failed})")
