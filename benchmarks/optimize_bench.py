@@ -478,7 +478,9 @@ def markdown(minilm: tuple[OptimizationResult, list[str]] | None, demo: list[Opt
                 "Three Conv+Relu+MaxPool blocks (random filters, fixed seed) and a linear head fitted by least "
                 f"squares to scikit-learn's digits (8x8 upscaled to 3x32x32); accuracy on {cnn.data_source}: "
                 "top-1 agreement with float and accuracy against the labels.", "", *_table(cnn), "",
-                f"Pick: `{cnn.chosen.name}`: {cnn.why}.", "", *verdict_best(cnn), ""]
+                f"Pick: `{cnn.chosen.name}`: {cnn.why}.", ""]
+        out += [f"- `{name}` not tried: {why}" for name, why in cnn.skipped if not name.endswith("(reference)")]
+        out += ["", *verdict_best(cnn), ""]
     out += ["### Convolutional models", "",
             "PP-OCRv4's text detector and recognizer: section \"Vision models (PP-OCRv4)\", made by "
             "`python -m benchmarks.vision --write`.", ""]
