@@ -19,7 +19,7 @@ from .smooth_int8 import SmoothInt8Config
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Callable
+    from typing import Callable, Iterable
 
     import onnx
 
@@ -50,9 +50,9 @@ def _not_applicable(model: onnx.ModelProto) -> str | None:
     return None if find_blocks(model) else NO_BLOCKS
 
 
-def _removing(pruner: Pruner, config: PrunedConfig) -> list[float]:
-    """The config's ratios that remove at least one channel somewhere."""
-    return [ratio for ratio in config.ratios if pruner.removes_any(ratio)]
+def _removing(pruner: Pruner, ratios: Iterable[float]) -> list[float]:
+    """Those of `ratios` that remove at least one channel somewhere."""
+    return [ratio for ratio in ratios if pruner.removes_any(ratio)]
 
 
 def _removes_nothing(pruner: Pruner, config: PrunedConfig) -> str:
@@ -125,8 +125,7 @@ class PrunedVariant(Variant):
             made[ratio] = pruner.prune(ratio, run.work / f"pruned-{ratio}.onnx")
             return made[ratio].path, _recipe(made[ratio], run)
 
-        ratios = _removing(pruner, self.config)
-        if not ratios:
+        if not (ratios := _removing(pruner, self.config.ratios)):
             return Outcome(skipped=_removes_nothing(pruner, self.config))
         candidate, ratio, failed = _largest_passing(run, self.name, ratios, make)
         if candidate is None:
@@ -164,7 +163,7 @@ class PrunedInt8(Variant):
             ratios = [r for r in ratios if r <= pruned.chosen["ratio"]]
             pruner = pruned.chosen["pruner"]
         pruner = pruner or Pruner(run.quant_base, run.calibration, multiple=self.config.multiple)
-        if not (ratios := [r for r in ratios if pruner.removes_any(r)]):
+        if not (ratios := _removing(pruner, ratios)):
             return Outcome(skipped=_removes_nothing(pruner, self.config))
         weight = self.config.weight_type
 
