@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -103,18 +104,28 @@ def layer_weights(model: onnx.ModelProto) -> int:
 
 class Pruner:
     """Prunes one float model at any ratio; the float model's outputs of every block's second
-    layer on the calibration rows (the refit's targets) are captured once."""
+    layer on the calibration rows (the refit's targets) are captured once, at the first
+    pruning (`removes_any` needs none of them)."""
 
     def __init__(self, base: Path, calibration: EvalData, *, multiple: int = 8) -> None:
-        self.base, self.multiple = base, multiple
+        self.base, self.multiple, self.calibration = base, multiple, calibration
         self.model = onnx.load(str(base))
         self.blocks = find_blocks(self.model)
         nodes = {n.name: n for n in self.model.graph.node}
         self.target_names = {b.second: nodes[b.second].output[0] for b in self.blocks}
-        self.rows = _rows(self.model, [*self.target_names.values(), *(nodes[b.second].input[0] for b in self.blocks)],
-                          calibration)
-        self.targets = _capture(self.model, list(self.target_names.values()), self.rows)
-        self.mask = _token_mask(self.rows)
+        self.refit_inputs = [nodes[b.second].input[0] for b in self.blocks]
+
+    @cached_property
+    def rows(self) -> EvalData:
+        return _rows(self.model, [*self.target_names.values(), *self.refit_inputs], self.calibration)
+
+    @cached_property
+    def targets(self) -> dict[str, np.ndarray]:
+        return _capture(self.model, list(self.target_names.values()), self.rows)
+
+    @cached_property
+    def mask(self) -> np.ndarray | None:
+        return _token_mask(self.rows)
 
     def keep(self, block: Block, ratio: float) -> int:
         """The channels of `block` that `ratio` keeps, rounded up to `multiple`."""
