@@ -92,6 +92,21 @@ def test_the_fusions_a_target_disables_are_left_out_of_the_served_and_the_measur
     assert [n.op_type for n in onnx.load(written).graph.node] == ops
 
 
+def test_the_timed_sessions_stop_spinning_after_each_run_and_the_served_one_is_left_as_onnxruntime_sets_it(
+        tmp_path: Path) -> None:
+    """Candidates are timed in turn: a session's threads left spinning after its run would take
+    the cores of the next one's (measure.latencies). Serving runs one session: onnxruntime's default."""
+    model = linear_model(tmp_path / "model.onnx")
+    served = RuntimeConfig("model.onnx", [], [], served_settings("x86-cpu"), {}).open_session(tmp_path)
+    key = "session.force_spinning_stop"
+    with pytest.raises(RuntimeError, match="does not have configuration with key"):  # unset: the default
+        served.get_session_options().get_session_config_entry(key)
+    assert "force_spinning_stop" not in served_settings("x86-cpu")
+    for as_recipe in (False, True):
+        timed = session(model, load_target("x86-cpu"), as_recipe=as_recipe)
+        assert timed.get_session_options().get_session_config_entry(key) == "1"
+
+
 def test_the_target_settings_reach_the_session() -> None:
     from mlpack.runtime.config import session_options
 

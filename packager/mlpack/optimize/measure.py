@@ -47,12 +47,16 @@ def target_providers(target: Target, model: Path) -> tuple[list[str] | None, str
 def session(path: Path, target: Target, providers: list[str] | None = None, *, as_recipe: bool = False):
     """A session in the onnxruntime the target pins (see mlpack.pinned_runtime), made by the
     serving runtime's own `open_session` with the target's settings (threads, arena, graph
-    level, fusions left out), on `providers`: by default the CPU, which every host has.
+    level, fusions left out), on `providers`: by default the CPU, which every host has. Its
+    threads stop spinning at the end of each run (`force_spinning_stop`): see `latencies`.
 
     `as_recipe`: a reference recipe's model (benchmarks), opened as its user would open it:
     the same threads and graph level, with every fusion onnxruntime has, so a ratio against
     it counts what the target's `disabled_optimizers` buy."""
     settings = target.runtime.session_settings()
+    # Candidates run in turn: each one's threads stop spinning when its run ends, so that they
+    # do not slow the next candidate's run (served, a session runs alone and may spin on).
+    settings["force_spinning_stop"] = True
     if as_recipe:
         settings["disabled_optimizers"] = []
     return for_target(target).open(path, settings, providers or CPU)
@@ -110,6 +114,10 @@ def latencies(
 
     Each round runs every candidate once, in a shuffled order, so neither drift nor a
     periodic disturbance favours a position; rounds go on until the time budget is spent.
+    Sessions from `session` stop their threads spinning when a run ends: left to spin
+    (onnxruntime's default), they took the cores the next candidate's run needed, and a
+    PP-OCRv4 recognizer run timed 43 ms in turn with two more sessions of the same model, 17 ms
+    with them stopped, as one session alone; by how much depended on the models beside it.
     """
     for name, sess in sessions.items():
         if fixed_batch(sess) not in (None, batch):
