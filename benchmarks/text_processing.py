@@ -65,13 +65,24 @@ IN_PROCESS_HEADING = "Sentence batches in one process"
 GROUPS_QUICK_LIMIT = 1.5  # seconds per batch, length groups against one batch, on the miniature encoder
 
 
-def without_processing(app: Path, dest: Path) -> Path:
-    """A copy of a Bento's app folder that serves the model's own token inputs."""
+def app_copy(app: Path, dest: Path, edit: Callable[[dict], object]) -> Path:
+    """A copy of a Bento's app folder, its runtime.json changed by `edit` (in place)."""
     shutil.copytree(app, dest)
     runtime = json.loads((dest / "runtime.json").read_text())
-    runtime.pop("processing")
+    edit(runtime)
     (dest / "runtime.json").write_text(json.dumps(runtime, indent=2))
     return dest
+
+
+def without_processing(app: Path, dest: Path) -> Path:
+    """A copy of a Bento's app folder that serves the model's own token inputs."""
+    return app_copy(app, dest, lambda runtime: runtime.pop("processing"))
+
+
+def _timed_in_turn(runtime: dict) -> None:
+    # Sessions run in turn in one process: each one's threads stop spinning when its run ends,
+    # as the optimizer's timed sessions do (mlpack.optimize.measure.latencies).
+    runtime["session"]["force_spinning_stop"] = True
 
 
 def client_tokenizer(step: dict, folder: Path):
@@ -152,13 +163,9 @@ def measure(result, probes: list[str], tmp: Path, batches: Sequence[int], second
     return {(label, batch): {**r, "body_bytes": sizes[batch][label]} for (label, batch), r in runs.items()}
 
 
-def without_length_groups(app: Path, dest: Path) -> Path:
-    """A copy of a Bento's app folder whose tokenizer runs every request as one batch."""
-    shutil.copytree(app, dest)
-    runtime = json.loads((dest / "runtime.json").read_text())
+def without_length_groups(runtime: dict) -> None:
+    """runtime.json's tokenizer runs every request as one batch."""
     runtime["processing"]["preprocess"]["length_groups"] = None
-    (dest / "runtime.json").write_text(json.dumps(runtime, indent=2))
-    return dest
 
 
 def in_process(result, source: Path, probes: list[str], tmp: Path, batch: int, rounds: int,
@@ -187,6 +194,7 @@ def in_process(result, source: Path, probes: list[str], tmp: Path, batch: int, r
     recipe = tmp / "plain-dynamic-pc.onnx"
     quantize_dynamic(str(source), str(recipe), per_channel=True, weight_type=QuantType.QInt8)
     options = ort.SessionOptions()
+    options.add_session_config_entry("session.force_spinning_stop", "1")  # see _timed_in_turn
     float_session = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
     recipe_session = ort.InferenceSession(str(recipe), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in float_session.get_inputs()]
@@ -200,8 +208,9 @@ def in_process(result, source: Path, probes: list[str], tmp: Path, batch: int, r
                    "token_type_ids": [e.type_ids for e in encoded]}
         return {name: np.array(columns[name], np.int64) for name in names}
 
-    grouped = ServedModel(app)
-    one_batch = ServedModel(without_length_groups(app, tmp / "one-batch-app"))
+    grouped = ServedModel(app_copy(app, tmp / "grouped-app", _timed_in_turn))
+    one_batch = ServedModel(app_copy(app, tmp / "one-batch-app",
+                                     lambda runtime: (without_length_groups(runtime), _timed_in_turn(runtime))))
     ways = {RECIPE_LONGEST: lambda texts: recipe_session.run(None, tokenized(texts))[0]}
     if fixed_length:
         ways[f"onnxruntime's recipe, padded to {fixed_length} tokens"] = \
