@@ -30,9 +30,9 @@ PER_CHANNEL_QDQ_OPSET = 13
 BLOCKED_QUANT_OPSET = 21
 # The layers static int8 quantizes: those with weights, where int8 kernels pay most. Quantizing
 # the Add, Mul, Clip, Resize... between them too (onnxruntime's default) rounds every activation
-# again: on PP-OCRv4's detector and recognizer that default is faster but reads text worse
-# (`python -m benchmarks.vision`: held-out text-mask IoU 0.93 against the pick's 0.98, 56% of
-# lines read as float reads them); speed comes second to the gate here.
+# again, and reads text worse: on PP-OCRv4's detector and recognizer (`python -m
+# benchmarks.vision`) that default fails the gate on held-out images (text-mask IoU 0.93, 53% of
+# lines read as float reads them), and on this 2-core x86 host it was slower than float too.
 STATIC_INT8_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 # Ops static int8 also runs in int8 when they read a quantized layer's output: they add no
 # rounding of their own (a Relu's range becomes the range of the layer's Q; a MaxPool keeps its
@@ -242,7 +242,8 @@ def static_int8_nodes(model: onnx.ModelProto) -> list[str] | None:
 
 def static_int8(src: Path, dst: Path, calibration: EvalData, *, weight_type: str = "qint8",
                 exclude: Sequence[str] = (), fixed_batch: int | None = None, ranges: Path | None = None) -> Path:
-    """QDQ int8 with activation ranges calibrated on data: what pays off for convolutions.
+    """QDQ int8 with activation ranges calibrated on data: how convolutions get int8. Whether that
+    is faster than float depends on the CPU and the model; the pick times it.
 
     Calibration rows go one at a time, or `fixed_batch` at a time for a model that fixes its batch size.
     `ranges`: a file the calibrated ranges are kept in and read back from when it exists, so

@@ -23,8 +23,8 @@ class StaticInt8(Variant):
     def not_applicable(self, model: onnx.ModelProto) -> str | None:
         if any(n.op_type in CONVOLUTIONS for n in model.graph.node):
             return None
-        return "no convolutions: static QDQ pays off for conv layers, and dynamic-int8 covers MatMul layers " \
-               "without calibration"
+        return "no convolutions: static QDQ is how convolutions get int8 (dynamic int8 would run them as " \
+               "ConvInteger), and dynamic-int8 covers MatMul layers without calibration"
 
     def make(self, run: VariantRun) -> Outcome:
         from ..passes import static_int8
