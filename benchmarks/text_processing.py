@@ -187,14 +187,14 @@ def in_process(result, source: Path, probes: list[str], tmp: Path, batch: int, r
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from mlpack.runtime import ServedModel
+    from mlpack.runtime.config import session_options
 
     app = result.path / "bento" / "src"
     step = result.manifest.processing.preprocess.model_dump()
     tokenizer = client_tokenizer(step, app)
     recipe = tmp / "plain-dynamic-pc.onnx"
     quantize_dynamic(str(source), str(recipe), per_channel=True, weight_type=QuantType.QInt8)
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.force_spinning_stop", "1")  # see _timed_in_turn
+    options = session_options({"force_spinning_stop": True})  # see _timed_in_turn
     float_session = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
     recipe_session = ort.InferenceSession(str(recipe), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in float_session.get_inputs()]

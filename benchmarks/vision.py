@@ -4,6 +4,7 @@
     python -m benchmarks.vision --write           # also replace it in BENCHMARKS.md
     python -m benchmarks.vision --only det        # or rec
     python -m benchmarks.vision --quick --check   # a minute: a small conv net, the same comparison
+    python -m benchmarks.vision --spinning        # the recognizer timed in turn, threads spinning or not
 
 The models are the ones PyPI's `rapidocr-onnxruntime` ships (`pip install --no-deps
 rapidocr-onnxruntime`): the detector (DB, dynamic height and width, weights in Constant
@@ -408,13 +409,42 @@ def quick() -> list[Ratio]:
                   ref.latency_ms[1], QUICK_LIMIT)]
 
 
+def spinning(budget_s: float) -> str:
+    """Why the optimizer's timed sessions stop spinning (mlpack.optimize.measure.latencies): the
+    recognizer, three sessions of it timed in turn with onnxruntime's default (idle threads spin
+    on after a run) and with `force_spinning_stop`, and one session alone; p50 ms per batch size."""
+    from mlpack.optimize.data import EvalData
+    from mlpack.optimize.measure import latencies
+    from mlpack.runtime.config import open_session
+
+    with tempfile.TemporaryDirectory(prefix="mlpack-vision-spin-") as tmp:
+        model = packaged_model(MODELS["rec"].file, Path(tmp))
+        data = EvalData({_input_name(model): text_lines(8, 3)}, None, "check rows", False)
+        ways = {"three sessions in turn, onnxruntime's default": ({}, 3),
+                "three sessions in turn, force_spinning_stop": ({"force_spinning_stop": True}, 3),
+                "one session alone, onnxruntime's default": ({}, 1)}
+        rows = ["| sessions | " + " | ".join(f"p50 b{b}" for b in BATCHES) + " |",
+                "|---|" + "---:|" * len(BATCHES)]
+        for label, (settings, count) in ways.items():
+            sessions = {str(i): open_session(model, settings) for i in range(count)}
+            p50 = {b: np.median([t.p50_ms for t in latencies(sessions, data, b, budget_s=budget_s).values()])
+                   for b in BATCHES}
+            rows.append(f"| {label} | " + " | ".join(f"{p50[b]:.1f} ms" for b in BATCHES) + " |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(MODELS))
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds of latency timing per model")
+    parser.add_argument("--spinning", action="store_true",
+                        help="only time the recognizer in turn with its threads spinning or not (prints a table)")
     add_options(parser)
     args = parser.parse_args()
+    if args.spinning:
+        print(spinning(args.budget / len(BATCHES)))
+        return 0
     if args.quick:
         return report(quick(), args.check)
     with tempfile.TemporaryDirectory(prefix="mlpack-vision-") as tmp:

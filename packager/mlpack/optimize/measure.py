@@ -115,9 +115,10 @@ def latencies(
     Each round runs every candidate once, in a shuffled order, so neither drift nor a
     periodic disturbance favours a position; rounds go on until the time budget is spent.
     Sessions from `session` stop their threads spinning when a run ends: left to spin
-    (onnxruntime's default), they took the cores the next candidate's run needed, and a
-    PP-OCRv4 recognizer run timed 43 ms in turn with two more sessions of the same model, 17 ms
-    with them stopped, as one session alone; by how much depended on the models beside it.
+    (onnxruntime's default), they took the cores the next candidate's run needed: a PP-OCRv4
+    recognizer run timed 37 ms in turn with two more sessions of the same model, 14 ms with
+    them stopped, 17 ms as one session alone (`python -m benchmarks.vision --spinning`); by how
+    much depended on the models beside it.
     """
     for name, sess in sessions.items():
         if fixed_batch(sess) not in (None, batch):
