@@ -20,6 +20,37 @@ def test_full_buffer_drops_the_oldest_and_counts_their_points(tmp_path: Path) ->
     assert payload == bytes([3]) * 100 and entry.points == 13
 
 
+def test_the_batch_in_flight_pushed_out_by_a_full_buffer_counts_as_sent_if_the_collector_took_it(
+    tmp_path: Path,
+) -> None:
+    # The collector comes back while the buffer is full: the sender posts the oldest batch and,
+    # before the answer, a new export pushes that batch's file out. It arrived, so it is sent,
+    # never also dropped (CI once saw 28 points more at the receiver than the agent's books).
+    spool = Spool(tmp_path, max_bytes=250)
+    spool.put("metrics", b"a" * 100, points=3)
+    spool.put("metrics", b"b" * 100, points=4)
+    entry, _ = spool.oldest()  # the sender's post of "a" is under way
+    spool.put("metrics", b"c" * 100, points=5)
+    assert spool.batches == 2 and spool.dropped_points == 0  # its file went; it is not counted yet
+    spool.done(entry, delivered=True)
+    assert (spool.sent_points, spool.dropped_points, spool.buffered_points) == (3, 0, 9)
+    assert spool.oldest()[1] == b"b" * 100  # "b" is next, not lost to the one that went
+
+
+def test_the_batch_in_flight_pushed_out_by_a_full_buffer_counts_as_dropped_if_its_send_fails(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, max_bytes=150)
+    spool.put("metrics", b"a" * 100, points=3)
+    entry, _ = spool.oldest()
+    spool.put("metrics", b"b" * 100, points=4)
+    spool.retry(entry)  # the collector did not answer, and the file is gone: "a" is lost
+    assert (spool.sent_points, spool.dropped_points, spool.dropped_batches) == (0, 3, 1)
+    assert spool.oldest()[1] == b"b" * 100
+    books = spool.books()
+    assert "7 exported into it, 0 sent, 3 dropped (0 corrupt files), 4 still buffered" in books
+
+
 def test_buffer_survives_an_agent_restart_in_order(tmp_path: Path) -> None:
     first = Spool(tmp_path, max_bytes=10_000)
     first.put("metrics", b"a", 1)

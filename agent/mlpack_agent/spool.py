@@ -8,7 +8,9 @@ sender can see it, so a power cut leaves a file complete or absent.
 
 When the folder would exceed `max_bytes`, or the disk itself is full, the oldest files go
 first and the data points they held are counted in `dropped_points`; an export larger
-than `max_bytes` on its own is never written, and counted the same way. A file whose
+than `max_bytes` on its own is never written, and counted the same way. The batch the
+sender has in flight may go too (its file frees the room), but it is counted only once
+its send ends: sent if the collector took it, dropped if not. A file whose
 content no longer matches the CRC-32 in its name (a torn write, a bad sector) is
 skipped with a log line and counted the same way: it never stops the sender.
 """
@@ -77,6 +79,8 @@ class Spool:
         self.exported_points = 0
         self.sent_points = 0
         self._lock = threading.Lock()
+        self._in_flight: Entry | None = None  # what `oldest` last handed the sender
+        self._evicted: Entry | None = None  # that batch, its file removed while it was being sent
         self._entries: list[Entry] = sorted(self._scan())  # what an earlier run left behind
         self._seq = self._entries[-1].seq + 1 if self._entries else 0
         self.size_bytes = sum(e.size for e in self._entries)
@@ -153,6 +157,14 @@ class Spool:
         oldest = self._entries.pop(0)
         _remove(self.dir / oldest.name)
         self.size_bytes -= oldest.size
+        if oldest == self._in_flight:
+            # Its bytes are already on their way: whether they arrive is known only when
+            # the send ends (`done` or `retry`), which counts them as sent or dropped.
+            self._evicted = oldest
+            log.warning("%s: the batch being sent (%d points, %s); it counts as dropped unless this send "
+                        "succeeds", message, oldest.points, oldest.name,
+                        extra={"points": oldest.points, "buffer_bytes": self.size_bytes})
+            return
         self.dropped_points += oldest.points
         self.dropped_batches += 1
         log.warning("%s (%d points, %s)", message, oldest.points, oldest.name,
@@ -172,13 +184,24 @@ class Spool:
                     self.corrupt_batches += 1
                     self._drop_oldest("corrupt file in the OTLP buffer skipped")
                     continue
+                self._in_flight = entry
                 return entry, payload
             self.has_data.clear()
             return None
 
     def done(self, entry: Entry, delivered: bool) -> None:
+        """The send of `entry` ended: the collector took it (`delivered`) or refused it for good."""
         with self._lock:
-            if self._entries and self._entries[0] == entry:
+            self._in_flight = None
+            if entry == self._evicted:
+                self._evicted = None
+                if delivered:
+                    self.sent_batches += 1
+                    self.sent_points += entry.points
+                else:
+                    self.dropped_points += entry.points
+                    self.dropped_batches += 1
+            elif self._entries and self._entries[0] == entry:
                 self._entries.pop(0)
                 self.size_bytes -= entry.size
                 _remove(self.dir / entry.name)
@@ -188,6 +211,15 @@ class Spool:
                 else:
                     self.dropped_points += entry.points
                     self.dropped_batches += 1
+
+    def retry(self, entry: Entry) -> None:
+        """The send of `entry` failed and will be tried again; if its file went meanwhile, it is lost."""
+        with self._lock:
+            self._in_flight = None
+            if entry == self._evicted:
+                self._evicted = None
+                self.dropped_points += entry.points
+                self.dropped_batches += 1
 
     @property
     def batches(self) -> int:
@@ -282,6 +314,7 @@ class Sender(threading.Thread):
                 log.exception("sending a batch failed unexpectedly; retrying")
                 outcome = "retry"
             if outcome == "retry":
+                self.spool.retry(entry)
                 self.failures += 1
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
@@ -301,6 +334,7 @@ class Sender(threading.Thread):
             entry, payload = item
             outcome = self._post(entry.signal, payload)
             if outcome == "retry":
+                self.spool.retry(entry)
                 return  # collector away: the files stay for the next start
             self.spool.done(entry, delivered=outcome == "ok")
 
