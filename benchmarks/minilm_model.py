@@ -59,8 +59,40 @@ def build_minilm(path: Path) -> Path:
     from safetensors.numpy import load_file
 
     folder = package_dir()
-    w = load_file(str(folder / "model.safetensors"))
-    config = json.loads((folder / "config.json").read_text())
+    return write_encoder(path, load_file(str(folder / "model.safetensors")),
+                         json.loads((folder / "config.json").read_text()))
+
+
+def random_weights(layers: int = 2, hidden: int = 48, vocab: int = 64, positions: int = 32,
+                   seed: int = 0) -> tuple[dict[str, np.ndarray], dict]:
+    """Weights and config of a BERT in miniature, named as the package's are (tests build the
+    same graph with them, in seconds and offline); HEADS must divide `hidden`."""
+    rng = np.random.default_rng(seed)
+
+    def dense(key: str, n_in: int, n_out: int) -> dict[str, np.ndarray]:
+        return {f"{key}.weight": (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(np.float32),
+                f"{key}.bias": (rng.standard_normal(n_out) * 0.1).astype(np.float32)}
+
+    def norm(key: str) -> dict[str, np.ndarray]:
+        return {f"{key}.weight": (1 + 0.1 * rng.standard_normal(hidden)).astype(np.float32),
+                f"{key}.bias": (0.1 * rng.standard_normal(hidden)).astype(np.float32)}
+
+    w = {"embeddings.word_embeddings.weight": rng.standard_normal((vocab, hidden)).astype(np.float32),
+         "embeddings.position_embeddings.weight": (0.1 * rng.standard_normal((positions, hidden))).astype(np.float32),
+         "embeddings.token_type_embeddings.weight": (0.1 * rng.standard_normal((2, hidden))).astype(np.float32),
+         **norm("embeddings.LayerNorm")}
+    for layer in range(layers):
+        p = f"encoder.layer.{layer}."
+        for part in ("query", "key", "value"):
+            w.update(dense(p + f"attention.self.{part}", hidden, hidden))
+        w.update({**dense(p + "attention.output.dense", hidden, hidden), **norm(p + "attention.output.LayerNorm"),
+                  **dense(p + "intermediate.dense", hidden, 4 * hidden), **dense(p + "output.dense", 4 * hidden, hidden),
+                  **norm(p + "output.LayerNorm")})
+    return w, {"hidden_size": hidden, "layer_norm_eps": 1e-12, "num_hidden_layers": layers}
+
+
+def write_encoder(path: Path, w: dict[str, np.ndarray], config: dict) -> Path:
+    """The sentence encoder's graph, with weights `w` named as in the package's safetensors."""
     hidden, eps = config["hidden_size"], config["layer_norm_eps"]
     head = hidden // HEADS
     g = _Graph()

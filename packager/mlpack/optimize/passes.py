@@ -206,22 +206,47 @@ def dynamic_int8(
 
     `reduce_range` keeps weights to 7 bits, which avoids the int16 overflow of the u8 x s8
     pair sums in x86 AVX2 kernels (CPUs without VNNI) when both operands use their full range.
+
+    Self-attention blocks are first fused into onnxruntime's `Attention` op (attention.py), which
+    quantizes as `QAttention`; a block whose projections `exclude` keeps float is left unfused.
     """
     from onnxruntime.quantization import quantize_dynamic
 
-    with _quiet():
-        quantize_dynamic(
-            str(src), str(dst),
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            weight_type=_quant_type(weight_type),
-            nodes_to_exclude=list(exclude),
-            op_types_to_quantize=list(op_types or DYNAMIC_INT8_OPS),
-            # Nodes after fused or contrib ops have no inferred type; they are float.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            use_external_data_format=stored_external(src),
-        )
+    from .attention import fuse_attention
+
+    op_types = list(op_types or DYNAMIC_INT8_OPS)
+    start = src
+    model = onnx.load(str(src))
+    if "Attention" in op_types and fuse_attention(model, keep_float=exclude):
+        start = _save(model, dst.with_name(dst.stem + "-attention.onnx"), like=src)
+    del model
+    try:
+        with _quiet():
+            quantize_dynamic(
+                str(start), str(dst),
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                weight_type=_quant_type(weight_type),
+                nodes_to_exclude=list(exclude),
+                op_types_to_quantize=op_types,
+                # Nodes after fused or contrib ops have no inferred type; they are float.
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                use_external_data_format=stored_external(src),
+            )
+    finally:
+        if start != src:
+            for path in model_paths(start):
+                path.unlink(missing_ok=True)
     return _save(onnx.load(str(dst)), dst, like=src)
+
+
+def attention_fused(path: Path) -> str:
+    """How many self-attention blocks of the quantized model `path` dynamic_int8 fused, in words
+    for a recipe ("" when none)."""
+    model = onnx.load(str(path), load_external_data=False)
+    count = sum(n.op_type in ("QAttention", "Attention") for n in model.graph.node)
+    return (f"; self-attention fused into onnxruntime's Attention first ({count} layer{'s' * (count != 1)}, "
+            "run as QAttention)" if count else "")
 
 
 def static_int8_nodes(model: onnx.ModelProto) -> list[str] | None:

@@ -32,7 +32,7 @@ class DynamicInt8(Variant):
                 "(onnxruntime's ConvInteger is slower than float), static-int8 quantizes them")
 
     def make(self, run: VariantRun) -> Outcome:
-        from ..passes import dynamic_int8
+        from ..passes import attention_fused, dynamic_int8
 
         start, weight = run.quant_base, self.config.weight_type
 
@@ -41,5 +41,5 @@ class DynamicInt8(Variant):
 
         path = requantize((), run.work / "dynamic-int8.onnx")
         candidate = run.add(self.name, path, f"weights {weight} per channel, activations quantized at run time "
-                                             "(convolutions float)")
+                                             "(convolutions float)" + attention_fused(path))
         return Outcome(candidate, float_graph=start, requantize=requantize)

@@ -18,7 +18,7 @@ class DynamicInt8PerTensor(DynamicInt8):
     name = "dynamic-int8-per-tensor"
 
     def make(self, run: VariantRun) -> Outcome:
-        from ..passes import dynamic_int8
+        from ..passes import attention_fused, dynamic_int8
 
         start, weight = run.quant_base, self.config.weight_type
 
@@ -27,5 +27,5 @@ class DynamicInt8PerTensor(DynamicInt8):
 
         path = requantize((), run.work / f"{self.name}.onnx")
         candidate = run.add(self.name, path, f"weights {weight}, one scale per weight tensor, activations "
-                                             "quantized at run time (convolutions float)")
+                                             "quantized at run time (convolutions float)" + attention_fused(path))
         return Outcome(candidate, float_graph=start, requantize=requantize)
