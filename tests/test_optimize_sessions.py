@@ -107,6 +107,21 @@ def test_the_timed_sessions_stop_spinning_after_each_run_and_the_served_one_is_l
         assert timed.get_session_options().get_session_config_entry(key) == "1"
 
 
+def test_x86_sessions_flush_denormals_served_gated_and_timed_and_a_recipe_keeps_onnxruntimes_default(
+        tmp_path: Path) -> None:
+    """x86-cpu's `denormal_as_zero`: the served session and the optimizer's have it, so what is
+    gated and timed is what is served; a reference recipe is opened as its user would open it."""
+    model = linear_model(tmp_path / "model.onnx")
+    key = "session.set_denormal_as_zero"
+    served = RuntimeConfig("model.onnx", [], [], served_settings("x86-cpu"), {}).open_session(tmp_path)
+    assert served.get_session_options().get_session_config_entry(key) == "1"
+    assert session(model, load_target("x86-cpu")).get_session_options().get_session_config_entry(key) == "1"
+    for options in (session(model, load_target("x86-cpu"), as_recipe=True).get_session_options(),
+                    session(model, load_target("arm-edge")).get_session_options()):
+        with pytest.raises(RuntimeError, match="does not have configuration with key"):
+            options.get_session_config_entry(key)
+
+
 def test_the_target_settings_reach_the_session() -> None:
     from mlpack.runtime.config import session_options
 

@@ -53,6 +53,11 @@ class Runtime(_Strict):
         default_factory=list,
         description="onnxruntime graph optimizers (by name, e.g. SkipLayerNormFusion) the session leaves out",
     )
+    denormal_as_zero: bool = Field(
+        False,
+        description="onnxruntime's threads flush denormal floats to zero (session.set_denormal_as_zero): "
+                    "x86 kernels slow down many times on such tiny values",
+    )
 
     def session_settings(self) -> dict[str, Any]:
         """The `session` settings of runtime.json: what serving, the gate and the timer open sessions with."""

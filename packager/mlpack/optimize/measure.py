@@ -51,14 +51,15 @@ def session(path: Path, target: Target, providers: list[str] | None = None, *, a
     threads stop spinning at the end of each run (`force_spinning_stop`): see `latencies`.
 
     `as_recipe`: a reference recipe's model (benchmarks), opened as its user would open it:
-    the same threads and graph level, with every fusion onnxruntime has, so a ratio against
-    it counts what the target's `disabled_optimizers` buy."""
+    the same threads and graph level, with every fusion onnxruntime has and denormals kept, so a
+    ratio against it counts what the target's `disabled_optimizers` and `denormal_as_zero` buy."""
     settings = target.runtime.session_settings()
     # Candidates run in turn: each one's threads stop spinning when its run ends, so that they
     # do not slow the next candidate's run (served, a session runs alone and may spin on).
     settings["force_spinning_stop"] = True
     if as_recipe:
         settings["disabled_optimizers"] = []
+        settings["denormal_as_zero"] = False
     return for_target(target).open(path, settings, providers or CPU)
 
 

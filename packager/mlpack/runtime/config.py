@@ -34,7 +34,8 @@ _EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"
 
 def session_options(settings: Mapping[str, Any]):
     """onnxruntime SessionOptions from runtime.json's `session` settings: graph level,
-    threads (0 lets onnxruntime choose), CPU memory arena; missing keys take defaults.
+    threads (0 lets onnxruntime choose), CPU memory arena, denormals flushed to zero;
+    missing keys take defaults.
     `force_spinning_stop` is never in runtime.json: the optimizer adds it (optimize/measure.py)."""
     import onnxruntime as ort
 
@@ -47,6 +48,10 @@ def session_options(settings: Mapping[str, Any]):
     options.inter_op_num_threads = int(settings.get("inter_op_threads", 0))
     options.enable_cpu_mem_arena = bool(settings.get("enable_cpu_mem_arena", True))
     options.log_severity_level = _NATIVE_LOG_SEVERITY
+    if settings.get("denormal_as_zero"):
+        # Values under 1.2e-38 become 0 in onnxruntime's threads: the attention probabilities of
+        # padded positions are such values, and x86 arithmetic on them is many times slower.
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
     if settings.get("force_spinning_stop"):
         # Only for sessions run in turn in one process (the optimizer times its candidates so):
         # idle threads spinning on after a run take the next session's cores (measure.latencies).
