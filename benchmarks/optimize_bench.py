@@ -161,8 +161,9 @@ def run_minilm(folder: Path, budget: float) -> tuple[OptimizationResult, list[st
 
 def session_share(result: OptimizationResult, data: Path, batch: int = 32, budget_s: float = 10.0) -> str:
     """mlpack's pick and `plain-dynamic-pc` opened both ways (as onnxruntime opens a model, and
-    with the target's session settings), timed alone at `batch`: how much of the pick's lead
-    is the session setting and how much the model."""
+    with the target's session settings), and the pick without the target's `denormal_as_zero`,
+    timed alone at `batch`: how much of the pick's lead is the session setting and how much the
+    model, and what flushing denormals buys the pick."""
     from mlpack.optimize.data import EvalData
     from mlpack.optimize.measure import latencies, session
 
@@ -170,16 +171,29 @@ def session_share(result: OptimizationResult, data: Path, batch: int = 32, budge
     plain = next((c for c in result.candidates if c.name == "plain-dynamic-pc" and c.latency), None)
     if plain is None:
         return "`plain-dynamic-pc` was not timed: no split of the pick's lead into session and model."
+    kept = target.model_copy(update={"runtime": target.runtime.model_copy(update={"denormal_as_zero": False})})
     sessions = {"pick": session(result.chosen.path, target), "recipe": session(plain.path, target, as_recipe=True),
                 "recipe, target session": session(plain.path, target)}
+    if target.runtime.denormal_as_zero:
+        sessions["pick, denormals kept"] = session(result.chosen.path, kept)
     rows = EvalData(dict(np.load(data)), None, data.name, synthetic=False)
     p50 = {key: lat.p50_ms for key, lat in latencies(sessions, rows, batch, budget_s=budget_s).items()}
     setting, model = p50["recipe"] / p50["recipe, target session"], p50["recipe, target session"] / p50["pick"]
-    return (f"The three timed alone, in turn for {budget_s:g} s at batch {batch} (p50): `plain-dynamic-pc` "
+    line = (f"The {len(sessions)} timed alone, in turn for {budget_s:g} s at batch {batch} (p50): `plain-dynamic-pc` "
             f"{p50['recipe']:.0f} ms as onnxruntime opens it, {p50['recipe, target session']:.0f} ms in "
-            f"{result.target}'s session (`disabled_optimizers`), mlpack's `{result.chosen.name}` {p50['pick']:.0f} ms "
-            f"there: of its {setting * model:.2f}x, the session setting makes {setting:.2f}x and the model "
-            f"{model:.2f}x.")
+            f"{result.target}'s session ({_settings_words(target)}), mlpack's `{result.chosen.name}` "
+            f"{p50['pick']:.0f} ms there: of its {setting * model:.2f}x, the session settings make {setting:.2f}x "
+            f"and the model {model:.2f}x.")
+    if "pick, denormals kept" in p50:
+        line += (f" The pick with denormals kept (only onnxruntime's pool threads: the calling thread keeps what "
+                 f"the process's first session set) {p50['pick, denormals kept']:.0f} ms: flushing them buys it "
+                 f"{p50['pick, denormals kept'] / p50['pick']:.2f}x.")
+    return line
+
+
+def _settings_words(target) -> str:
+    words = ["`disabled_optimizers`"] if target.runtime.disabled_optimizers else []
+    return " and ".join(words + (["`denormal_as_zero`"] if target.runtime.denormal_as_zero else [])) or "its settings"
 
 
 def failed_pruning(run: Run) -> dict[str, tuple[Path, str]]:
