@@ -195,22 +195,12 @@ class Spool:
             self._in_flight = None
             if entry == self._evicted:
                 self._evicted = None
-                if delivered:
-                    self.sent_batches += 1
-                    self.sent_points += entry.points
-                else:
-                    self.dropped_points += entry.points
-                    self.dropped_batches += 1
+                self._count(entry, delivered)
             elif self._entries and self._entries[0] == entry:
                 self._entries.pop(0)
                 self.size_bytes -= entry.size
                 _remove(self.dir / entry.name)
-                if delivered:
-                    self.sent_batches += 1
-                    self.sent_points += entry.points
-                else:
-                    self.dropped_points += entry.points
-                    self.dropped_batches += 1
+                self._count(entry, delivered)
 
     def retry(self, entry: Entry) -> None:
         """The send of `entry` failed and will be tried again; if its file went meanwhile, it is lost."""
@@ -218,8 +208,15 @@ class Spool:
             self._in_flight = None
             if entry == self._evicted:
                 self._evicted = None
-                self.dropped_points += entry.points
-                self.dropped_batches += 1
+                self._count(entry, delivered=False)
+
+    def _count(self, entry: Entry, delivered: bool) -> None:
+        if delivered:
+            self.sent_batches += 1
+            self.sent_points += entry.points
+        else:
+            self.dropped_points += entry.points
+            self.dropped_batches += 1
 
     @property
     def batches(self) -> int:
