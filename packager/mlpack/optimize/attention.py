@@ -120,17 +120,21 @@ def _match(graph, softmax) -> _Block | None:
     merge = graph.match_child_path(context, ["Transpose", "Reshape"], exclude=[])
     if merge is None or _perm(graph, merge[0]) != _Q_PERM:
         return None
+    merged = graph.get_constant_value(merge[1].input[1])  # Attention's output is [batch, seq, hidden]
+    if merged is None or len(merged) != 3:
+        return None
     for part, tensor, perm in (("q", qk.input[0], _Q_PERM), ("k", qk.input[1], _K_PERM), ("v", context.input[1], _Q_PERM)):
         if not _projection(graph, tensor, perm, part, block):
             return None
     hidden = block.weights["q"].shape[1]
     if not (block.weights["q"].shape == block.weights["k"].shape == block.weights["v"].shape) or \
-            block.heads <= 0 or hidden % block.heads:
+            hidden % block.heads or int(merged[2]) not in (hidden, -1):
         return None
     # Every node between x and the output goes, so none may feed anything else.
     block.nodes += [scores, qk, softmax, context, *merge]
     inner = {out for node in block.nodes[:-1] for out in node.output}
-    if any(child not in block.nodes for out in inner for child in graph.input_name_to_nodes().get(out, [])):
+    consumers = graph.input_name_to_nodes()
+    if any(child not in block.nodes for out in inner for child in consumers.get(out, [])):
         return None
     if any(out in graph.get_graphs_output_names() for out in inner):
         return None
@@ -147,15 +151,16 @@ def _projection(graph, tensor: str, perm: list[int], part: str, block: _Block) -
     if path is None:
         return False
     reshape, add = path
-    shape = graph.get_constant_value(reshape.input[1])
-    if shape is None or len(shape) != 4 or int(shape[2]) <= 0:
+    shape = graph.get_constant_value(reshape.input[1])  # [batch, seq, heads, head size]
+    if shape is None or len(shape) != 4 or int(shape[2]) <= 0 or block.heads not in (0, int(shape[2])):
         return False
     for i in (0, 1):
         matmul = graph.get_parent(add, i)
         if matmul is None or matmul.op_type != "MatMul":
             continue
         weight, bias = graph.get_constant_value(matmul.input[1]), graph.get_constant_value(add.input[1 - i])
-        if weight is None or bias is None or weight.ndim != 2 or bias.shape != (weight.shape[1],):
+        if weight is None or bias is None or weight.ndim != 2 or bias.shape != (weight.shape[1],) \
+                or int(shape[3]) not in (weight.shape[1] // int(shape[2]), -1):
             return False
         if block.x and matmul.input[0] != block.x:
             return False
@@ -182,6 +187,9 @@ def _mask(graph, bias: str, block: _Block) -> bool:
         axes = graph.get_constant_value(unsqueeze.input[1])
     if axes is None or sorted(int(a) for a in np.ravel(axes)) != [1, 2]:
         return False
+    graph_input = graph.find_graph_input(path[2].input[0])
+    if graph_input is not None and len(graph_input.type.tensor_type.shape.dim) != 2:
+        return False  # Attention reads a [batch, seq] mask
     block.mask_source, block.mask_filter = path[2].input[0], f
     return True
 
