@@ -216,10 +216,13 @@ def dynamic_int8(
 
     op_types = list(op_types or DYNAMIC_INT8_OPS)
     start = src
-    model = onnx.load(str(src))
-    if "Attention" in op_types and fuse_attention(model, keep_float=exclude):
-        start = _save(model, dst.with_name(dst.stem + "-attention.onnx"), like=src)
-    del model
+    # The graph alone first: a model over 2 GB is read whole only where attention may be.
+    if "Attention" in op_types and any(n.op_type == "Softmax" for n in
+                                       onnx.load(str(src), load_external_data=False).graph.node):
+        model = onnx.load(str(src))
+        if fuse_attention(model, keep_float=exclude):
+            start = _save(model, dst.with_name(dst.stem + "-attention.onnx"), like=src)
+        del model
     try:
         with _quiet():
             quantize_dynamic(
