@@ -173,10 +173,10 @@ def session_share(result: OptimizationResult, data: Path, batch: int = 32, budge
     plain = next((c for c in result.candidates if c.name == "plain-dynamic-pc" and c.latency), None)
     if plain is None:
         return "`plain-dynamic-pc` was not timed: no split of the pick's lead into session and model."
-    kept = target.model_copy(update={"runtime": target.runtime.model_copy(update={"denormal_as_zero": False})})
     sessions = {"pick": session(result.chosen.path, target), "recipe": session(plain.path, target, as_recipe=True),
                 "recipe, target session": session(plain.path, target)}
     if target.runtime.denormal_as_zero:
+        kept = target.model_copy(update={"runtime": target.runtime.model_copy(update={"denormal_as_zero": False})})
         sessions["pick, denormals kept"] = session(result.chosen.path, kept)
     rows = EvalData(dict(np.load(data)), None, data.name, synthetic=False)
     p50 = {key: lat.p50_ms for key, lat in latencies(sessions, rows, batch, budget_s=budget_s).items()}

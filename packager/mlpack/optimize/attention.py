@@ -91,15 +91,16 @@ def _perm(graph, node) -> list[int]:
 
 def _match(graph, softmax) -> _Block | None:
     block = _Block()
+    producers = graph.output_name_to_node()  # built once a block: each lookup below reads it
     axis = graph.get_node_attribute(softmax, "axis")
     if axis not in (-1, 3):
         return None
-    scores = graph.get_parent(softmax, 0)
+    scores = graph.get_parent(softmax, 0, producers)
     if scores is not None and scores.op_type == "Add":  # the mask bias
         for i in (0, 1):
-            scaled = graph.get_parent(scores, i)
+            scaled = graph.get_parent(scores, i, producers)
             if scaled is not None and scaled.op_type in ("Mul", "Div"):
-                if not _mask(graph, scores.input[1 - i], block):
+                if not _mask(graph, producers, scores.input[1 - i], block):
                     return None
                 block.nodes.append(scores)
                 scores = scaled
@@ -109,7 +110,7 @@ def _match(graph, softmax) -> _Block | None:
     if scores is None or scores.op_type not in ("Mul", "Div"):
         return None
     c = _scalar(graph, scores.input[1])
-    qk = graph.get_parent(scores, 0)
+    qk = graph.get_parent(scores, 0, producers)
     if c is None or c == 0 or qk is None or qk.op_type != "MatMul":
         return None
     block.scale = c if scores.op_type == "Mul" else 1.0 / c
@@ -124,7 +125,7 @@ def _match(graph, softmax) -> _Block | None:
     if merged is None or len(merged) != 3:
         return None
     for part, tensor, perm in (("q", qk.input[0], _Q_PERM), ("k", qk.input[1], _K_PERM), ("v", context.input[1], _Q_PERM)):
-        if not _projection(graph, tensor, perm, part, block):
+        if not _projection(graph, producers, tensor, perm, part, block):
             return None
     hidden = block.weights["q"].shape[1]
     if not (block.weights["q"].shape == block.weights["k"].shape == block.weights["v"].shape) or \
@@ -142,12 +143,12 @@ def _match(graph, softmax) -> _Block | None:
     return block
 
 
-def _projection(graph, tensor: str, perm: list[int], part: str, block: _Block) -> bool:
+def _projection(graph, producers: dict, tensor: str, perm: list[int], part: str, block: _Block) -> bool:
     """Transpose(perm)(Reshape([0, 0, heads, head], MatMul(x, W) + b)): W, b and x into `block`."""
-    transpose = graph.output_name_to_node().get(tensor)
+    transpose = producers.get(tensor)
     if transpose is None or transpose.op_type != "Transpose" or _perm(graph, transpose) != perm:
         return False
-    path = graph.match_parent_path(transpose, ["Reshape", "Add"], [0, 0])
+    path = graph.match_parent_path(transpose, ["Reshape", "Add"], [0, 0], producers)
     if path is None:
         return False
     reshape, add = path
@@ -155,7 +156,7 @@ def _projection(graph, tensor: str, perm: list[int], part: str, block: _Block) -
     if shape is None or len(shape) != 4 or int(shape[2]) <= 0 or block.heads not in (0, int(shape[2])):
         return False
     for i in (0, 1):
-        matmul = graph.get_parent(add, i)
+        matmul = graph.get_parent(add, i, producers)
         if matmul is None or matmul.op_type != "MatMul":
             continue
         weight, bias = graph.get_constant_value(matmul.input[1]), graph.get_constant_value(add.input[1 - i])
@@ -172,12 +173,12 @@ def _projection(graph, tensor: str, perm: list[int], part: str, block: _Block) -
     return False
 
 
-def _mask(graph, bias: str, block: _Block) -> bool:
+def _mask(graph, producers: dict, bias: str, block: _Block) -> bool:
     """`(1 - Unsqueeze(Cast(mask), axes [1, 2])) * f`: the additive mask of a [batch, seq] input of 1s and 0s."""
-    mul = graph.output_name_to_node().get(bias)
+    mul = producers.get(bias)
     if mul is None or mul.op_type != "Mul":
         return False
-    path = graph.match_parent_path(mul, ["Sub", "Unsqueeze", "Cast"], [0, 1, 0])
+    path = graph.match_parent_path(mul, ["Sub", "Unsqueeze", "Cast"], [0, 1, 0], producers)
     f = _scalar(graph, mul.input[1])
     if path is None or f is None or _scalar(graph, path[0].input[0]) != 1.0:
         return False

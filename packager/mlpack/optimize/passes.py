@@ -216,13 +216,13 @@ def dynamic_int8(
 
     op_types = list(op_types or DYNAMIC_INT8_OPS)
     start = src
-    # The graph alone first: a model over 2 GB is read whole only where attention may be.
-    if "Attention" in op_types and any(n.op_type == "Softmax" for n in
-                                       onnx.load(str(src), load_external_data=False).graph.node):
-        model = onnx.load(str(src))
+    # The graph alone first: external weights (a model over 2 GB) are read only where attention may be.
+    model = onnx.load(str(src), load_external_data=False)
+    if "Attention" in op_types and any(n.op_type == "Softmax" for n in model.graph.node):
+        onnx.load_external_data_for_model(model, str(src.parent))
         if fuse_attention(model, keep_float=exclude):
             start = _save(model, dst.with_name(dst.stem + "-attention.onnx"), like=src)
-        del model
+    del model
     try:
         with _quiet():
             quantize_dynamic(
