@@ -117,9 +117,10 @@ def run(tables: int, rows: int, timing_budget_s: float | None = None) -> dict:
             "generate_s": made_s,
             "optimize_s": done.seconds,
             "peak_rss_mb": done.peak_mb,
-            "candidates": [(c["name"], c["size_bytes"], c["passed"]) for c in report["candidates"]],
+            "candidates": [(c["name"], c["size_bytes"], c["passed"], c["held_back"]) for c in report["candidates"]],
             "skipped": [(s["name"], s["why"]) for s in report["skipped"]],
             "chosen": report["chosen"],
+            "why": report["why"],
             "chosen_external": stored_external(chosen),
             "chosen_files": [p.name for p in model_paths(chosen)],
             "cosine_min": serving_answers_as_float(chosen, model, rows),
@@ -130,8 +131,8 @@ def run(tables: int, rows: int, timing_budget_s: float | None = None) -> dict:
 def markdown(r: dict) -> str:
     from mlpack.sizes import format_size
 
-    rows = "\n".join(f"| {name} | {format_size(size)} | {'pass' if ok else 'FAIL'} |"
-                     for name, size, ok in r["candidates"])
+    rows = "\n".join(f"| {name} | {format_size(size)} | {'FAIL' if not ok else 'pass, held back' if held else 'pass'} |"
+                     for name, size, ok, held in r["candidates"])
     skipped = "".join(f"\n- `{name}` not made: {why}" for name, why in r["skipped"])
     return f"""## {HEADING}
 
@@ -140,7 +141,7 @@ tables of {r['rows']:,} x {WIDTH}, as external data), `mlpack optimize -t x86-cp
 process: {r['optimize_s']:.0f} s, peak RSS {r['peak_rss_mb']:,.0f} MB. The chosen variant,
 `{r['chosen']}`, is stored as {' + '.join(r['chosen_files'])}
 ({'external' if r['chosen_external'] else 'inline'}); the serving runtime loads it and answers
-as float does (worst cosine {r['cosine_min']:.4f} over 64 rows).
+as float does (worst cosine {r['cosine_min']:.4f} over 64 rows). Why `{r['chosen']}`: {r['why']}.
 
 | candidate | size | gate |
 |---|---:|---|
