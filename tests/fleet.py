@@ -31,6 +31,7 @@ watcher die, and the link is cut); `power_on(root)` then boots it as systemd wou
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -223,7 +224,9 @@ def http_json(url: str, body: Any = None, timeout: float = 3.0) -> tuple[int, An
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
-    except OSError:
+    except (OSError, http.client.HTTPException):
+        # Refused, reset, or cut off part-way (IncompleteRead: the runner was stopped while
+        # answering, as a device restarting or reverting does): no answer.
         return 0, None
 
 
