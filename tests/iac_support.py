@@ -3,10 +3,13 @@ python-hcl2 and the HCL formatter (tests/hcl_format), each with its requires_too
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import select
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -62,12 +65,51 @@ def hcl_format_check(*files: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+class _ToolServer:
+    """One `iac_tools.py serve` process for this pytest worker, started on first use: its
+    imports and the CRD schemas load once (seconds each time) instead of once per call.
+    Its stderr goes to a file, never an unread pipe."""
+
+    def __init__(self) -> None:
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([str(iac_tool("python")), str(TOOLS), "serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        atexit.register(self.close)
+
+    def ask(self, request: list[str], timeout_s: float = 300) -> dict[str, Any]:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            self.log.seek(0)
+            raise AssertionError(f"iac_tools.py {request[0]} gave no answer in {timeout_s:.0f} s (exit code "
+                                 f"{self.proc.poll()}):\n{self.log.read()[-3000:]}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+_server: _ToolServer | None = None
+
+
 def iac_tools(command: str, *args: Any) -> dict[str, Any]:
-    """Run one command of tests/iac_tools.py with the IaC venv's Python."""
-    run = subprocess.run([str(iac_tool("python")), str(TOOLS), command, *map(str, args)],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout)
+    """Run one command of tests/iac_tools.py with the IaC venv's Python (in this worker's
+    serving process)."""
+    global _server
+    if _server is None or _server.proc.poll() is not None:
+        _server = _ToolServer()
+    answer = _server.ask([command, *map(str, args)])
+    assert "exception" not in answer, answer.get("exception")
+    return answer
 
 
 def checkov(path: Path) -> list[dict[str, Any]]:

@@ -2,16 +2,22 @@
 the main venv). tests/test_iac.py runs this file with that venv's Python:
 
     python tests/iac_tools.py COMMAND FILE...
+    python tests/iac_tools.py serve      # one JSON request per line: ["COMMAND", "FILE", ...]
 
-Each command prints one JSON document on stdout: {"errors": [...], ...}. Only the
+Each command prints one JSON document on stdout: {"errors": [...], ...}. `serve` answers
+each request line with one such line; tests/iac_support.py keeps one serving process per
+pytest worker, since the imports (the Prometheus Operator's pydantic models alone take
+seconds) and the vendored CRD schemas then load once, not once per call. Only the
 standard library, PyYAML and the tools of the IaC venv are imported here.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,6 +81,7 @@ def _strict_crd_errors(model: Any, document: dict[str, Any]) -> list[str]:
 CRDS = Path(__file__).with_name("crds")
 
 
+@functools.cache
 def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> the openAPIV3Schema of every CRD vendored under tests/crds/
     (the engines' own files of a pinned release; sources.json says where each came from)."""
@@ -162,6 +169,20 @@ COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+def serve() -> None:
+    """Answer one request line at a time: the result, or {"exception": its traceback}."""
+    for line in sys.stdin:
+        command, *args = json.loads(line)
+        try:
+            answer = COMMANDS[command](*args)
+        except Exception:  # noqa: BLE001 - reported to the test, which fails with it
+            answer = {"exception": traceback.format_exc()}
+        print(json.dumps(answer, default=str), flush=True)
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    print(json.dumps(COMMANDS[command](*args), default=str))
+    if command == "serve":
+        serve()
+    else:
+        print(json.dumps(COMMANDS[command](*args), default=str))
