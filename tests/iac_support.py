@@ -96,6 +96,7 @@ class _ToolServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc.stdout.close()
 
 
 _server: _ToolServer | None = None

@@ -1,8 +1,8 @@
 """Validators that need the IaC venv (checkov pins an old boto3, so they live apart from
-the main venv). tests/test_iac.py runs this file with that venv's Python:
+the main venv). tests/iac_support.py runs this file with that venv's Python:
 
-    python tests/iac_tools.py COMMAND FILE...
     python tests/iac_tools.py serve      # one JSON request per line: ["COMMAND", "FILE", ...]
+    python tests/iac_tools.py COMMAND FILE...   # one command, by hand
 
 Each command prints one JSON document on stdout: {"errors": [...], ...}. `serve` answers
 each request line with one such line; tests/iac_support.py keeps one serving process per
