@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from .agent_harness import free_port
+from .manifests import edit_json
 
 QEMU_BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 
@@ -232,3 +233,13 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def own_image_name(artifact: Path, owner: str) -> Path:
+    """Name the image of `artifact` (a test's copy) after the test file that builds it:
+    `mlpack-test/OWNER/NAME`. Copies of one demo artifact otherwise build under one name:tag in
+    the machine's one image store, and a file running beside another on the next worker finds
+    its tag moved to the other's image, or the image gone with the other's clean-up."""
+    edit_json(artifact, lambda m: m["image"].update(
+        repository=f"mlpack-test/{owner}/{m['image']['repository'].rsplit('/', 1)[-1]}"))
+    return artifact

@@ -37,6 +37,7 @@ from .image_support import (
     buildah,
     free_port,
     image_config,
+    own_image_name,
     registry,
     requires_arm64_emulation,
     requires_image_tools,
@@ -122,7 +123,8 @@ def artifacts(demo_artifact, bases, tmp_path_factory) -> Iterator[dict[str, Path
     out = tmp_path_factory.mktemp("image-artifacts")
     built = {}
     for target, arch in TARGETS.items():
-        artifact = shutil.copytree(demo_artifact(target).path, out / demo_artifact(target).path.name)
+        artifact = own_image_name(shutil.copytree(demo_artifact(target).path, out / demo_artifact(target).path.name),
+                                  "image")
         result = cli("image", str(artifact), "--builder", "buildah", "--base-image", bases[arch], "-q")
         assert result.exit_code == 0, result.output
         built[target] = artifact

@@ -22,7 +22,7 @@ from mlpack.cli import app
 from mlpack.model.info import sha256_file
 from mlpack.trust.signing import key_from, sign_artifact
 
-from .image_support import buildah, image_config, registry, requires_image_tools
+from .image_support import buildah, image_config, own_image_name, registry, requires_image_tools
 from .manifests import edit_json, read_json
 from .signing_support import flip_one_byte, make_keys
 from .standin import ensure_standin
@@ -51,7 +51,8 @@ def images(demo_artifact, tmp_path_factory, keys):
     out = tmp_path_factory.mktemp("trusted-images")
     built = []
     for copy in ("first", "second"):
-        artifact = shutil.copytree(demo_artifact("x86-cpu").path, out / copy / demo_artifact("x86-cpu").path.name)
+        artifact = own_image_name(shutil.copytree(demo_artifact("x86-cpu").path,
+                                                  out / copy / demo_artifact("x86-cpu").path.name), "image-trust")
         sign_artifact(Artifact.open(artifact), key_from(keys.private, "UNUSED"))
         result = cli("image", str(artifact), "--builder", "buildah", "--base-image", base)
         assert result.exit_code == 0, result.output
