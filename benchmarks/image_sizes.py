@@ -63,9 +63,10 @@ COMPARED = ("x86-cpu", "arm-edge", "cuda-gpu")  # the targets with a Bento, agai
 BENTO_APT = ("ca-certificates", "gnupg2", "bash", "build-essential", "git")
 MB = 1e6
 # --quick: the x86-cpu image against the baseline without BentoML's apt and uv layers, compressed
-# and uncompressed. The full run measured 0.48 / 0.49 on that baseline (BENCHMARKS.md: 60.9 / 184.9
-# against 52.4 + 75.5 + 0.1 / 128.3 + 247.3 + 0.5); an image a quarter larger than today fails.
-QUICK_LIMIT = 0.6
+# and uncompressed. The full run measured 0.62 / 0.63 on that baseline (BENCHMARKS.md: 79.6 / 236.6
+# against 52.4 + 75.5 + 0.1 / 128.3 + 247.3 + 0.5, both with bytecode); an image a fifth larger
+# than today fails.
+QUICK_LIMIT = 0.75
 
 
 @dataclass
@@ -258,7 +259,8 @@ def section(r: dict) -> str:
         "`python:3.11-slim-bookworm`: Debian bookworm minbase + python3, without docs and translations like the "
         f"slim images ({base['amd64'].text()} for amd64, {base['arm64'].text()} for arm64). The x86-cpu and "
         "arm-edge images keep no base layer: they hold the base's Python and the libraries it links, copied onto "
-        "an empty image (no shell, no package manager).",
+        "an empty image (no shell, no package manager). Both mlpack's server images and BentoML's default carry "
+        "their packages' bytecode (mlpack's the standard library's too: section \"Image start\" says what it buys).",
         "",
         "| Target | mlpack image | BentoML default image (same Bento, same base) | mlpack / BentoML |",
         "|---|---|---|---|",

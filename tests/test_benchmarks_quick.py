@@ -29,7 +29,7 @@ SLOW_QUICK = ["agent_bench", "optimize_bench", "large_model", "build_memory", "f
 # The quick modes that reuse the session's demo artifact for a target: slow.
 ON_THE_DEMO = {"serve_protocols": "x86-cpu", "serve_throughput": "x86-cpu", "lambda_cold_start": "aws-lambda"}
 # The quick modes that check what another test file's fixture built: run there.
-BUILT_ELSEWHERE = {"image_sizes": "test_image.py", "gpu": "test_benchmark_gpu.py"}
+BUILT_ELSEWHERE = {"image_sizes": "test_image.py", "image_start": "test_image.py", "gpu": "test_benchmark_gpu.py"}
 # Scripts without a quick mode yet, with why.
 NO_QUICK_MODE_YET: dict[str, str] = {}
 HELPERS = {"__init__", "markdown", "quick", "minilm_model", "child", "routes", "reference_recipes"}  # imported by the scripts, not run

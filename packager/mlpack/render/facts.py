@@ -93,6 +93,8 @@ class ContainerFacts:
     agent_config: str
     agent_command: tuple[str, ...]
     cuda: CudaFacts | None  # GPU images only
+    site_packages: str  # where the server image installs its Python packages
+    bytecode_invalidation: str  # the .pyc files' invalidation mode (the Lambda zip's too)
 
 
 @dataclass(frozen=True)
@@ -381,6 +383,8 @@ def container_facts(ctx: RenderContext) -> ContainerFacts:
         agent_config=config,
         agent_command=("python3", "-m", "mlpack_agent.main", "--config", config),
         cuda=cuda_facts(ctx),
+        site_packages=SITE_PACKAGES,
+        bytecode_invalidation=INVALIDATION_MODE,
     )
 
 
