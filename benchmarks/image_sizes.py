@@ -35,11 +35,9 @@ against an image that grows, the goal itself is the full run's.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import re
-import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -55,7 +53,7 @@ from tests.standin import ensure_standin, in_slim_image, rootfs_tarball
 from mlpack.progress import Progress
 
 from benchmarks.markdown import write_section
-from benchmarks.quick import Ratio, add_artifact_option, add_options, demo_artifact, report
+from benchmarks.quick import Ratio, demo_image, report, writing_parser
 
 ARCH = {"x86-cpu": "amd64", "arm-edge": "arm64", "aws-lambda": "amd64", "cuda-gpu": "amd64"}
 BUILT = ("x86-cpu", "arm-edge", "aws-lambda", "cuda-gpu")
@@ -332,17 +330,8 @@ def quick(given: Path | None) -> list[Ratio]:
     without its apt and uv layers, for the same Bento on the same stand-in base."""
     with tempfile.TemporaryDirectory(prefix="image-sizes-quick-") as tmp:
         work = Path(tmp)
-        artifact = demo_artifact(given, "x86-cpu", work / "out")
-        built = None
-        if not artifact.manifest.image.id:  # no image yet: build one on the stand-in (into a copy), removed after
-            if given is not None:
-                artifact = Artifact.open(shutil.copytree(artifact.root, work / "copy" / artifact.root.name))
-            built = build_image(artifact, BuildahBuilder(), ensure_standin("amd64"), Progress(quiet=True))
-        try:  # by id: the demo's name:tag is the same for every build of it
-            ours, _ = image_size(built.id if built else artifact.manifest.image.id)
-        finally:
-            if built is not None:
-                subprocess.run(["buildah", "rmi", "-f", built.id], capture_output=True)
+        with demo_image(given, work) as (artifact, image):
+            ours, _ = image_size(image)
         base, _ = image_size(ensure_standin("amd64"))
         theirs = sum(bento_layers(artifact.root, work / "venv").values(), base)
     print(f"x86-cpu image {ours.text()} MB; BentoML's default without apt and uv {theirs.text()} MB "
@@ -353,11 +342,7 @@ def quick(given: Path | None) -> list[Ratio]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
-    add_options(parser)
-    add_artifact_option(parser, "x86-cpu")
-    args = parser.parse_args()
+    args = writing_parser(__doc__, "x86-cpu").parse_args()
     if args.quick:
         raise SystemExit(report(quick(args.artifact), args.check))
     text = section(measure())

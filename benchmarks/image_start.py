@@ -20,7 +20,6 @@ built is ready in at most QUICK_LIMIT of the time the one without bytecode takes
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -35,14 +34,9 @@ from pathlib import Path
 
 import psutil
 
-from mlpack.artifact import Artifact
-from mlpack.image.build import build_image
-from mlpack.image.builder import BuildahBuilder
-from mlpack.progress import Progress
-from tests.standin import ensure_standin
 
 from benchmarks.markdown import write_section
-from benchmarks.quick import Ratio, add_artifact_option, add_options, demo_artifact, report
+from benchmarks.quick import Ratio, demo_image, report, writing_parser
 
 RUNS, QUICK_RUNS = 5, 2
 # --quick: ready in at most this share of the time without bytecode. The full run measured
@@ -194,26 +188,11 @@ def section(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
-    add_options(parser)
-    add_artifact_option(parser, "x86-cpu")
-    args = parser.parse_args()
+    args = writing_parser(__doc__, "x86-cpu").parse_args()
     with tempfile.TemporaryDirectory(prefix="image-start-") as tmp:
         work = Path(tmp)
-        artifact = demo_artifact(args.artifact, "x86-cpu", work / "out")
-        built = None
-        if not artifact.manifest.image.id:  # no image yet: build one on the stand-in (into a copy), removed after
-            if args.artifact is not None:
-                artifact = Artifact.open(shutil.copytree(artifact.root, work / "copy" / artifact.root.name))
-            built = build_image(artifact, BuildahBuilder(), ensure_standin("amd64"),
-                                Progress(quiet=args.quick))
-        try:  # by id: the demo's name:tag is the same for every build of it
-            result = measure(built.id if built else artifact.manifest.image.id,
-                             QUICK_RUNS if args.quick else RUNS, work)
-        finally:
-            if built is not None:
-                subprocess.run(["buildah", "rmi", "-f", built.id], capture_output=True)
+        with demo_image(args.artifact, work, quiet=args.quick) as (_, image):
+            result = measure(image, QUICK_RUNS if args.quick else RUNS, work)
     if args.quick:
         raise SystemExit(report(ratios(result, QUICK_LIMIT), args.check))
     text = section(result)

@@ -10,10 +10,13 @@ guard, not the published ones: those come from the full run.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Hashable, TypeVar
+from typing import Any, Callable, Hashable, Iterator, TypeVar
 
 from mlpack.artifact import Artifact
 
@@ -78,6 +81,16 @@ def add_artifact_option(parser: argparse.ArgumentParser, target: str) -> None:
                              "built here when absent")
 
 
+def writing_parser(doc: str, target: str) -> argparse.ArgumentParser:
+    """The options of a script that writes its BENCHMARKS.md section from the demo built for
+    `target`: --no-write, --quick --check and --artifact."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    add_options(parser)
+    add_artifact_option(parser, target)
+    return parser
+
+
 def demo_artifact(given: Path | None, target: str, out: Path) -> Artifact:
     """The demo built for `target`: `given` (an artifact folder), or a build into `out`."""
     from mlpack.build import BuildRequest, build
@@ -90,6 +103,29 @@ def demo_artifact(given: Path | None, target: str, out: Path) -> Artifact:
         raise SystemExit(f"--artifact {given} is built for {artifact.manifest.target.name}; "
                          f"this benchmark needs a {target} artifact of the demo")
     return artifact
+
+
+@contextmanager
+def demo_image(given: Path | None, work: Path, quiet: bool = True) -> Iterator[tuple[Artifact, str]]:
+    """The x86-cpu demo artifact and its image's id: the image `given`'s manifest names (as
+    `mlpack image` left it), else one built here on the offline stand-in base (into a copy of
+    `given`, or of a demo built into `work`) and removed after."""
+    from mlpack.image.build import build_image
+    from mlpack.image.builder import BuildahBuilder
+    from mlpack.progress import Progress
+    from tests.standin import ensure_standin
+
+    artifact = demo_artifact(given, "x86-cpu", work / "out")
+    if artifact.manifest.image.id:
+        yield artifact, artifact.manifest.image.id
+        return
+    if given is not None:
+        artifact = Artifact.open(shutil.copytree(artifact.root, work / "copy" / artifact.root.name))
+    built = build_image(artifact, BuildahBuilder(), ensure_standin("amd64"), Progress(quiet=quiet))
+    try:  # by id: the demo's name:tag is the same for every build of it
+        yield artifact, built.id
+    finally:
+        subprocess.run(["buildah", "rmi", "-f", built.id], capture_output=True)
 
 
 def interleaved(runs: dict[K, Callable[[float], dict[str, float]]], seconds: float, rounds: int = 4,
