@@ -157,6 +157,38 @@ def test_alert_rules_load_and_evaluate(live) -> None:
              what="MlpackAgentDown to be inactive while the agent answers")
 
 
+def test_killing_the_agent_fires_agent_down_in_prometheus(tmp_path: Path) -> None:
+    """The shipped MlpackAgentDown rule, live: an agent Prometheus scrapes is killed (kill -9) and
+    the alert fires. Its own agent and Prometheus (the module's are shared by the other tests). The
+    rule's `for:` (5m) is set to 0 here so that it fires within the test; tests/test_alert_rules.py
+    checks the `for:` itself with promtool."""
+    files = render_agent_files("x86-cpu")
+    groups = yaml.safe_load(files["alerts.yaml"])["groups"]
+    for group in groups:
+        for rule in group["rules"]:
+            rule["for"] = "0s"
+    (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    agent = AgentProcess(tmp_path / "agent", resource=yaml.safe_load(files["agent.json"])["resource"]).start()
+    prometheus = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{agent.port}"],
+                                  rule_files=[str(tmp_path / "alerts.yaml")])
+    try:
+        prometheus.start()
+
+        def agent_down() -> str:
+            rules = prometheus.api("/api/v1/rules")["groups"][0]["rules"]
+            return next(r for r in rules if r["name"] == "MlpackAgentDown")["state"]
+
+        wait_for(lambda: prometheus.query("target_info"), 20, what="Prometheus to scrape the agent")
+        wait_for(lambda: agent_down() == "inactive", 20, interval_s=0.5, what="MlpackAgentDown inactive while it answers")
+        agent.kill()
+        wait_for(lambda: agent_down() == "firing", 30, interval_s=0.5, what="MlpackAgentDown to fire")
+        alert = next(a for a in prometheus.api("/api/v1/alerts")["alerts"] if a["labels"]["alertname"] == "MlpackAgentDown")
+        assert alert["labels"]["severity"] == "critical" and alert["labels"]["service_name"] == ARTIFACT
+    finally:
+        prometheus.stop()
+        agent.stop()
+
+
 def test_the_documented_metric_names_are_the_exported_ones(live) -> None:
     _, prometheus, _, _ = live
     malformed = f'sum(mlpack_agent_refused_total{{service_name="{ARTIFACT}", reason="malformed"}})'
