@@ -34,9 +34,9 @@ from pathlib import Path
 
 import psutil
 
-
 from benchmarks.markdown import write_section
 from benchmarks.quick import Ratio, demo_image, report, writing_parser
+from tests.agent_harness import free_port
 
 RUNS, QUICK_RUNS = 5, 2
 # --quick: ready in at most this share of the time without bytecode. The full run measured
@@ -86,7 +86,7 @@ class Container:
                 time.sleep(0.02)
             seconds = time.perf_counter() - began
             tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-            cpu = sum(p.cpu_times().user + p.cpu_times().system for p in tree if p.is_running())
+            cpu = sum(sum(p.cpu_times()[:2]) for p in tree)  # user + system
             return Start(seconds, cpu, len(tree))
         finally:
             _stop(proc)
@@ -129,14 +129,6 @@ def _ready(port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def measure(image: str, runs: int, work: Path) -> dict:
     config = json.loads(_buildah("inspect", "--type", "image", image))["Docker"]["config"]
     containers = {"as built": Container(image, False), "without bytecode": Container(image, True)}
@@ -144,7 +136,7 @@ def measure(image: str, runs: int, work: Path) -> dict:
         starts: dict[str, list[Start]] = {name: [] for name in containers}
         for _ in range(runs):  # in turn, so a change of load falls on both
             for name, container in containers.items():
-                starts[name].append(container.start(config, _free_port(), work / "serve.log"))
+                starts[name].append(container.start(config, free_port(), work / "serve.log"))
         return {"image": image, "runs": runs, "bytecode": containers["as built"].bytecode,
                 "starts": {name: {"seconds": statistics.median(s.seconds for s in got),
                                   "cpu_s": statistics.median(s.cpu_s for s in got),

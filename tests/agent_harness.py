@@ -347,3 +347,13 @@ class ExtensionsApi:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def rules_firing_at_once(groups: list[dict[str, Any]], path: Path) -> Path:
+    """Prometheus rule groups written to `path` with each rule's `for:` set to 0, so that an alert
+    fires within a test (tests/test_alert_rules.py checks each real `for:` with promtool)."""
+    for group in groups:
+        for rule in group["rules"]:
+            rule["for"] = "0s"
+    path.write_text(json.dumps({"groups": groups}))
+    return path

@@ -23,7 +23,7 @@ from mlpack.runtime.telemetry import InferenceReporter
 from mlpack_agent.client import EventClient
 from mlpack_agent.metrics import PROMETHEUS_NAMES
 
-from .agent_harness import AgentProcess, OtlpReceiver, PrometheusServer, wait_for
+from .agent_harness import AgentProcess, OtlpReceiver, PrometheusServer, rules_firing_at_once, wait_for
 from .agent_files import dashboard_queries, metric_names, render_agent_files
 from .pyramid import heavy
 
@@ -91,6 +91,12 @@ def _send_requests(agent: AgentProcess) -> tuple[EventClient, EventClient]:
     return classifier.client, embedder.client
 
 
+def _state(prometheus: PrometheusServer, alert: str) -> str:
+    """An alerting rule's state in Prometheus: inactive, pending or firing."""
+    rules = prometheus.api("/api/v1/rules")["groups"][0]["rules"]
+    return next(r for r in rules if r["name"] == alert)["state"]
+
+
 def _scalar(prometheus: PrometheusServer, promql: str) -> float:
     result = prometheus.query(promql)
     return float(result[0]["value"][1]) if result else math.nan
@@ -149,11 +155,7 @@ def test_alert_rules_load_and_evaluate(live) -> None:
     # sees no target_info yet, and is pending), the agent-down alert is silent.
     wait_for(lambda: prometheus.query("target_info"), 20, what="Prometheus to scrape the agent")
 
-    def agent_down_state() -> str:
-        rules = prometheus.api("/api/v1/rules")["groups"][0]["rules"]
-        return next(r for r in rules if r["name"] == "MlpackAgentDown")["state"]
-
-    wait_for(lambda: agent_down_state() == "inactive", 20, interval_s=0.5,
+    wait_for(lambda: _state(prometheus, "MlpackAgentDown") == "inactive", 20, interval_s=0.5,
              what="MlpackAgentDown to be inactive while the agent answers")
 
 
@@ -163,25 +165,17 @@ def test_killing_the_agent_fires_agent_down_in_prometheus(tmp_path: Path) -> Non
     rule's `for:` (5m) is set to 0 here so that it fires within the test; tests/test_alert_rules.py
     checks the `for:` itself with promtool."""
     files = render_agent_files("x86-cpu")
-    groups = yaml.safe_load(files["alerts.yaml"])["groups"]
-    for group in groups:
-        for rule in group["rules"]:
-            rule["for"] = "0s"
-    (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    rules = rules_firing_at_once(yaml.safe_load(files["alerts.yaml"])["groups"], tmp_path / "alerts.json")
     agent = AgentProcess(tmp_path / "agent", resource=yaml.safe_load(files["agent.json"])["resource"]).start()
-    prometheus = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{agent.port}"],
-                                  rule_files=[str(tmp_path / "alerts.yaml")])
+    prometheus = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{agent.port}"], rule_files=[str(rules)])
     try:
         prometheus.start()
-
-        def agent_down() -> str:
-            rules = prometheus.api("/api/v1/rules")["groups"][0]["rules"]
-            return next(r for r in rules if r["name"] == "MlpackAgentDown")["state"]
-
         wait_for(lambda: prometheus.query("target_info"), 20, what="Prometheus to scrape the agent")
-        wait_for(lambda: agent_down() == "inactive", 20, interval_s=0.5, what="MlpackAgentDown inactive while it answers")
+        wait_for(lambda: _state(prometheus, "MlpackAgentDown") == "inactive", 20, interval_s=0.5,
+                 what="MlpackAgentDown inactive while it answers")
         agent.kill()
-        wait_for(lambda: agent_down() == "firing", 30, interval_s=0.5, what="MlpackAgentDown to fire")
+        wait_for(lambda: _state(prometheus, "MlpackAgentDown") == "firing", 30, interval_s=0.5,
+                 what="MlpackAgentDown to fire")
         alert = next(a for a in prometheus.api("/api/v1/alerts")["alerts"] if a["labels"]["alertname"] == "MlpackAgentDown")
         assert alert["labels"]["severity"] == "critical" and alert["labels"]["service_name"] == ARTIFACT
     finally:

@@ -30,7 +30,6 @@ at most one element, an empty answer as 0, NaN or infinity as 0 (pkg/scalers/pro
 from __future__ import annotations
 
 import ast
-import json
 import math
 import os
 import time
@@ -54,7 +53,7 @@ from mlpack.render.context import RenderContext
 from mlpack.render.templates import render_group
 from mlpack.runtime.telemetry import InferenceReporter
 
-from .agent_harness import AgentProcess, PrometheusServer, wait_for
+from .agent_harness import AgentProcess, PrometheusServer, rules_firing_at_once, wait_for
 from .manifests import render_context
 from .models import linear_model
 from .served_apps import BentoServer
@@ -206,15 +205,9 @@ def renders(ctx: RenderContext) -> dict[str, str]:
     return files
 
 
-def rules_firing_at_once(files: dict[str, str], path: Path) -> Path:
-    """The PrometheusRule's rules, each `for:` set to 0 (promtool checks them in test_alert_rules.py)."""
-    rule = next(doc for _, doc in documents(files) if doc["kind"] == "PrometheusRule")
-    groups = rule["spec"]["groups"]
-    for group in groups:
-        for r in group["rules"]:
-            r["for"] = "0s"
-    path.write_text(json.dumps({"groups": groups}))
-    return path
+def prometheus_rule_groups(files: dict[str, str]) -> list[dict[str, Any]]:
+    """The groups of the PrometheusRule among `files`."""
+    return next(doc for _, doc in documents(files) if doc["kind"] == "PrometheusRule")["spec"]["groups"]
 
 
 def _predict(url: str, x: list[list[float]]) -> int:
@@ -242,8 +235,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     gpu_agent = AgentProcess(root / "gpu-agent", config_file=root / "gpu-agent.json").start()
     prometheus = PrometheusServer(
         root / "prometheus", [f"127.0.0.1:{agent.port}", f"127.0.0.1:{gpu_agent.port}"],
-        rule_files=[str(rules_firing_at_once(cpu_files, root / "cpu-rules.json")),
-                    str(rules_firing_at_once(gpu_files, root / "gpu-rules.json"))],
+        rule_files=[str(rules_firing_at_once(prometheus_rule_groups(cpu_files), root / "cpu-rules.json")),
+                    str(rules_firing_at_once(prometheus_rule_groups(gpu_files), root / "gpu-rules.json"))],
     ).start()
     server = None
     try:
