@@ -159,11 +159,11 @@ def test_without_real_data_int8_that_passes_on_synthetic_inputs_is_held_back_and
     dynamic = next(c for c in result.candidates if c.name == "dynamic-int8")
     assert dynamic.passed and dynamic.held  # it passed, on no evidence about real data
     assert result.chosen.name in ("float", "float-optimized")
-    assert ("dynamic-int8, dynamic-int8-per-tensor, smooth-int8, pruned, pruned-int8 held back: passed on synthetic "
-            "inputs only") in result.why
+    assert ("stored-int8, dynamic-int8, dynamic-int8-per-tensor, smooth-int8, pruned, pruned-int8 held back: passed on "
+            "synthetic inputs only") in result.why
     # One line says why and how to get int8, and never calls the synthetic rows calibration data.
-    assert result.headline.startswith("int8 held back: dynamic-int8, dynamic-int8-per-tensor, smooth-int8, pruned, "
-                                      "pruned-int8 passed the gate on synthetic inputs")
+    assert result.headline.startswith("int8 held back: stored-int8, dynamic-int8, dynamic-int8-per-tensor, smooth-int8, "
+                                      "pruned, pruned-int8 passed the gate on synthetic inputs")
     assert "pass --calibration FILE.npz with real inputs" in result.headline and "\n" not in result.headline
     assert result.headline in result.table() and "held" in result.table()
     assert "calibration rows" not in result.to_markdown()
@@ -174,7 +174,8 @@ def test_the_user_may_allow_int8_on_synthetic_inputs_and_the_report_says_so(tmp_
     model = two_layer_model(tmp_path / "m.onnx")
     result = optimize(inspect_model(model), load_target("arm-edge"), tmp_path / "work",
                       gate=GateSettings(synthetic="allow"))
-    assert result.chosen.name in ("dynamic-int8", "dynamic-int8-per-tensor", "smooth-int8") and not result.chosen.held
+    assert result.chosen.name in ("stored-int8", "dynamic-int8", "dynamic-int8-per-tensor", "smooth-int8")
+    assert not result.chosen.held
     assert result.headline.startswith(f"{result.chosen.name} ships on synthetic evidence (--gate synthetic=allow)")
     assert "ships on that evidence alone, as --gate synthetic=allow asked" in result.to_markdown()
 

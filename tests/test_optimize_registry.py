@@ -20,8 +20,8 @@ from .models import linear_model
 from .optimize_models import embedding_model, optimize, two_layer_data, two_layer_model, with_variants
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = ('"dynamic-int8", "dynamic-int8-per-tensor", "smooth-int8", "static-int8", "compact-int8", "mixed-int8", '
-           '"pruned", "pruned-int8"')
+SHIPPED = ('"stored-int8", "dynamic-int8", "dynamic-int8-per-tensor", "smooth-int8", "static-int8", "compact-int8", '
+           '"mixed-int8", "pruned", "pruned-int8"')
 
 
 def target_file(tmp_path: Path, variants: str | None = None, extra: str = "", **replace: str) -> Path:
@@ -49,7 +49,7 @@ def load_error(path: Path) -> str:
 
 def test_every_variant_declares_a_config_and_only_registered_dependencies() -> None:
     assert set(REGISTRY) == {"dynamic-int8", "dynamic-int8-per-tensor", "smooth-int8", "static-int8", "compact-int8",
-                             "mixed-int8", "fp16", "pruned", "pruned-int8"}
+                             "mixed-int8", "fp16", "pruned", "pruned-int8", "stored-int8"}
     for name, variant in REGISTRY.items():
         assert variant.name == name and issubclass(variant, Variant)
         assert issubclass(variant.Config, VariantConfig)
@@ -91,7 +91,7 @@ def test_a_variant_listed_after_one_that_reads_its_outcome_is_an_error(tmp_path:
 def test_unknown_and_repeated_variants_are_named(tmp_path: Path) -> None:
     message = load_error(target_file(tmp_path, '"dynamic-int8", "int3", "dynamic-int8"'))
     assert ("unknown variant 'int3' (known: compact-int8, dynamic-int8, dynamic-int8-per-tensor, fp16, mixed-int8, "
-            "pruned, pruned-int8, smooth-int8, static-int8)") in message
+            "pruned, pruned-int8, smooth-int8, static-int8, stored-int8)") in message
     assert "dynamic-int8 is listed 2 times" in message
 
 

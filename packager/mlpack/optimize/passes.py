@@ -442,3 +442,71 @@ def fp16(src: Path, dst: Path) -> Path:
     ir_model = ir.serde.deserialize_model(model)
     TopologicalSortPass()(ir_model)
     return _save(ir.serde.serialize_model(ir_model), dst, like=src)
+
+
+# The weight input of each op stored_int8 stores in int8, and the axis of its output channels
+# (one scale each); Gemm's depends on transB.
+STORED_INT8_WEIGHTS = {"MatMul": (1, -1), "Gemm": (1, None), "Conv": (1, 0), "ConvTranspose": (1, 1)}
+STORED_INT8_MIN_ELEMENTS = 256  # below this a tensor's scales and two nodes save next to nothing
+
+
+def stored_int8_weights(model: onnx.ModelProto) -> dict[str, int]:
+    """The float32 weight initializers stored_int8 would store in int8, with their channel axis."""
+    inits = {t.name: t for t in model.graph.initializer}
+    graph_inputs = {i.name for i in model.graph.input}  # an initializer a caller may override stays as it is
+    found: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type not in STORED_INT8_WEIGHTS or node.domain not in ("", "ai.onnx"):
+            continue
+        index, axis = STORED_INT8_WEIGHTS[node.op_type]
+        name = node.input[index] if len(node.input) > index else ""
+        tensor = inits.get(name)
+        if (tensor is None or name in graph_inputs or name in found or len(tensor.dims) < 2
+                or tensor.data_type != onnx.TensorProto.FLOAT or np.prod(tensor.dims) < STORED_INT8_MIN_ELEMENTS):
+            continue
+        if axis is None:  # Gemm: B is (K, N), or (N, K) when transposed
+            axis = 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
+        found[name] = axis % len(tensor.dims)
+    return found
+
+
+def stored_int8(src: Path, dst: Path, *, keep: Sequence[str] = (), only: Sequence[str] | None = None) -> Path:
+    """Weights stored in int8 with one scale per output channel, widened back to float32 by a
+    Cast and a Mul on constants, which onnxruntime's constant folding (every optimization level
+    but 'disabled') runs once when it opens the model: the file has int8's size, the session
+    float's graph, arithmetic and speed. A DequantizeLinear would read the same, but onnxruntime
+    keeps those unfolded for its int8 kernels (1.32 runs a weight-only one as MatMulNBits, about
+    4x slower than float on a small MLP here), so plain Cast and Mul it is. Memory at run time is
+    float's: only the file shrinks.
+
+    `keep`: weights left float (the ones whose rounding hurts most); `only`: store just these."""
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    weights = {name: axis for name, axis in stored_int8_weights(model).items()
+               if name not in keep and (only is None or name in only)}
+    kept = [t for t in model.graph.initializer if t.name not in weights]
+    added, widen = [], []
+    for tensor in model.graph.initializer:
+        if tensor.name not in weights:
+            continue
+        values = numpy_helper.to_array(tensor)
+        axis = weights[tensor.name]
+        others = tuple(a for a in range(values.ndim) if a != axis)
+        scale = np.abs(values).max(axis=others, keepdims=True) / 127.0
+        scale[scale == 0] = 1.0
+        stored = np.clip(np.round(values / scale), -127, 127).astype(np.int8)
+        name = tensor.name
+        added += [numpy_helper.from_array(stored, f"{name}_int8"),
+                  numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale")]
+        widen += [helper.make_node("Cast", [f"{name}_int8"], [f"{name}_widened"], name=f"{name}/widen",
+                                   to=onnx.TensorProto.FLOAT),
+                  helper.make_node("Mul", [f"{name}_widened", f"{name}_scale"], [name], name=f"{name}/scale")]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept + added)
+    nodes = widen + list(model.graph.node)  # before every reader: the names they read are unchanged
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    _save(model, dst, like=src)
+    onnx.checker.check_model(str(dst))  # by path: a model over 2 GB cannot be checked in memory
+    return dst

@@ -243,6 +243,12 @@ def output_error(reference: list[np.ndarray], got: list[np.ndarray]) -> float:
     return worst
 
 
+def effect_rows(data: EvalData) -> EvalData:
+    """The few rows each unit's effect is measured on: EFFECT_ROWS, fewer when rows are large."""
+    per_row = max(1, sum(v[:1].nbytes for v in data.inputs.values()))
+    return data.take(slice(0, max(1, min(EFFECT_ROWS, EFFECT_BYTES // per_row))))
+
+
 def measure_effects(float_graph: Path, units: list[str], run: Runner, data: EvalData) -> list[LayerError]:
     """Each of `units` (nodes an int8 recipe quantized) ranked by its measured effect on the
     model's output: the float model is run with only that node's inputs and weight rounded to
@@ -255,8 +261,7 @@ def measure_effects(float_graph: Path, units: list[str], run: Runner, data: Eval
     floats = _float_tensors(model)
     nodes = {n.name: n for n in model.graph.node}
     plan = {name: _quantized_inputs(nodes[name], weights, floats) for name in units if name in nodes}
-    per_row = max(1, sum(v[:1].nbytes for v in data.inputs.values()))
-    rows = data.take(slice(0, max(1, min(EFFECT_ROWS, EFFECT_BYTES // per_row))))
+    rows = effect_rows(data)
     tensors = sorted({t for activations, _ in plan.values() for t in activations})
     ranges = _ranges(model, tensors, run, rows) if tensors else {}  # enough to rank; its memory stays small
     reference = run.outputs(float_graph, rows)

@@ -8,7 +8,7 @@ before it, when it applies, and how it makes its candidate. `order_problems` and
 from __future__ import annotations
 
 from . import (  # noqa: F401 (they register)
-    compact_int8, dynamic_int8, dynamic_int8_per_tensor, fp16, mixed_int8, pruned, smooth_int8, static_int8,
+    compact_int8, dynamic_int8, dynamic_int8_per_tensor, fp16, mixed_int8, pruned, smooth_int8, static_int8, stored_int8,
 )
 from .base import Int8Config, Outcome, Variant, VariantConfig
 from .registry import REGISTRY, config_problems, order_problems, pinned_and_read, variant_config

@@ -1,0 +1,73 @@
+"""stored-int8: weights stored in int8, one scale per output channel, widened to float32 when
+onnxruntime opens the model. The file has int8's size; the session runs float's own graph.
+The weights whose rounding alone moves the output most stay float, as few as the gate allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from mlpack.model.files import model_bytes
+from mlpack.model.info import inspect_model
+from mlpack.optimize.passes import stored_int8, stored_int8_weights
+
+from .models import conv_chain
+from .optimize_models import optimize, two_layer_data, two_layer_model, with_variants
+
+
+def _as_opened(path: Path, tmp_path: Path) -> onnx.ModelProto:
+    """The graph an onnxruntime session runs, as it saves it after its basic (portable) optimizations."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "opened.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnx.load(str(tmp_path / "opened.onnx"))
+
+
+def test_the_file_is_int8_sized_and_the_session_runs_floats_own_graph(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    stored = stored_int8(model, tmp_path / "stored.onnx")
+    assert model_bytes(stored) < 0.3 * model_bytes(model)
+    assert {t.data_type for t in onnx.load(str(stored)).graph.initializer} >= {onnx.TensorProto.INT8}
+
+    opened = _as_opened(stored, tmp_path)
+    # The widening ran once, at load: what is left per request is float's own three ops on float weights.
+    assert [n.op_type for n in opened.graph.node] == ["MatMul", "Relu", "MatMul"]
+    weights = {t.name: numpy_helper.to_array(t) for t in opened.graph.initializer}
+    assert {w.dtype for w in weights.values()} == {np.dtype(np.float32)}
+    # Each is the original rounded to 255 steps of its column's largest magnitude, and no further off.
+    original = numpy_helper.to_array(next(t for t in onnx.load(str(model)).graph.initializer if t.name == "W2"))
+    step = np.abs(original).max(axis=0) / 127
+    assert np.all(np.abs(weights["W2"] - original) <= step / 2 + 1e-7)
+    assert not np.array_equal(weights["W2"], original)
+
+
+def test_convolution_filters_get_one_scale_per_output_channel(tmp_path: Path) -> None:
+    model = conv_chain(tmp_path / "c.onnx")
+    found = stored_int8_weights(onnx.load(str(model)))
+    convs = [n.input[1] for n in onnx.load(str(model)).graph.node if n.op_type == "Conv"]
+    assert convs and all(found[w] == 0 for w in convs if w in found) and set(found) & set(convs)
+    stored = onnx.load(str(stored_int8(model, tmp_path / "s.onnx")))
+    scales = {t.name: list(t.dims) for t in stored.graph.initializer if t.name.endswith("_scale")}
+    for weight in set(found) & set(convs):
+        assert scales[f"{weight}_scale"][0] > 1 and set(scales[f"{weight}_scale"][1:]) == {1}
+
+
+def test_the_weight_whose_rounding_breaks_the_output_stays_float_and_the_rest_is_stored_in_int8(tmp_path: Path) -> None:
+    # W2 has a huge weight on a hidden unit that is always 0: float ignores it; rounded per
+    # column to its scale, every real weight of W2 becomes 0.
+    model = two_layer_model(tmp_path / "m.onnx", outliers=("second",))
+    target = with_variants("x86-cpu", "stored-int8")
+    result = optimize(inspect_model(model), target, tmp_path / "work", data_path=two_layer_data(tmp_path / "d.npz"))
+    stored = next(c for c in result.candidates if c.name == "stored-int8")
+    assert stored.passed
+    assert "1 of 2 weight tensors stored in int8" in stored.recipe and "W2 (" in stored.recipe  # found by measurement
+    initializers = {t.name: t.data_type for t in onnx.load(str(stored.path)).graph.initializer}
+    assert initializers["W2"] == onnx.TensorProto.FLOAT and initializers["W1_int8"] == onnx.TensorProto.INT8
+    assert "W1" not in initializers
+    assert stored.size_bytes < 0.55 * result.candidates[0].size_bytes  # W1, two thirds of the weights, in a quarter
+    assert sorted(p.name for p in (tmp_path / "work").glob("stored-int8*")) == [stored.path.name]  # the rest removed
