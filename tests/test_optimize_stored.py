@@ -16,7 +16,7 @@ from mlpack.model.info import inspect_model
 from mlpack.optimize.passes import stored_int8, stored_int8_weights
 
 from .models import conv_chain
-from .optimize_models import optimize, two_layer_data, two_layer_model, with_variants
+from .optimize_models import embedding_model, optimize, two_layer_data, two_layer_model, with_variants
 
 
 def _as_opened(path: Path, tmp_path: Path) -> onnx.ModelProto:
@@ -71,3 +71,13 @@ def test_the_weight_whose_rounding_breaks_the_output_stays_float_and_the_rest_is
     assert "W1" not in initializers
     assert stored.size_bytes < 0.55 * result.candidates[0].size_bytes  # W1, two thirds of the weights, in a quarter
     assert sorted(p.name for p in (tmp_path / "work").glob("stored-int8*")) == [stored.path.name]  # the rest removed
+
+
+def test_an_embedding_table_is_stored_with_one_scale_per_row(tmp_path: Path) -> None:
+    model = embedding_model(tmp_path / "e.onnx")
+    assert stored_int8_weights(onnx.load(str(model))) == {"table": 0, "W": 1}
+    stored = stored_int8(model, tmp_path / "s.onnx")
+    scales = {t.name: list(t.dims) for t in onnx.load(str(stored)).graph.initializer if t.name.endswith("_scale")}
+    assert scales == {"table_scale": [2048, 1], "W_scale": [1, 32]}
+    assert model_bytes(stored) < 0.3 * model_bytes(model)
+    assert [n.op_type for n in _as_opened(stored, tmp_path).graph.node] == ["Gather", "ReduceMean", "MatMul"]

@@ -445,8 +445,8 @@ def fp16(src: Path, dst: Path) -> Path:
 
 
 # The weight input of each op stored_int8 stores in int8, and the axis of its output channels
-# (one scale each); Gemm's depends on transB.
-STORED_INT8_WEIGHTS = {"MatMul": (1, -1), "Gemm": (1, None), "Conv": (1, 0), "ConvTranspose": (1, 1)}
+# (one scale each; an embedding table's rows); Gemm's depends on transB.
+STORED_INT8_WEIGHTS = {"MatMul": (1, -1), "Gemm": (1, None), "Conv": (1, 0), "ConvTranspose": (1, 1), "Gather": (0, 0)}
 STORED_INT8_MIN_ELEMENTS = 256  # below this a tensor's scales and two nodes save next to nothing
 
 
@@ -466,6 +466,8 @@ def stored_int8_weights(model: onnx.ModelProto) -> dict[str, int]:
             continue
         if axis is None:  # Gemm: B is (K, N), or (N, K) when transposed
             axis = 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
+        if node.op_type == "Gather" and any(a.name == "axis" and a.i % len(tensor.dims) for a in node.attribute):
+            continue  # a lookup of columns, not of rows
         found[name] = axis % len(tensor.dims)
     return found
 

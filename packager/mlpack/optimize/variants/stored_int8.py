@@ -1,5 +1,7 @@
 """stored-int8: weights stored in int8 per output channel, widened to float when onnxruntime opens the model.
 
+Layer weights have one scale per output channel, embedding tables (a Gather's table) one per row.
+
 The file is about int8's size; the session runs float's graph at float's speed (onnxruntime
 folds the widening once, at load; ../passes.py `stored_int8`). Where int8 kernels are slower
 than float (small models, where a request's cost is overhead, and convolutions on CPUs without
@@ -49,7 +51,8 @@ class StoredInt8(Variant):
     def not_applicable(self, model: onnx.ModelProto) -> str | None:
         from ..passes import stored_int8_weights
 
-        return None if stored_int8_weights(model) else "no float32 MatMul, Gemm or Conv weights to store in int8"
+        return None if stored_int8_weights(model) else \
+            "no float32 MatMul, Gemm, Conv weights or embedding tables to store in int8"
 
     def make(self, run: VariantRun) -> Outcome:
         import onnx
