@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from mlpack.model.files import model_bytes
 from mlpack.model.info import inspect_model
+from mlpack.optimize.measure import graph_at_load
 from mlpack.optimize.passes import stored_int8, stored_int8_weights
 
 from .models import conv_chain
@@ -64,7 +65,7 @@ def test_the_weight_whose_rounding_breaks_the_output_stays_float_and_the_rest_is
     target = with_variants("x86-cpu", "stored-int8")
     result = optimize(inspect_model(model), target, tmp_path / "work", data_path=two_layer_data(tmp_path / "d.npz"))
     stored = next(c for c in result.candidates if c.name == "stored-int8")
-    assert stored.passed
+    assert stored.passed and stored.runs_as == "float"  # its session, once loaded, runs float's graph: checked
     assert "1 of 2 weight tensors stored in int8" in stored.recipe and "W2 (" in stored.recipe  # found by measurement
     initializers = {t.name: t.data_type for t in onnx.load(str(stored.path)).graph.initializer}
     assert initializers["W2"] == onnx.TensorProto.FLOAT and initializers["W1_int8"] == onnx.TensorProto.INT8
@@ -81,3 +82,24 @@ def test_an_embedding_table_is_stored_with_one_scale_per_row(tmp_path: Path) -> 
     assert scales == {"table_scale": [2048, 1], "W_scale": [1, 32]}
     assert model_bytes(stored) < 0.3 * model_bytes(model)
     assert [n.op_type for n in _as_opened(stored, tmp_path).graph.node] == ["Gather", "ReduceMean", "MatMul"]
+
+
+def test_the_load_check_tells_floats_graph_from_one_that_still_widens_on_every_request(tmp_path: Path) -> None:
+    model = two_layer_model(tmp_path / "m.onnx")
+    stored = stored_int8(model, tmp_path / "stored.onnx")
+    assert graph_at_load(stored, tmp_path) == graph_at_load(model, tmp_path)
+    # The same int8 weights behind DequantizeLinear, which onnxruntime keeps for its int8 kernels.
+    dq = onnx.load(str(stored))
+    for tensor in dq.graph.initializer:
+        if tensor.name.endswith("_scale"):
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).ravel(), tensor.name))
+    nodes = [n for n in dq.graph.node if n.op_type != "Cast"]
+    for node in nodes:
+        if node.op_type == "Mul" and node.input[0].endswith("_widened"):
+            weight = node.output[0]
+            node.CopyFrom(helper.make_node("DequantizeLinear", [f"{weight}_int8", f"{weight}_scale"], [weight], axis=1))
+    del dq.graph.node[:]
+    dq.graph.node.extend(nodes)
+    onnx.save(dq, str(tmp_path / "dq.onnx"))
+    assert graph_at_load(tmp_path / "dq.onnx", tmp_path) != graph_at_load(model, tmp_path)
+    assert not list(tmp_path.glob("*at-load*"))  # what the check saved is gone

@@ -144,3 +144,27 @@ def latencies(
         name: Latency(batch, float(np.percentile(t, 50)), float(np.percentile(t, 95)))
         for name, t in times.items()
     }
+
+
+def graph_at_load(path: Path, folder: Path) -> list[tuple[str, str, tuple[int, ...]]]:
+    """What an onnxruntime session of `path` runs once it has loaded it (its basic optimizations,
+    constant folding among them, done): each node's op type and domain, in order, and then each
+    initializer's data type and shape, sorted. Two models with the same are the same computation
+    on tensors of the same shapes. In this process's onnxruntime: call it only where that is the
+    release the target pins (`for_target(target).local`)."""
+    import onnx
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    saved = folder / f"{path.stem}.at-load.onnx"
+    options.optimized_model_filepath = str(saved)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                     f"{saved.name}.data")  # where the weights go when over 2 GB
+    onnxruntime.InferenceSession(str(path), options, providers=CPU)
+    model = onnx.load(str(saved), load_external_data=False)
+    graph = [(n.op_type, n.domain, ()) for n in model.graph.node]
+    graph += sorted((str(t.data_type), "", tuple(t.dims)) for t in model.graph.initializer)
+    for file in (saved, folder / f"{saved.name}.data"):
+        file.unlink(missing_ok=True)
+    return graph

@@ -28,6 +28,9 @@ class Candidate:
     latency: dict[int, Latency] = field(default_factory=dict)
     reference: bool = False  # measured for comparison only (e.g. a plain recipe), never picked
     held: str = ""  # why a variant that passed may not ship (its gate ran on synthetic inputs)
+    # The candidate whose own graph its session runs once loaded (stored-int8: float's, checked):
+    # the same computation, so the pick counts its latency as that one's, and timing noise not at all.
+    runs_as: str = ""
 
     def accuracy_text(self) -> str:
         m = self.metrics
@@ -178,6 +181,7 @@ class OptimizationResult:
                     "size_ratio": round(c.size_bytes / self.baseline.size_bytes, 4),
                     "passed": c.passed,
                     "held_back": c.held or None,
+                    "runs_as": c.runs_as or None,
                     "reference": c.reference,
                     "reason": c.reason,
                     "metrics": c.metrics,

@@ -18,7 +18,7 @@ from ..progress import Progress
 from ..targets import Target
 from .data import EvalData
 from .gate import GateSettings, Verdict, compare
-from .measure import fixed_batch, outputs, session, target_providers
+from .measure import fixed_batch, graph_at_load, outputs, session, target_providers
 from .report import Candidate
 from .variants import Outcome, Variant
 
@@ -126,6 +126,13 @@ class Run:
 
     def add(self, name: str, path: Path, recipe: str) -> Candidate:
         return self.keep(self.gated(name, path, recipe))
+
+    def runs_float_graph(self, path: Path) -> bool | None:
+        """Whether a session of `path` runs float's own graph once loaded (measure.graph_at_load):
+        checked in the onnxruntime the target pins when that is this process's; else None, unknown."""
+        if not for_target(self.target).local:
+            return None
+        return graph_at_load(path, self.work) == graph_at_load(self.float_path, self.work)
 
     def note(self, text: str) -> None:
         self.notes.append(text)

@@ -41,6 +41,16 @@ def ranked_weights(run: VariantRun, weights: list[str]) -> list[tuple[str, float
     return sorted(errors, key=lambda item: item[1], reverse=True)
 
 
+def _checked(run: VariantRun, candidate: Candidate) -> Candidate:
+    """The candidate, marked as running float's graph when its session, once loaded, does."""
+    same = run.runs_float_graph(candidate.path) if candidate.passed else None
+    if same:
+        candidate.runs_as = "float"
+    elif same is False:
+        candidate.recipe += "; onnxruntime did not fold its widening at load, so it computes more than float"
+    return candidate
+
+
 @register
 class StoredInt8(Variant):
     name = "stored-int8"
@@ -66,7 +76,7 @@ class StoredInt8(Variant):
         whole = run.gated(self.name, stored_int8(run.quant_base, run.work / f"{self.name}.onnx"),
                           f"{len(weights)} weight tensors {how}")
         if whole.passed or len(weights) == 1:
-            return Outcome(run.keep(whole))
+            return Outcome(run.keep(_checked(run, whole)))
         ranked = ranked_weights(run, weights)
         run.log(f"{self.name}: every weight in int8 fails the gate ({whole.reason}); keeping the worst float")
         _remove(whole.path)
@@ -90,4 +100,4 @@ class StoredInt8(Variant):
         recipe = (f"{len(weights) - passed} of {len(weights)} weight tensors {how}; the {passed} whose rounding "
                   f"alone moved the output most kept float (relative error): {kept}{', ...' if passed > 4 else ''}")
         tried[passed].recipe = recipe
-        return Outcome(run.keep(tried[passed]))
+        return Outcome(run.keep(_checked(run, tried[passed])))
