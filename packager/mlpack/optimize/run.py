@@ -128,11 +128,13 @@ class Run:
         return self.keep(self.gated(name, path, recipe))
 
     def runs_float_graph(self, path: Path) -> bool | None:
-        """Whether a session of `path` runs float's own graph once loaded (measure.graph_at_load):
-        checked in the onnxruntime the target pins when that is this process's; else None, unknown."""
+        """Whether a session of `path` runs the float graph the variants start from once loaded
+        (measure.graph_at_load): float's, after float passes that only take work away (the prune
+        pass: dead nodes, folded constants), so no slower than float. Checked in the onnxruntime the
+        target pins when that is this process's; else None, unknown."""
         if not for_target(self.target).local:
             return None
-        return graph_at_load(path, self.work) == graph_at_load(self.float_path, self.work)
+        return graph_at_load(path, self.work) == graph_at_load(self.quant_base, self.work)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
