@@ -155,3 +155,9 @@ def test_a_pinned_variant_is_made_with_only_the_variants_it_reads() -> None:
     assert pinned_and_read(listed, "mixed-int8") == [
         "dynamic-int8", "smooth-int8", "static-int8", "compact-int8", "mixed-int8"]
     assert pinned_and_read(listed, "float") == []
+
+
+def test_a_variant_barely_slower_than_float_says_by_how_much_not_1_00x() -> None:
+    cands = [cand("float", 200, {1: 0.1000}), cand("int8", 60, {1: 0.1004})]
+    chosen, why = pick(cands, "fastest", 0.1, latency_measured=True)
+    assert chosen.name == "float" and "int8 1.004x the float latency: passed, but slower than float" in why

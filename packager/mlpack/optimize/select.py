@@ -124,9 +124,14 @@ def _pick(candidates: list[Candidate], policy: str, tolerance: float, latency_me
         why += (f"; {chosen.name} runs {baseline.name}'s own graph once onnxruntime has loaded it (checked), so "
                 f"its latency counts as {baseline.name}'s (timed: {_speed(chosen, baseline):.2f}x, noise)")
     if slower:
-        ratios = ", ".join(f"{c.name} {speed[c.name]:.2f}x" for c in slower)
+        ratios = ", ".join(f"{c.name} {_ratio(speed[c.name])}x" for c in slower)
         why += f"; {ratios} the float latency: passed, but slower than float, which never ships as fastest"
     return chosen, why + (f"; {', '.join(failed)} failed the accuracy gate" if failed else "")
+
+
+def _ratio(value: float) -> str:
+    """A ratio to float in two decimals, or three where two would read 1.00 for one above it."""
+    return f"{value:.2f}" if f"{value:.2f}" != "1.00" else f"{value:.3f}"
 
 
 def _second_rule(chosen: Candidate, rivals: list[Candidate], fastest: bool, speed: dict[str, float]) -> str:
