@@ -477,9 +477,9 @@ def stored_int8(src: Path, dst: Path, *, keep: Sequence[str] = (), only: Sequenc
     Cast and a Mul on constants, which onnxruntime's constant folding (every optimization level
     but 'disabled') runs once when it opens the model: the file has int8's size, the session
     float's graph, arithmetic and speed. A DequantizeLinear would read the same, but onnxruntime
-    keeps those unfolded for its int8 kernels (1.32 runs a weight-only one as MatMulNBits, about
-    4x slower than float on a small MLP here), so plain Cast and Mul it is. Memory at run time is
-    float's: only the file shrinks.
+    keeps those unfolded for its int8 kernels (1.32 runs a weight-only one as MatMulNBits, which
+    computes per request; tests/test_optimize_stored.py reads back both loaded graphs), so plain
+    Cast and Mul it is. Memory at run time is float's: only the file shrinks.
 
     `keep`: weights left float (the ones whose rounding hurts most); `only`: store just these."""
     from onnx import helper, numpy_helper
