@@ -280,13 +280,11 @@ def verdict_best(result: OptimizationResult) -> list[str]:
     larger = [c.name for c in passing if pick.size_bytes > c.size_bytes * band]
     # Slower means outside the band and by a difference a request could notice: the policy's own
     # two tie rules (select.py), so the verdict reads latency as the pick itself was made.
-    slower = sorted({f"{c.name} at batch {b}" for c in passing for b in pick.latency
-                     if b in c.latency and pick.latency[b].p50_ms > c.latency[b].p50_ms * band
-                     and pick.latency[b].p50_ms - c.latency[b].p50_ms > NOTICEABLE_MS})
-    unnoticed = sorted({f"{c.name} at batch {b} ({pick.latency[b].p50_ms:.3g} against {c.latency[b].p50_ms:.3g} ms)"
-                        for c in passing for b in pick.latency if b in c.latency
-                        and pick.latency[b].p50_ms > c.latency[b].p50_ms * band
-                        and pick.latency[b].p50_ms - c.latency[b].p50_ms <= NOTICEABLE_MS})
+    outside = [(c.name, b, pick.latency[b].p50_ms, c.latency[b].p50_ms) for c in passing for b in pick.latency
+               if b in c.latency and pick.latency[b].p50_ms > c.latency[b].p50_ms * band]
+    slower = sorted({f"{name} at batch {b}" for name, b, mine, theirs in outside if mine - theirs > NOTICEABLE_MS})
+    unnoticed = sorted({f"{name} at batch {b} ({mine:.3g} against {theirs:.3g} ms)"
+                        for name, b, mine, theirs in outside if mine - theirs <= NOTICEABLE_MS})
     misses = ([f"less accurate than {', '.join(less_accurate)}"] if less_accurate else []) + \
              ([f"larger than {', '.join(larger)}"] if larger else []) + ([f"slower than {', '.join(slower)}"] if slower else [])
     who = f"mlpack's pick `{pick.name}`"

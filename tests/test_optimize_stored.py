@@ -107,3 +107,13 @@ def test_the_load_check_tells_floats_graph_from_one_that_still_widens_on_every_r
     assert {op for op, _, _ in at_load} & {"DequantizeLinear", "MatMulNBits"}
     assert any(dtype == str(onnx.TensorProto.INT8) for dtype, _, _ in at_load)
     assert not list(tmp_path.glob("*at-load*"))  # what the check saved is gone
+
+
+def test_a_target_that_disables_graph_optimizations_gets_no_float_speed_claim(tmp_path: Path) -> None:
+    target = with_variants("x86-cpu", "stored-int8")
+    target = target.model_copy(update={"runtime": target.runtime.model_copy(update={"graph_optimization_level": "disable"})})
+    model = two_layer_model(tmp_path / "m.onnx")
+    result = optimize(inspect_model(model), target, tmp_path / "work", data_path=two_layer_data(tmp_path / "d.npz"))
+    stored = next(c for c in result.candidates if c.name == "stored-int8")
+    assert stored.passed and stored.runs_as == ""  # its sessions widen the weights at every request
+    assert "onnxruntime did not fold its widening at load" in stored.recipe

@@ -472,7 +472,8 @@ def stored_int8_weights(model: onnx.ModelProto) -> dict[str, int]:
     return found
 
 
-def stored_int8(src: Path, dst: Path, *, keep: Sequence[str] = (), only: Sequence[str] | None = None) -> Path:
+def stored_int8(src: Path, dst: Path, *, keep: Sequence[str] = (), only: Sequence[str] | None = None,
+                loaded: onnx.ModelProto | None = None) -> Path:
     """Weights stored in int8 with one scale per output channel, widened back to float32 by a
     Cast and a Mul on constants, which onnxruntime's constant folding (every optimization level
     but 'disabled') runs once when it opens the model: the file has int8's size, the session
@@ -481,10 +482,13 @@ def stored_int8(src: Path, dst: Path, *, keep: Sequence[str] = (), only: Sequenc
     computes per request; tests/test_optimize_stored.py reads back both loaded graphs), so plain
     Cast and Mul it is. Memory at run time is float's: only the file shrinks.
 
-    `keep`: weights left float (the ones whose rounding hurts most); `only`: store just these."""
+    `keep`: weights left float (the ones whose rounding hurts most); `only`: store just these;
+    `loaded`: `src` as already read (left untouched), for callers that make many from one source."""
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(src))
+    model = onnx.load(str(src)) if loaded is None else onnx.ModelProto()
+    if loaded is not None:
+        model.CopyFrom(loaded)  # a copy in memory: over 2 GB, a model cannot be serialized to copy it
     weights = {name: axis for name, axis in stored_int8_weights(model).items()
                if name not in keep and (only is None or name in only)}
     kept = [t for t in model.graph.initializer if t.name not in weights]

@@ -131,7 +131,10 @@ class Run:
         """Whether a session of `path` runs the float graph the variants start from once loaded
         (measure.graph_at_load): float's, after float passes that only take work away (the prune
         pass: dead nodes, folded constants), so no slower than float. Checked in the onnxruntime the
-        target pins when that is this process's; else None, unknown."""
+        target pins when that is this process's, at the basic level, which every level the target
+        may set includes but 'disable' (then nothing is folded: False); else None, unknown."""
+        if self.target.runtime.graph_optimization_level == "disable":
+            return False
         if not for_target(self.target).local:
             return None
         return graph_at_load(path, self.work) == graph_at_load(self.quant_base, self.work)

@@ -9,8 +9,9 @@ one; where that second measure is within the tolerance too, to the first listed,
 float before its variants: a variant neither faster, smaller nor more accurate by more than
 noise is not worth what it changes (PP-OCRv4's recognizer: a mixed-int8 with 96 of its 103
 layers float, 29 bytes smaller). A candidate whose session runs float's own graph once loaded
-(stored-int8, checked when made: `Candidate.runs_as`) has float's speed by construction. Latencies within 0.05 ms of the fastest also tie: for tiny
-models that is overhead, not speed. The reason returned names the rule that decided.
+(stored-int8, checked when made: `Candidate.runs_as`) has float's speed by construction.
+Latencies within 0.05 ms of the fastest also tie: for tiny models that is overhead, not speed.
+The reason returned names the rule that decided.
 """
 
 from __future__ import annotations

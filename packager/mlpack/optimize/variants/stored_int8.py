@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from ..report import Candidate
 
 
-def ranked_weights(run: VariantRun, weights: list[str]) -> list[tuple[str, float]]:
-    """`weights` with the relative output error of each stored in int8 alone, worst first."""
+def ranked_weights(run: VariantRun, weights: list[str], base: onnx.ModelProto) -> list[tuple[str, float]]:
+    """`weights` with the relative output error of each stored in int8 alone, worst first
+    (`base`: the float graph as read, so that each probe does not read it again)."""
     from ..passes import stored_int8
     from ..sensitivity import effect_rows, output_error
     from .mixed_int8 import _remove
@@ -36,7 +37,8 @@ def ranked_weights(run: VariantRun, weights: list[str]) -> list[tuple[str, float
     probe = run.work / "stored-int8-probe.onnx"
     errors = []
     for name in weights:
-        errors.append((name, output_error(reference, run.outputs(stored_int8(run.quant_base, probe, only=[name]), rows))))
+        made = stored_int8(run.quant_base, probe, only=[name], loaded=base)
+        errors.append((name, output_error(reference, run.outputs(made, rows))))
     _remove(probe)
     return sorted(errors, key=lambda item: item[1], reverse=True)
 
@@ -77,14 +79,15 @@ class StoredInt8(Variant):
                           f"{len(weights)} weight tensors {how}")
         if whole.passed or len(weights) == 1:
             return Outcome(run.keep(_checked(run, whole)))
-        ranked = ranked_weights(run, weights)
+        base = onnx.load(str(run.quant_base))  # read once for every model the search makes
+        ranked = ranked_weights(run, weights, base)
         run.log(f"{self.name}: every weight in int8 fails the gate ({whole.reason}); keeping the worst float")
         _remove(whole.path)
         tried: dict[int, Candidate] = {}
 
         def passes(keep: int) -> bool:
             path = stored_int8(run.quant_base, run.work / f"{self.name}-{keep}.onnx",
-                               keep=[name for name, _ in ranked[:keep]])
+                               keep=[name for name, _ in ranked[:keep]], loaded=base)
             tried[keep] = candidate = run.gated(self.name, path)
             run.log(f"{self.name} with {keep} of {len(ranked)} weights float: gate "
                     f"{'pass' if candidate.passed else 'FAIL'}")
