@@ -476,7 +476,7 @@ def stored_int8(src: Path, dst: Path, *, keep: Sequence[str] = (), only: Sequenc
                 loaded: onnx.ModelProto | None = None) -> Path:
     """Weights stored in int8 with one scale per output channel, widened back to float32 by a
     Cast and a Mul on constants, which onnxruntime's constant folding (every optimization level
-    but 'disabled') runs once when it opens the model: the file has int8's size, the session
+    but 'disable') runs once when it opens the model: the file has int8's size, the session
     float's graph, arithmetic and speed. A DequantizeLinear would read the same, but onnxruntime
     keeps those unfolded for its int8 kernels (1.32 runs a weight-only one as MatMulNBits, which
     computes per request; tests/test_optimize_stored.py reads back both loaded graphs), so plain
