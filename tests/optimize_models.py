@@ -103,11 +103,11 @@ def two_conv_model(path: Path) -> Path:
                  [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 16])], inits, path)
 
 
-def embedding_model(path: Path) -> Path:
-    """ids [batch, seq] -> Gather(table 2048 x 64) -> ReduceMean over seq -> MatMul -> y [batch, 32]."""
+def embedding_model(path: Path, rows: int = 2048) -> Path:
+    """ids [batch, seq] -> Gather(table `rows` x 64) -> ReduceMean over seq -> MatMul -> y [batch, 32]."""
     rng = np.random.default_rng(3)
     inits = {
-        "table": rng.standard_normal((2048, 64)).astype(np.float32),
+        "table": rng.standard_normal((rows, 64)).astype(np.float32),
         "axes": np.array([1], np.int64),
         "W": rng.standard_normal((64, 32)).astype(np.float32) * 0.2,
     }

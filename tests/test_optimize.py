@@ -48,10 +48,11 @@ def test_demo_classifier_keeps_accuracy_within_half_a_point_and_the_report_says_
 
     model, data = demo_model()
     result = optimize(inspect_model(model), load_target("aws-lambda"), tmp_path, data_path=data)
-    # Lambda: the smallest that passes; int8 variants within 10% of each other tie, and the
-    # tie goes to the more accurate one. The MLP's hidden layers pruned by half, then int8,
-    # are smaller still (tests/test_pruning.py).
-    assert result.chosen.name in ("dynamic-int8", "smooth-int8", "pruned-int8")
+    # Lambda: the smallest that passes. Sizes within 10% of each other, or within 256 KiB (the
+    # whole model is 200 KB), tie, and the tie goes to the more accurate: an int8 that agrees
+    # with float on every gate row, not the smaller pruned-int8 (tests/test_pruning.py) that
+    # changes a few.
+    assert result.chosen.name in ("stored-int8", "dynamic-int8", "dynamic-int8-per-tensor", "smooth-int8")
     assert result.chosen.size_bytes < 0.35 * result.candidates[0].size_bytes
     # Recomputed with plain onnxruntime on the held-out rows, not read from the gate: the
     # shipped model loses at most half a point against float, and the gate said so.
@@ -214,8 +215,9 @@ def test_dynamic_int8_leaves_convolutions_float_and_skips_a_model_of_convolution
 
 
 def test_compact_stores_embedding_tables_in_four_bits(tmp_path: Path) -> None:
-    model = embedding_model(tmp_path / "emb.onnx")
-    ids = np.random.default_rng(0).integers(0, 2048, size=(64, 12)).astype(np.int64)
+    # 16384 rows: 4-bit saves more than the 256 KiB under which "smallest" calls sizes a tie
+    model = embedding_model(tmp_path / "emb.onnx", rows=16384)
+    ids = np.random.default_rng(0).integers(0, 16384, size=(64, 12)).astype(np.int64)
     np.savez(tmp_path / "d.npz", ids=ids)
     result = optimize(inspect_model(model), load_target("aws-lambda"), tmp_path / "work",
                             data_path=tmp_path / "d.npz")

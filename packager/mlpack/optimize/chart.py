@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..sizes import format_size
 from .report import Candidate, OptimizationResult
-from .select import NOTICEABLE_MS, relative_latency
+from .select import NOTICEABLE_BYTES, NOTICEABLE_MS, relative_latency
 
 WIDTH, HEIGHT = 960, 420
 LEFT, RIGHT, TOP, BOTTOM = 78, 180, 34, 56  # margins around the plot area; labels may use the right one
@@ -177,7 +177,8 @@ def build_chart(result: OptimizationResult) -> Chart:
         best = min(c.size_bytes for c in pickable)
         top = min(best * (1 + tolerance), y_hi)
         band = Band(LEFT, py(top), plot_w, round(py(best) - py(top), 1),
-                    f"within {tolerance:.0%} of the smallest: a tie")
+                    f"within {tolerance:.0%} of the smallest: a tie (as is being within "
+                    f"{format_size(NOTICEABLE_BYTES)} of it)")
 
     return Chart(
         title="Size against latency" if timed else "Size against accuracy",
