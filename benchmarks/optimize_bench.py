@@ -131,8 +131,11 @@ def _time_more(result: OptimizationResult, run, batches: tuple[int, ...], budget
     """Time every timed candidate at `batches` too, round-robin as the optimizer times, when the
     optimizer timed more than one batch size (the model's batch axis is free)."""
     from mlpack.optimize.measure import latencies, session
+    from mlpack.optimize.pipeline import copy_latency
+    from mlpack.optimize.report import timed_as
 
-    timed = [c for c in result.candidates if c.latency]
+    same = timed_as(result.candidates)
+    timed = [c for c in result.candidates if c.latency and c.name not in same]
     if not timed or len(timed[0].latency) < 2:
         return
     sessions = {c.name: session(c.path, run.target, run.providers, as_recipe=c.reference) for c in timed}
@@ -141,6 +144,7 @@ def _time_more(result: OptimizationResult, run, batches: tuple[int, ...], budget
             next(c for c in timed if c.name == name).latency[batch] = latency
     for c in timed:  # the table lists batch sizes in order
         c.latency = dict(sorted(c.latency.items()))
+    copy_latency(result.candidates, same)
 
 
 def run_minilm(folder: Path, budget: float) -> tuple[OptimizationResult, list[str]]:

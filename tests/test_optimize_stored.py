@@ -117,3 +117,25 @@ def test_a_target_that_disables_graph_optimizations_gets_no_float_speed_claim(tm
     stored = next(c for c in result.candidates if c.name == "stored-int8")
     assert stored.passed and stored.runs_as == ""  # its sessions widen the weights at every request
     assert "onnxruntime did not fold its widening at load" in stored.recipe
+    assert stored.latency and "= float" not in result.table()  # timed as itself
+
+
+def test_a_stored_int8_that_runs_floats_graph_is_not_timed_again_and_the_report_says_whose_latency_it_has(
+        tmp_path: Path, monkeypatch) -> None:
+    import mlpack.optimize.pipeline as pipeline
+
+    opened: list[str] = []
+    real = pipeline.session
+    monkeypatch.setattr(pipeline, "session", lambda path, *a, **k: opened.append(Path(path).name) or real(path, *a, **k))
+    model = two_layer_model(tmp_path / "m.onnx")
+    result = optimize(inspect_model(model), with_variants("x86-cpu", "stored-int8"), tmp_path / "work",
+                      data_path=two_layer_data(tmp_path / "d.npz"))
+    stored, float_ = (next(c for c in result.candidates if c.name == name) for name in ("stored-int8", "float"))
+    assert stored.runs_as == "float"
+    # Only the others got a timing session; one of its own would hold float's weights once more.
+    assert stored.path.name not in opened and "float.onnx" in " ".join(opened)
+    assert stored.latency == float_.latency and set(stored.latency) == set(float_.latency)
+    row = next(line for line in result.table().splitlines() if line.startswith("stored-int8"))
+    assert "= float" in row
+    assert ("stored-int8 was not timed: once onnxruntime has loaded it, its session runs float's own graph (checked "
+            "when it was made), so its latency is float's, measured in the same run.") in result.notes

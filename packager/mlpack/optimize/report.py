@@ -29,7 +29,7 @@ class Candidate:
     reference: bool = False  # measured for comparison only (e.g. a plain recipe), never picked
     held: str = ""  # why a variant that passed may not ship (its gate ran on synthetic inputs)
     # The candidate whose own graph its session runs once loaded (stored-int8: float's, checked):
-    # the same computation, so the pick counts its latency as that one's, and timing noise not at all.
+    # the same computation, so it is not timed: its latency is that one's (timed_as).
     runs_as: str = ""
 
     def accuracy_text(self) -> str:
@@ -52,6 +52,16 @@ class Candidate:
             parts.append(f"acc {m['accuracy']:.2%} ({0.0 - m['accuracy_drop'] * 100:+.2f} pt)")
         # One agreement figure is enough when several outputs say the same thing.
         return ", ".join(dict.fromkeys(parts)) or "-"
+
+
+
+def timed_as(candidates: list[Candidate]) -> dict[str, Candidate]:
+    """Candidates whose session runs another candidate's graph once loaded, by name, each with
+    that one: a timing of their own would measure the machine, not the model, and hold one
+    more session's weights while every session is open (round-robin)."""
+    by_name = {c.name: c for c in candidates}
+    return {c.name: by_name[c.runs_as] for c in candidates
+            if c.runs_as in by_name and c.runs_as != c.name and not by_name[c.runs_as].runs_as}
 
 
 @dataclass
@@ -86,6 +96,8 @@ class OptimizationResult:
         base, mine = self.baseline.latency.get(batch), c.latency.get(batch)
         if not base or not mine:
             return "-"
+        if c.name in timed_as(self.candidates):  # not timed: the latency is the other's (a note says why)
+            return f"= {c.runs_as}"
         return f"{mine.p50_ms / base.p50_ms:.2f}x"
 
     def _rows(self) -> list[list[str]]:
