@@ -326,6 +326,7 @@ def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
     sessions = {}
     for c in run.candidates:
         if c.name in same:
+            run.log(f"{c.name}: not timed, it runs {same[c.name].name}'s graph once loaded (its latency is that one's)")
             continue
         try:
             sessions[c.name] = session(c.path, run.target, providers, as_recipe=c.reference)
