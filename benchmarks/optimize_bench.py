@@ -131,8 +131,7 @@ def _time_more(result: OptimizationResult, run, batches: tuple[int, ...], budget
     """Time every timed candidate at `batches` too, round-robin as the optimizer times, when the
     optimizer timed more than one batch size (the model's batch axis is free)."""
     from mlpack.optimize.measure import latencies, session
-    from mlpack.optimize.pipeline import copy_latency
-    from mlpack.optimize.report import timed_as
+    from mlpack.optimize.report import copy_latency, timed_as
 
     same = timed_as(result.candidates)
     timed = [c for c in result.candidates if c.latency and c.name not in same]

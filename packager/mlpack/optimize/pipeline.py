@@ -27,7 +27,7 @@ from . import passes
 from .data import SampleShapes, check_sample_shapes, load_data, synthetic_data
 from .gate import GateSettings, near_ties
 from .measure import fixed_batch, latencies, session, timing_batches
-from .report import Candidate, OptimizationResult, timed_as
+from .report import Candidate, OptimizationResult, copy_latency, timed_as
 from .run import Log, Run, first_line
 from .select import pick, pinned
 from .variants import REGISTRY, pinned_and_read
@@ -355,13 +355,6 @@ def _time_all(run: Run, providers: list[str], budget_s: float) -> None:
     for name, other in same.items():
         run.note(f"{name} was not timed: once onnxruntime has loaded it, its session runs {other.name}'s own "
                  f"graph (checked when it was made), so its latency is {other.name}'s, measured in the same run.")
-
-
-def copy_latency(candidates: list[Candidate], same: dict[str, Candidate]) -> None:
-    """Give each candidate of `same` the latency of the one whose graph it runs."""
-    for c in candidates:
-        if c.name in same:
-            c.latency = dict(same[c.name].latency)
 
 
 def _explain(run: Run, chosen: Candidate) -> None:

@@ -54,7 +54,6 @@ class Candidate:
         return ", ".join(dict.fromkeys(parts)) or "-"
 
 
-
 def timed_as(candidates: list[Candidate]) -> dict[str, Candidate]:
     """Candidates whose session runs another candidate's graph once loaded, by name, each with
     that one: a timing of their own would measure the machine, not the model, and hold one
@@ -62,6 +61,13 @@ def timed_as(candidates: list[Candidate]) -> dict[str, Candidate]:
     by_name = {c.name: c for c in candidates}
     return {c.name: by_name[c.runs_as] for c in candidates
             if c.runs_as in by_name and c.runs_as != c.name and not by_name[c.runs_as].runs_as}
+
+
+def copy_latency(candidates: list[Candidate], same: dict[str, Candidate]) -> None:
+    """Give each candidate of `same` (from timed_as) the latency of the one whose graph it runs."""
+    for c in candidates:
+        if c.name in same:
+            c.latency = dict(same[c.name].latency)
 
 
 @dataclass
@@ -92,11 +98,11 @@ class OptimizationResult:
     def baseline(self) -> Candidate:
         return self.candidates[0]
 
-    def _ratio(self, c: Candidate, batch: int) -> str:
+    def _ratio(self, c: Candidate, batch: int, untimed: dict[str, Candidate]) -> str:
         base, mine = self.baseline.latency.get(batch), c.latency.get(batch)
         if not base or not mine:
             return "-"
-        if c.name in timed_as(self.candidates):  # not timed: the latency is the other's (a note says why)
+        if c.name in untimed:  # not timed: the latency is the other's (a note says why)
             return f"= {c.runs_as}"
         return f"{mine.p50_ms / base.p50_ms:.2f}x"
 
@@ -107,13 +113,14 @@ class OptimizationResult:
             header += [f"p50 b{b}", f"p95 b{b}", "vs float"]
         header += ["accuracy vs float", "gate"]
         rows = [header]
+        untimed = timed_as(self.candidates)
         for c in self.candidates:
             row = [c.name + (" *" if c is self.chosen else " (reference)" if c.reference else ""), format_size(c.size_bytes),
                    f"{c.size_bytes / self.baseline.size_bytes:.2f}x"]
             for b in batches:
                 lat = c.latency.get(b)
                 row += [_ms(lat.p50_ms) if lat else "-", _ms(lat.p95_ms) if lat else "-",
-                        self._ratio(c, b)]
+                        self._ratio(c, b, untimed)]
             row += [c.accuracy_text(), _verdict(c)]
             rows.append(row)
         return rows
